@@ -1,0 +1,38 @@
+"""Latest (SCD1): one row per live key, written by MERGE with a sequence guard.
+
+The guard (`s._sequence > t._sequence`) is what makes the MERGE idempotent and late-safe: a change
+older than the row already there never overwrites it, and a replayed batch changes nothing.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+LATEST_META = ["_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
+
+
+def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> DataFrame:
+    """The current version of every key this batch touched, as a source for the latest MERGE.
+
+    Existing versions written by this same batch id are included: after a crash between the history
+    and latest commits, the replay finds them in history and still brings latest up to date.
+    """
+    wanted = F.col("_is_current") & (
+        (F.col("_action") == "insert") | (F.col("_existing") & (F.col("_batch_id") == batch_id))
+    )
+    return plan.where(wanted).select(*[F.col(f"`{c}`") for c in columns])
+
+
+def merge_latest(delta_table: object, source: DataFrame, *, key: list[str], columns: list[str]) -> None:
+    """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older."""
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in key)
+    values = {f"`{c}`": f"s.`{c}`" for c in columns}
+    (
+        delta_table.alias("t")  # type: ignore[attr-defined]
+        .merge(source.alias("s"), on)
+        .whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'")
+        .whenMatchedUpdate(condition="s._sequence > t._sequence", set=values)
+        .whenNotMatchedInsert(condition="s._op <> 'D'", values=values)
+        .execute()
+    )

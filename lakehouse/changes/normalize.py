@@ -1,0 +1,138 @@
+"""Parsed DMS rows → the change stream: typed columns, op, sequence, lineage, and a quarantine reason.
+
+The sequence totally orders the changes of one key (DESIGN rule 1). It is one fixed-width string,
+so it compares the same in Spark, Athena and PostgreSQL:
+
+    class - commit time - change-seq - file - row
+
+* class 0 for full-load rows, 1 for CDC rows: a LOAD row sorts before every CDC row of its key,
+  whatever the file names or arrival order;
+* commit time leads the change-seq because DMS restarts the $AR_H_CHANGE_SEQ counter when a task
+  restarts; within one commit time the 35-digit change-seq decides (compared as a zero-padded string,
+  never as a number that could lose digits);
+* file name and row position decide only where there is no change-seq (full load, or no such
+  column): with a change-seq they are blank, so the same change delivered twice has the same sequence.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from lakehouse.config import TableConfig
+
+FILE_WIDTH = 48
+CHANGE_SEQ_WIDTH = 35
+
+# Columns every change carries besides the business columns.
+CHANGE_COLUMNS = ["_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _try_cast(name: str, type_: str) -> Column:
+    if type_ == "string":
+        return F.col(_q(name))
+    return F.expr(f"try_cast({_q(name)} AS {type_})")
+
+
+def _first_cast_failure(columns: dict[str, str]) -> Column:
+    checks = [
+        F.when(F.col(_q(c)).isNotNull() & _try_cast(c, t).isNull(),
+               F.concat(F.lit(f"column {c}: '"), F.col(_q(c)), F.lit(f"' is not a valid {t}")))
+        for c, t in columns.items() if t != "string"
+    ]
+    return F.coalesce(*checks) if checks else F.lit(None).cast("string")
+
+
+def sequence_column(is_load: Column, commit_ts: Column, change_seq: Column, file: Column, row: Column) -> Column:
+    """The fixed-width ordering string described in the module docstring."""
+    has_seq = change_seq.isNotNull()
+    return F.concat_ws(
+        "-",
+        F.when(is_load, F.lit("0")).otherwise(F.lit("1")),
+        F.coalesce(F.date_format(commit_ts, "yyyyMMddHHmmssSSSSSS"), F.lit("0" * 20)),
+        F.coalesce(F.lpad(change_seq, CHANGE_SEQ_WIDTH, "0"), F.lit("0" * CHANGE_SEQ_WIDTH)),
+        F.when(has_seq, F.lit(" " * FILE_WIDTH)).otherwise(F.rpad(file, FILE_WIDTH, " ")),
+        F.when(has_seq, F.lit("0" * 12)).otherwise(F.lpad(row.cast("string"), 12, "0")),
+    )
+
+
+def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFrame:
+    """Type, validate and sequence parsed rows. Rows with a non-null `_reason` go to quarantine."""
+    source = table.source
+    typed = {c: t for c, t in source.columns.items() if c not in (source.timestamp_column, source.change_seq_column)}
+    ts = F.col(_q(source.timestamp_column)) if source.timestamp_column else F.lit(None).cast("string")
+    seq = F.col(_q(source.change_seq_column)) if source.change_seq_column else F.lit(None).cast("string")
+    key_null = F.lit(False)
+    for k in table.primary_key:
+        key_null = key_null | F.col(_q(k)).isNull()
+
+    commit_ts = F.expr(f"try_cast({_q(source.timestamp_column)} AS timestamp)") if source.timestamp_column \
+        else F.lit(None).cast("timestamp")
+    reason = (
+        F.when(F.col("_reason").isNotNull(), F.col("_reason"))
+        .when(~F.coalesce(F.col("_op").isin("I", "U", "D"), F.lit(False)), F.lit("unknown_op"))
+        .when(key_null, F.lit("null_key"))
+        .when(seq.isNotNull() & ~seq.rlike(r"^[0-9]{1,35}$"), F.lit("bad_change_seq"))
+        .when(ts.isNotNull() & commit_ts.isNull(), F.lit("type_mismatch"))
+        .when(_first_cast_failure(typed).isNotNull(), F.lit("type_mismatch"))
+    )
+    detail = (
+        F.when(F.col("_reason").isNotNull(), F.col("_detail"))
+        .when(reason == "unknown_op", F.concat(F.lit("Op is '"), F.coalesce(F.col("_op"), F.lit("NULL")),
+                                               F.lit("'; expected I, U or D")))
+        .when(reason == "null_key", F.lit(f"primary key {table.primary_key} has an empty value"))
+        .when(reason == "bad_change_seq", F.concat(F.lit("change-seq '"), seq, F.lit("' is not up to 35 digits")))
+        .when((reason == "type_mismatch") & ts.isNotNull() & commit_ts.isNull(),
+              F.concat(F.lit(f"{source.timestamp_column}: '"), ts, F.lit("' is not a timestamp")))
+        .when(reason == "type_mismatch", _first_cast_failure(typed))
+    )
+    raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])
+    valid_from = F.coalesce(commit_ts, F.col("_file_mtime"))
+    file = F.regexp_extract(F.col("_file"), r"([^/]*)$", 1)
+    return parsed.select(
+        *[_try_cast(c, t).alias(c) for c, t in typed.items()],
+        F.col("_op"),
+        sequence_column(F.col("_is_load"), valid_from, seq, file, F.col("_row")).alias("_sequence"),
+        seq.alias("_change_seq"),
+        valid_from.alias("_valid_from"),
+        F.col("_file").alias("_source_file"),
+        F.col("_row").alias("_source_row"),
+        F.lit(batch_id).cast("long").alias("_batch_id"),
+        reason.alias("_reason"),
+        detail.alias("_detail"),
+        F.coalesce(F.col("_raw"), F.to_json(raw_struct)).alias("_raw"),
+        F.lit(False).alias("_synthetic"),
+    )
+
+
+def split_key_changes(changes: DataFrame, table: TableConfig) -> DataFrame:
+    """A U whose before-image key differs from its key also deletes the old key (same sequence).
+
+    Needs before-image columns for every primary-key column (DMS add-before-image-columns).
+    """
+    prefix = table.source.before_image_prefix
+    bi = {k: f"{prefix}{k}" for k in table.primary_key} if prefix else {}
+    if not bi or any(c not in changes.columns for c in bi.values()):
+        return changes
+    moved = (F.col("_op") == "U") & F.col("_reason").isNull() & F.col(_q(bi[table.primary_key[0]])).isNotNull()
+    differs = F.lit(False)
+    for k, b in bi.items():
+        differs = differs | ~F.col(_q(k)).eqNullSafe(F.col(_q(b)))
+    business = table.source.business_columns
+    old_key = []
+    for c in changes.columns:
+        if c in bi:
+            old_key.append(F.col(_q(bi[c])).alias(c))
+        elif c == "_op":
+            old_key.append(F.lit("D").alias(c))
+        elif c == "_synthetic":
+            old_key.append(F.lit(True).alias(c))
+        elif c in business:
+            old_key.append(F.lit(None).cast(changes.schema[c].dataType).alias(c))
+        else:
+            old_key.append(F.col(_q(c)))
+    return changes.unionByName(changes.where(moved & differs).select(*old_key))

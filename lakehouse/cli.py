@@ -1,0 +1,146 @@
+"""The `lakehouse` command: run, stream, as-of, latest, demo.
+
+User errors (configuration, input, a missing table) print one clear message and exit 2; a failed
+table in `run` exits 1 after the others have completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from lakehouse.config import Config, load_config
+from lakehouse.errors import LakehouseError
+
+DEFAULT_CONFIG = "config/local.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.environ.get("LAKEHOUSE_CONFIG", DEFAULT_CONFIG),
+                        help=f"YAML configuration (default: $LAKEHOUSE_CONFIG or {DEFAULT_CONFIG})")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="apply everything that has landed, then stop (trigger availableNow)")
+    run.add_argument("--table", action="append", help="only this table (repeatable)")
+    run.add_argument("--no-demo", action="store_true", help="never write demo input into an empty landing area")
+
+    stream = sub.add_parser("stream", help="run continuously until SIGTERM / Ctrl-C")
+    stream.add_argument("--table", action="append", help="only this table (repeatable)")
+
+    as_of = sub.add_parser("as-of", help="rows live at a time, from the history table's validity columns")
+    as_of.add_argument("table")
+    as_of.add_argument("--at", required=True, help="UTC time, ISO 8601: 2026-03-02 or '2026-03-02 10:00:00'")
+    as_of.add_argument("--limit", type=int, default=20)
+
+    latest = sub.add_parser("latest", help="the latest table, optionally at a Delta version or timestamp")
+    latest.add_argument("table")
+    group = latest.add_mutually_exclusive_group()
+    group.add_argument("--version", type=int)
+    group.add_argument("--timestamp")
+    latest.add_argument("--limit", type=int, default=20)
+
+    demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
+    demo.add_argument("--patients", type=int, default=200)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("lakehouse")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _landing_is_empty(config: Config) -> bool:
+    root = Path(config.paths.landing)
+    return not root.exists() or not any(p.is_file() for p in root.rglob("*"))
+
+
+def _write_demo(config: Config, patients: int) -> None:
+    from lakehouse.demo import generate
+
+    counts = generate(Path(config.paths.landing), patients=patients)
+    print(f"demo input written to {config.paths.landing}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()))
+
+
+def _cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.runner import run_once
+    from lakehouse.session import build_spark
+    from lakehouse.summary import print_summary
+
+    if config.environment == "local" and not args.no_demo and _landing_is_empty(config):
+        print(f"landing area {config.paths.landing} is empty: writing demo input")
+        _write_demo(config, patients=200)
+    spark = build_spark(config, app_name="lakehouse-run")
+    runs = run_once(spark, config, args.table)
+    print_summary(spark, config, runs)
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.runner import run_stream
+    from lakehouse.session import build_spark
+
+    spark = build_spark(config, app_name="lakehouse-stream")
+    print(f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
+          "stop with Ctrl-C or SIGTERM")
+    runs = run_stream(spark, config, args.table)
+    for run in runs:
+        print(f"{run.table}: {len(run.batches)} batches" + (f", FAILED: {run.error}" if run.error else ""))
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def _cmd_as_of(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.session import build_spark
+    from lakehouse.tables import table_paths
+    from lakehouse.timetravel import as_of, parse_time
+
+    at = parse_time(args.at)
+    table = config.table(args.table)
+    spark = build_spark(config, app_name="lakehouse-as-of")
+    rows = as_of(spark, table_paths(config, table).history, at)
+    print(f"{table.name} as of {at} (UTC): {rows.count()} rows")
+    rows.orderBy(*table.primary_key).show(args.limit, truncate=False)
+    return 0
+
+
+def _cmd_latest(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.session import build_spark
+    from lakehouse.tables import table_paths
+    from lakehouse.timetravel import latest_at
+
+    table = config.table(args.table)
+    spark = build_spark(config, app_name="lakehouse-latest")
+    rows = latest_at(spark, table_paths(config, table).latest, version=args.version, timestamp=args.timestamp)
+    print(f"{table.name} latest: {rows.count()} rows")
+    rows.orderBy(*table.primary_key).show(args.limit, truncate=False)
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "stream": _cmd_stream, "as-of": _cmd_as_of, "latest": _cmd_latest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lakehouse` console script."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+        if args.command == "demo":
+            _write_demo(config, args.patients)
+            return 0
+        return COMMANDS[args.command](args, config)
+    except LakehouseError as exc:
+        print(f"lakehouse: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

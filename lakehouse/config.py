@@ -1,0 +1,181 @@
+"""YAML configuration parsed once into typed models.
+
+Unknown keys are errors (a misspelt key must not be silently ignored), `${VAR}` and
+`${VAR:-default}` are taken from the environment, and every error names the file and the key path.
+Adding a table is adding an entry under `tables:`; no code changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lakehouse.errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SPARK_TYPES = re.compile(
+    r"^(string|boolean|tinyint|smallint|int|integer|bigint|long|float|double|date|timestamp|timestamp_ntz|binary"
+    r"|decimal\(\s*\d+\s*,\s*\d+\s*\))$"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DmsSource(_Model):
+    """Where a table's DMS files land and how the DMS task wrote them."""
+
+    kind: Literal["dms"] = "dms"
+    path: str
+    format: Literal["csv", "parquet"] = "csv"
+    header: bool = False  # DMS AddColumnName=true writes a header row in every CSV file
+    op_in_full_load: bool = False  # DMS IncludeOpForFullLoad
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    timestamp_column: str | None = None  # DMS TimestampColumnName (commit time on CDC rows)
+    change_seq_column: str | None = None  # an add-column rule with expression $AR_H_CHANGE_SEQ
+    before_image_prefix: str | None = None  # add-before-image-columns rule, e.g. "BI_"
+    columns: dict[str, str]  # file layout after the Op column, in file order: name -> Spark SQL type
+    previous_layouts: list[list[str]] = []  # older layouts (column count changed mid-stream)
+    max_files_per_trigger: int = Field(default=200, ge=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
+        if not columns:
+            raise ValueError("must list at least one column")
+        for name, type_ in columns.items():
+            if not _SPARK_TYPES.match(str(type_).strip().lower()):
+                raise ValueError(
+                    f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, "
+                    "bigint, double, decimal(18,2), date, timestamp, boolean"
+                )
+        return {name: str(type_).strip().lower() for name, type_ in columns.items()}
+
+    @model_validator(mode="after")
+    def _special_columns_exist(self) -> DmsSource:
+        for key in ("timestamp_column", "change_seq_column"):
+            name = getattr(self, key)
+            if name is not None and name not in self.columns:
+                raise ValueError(f"{key} {name!r} is not one of the columns {list(self.columns)}")
+        for i, layout in enumerate(self.previous_layouts):
+            unknown = [c for c in layout if c not in self.columns]
+            if unknown:
+                raise ValueError(f"previous_layouts[{i}] names columns not in columns: {unknown}")
+        return self
+
+    @property
+    def before_image_columns(self) -> list[str]:
+        prefix = self.before_image_prefix
+        return [c for c in self.columns if prefix and c.startswith(prefix)]
+
+    @property
+    def business_columns(self) -> dict[str, str]:
+        """The table's own columns: the layout without DMS metadata and before-image columns."""
+        special = {self.timestamp_column, self.change_seq_column, *self.before_image_columns}
+        return {c: t for c, t in self.columns.items() if c not in special}
+
+
+class TableConfig(_Model):
+    """One source table and how its history and latest tables are kept."""
+
+    name: str = ""
+    primary_key: list[str] = Field(min_length=1)
+    source: Annotated[DmsSource, Field(discriminator="kind")]
+    partition_by: list[str] = []
+    ignore_changes_in: list[str] = []  # columns whose changes alone do not make a new version
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> TableConfig:
+        business = self.source.business_columns
+        for key in ("primary_key", "partition_by", "ignore_changes_in"):
+            unknown = [c for c in getattr(self, key) if c not in business]
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not business columns {list(business)}")
+        return self
+
+
+class Paths(_Model):
+    landing: str
+    lake: str
+    checkpoints: str
+
+
+class SparkSettings(_Model):
+    master: str | None = None  # None on a cluster: EMR / Glue provide the master
+    conf: dict[str, str] = {}
+
+
+class StreamSettings(_Model):
+    trigger_seconds: float = Field(default=10, gt=0)
+
+
+class Config(_Model):
+    environment: Literal["local", "aws"] = "local"
+    paths: Paths
+    spark: SparkSettings = SparkSettings()
+    stream: StreamSettings = StreamSettings()
+    tables: dict[str, TableConfig]
+    source_file: str = ""
+
+    @model_validator(mode="after")
+    def _name_tables(self) -> Config:
+        for name, table in self.tables.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"table name {name!r} must be lower_snake_case")
+            object.__setattr__(table, "name", name)
+        return self
+
+    def table(self, name: str) -> TableConfig:
+        """The table named `name`, or a ConfigError listing the configured ones."""
+        if name not in self.tables:
+            raise ConfigError(f"no table {name!r} in the configuration; configured: {sorted(self.tables)}",
+                              file=self.source_file)
+        return self.tables[name]
+
+
+def _interpolate(value: Any, file: str, path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, file, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set and has no default (write ${{{name}:-value}})",
+                          file=file, key=path)
+
+    return _VAR.sub(replace, value)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, interpolate and validate a YAML configuration file."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {Path(path).resolve()}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping at the top level", file=file)
+    data = _interpolate(raw, file, "")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"] if p not in ("dms",))
+        raise ConfigError(f"{first['msg']}", file=file, key=key or None) from None
+    object.__setattr__(config, "source_file", file)
+    return config

@@ -1,0 +1,37 @@
+"""One error family. Every error says what was wrong, where, and what a rerun will do."""
+
+from __future__ import annotations
+
+
+class LakehouseError(Exception):
+    """Base of every error the engine raises on purpose (a user or input error, not a bug)."""
+
+
+class ConfigError(LakehouseError):
+    """The configuration is invalid: names the file, the key path and what was expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        where = ", ".join(p for p in (f"file {file}" if file else "", f"key {key}" if key else "") if p)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.file = file
+        self.key = key
+
+
+class InputError(LakehouseError):
+    """The input cannot be applied as it is. Nothing of the batch was committed; fix the input and rerun."""
+
+    def __init__(self, message: str, *, table: str | None = None, batch_id: int | None = None) -> None:
+        where = ", ".join(
+            p for p in (f"table {table}" if table else "", f"batch {batch_id}" if batch_id is not None else "") if p
+        )
+        super().__init__(f"{message} [{where}]" if where else message)
+        self.table = table
+        self.batch_id = batch_id
+
+
+class RetryableError(LakehouseError):
+    """A transient failure (storage, network). The batch was not committed; a rerun resumes from the checkpoint."""
+
+
+class TableNotFoundError(LakehouseError):
+    """A table the command needs has not been written yet."""

@@ -1,0 +1,19 @@
+"""Fault injection for the crash tests: kill the process at a named point of a micro-batch.
+
+Set LAKEHOUSE_CRASH_AT="<table>:<batch id>:<point>" (points: after_quarantine, after_history,
+after_latest). Nothing happens when the variable is unset, which is always the case in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def crash_point(table: str, batch_id: int, point: str) -> None:
+    """SIGKILL this process if LAKEHOUSE_CRASH_AT names this point (no cleanup, like a lost node)."""
+    if os.environ.get("LAKEHOUSE_CRASH_AT") == f"{table}:{batch_id}:{point}":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

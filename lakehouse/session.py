@@ -1,0 +1,79 @@
+"""Spark session factory.
+
+Local: delta-spark from pip, its jars resolved by Spark from Maven Central (`spark.jars.packages`).
+Cluster (EMR with the delta-defaults classification, Glue with `--datalake-formats delta`): Delta is
+already on the classpath, so nothing is downloaded; only the settings the engine relies on are set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from lakehouse.config import Config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Settings the engine relies on, whatever the runtime.
+ENGINE_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Spark 4 turns ANSI on by default; the engine casts with try_cast and wants the same
+    # semantics on both lines.
+    "spark.sql.ansi.enabled": "false",
+    # DMS timestamps are UTC; never let the machine's zone shift them.
+    "spark.sql.session.timeZone": "UTC",
+    # A new source column (a YAML change) is added to history and latest by MERGE.
+    "spark.databricks.delta.schema.autoMerge.enabled": "true",
+    # Athena does not document deletion vectors: never write them.
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+}
+
+LOCAL_CONF: dict[str, str] = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+    "spark.driver.memory": "4g",
+}
+
+
+def build_spark(config: Config | None = None, *, app_name: str = "lakehouse",
+                extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Build (or reuse) the SparkSession for `config`'s environment.
+
+    `environment: local` adds the Delta jars through delta-spark's pip helper; `aws` leaves the
+    classpath to the cluster. `spark.conf` from the YAML and `extra_conf` win over the defaults.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ImportError(
+            "pyspark is not installed. Locally run `make run` (it installs the `local` extra: "
+            "pip install 'lakehouse[local]'); on EMR/Glue pyspark comes with the runtime."
+        ) from None
+
+    local = config is None or config.environment == "local"
+    conf = {**ENGINE_CONF, **(LOCAL_CONF if local else {})}
+    if config is not None:
+        conf.update(config.spark.conf)
+    conf.update(extra_conf or {})
+
+    builder = SparkSession.builder.appName(app_name)
+    master = config.spark.master if config is not None else "local[2]"
+    if master:
+        builder = builder.master(master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    if local:
+        # Python workers must use this interpreter (its pandas/pyarrow), not whatever is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        from delta import configure_spark_with_delta_pip
+
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,56 @@
+"""Shared fixtures: one SparkSession for the whole run, and DMS landing folders laid out like DMS does."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import Config
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def spark():  # noqa: ANN201 - pyspark is imported lazily so pure tests run without a JVM
+    from lakehouse.session import build_spark
+
+    session = build_spark(None, app_name="lakehouse-tests", extra_conf={
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
+    })
+    yield session
+    session.stop()
+
+
+def write_dms_csv(folder: Path, name: str, records: list[list[str]], *, gz: bool = False) -> Path:
+    """Write records as DMS does: RFC 4180, minimal quoting, '\\n' line ends, UTF-8."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(records)
+    data = out.getvalue().encode("utf-8")
+    path = folder / (name + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def make_config(root: Path, tables: dict[str, dict]) -> Config:
+    """A local Config whose tables land under root/landing/<table> and write under root/lake."""
+    for name, table in tables.items():
+        table.setdefault("source", {}).setdefault("path", str(root / "landing" / name))
+    return Config.model_validate({
+        "environment": "local",
+        "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"),
+                  "checkpoints": str(root / "checkpoints")},
+        "tables": tables,
+    })
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path

@@ -1,0 +1,51 @@
+"""A small DMS source table used across the Spark tests, and helpers to run and read it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from lakehouse.config import Config
+from lakehouse.runner import TableRun, run_once
+from lakehouse.tables import table_paths
+from tests.conftest import make_config, write_dms_csv
+
+# DMS layout after Op: TimestampColumnName, the table's columns, $AR_H_CHANGE_SEQ, before-image key.
+PEOPLE = {
+    "primary_key": ["id"],
+    "source": {
+        "kind": "dms",
+        "format": "csv",
+        "timestamp_column": "ts",
+        "change_seq_column": "seq",
+        "before_image_prefix": "BI_",
+        "columns": {"ts": "string", "id": "bigint", "name": "string", "score": "double", "seq": "string",
+                    "BI_id": "bigint"},
+    },
+}
+
+
+def people_config(root: Path, **source: object) -> Config:
+    table = copy.deepcopy(PEOPLE)
+    table["source"].update(source)
+    return make_config(root, {"people": table})
+
+
+def seq(n: int, restart: int = 0) -> str:
+    """A 35-digit DMS change-seq (restart shifts the counter like a DMS task restart does)."""
+    return f"{20260301000000000000000000000000000 + n - restart:035d}"
+
+
+def land(config: Config, name: str, records: list[list[str]], table: str = "people", gz: bool = False) -> Path:
+    return write_dms_csv(Path(config.tables[table].source.path), name, records, gz=gz)
+
+
+def run(spark, config: Config) -> TableRun:  # noqa: ANN001
+    (result,) = run_once(spark, config)
+    assert result.ok, result.error
+    return result
+
+
+def read(spark, config: Config, kind: str, table: str = "people"):  # noqa: ANN001, ANN201
+    paths = table_paths(config, config.tables[table])
+    return spark.read.format("delta").load(getattr(paths, kind))
