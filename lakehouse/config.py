@@ -7,6 +7,7 @@ Adding a table is adding an entry under `tables:`; no code changes.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -123,13 +124,14 @@ class Config(_Model):
     tables: dict[str, TableConfig]
     source_file: str = ""
 
-    @model_validator(mode="after")
-    def _name_tables(self) -> Config:
-        for name, table in self.tables.items():
+    @field_validator("tables")
+    @classmethod
+    def _name_tables(cls, tables: dict[str, TableConfig]) -> dict[str, TableConfig]:
+        for name, table in tables.items():
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"table name {name!r} must be lower_snake_case")
             object.__setattr__(table, "name", name)
-        return self
+        return tables
 
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a ConfigError listing the configured ones."""
@@ -174,8 +176,27 @@ def load_config(path: str | Path) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"] if p not in ("dms",))
-        raise ConfigError(f"{first['msg']}", file=file, key=key or None) from None
+        problems = [_describe(error) for error in exc.errors()]
+        if len(problems) == 1:
+            (key, message), = problems
+            raise ConfigError(message, file=file, key=key or None) from None
+        listing = "".join(f"\n  - {key or '(top level)'}: {message}" for key, message in problems)
+        raise ConfigError(f"{len(problems)} problems, each with its key path:{listing}\n", file=file) from None
     object.__setattr__(config, "source_file", file)
     return config
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """The key path (without the `kind` tag of the source) and a readable message of one validation error."""
+    loc = [str(p) for i, p in enumerate(error["loc"]) if not (p == "dms" and error["loc"][i - 1] == "source")]
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], _KEYS, n=1)
+        message = f"unknown key {loc[-1]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return ".".join(loc), message
+
+
+_KEYS = sorted({key for model in (Config, Paths, SparkSettings, StreamSettings, TableConfig, DmsSource)
+                for key in model.model_fields})

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import posixpath
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from lakehouse.config import DmsSource
 
 Row = dict[str, Any]
 MAX_RAW_CHARS = 100_000  # a quarantined remainder of a broken file is kept up to this size
+csv.field_size_limit(2**31 - 1)  # a large text column is data, not an error
 
 
 def is_load_file(path: str) -> bool:
@@ -51,7 +53,7 @@ def parse_file(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
     name = posixpath.basename(path).lower()
     try:
         data = gzip.decompress(content) if name.endswith(".gz") else content
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         yield _error(path, -1, is_load, "unparseable", f"not a readable gzip file: {exc}", "")
         return
     stem = name.removesuffix(".gz")
@@ -93,15 +95,18 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
     position = 0
     first = True
     while True:
+        start = reader.line_num  # lines consumed so far: the next record starts on the line after
         try:
             record = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            # The rest of the file cannot be split into records reliably: keep it as one row.
-            rest = text.splitlines()[max(reader.line_num - 1, 0):]
+            # The rest of the file cannot be split into records reliably: keep it as one row, from the
+            # first line of the broken record (an unclosed quote is only reported at the end of the file).
+            # The lines are split as the reader splits them, so the remainder is the file's own text.
+            rest = io.StringIO(text, newline="").readlines()[start:]
             yield _error(path, position, is_load, "unparseable",
-                         f"CSV error at line {reader.line_num}: {exc}", "\n".join(rest))
+                         f"CSV error in the record starting at line {start + 1}: {exc}", "".join(rest))
             return
         if not record:  # a blank line carries no data
             continue

@@ -1,0 +1,209 @@
+"""Specification of `load_config`: the shipped configuration loads, and every error names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.config import load_config
+from lakehouse.errors import ConfigError
+
+LOCAL_YAML = Path(__file__).parent.parent / "config" / "local.yaml"
+
+
+def people() -> dict:
+    return {
+        "primary_key": ["id"],
+        "source": {"kind": "dms", "path": "landing/people", "timestamp_column": "ts",
+                   "columns": {"ts": "string", "id": "bigint", "name": "string"}},
+    }
+
+
+def document(**tables: dict) -> dict:
+    return {"paths": {"landing": "landing", "lake": "lake", "checkpoints": "checkpoints"},
+            "tables": tables or {"people": people()}}
+
+
+def write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def config_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value
+
+
+# --- the shipped configuration ----------------------------------------------------------------------------------
+
+
+def test_local_yaml_loads_its_three_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAKEHOUSE_HOME", raising=False)
+
+    config = load_config(LOCAL_YAML)
+
+    assert sorted(config.tables) == ["devices", "patients", "therapy_sessions"]
+    assert {name: table.name for name, table in config.tables.items()} == {n: n for n in config.tables}
+    assert config.source_file == str(LOCAL_YAML)
+    assert config.paths.landing == "data/landing"
+    assert config.tables["devices"].source.op_in_full_load is True
+    assert config.tables["devices"].source.previous_layouts[0][-1] == "dms_change_seq"
+
+
+def test_local_yaml_business_columns_exclude_dms_metadata_and_before_images() -> None:
+    patients = load_config(LOCAL_YAML).tables["patients"].source
+
+    assert patients.before_image_columns == ["BI_patient_id"]
+    assert list(patients.business_columns) == ["patient_id", "first_name", "last_name", "date_of_birth",
+                                               "address_line1", "city", "state", "zip", "phone", "email",
+                                               "updated_at"]
+    assert patients.business_columns["date_of_birth"] == "date"
+
+
+# --- validation errors name the file and the key path -----------------------------------------------------------
+
+
+def test_misspelt_key_is_an_error_naming_the_key_path_and_the_intended_key(tmp_path: Path) -> None:
+    table = people()
+    table["primary_keys"] = table.pop("primary_key")
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert error.file == str(path)
+    assert str(path) in str(error)
+    assert "tables.people.primary_keys" in str(error)
+    assert "unknown key 'primary_keys'" in str(error)
+    assert "did you mean 'primary_key'" in str(error)
+    assert "tables.people.primary_key:" in str(error)  # the key it replaced is now missing: both are listed
+
+
+def test_every_validation_error_is_listed_with_its_key_path(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["colums"] = {}
+    table["source"]["format"] = "json"
+    path = write(tmp_path, document(people=table))
+
+    message = str(config_error(path))
+
+    assert "2 problems" in message
+    assert "tables.people.source.colums: unknown key 'colums'; did you mean 'columns'?" in message
+    assert "tables.people.source.format: Input should be 'csv' or 'parquet'" in message
+
+
+def test_unknown_column_type_is_an_error_naming_the_column(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["columns"]["name"] = "varchar(20)"
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert error.key == "tables.people.source.columns"
+    assert "'name'" in str(error) and "varchar(20)" in str(error)
+    assert "Value error" not in str(error)
+
+
+def test_timestamp_column_must_be_one_of_the_columns(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["timestamp_column"] = "commit_ts"
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert error.key == "tables.people.source"
+    assert "timestamp_column 'commit_ts'" in str(error)
+    assert str(path) in str(error)
+
+
+def test_primary_key_must_be_a_business_column(tmp_path: Path) -> None:
+    table = people()
+    table["primary_key"] = ["ts"]  # the DMS commit timestamp column is metadata, not the table's own
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert error.key == "tables.people"
+    assert "primary_key names ['ts']" in str(error)
+
+
+def test_table_name_must_be_lower_snake_case(tmp_path: Path) -> None:
+    path = write(tmp_path, document(**{"People-2": people()}))
+
+    error = config_error(path)
+
+    assert error.key == "tables"
+    assert "'People-2'" in str(error) and "lower_snake_case" in str(error)
+
+
+def test_asking_for_a_table_not_configured_lists_the_configured_ones(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, document()))
+
+    with pytest.raises(ConfigError, match=r"no table 'peple'.*\['people'\]") as info:
+        config.table("peple")
+    assert info.value.file == config.source_file
+
+
+# --- ${VAR} interpolation ---------------------------------------------------------------------------------------
+
+
+def test_missing_environment_variable_without_default_is_an_error_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAKEHOUSE_TEST_BUCKET", raising=False)
+    data = document()
+    data["tables"]["people"]["source"]["path"] = "s3://${LAKEHOUSE_TEST_BUCKET}/dms/people"
+    path = write(tmp_path, data)
+
+    error = config_error(path)
+
+    assert error.key == "tables.people.source.path"
+    assert "LAKEHOUSE_TEST_BUCKET" in str(error) and str(path) in str(error)
+
+
+def test_default_is_used_when_the_variable_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAKEHOUSE_TEST_HOME", raising=False)
+    data = document()
+    data["paths"]["lake"] = "${LAKEHOUSE_TEST_HOME:-/tmp/home}/lake"
+
+    assert load_config(write(tmp_path, data)).paths.lake == "/tmp/home/lake"
+
+
+def test_environment_value_is_used_when_the_variable_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_TEST_HOME", "s3://prod")
+    data = document()
+    data["paths"]["lake"] = "${LAKEHOUSE_TEST_HOME:-/tmp/home}/lake"
+
+    assert load_config(write(tmp_path, data)).paths.lake == "s3://prod/lake"
+
+
+# --- unreadable files -------------------------------------------------------------------------------------------
+
+
+def test_yaml_that_is_not_a_mapping_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "- just\n- a list\n")
+
+    error = config_error(path)
+
+    assert error.file == str(path)
+    assert "mapping" in str(error)
+
+
+def test_invalid_yaml_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "paths: {landing: [unclosed\n")
+
+    error = config_error(path)
+
+    assert error.file == str(path)
+    assert "not valid YAML" in str(error)
+
+
+def test_missing_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+
+    error = config_error(path)
+
+    assert str(path.resolve()) in str(error)
+    assert "not found" in str(error)

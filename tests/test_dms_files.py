@@ -1,0 +1,288 @@
+"""Specification of `parse_file`: one AWS DMS output file in, one row per record out, never a record dropped."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakehouse.config import DmsSource
+from lakehouse.sources.dms_files import is_load_file, parse_file
+from tests.dms_tables import PEOPLE
+
+CDC = "s3://bucket/dms/people/20260301-120000000.csv"
+LOAD = "s3://bucket/dms/people/LOAD00000001.csv"
+
+
+def source(**settings: Any) -> DmsSource:
+    """The PEOPLE source of the Spark tests (ts, id, name, score, seq, BI_id), with `settings` changed."""
+    values = copy.deepcopy(PEOPLE["source"])
+    values["path"] = "s3://bucket/dms/people"
+    values.update(settings)
+    return DmsSource.model_validate(values)
+
+
+def parse(path: str, text: str | bytes, src: DmsSource | None = None) -> list[dict[str, Any]]:
+    content = text.encode("utf-8") if isinstance(text, str) else text
+    return list(parse_file(path, content, src or source()))
+
+
+def business(row: dict[str, Any]) -> dict[str, Any]:
+    """The Op and layout values of a row, without the lineage columns."""
+    return {k: v for k, v in row.items() if not k.startswith("_") or k == "_op"}
+
+
+def parquet(table: dict[str, list[Any]]) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table(table), out)
+    return out.getvalue()
+
+
+# --- file kinds -------------------------------------------------------------------------------------------------
+
+
+def test_load_file_without_op_maps_fields_to_the_layout() -> None:
+    (row,) = parse(LOAD, "t1,1,Ann,9.5,s1,\n")
+
+    assert row == {"_file": LOAD, "_row": 0, "_is_load": True, "_op": "I",
+                   "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1", "BI_id": None}
+
+
+def test_load_file_with_op_takes_op_from_the_first_field() -> None:
+    (row,) = parse(LOAD, "I,t1,1,Ann,9.5,s1,\n", source(op_in_full_load=True))
+
+    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
+                             "BI_id": None}
+
+
+def test_cdc_file_takes_op_from_the_first_field() -> None:
+    rows = parse(CDC, "U,t2,1,Ann,9.75,s2,1\nD,t3,2,Bob,1.0,s3,2\n")
+
+    assert [(r["_op"], r["id"], r["score"], r["BI_id"]) for r in rows] == [("U", "1", "9.75", "1"),
+                                                                          ("D", "2", "1.0", "2")]
+    assert [(r["_row"], r["_is_load"]) for r in rows] == [(0, False), (1, False)]
+    assert "_reason" not in rows[0]
+
+
+def test_load_files_are_recognised_by_name_regardless_of_case_and_folders() -> None:
+    assert is_load_file("s3://b/x/LOAD00000001.csv")
+    assert is_load_file("s3://b/x/load00000002.csv.gz")
+    assert is_load_file("/data/landing/LOAD00000001.parquet")
+    assert not is_load_file("s3://b/LOAD/20260301-120000000.csv")
+
+    (row,) = parse("s3://b/x/load00000001.CSV", "t1,1,Ann,9.5,s1,\n")
+    assert (row["_is_load"], row["_op"], row["id"]) == (True, "I", "1")
+
+
+# --- header row (AddColumnName=true) ----------------------------------------------------------------------------
+
+
+def test_header_row_maps_fields_by_name_and_is_not_a_record() -> None:
+    rows = parse(CDC, "Op,ts,id,name,score,seq,BI_id\nI,t1,1,Ann,9.5,s1,\n", source(header=True))
+
+    (row,) = rows
+    assert row["_row"] == 0
+    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
+                             "BI_id": None}
+
+
+def test_header_row_maps_columns_written_in_a_different_order() -> None:
+    (row,) = parse(CDC, "Op,ID,Score,Name,seq,ts,bi_id\nU,1,9.5,Ann,s1,t1,1\n", source(header=True))
+
+    assert business(row) == {"_op": "U", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
+                             "BI_id": "1"}
+
+
+def test_header_naming_an_unknown_column_is_schema_drift_on_every_row() -> None:
+    text = "Op,ts,id,name,score,seq,BI_id,email\nI,t1,1,Ann,9.5,s1,,a@x\nI,t1,2,Bob,1.0,s2,,b@x\n"
+
+    rows = parse(CDC, text, source(header=True))
+
+    assert [(r["_row"], r["_reason"]) for r in rows] == [(0, "schema_drift"), (1, "schema_drift")]
+    assert all("email" in r["_detail"] for r in rows)
+    assert rows[1]["_raw"] == "I,t1,2,Bob,1.0,s2,,b@x"
+
+
+# --- CSV as DMS writes it (RFC 4180) ----------------------------------------------------------------------------
+
+
+def test_quoted_field_keeps_an_embedded_delimiter() -> None:
+    (row,) = parse(CDC, 'I,t1,1,"Smith, Ann",9.5,s1,\n')
+
+    assert row["name"] == "Smith, Ann"
+
+
+def test_doubled_quotes_inside_a_quoted_field_are_one_quote() -> None:
+    (row,) = parse(CDC, 'I,t1,1,"Ann ""the boss""",9.5,s1,\n')
+
+    assert row["name"] == 'Ann "the boss"'
+
+
+def test_quoted_field_keeps_an_embedded_newline_and_row_positions_count_records_not_lines() -> None:
+    rows = parse(CDC, 'I,t1,1,"Ann\nSmith",9.5,s1,\nI,t2,2,Bob,1.0,s2,\n')
+
+    assert [(r["_row"], r["name"]) for r in rows] == [(0, "Ann\nSmith"), (1, "Bob")]
+
+
+def test_empty_field_is_none() -> None:
+    (row,) = parse(CDC, "I,t1,1,,,s1,\n")
+
+    assert (row["name"], row["score"], row["BI_id"]) == (None, None, None)
+
+
+def test_blank_lines_are_skipped_without_taking_a_row_position() -> None:
+    rows = parse(CDC, "\nI,t1,1,Ann,9.5,s1,\n\n\nI,t2,2,Bob,1.0,s2,\n\n")
+
+    assert [(r["_row"], r["id"]) for r in rows] == [(0, "1"), (1, "2")]
+
+
+def test_a_non_default_delimiter_splits_fields() -> None:
+    (row,) = parse(CDC, "I|t1|1|Smith, Ann|9.5|s1|\n", source(delimiter="|"))
+
+    assert (row["name"], row["score"], row["BI_id"]) == ("Smith, Ann", "9.5", None)
+
+
+# --- layouts ----------------------------------------------------------------------------------------------------
+
+
+def test_field_count_of_a_previous_layout_maps_to_that_layout() -> None:
+    src = source(previous_layouts=[["ts", "id", "name", "seq"]])
+
+    rows = parse(CDC, "I,t1,1,Ann,s1\nI,t2,2,Bob,1.0,s2,\n", src)
+
+    assert business(rows[0]) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "seq": "s1"}
+    assert (rows[1]["score"], rows[1]["seq"]) == ("1.0", "s2")
+
+
+def test_unknown_field_count_is_schema_drift_keeping_the_raw_line() -> None:
+    rows = parse(CDC, 'I,t1,1,"Smith, Ann",9.5,s1,,extra\nI,t2,2,Bob,1.0,s2,\n')
+
+    assert rows[0]["_reason"] == "schema_drift"
+    assert rows[0]["_raw"] == 'I,t1,1,"Smith, Ann",9.5,s1,,extra'
+    assert "8 fields" in rows[0]["_detail"]
+    assert "id" not in rows[0]
+    assert (rows[1]["_row"], rows[1]["id"], rows[1].get("_reason")) == (1, "2", None)
+
+
+# --- compression and broken files -------------------------------------------------------------------------------
+
+
+def test_gzip_csv_is_decompressed() -> None:
+    (row,) = parse(CDC + ".gz", gzip.compress(b"I,t1,1,Ann,9.5,s1,\n"))
+
+    assert (row["_file"], row["_op"], row["name"]) == (CDC + ".gz", "I", "Ann")
+
+
+def test_corrupt_gzip_is_one_unparseable_row_for_the_whole_file() -> None:
+    for content in (b"not gzip at all", gzip.compress(b"I,t1,1,Ann,9.5,s1,\n" * 50)[:30]):
+        (row,) = parse(CDC + ".gz", content)
+
+        assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+        assert "gzip" in row["_detail"]
+
+
+def test_gzip_with_a_corrupt_compressed_block_is_unparseable() -> None:
+    good = gzip.compress(b"I,t1,1,Ann,9.5,s1,\n" * 50)
+    corrupt = good[:10] + b"\x07" + good[11:]  # block type 3 does not exist: zlib.error, not OSError
+
+    (row,) = parse(CDC + ".gz", corrupt)
+
+    assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+
+
+def test_bytes_that_are_not_utf8_are_unparseable() -> None:
+    (row,) = parse(CDC, "I,t1,1,Zoë,9.5,s1,\n".encode("latin-1"))
+
+    assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+    assert "UTF-8" in row["_detail"]
+
+
+def test_broken_quoting_is_unparseable_and_keeps_the_rest_of_the_file() -> None:
+    text = 'I,t1,1,Ann,9.5,s1,\nI,t2,2,"Bob"x,1.0,s2,\nI,t3,3,Cy,2.0,s3,\n'
+
+    rows = parse(CDC, text)
+
+    assert rows[0]["id"] == "1"
+    assert (rows[1]["_row"], rows[1]["_reason"]) == (1, "unparseable")
+    assert rows[1]["_raw"] == 'I,t2,2,"Bob"x,1.0,s2,\nI,t3,3,Cy,2.0,s3,\n'
+    assert "line 2" in rows[1]["_detail"]
+    assert len(rows) == 2
+
+
+def test_unclosed_quote_keeps_the_rest_of_the_file_from_the_record_that_opened_it() -> None:
+    text = 'I,t1,1,Ann,9.5,s1,\nI,t2,2,"Bob,1.0,s2,\nI,t3,3,Cy,2.0,s3,\nI,t4,4,Di,3.0,s4,\n'
+
+    rows = parse(CDC, text)
+
+    assert [r.get("_reason") for r in rows] == [None, "unparseable"]
+    assert rows[1]["_row"] == 1
+    assert rows[1]["_raw"] == 'I,t2,2,"Bob,1.0,s2,\nI,t3,3,Cy,2.0,s3,\nI,t4,4,Di,3.0,s4,\n'
+
+
+def test_extension_other_than_the_configured_format_is_an_unsupported_file() -> None:
+    for path, src in (("s3://b/x/20260301.parquet", source()), ("s3://b/x/20260301.json", source()),
+                      (CDC, source(format="parquet"))):
+        (row,) = parse(path, b"whatever", src)
+
+        assert (row["_reason"], row["_row"], row["_file"]) == ("unsupported_file", -1, path)
+
+
+# --- Parquet ----------------------------------------------------------------------------------------------------
+
+
+def test_parquet_with_an_op_column_takes_op_from_it() -> None:
+    content = parquet({"Op": ["I", "D"], "ts": ["t1", "t2"], "id": [1, 2], "name": ["Ann", None],
+                       "score": [9.5, 1.0], "seq": ["s1", "s2"], "BI_id": [None, 2]})
+
+    rows = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+
+    assert [business(r) for r in rows] == [
+        {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1", "BI_id": None},
+        {"_op": "D", "ts": "t2", "id": "2", "name": None, "score": "1", "seq": "s2", "BI_id": "2"},
+    ]
+    assert [(r["_row"], r["_is_load"]) for r in rows] == [(0, False), (1, False)]
+
+
+def test_parquet_load_file_without_op_is_an_insert() -> None:
+    content = parquet({"ts": ["t1"], "ID": [1], "Name": ["Ann"]})
+
+    (row,) = parse("s3://b/x/LOAD00000001.parquet", content, source(format="parquet"))
+
+    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann"}
+    assert row["_is_load"] is True
+
+
+def test_parquet_cdc_file_without_op_has_no_operation() -> None:
+    content = parquet({"ts": ["t1"], "id": [1], "name": ["Ann"]})
+
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+
+    assert row["_op"] is None
+    assert row["id"] == "1"
+
+
+def test_parquet_column_not_in_the_configuration_is_schema_drift_on_every_row() -> None:
+    content = parquet({"Op": ["I", "U"], "id": [1, 2], "email": ["a@x", "b@x"]})
+
+    rows = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+
+    assert [(r["_row"], r["_reason"]) for r in rows] == [(0, "schema_drift"), (1, "schema_drift")]
+    assert all("email" in r["_detail"] for r in rows)
+
+
+def test_gzip_parquet_is_decompressed() -> None:
+    content = gzip.compress(parquet({"Op": ["U"], "id": [7]}))
+
+    (row,) = parse("s3://b/x/20260301-120000000.parquet.gz", content, source(format="parquet"))
+
+    assert (row["_op"], row["id"]) == ("U", "7")
+
+
+def test_bytes_that_are_not_parquet_are_unparseable() -> None:
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", b"PAR1 but not really", source(format="parquet"))
+
+    assert (row["_reason"], row["_row"]) == ("unparseable", -1)
