@@ -30,5 +30,14 @@ def as_of(*args, **kwargs):
     return _as_of(*args, **kwargs)
 
 
-__all__ = ["Config", "ConfigError", "InputError", "LakehouseError", "TableConfig", "as_of", "build_spark",
-           "load_config", "run_once"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "InputError",
+    "LakehouseError",
+    "TableConfig",
+    "as_of",
+    "build_spark",
+    "load_config",
+    "run_once",
+]

@@ -20,8 +20,11 @@ DEFAULT_CONFIG = "config/local.yaml"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.environ.get("LAKEHOUSE_CONFIG", DEFAULT_CONFIG),
-                        help=f"YAML configuration (default: $LAKEHOUSE_CONFIG or {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("LAKEHOUSE_CONFIG", DEFAULT_CONFIG),
+        help=f"YAML configuration (default: $LAKEHOUSE_CONFIG or {DEFAULT_CONFIG})",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -89,8 +92,10 @@ def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.session import build_spark
 
     spark = build_spark(config, app_name="lakehouse-stream")
-    print(f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
-          "stop with Ctrl-C or SIGTERM")
+    print(
+        f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
+        "stop with Ctrl-C or SIGTERM"
+    )
     runs = run_stream(spark, config, args.table)
     for run in runs:
         print(f"{run.table}: {len(run.batches)} batches" + (f", FAILED: {run.error}" if run.error else ""))

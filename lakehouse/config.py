@@ -136,8 +136,9 @@ class Config(_Model):
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a ConfigError listing the configured ones."""
         if name not in self.tables:
-            raise ConfigError(f"no table {name!r} in the configuration; configured: {sorted(self.tables)}",
-                              file=self.source_file)
+            raise ConfigError(
+                f"no table {name!r} in the configuration; configured: {sorted(self.tables)}", file=self.source_file
+            )
         return self.tables[name]
 
 
@@ -155,8 +156,9 @@ def _interpolate(value: Any, file: str, path: str) -> Any:
             return os.environ[name]
         if default is not None:
             return default
-        raise ConfigError(f"environment variable {name} is not set and has no default (write ${{{name}:-value}})",
-                          file=file, key=path)
+        raise ConfigError(
+            f"environment variable {name} is not set and has no default (write ${{{name}:-value}})", file=file, key=path
+        )
 
     return _VAR.sub(replace, value)
 
@@ -178,7 +180,7 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors()]
         if len(problems) == 1:
-            (key, message), = problems
+            ((key, message),) = problems
             raise ConfigError(message, file=file, key=key or None) from None
         listing = "".join(f"\n  - {key or '(top level)'}: {message}" for key, message in problems)
         raise ConfigError(f"{len(problems)} problems, each with its key path:{listing}\n", file=file) from None
@@ -198,5 +200,10 @@ def _describe(error: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
-_KEYS = sorted({key for model in (Config, Paths, SparkSettings, StreamSettings, TableConfig, DmsSource)
-                for key in model.model_fields})
+_KEYS = sorted(
+    {
+        key
+        for model in (Config, Paths, SparkSettings, StreamSettings, TableConfig, DmsSource)
+        for key in model.model_fields
+    }
+)

@@ -27,34 +27,139 @@ LOAD_AT = BASE + timedelta(hours=1, minutes=12, seconds=3, microseconds=418_207)
 FLUSH_HOURS = (8, 11, 14, 17, 23)  # DMS writes a table's CDC file a few times a day in this demo
 SEQ_START, SEQ_RESTART = 7_340_081_522, 31_204_117  # $AR_H_CHANGE_SEQ before / after the task restart
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "patients": ("dms_commit_ts", "patient_id", "first_name", "last_name", "date_of_birth", "address_line1",
-                 "city", "state", "zip", "phone", "email", "updated_at", "dms_change_seq", "BI_patient_id"),
-    "devices": ("dms_commit_ts", "device_id", "serial_number", "model", "patient_id", "assigned_on", "status",
-                "firmware_version", "dms_change_seq"),
-    "therapy_sessions": ("dms_commit_ts", "session_id", "device_id", "patient_id", "started_at",
-                         "duration_minutes", "ahi", "leak_rate", "mask_type", "notes", "dms_change_seq"),
+    "patients": (
+        "dms_commit_ts",
+        "patient_id",
+        "first_name",
+        "last_name",
+        "date_of_birth",
+        "address_line1",
+        "city",
+        "state",
+        "zip",
+        "phone",
+        "email",
+        "updated_at",
+        "dms_change_seq",
+        "BI_patient_id",
+    ),
+    "devices": (
+        "dms_commit_ts",
+        "device_id",
+        "serial_number",
+        "model",
+        "patient_id",
+        "assigned_on",
+        "status",
+        "firmware_version",
+        "dms_change_seq",
+    ),
+    "therapy_sessions": (
+        "dms_commit_ts",
+        "session_id",
+        "device_id",
+        "patient_id",
+        "started_at",
+        "duration_minutes",
+        "ahi",
+        "leak_rate",
+        "mask_type",
+        "notes",
+        "dms_change_seq",
+    ),
 }
 PREVIOUS_DEVICES = tuple(c for c in COLUMNS["devices"] if c != "firmware_version")
 KEYS = {"patients": "patient_id", "devices": "device_id", "therapy_sessions": "session_id"}
 OP_IN_FULL_LOAD = {"patients": False, "devices": True, "therapy_sessions": False}
 
-FIRST = ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Susan",
-         "William", "Karen", "José", "Zoë", "François", "Chloé", "Björn", "Siobhán", "Mei", "Ravi",
-         "Fatima", "Kwame", "Ana", "Giulia")
-LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martinez", "Núñez",
-        "Müller", "O'Connor", "Nguyen", "Kim", "Patel", "Okafor", "Kowalski", "Rossi", "Haddad", "Lefèvre",
-        "Johansson", "Thompson", "White", "López")
-STREETS = ("Main St", "Oak Ave", "Maple Dr", "Elm St", "Cedar Ln", "Washington Blvd", "Lake Shore Dr",
-           "Harbor View Rd", "Pine Ridge Ct", "Mill Pond Rd", "Chestnut St", "Beacon St")
+FIRST = (
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Susan",
+    "William",
+    "Karen",
+    "José",
+    "Zoë",
+    "François",
+    "Chloé",
+    "Björn",
+    "Siobhán",
+    "Mei",
+    "Ravi",
+    "Fatima",
+    "Kwame",
+    "Ana",
+    "Giulia",
+)
+LAST = (
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martinez",
+    "Núñez",
+    "Müller",
+    "O'Connor",
+    "Nguyen",
+    "Kim",
+    "Patel",
+    "Okafor",
+    "Kowalski",
+    "Rossi",
+    "Haddad",
+    "Lefèvre",
+    "Johansson",
+    "Thompson",
+    "White",
+    "López",
+)
+STREETS = (
+    "Main St",
+    "Oak Ave",
+    "Maple Dr",
+    "Elm St",
+    "Cedar Ln",
+    "Washington Blvd",
+    "Lake Shore Dr",
+    "Harbor View Rd",
+    "Pine Ridge Ct",
+    "Mill Pond Rd",
+    "Chestnut St",
+    "Beacon St",
+)
 CITIES = (  # city|state|zip prefix|area code
-    "Boston|MA|021|617", "Cambridge|MA|021|617", "Worcester|MA|016|508", "Providence|RI|029|401",
-    "Hartford|CT|061|860", "Newark|NJ|071|973", "New Haven|CT|065|203", "Portland|ME|041|207",
-    "Denver|CO|802|303", "Burlington|VT|054|802", "San Juan|PR|009|787", "Austin|TX|787|512",
+    "Boston|MA|021|617",
+    "Cambridge|MA|021|617",
+    "Worcester|MA|016|508",
+    "Providence|RI|029|401",
+    "Hartford|CT|061|860",
+    "Newark|NJ|071|973",
+    "New Haven|CT|065|203",
+    "Portland|ME|041|207",
+    "Denver|CO|802|303",
+    "Burlington|VT|054|802",
+    "San Juan|PR|009|787",
+    "Austin|TX|787|512",
 )
 MODELS = ("DreamAir S11 AutoSet", "DreamAir S10", "NightBreeze Pro 2", "NightBreeze Go", "SomnaFlex APAP")
 MASKS = ("nasal", "nasal pillows", "full face")
-NOTES = ("Mask refit, size M.", 'Patient says the mask "feels tight" after 2am.',
-         "Humidity raised to 5, rainout resolved.", "Compliance call done; travelling, used travel unit.")
+NOTES = (
+    "Mask refit, size M.",
+    'Patient says the mask "feels tight" after 2am.',
+    "Humidity raised to 5, rainout resolved.",
+    "Compliance call done; travelling, used travel unit.",
+)
 NEWLINE_NOTE = 'Dry mouth, "rainout" in tubing.\nAdvised heated tubing; follow-up in 2 weeks.'
 
 
@@ -138,27 +243,45 @@ def _person(src: _Source, updated: datetime) -> Row:
     rng = src.rng
     first, last = rng.choice(FIRST), rng.choice(LAST)
     born = date(1938, 1, 1) + timedelta(days=rng.randint(0, 57 * 365))
-    return {"patient_id": src.new_id("patients"), "first_name": first, "last_name": last,
-            "date_of_birth": born.isoformat(), **_address(rng), **_phone(rng),
-            **_email(rng, first, last), "updated_at": _ts(updated)}
+    return {
+        "patient_id": src.new_id("patients"),
+        "first_name": first,
+        "last_name": last,
+        "date_of_birth": born.isoformat(),
+        **_address(rng),
+        **_phone(rng),
+        **_email(rng, first, last),
+        "updated_at": _ts(updated),
+    }
 
 
 def _device(src: _Source, patient_id: str | None, on: date | None) -> Row:
     rng = src.rng
     serial = f"2{rng.randint(2, 5)}{rng.randint(1, 52):02d}{rng.choice('ABCD')}{rng.randint(0, 99999):05d}"
-    return {"device_id": f"DV-{src.new_id('devices')}", "serial_number": serial, "model": rng.choice(MODELS),
-            "patient_id": patient_id, "assigned_on": on.isoformat() if on else None,
-            "status": "active" if patient_id else "in_stock"}
+    return {
+        "device_id": f"DV-{src.new_id('devices')}",
+        "serial_number": serial,
+        "model": rng.choice(MODELS),
+        "patient_id": patient_id,
+        "assigned_on": on.isoformat() if on else None,
+        "status": "active" if patient_id else "in_stock",
+    }
 
 
 def _session(src: _Source, device: Row, night: date) -> Row:
     rng = src.rng
     start = datetime.combine(night, time(21)) + timedelta(seconds=rng.randint(0, 4 * 3600))
-    return {"session_id": src.new_id("therapy_sessions"), "device_id": device["device_id"],
-            "patient_id": device["patient_id"], "started_at": f"{start:%Y-%m-%d %H:%M:%S}",
-            "duration_minutes": str(rng.randint(95, 540)), "ahi": _real(round(rng.uniform(0.2, 6) ** 1.5, 2)),
-            "leak_rate": _real(round(rng.uniform(0, 42), 2)),
-            "mask_type": MASKS[int(str(device["device_id"])[3:]) % 3], "notes": None}
+    return {
+        "session_id": src.new_id("therapy_sessions"),
+        "device_id": device["device_id"],
+        "patient_id": device["patient_id"],
+        "started_at": f"{start:%Y-%m-%d %H:%M:%S}",
+        "duration_minutes": str(rng.randint(95, 540)),
+        "ahi": _real(round(rng.uniform(0.2, 6) ** 1.5, 2)),
+        "leak_rate": _real(round(rng.uniform(0, 42), 2)),
+        "mask_type": MASKS[int(str(device["device_id"])[3:]) % 3],
+        "notes": None,
+    }
 
 
 def _keys(src: _Source, table: str, *statuses: str) -> list[str]:
@@ -193,8 +316,13 @@ def _edit(src: _Source, key: str, at: datetime, what: str = "") -> None:
     key = key or rng.choice(_keys(src, "patients"))
     row = src.rows["patients"][key]
     what = what or rng.choice(("phone", "address", "email"))
-    values = _phone(rng) if what == "phone" else _address(rng) if what == "address" else _email(
-        rng, row["first_name"], row["last_name"])
+    values = (
+        _phone(rng)
+        if what == "phone"
+        else _address(rng)
+        if what == "address"
+        else _email(rng, row["first_name"], row["last_name"])
+    )
     updated = _ts(at - timedelta(microseconds=rng.randint(500, 900_000)))
     src.update("patients", key, at, **values, updated_at=updated)
 
@@ -205,8 +333,9 @@ def _onboard(src: _Source, at: datetime) -> None:
     src.insert("patients", person, at)
     spare = _keys(src, "devices", "in_stock")
     if spare:
-        src.update("devices", spare[0], at, patient_id=person["patient_id"],
-                   assigned_on=at.date().isoformat(), status="active")
+        src.update(
+            "devices", spare[0], at, patient_id=person["patient_id"], assigned_on=at.date().isoformat(), status="active"
+        )
     else:
         src.insert("devices", _device(src, person["patient_id"], at.date()), at)
 
@@ -237,8 +366,12 @@ def _firmware(src: _Source, at: datetime) -> None:
     rng = src.rng
     old = [k for k in _keys(src, "devices", "active") if not src.rows["devices"][k].get("firmware_version")]
     for i, key in enumerate(rng.sample(old, min(len(old), max(2, len(old) // 5)))):
-        src.update("devices", key, at + timedelta(seconds=7 * i, microseconds=rng.randint(0, 999_999)),
-                   firmware_version=rng.choice(("5.1.0", "5.1.0", "5.0.3")))
+        src.update(
+            "devices",
+            key,
+            at + timedelta(seconds=7 * i, microseconds=rng.randint(0, 999_999)),
+            firmware_version=rng.choice(("5.1.0", "5.1.0", "5.0.3")),
+        )
 
 
 def _renumber(src: _Source, key: str, at: datetime) -> None:
@@ -255,8 +388,13 @@ def _scripted(src: _Source, days: int) -> list[tuple[datetime, Action]]:
     rng = src.rng
 
     def on(day: int, hour: int, minute: int) -> datetime:
-        return BASE + timedelta(days=min(day, days - 1), hours=hour, minutes=minute,
-                                seconds=rng.randint(0, 59), microseconds=rng.randint(0, 999_999))
+        return BASE + timedelta(
+            days=min(day, days - 1),
+            hours=hour,
+            minutes=minute,
+            seconds=rng.randint(0, 59),
+            microseconds=rng.randint(0, 999_999),
+        )
 
     many, spare = _keys(src, "patients")[6], _keys(src, "devices", "in_stock")[-1]
     back: Row = {}  # a patient entered, deleted, entered again, then updated
@@ -284,8 +422,12 @@ def _schedule(src: _Source, days: int, column_added: datetime) -> list[tuple[dat
     """Everyday traffic (how many a day, between which hours) plus the scripted quirks, in time order."""
     rng = src.rng
     edits = max(4, len(src.rows["patients"]) // 25)
-    daily = ((2, 9, 18, partial(_onboard, src)), (edits, 9, 20, partial(_edit, src, "")),
-             (4, 10, 20, partial(_device_status, src)), (3, 13, 18, partial(_annotate, src)))
+    daily = (
+        (2, 9, 18, partial(_onboard, src)),
+        (edits, 9, 20, partial(_edit, src, "")),
+        (4, 10, 20, partial(_device_status, src)),
+        (3, 13, 18, partial(_annotate, src)),
+    )
     plan: list[tuple[datetime, Action]] = [(column_added + timedelta(minutes=10), partial(_firmware, src))]
     for day in (BASE + timedelta(days=d) for d in range(days)):
         plan.append((day + timedelta(hours=6), partial(_nightly_sync, src)))
@@ -299,9 +441,21 @@ def _schedule(src: _Source, days: int, column_added: datetime) -> list[tuple[dat
 
 def _flushes(rng: random.Random, days: int) -> dict[str, list[datetime]]:
     """When DMS closes each table's CDC file, a few times a day."""
-    return {t: [BASE + timedelta(days=d, hours=h, minutes=rng.randint(0, 19), seconds=rng.randint(0, 59),
-                                 milliseconds=rng.randint(0, 999)) for d in range(days) for h in FLUSH_HOURS]
-            for t in COLUMNS}
+    return {
+        t: [
+            BASE
+            + timedelta(
+                days=d,
+                hours=h,
+                minutes=rng.randint(0, 19),
+                seconds=rng.randint(0, 59),
+                milliseconds=rng.randint(0, 999),
+            )
+            for d in range(days)
+            for h in FLUSH_HOURS
+        ]
+        for t in COLUMNS
+    }
 
 
 def _sequence(rng: random.Random, log: list[_Change], days: int) -> None:
@@ -335,8 +489,7 @@ def _write_load(folder: Path, table: str, rows: list[Row], at: datetime) -> int:
     return len(rows)
 
 
-def _write_cdc(folder: Path, table: str, changes: list[_Change], flushes: list[datetime],
-               added: datetime) -> int:
+def _write_cdc(folder: Path, table: str, changes: list[_Change], flushes: list[datetime], added: datetime) -> int:
     files: dict[datetime, list[_Change]] = {}
     for change in changes:  # a change lands in the first file DMS closes after its commit
         files.setdefault(next(f for f in flushes if f >= change.at), []).append(change)

@@ -40,8 +40,9 @@ class TableRun:
         return self.error is None
 
 
-def start_query(spark: SparkSession, config: Config, table: TableConfig, run: TableRun, *,
-                trigger: dict[str, object]) -> StreamingQuery:
+def start_query(
+    spark: SparkSession, config: Config, table: TableConfig, run: TableRun, *, trigger: dict[str, object]
+) -> StreamingQuery:
     """Start the streaming query that applies `table`'s DMS files; its metrics go into `run`."""
     paths = table_paths(config, table)
     ensure_tables(spark, table, paths)
@@ -90,8 +91,9 @@ def run_once(spark: SparkSession, config: Config, tables: list[str] | None = Non
     return runs
 
 
-def run_stream(spark: SparkSession, config: Config, tables: list[str] | None = None,
-               stop: threading.Event | None = None) -> list[TableRun]:
+def run_stream(
+    spark: SparkSession, config: Config, tables: list[str] | None = None, stop: threading.Event | None = None
+) -> list[TableRun]:
     """Run every table's query on a processing-time trigger until `stop` is set, SIGTERM or Ctrl-C."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -99,8 +101,7 @@ def run_stream(spark: SparkSession, config: Config, tables: list[str] | None = N
             signal.signal(sig, lambda *_: stop.set())
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     runs = {t.name: TableRun(t.name) for t in selected_tables(config, tables)}
-    queries = {name: start_query(spark, config, config.table(name), run, trigger=trigger)
-               for name, run in runs.items()}
+    queries = {name: start_query(spark, config, config.table(name), run, trigger=trigger) for name, run in runs.items()}
     while not stop.is_set() and all(q.isActive for q in queries.values()):
         stop.wait(0.5)
     for name, query in queries.items():

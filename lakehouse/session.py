@@ -41,8 +41,9 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 
-def build_spark(config: Config | None = None, *, app_name: str = "lakehouse",
-                extra_conf: dict[str, str] | None = None) -> SparkSession:
+def build_spark(
+    config: Config | None = None, *, app_name: str = "lakehouse", extra_conf: dict[str, str] | None = None
+) -> SparkSession:
     """Build (or reuse) the SparkSession for `config`'s environment.
 
     `environment: local` adds the Delta jars through delta-spark's pip helper; `aws` leaves the

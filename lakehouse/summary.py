@@ -18,8 +18,10 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
     from pyspark.sql import functions as F
 
     print("\n== lakehouse run ==")
-    print(f"{'table':<18}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
-          f"{'history':>9}  status")
+    print(
+        f"{'table':<18}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
+        f"{'history':>9}  status"
+    )
     example = None
     for run in runs:
         paths = table_paths(config, config.table(run.table))
@@ -31,8 +33,10 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
         except Exception:  # the table was never created (its query failed before the first batch)
             latest, versions, history = 0, 0, None
         status = "ok" if run.ok else f"FAILED: {run.error}"
-        print(f"{run.table:<18}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
-              f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}")
+        print(
+            f"{run.table:<18}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
+            f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}"
+        )
         if example is None and history is not None and versions:
             example = (run.table, paths.history, history)
     if example is None:

@@ -51,14 +51,18 @@ def _ddl(columns: dict[str, str]) -> str:
 
 
 def history_ddl(table: TableConfig) -> str:
-    meta = ("_op STRING, _is_deleted BOOLEAN, _valid_from TIMESTAMP, _valid_to TIMESTAMP, _is_current BOOLEAN, "
-            "_sequence STRING, _change_seq STRING, _source_file STRING, _source_row BIGINT, _batch_id BIGINT")
+    meta = (
+        "_op STRING, _is_deleted BOOLEAN, _valid_from TIMESTAMP, _valid_to TIMESTAMP, _is_current BOOLEAN, "
+        "_sequence STRING, _change_seq STRING, _source_file STRING, _source_row BIGINT, _batch_id BIGINT"
+    )
     return f"{_ddl(table.source.business_columns)}, {meta}"
 
 
 def latest_ddl(table: TableConfig) -> str:
-    meta = ("_op STRING, _sequence STRING, _change_seq STRING, _valid_from TIMESTAMP, _source_file STRING, "
-            "_source_row BIGINT, _batch_id BIGINT")
+    meta = (
+        "_op STRING, _sequence STRING, _change_seq STRING, _valid_from TIMESTAMP, _source_file STRING, "
+        "_source_row BIGINT, _batch_id BIGINT"
+    )
     return f"{_ddl(table.source.business_columns)}, {meta}"
 
 

@@ -41,14 +41,16 @@ def as_of(spark: SparkSession, history_path: str, at: datetime) -> DataFrame:
     """The rows that were live at `at` (UTC), with their business columns, from the history table."""
     history = _read(spark, history_path)
     live = history.where(
-        (history["_valid_from"] <= at) & (history["_valid_to"].isNull() | (history["_valid_to"] > at))
+        (history["_valid_from"] <= at)
+        & (history["_valid_to"].isNull() | (history["_valid_to"] > at))
         & ~history["_is_deleted"]
     )
     return live.drop(*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")])
 
 
-def latest_at(spark: SparkSession, latest_path: str, *, version: int | None = None,
-              timestamp: str | None = None) -> DataFrame:
+def latest_at(
+    spark: SparkSession, latest_path: str, *, version: int | None = None, timestamp: str | None = None
+) -> DataFrame:
     """The latest table at a Delta version or commit timestamp (Delta time travel)."""
     _read(spark, latest_path)
     reader = spark.read.format("delta")

@@ -16,14 +16,18 @@ TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="session")
-def spark():  # noqa: ANN201 - pyspark is imported lazily so pure tests run without a JVM
+def spark():
     from lakehouse.session import build_spark
 
-    session = build_spark(None, app_name="lakehouse-tests", extra_conf={
-        "spark.sql.shuffle.partitions": "2",
-        "spark.default.parallelism": "2",
-        "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
-    })
+    session = build_spark(
+        None,
+        app_name="lakehouse-tests",
+        extra_conf={
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
+        },
+    )
     yield session
     session.stop()
 
@@ -43,12 +47,17 @@ def make_config(root: Path, tables: dict[str, dict]) -> Config:
     """A local Config whose tables land under root/landing/<table> and write under root/lake."""
     for name, table in tables.items():
         table.setdefault("source", {}).setdefault("path", str(root / "landing" / name))
-    return Config.model_validate({
-        "environment": "local",
-        "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"),
-                  "checkpoints": str(root / "checkpoints")},
-        "tables": tables,
-    })
+    return Config.model_validate(
+        {
+            "environment": "local",
+            "paths": {
+                "landing": str(root / "landing"),
+                "lake": str(root / "lake"),
+                "checkpoints": str(root / "checkpoints"),
+            },
+            "tables": tables,
+        }
+    )
 
 
 @pytest.fixture

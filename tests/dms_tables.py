@@ -19,8 +19,14 @@ PEOPLE = {
         "timestamp_column": "ts",
         "change_seq_column": "seq",
         "before_image_prefix": "BI_",
-        "columns": {"ts": "string", "id": "bigint", "name": "string", "score": "double", "seq": "string",
-                    "BI_id": "bigint"},
+        "columns": {
+            "ts": "string",
+            "id": "bigint",
+            "name": "string",
+            "score": "double",
+            "seq": "string",
+            "BI_id": "bigint",
+        },
     },
 }
 
@@ -40,12 +46,12 @@ def land(config: Config, name: str, records: list[list[str]], table: str = "peop
     return write_dms_csv(Path(config.tables[table].source.path), name, records, gz=gz)
 
 
-def run(spark, config: Config) -> TableRun:  # noqa: ANN001
+def run(spark, config: Config) -> TableRun:
     (result,) = run_once(spark, config)
     assert result.ok, result.error
     return result
 
 
-def read(spark, config: Config, kind: str, table: str = "people"):  # noqa: ANN001, ANN201
+def read(spark, config: Config, kind: str, table: str = "people"):
     paths = table_paths(config, config.tables[table])
     return spark.read.format("delta").load(getattr(paths, kind))

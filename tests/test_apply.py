@@ -9,14 +9,16 @@ from chispa import assert_df_equality
 from tests.dms_tables import land, people_config, read, run, seq
 
 
-def latest_rows(spark, config):  # noqa: ANN001, ANN201
+def latest_rows(spark, config):
     return read(spark, config, "latest").select("id", "name", "score").orderBy("id")
 
 
-def history_rows(spark, config):  # noqa: ANN001, ANN201
-    return read(spark, config, "history").select(
-        "id", "name", "_op", "_valid_from", "_valid_to", "_is_current", "_is_deleted"
-    ).orderBy("id", "_sequence")
+def history_rows(spark, config):
+    return (
+        read(spark, config, "history")
+        .select("id", "name", "_op", "_valid_from", "_valid_to", "_is_current", "_is_deleted")
+        .orderBy("id", "_sequence")
+    )
 
 
 def ts(text: str) -> datetime:
@@ -25,27 +27,39 @@ def ts(text: str) -> datetime:
 
 def test_full_load_then_cdc_keeps_every_version_and_the_latest(spark, tmp_path):
     config = people_config(tmp_path)
-    land(config, "LOAD00000001.csv", [
-        ["2026-03-01 08:00:00.000000", "1", "Ann", "+3.23800011e+01", "", ""],
-        ["2026-03-01 08:00:00.000000", "2", "Bob", "1.5", "", ""],
-    ])
-    land(config, "20260301-090000000.csv", [
-        ["U", "2026-03-01 09:00:00.000000", "1", "Ann Lee", "40", seq(1), "1"],
-        ["I", "2026-03-01 09:00:01.000000", "3", "Cy", "", seq(2), ""],
-    ])
+    land(
+        config,
+        "LOAD00000001.csv",
+        [
+            ["2026-03-01 08:00:00.000000", "1", "Ann", "+3.23800011e+01", "", ""],
+            ["2026-03-01 08:00:00.000000", "2", "Bob", "1.5", "", ""],
+        ],
+    )
+    land(
+        config,
+        "20260301-090000000.csv",
+        [
+            ["U", "2026-03-01 09:00:00.000000", "1", "Ann Lee", "40", seq(1), "1"],
+            ["I", "2026-03-01 09:00:01.000000", "3", "Cy", "", seq(2), ""],
+        ],
+    )
     result = run(spark, config)
 
     assert result.batches[0].rows_read == 4 and result.batches[0].applied == 4
     expected = spark.createDataFrame(
-        [(1, "Ann Lee", 40.0), (2, "Bob", 1.5), (3, "Cy", None)], "id bigint, name string, score double")
+        [(1, "Ann Lee", 40.0), (2, "Bob", 1.5), (3, "Cy", None)], "id bigint, name string, score double"
+    )
     assert_df_equality(latest_rows(spark, config), expected, ignore_nullable=True)
-    expected_history = spark.createDataFrame([
-        (1, "Ann", "I", ts("2026-03-01 08:00:00"), ts("2026-03-01 09:00:00"), False, False),
-        (1, "Ann Lee", "U", ts("2026-03-01 09:00:00"), None, True, False),
-        (2, "Bob", "I", ts("2026-03-01 08:00:00"), None, True, False),
-        (3, "Cy", "I", ts("2026-03-01 09:00:01"), None, True, False),
-    ], "id bigint, name string, _op string, _valid_from timestamp, _valid_to timestamp, _is_current boolean, "
-       "_is_deleted boolean")
+    expected_history = spark.createDataFrame(
+        [
+            (1, "Ann", "I", ts("2026-03-01 08:00:00"), ts("2026-03-01 09:00:00"), False, False),
+            (1, "Ann Lee", "U", ts("2026-03-01 09:00:00"), None, True, False),
+            (2, "Bob", "I", ts("2026-03-01 08:00:00"), None, True, False),
+            (3, "Cy", "I", ts("2026-03-01 09:00:01"), None, True, False),
+        ],
+        "id bigint, name string, _op string, _valid_from timestamp, _valid_to timestamp, _is_current boolean, "
+        "_is_deleted boolean",
+    )
     assert_df_equality(history_rows(spark, config), expected_history, ignore_nullable=True)
 
 

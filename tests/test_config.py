@@ -16,14 +16,20 @@ LOCAL_YAML = Path(__file__).parent.parent / "config" / "local.yaml"
 def people() -> dict:
     return {
         "primary_key": ["id"],
-        "source": {"kind": "dms", "path": "landing/people", "timestamp_column": "ts",
-                   "columns": {"ts": "string", "id": "bigint", "name": "string"}},
+        "source": {
+            "kind": "dms",
+            "path": "landing/people",
+            "timestamp_column": "ts",
+            "columns": {"ts": "string", "id": "bigint", "name": "string"},
+        },
     }
 
 
 def document(**tables: dict) -> dict:
-    return {"paths": {"landing": "landing", "lake": "lake", "checkpoints": "checkpoints"},
-            "tables": tables or {"people": people()}}
+    return {
+        "paths": {"landing": "landing", "lake": "lake", "checkpoints": "checkpoints"},
+        "tables": tables or {"people": people()},
+    }
 
 
 def write(tmp_path: Path, data: dict | str) -> Path:
@@ -58,9 +64,19 @@ def test_local_yaml_business_columns_exclude_dms_metadata_and_before_images() ->
     patients = load_config(LOCAL_YAML).tables["patients"].source
 
     assert patients.before_image_columns == ["BI_patient_id"]
-    assert list(patients.business_columns) == ["patient_id", "first_name", "last_name", "date_of_birth",
-                                               "address_line1", "city", "state", "zip", "phone", "email",
-                                               "updated_at"]
+    assert list(patients.business_columns) == [
+        "patient_id",
+        "first_name",
+        "last_name",
+        "date_of_birth",
+        "address_line1",
+        "city",
+        "state",
+        "zip",
+        "phone",
+        "email",
+        "updated_at",
+    ]
     assert patients.business_columns["date_of_birth"] == "date"
 
 
@@ -151,7 +167,8 @@ def test_asking_for_a_table_not_configured_lists_the_configured_ones(tmp_path: P
 
 
 def test_missing_environment_variable_without_default_is_an_error_naming_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LAKEHOUSE_TEST_BUCKET", raising=False)
     data = document()
     data["tables"]["people"]["source"]["path"] = "s3://${LAKEHOUSE_TEST_BUCKET}/dms/people"

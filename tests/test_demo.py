@@ -81,8 +81,11 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     assert first == second
     assert all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes() for p in first)
     generate(tmp_path / "c", seed=4, patients=30, days=2)
-    assert any((tmp_path / "c" / p).read_bytes() != (tmp_path / "a" / p).read_bytes()
-               for p in first if (tmp_path / "c" / p).exists())
+    assert any(
+        (tmp_path / "c" / p).read_bytes() != (tmp_path / "a" / p).read_bytes()
+        for p in first
+        if (tmp_path / "c" / p).exists()
+    )
 
 
 def test_every_record_has_the_field_count_of_its_file_layout(landing: Path) -> None:
@@ -177,8 +180,11 @@ def test_realistic_quirks(landing: Path) -> None:
     assert any(r["phone"].startswith("0") for r in patients)
     filled = [r for r in sessions if r["_op"] != "D"]
     assert all(DMS_REAL.match(r["ahi"]) and DMS_REAL.match(r["leak_rate"]) for r in filled)
-    assert all(r["email"].endswith((".example.com", "@example.com", "@example.org", "@example.net"))
-               for r in patients if r["_op"] != "D")
+    assert all(
+        r["email"].endswith((".example.com", "@example.com", "@example.org", "@example.net"))
+        for r in patients
+        if r["_op"] != "D"
+    )
 
 
 def test_counts_and_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

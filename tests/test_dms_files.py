@@ -48,22 +48,41 @@ def parquet(table: dict[str, list[Any]]) -> bytes:
 def test_load_file_without_op_maps_fields_to_the_layout() -> None:
     (row,) = parse(LOAD, "t1,1,Ann,9.5,s1,\n")
 
-    assert row == {"_file": LOAD, "_row": 0, "_is_load": True, "_op": "I",
-                   "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1", "BI_id": None}
+    assert row == {
+        "_file": LOAD,
+        "_row": 0,
+        "_is_load": True,
+        "_op": "I",
+        "ts": "t1",
+        "id": "1",
+        "name": "Ann",
+        "score": "9.5",
+        "seq": "s1",
+        "BI_id": None,
+    }
 
 
 def test_load_file_with_op_takes_op_from_the_first_field() -> None:
     (row,) = parse(LOAD, "I,t1,1,Ann,9.5,s1,\n", source(op_in_full_load=True))
 
-    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
-                             "BI_id": None}
+    assert business(row) == {
+        "_op": "I",
+        "ts": "t1",
+        "id": "1",
+        "name": "Ann",
+        "score": "9.5",
+        "seq": "s1",
+        "BI_id": None,
+    }
 
 
 def test_cdc_file_takes_op_from_the_first_field() -> None:
     rows = parse(CDC, "U,t2,1,Ann,9.75,s2,1\nD,t3,2,Bob,1.0,s3,2\n")
 
-    assert [(r["_op"], r["id"], r["score"], r["BI_id"]) for r in rows] == [("U", "1", "9.75", "1"),
-                                                                          ("D", "2", "1.0", "2")]
+    assert [(r["_op"], r["id"], r["score"], r["BI_id"]) for r in rows] == [
+        ("U", "1", "9.75", "1"),
+        ("D", "2", "1.0", "2"),
+    ]
     assert [(r["_row"], r["_is_load"]) for r in rows] == [(0, False), (1, False)]
     assert "_reason" not in rows[0]
 
@@ -86,15 +105,29 @@ def test_header_row_maps_fields_by_name_and_is_not_a_record() -> None:
 
     (row,) = rows
     assert row["_row"] == 0
-    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
-                             "BI_id": None}
+    assert business(row) == {
+        "_op": "I",
+        "ts": "t1",
+        "id": "1",
+        "name": "Ann",
+        "score": "9.5",
+        "seq": "s1",
+        "BI_id": None,
+    }
 
 
 def test_header_row_maps_columns_written_in_a_different_order() -> None:
     (row,) = parse(CDC, "Op,ID,Score,Name,seq,ts,bi_id\nU,1,9.5,Ann,s1,t1,1\n", source(header=True))
 
-    assert business(row) == {"_op": "U", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1",
-                             "BI_id": "1"}
+    assert business(row) == {
+        "_op": "U",
+        "ts": "t1",
+        "id": "1",
+        "name": "Ann",
+        "score": "9.5",
+        "seq": "s1",
+        "BI_id": "1",
+    }
 
 
 def test_header_naming_an_unknown_column_is_schema_drift_on_every_row() -> None:
@@ -224,8 +257,11 @@ def test_unclosed_quote_keeps_the_rest_of_the_file_from_the_record_that_opened_i
 
 
 def test_extension_other_than_the_configured_format_is_an_unsupported_file() -> None:
-    for path, src in (("s3://b/x/20260301.parquet", source()), ("s3://b/x/20260301.json", source()),
-                      (CDC, source(format="parquet"))):
+    for path, src in (
+        ("s3://b/x/20260301.parquet", source()),
+        ("s3://b/x/20260301.json", source()),
+        (CDC, source(format="parquet")),
+    ):
         (row,) = parse(path, b"whatever", src)
 
         assert (row["_reason"], row["_row"], row["_file"]) == ("unsupported_file", -1, path)
@@ -235,8 +271,17 @@ def test_extension_other_than_the_configured_format_is_an_unsupported_file() -> 
 
 
 def test_parquet_with_an_op_column_takes_op_from_it() -> None:
-    content = parquet({"Op": ["I", "D"], "ts": ["t1", "t2"], "id": [1, 2], "name": ["Ann", None],
-                       "score": [9.5, 1.0], "seq": ["s1", "s2"], "BI_id": [None, 2]})
+    content = parquet(
+        {
+            "Op": ["I", "D"],
+            "ts": ["t1", "t2"],
+            "id": [1, 2],
+            "name": ["Ann", None],
+            "score": [9.5, 1.0],
+            "seq": ["s1", "s2"],
+            "BI_id": [None, 2],
+        }
+    )
 
     rows = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
 

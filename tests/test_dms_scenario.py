@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
 from chispa import assert_df_equality
@@ -50,12 +51,21 @@ CDC2 = [  # current layout: ts, id, name, score, seq, BI_id
 
 
 @pytest.fixture(scope="module")
-def scenario(spark, tmp_path_factory):  # noqa: ANN001, ANN201
-    config = people_config(tmp_path_factory.mktemp("scenario"), max_files_per_trigger=1,
-                           previous_layouts=[["ts", "id", "name", "score", "seq"]])
+def scenario(spark, tmp_path_factory):
+    config = people_config(
+        tmp_path_factory.mktemp("scenario"),
+        max_files_per_trigger=1,
+        previous_layouts=[["ts", "id", "name", "score", "seq"]],
+    )
     files = [
-        land(config, "LOAD00000001.csv", [[T + "08:00:00", str(i), n, str(i), "", ""] for i, n in
-                                          [(1, "Ann"), (2, "Bob"), (3, "Cy"), (4, "Dee"), (5, "Eve"), (6, "Fay")]]),
+        land(
+            config,
+            "LOAD00000001.csv",
+            [
+                [T + "08:00:00", str(i), n, str(i), "", ""]
+                for i, n in [(1, "Ann"), (2, "Bob"), (3, "Cy"), (4, "Dee"), (5, "Eve"), (6, "Fay")]
+            ],
+        ),
         land(config, "20260301-090000000.csv", CDC1),
         land(config, "20260301-100000000.csv", CDC2),
         land(config, "LOAD00000002.csv", [[T + "08:00:00", "13", "Hank", "13", "", ""]]),
@@ -66,14 +76,14 @@ def scenario(spark, tmp_path_factory):  # noqa: ANN001, ANN201
     return config, result
 
 
-def names_as_of(spark, config, at: str) -> dict[int, str]:  # noqa: ANN001
+def names_as_of(spark, config, at: str) -> dict[int, str]:
     from lakehouse.tables import table_paths
 
     rows = as_of(spark, table_paths(config, config.tables["people"]).history, datetime.fromisoformat(at)).collect()
     return {r["id"]: r["name"] for r in rows}
 
 
-def history_of(spark, config, key: int) -> list[tuple]:  # noqa: ANN001
+def history_of(spark, config, key: int) -> list[tuple]:
     rows = read(spark, config, "history").where(F.col("id") == key).orderBy("_sequence").collect()
     return [(r["name"], r["_op"], r["_valid_from"], r["_valid_to"], r["_is_current"]) for r in rows]
 
@@ -81,8 +91,19 @@ def history_of(spark, config, key: int) -> list[tuple]:  # noqa: ANN001
 def test_latest_holds_the_newest_live_version_of_every_key(spark, scenario):
     config, _ = scenario
     expected = spark.createDataFrame(
-        [(1, "Ann Lee-Smith"), (3, "Cy"), (5, "Eve"), (6, "Fay Again"), (7, "Gus"), (10, 'Hale, "Jo"\nJr'),
-         (11, "Ivy B"), (13, "Hank New"), (40, "Dee")], "id bigint, name string")
+        [
+            (1, "Ann Lee-Smith"),
+            (3, "Cy"),
+            (5, "Eve"),
+            (6, "Fay Again"),
+            (7, "Gus"),
+            (10, 'Hale, "Jo"\nJr'),
+            (11, "Ivy B"),
+            (13, "Hank New"),
+            (40, "Dee"),
+        ],
+        "id bigint, name string",
+    )
     actual = read(spark, config, "latest").select("id", "name").orderBy("id")
     assert_df_equality(actual, expected, ignore_nullable=True)
 
@@ -100,7 +121,7 @@ def test_late_update_lands_inside_the_right_interval(scenario):
     assert result.batches[2].late == 2
 
 
-def history_of_names(scenario, key: int) -> list[str]:  # noqa: ANN001
+def history_of_names(scenario, key: int) -> list[str]:
     config, _ = scenario
     from pyspark.sql import SparkSession
 
@@ -119,7 +140,7 @@ def test_as_of_answers_from_the_validity_columns(spark, scenario):
 def test_validity_intervals_chain_without_gaps(spark, scenario):
     config, _ = scenario
     rows = history_of(spark, config, 1)
-    for (_, _, _, valid_to, current), (_, _, next_from, _, _) in zip(rows, rows[1:], strict=False):
+    for (_, _, _, valid_to, current), (_, _, next_from, _, _) in pairwise(rows):
         assert valid_to == next_from and not current
     assert rows[-1][3] is None and rows[-1][4]
 
@@ -175,8 +196,14 @@ def test_bad_rows_are_quarantined_with_their_reason(spark, scenario):
     config, result = scenario
     quarantine = read(spark, config, "quarantine")
     reasons = {(r["reason"], r["source_row"]) for r in quarantine.collect()}
-    assert reasons == {("unknown_op", 6), ("null_key", 7), ("type_mismatch", 8), ("bad_change_seq", 9),
-                       ("duplicate_sequence", 5), ("duplicate_sequence", 6)}
+    assert reasons == {
+        ("unknown_op", 6),
+        ("null_key", 7),
+        ("type_mismatch", 8),
+        ("bad_change_seq", 9),
+        ("duplicate_sequence", 5),
+        ("duplicate_sequence", 6),
+    }
     detail = quarantine.where("reason = 'type_mismatch'").first()["detail"]
     assert detail == "column score: 'abc' is not a valid double"
     assert result.batches[2].duplicate_sequence_keys == ["12"]

@@ -8,6 +8,7 @@ moment — restarting it each time. Every table must then equal the tables of a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,31 +30,37 @@ FILES = {
     "LOAD00000001.csv": [[T + "08:00:00", str(i), f"P{i}", str(i), "", ""] for i in range(1, 30)],
     "20260301-090000000.csv": [["U", T + "09:00:00", str(i), f"P{i}b", str(i), seq(i), str(i)] for i in range(1, 10)]
     + [["X", T + "09:00:00", "99", "bad op", "1", seq(99), ""], ["D", T + "09:00:01", "3", "", "", seq(50), "3"]],
-    "20260301-100000000.csv": [["U", T + "08:30:00", "1", "late", "1", seq(0), "1"],
-                               ["U", T + "10:00:00", "40", "moved", "4", seq(60), "4"]]
+    "20260301-100000000.csv": [
+        ["U", T + "08:30:00", "1", "late", "1", seq(0), "1"],
+        ["U", T + "10:00:00", "40", "moved", "4", seq(60), "4"],
+    ]
     + [["I", T + "10:00:01", str(i), f"N{i}", "", seq(100 + i), ""] for i in range(100, 120)],
     "20260301-110000000.csv": [["D", T + "11:00:00", str(i), "", "", seq(200 + i), str(i)] for i in range(100, 105)]
     + [["U", T + "11:00:01", "3", "after delete", "3", seq(1), "3"]],
 }
 
 
-def land_all(config) -> None:  # noqa: ANN001
+def land_all(config) -> None:
     for i, (name, records) in enumerate(FILES.items()):
         path = land(config, name, records)
         os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
 
 
-def tables(spark, config) -> dict:  # noqa: ANN001
+def tables(spark, config) -> dict:
     return {kind: read(spark, config, kind) for kind in ("history", "latest", "quarantine")}
 
 
-def comparable(df):  # noqa: ANN001, ANN201
+def comparable(df):
     """All columns, with file paths cut to their names (the two runs land in different folders)."""
-    return df.select(*[F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c)
-                       for c in sorted(df.columns)])
+    return df.select(
+        *[
+            F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c)
+            for c in sorted(df.columns)
+        ]
+    )
 
 
-def assert_same_tables(spark, actual_config, expected_config) -> None:  # noqa: ANN001
+def assert_same_tables(spark, actual_config, expected_config) -> None:
     actual, expected = tables(spark, actual_config), tables(spark, expected_config)
     for kind in actual:
         assert_df_equality(comparable(actual[kind]), comparable(expected[kind]), ignore_row_order=True)
@@ -80,17 +87,20 @@ def _lakehouse(config_file: Path, crash_at: str | None = None) -> subprocess.Pop
     env.pop("LAKEHOUSE_CRASH_AT", None)
     if crash_at:
         env["LAKEHOUSE_CRASH_AT"] = crash_at
-    return subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "--config", str(config_file), "run", "--no-demo"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", "--config", str(config_file), "run", "--no-demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=600)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # its JVM, if the kill left one behind
-    except ProcessLookupError:
-        pass
     return proc.returncode, out
 
 
@@ -103,12 +113,25 @@ def test_sigkill_at_any_point_then_restart_equals_a_clean_run(spark, tmp_path):
     crashed = people_config(tmp_path / "crashed", max_files_per_trigger=1)
     land_all(crashed)
     config_file = tmp_path / "crashed.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "environment": "local",
-        "paths": crashed.paths.model_dump(),
-        "tables": {"people": {**PEOPLE, "source": {**PEOPLE["source"], "path": crashed.tables["people"].source.path,
-                                                    "max_files_per_trigger": 1}}},
-    }, sort_keys=False))
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "environment": "local",
+                "paths": crashed.paths.model_dump(),
+                "tables": {
+                    "people": {
+                        **PEOPLE,
+                        "source": {
+                            **PEOPLE["source"],
+                            "path": crashed.tables["people"].source.path,
+                            "max_files_per_trigger": 1,
+                        },
+                    }
+                },
+            },
+            sort_keys=False,
+        )
+    )
     for point in ("people:0:after_quarantine", "people:1:after_history", "people:2:after_latest"):
         code, out = _finish(_lakehouse(config_file, point))
         assert code == -signal.SIGKILL, out

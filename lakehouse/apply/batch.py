@@ -46,8 +46,9 @@ def apply_batch(files: DataFrame, batch_id: int, *, table: TableConfig, paths: T
     return metrics
 
 
-def _apply_marked(marked: DataFrame, batch_id: int, table: TableConfig, paths: TablePaths,
-                  business: list[str], metrics: BatchMetrics) -> None:
+def _apply_marked(
+    marked: DataFrame, batch_id: int, table: TableConfig, paths: TablePaths, business: list[str], metrics: BatchMetrics
+) -> None:
     spark = marked.sparkSession
     valid = F.col("_reason").isNull()
     first = marked.agg(
@@ -71,28 +72,37 @@ def _apply_marked(marked: DataFrame, batch_id: int, table: TableConfig, paths: T
     if first["min_valid_from"] is None:
         return
     history = spark.read.format("delta").load(paths.history)
-    existing = history.where(
-        F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))
-    ).join(changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi")
-    plan = plan_history(changes, existing, key=table.primary_key, values=business,
-                        ignore=table.ignore_changes_in).persist()
+    existing = history.where(F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))).join(
+        changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi"
+    )
+    plan = plan_history(
+        changes, existing, key=table.primary_key, values=business, ignore=table.ignore_changes_in
+    ).persist()
     try:
         _count_plan(plan, metrics)
         if not metrics.reconciles:
-            raise InputError(f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
-                             table=table.name, batch_id=batch_id)
-        merge_history(DeltaTable.forPath(spark, paths.history), plan, key=table.primary_key,
-                      columns=[*business, *META_COLUMNS])
+            raise InputError(
+                f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
+                table=table.name,
+                batch_id=batch_id,
+            )
+        merge_history(
+            DeltaTable.forPath(spark, paths.history), plan, key=table.primary_key, columns=[*business, *META_COLUMNS]
+        )
         crash_point(table.name, batch_id, "after_history")
         latest_columns = [*business, *LATEST_META]
-        merge_latest(DeltaTable.forPath(spark, paths.latest),
-                     latest_changes(plan, batch_id=batch_id, columns=latest_columns),
-                     key=table.primary_key, columns=latest_columns)
+        merge_latest(
+            DeltaTable.forPath(spark, paths.latest),
+            latest_changes(plan, batch_id=batch_id, columns=latest_columns),
+            key=table.primary_key,
+            columns=latest_columns,
+        )
         crash_point(table.name, batch_id, "after_latest")
     finally:
         plan.unpersist()
-    metrics.versions = {name: _version(spark, path) for name, path in
-                        (("history", paths.history), ("latest", paths.latest))}
+    metrics.versions = {
+        name: _version(spark, path) for name, path in (("history", paths.history), ("latest", paths.latest))
+    }
 
 
 def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> None:
@@ -110,25 +120,36 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> None:
         setattr(metrics, name, int(row[name] or 0))
 
 
-def _write_quarantine(rows: DataFrame, table: TableConfig, paths: TablePaths, batch_id: int,
-                      metrics: BatchMetrics) -> None:
+def _write_quarantine(
+    rows: DataFrame, table: TableConfig, paths: TablePaths, batch_id: int, metrics: BatchMetrics
+) -> None:
     spark = rows.sparkSession
     reasons = rows.groupBy("_reason").count().collect()
     metrics.quarantine_reasons = {r["_reason"]: int(r["count"]) for r in reasons}
     if "duplicate_sequence" in metrics.quarantine_reasons:
-        keys = rows.where(F.col("_reason") == "duplicate_sequence").select(
-            F.concat_ws("|", *[F.col(f"`{k}`").cast("string") for k in table.primary_key]).alias("k")
-        ).distinct().limit(10).collect()
+        keys = (
+            rows.where(F.col("_reason") == "duplicate_sequence")
+            .select(F.concat_ws("|", *[F.col(f"`{k}`").cast("string") for k in table.primary_key]).alias("k"))
+            .distinct()
+            .limit(10)
+            .collect()
+        )
         metrics.duplicate_sequence_keys = sorted(r["k"] for r in keys)
     source = rows.select(
-        F.lit(table.name).alias("table"), F.lit(batch_id).cast("long").alias("batch_id"),
-        F.col("_source_file").alias("source_file"), F.col("_source_row").alias("source_row"),
-        F.col("_reason").alias("reason"), F.col("_detail").alias("detail"), F.col("_raw").alias("raw"),
+        F.lit(table.name).alias("table"),
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_source_row").alias("source_row"),
+        F.col("_reason").alias("reason"),
+        F.col("_detail").alias("detail"),
+        F.col("_raw").alias("raw"),
     )
     (
-        DeltaTable.forPath(spark, paths.quarantine).alias("t")
-        .merge(source.alias("s"), "t.source_file = s.source_file AND t.source_row = s.source_row "
-                                  "AND t.reason = s.reason")
+        DeltaTable.forPath(spark, paths.quarantine)
+        .alias("t")
+        .merge(
+            source.alias("s"), "t.source_file = s.source_file AND t.source_row = s.source_row AND t.reason = s.reason"
+        )
         .whenNotMatchedInsertAll()
         .execute()
     )

@@ -14,16 +14,27 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-META_COLUMNS = ["_op", "_is_deleted", "_valid_from", "_valid_to", "_is_current", "_sequence", "_change_seq",
-                "_source_file", "_source_row", "_batch_id"]
+META_COLUMNS = [
+    "_op",
+    "_is_deleted",
+    "_valid_from",
+    "_valid_to",
+    "_is_current",
+    "_sequence",
+    "_change_seq",
+    "_source_file",
+    "_source_row",
+    "_batch_id",
+]
 
 
 def _c(name: str) -> Column:
     return F.col("`" + name + "`")
 
 
-def plan_history(changes: DataFrame, existing: DataFrame, *, key: list[str], values: list[str],
-                 ignore: list[str] = ()) -> DataFrame:
+def plan_history(
+    changes: DataFrame, existing: DataFrame, *, key: list[str], values: list[str], ignore: list[str] = ()
+) -> DataFrame:
     """Combine new `changes` with the `existing` history rows of their keys.
 
     Returns every row with `_action`:
@@ -33,11 +44,18 @@ def plan_history(changes: DataFrame, existing: DataFrame, *, key: list[str], val
     and `_late` (a new version older than one already in history).
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
-    old = existing.select(*[_c(c) for c in columns], F.lit(True).alias("_existing"),
-                          F.col("_valid_to").alias("_old_valid_to"), F.col("_is_current").alias("_old_is_current"))
-    new = changes.select(*[_c(c) for c in columns], F.lit(False).alias("_existing"),
-                         F.lit(None).cast("timestamp").alias("_old_valid_to"),
-                         F.lit(None).cast("boolean").alias("_old_is_current"))
+    old = existing.select(
+        *[_c(c) for c in columns],
+        F.lit(True).alias("_existing"),
+        F.col("_valid_to").alias("_old_valid_to"),
+        F.col("_is_current").alias("_old_is_current"),
+    )
+    new = changes.select(
+        *[_c(c) for c in columns],
+        F.lit(False).alias("_existing"),
+        F.lit(None).cast("timestamp").alias("_old_valid_to"),
+        F.lit(None).cast("boolean").alias("_old_is_current"),
+    )
     by_key = Window.partitionBy(*[_c(k) for k in key])
     ordered = by_key.orderBy(F.col("_sequence"), F.col("_existing").desc())
     same_as_previous = F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False))
@@ -49,13 +67,18 @@ def plan_history(changes: DataFrame, existing: DataFrame, *, key: list[str], val
     for c in tracked:
         same = same & _c(c).eqNullSafe(F.lag(_c(c)).over(ordered))
     prev_op = F.lag("_op").over(ordered)
-    unchanged = ~F.col("_existing") & prev_op.isNotNull() & (
-        ((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D"))
+    unchanged = (
+        ~F.col("_existing")
+        & prev_op.isNotNull()
+        & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D")))
     )
     live = live.withColumn("_unchanged", unchanged)
     versions = _intervals(live.where(~F.col("_unchanged")), key=key, values=values, ordered=ordered, by_key=by_key)
-    skipped = live.where(F.col("_unchanged")).withColumn("_action", F.lit("unchanged")).unionByName(
-        rows.where(F.col("_replay")).withColumn("_action", F.lit("replay")), allowMissingColumns=True)
+    skipped = (
+        live.where(F.col("_unchanged"))
+        .withColumn("_action", F.lit("unchanged"))
+        .unionByName(rows.where(F.col("_replay")).withColumn("_action", F.lit("replay")), allowMissingColumns=True)
+    )
     return versions.unionByName(skipped, allowMissingColumns=True).drop("_unchanged", "_replay")
 
 
@@ -67,15 +90,18 @@ def _intervals(live: DataFrame, *, key: list[str], values: list[str], ordered: W
     carry = ~F.col("_existing") & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
     carried = {c: F.when(carry, F.lag(_c(c)).over(ordered)).otherwise(_c(c)) for c in values if c not in key}
     newest_existing = F.max(F.when(F.col("_existing"), F.col("_sequence"))).over(by_key)
-    planned = live.withColumns({
-        **carried,
-        "_valid_to": F.when(next_from.isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
-        "_is_current": is_current,
-        "_is_deleted": F.col("_op") == "D",
-        "_late": ~F.col("_existing") & F.coalesce(F.col("_sequence") < newest_existing, F.lit(False)),
-    })
-    changed = ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to")) | \
-        ~F.col("_old_is_current").eqNullSafe(F.col("_is_current"))
+    planned = live.withColumns(
+        {
+            **carried,
+            "_valid_to": F.when(next_from.isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
+            "_is_current": is_current,
+            "_is_deleted": F.col("_op") == "D",
+            "_late": ~F.col("_existing") & F.coalesce(F.col("_sequence") < newest_existing, F.lit(False)),
+        }
+    )
+    changed = ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to")) | ~F.col("_old_is_current").eqNullSafe(
+        F.col("_is_current")
+    )
     return planned.withColumn(
         "_action",
         F.when(~F.col("_existing"), F.lit("insert")).when(changed, F.lit("update")).otherwise(F.lit("keep")),
@@ -89,8 +115,9 @@ def merge_history(spark_table: object, plan: DataFrame, *, key: list[str], colum
     (
         spark_table.alias("t")  # type: ignore[attr-defined]
         .merge(source.alias("s"), on)
-        .whenMatchedUpdate(condition="s._action = 'update'",
-                           set={"_valid_to": "s._valid_to", "_is_current": "s._is_current"})
+        .whenMatchedUpdate(
+            condition="s._action = 'update'", set={"_valid_to": "s._valid_to", "_is_current": "s._is_current"}
+        )
         .whenNotMatchedInsert(condition="s._action = 'insert'", values={f"`{c}`": f"s.`{c}`" for c in columns})
         .execute()
     )

@@ -17,15 +17,21 @@ def mark_duplicates(changes: DataFrame, key: list[str], values: list[str]) -> Da
     content = F.sha2(F.to_json(F.struct(F.col("_op"), *[F.col(f"`{c}`") for c in values])), 256)
     group = Window.partitionBy(*[F.col(f"`{k}`") for k in key], F.col("_sequence"), valid)
     ordered = group.orderBy(F.col("_source_file"), F.col("_source_row"))
-    marked = changes.withColumn("_content", content).withColumns({
-        "_variants": F.size(F.collect_set("_content").over(group)),
-        "_rank": F.row_number().over(ordered),
-    })
+    marked = changes.withColumn("_content", content).withColumns(
+        {
+            "_variants": F.size(F.collect_set("_content").over(group)),
+            "_rank": F.row_number().over(ordered),
+        }
+    )
     tie = valid & (F.col("_variants") > 1)
     return marked.select(
         *[c for c in changes.columns if c not in ("_reason", "_detail")],
         F.when(tie, F.lit("duplicate_sequence")).otherwise(F.col("_reason")).alias("_reason"),
-        F.when(tie, F.concat(F.lit("another row of this key has the same sequence and different values: "),
-                             F.col("_sequence"))).otherwise(F.col("_detail")).alias("_detail"),
+        F.when(
+            tie,
+            F.concat(F.lit("another row of this key has the same sequence and different values: "), F.col("_sequence")),
+        )
+        .otherwise(F.col("_detail"))
+        .alias("_detail"),
         (valid & ~tie & (F.col("_rank") > 1)).alias("_duplicate"),
     )

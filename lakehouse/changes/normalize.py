@@ -40,9 +40,12 @@ def _try_cast(name: str, type_: str) -> Column:
 
 def _first_cast_failure(columns: dict[str, str]) -> Column:
     checks = [
-        F.when(F.col(_q(c)).isNotNull() & _try_cast(c, t).isNull(),
-               F.concat(F.lit(f"column {c}: '"), F.col(_q(c)), F.lit(f"' is not a valid {t}")))
-        for c, t in columns.items() if t != "string"
+        F.when(
+            F.col(_q(c)).isNotNull() & _try_cast(c, t).isNull(),
+            F.concat(F.lit(f"column {c}: '"), F.col(_q(c)), F.lit(f"' is not a valid {t}")),
+        )
+        for c, t in columns.items()
+        if t != "string"
     ]
     return F.coalesce(*checks) if checks else F.lit(None).cast("string")
 
@@ -70,8 +73,11 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
     for k in table.primary_key:
         key_null = key_null | F.col(_q(k)).isNull()
 
-    commit_ts = F.expr(f"try_cast({_q(source.timestamp_column)} AS timestamp)") if source.timestamp_column \
+    commit_ts = (
+        F.expr(f"try_cast({_q(source.timestamp_column)} AS timestamp)")
+        if source.timestamp_column
         else F.lit(None).cast("timestamp")
+    )
     reason = (
         F.when(F.col("_reason").isNotNull(), F.col("_reason"))
         .when(~F.coalesce(F.col("_op").isin("I", "U", "D"), F.lit(False)), F.lit("unknown_op"))
@@ -82,12 +88,16 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
     )
     detail = (
         F.when(F.col("_reason").isNotNull(), F.col("_detail"))
-        .when(reason == "unknown_op", F.concat(F.lit("Op is '"), F.coalesce(F.col("_op"), F.lit("NULL")),
-                                               F.lit("'; expected I, U or D")))
+        .when(
+            reason == "unknown_op",
+            F.concat(F.lit("Op is '"), F.coalesce(F.col("_op"), F.lit("NULL")), F.lit("'; expected I, U or D")),
+        )
         .when(reason == "null_key", F.lit(f"primary key {table.primary_key} has an empty value"))
         .when(reason == "bad_change_seq", F.concat(F.lit("change-seq '"), seq, F.lit("' is not up to 35 digits")))
-        .when((reason == "type_mismatch") & ts.isNotNull() & commit_ts.isNull(),
-              F.concat(F.lit(f"{source.timestamp_column}: '"), ts, F.lit("' is not a timestamp")))
+        .when(
+            (reason == "type_mismatch") & ts.isNotNull() & commit_ts.isNull(),
+            F.concat(F.lit(f"{source.timestamp_column}: '"), ts, F.lit("' is not a timestamp")),
+        )
         .when(reason == "type_mismatch", _first_cast_failure(typed))
     )
     raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])

@@ -40,8 +40,12 @@ def parsed_schema(source: DmsSource) -> StructType:
     """Schema of `parse_files`' output: lineage, Op and every layout column as a string."""
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType, TimestampType
 
-    fields = [StructField("_file", StringType()), StructField("_row", LongType()),
-              StructField("_is_load", BooleanType()), StructField("_file_mtime", TimestampType())]
+    fields = [
+        StructField("_file", StringType()),
+        StructField("_row", LongType()),
+        StructField("_is_load", BooleanType()),
+        StructField("_file_mtime", TimestampType()),
+    ]
     fields += [StructField(c, StringType()) for c in output_columns(source)[3:]]
     return StructType(fields)
 
@@ -56,8 +60,7 @@ def parse_files(files: DataFrame, source: DmsSource) -> DataFrame:
 
         rows: list[dict] = []
         for batch in batches:
-            for path, mtime, content in zip(batch["path"], batch["modificationTime"], batch["content"],
-                                            strict=True):
+            for path, mtime, content in zip(batch["path"], batch["modificationTime"], batch["content"], strict=True):
                 for row in parse_file(path, bytes(content), source):
                     row["_file_mtime"] = mtime
                     rows.append(row)

@@ -62,8 +62,14 @@ def parse_file(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
     elif stem.endswith(".parquet") and source.format == "parquet":
         yield from _parse_parquet(path, data, is_load, source)
     else:
-        yield _error(path, -1, is_load, "unsupported_file",
-                     f"file name does not end in .{source.format}[.gz], the table's configured format", "")
+        yield _error(
+            path,
+            -1,
+            is_load,
+            "unsupported_file",
+            f"file name does not end in .{source.format}[.gz], the table's configured format",
+            "",
+        )
 
 
 def _layouts(source: DmsSource) -> dict[int, list[str]]:
@@ -105,8 +111,14 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
             # first line of the broken record (an unclosed quote is only reported at the end of the file).
             # The lines are split as the reader splits them, so the remainder is the file's own text.
             rest = io.StringIO(text, newline="").readlines()[start:]
-            yield _error(path, position, is_load, "unparseable",
-                         f"CSV error in the record starting at line {start + 1}: {exc}", "".join(rest))
+            yield _error(
+                path,
+                position,
+                is_load,
+                "unparseable",
+                f"CSV error in the record starting at line {start + 1}: {exc}",
+                "".join(rest),
+            )
             return
         if not record:  # a blank line carries no data
             continue
@@ -119,9 +131,17 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
         position += 1
 
 
-def _map_record(path: str, position: int, is_load: bool, record: list[str], has_op: bool,
-                source: DmsSource, layouts: dict[int, list[str]], header_layout: list[str] | None,
-                header_problem: str) -> Row:
+def _map_record(
+    path: str,
+    position: int,
+    is_load: bool,
+    record: list[str],
+    has_op: bool,
+    source: DmsSource,
+    layouts: dict[int, list[str]],
+    header_layout: list[str] | None,
+    header_problem: str,
+) -> Row:
     raw = _to_csv_line(record, source.delimiter)
     if header_problem:
         return _error(path, position, is_load, "schema_drift", header_problem, raw)
@@ -129,8 +149,14 @@ def _map_record(path: str, position: int, is_load: bool, record: list[str], has_
     layout = header_layout if source.header else layouts.get(len(values))
     if layout is None or len(layout) != len(values):
         expected = sorted(n + has_op for n in layouts) if not source.header else [len(header_layout or []) + has_op]
-        return _error(path, position, is_load, "schema_drift",
-                      f"record has {len(record)} fields; the configured layouts have {expected}", raw)
+        return _error(
+            path,
+            position,
+            is_load,
+            "schema_drift",
+            f"record has {len(record)} fields; the configured layouts have {expected}",
+            raw,
+        )
     row = _row(path, position, is_load, _op=record[0] if has_op else "I")
     row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
     return row
@@ -156,8 +182,14 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
     unknown = [n for n in table.column_names if n.lower() != "op" and n.lower() not in by_lower]
     if unknown:
         for position in range(table.num_rows):
-            yield _error(path, position, is_load, "schema_drift",
-                         f"Parquet columns not in the configuration: {unknown}; add them to `columns`", "")
+            yield _error(
+                path,
+                position,
+                is_load,
+                "schema_drift",
+                f"Parquet columns not in the configuration: {unknown}; add them to `columns`",
+                "",
+            )
         return
     strings = {n: table.column(n).cast(pa.string()).to_pylist() for n in table.column_names}
     for position in range(table.num_rows):
