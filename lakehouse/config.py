@@ -133,6 +133,18 @@ class Config(_Model):
             object.__setattr__(table, "name", name)
         return tables
 
+    @model_validator(mode="after")
+    def _absolute_local_paths(self) -> Config:
+        # Delta and Spark need absolute paths; relative ones are relative to the working directory.
+        def absolute(path: str) -> str:
+            return path if "://" in path else str(Path(path).resolve())
+
+        for key in ("landing", "lake", "checkpoints"):
+            object.__setattr__(self.paths, key, absolute(getattr(self.paths, key)))
+        for table in self.tables.values():
+            object.__setattr__(table.source, "path", absolute(table.source.path))
+        return self
+
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a ConfigError listing the configured ones."""
         if name not in self.tables:
