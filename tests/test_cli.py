@@ -1,0 +1,85 @@
+"""The `lakehouse` command: user errors are one clear line and exit 2; the stream stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.cli import main
+from tests.conftest import write_dms_csv
+from tests.dms_tables import PEOPLE, seq
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "nope.yaml"), "run"]) == 2
+    assert "configuration file not found" in capsys.readouterr().err
+
+
+def test_unknown_table_names_the_configured_ones(capsys):
+    assert main(["as-of", "patient", "--at", "2026-03-01"]) == 2
+    err = capsys.readouterr().err
+    assert "no table 'patient'" in err and "patients" in err
+
+
+def test_bad_time_is_a_clear_error(capsys):
+    assert main(["as-of", "patients", "--at", "yesterday"]) == 2
+    assert "is not a time" in capsys.readouterr().err
+
+
+def test_as_of_before_any_run_says_what_to_do(spark, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path), sort_keys=False))
+    assert main(["--config", str(config), "as-of", "people", "--at", "2026-03-01"]) == 2
+    assert "run `lakehouse run` first" in capsys.readouterr().err
+
+
+def _config(root: Path, trigger_seconds: float = 1) -> dict:
+    return {
+        "environment": "local",
+        "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "chk")},
+        "stream": {"trigger_seconds": trigger_seconds},
+        "tables": {"people": {**PEOPLE, "source": {**PEOPLE["source"], "path": str(root / "landing" / "people")}}},
+    }
+
+
+def _wait_for_batch(proc: subprocess.Popen, deadline: float) -> str:
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if '"event": "batch"' in line:
+            return line
+        assert time.monotonic() < deadline, "no batch reported in time"
+    raise AssertionError("the stream ended before reporting a batch")
+
+
+@pytest.mark.slow
+def test_stream_applies_files_as_they_land_and_stops_cleanly_on_sigterm(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path), sort_keys=False))
+    landing = tmp_path / "landing" / "people"
+    write_dms_csv(landing, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1", "", ""]])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", "--config", str(config), "stream"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        assert '"applied": 1' in _wait_for_batch(proc, deadline)
+        write_dms_csv(landing, "20260301-090000000.csv", [["U", "2026-03-01 09:00:00", "1", "Ann B", "2", seq(1), "1"]])
+        assert '"updated": 1' in _wait_for_batch(proc, deadline)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "people: 2 batches" in out
