@@ -30,7 +30,7 @@ check: $(VENV)/.installed
 .venv-spark4/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-spark4
 	.venv-spark4/bin/python -m pip install --quiet --upgrade pip
-	.venv-spark4/bin/python -m pip install --quiet -e '.[dev]' 'pyspark==4.0.1' 'delta-spark==4.0.0' 'pandas==2.2.3' 'pyarrow==18.1.0'
+	.venv-spark4/bin/python -m pip install --quiet -e '.[dev]' 'pyspark==4.0.1' 'delta-spark==4.0.1' 'pandas==2.2.3' 'pyarrow==18.1.0'
 	touch $@
 
 test-spark4: java .venv-spark4/.installed

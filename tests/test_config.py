@@ -55,7 +55,7 @@ def test_local_yaml_loads_its_three_tables(monkeypatch: pytest.MonkeyPatch) -> N
     assert sorted(config.tables) == ["devices", "patients", "therapy_sessions"]
     assert {name: table.name for name, table in config.tables.items()} == {n: n for n in config.tables}
     assert config.source_file == str(LOCAL_YAML)
-    assert config.paths.landing == "data/landing"
+    assert config.paths.landing == str(Path("data/landing").resolve())  # relative to the working directory
     assert config.tables["devices"].source.op_in_full_load is True
     assert config.tables["devices"].source.previous_layouts[0][-1] == "dms_change_seq"
 

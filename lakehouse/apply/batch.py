@@ -59,6 +59,8 @@ def _apply_marked(
         _count(F.col("_duplicate")).alias("duplicates"),
         _count(valid & F.col("_change_seq").isNull() & ~F.col("_synthetic")).alias("null_sequence"),
         F.min(F.when(valid, F.col("_valid_from"))).alias("min_valid_from"),
+        F.min(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_lo"),
+        F.max(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_hi"),
     ).first()
     for name in ("files", "rows_read", "key_changes", "quarantined", "duplicates", "null_sequence"):
         setattr(metrics, name, int(first[name] or 0))
@@ -71,13 +73,21 @@ def _apply_marked(
     changes = marked.where(valid & ~F.col("_duplicate"))
     if first["min_valid_from"] is None:
         return
+
+    # Only versions of the batch's keys can change, and only those still open at its oldest change; the
+    # key range is a literal, so Delta skips files by their min/max statistics (a big win when keys cluster).
+    def in_key_range(alias: str = "") -> F.Column:
+        return F.col(f"{alias}`{table.primary_key[0]}`").between(F.lit(first["key_lo"]), F.lit(first["key_hi"]))
+
     history = spark.read.format("delta").load(paths.history)
-    existing = history.where(F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))).join(
-        changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi"
-    )
+    existing = history.where(
+        in_key_range() & (F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"])))
+    ).join(changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi")
+    # Materialized and cut loose from the history table: a MERGE into history invalidates cached results
+    # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
     plan = plan_history(
         changes, existing, key=table.primary_key, values=business, ignore=table.ignore_changes_in
-    ).persist()
+    ).localCheckpoint(eager=True)
     try:
         _count_plan(plan, metrics)
         if not metrics.reconciles:
@@ -87,7 +97,11 @@ def _apply_marked(
                 batch_id=batch_id,
             )
         merge_history(
-            DeltaTable.forPath(spark, paths.history), plan, key=table.primary_key, columns=[*business, *META_COLUMNS]
+            DeltaTable.forPath(spark, paths.history),
+            plan,
+            key=table.primary_key,
+            columns=[*business, *META_COLUMNS],
+            within=in_key_range("t."),
         )
         crash_point(table.name, batch_id, "after_history")
         latest_columns = [*business, *LATEST_META]
@@ -96,6 +110,7 @@ def _apply_marked(
             latest_changes(plan, batch_id=batch_id, columns=latest_columns),
             key=table.primary_key,
             columns=latest_columns,
+            within=in_key_range("t."),
         )
         crash_point(table.name, batch_id, "after_latest")
     finally:

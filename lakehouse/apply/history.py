@@ -108,9 +108,13 @@ def _intervals(live: DataFrame, *, key: list[str], values: list[str], ordered: W
     )
 
 
-def merge_history(spark_table: object, plan: DataFrame, *, key: list[str], columns: list[str]) -> None:
+def merge_history(
+    spark_table: object, plan: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+) -> None:
     """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op."""
-    on = " AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"])
+    on = F.expr(" AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"]))
+    if within is not None:  # a literal range on the target lets Delta skip files by their statistics
+        on = on & within
     source = plan.where(F.col("_action").isin("insert", "update")).select(*[_c(c) for c in columns], "_action")
     (
         spark_table.alias("t")  # type: ignore[attr-defined]

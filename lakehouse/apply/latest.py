@@ -6,7 +6,7 @@ older than the row already there never overwrites it, and a replayed batch chang
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 LATEST_META = ["_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
@@ -24,9 +24,13 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
     return plan.where(wanted).select(*[F.col(f"`{c}`") for c in columns])
 
 
-def merge_latest(delta_table: object, source: DataFrame, *, key: list[str], columns: list[str]) -> None:
+def merge_latest(
+    delta_table: object, source: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+) -> None:
     """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older."""
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in key)
+    on = F.expr(" AND ".join(f"t.`{k}` = s.`{k}`" for k in key))
+    if within is not None:  # a literal range on the target lets Delta skip files by their statistics
+        on = on & within
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
         delta_table.alias("t")  # type: ignore[attr-defined]

@@ -1,0 +1,574 @@
+"""Apply benchmark: one DMS micro-batch against big tables, next to three simpler ways to write it.
+
+What is measured
+    For each table size N (ids 1..N, like tests' PEOPLE: id bigint, name string, score double), the
+    engine's `history` and `latest` tables are built directly with Spark (full-load rows, clustered by
+    id in files of ~250k rows). ~1% of the keys the batch touches already hold a newer CDC version, so
+    the batch's changes to them are late. One DMS CDC CSV file of --changes rows (80% U, 10% key-only
+    D, 10% I of new ids above N; U/D keys in one contiguous id range in the middle of the table) is then
+    applied to a separate copy of the same base tables by each method:
+
+      engine    `apply_batch` on the file: parse, type, sequence, dedup, history (SCD2) MERGE and
+                latest (SCD1) MERGE, i.e. everything one micro-batch of the stream does;
+      append    plain Delta append of the same typed rows to latest: the write floor (no read, no match);
+      delta_rs  delta-rs MERGE into latest of the typed changes deduped to the last change per key, with
+                the engine's sequence guard (delete / update only when newer; insert unless a delete);
+      rewrite   Spark: latest anti-join the changed keys, union the non-delete changes, overwrite
+                (no sequence guard, so late deletes do delete: a lower bound of a full rewrite).
+
+    Only the engine's timer includes parsing the CSV; the other methods get rows parsed and typed before
+    their timer (by the engine's own parser, so values and sequences are identical). append, delta_rs
+    and rewrite write latest only; the engine writes history and latest. A warm-up pass on a small
+    table runs first so the JVM start does not land on the engine's first timing.
+
+    Then the streaming latency: the real stream (`start_query`, 1 s processing-time trigger) on a small
+    table; per sample one single-row CDC file is landed and latest is polled (delta-rs, every 0.1 s)
+    until the row is visible. file written -> visible, p50 and p95.
+
+How to read it
+    seconds   wall clock of one batch on a warm Spark session.
+    /eng      method seconds / engine seconds: below 1 the method is faster. append is the floor no
+              MERGE can beat; delta_rs is what latest alone costs single-process; the engine also keeps
+              history, so it should land somewhere above delta_rs.
+    growth    seconds at the largest size / seconds at the smallest. Near 1: the cost follows the batch,
+              not the table (file skipping works). Near the size ratio: the method reads or rewrites the
+              whole table (rewrite does by design).
+
+Run (writes benchmarks/results/apply-<date>.json):
+    python -m benchmarks.apply_bench                                 # 1M and 10M rows, 100k changes
+    python -m benchmarks.apply_bench --sizes 20000 --changes 2000 --latency-samples 3   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.apply.batch import apply_batch
+from lakehouse.apply.latest import LATEST_META
+from lakehouse.changes.normalize import sequence_column, to_changes
+from lakehouse.config import TableConfig
+from lakehouse.metrics import BatchMetrics
+from lakehouse.runner import TableRun, start_query
+from lakehouse.session import build_spark
+from lakehouse.sources.dms import parse_files
+from lakehouse.tables import TablePaths, ensure_tables, history_ddl, latest_ddl, schema_of, table_paths
+from tests.conftest import write_dms_csv
+from tests.dms_tables import people_config, seq
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+METHODS = ("engine", "append", "delta_rs", "rewrite")
+ENGINE_FIGURES = ("rows_read", "applied", "inserted", "updated", "deleted", "late", "seconds")
+RESULTS = Path(__file__).parent / "results"
+ROWS_PER_FILE = 250_000
+LATE_EVERY = 100  # every 100th key of the batch's key range already holds a newer version
+LOAD_TS = "2026-03-01 00:00:00"
+NEWER_TS = "2026-03-02 00:00:00"
+CDC_START = dt.datetime(2026, 3, 1, 10, 0, 0)
+CDC_STEP = dt.timedelta(microseconds=500)
+LANDING = "file:/landing/people/"  # the _source_file prefix of the base rows (lineage only)
+NEWER_FILE = "20260302-000000000.csv"
+WARMUP = (10_000, 1_000)  # rows, changes
+
+
+# --- the batch ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The CDC batch applied to a table of `size` rows: its op mix and the id range of its U/D keys."""
+
+    size: int
+    changes: int
+
+    @property
+    def inserts(self) -> int:
+        return self.changes // 10
+
+    @property
+    def deletes(self) -> int:
+        return self.changes // 10
+
+    @property
+    def updates(self) -> int:
+        return self.changes - self.inserts - self.deletes
+
+    @property
+    def key_lo(self) -> int:
+        return (self.size - self.updates - self.deletes) // 2 + 1
+
+    @property
+    def key_hi(self) -> int:
+        return self.key_lo + self.updates + self.deletes - 1
+
+    @property
+    def late_keys(self) -> int:
+        return self.key_hi // LATE_EVERY - (self.key_lo - 1) // LATE_EVERY
+
+    def is_late(self, key: int) -> bool:
+        return self.key_lo <= key <= self.key_hi and key % LATE_EVERY == 0
+
+
+def cdc_record(op: str, key: int, position: int, start: dt.datetime = CDC_START) -> list[str]:
+    """One DMS CDC row in the PEOPLE layout: Op, ts, id, name, score, seq, BI_id."""
+    ts = (start + position * CDC_STEP).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if op == "D":  # PostgreSQL writes only the key of a deleted row
+        return ["D", ts, str(key), "", "", seq(position + 1), str(key)]
+    before = str(key) if op == "U" else ""
+    return [op, ts, str(key), f"name-{key}-v2", str(key % 997 / 10), seq(position + 1), before]
+
+
+def write_cdc_file(folder: Path, batch: Batch, seed: int = 7) -> int:
+    """Write the batch as one CDC file (ops shuffled, commit times increasing); return latest's expected rows."""
+    rng = random.Random(seed)
+    keys = list(range(batch.key_lo, batch.key_hi + 1))
+    rng.shuffle(keys)
+    ops = [("D", k) for k in keys[: batch.deletes]] + [("U", k) for k in keys[batch.deletes :]]
+    ops += [("I", batch.size + 1 + i) for i in range(batch.inserts)]
+    rng.shuffle(ops)
+    write_dms_csv(folder, "20260301-100000000.csv", [cdc_record(op, key, i) for i, (op, key) in enumerate(ops)])
+    live_deletes = sum(1 for op, key in ops if op == "D" and not batch.is_late(key))
+    return batch.size + batch.inserts - live_deletes
+
+
+# --- the base tables ------------------------------------------------------------------------------
+
+
+def base_versions(spark: SparkSession, batch: Batch) -> DataFrame:
+    """Every history row: the full load of ids 1..N, and a newer CDC version (2026-03-02) of the late keys."""
+    from pyspark.sql import functions as F
+
+    ids = spark.range(1, batch.size + 1)
+    key = F.col("id")
+    late = key.between(batch.key_lo, batch.key_hi) & (key % LATE_EVERY == 0)
+    row = (key - 1) % ROWS_PER_FILE
+    file = F.format_string("LOAD%08d.csv", F.floor((key - 1) / ROWS_PER_FILE) + 1)
+    load_ts, newer_ts = F.lit(LOAD_TS).cast("timestamp"), F.lit(NEWER_TS).cast("timestamp")
+    no_seq = F.lit(None).cast("string")
+    load = ids.select(
+        key,
+        F.concat(F.lit("name-"), key).alias("name"),
+        (key % 1000 / 10).alias("score"),
+        F.lit("I").alias("_op"),
+        F.lit(False).alias("_is_deleted"),
+        load_ts.alias("_valid_from"),
+        F.when(late, newer_ts).alias("_valid_to"),
+        (~late).alias("_is_current"),
+        sequence_column(F.lit(True), load_ts, no_seq, file, row).alias("_sequence"),
+        no_seq.alias("_change_seq"),
+        F.concat(F.lit(LANDING), file).alias("_source_file"),
+        row.alias("_source_row"),
+        F.lit(0).alias("_batch_id"),
+    )
+    change_seq = F.concat(F.lit("20260302"), F.lpad(key.cast("string"), 27, "0"))
+    newer = ids.where(late).select(
+        key,
+        F.concat(F.lit("name-"), key, F.lit("-newer")).alias("name"),
+        (key % 1000 / 10 + 1).alias("score"),
+        F.lit("U").alias("_op"),
+        F.lit(False).alias("_is_deleted"),
+        newer_ts.alias("_valid_from"),
+        F.lit(None).cast("timestamp").alias("_valid_to"),
+        F.lit(True).alias("_is_current"),
+        sequence_column(F.lit(False), newer_ts, change_seq, F.lit(NEWER_FILE), key).alias("_sequence"),
+        change_seq.alias("_change_seq"),
+        F.lit(LANDING + NEWER_FILE).alias("_source_file"),
+        key.alias("_source_row"),
+        F.lit(0).alias("_batch_id"),
+    )
+    return load.unionByName(newer)
+
+
+def conform(df: DataFrame, ddl: str) -> DataFrame:
+    """The columns of `ddl`, in its order and with its types."""
+    from pyspark.sql import functions as F
+
+    schema = schema_of(df.sparkSession, ddl)
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def append_clustered(df: DataFrame, path: str, rows: int) -> None:
+    """Append `df` in files of ~ROWS_PER_FILE rows, range-partitioned and sorted by id."""
+    files = max(1, math.ceil(rows / ROWS_PER_FILE))
+    df.repartitionByRange(files, "id").sortWithinPartitions("id", "_sequence").write.format("delta").mode(
+        "append"
+    ).save(path)
+
+
+def write_base(spark: SparkSession, table: TableConfig, paths: TablePaths, batch: Batch) -> None:
+    """Create the engine's tables (its schemas and properties), then append the base rows."""
+    ensure_tables(spark, table, paths)
+    versions = base_versions(spark, batch)
+    append_clustered(conform(versions, history_ddl(table)), paths.history, batch.size + batch.late_keys)
+    append_clustered(conform(versions.where("_is_current"), latest_ddl(table)), paths.latest, batch.size)
+
+
+def paths_in(folder: Path) -> TablePaths:
+    return TablePaths(
+        history=str(folder / "history"),
+        latest=str(folder / "latest"),
+        quarantine=str(folder / "quarantine"),
+        checkpoint=str(folder / "checkpoint"),
+    )
+
+
+def copy_tables(base: Path, dest: Path, names: tuple[str, ...]) -> TablePaths:
+    for name in names:
+        shutil.copytree(base / name, dest / name)
+    return paths_in(dest)
+
+
+# --- the typed changes the other methods start from ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staged:
+    all_rows: str  # every valid change, typed (Parquet)
+    last_per_key: str  # the newest change of each key (Parquet)
+
+
+def stage_changes(spark: SparkSession, table: TableConfig, landing: Path, folder: Path) -> Staged:
+    """Parse and type the CDC file with the engine's own parser, so every method sees the same rows."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    files = spark.read.format("binaryFile").load(str(landing))
+    columns = [*table.source.business_columns, *LATEST_META]
+    typed = to_changes(parse_files(files, table.source), table, batch_id=1).where(F.col("_reason").isNull())
+    staged = Staged(all_rows=str(folder / "all"), last_per_key=str(folder / "last"))
+    typed.select(*columns).write.parquet(staged.all_rows)
+    newest = Window.partitionBy("id").orderBy(F.col("_sequence").desc())
+    (
+        spark.read.parquet(staged.all_rows)
+        .withColumn("_n", F.row_number().over(newest))
+        .where("_n = 1")
+        .drop("_n")
+        .write.parquet(staged.last_per_key)
+    )
+    return staged
+
+
+def cached(df: DataFrame) -> DataFrame:
+    df.persist()
+    df.count()
+    return df
+
+
+def arrow_changes(staged: Staged, latest: str) -> pa.Table:
+    """The deduped changes as a pyarrow table with latest's exact schema (delta-rs checks types)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    target = pa.schema(DeltaTable(latest).schema().to_arrow())
+    return pq.read_table(staged.last_per_key).select(target.names).cast(target)
+
+
+# --- the methods ----------------------------------------------------------------------------------
+
+
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return round(time.perf_counter() - started, 3)
+
+
+def run_engine(spark: SparkSession, table: TableConfig, landing: Path, paths: TablePaths) -> tuple[float, dict]:
+    result: dict[str, BatchMetrics] = {}
+
+    def run() -> None:
+        files = spark.read.format("binaryFile").load(str(landing))
+        result["metrics"] = apply_batch(files, 1, table=table, paths=paths)
+
+    seconds = timed(run)
+    return seconds, {k: getattr(result["metrics"], k) for k in ENGINE_FIGURES}
+
+
+def run_append(spark: SparkSession, staged: Staged, latest: str) -> float:
+    rows = cached(spark.read.parquet(staged.all_rows))
+    try:
+        return timed(lambda: rows.write.format("delta").mode("append").save(latest))
+    finally:
+        rows.unpersist()
+
+
+def run_delta_rs(staged: Staged, latest: str) -> float:
+    from deltalake import DeltaTable
+
+    source = arrow_changes(staged, latest)
+
+    def run() -> None:
+        (
+            # streamed_exec=False: with a small in-memory source delta-rs may prune target files by its stats
+            DeltaTable(latest)
+            .merge(source=source, predicate="t.id = s.id", source_alias="s", target_alias="t", streamed_exec=False)
+            .when_matched_delete(predicate="s._op = 'D' AND s._sequence > t._sequence")
+            .when_matched_update_all(predicate="s._sequence > t._sequence")
+            .when_not_matched_insert_all(predicate="s._op <> 'D'")
+            .execute()
+        )
+
+    return timed(run)
+
+
+def run_rewrite(spark: SparkSession, staged: Staged, latest: str) -> float:
+    from pyspark.sql import functions as F
+
+    changes = cached(spark.read.parquet(staged.last_per_key))
+
+    def run() -> None:
+        current = spark.read.format("delta").load(latest)
+        kept = current.join(changes.select("id"), "id", "left_anti")
+        added = changes.where(F.col("_op") != "D").select(*current.columns)
+        kept.unionByName(added).write.format("delta").mode("overwrite").save(latest)
+
+    try:
+        return timed(run)
+    finally:
+        changes.unpersist()
+
+
+def live_rows(path: str) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).to_pyarrow_dataset().count_rows()
+
+
+def run_methods(spark: SparkSession, table: TableConfig, folder: Path, staged: Staged) -> tuple[dict, dict, dict]:
+    """Apply the batch with every method, each on its own copy of the base tables."""
+    base, landing = folder / "base", folder / "landing"
+    copies = {m: copy_tables(base, folder / m, ("latest",)) for m in METHODS if m != "engine"}
+    copies["engine"] = copy_tables(base, folder / "engine", ("history", "latest", "quarantine"))
+    seconds: dict[str, float] = {}
+    seconds["engine"], metrics = run_engine(spark, table, landing, copies["engine"])
+    seconds["append"] = run_append(spark, staged, copies["append"].latest)
+    seconds["delta_rs"] = run_delta_rs(staged, copies["delta_rs"].latest)
+    seconds["rewrite"] = run_rewrite(spark, staged, copies["rewrite"].latest)
+    rows = {m: live_rows(copies[m].latest) for m in ("engine", "delta_rs", "rewrite")}
+    return seconds, metrics, rows
+
+
+def run_size(spark: SparkSession, table: TableConfig, batch: Batch, folder: Path) -> dict:
+    """Build the base tables and the batch for one size, run every method; seconds and row counts."""
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    write_base(spark, table, paths_in(folder / "base"), batch)
+    expected = write_cdc_file(folder / "landing", batch)
+    staged = stage_changes(spark, table, folder / "landing", folder / "staged")
+    print(f"  base tables and batch ready in {time.perf_counter() - started:.1f} s", flush=True)
+
+    seconds, metrics, rows = run_methods(spark, table, folder, staged)
+    print("  " + "  ".join(f"{m} {s:.2f} s" for m, s in seconds.items()), flush=True)
+    print(f"  engine: {json.dumps(metrics)}", flush=True)
+    print(f"  latest rows: {json.dumps(rows)}, expected {expected} (rewrite has no guard: late deletes delete)")
+    if rows["engine"] != rows["delta_rs"] or rows["engine"] != expected:
+        print(f"  WARNING: latest rows differ: engine {rows['engine']}, delta-rs {rows['delta_rs']}", flush=True)
+    return {
+        "rows": batch.size,
+        "changes": batch.changes,
+        "seconds": seconds,
+        "x_engine": {m: round(seconds[m] / seconds["engine"], 3) for m in METHODS},
+        "latest_rows": {**rows, "expected": expected},
+        "engine_metrics": metrics,
+    }
+
+
+# --- streaming latency ----------------------------------------------------------------------------
+
+
+def visible(latest: str, key: int) -> bool:
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    found = DeltaTable(latest).to_pyarrow_dataset().to_table(columns=["id"], filter=ds.field("id") == key)
+    return found.num_rows > 0
+
+
+def land_and_wait(query: StreamingQuery, landing: Path, staging: Path, latest: str, key: int, timeout: float) -> float:
+    """Land a one-row CDC file (atomically: written aside, then renamed in); seconds until latest shows it."""
+    start = dt.datetime(2026, 3, 1, 12, 0, 0)
+    staged = write_dms_csv(staging, f"20260301-12{key:010d}.csv", [cdc_record("I", key, key, start=start)])
+    os.replace(staged, landing / staged.name)
+    written = time.perf_counter()
+    while not visible(latest, key):
+        if not query.isActive:
+            raise RuntimeError(f"the stream stopped: {query.exception()}")
+        if time.perf_counter() - written > timeout:
+            raise TimeoutError(f"id {key} not visible in latest after {timeout:.0f} s")
+        time.sleep(0.1)
+    return round(time.perf_counter() - written, 3)
+
+
+def stop_between_batches(query: StreamingQuery, wait_seconds: float = 120) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    query.stop()
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300) -> dict:
+    """file landed -> row visible in latest, through the real stream on a 1 s trigger (first sample is warm-up)."""
+    shutil.rmtree(root, ignore_errors=True)  # a fresh table and checkpoint
+    config = people_config(root)
+    table = config.tables["people"]
+    paths = table_paths(config, table)
+    write_base(spark, table, paths, Batch(rows, 0))
+    landing = Path(table.source.path)
+    landing.mkdir(parents=True, exist_ok=True)
+    run = TableRun(table.name)
+    query = start_query(spark, config, table, run, trigger={"processingTime": "1 second"})
+    try:
+        keys = range(rows + 1, rows + samples + 2)
+        seconds = [land_and_wait(query, landing, root / "staging", paths.latest, k, timeout) for k in keys][1:]
+    finally:
+        stop_between_batches(query)
+    return {
+        "trigger": "processingTime 1 second",
+        "table_rows": rows,
+        "samples": seconds,
+        "batch_seconds": [b.seconds for b in run.batches[1:]],  # the engine's own time per micro-batch
+        "p50": percentile(seconds, 50),
+        "p95": percentile(seconds, 95),
+    }
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def machine(spark: SparkSession) -> dict:
+    return {
+        "cores": os.cpu_count(),
+        "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "java": spark.sparkContext._jvm.System.getProperty("java.version"),  # type: ignore[union-attr]
+        "spark": spark.version,
+        "delta_spark": metadata.version("delta-spark"),
+        "deltalake": metadata.version("deltalake"),
+        "pyarrow": metadata.version("pyarrow"),
+        "spark_conf": {k: spark.conf.get(k) for k in ("spark.driver.memory", "spark.sql.shuffle.partitions")},
+    }
+
+
+def growth(results: list[dict]) -> dict:
+    """Per method: seconds at the largest size / seconds at the smallest."""
+    small, large = min(results, key=lambda r: r["rows"]), max(results, key=lambda r: r["rows"])
+    return {
+        "from_rows": small["rows"],
+        "to_rows": large["rows"],
+        "by_method": {m: round(large["seconds"][m] / small["seconds"][m], 2) for m in METHODS},
+    }
+
+
+def print_table(results: list[dict], changes: int) -> None:
+    print(f"\n== apply: one batch of {changes:,} changes (seconds; /eng = method seconds / engine seconds) ==")
+    heads = [f"{m} s" for m in METHODS] + [f"{m}/eng" for m in METHODS[1:]]
+    print(f"{'rows':>12}" + "".join(f"{h:>14}" for h in heads))
+    for r in results:
+        cells = [f"{r['seconds'][m]:.2f}" for m in METHODS] + [f"{r['x_engine'][m]:.3f}" for m in METHODS[1:]]
+        print(f"{r['rows']:>12,}" + "".join(f"{c:>14}" for c in cells))
+
+
+def print_growth(results: list[dict]) -> None:
+    if len({r["rows"] for r in results}) < 2:
+        print("\n(one size only: no growth)")
+        return
+    g = growth(results)
+    small, large = min(results, key=lambda r: r["rows"]), max(results, key=lambda r: r["rows"])
+    print(f"\n== growth from {g['from_rows']:,} to {g['to_rows']:,} rows ({g['to_rows'] / g['from_rows']:.1f}x) ==")
+    for m in METHODS:
+        print(f"{m:>10}  {small['seconds'][m]:8.2f} s -> {large['seconds'][m]:8.2f} s   {g['by_method'][m]:.2f}x")
+
+
+def print_latency(latency: dict) -> None:
+    samples = ", ".join(f"{s:.2f}" for s in latency["samples"])
+    print(f"\n== streaming latency ({latency['trigger']}, {latency['table_rows']:,}-row table) ==")
+    print(f"file written -> visible in latest: p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s  [{samples}]")
+    print(f"engine seconds per micro-batch (inside that): {latency['batch_seconds']}")
+
+
+def save(report: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"apply-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="table rows")
+    parser.add_argument("--changes", type=int, default=100_000, help="rows in the CDC batch")
+    parser.add_argument("--latency-samples", type=int, default=10, help="streaming samples (0: skip)")
+    parser.add_argument("--root", type=Path, help="where the tables go (default: a temp dir, removed at the end)")
+    parser.add_argument("--driver-memory", default="8g")
+    args = parser.parse_args(argv)
+    if any(size < args.changes for size in args.sizes):
+        parser.error("every size must be at least --changes (the batch's keys lie inside the table)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    root = args.root or Path(tempfile.mkdtemp(prefix="apply-bench-"))
+    spark = build_spark(
+        None,
+        app_name="lakehouse-apply-bench",
+        extra_conf={"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "8"},
+    )
+    try:
+        table = people_config(root / "config").tables["people"]
+        print(f"warm-up: {WARMUP[0]:,} rows, {WARMUP[1]:,} changes", flush=True)
+        run_size(spark, table, Batch(*WARMUP), root / "warmup")
+        results = []
+        for size in args.sizes:
+            print(f"{size:,} rows, {args.changes:,} changes", flush=True)
+            results.append(run_size(spark, table, Batch(size, args.changes), root / f"rows-{size}"))
+        latency = measure_latency(spark, root / "latency", args.latency_samples) if args.latency_samples else None
+        report = {
+            "benchmark": "apply",
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine(spark),
+            "params": {"sizes": args.sizes, "changes": args.changes, "rows_per_file": ROWS_PER_FILE},
+            "results": results,
+            "growth": growth(results) if len(set(args.sizes)) > 1 else None,
+            "latency": latency,
+        }
+    finally:
+        spark.stop()
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print_table(results, args.changes)
+    print_growth(results)
+    if latency:
+        print_latency(latency)
+    print(f"\nwritten to {save(report)}")
+
+
+if __name__ == "__main__":
+    main()
