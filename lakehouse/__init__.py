@@ -3,31 +3,34 @@
 The public face is small; everything else is internal:
 
     from lakehouse import load_config, build_spark, run_once, as_of
+
+    config = load_config("config/local.yaml")
+    spark = build_spark(config)
+    runs = run_once(spark, config)              # apply what has landed, table by table
+    rows = as_of(spark, "<lake>/patients/history", datetime(2026, 3, 2))
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from lakehouse.config import Config, TableConfig, load_config
 from lakehouse.errors import ConfigError, InputError, LakehouseError
 
-
-def build_spark(*args, **kwargs):
-    """Build the SparkSession (see `lakehouse.session.build_spark`)."""
-    from lakehouse.session import build_spark as _build
-
-    return _build(*args, **kwargs)
-
-
-def run_once(*args, **kwargs):
-    """Apply everything that has landed (see `lakehouse.runner.run_once`)."""
-    from lakehouse.runner import run_once as _run
-
-    return _run(*args, **kwargs)
+# Imported on first use: pyspark is an optional dependency (a cluster provides it).
+_LAZY = {
+    "build_spark": "lakehouse.session",
+    "run_once": "lakehouse.runner",
+    "run_stream": "lakehouse.runner",
+    "as_of": "lakehouse.timetravel",
+}
 
 
-def as_of(*args, **kwargs):
-    """Rows live at a time, from history (see `lakehouse.timetravel.as_of`)."""
-    from lakehouse.timetravel import as_of as _as_of
-
-    return _as_of(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lakehouse' has no attribute {name!r}")
 
 
 __all__ = [
@@ -40,4 +43,5 @@ __all__ = [
     "build_spark",
     "load_config",
     "run_once",
+    "run_stream",
 ]

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> None:
     """Print one line per table, then an as-of example on the first table that has history."""
+    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     print("\n== lakehouse run ==")
@@ -26,11 +27,11 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
     for run in runs:
         paths = table_paths(config, config.table(run.table))
         total = {k: sum(getattr(b, k) for b in run.batches) for k in ("rows_read", "applied", "late", "quarantined")}
-        try:
+        if DeltaTable.isDeltaTable(spark, paths.history):
             latest = spark.read.format("delta").load(paths.latest).count()
             history = spark.read.format("delta").load(paths.history)
             versions = history.count()
-        except Exception:  # the table was never created (its query failed before the first batch)
+        else:  # the query failed before it created its tables
             latest, versions, history = 0, 0, None
         status = "ok" if run.ok else f"FAILED: {run.error}"
         print(

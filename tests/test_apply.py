@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from chispa import assert_df_equality
 
-from tests.dms_tables import land, people_config, read, run, seq
+from lakehouse.runner import run_once
+from tests.conftest import make_config
+from tests.dms_tables import PEOPLE, land, people_config, read, run, seq
 
 
 def latest_rows(spark, config):
@@ -68,3 +73,37 @@ def test_dms_float_notation_is_read_exactly(spark, tmp_path):
     land(config, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "+3.23800011e+01", "", ""]])
     run(spark, config)
     assert latest_rows(spark, config).first()["score"] == 32.3800011
+
+
+def test_header_csv_gzip_and_parquet_files_apply_alike(spark, tmp_path):
+    with_header = copy.deepcopy(PEOPLE)
+    with_header["source"]["header"] = True  # DMS AddColumnName=true
+    parquet = copy.deepcopy(PEOPLE)
+    parquet["source"]["format"] = "parquet"
+    config = make_config(tmp_path, {"people": with_header, "people_pq": parquet})
+    header = ["Op", "id", "ts", "name", "score", "seq", "BI_id"]  # columns named, in another order
+    land(
+        config, "20260301-090000000.csv", [header, ["I", "1", "2026-03-01 09:00:00", "Ann", "1.5", seq(1), ""]], gz=True
+    )
+    folder = tmp_path / "landing" / "people_pq"
+    folder.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "Op": ["I", "U"],
+                "ts": ["2026-03-01 09:00:00", "2026-03-01 09:01:00"],
+                "id": [1, 1],
+                "name": ["Ann", "Ann B"],
+                "score": [1.5, 2.0],
+                "seq": [seq(1), seq(2)],
+                "BI_id": [None, 1],
+            }
+        ),
+        folder / "20260301-090000000.parquet",
+    )
+
+    runs = run_once(spark, config)
+
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    assert [r["name"] for r in read(spark, config, "latest").collect()] == ["Ann"]
+    assert [r["name"] for r in read(spark, config, "latest", table="people_pq").collect()] == ["Ann B"]

@@ -6,8 +6,13 @@ older than the row already there never overwrites it, and a replayed batch chang
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
 
 LATEST_META = ["_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
 
@@ -25,7 +30,7 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
 
 
 def merge_latest(
-    delta_table: object, source: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+    delta_table: DeltaTable, source: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
 ) -> None:
     """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older."""
     on = F.expr(" AND ".join(f"t.`{k}` = s.`{k}`" for k in key))
@@ -33,7 +38,7 @@ def merge_latest(
         on = on & within
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
-        delta_table.alias("t")  # type: ignore[attr-defined]
+        delta_table.alias("t")
         .merge(source.alias("s"), on)
         .whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'")
         .whenMatchedUpdate(condition="s._sequence > t._sequence", set=values)

@@ -19,11 +19,11 @@ def mark_duplicates(changes: DataFrame, key: list[str], values: list[str]) -> Da
     ordered = group.orderBy(F.col("_source_file"), F.col("_source_row"))
     marked = changes.withColumn("_content", content).withColumns(
         {
-            "_variants": F.size(F.collect_set("_content").over(group)),
+            "_conflict": F.min("_content").over(group) != F.max("_content").over(group),
             "_rank": F.row_number().over(ordered),
         }
     )
-    tie = valid & (F.col("_variants") > 1)
+    tie = valid & F.col("_conflict")
     return marked.select(
         *[c for c in changes.columns if c not in ("_reason", "_detail")],
         F.when(tie, F.lit("duplicate_sequence")).otherwise(F.col("_reason")).alias("_reason"),

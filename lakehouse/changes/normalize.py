@@ -114,7 +114,8 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         F.lit(batch_id).cast("long").alias("_batch_id"),
         reason.alias("_reason"),
         detail.alias("_detail"),
-        F.coalesce(F.col("_raw"), F.to_json(raw_struct)).alias("_raw"),
+        # The raw row is only kept for rows that go to quarantine: no JSON work for the rows that apply.
+        F.when(reason.isNotNull(), F.coalesce(F.col("_raw"), F.to_json(raw_struct))).alias("_raw"),
         F.lit(False).alias("_synthetic"),
     )
 
