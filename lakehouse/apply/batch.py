@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
+from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
 from lakehouse.config import TableConfig
@@ -24,6 +25,8 @@ from lakehouse.faults import crash_point
 from lakehouse.metrics import BatchMetrics
 from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths
+
+MAX_KEYS_TO_COLLECT = 500_000
 
 
 def _count(condition: F.Column) -> F.Column:
@@ -75,9 +78,11 @@ def _apply_marked(
         return
 
     # Only versions of the batch's keys can change, and only those still open at its oldest change; the
-    # key range is a literal, so Delta skips files by their min/max statistics (a big win when keys cluster).
+    # key ranges are literals, so Delta skips files by their min/max statistics (a big win when keys cluster).
+    ranges = _key_ranges(changes, table.primary_key[0], first["key_lo"], first["key_hi"], metrics.rows_read)
+
     def in_key_range(alias: str = "") -> F.Column:
-        return F.col(f"{alias}`{table.primary_key[0]}`").between(F.lit(first["key_lo"]), F.lit(first["key_hi"]))
+        return within_ranges(f"{alias}`{table.primary_key[0]}`", ranges)
 
     history = spark.read.format("delta").load(paths.history)
     existing = history.where(
@@ -118,6 +123,13 @@ def _apply_marked(
     metrics.versions = {
         name: _version(spark, path) for name, path in (("history", paths.history), ("latest", paths.latest))
     }
+
+
+def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: int) -> list[tuple]:
+    if rows > MAX_KEYS_TO_COLLECT:  # a full load: one min/max range, no key list on the driver
+        return [(low, high)]
+    keys = [r[0] for r in changes.select(F.col(f"`{key}`")).distinct().orderBy(F.col(f"`{key}`")).collect()]
+    return key_ranges(keys)
 
 
 def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> None:
