@@ -90,36 +90,34 @@ def _apply_marked(
     ).join(changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi")
     # Materialized and cut loose from the history table: a MERGE into history invalidates cached results
     # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
+    # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.)
     plan = plan_history(
         changes, existing, key=table.primary_key, values=business, ignore=table.ignore_changes_in
     ).localCheckpoint(eager=True)
-    try:
-        _count_plan(plan, metrics)
-        if not metrics.reconciles:
-            raise InputError(
-                f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
-                table=table.name,
-                batch_id=batch_id,
-            )
-        merge_history(
-            DeltaTable.forPath(spark, paths.history),
-            plan,
-            key=table.primary_key,
-            columns=[*business, *META_COLUMNS],
-            within=in_key_range("t."),
+    _count_plan(plan, metrics)
+    if not metrics.reconciles:
+        raise InputError(
+            f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
+            table=table.name,
+            batch_id=batch_id,
         )
-        crash_point(table.name, batch_id, "after_history")
-        latest_columns = [*business, *LATEST_META]
-        merge_latest(
-            DeltaTable.forPath(spark, paths.latest),
-            latest_changes(plan, batch_id=batch_id, columns=latest_columns),
-            key=table.primary_key,
-            columns=latest_columns,
-            within=in_key_range("t."),
-        )
-        crash_point(table.name, batch_id, "after_latest")
-    finally:
-        plan.unpersist()
+    merge_history(
+        DeltaTable.forPath(spark, paths.history),
+        plan,
+        key=table.primary_key,
+        columns=[*business, *META_COLUMNS],
+        within=in_key_range("t."),
+    )
+    crash_point(table.name, batch_id, "after_history")
+    latest_columns = [*business, *LATEST_META]
+    merge_latest(
+        DeltaTable.forPath(spark, paths.latest),
+        latest_changes(plan, batch_id=batch_id, columns=latest_columns),
+        key=table.primary_key,
+        columns=latest_columns,
+        within=in_key_range("t."),
+    )
+    crash_point(table.name, batch_id, "after_latest")
     metrics.versions = {
         name: _version(spark, path) for name, path in (("history", paths.history), ("latest", paths.latest))
     }

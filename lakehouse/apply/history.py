@@ -114,7 +114,7 @@ def _intervals(live: DataFrame, *, key: list[str], values: list[str], ordered: W
 
 
 def merge_history(
-    spark_table: DeltaTable, plan: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+    delta_table: DeltaTable, plan: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
 ) -> None:
     """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op."""
     on = F.expr(" AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"]))
@@ -122,7 +122,7 @@ def merge_history(
         on = on & within
     source = plan.where(F.col("_action").isin("insert", "update")).select(*[_c(c) for c in columns], "_action")
     (
-        spark_table.alias("t")
+        delta_table.alias("t")
         .merge(source.alias("s"), on)
         .whenMatchedUpdate(
             condition="s._action = 'update'", set={"_valid_to": "s._valid_to", "_is_current": "s._is_current"}
