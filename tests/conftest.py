@@ -14,6 +14,9 @@ from lakehouse.config import Config
 
 TESTS = Path(__file__).parent
 
+# Servers the integration tests start: a real PostgreSQL, and moto for the AWS APIs.
+pytest_plugins = ["tests.pg_server", "tests.moto_server"]
+
 
 @pytest.fixture(scope="session")
 def spark():
