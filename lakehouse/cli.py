@@ -1,4 +1,4 @@
-"""The `lakehouse` command: run, stream, as-of, latest, demo.
+"""The `lakehouse` command: run, stream, snapshot load, as-of, latest, demo.
 
 User errors (configuration, input, a missing table) print one clear message and exit 2; a failed
 table in `run` exits 1 after the others have completed.
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from lakehouse.config import Config, load_config
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import ConfigError, InputError, LakehouseError
 
 DEFAULT_CONFIG = "config/local.yaml"
 
@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--version", type=int)
     group.add_argument("--timestamp")
     latest.add_argument("--limit", type=int, default=20)
+
+    snapshot = sub.add_parser("snapshot", help="snapshot feeds (340B OPAIS export, CMS PECOS CSV)")
+    snapshot_sub = snapshot.add_subparsers(dest="snapshot_command", required=True)
+    load = snapshot_sub.add_parser("load", help="apply one snapshot file now (local path or s3://)")
+    load.add_argument("file")
+    load.add_argument("--feed", help="the configured feed it belongs to (default: the only feed of its kind)")
 
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
     demo.add_argument("--patients", type=int, default=200)
@@ -129,7 +135,49 @@ def _cmd_latest(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "stream": _cmd_stream, "as-of": _cmd_as_of, "latest": _cmd_latest}
+def _feed_for(config: Config, file: str, feed: str | None) -> str:
+    if feed:
+        if feed not in config.snapshots:
+            raise ConfigError(
+                f"no snapshot feed {feed!r}; configured: {sorted(config.snapshots)}", file=config.source_file
+            )
+        return feed
+    kind = "csv" if file.lower().endswith((".csv", ".csv.gz")) else "opais"
+    candidates = [n for n, f in config.snapshots.items() if f.kind == kind]
+    if len(candidates) != 1:
+        raise ConfigError(
+            f"cannot tell which snapshot feed {file} belongs to (feeds of kind {kind}: {candidates}); pass --feed",
+            file=config.source_file,
+        )
+    return candidates[0]
+
+
+def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.apply.snapshot import apply_snapshot
+    from lakehouse.session import build_spark
+
+    feed = _feed_for(config, args.file, args.feed)
+    path = args.file if "://" in args.file else str(Path(args.file).resolve())
+    if "://" not in path and not Path(path).is_file():
+        raise InputError(f"snapshot file not found: {path}")
+    spark = build_spark(config, app_name="lakehouse-snapshot")
+    result = apply_snapshot(spark, config, feed, path)
+    print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
+    for m in result.metrics:
+        print(
+            f"  {m.table:<26} inserted {m.inserted:>7}  updated {m.updated:>7}  deleted {m.deleted:>7}"
+            f"  quarantined {m.quarantined:>5}"
+        )
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "snapshot": _cmd_snapshot,
+    "stream": _cmd_stream,
+    "as-of": _cmd_as_of,
+    "latest": _cmd_latest,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

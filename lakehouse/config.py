@@ -25,6 +25,18 @@ _SPARK_TYPES = re.compile(
 )
 
 
+def _spark_types(columns: dict[str, str]) -> dict[str, str]:
+    if not columns:
+        raise ValueError("must list at least one column")
+    for name, type_ in columns.items():
+        if not _SPARK_TYPES.match(str(type_).strip().lower()):
+            raise ValueError(
+                f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, "
+                "bigint, double, decimal(18,2), date, timestamp, boolean"
+            )
+    return {name: str(type_).strip().lower() for name, type_ in columns.items()}
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,15 +60,7 @@ class DmsSource(_Model):
     @field_validator("columns")
     @classmethod
     def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
-        if not columns:
-            raise ValueError("must list at least one column")
-        for name, type_ in columns.items():
-            if not _SPARK_TYPES.match(str(type_).strip().lower()):
-                raise ValueError(
-                    f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, "
-                    "bigint, double, decimal(18,2), date, timestamp, boolean"
-                )
-        return {name: str(type_).strip().lower() for name, type_ in columns.items()}
+        return _spark_types(columns)
 
     @model_validator(mode="after")
     def _special_columns_exist(self) -> DmsSource:
@@ -82,12 +86,111 @@ class DmsSource(_Model):
         return {c: t for c, t in self.columns.items() if c not in special}
 
 
+class SnapshotTableSource(_Model):
+    """A table filled by a snapshot feed (see `snapshots:`); built from the feed, not written in YAML."""
+
+    kind: Literal["snapshot"] = "snapshot"
+    feed: str
+    columns: dict[str, str]
+
+    timestamp_column: None = None
+    change_seq_column: None = None
+    before_image_prefix: None = None
+    before_image_columns: list[str] = []
+
+    @property
+    def business_columns(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+class SnapshotDate(_Model):
+    """Where a snapshot's own date comes from: the file name (a regex with year, month, day groups) or content."""
+
+    source: Literal["name", "content"] = "name"
+    pattern: str = r"(\d{4})-?(\d{2})-?(\d{2})"
+
+    @field_validator("pattern")
+    @classmethod
+    def _three_groups(cls, pattern: str) -> str:
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if groups != 3:
+            raise ValueError(f"needs exactly 3 groups (year, month, day); {pattern!r} has {groups}")
+        return pattern
+
+
+class OpaisFeed(_Model):
+    """The HRSA 340B OPAIS covered-entity export (daily .zip or .json) → the eight dim_* tables."""
+
+    kind: Literal["opais"] = "opais"
+    path: str
+    date: SnapshotDate = SnapshotDate()
+
+    def tables(self, name: str) -> dict[str, TableConfig]:
+        from lakehouse.sources.opais_entities import ENTITIES
+
+        return {
+            e.name: TableConfig(
+                name=e.name,
+                primary_key=list(e.primary_key),
+                partition_by=list(e.partition_by),
+                source=SnapshotTableSource(feed=name, columns=e.columns),
+            )
+            for e in ENTITIES.values()
+        }
+
+
+class CsvSnapshotFeed(_Model):
+    """A full CSV snapshot with a header (e.g. CMS PECOS Doctors and Clinicians) → one table of the feed's name.
+
+    Header names are normalised to snake_case ("Provider Last Name" → provider_last_name) before they
+    are matched with `columns`; other header columns are ignored.
+    """
+
+    kind: Literal["csv"] = "csv"
+    path: str
+    date: SnapshotDate = SnapshotDate()
+    primary_key: list[str] = Field(min_length=1)
+    partition_by: list[str] = []
+    columns: dict[str, str]
+    npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "UTF-8"
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
+        return _spark_types(columns)
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> CsvSnapshotFeed:
+        for key in ("primary_key", "partition_by", "npi_columns"):
+            unknown = [c for c in getattr(self, key) if c not in self.columns]
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not in columns {list(self.columns)}")
+        if self.date.source == "content":
+            raise ValueError("date.source 'content' is not available for CSV snapshots: use 'name'")
+        return self
+
+    def tables(self, name: str) -> dict[str, TableConfig]:
+        return {
+            name: TableConfig(
+                name=name,
+                primary_key=self.primary_key,
+                partition_by=self.partition_by,
+                source=SnapshotTableSource(feed=name, columns=self.columns),
+            )
+        }
+
+
 class TableConfig(_Model):
     """One source table and how its history and latest tables are kept."""
 
     name: str = ""
     primary_key: list[str] = Field(min_length=1)
-    source: Annotated[DmsSource, Field(discriminator="kind")]
+    source: Annotated[DmsSource | SnapshotTableSource, Field(discriminator="kind")]
     partition_by: list[str] = []
     ignore_changes_in: list[str] = []  # columns whose changes alone do not make a new version
 
@@ -121,7 +224,8 @@ class Config(_Model):
     paths: Paths
     spark: SparkSettings = SparkSettings()
     stream: StreamSettings = StreamSettings()
-    tables: dict[str, TableConfig]
+    tables: dict[str, TableConfig] = {}
+    snapshots: dict[str, Annotated[OpaisFeed | CsvSnapshotFeed, Field(discriminator="kind")]] = {}
     source_file: str = ""
 
     @field_validator("tables")
@@ -134,6 +238,17 @@ class Config(_Model):
         return tables
 
     @model_validator(mode="after")
+    def _add_snapshot_tables(self) -> Config:
+        for feed_name, feed in self.snapshots.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", feed_name):
+                raise ValueError(f"snapshot feed name {feed_name!r} must be lower_snake_case")
+            for name, table in feed.tables(feed_name).items():
+                if name in self.tables:
+                    raise ValueError(f"table {name!r} of snapshot feed {feed_name!r} is also configured under tables")
+                self.tables[name] = table
+        return self
+
+    @model_validator(mode="after")
     def _absolute_local_paths(self) -> Config:
         # Delta and Spark need absolute paths; relative ones are relative to the working directory.
         def absolute(path: str) -> str:
@@ -142,8 +257,19 @@ class Config(_Model):
         for key in ("landing", "lake", "checkpoints"):
             object.__setattr__(self.paths, key, absolute(getattr(self.paths, key)))
         for table in self.tables.values():
-            object.__setattr__(table.source, "path", absolute(table.source.path))
+            if isinstance(table.source, DmsSource):
+                object.__setattr__(table.source, "path", absolute(table.source.path))
+        for feed in self.snapshots.values():
+            object.__setattr__(feed, "path", absolute(feed.path))
         return self
+
+    def dms_tables(self) -> dict[str, TableConfig]:
+        """The tables fed by DMS change files (one streaming query each)."""
+        return {n: t for n, t in self.tables.items() if isinstance(t.source, DmsSource)}
+
+    def feed_tables(self, feed: str) -> dict[str, TableConfig]:
+        """The tables a snapshot feed fills."""
+        return {n: t for n, t in self.tables.items() if getattr(t.source, "feed", None) == feed}
 
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a ConfigError listing the configured ones."""
@@ -202,7 +328,13 @@ def load_config(path: str | Path) -> Config:
 
 def _describe(error: Any) -> tuple[str, str]:
     """The key path (without the `kind` tag of the source) and a readable message of one validation error."""
-    loc = [str(p) for i, p in enumerate(error["loc"]) if not (p == "dms" and error["loc"][i - 1] == "source")]
+    raw = error["loc"]
+    tag = {
+        i
+        for i, p in enumerate(raw)
+        if p in _KINDS and i and (raw[i - 1] == "source" or raw[i - 2 : i - 1] == ("snapshots",))
+    }
+    loc = [str(p) for i, p in enumerate(raw) if i not in tag]
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(loc[-1], _KEYS, n=1)
@@ -212,10 +344,21 @@ def _describe(error: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
+_KINDS = {"dms", "snapshot", "opais", "csv"}  # discriminator tags pydantic puts into error locations
 _KEYS = sorted(
     {
         key
-        for model in (Config, Paths, SparkSettings, StreamSettings, TableConfig, DmsSource)
+        for model in (
+            Config,
+            Paths,
+            SparkSettings,
+            StreamSettings,
+            TableConfig,
+            DmsSource,
+            OpaisFeed,
+            CsvSnapshotFeed,
+            SnapshotDate,
+        )
         for key in model.model_fields
     }
 )

@@ -35,3 +35,27 @@ class RetryableError(LakehouseError):
 
 class TableNotFoundError(LakehouseError):
     """A table the command needs has not been written yet."""
+
+
+class SnapshotError(InputError):
+    """A snapshot file cannot be read whole (bad ZIP, invalid or truncated JSON, an entity without its key).
+
+    A snapshot is parsed completely before anything is applied, so when this is raised nothing of the
+    snapshot was applied: fix or replace the file and rerun. `position` is the byte offset in the JSON
+    (decompressed) where the parser was; `entity_index` is 0-based in `coveredEntities`.
+    """
+
+    def __init__(
+        self, message: str, *, file: str, entity_index: int | None = None, position: int | None = None
+    ) -> None:
+        where = [f"file {file}"]
+        if entity_index is not None:
+            where.append(f"entity #{entity_index}")
+        if position is not None:
+            where.append(f"byte {position}")
+        super().__init__(
+            f"{message} ({', '.join(where)}). Nothing of this snapshot was applied; fix or replace the file and rerun."
+        )
+        self.file = file
+        self.entity_index = entity_index
+        self.position = position

@@ -29,11 +29,12 @@ log = logging.getLogger("lakehouse.runner")
 
 @dataclass
 class TableRun:
-    """What one table's query did."""
+    """What one table's query did (a snapshot feed's query reports into the runs of each of its tables)."""
 
     table: str
     batches: list[BatchMetrics] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,35 @@ def start_query(
     )
 
 
+def start_feed_query(
+    spark: SparkSession, config: Config, feed: str, runs: dict[str, TableRun], *, trigger: dict[str, object]
+) -> StreamingQuery:
+    """Start the streaming query that applies a snapshot feed, one snapshot file per micro-batch."""
+    from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, refuse
+    from lakehouse.sources.snapshot import read_snapshot_stream
+
+    def each_batch(files: DataFrame, batch_id: int) -> None:
+        for (path,) in sorted(files.select("path").collect()):
+            try:
+                result = apply_snapshot(spark, config, feed, path)
+            except SnapshotRefused as exc:
+                result = refuse(spark, config, feed, path, exc)
+            for metrics in result.metrics:
+                runs[metrics.table].batches.append(metrics)
+            for run in runs.values():
+                run.notes.append(f"{result.file}: {result.status}" + (f" ({result.detail})" if result.detail else ""))
+
+    checkpoint = f"{config.paths.checkpoints.rstrip('/')}/_snapshots/{feed}"
+    return (
+        read_snapshot_stream(spark, config.snapshots[feed])
+        .writeStream.queryName(f"lakehouse_snapshot_{feed}")
+        .foreachBatch(each_batch)
+        .option("checkpointLocation", checkpoint)
+        .trigger(**trigger)
+        .start()
+    )
+
+
 def _error_text(exc: BaseException) -> str:
     """The useful line of an error raised inside foreachBatch (Spark wraps it in a long trace)."""
     text = str(exc)
@@ -72,22 +102,49 @@ def _error_text(exc: BaseException) -> str:
     return text.strip().split("\n")[0][:2000]
 
 
-def selected_tables(config: Config, names: list[str] | None) -> list[TableConfig]:
-    """The configured tables, or the named ones (an unknown name is a ConfigError)."""
-    return [config.table(n) for n in names] if names else list(config.tables.values())
+def selected(config: Config, names: list[str] | None) -> tuple[list[TableConfig], list[str]]:
+    """The DMS tables and snapshot feeds to run: all, or those named (a table of a feed selects its feed)."""
+    if not names:
+        return list(config.dms_tables().values()), list(config.snapshots)
+    feeds = [n for n in names if n in config.snapshots]
+    tables = []
+    for table in (config.table(n) for n in names if n not in config.snapshots):
+        if table.source.kind == "snapshot":
+            feeds.append(table.source.feed)
+        else:
+            tables.append(table)
+    return tables, list(dict.fromkeys(feeds))
+
+
+def _feed_runs(config: Config, feed: str) -> dict[str, TableRun]:
+    return {name: TableRun(name) for name in config.feed_tables(feed)}
+
+
+def _failed(runs: list[TableRun], name: str, exc: BaseException) -> None:
+    error = _error_text(exc)
+    for run in runs:
+        run.error = error
+    log.error('{"event": "table_failed", "table": "%s", "error": %r}', name, error)
 
 
 def run_once(spark: SparkSession, config: Config, tables: list[str] | None = None) -> list[TableRun]:
-    """Apply everything that has landed, table by table (trigger availableNow); never stop at a failure."""
+    """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure."""
+    dms, feeds = selected(config, tables)
     runs = []
-    for table in selected_tables(config, tables):
+    for table in dms:
         run = TableRun(table.name)
         try:
             start_query(spark, config, table, run, trigger={"availableNow": True}).awaitTermination()
         except Exception as exc:  # one table's failure must not stop the others; it is reported
-            run.error = _error_text(exc)
-            log.error('{"event": "table_failed", "table": "%s", "error": %r}', table.name, run.error)
+            _failed([run], table.name, exc)
         runs.append(run)
+    for feed in feeds:
+        feed_runs = _feed_runs(config, feed)
+        try:
+            start_feed_query(spark, config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
+        except Exception as exc:
+            _failed(list(feed_runs.values()), feed, exc)
+        runs.extend(feed_runs.values())
     return runs
 
 
@@ -100,15 +157,22 @@ def run_stream(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
-    runs = {t.name: TableRun(t.name) for t in selected_tables(config, tables)}
-    queries = {name: start_query(spark, config, config.table(name), run, trigger=trigger) for name, run in runs.items()}
-    while not stop.is_set() and all(q.isActive for q in queries.values()):
+    dms, feeds = selected(config, tables)
+    queries: list[tuple[StreamingQuery, list[TableRun]]] = []
+    for table in dms:
+        run = TableRun(table.name)
+        queries.append((start_query(spark, config, table, run, trigger=trigger), [run]))
+    for feed in feeds:
+        feed_runs = _feed_runs(config, feed)
+        queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
+    while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
-    for name, query in queries.items():
+    for query, runs in queries:
         _stop_between_batches(query)
         if query.exception() is not None:
-            runs[name].error = _error_text(query.exception())
-    return list(runs.values())
+            for run in runs:
+                run.error = _error_text(query.exception())
+    return [run for _, runs in queries for run in runs]
 
 
 def _stop_between_batches(query: StreamingQuery, wait_seconds: float = 120) -> None:

@@ -27,6 +27,8 @@ ENGINE_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     # A new source column (a YAML change) is added to history and latest by MERGE.
     "spark.databricks.delta.schema.autoMerge.enabled": "true",
+    # Parsed snapshots travel from the driver to Spark as Arrow batches.
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Athena does not document deletion vectors: never write them.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
 }

@@ -34,6 +34,7 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
         else:  # the query failed before it created its tables
             latest, versions, history = 0, 0, None
         status = "ok" if run.ok else f"FAILED: {run.error}"
+        status += "".join(f"; {note}" for note in run.notes[:3])
         print(
             f"{run.table:<18}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
             f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}"

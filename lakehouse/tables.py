@@ -20,6 +20,16 @@ TABLE_PROPERTIES = {
     "delta.enableDeletionVectors": "false",
 }
 
+# The SCD2 columns the ID304B design names for the snapshot dimensions (and the Postgres export keeps),
+# derived from the engine's own validity columns whenever a version is written or re-closed.
+OPEN_END = "9999-12-31 23:59:59"
+DIMENSION_COLUMNS = {
+    "effective_stp": ("TIMESTAMP", "_valid_from"),
+    "expiration_stp": ("TIMESTAMP", f"coalesce(_valid_to, TIMESTAMP'{OPEN_END}')"),
+    "current_version_flg": ("STRING", "CASE WHEN _is_current THEN 'Y' ELSE 'N' END"),
+    "change_type": ("STRING", "CASE _op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' END"),
+}
+
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
 )
@@ -50,12 +60,18 @@ def _ddl(columns: dict[str, str]) -> str:
     return ", ".join(f"`{c}` {t}" for c, t in columns.items())
 
 
+def derived_history_columns(table: TableConfig) -> dict[str, str]:
+    """Extra history columns (name -> SQL expression over the plan) a table keeps: the ID304B ones for snapshots."""
+    return {name: expr for name, (_, expr) in DIMENSION_COLUMNS.items()} if table.source.kind == "snapshot" else {}
+
+
 def history_ddl(table: TableConfig) -> str:
     meta = (
         "_op STRING, _is_deleted BOOLEAN, _valid_from TIMESTAMP, _valid_to TIMESTAMP, _is_current BOOLEAN, "
         "_sequence STRING, _change_seq STRING, _source_file STRING, _source_row BIGINT, _batch_id BIGINT"
     )
-    return f"{_ddl(table.source.business_columns)}, {meta}"
+    derived = {name: DIMENSION_COLUMNS[name][0] for name in derived_history_columns(table)}
+    return ", ".join(p for p in (_ddl(table.source.business_columns), _ddl(derived), meta) if p)
 
 
 def latest_ddl(table: TableConfig) -> str:

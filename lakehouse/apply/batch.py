@@ -24,7 +24,7 @@ from lakehouse.errors import InputError
 from lakehouse.faults import crash_point
 from lakehouse.metrics import BatchMetrics
 from lakehouse.sources.dms import parse_files
-from lakehouse.tables import TablePaths
+from lakehouse.tables import TablePaths, derived_history_columns
 
 MAX_KEYS_TO_COLLECT = 500_000
 
@@ -42,17 +42,22 @@ def apply_batch(files: DataFrame, batch_id: int, *, table: TableConfig, paths: T
     changes = split_key_changes(to_changes(parsed, table, batch_id), table)
     marked = mark_duplicates(changes, table.primary_key, business).persist()
     try:
-        _apply_marked(marked, batch_id, table, paths, business, metrics)
+        apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics)
     finally:
         marked.unpersist()
     metrics.seconds = round(time.monotonic() - started, 3)
     return metrics
 
 
-def _apply_marked(
-    marked: DataFrame, batch_id: int, table: TableConfig, paths: TablePaths, business: list[str], metrics: BatchMetrics
+def apply_changes(
+    marked: DataFrame, batch_id: int, *, table: TableConfig, paths: TablePaths, metrics: BatchMetrics
 ) -> None:
+    """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
+
+    This is the part every source shares: DMS files and snapshot diffs both end here.
+    """
     spark = marked.sparkSession
+    business = list(table.source.business_columns)
     valid = F.col("_reason").isNull()
     first = marked.agg(
         F.countDistinct("_source_file").alias("files"),
@@ -107,6 +112,7 @@ def _apply_marked(
         key=table.primary_key,
         columns=[*business, *META_COLUMNS],
         within=in_key_range("t."),
+        derived=derived_history_columns(table),
     )
     crash_point(table.name, batch_id, "after_history")
     latest_columns = [*business, *LATEST_META]
@@ -173,7 +179,10 @@ def _write_quarantine(
         DeltaTable.forPath(spark, paths.quarantine)
         .alias("t")
         .merge(
-            source.alias("s"), "t.source_file = s.source_file AND t.source_row = s.source_row AND t.reason = s.reason"
+            source.alias("s"),
+            # Snapshot rows have no row number: their raw text tells them apart.
+            "t.source_file = s.source_file AND t.source_row <=> s.source_row AND t.reason = s.reason "
+            "AND t.raw <=> s.raw",
         )
         .whenNotMatchedInsertAll()
         .execute()

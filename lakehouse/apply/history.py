@@ -114,19 +114,32 @@ def _intervals(live: DataFrame, *, key: list[str], values: list[str], ordered: W
 
 
 def merge_history(
-    delta_table: DeltaTable, plan: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+    delta_table: DeltaTable,
+    plan: DataFrame,
+    *,
+    key: list[str],
+    columns: list[str],
+    within: Column | None = None,
+    derived: dict[str, str] | None = None,
 ) -> None:
-    """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op."""
+    """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op.
+
+    `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
+    and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`.
+    """
+    derived = derived or {}
     on = F.expr(" AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"]))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
-    source = plan.where(F.col("_action").isin("insert", "update")).select(*[_c(c) for c in columns], "_action")
+    source = plan.where(F.col("_action").isin("insert", "update")).select(
+        *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
+    )
+    written = [*columns, *derived]
+    reclosed = ["_valid_to", "_is_current", *derived]
     (
         delta_table.alias("t")
         .merge(source.alias("s"), on)
-        .whenMatchedUpdate(
-            condition="s._action = 'update'", set={"_valid_to": "s._valid_to", "_is_current": "s._is_current"}
-        )
-        .whenNotMatchedInsert(condition="s._action = 'insert'", values={f"`{c}`": f"s.`{c}`" for c in columns})
+        .whenMatchedUpdate(condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed})
+        .whenNotMatchedInsert(condition="s._action = 'insert'", values={f"`{c}`": f"s.`{c}`" for c in written})
         .execute()
     )

@@ -1,0 +1,178 @@
+"""One snapshot of one feed, end to end: order check → parse → diff per table → apply → snapshot log.
+
+The snapshot is read completely before anything is written, so bad input applies nothing. The log
+(`<lake>/_snapshots/<feed>`, a Delta table) is written last: a run that crashed half-way finds the
+snapshot not logged and applies it again, and since every change of a snapshot has the same sequence
+whenever it is applied, the tables converge to the state of a clean run. A snapshot dated before the
+newest applied one is refused (history would otherwise run backwards), as is a second, different file
+for a day already applied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.apply.batch import apply_changes
+from lakehouse.changes.snapshot_diff import snapshot_changes
+from lakehouse.config import Config
+from lakehouse.errors import InputError
+from lakehouse.metrics import BatchMetrics, report
+from lakehouse.sources.snapshot import date_from_name, file_name, load_snapshot
+from lakehouse.tables import ensure_tables, schema_of, table_paths
+
+log = logging.getLogger("lakehouse.snapshot")
+
+SNAPSHOT_LOG_DDL = (
+    "snapshot_date DATE, source_file STRING, batch_id BIGINT, status STRING, detail STRING, "
+    "logged_at TIMESTAMP, stats STRING"
+)
+
+
+class SnapshotRefused(InputError):
+    """The snapshot is older than (or a different file for the same day as) one already applied."""
+
+
+@dataclass
+class SnapshotResult:
+    """What applying one snapshot file did."""
+
+    feed: str
+    file: str
+    date: date | None = None
+    status: str = "applied"  # applied | already_applied | refused
+    detail: str = ""
+    metrics: list[BatchMetrics] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def snapshot_batch_id(day: date) -> int:
+    """The batch id of a snapshot's writes: its date as yyyymmdd, the same whenever it is applied."""
+    return int(day.strftime("%Y%m%d"))
+
+
+def log_path(config: Config, feed: str) -> str:
+    return f"{config.paths.lake.rstrip('/')}/_snapshots/{feed}"
+
+
+def _applied(spark: SparkSession, path: str) -> list[tuple[date, str]]:
+    DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, SNAPSHOT_LOG_DDL)).execute()
+    rows = spark.read.format("delta").load(path).where("status = 'applied'").select("snapshot_date", "source_file")
+    return [(r[0], r[1]) for r in rows.collect()]
+
+
+def check_order(applied: list[tuple[date, str]], name: str, day: date) -> bool:
+    """False if this very file was applied already; raises SnapshotRefused if it would go backwards."""
+    if (day, name) in applied:
+        return False
+    for applied_day, applied_file in applied:
+        if applied_day == day:
+            raise SnapshotRefused(
+                f"snapshot {name} is dated {day}, and {applied_file} was already applied for that day; "
+                "a second file for one day is refused (remove it from the landing folder)"
+            )
+    newest = max(applied, default=None)
+    if newest and day < newest[0]:
+        raise SnapshotRefused(
+            f"snapshot {name} is dated {day}, older than {newest[1]} ({newest[0]}) already applied; applying it "
+            "would run history backwards, so it is refused (nothing was written; remove it from the landing folder)"
+        )
+    return True
+
+
+def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: dict[str, object]) -> None:
+    row = [
+        (
+            result.date,
+            result.file,
+            snapshot_batch_id(result.date) if result.date else None,
+            result.status,
+            result.detail,
+            datetime.now(UTC).replace(tzinfo=None),
+            json.dumps(stats, default=str, sort_keys=True),
+        )
+    ]
+    source = spark.createDataFrame(row, SNAPSHOT_LOG_DDL)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(
+            source.alias("s"),
+            "t.snapshot_date <=> s.snapshot_date AND t.source_file = s.source_file AND t.status = s.status",
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: str) -> SnapshotResult:
+    """Apply the snapshot file at `path` to every table of the feed; refuse it if it is out of order."""
+    started = time.monotonic()
+    feed = config.snapshots[feed_name]
+    tables = config.feed_tables(feed_name)
+    result = SnapshotResult(feed=feed_name, file=file_name(path))
+    history_log = log_path(config, feed_name)
+    applied = _applied(spark, history_log)
+    if feed.date.source == "name":
+        result.date = date_from_name(result.file, feed.date)
+        if not check_order(applied, result.file, result.date):
+            result.status = "already_applied"
+            return result
+    loaded = load_snapshot(spark, feed, path, tables)
+    result.date = loaded.date
+    if not check_order(applied, result.file, result.date):
+        result.status = "already_applied"
+        return result
+    batch_id = snapshot_batch_id(result.date)
+    log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
+    for name, table in tables.items():
+        paths = table_paths(config, table)
+        ensure_tables(spark, table, paths)
+        business = list(table.source.business_columns)
+        current = spark.read.format("delta").load(paths.latest).select(*[F.col(f"`{c}`") for c in business])
+        changes = snapshot_changes(
+            loaded.tables[name],
+            current,
+            key=table.primary_key,
+            values=business,
+            ignore=table.ignore_changes_in,
+            day=result.date,
+            source_file=result.file,
+            batch_id=batch_id,
+        ).persist()
+        metrics = BatchMetrics(table=name, batch_id=batch_id)
+        table_started = time.monotonic()
+        try:
+            apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics)
+        finally:
+            changes.unpersist()
+        metrics.files = 1
+        metrics.seconds = round(time.monotonic() - table_started, 3)
+        report(metrics)
+        result.metrics.append(metrics)
+    _write_log(spark, history_log, result, loaded.stats)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def refuse(spark: SparkSession, config: Config, feed_name: str, path: str, error: SnapshotRefused) -> SnapshotResult:
+    """Record a refused snapshot in the feed's log (once) and report it; the file stays where it landed."""
+    name = file_name(path)
+    feed = config.snapshots[feed_name]
+    day = None
+    if feed.date.source == "name":
+        try:
+            day = date_from_name(name, feed.date)
+        except InputError:
+            day = None
+    result = SnapshotResult(feed=feed_name, file=name, date=day, status="refused", detail=str(error))
+    _write_log(spark, log_path(config, feed_name), result, {})
+    log.warning(json.dumps({"event": "snapshot_refused", "feed": feed_name, "file": name, "reason": str(error)}))
+    return result

@@ -1,0 +1,64 @@
+"""The policy between the store and Spark: rows ↔ DataFrame, and a snapshot refreshed on an interval."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from lakehouse.policy.build import POLICY_COLUMNS, POLICY_SCHEMA
+from lakehouse.policy.store import PolicyRow, PolicyStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def policy_frame(spark: SparkSession, rows: Iterable[PolicyRow]) -> DataFrame:
+    """The rows as a policy DataFrame (the schema `build_policy` gives)."""
+    data = [(r.patient_id, r.device_id, r.allow_enhanced_analytics, r.policy_date) for r in rows]
+    return spark.createDataFrame(data, POLICY_SCHEMA)
+
+
+def policy_rows(policy: DataFrame) -> Iterator[PolicyRow]:
+    """The rows of a policy DataFrame, streamed to the driver (to write them to a store)."""
+    for row in policy.select(*POLICY_COLUMNS).toLocalIterator():
+        yield PolicyRow(row.patient_id, row.device_id, bool(row.allow_enhanced_analytics), row.policy_date)
+
+
+class PolicySnapshot:
+    """The policy DataFrame, read again from the store once it is older than `refresh_seconds`.
+
+    Call `current(spark)` at the start of each micro-batch: between refreshes it returns the same
+    cached DataFrame, so the store is read once per interval, not once per batch. A failed read
+    raises (the batch fails and is retried): a stale policy is never served in silence.
+    `clock` (seconds, monotonic) is injectable for tests.
+    """
+
+    def __init__(
+        self, store: PolicyStore, *, refresh_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if refresh_seconds <= 0:
+            raise ValueError(f"refresh_seconds must be positive, got {refresh_seconds}")
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._frame: DataFrame | None = None
+        self._loaded_at = 0.0
+        self.rows = 0
+        self.loads = 0
+
+    def current(self, spark: SparkSession) -> DataFrame:
+        """The policy DataFrame, refreshed first when older than the interval."""
+        now = self._clock()
+        if self._frame is None or now - self._loaded_at >= self._refresh_seconds:
+            rows = self._store.snapshot()
+            frame = policy_frame(spark, rows).cache()
+            if self._frame is not None:
+                self._frame.unpersist()
+            self._frame, self._loaded_at = frame, now
+            self.rows, self.loads = len(rows), self.loads + 1
+        return self._frame
+
+    def invalidate(self) -> None:
+        """Read the store again at the next `current` call (e.g. right after a policy build)."""
+        self._loaded_at = float("-inf")

@@ -1,0 +1,143 @@
+"""A full CSV snapshot with a header (the CMS PECOS Doctors and Clinicians file shape) → one table.
+
+Header names are normalised to snake_case, values typed with try_cast, NPIs zero-padded to 10 digits
+and checked with the NPI Luhn rule. Rows that cannot be applied keep their raw text and a reason:
+invalid_npi, null_key, type_mismatch, duplicate_key (a second, different row for a key already in the
+snapshot; the first by content order is kept, so the pick does not depend on file order).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from lakehouse.config import CsvSnapshotFeed, TableConfig
+from lakehouse.errors import InputError
+from lakehouse.sources.snapshot import LoadedSnapshot, date_from_name, file_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+NPI_PREFIX = "80840"  # the card issuer prefix the NPI check digit is computed with (ISO 7812)
+
+
+def normalise_header(name: str) -> str:
+    """'Provider Last Name' → provider_last_name, 'City/Town' → city_town, 'NPI' → npi."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def npi_is_valid(npi: str | None) -> bool:
+    """True for a 10-digit NPI whose last digit is the Luhn check digit of 80840 + its first nine digits."""
+    if npi is None or not re.fullmatch(r"[0-9]{10}", npi):
+        return False
+    digits = [int(d) for d in NPI_PREFIX + npi[:9]]
+    total = 0
+    for i, d in enumerate(reversed(digits)):  # the rightmost digit is doubled: the check digit follows it
+        total += (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
+    return (10 - total % 10) % 10 == int(npi[9])
+
+
+def padded_npi(column: str) -> Column:
+    """Trimmed and left-padded with zeros to 10 digits when it is all digits (leading zeros lost upstream)."""
+    from pyspark.sql import functions as F
+
+    value = F.trim(F.col(f"`{column}`"))
+    return F.when(value.rlike(r"^[0-9]{1,10}$"), F.lpad(value, 10, "0")).otherwise(value)
+
+
+def npi_valid(column: str) -> Column:
+    """The Luhn rule of `npi_is_valid` as a Spark expression (no Python UDF)."""
+    from pyspark.sql import functions as F
+
+    d = f"cast(substr(concat('{NPI_PREFIX}', substr(`{column}`, 1, 9)), i, 1) AS INT)"
+    term = f"CASE WHEN i % 2 = 0 THEN (CASE WHEN {d} * 2 > 9 THEN {d} * 2 - 9 ELSE {d} * 2 END) ELSE {d} END"
+    total = f"aggregate(sequence(1, 14), 0, (acc, i) -> acc + {term})"  # position 14 is doubled, as in npi_is_valid
+    check = F.expr(f"(10 - {total} % 10) % 10 = cast(substr(`{column}`, 10, 1) AS INT)")
+    return F.col(f"`{column}`").rlike(r"^[0-9]{10}$") & F.coalesce(check, F.lit(False))
+
+
+def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> DataFrame:
+    """Raw string columns → typed business columns plus `_reason`, `_detail`, `_raw` (pure)."""
+    from pyspark.sql import functions as F
+
+    columns = feed.columns
+    cleaned = raw.withColumns({c: padded_npi(c) for c in feed.npi_columns})
+    cast = {c: (F.col(f"`{c}`") if t == "string" else F.expr(f"try_cast(`{c}` AS {t})")) for c, t in columns.items()}
+    failures = [
+        F.when(F.col(f"`{c}`").isNotNull() & cast[c].isNull(), F.lit(f"column {c} is not a valid {t}"))
+        for c, t in columns.items()
+        if t != "string"
+    ]
+    bad_npi = [
+        F.when(
+            F.col(f"`{c}`").isNotNull() & ~npi_valid(c),
+            F.concat(F.lit(f"{c} '"), F.col(f"`{c}`"), F.lit("' fails the NPI check")),
+        )
+        for c in feed.npi_columns
+    ]
+    null_key = [F.when(F.col(f"`{k}`").isNull(), F.lit(f"primary key column {k} is empty")) for k in table.primary_key]
+    reason = F.coalesce(
+        *[F.when(x.isNotNull(), F.lit("null_key")) for x in null_key],
+        *[F.when(x.isNotNull(), F.lit("invalid_npi")) for x in bad_npi],
+        *[F.when(x.isNotNull(), F.lit("type_mismatch")) for x in failures],
+    )
+    detail = F.coalesce(*null_key, *bad_npi, *failures)
+    return cleaned.select(
+        *[cast[c].alias(c) for c in columns],
+        reason.alias("_reason"),
+        detail.alias("_detail"),
+        F.when(reason.isNotNull(), F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns]))).alias("_raw"),
+    )
+
+
+def one_row_per_key(rows: DataFrame, key: list[str], columns: list[str]) -> DataFrame:
+    """Mark repeats: the same row again → `_duplicate`; a different row for a key already seen → duplicate_key.
+
+    The row kept for a key is the first by content, so the pick does not depend on the file's order.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    content = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
+    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in key]).orderBy("_content")
+    valid = F.col("_reason").isNull()
+    ranked = rows.withColumn("_content", content).withColumns(
+        {
+            "_rank": F.when(valid, F.row_number().over(by_key)),
+            "_first": F.when(valid, F.first("_content").over(by_key)),
+        }
+    )
+    conflict = valid & (F.col("_rank") > 1) & (F.col("_content") != F.col("_first"))
+    return ranked.select(
+        *[F.col(f"`{c}`") for c in columns],
+        F.when(conflict, F.lit("duplicate_key")).otherwise(F.col("_reason")).alias("_reason"),
+        F.when(conflict, F.lit(f"another row of the snapshot has the same {key}; the first by content was kept"))
+        .otherwise(F.col("_detail"))
+        .alias("_detail"),
+        F.when(conflict, F.col("_content")).otherwise(F.col("_raw")).alias("_raw"),
+        (valid & (F.col("_rank") > 1) & ~conflict).alias("_duplicate"),
+    )
+
+
+def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
+    """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
+    name = file_name(path)
+    day = date_from_name(name, feed.date)
+    raw = (
+        spark.read.option("header", True)
+        .option("sep", feed.delimiter)
+        .option("encoding", feed.encoding)
+        .option("multiLine", True)  # quoted values may hold line breaks
+        .option("mode", "PERMISSIVE")
+        .csv(path)
+    )
+    renamed = raw.toDF(*[normalise_header(c) for c in raw.columns])
+    missing = [c for c in feed.columns if c not in renamed.columns]
+    if missing:
+        raise InputError(
+            f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case); "
+            f"found {renamed.columns}. Fix the feed's columns in the configuration or the file.",
+            table=table.name,
+        )
+    rows = one_row_per_key(typed_rows(renamed, feed, table), table.primary_key, list(feed.columns))
+    return LoadedSnapshot(file=name, date=day, tables={table.name: rows})

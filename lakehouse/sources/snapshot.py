@@ -1,0 +1,101 @@
+"""Snapshot files as a Structured Streaming source, one snapshot per micro-batch, and their loading.
+
+A snapshot folder is a file stream like a DMS folder, but only file names travel through the
+stream (the content column of `binaryFile` is never selected, so Spark never reads it): a 200 MB
+340B export is parsed on the driver with a streaming JSON parser, a CSV snapshot is read by Spark.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from lakehouse.config import CsvSnapshotFeed, OpaisFeed, SnapshotDate
+from lakehouse.errors import InputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+FILE_GLOBS = {"opais": "*.{zip,ZIP,json,JSON}", "csv": "*.{csv,CSV,csv.gz,CSV.gz}"}
+STREAM_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
+
+
+@dataclass
+class LoadedSnapshot:
+    """One snapshot read into DataFrames, one per table it fills, with what the reader reported."""
+
+    file: str
+    date: date
+    tables: dict[str, DataFrame]
+    stats: dict[str, object] = field(default_factory=dict)
+
+
+def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed) -> DataFrame:
+    """A streaming DataFrame of the snapshot files landing in `feed.path`, one file per micro-batch."""
+    if "://" not in feed.path:
+        Path(feed.path).mkdir(parents=True, exist_ok=True)
+    return (
+        spark.readStream.format("binaryFile")
+        .schema(STREAM_SCHEMA)
+        .option("pathGlobFilter", FILE_GLOBS[feed.kind])
+        .option("maxFilesPerTrigger", 1)
+        .load(feed.path)
+    )
+
+
+def file_name(path: str) -> str:
+    """The base name of a local path or URI (`file:/a/b.zip`, `s3://bucket/k/b.zip`)."""
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def date_from_name(name: str, setting: SnapshotDate) -> date:
+    """The snapshot's date from its file name, per the feed's pattern (year, month, day groups)."""
+    match = re.search(setting.pattern, name)
+    if not match:
+        raise InputError(
+            f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; rename it "
+            "(e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip) or set the feed's date.pattern / date.source: content"
+        )
+    try:
+        return date(*(int(g) for g in match.groups()))
+    except ValueError as exc:
+        raise InputError(f"snapshot file {name!r}: {match.group(0)!r} is not a valid date ({exc})") from None
+
+
+@contextmanager
+def local_copy(path: str) -> Iterator[Path]:
+    """A local file for `path`: the file itself, or an S3 object downloaded to a temporary folder."""
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        yield Path(unquote(parsed.path) if parsed.scheme else path)
+        return
+    if parsed.scheme not in ("s3", "s3a", "s3n"):
+        raise InputError(f"snapshot {path}: cannot read {parsed.scheme}:// paths; use a local path or s3://")
+    from lakehouse.aws import client
+
+    folder = Path(tempfile.mkdtemp(prefix="lakehouse-snapshot-"))
+    try:
+        target = folder / file_name(path)
+        client("s3").download_file(parsed.netloc, unquote(parsed.path.lstrip("/")), str(target))
+        yield target
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_snapshot(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed, path: str, tables: dict) -> LoadedSnapshot:
+    """Read one snapshot file completely into DataFrames (nothing is written here)."""
+    if feed.kind == "opais":
+        from lakehouse.sources.opais_load import load_opais
+
+        return load_opais(spark, feed, path, tables)
+    from lakehouse.sources.csv_snapshot import load_csv_snapshot
+
+    return load_csv_snapshot(spark, feed, path, tables[next(iter(tables))])
