@@ -135,7 +135,7 @@ def _cmd_latest(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _feed_for(config: Config, file: str, feed: str | None) -> str:
+def feed_for(config: Config, file: str, feed: str | None) -> str:
     if feed:
         if feed not in config.snapshots:
             raise ConfigError(
@@ -156,7 +156,7 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
     from lakehouse.session import build_spark
 
-    feed = _feed_for(config, args.file, args.feed)
+    feed = feed_for(config, args.file, args.feed)
     path = args.file if "://" in args.file else str(Path(args.file).resolve())
     if "://" not in path and not Path(path).is_file():
         raise InputError(f"snapshot file not found: {path}")

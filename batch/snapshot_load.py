@@ -1,0 +1,28 @@
+"""Apply one snapshot file (what the EventBridge-triggered Lambda passes: the bucket and key of a new export).
+
+    spark-submit batch/snapshot_load.py --config s3://artifacts/config/aws.yaml \
+        --bucket landing --key opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip [--feed opais]
+
+Locally `--bucket` may be omitted and `--key` be a file path. An out-of-order snapshot is refused: exit 2.
+"""
+
+from lakehouse.cli import feed_for
+from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.session import build_spark
+
+
+def work(args: dict) -> int:
+    from lakehouse.apply.snapshot import apply_snapshot
+
+    config = load_job_config(args["config"])
+    path = f"s3://{args['bucket']}/{args['key']}" if args["bucket"] else args["key"]
+    feed = feed_for(config, path, args["feed"])
+    spark = build_spark(config, app_name=args["JOB_NAME"])
+    with glue_job(spark, args["JOB_NAME"]):
+        result = apply_snapshot(spark, config, feed, path)
+    print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
+    return 0
+
+
+if __name__ == "__main__":
+    main(work, required=["config", "key"], optional=["bucket", "feed"])

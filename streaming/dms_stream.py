@@ -1,0 +1,23 @@
+"""Long-running DMS apply: one streaming query per table until the step/job is stopped (EMR step, or locally).
+
+    spark-submit streaming/dms_stream.py --config s3://artifacts/config/aws.yaml [--tables patients,devices]
+
+Stops between micro-batches on SIGTERM (EMR cancel-steps, Ctrl-C); exit 1 if a table's query failed.
+"""
+
+from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.runner import run_stream
+from lakehouse.session import build_spark
+
+
+def work(args: dict) -> int:
+    config = load_job_config(args["config"])
+    tables = args["tables"].split(",") if args["tables"] else None
+    spark = build_spark(config, app_name=args["JOB_NAME"])
+    with glue_job(spark, args["JOB_NAME"]):
+        runs = run_stream(spark, config, tables)
+    return 0 if all(r.ok for r in runs) else 1
+
+
+if __name__ == "__main__":
+    main(work, required=["config"], optional=["tables"])
