@@ -190,7 +190,7 @@ def masked_column(df: DataFrame, name: str, method: str, *, key: MaskingKey) -> 
     if method not in MASK_METHODS:
         raise ConfigError(f"unknown mask {method!r} for column {name!r}; expected one of {list(MASK_METHODS)}")
     dtype = df.schema[name].dataType
-    col = F.col(name)
+    col = F.col("`" + name.replace("`", "``") + "`")  # a name, even one with dots
     if method == "redact":
         return F.lit(None).cast(dtype)
     if method == "pseudonym":

@@ -44,12 +44,12 @@ def build_policy(
     from pyspark.sql import functions as F
 
     _require_columns(consents, [c for c in (patient_col, device_col, allowed_col, date_col) if c], "consents")
-    device = F.col(device_col).cast("string") if device_col else F.lit(None).cast("string")
+    device = _col(device_col).cast("string") if device_col else F.lit(None).cast("string")
     records = consents.select(
-        F.col(patient_col).cast("bigint").alias("patient_id"),
+        _col(patient_col).cast("bigint").alias("patient_id"),
         device.alias("device_id"),
-        F.coalesce(F.col(allowed_col).cast("boolean"), F.lit(False)).alias("allow_enhanced_analytics"),
-        F.col(date_col).cast("timestamp").alias("_signed_at"),
+        F.coalesce(_col(allowed_col).cast("boolean"), F.lit(False)).alias("allow_enhanced_analytics"),
+        _col(date_col).cast("timestamp").alias("_signed_at"),
     ).where(F.col("patient_id").isNotNull())
     newest_first = Window.partitionBy("patient_id", "device_id").orderBy(
         F.col("_signed_at").desc_nulls_last(), F.col("allow_enhanced_analytics").asc()
@@ -91,14 +91,14 @@ def flag_changes(
 
     out = changes.join(
         side("_pp_", policy.where(F.col("device_id").isNull())),
-        F.col(patient_col) == F.col("_pp_patient_id"),
+        _col(patient_col) == F.col("_pp_patient_id"),
         "left",
     )
     candidates = [_candidate("_pp_")]
     if device_col:
         out = out.join(
             side("_pd_", policy.where(F.col("device_id").isNotNull())),
-            (F.col(patient_col) == F.col("_pd_patient_id")) & (F.col(device_col) == F.col("_pd_device_id")),
+            (_col(patient_col) == F.col("_pd_patient_id")) & (_col(device_col) == F.col("_pd_device_id")),
             "left",
         )
         candidates.append(_candidate("_pd_"))
@@ -133,6 +133,13 @@ def _candidate(prefix: str) -> Column:
             policy_date.alias("policy_date"),
         ),
     )
+
+
+def _col(name: str) -> Column:
+    """The column called `name`, even when the name has dots."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _require_columns(df: DataFrame, names: list[str], what: str) -> None:
