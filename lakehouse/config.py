@@ -185,6 +185,18 @@ class CsvSnapshotFeed(_Model):
         }
 
 
+MaskMethod = Literal["pseudonym", "redact", "year", "zip3", "age_cap", "last4"]
+# Added to every change of a table with `consent:`, from the policy snapshot (DESIGN rule 5).
+CONSENT_COLUMNS = {"license_agreement_accepted_flag": "int", "license_agreement_policy_date": "date"}
+
+
+class ConsentSettings(_Model):
+    """How a table's changes join the consent policy."""
+
+    patient_column: str
+    device_column: str | None = None
+
+
 class TableConfig(_Model):
     """One source table and how its history and latest tables are kept."""
 
@@ -193,6 +205,9 @@ class TableConfig(_Model):
     source: Annotated[DmsSource | SnapshotTableSource, Field(discriminator="kind")]
     partition_by: list[str] = []
     ignore_changes_in: list[str] = []  # columns whose changes alone do not make a new version
+    consent: ConsentSettings | None = None  # flag every change with the patient's consent
+    phi_columns: dict[str, MaskMethod] = {}  # masked in the non-PHI zone; a table with none stays PHI-only
+    non_phi: bool = False  # write this table to the non-PHI zone (implied by phi_columns)
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> TableConfig:
@@ -201,13 +216,63 @@ class TableConfig(_Model):
             unknown = [c for c in getattr(self, key) if c not in business]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not business columns {list(business)}")
+        consent = [c for c in (self.consent.patient_column, self.consent.device_column) if c] if self.consent else []
+        for key, names in (("consent", consent), ("phi_columns", list(self.phi_columns))):
+            unknown = [c for c in names if c not in business]
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not business columns {list(business)}")
+        if self.phi_columns:
+            object.__setattr__(self, "non_phi", True)
         return self
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The columns history and latest keep: the business columns, plus the consent flags if flagged."""
+        return {**self.source.business_columns, **(CONSENT_COLUMNS if self.consent else {})}
+
+    @property
+    def tracked_ignore(self) -> list[str]:
+        """Columns whose change alone makes no new version (the consent flags follow the policy, not the source)."""
+        return [*self.ignore_changes_in, *(CONSENT_COLUMNS if self.consent else [])]
 
 
 class Paths(_Model):
     landing: str
-    lake: str
+    lake: str  # the PHI zone (restricted): full rows
     checkpoints: str
+    non_phi_lake: str | None = None  # the non-PHI zone: its own root (bucket / account on AWS)
+
+
+class PolicySettings(_Model):
+    """The consent policy: built from a DMS table's latest rows, stored, read back as a broadcast snapshot."""
+
+    source_table: str  # a configured table holding consent records
+    patient_column: str
+    device_column: str | None = None
+    allowed_column: str
+    date_column: str
+    store: Literal["local", "dynamodb"] = "local"
+    local_path: str | None = None  # store: local
+    dynamodb_table: str | None = None  # store: dynamodb
+    region: str | None = None
+    refresh_seconds: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _store_named(self) -> PolicySettings:
+        if self.store == "local" and not self.local_path:
+            raise ValueError("store: local needs local_path (a folder for the policy file)")
+        if self.store == "dynamodb" and not self.dynamodb_table:
+            raise ValueError("store: dynamodb needs dynamodb_table")
+        return self
+
+
+class PrivacySettings(_Model):
+    """The non-PHI zone: where its masking key comes from (never from YAML) and which rows it receives."""
+
+    key_env_var: str | None = "LAKEHOUSE_MASKING_KEY"
+    key_secret_id: str | None = None
+    key_json_field: str | None = None
+    consented_only: bool = True  # only changes with license_agreement_accepted_flag = 1
 
 
 class SparkSettings(_Model):
@@ -219,6 +284,25 @@ class StreamSettings(_Model):
     trigger_seconds: float = Field(default=10, gt=0)
 
 
+class PostgresTarget(_Model):
+    """Where dimensions are exported. Credentials never live here: they come from the environment or a secret."""
+
+    credentials: Literal["env", "secret"] = "env"
+    secret_id: str | None = None  # Secrets Manager secret in the RDS shape (credentials: secret)
+    env_prefix: str = "LAKEHOUSE_PG_"  # <prefix>HOST, <prefix>USER, ... then PGHOST, PGUSER, ...
+    db_schema: str = Field(default="lakehouse", alias="schema")
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    tables: list[str] = []  # default: every table of the opais snapshot feeds
+    lock_timeout_seconds: float = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _secret_named(self) -> PostgresTarget:
+        if self.credentials == "secret" and not self.secret_id:
+            raise ValueError("credentials: secret needs secret_id (the Secrets Manager secret to read)")
+        return self
+
+
 class Config(_Model):
     environment: Literal["local", "aws"] = "local"
     paths: Paths
@@ -226,6 +310,9 @@ class Config(_Model):
     stream: StreamSettings = StreamSettings()
     tables: dict[str, TableConfig] = {}
     snapshots: dict[str, Annotated[OpaisFeed | CsvSnapshotFeed, Field(discriminator="kind")]] = {}
+    postgres: PostgresTarget | None = None
+    policy: PolicySettings | None = None
+    privacy: PrivacySettings = PrivacySettings()
     source_file: str = ""
 
     @field_validator("tables")
@@ -249,13 +336,36 @@ class Config(_Model):
         return self
 
     @model_validator(mode="after")
+    def _zones_are_consistent(self) -> Config:
+        non_phi = [n for n, t in self.tables.items() if t.non_phi]
+        if non_phi and not self.paths.non_phi_lake:
+            raise ValueError(f"tables {non_phi} go to the non-PHI zone: set paths.non_phi_lake (its own root)")
+        if self.paths.non_phi_lake and self.paths.non_phi_lake.rstrip("/") == self.paths.lake.rstrip("/"):
+            raise ValueError("paths.non_phi_lake must be a root of its own, not paths.lake")
+        unflagged = [n for n in non_phi if self.tables[n].consent is None]
+        if unflagged and self.privacy.consented_only:
+            raise ValueError(
+                f"tables {unflagged} go to the non-PHI zone, which only takes consented rows: give them "
+                "consent.patient_column, or set privacy.consented_only: false"
+            )
+        flagged = [n for n, t in self.tables.items() if t.consent]
+        if flagged and self.policy is None:
+            raise ValueError(f"tables {flagged} are flagged with consent: configure `policy:` (where it comes from)")
+        if self.policy and self.policy.source_table not in self.tables:
+            raise ValueError(f"policy.source_table {self.policy.source_table!r} is not a configured table")
+        return self
+
+    @model_validator(mode="after")
     def _absolute_local_paths(self) -> Config:
         # Delta and Spark need absolute paths; relative ones are relative to the working directory.
         def absolute(path: str) -> str:
             return path if "://" in path else str(Path(path).resolve())
 
-        for key in ("landing", "lake", "checkpoints"):
-            object.__setattr__(self.paths, key, absolute(getattr(self.paths, key)))
+        for key in ("landing", "lake", "checkpoints", "non_phi_lake"):
+            if getattr(self.paths, key):
+                object.__setattr__(self.paths, key, absolute(getattr(self.paths, key)))
+        if self.policy and self.policy.local_path:
+            object.__setattr__(self.policy, "local_path", absolute(self.policy.local_path))
         for table in self.tables.values():
             if isinstance(table.source, DmsSource):
                 object.__setattr__(table.source, "path", absolute(table.source.path))
@@ -270,6 +380,14 @@ class Config(_Model):
     def feed_tables(self, feed: str) -> dict[str, TableConfig]:
         """The tables a snapshot feed fills."""
         return {n: t for n, t in self.tables.items() if getattr(t.source, "feed", None) == feed}
+
+    def export_tables(self) -> list[str]:
+        """The tables the Postgres export writes: the configured list, or every 340B dimension."""
+        if self.postgres is None:
+            return []
+        if self.postgres.tables:
+            return list(self.postgres.tables)
+        return [n for f, feed in self.snapshots.items() if feed.kind == "opais" for n in self.feed_tables(f)]
 
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a ConfigError listing the configured ones."""

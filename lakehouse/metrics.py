@@ -33,6 +33,7 @@ class BatchMetrics:
     quarantined: int = 0
     null_sequence: int = 0
     key_changes: int = 0
+    policy_missing: int = 0  # changes of patients the consent policy does not know: treated as not consented
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     duplicate_sequence_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0

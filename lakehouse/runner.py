@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.batch import apply_batch
+from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
 from lakehouse.metrics import BatchMetrics, report
+from lakehouse.policy.job import build_policy_table, policy_snapshot
+from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
 from lakehouse.tables import ensure_tables, table_paths
 
@@ -41,15 +44,38 @@ class TableRun:
         return self.error is None
 
 
+@dataclass
+class Governance:
+    """What a run shares across its queries: the consent policy snapshot and the non-PHI zone."""
+
+    policy: PolicySnapshot | None = None
+    non_phi: NonPhiZone | None = None
+
+    @classmethod
+    def of(cls, config: Config) -> Governance:
+        """Load both; without a masking key the non-PHI zone refuses to start (ConfigError)."""
+        return cls(policy=policy_snapshot(config), non_phi=non_phi_zone(config))
+
+
 def start_query(
-    spark: SparkSession, config: Config, table: TableConfig, run: TableRun, *, trigger: dict[str, object]
+    spark: SparkSession,
+    config: Config,
+    table: TableConfig,
+    run: TableRun,
+    *,
+    trigger: dict[str, object],
+    governance: Governance | None = None,
 ) -> StreamingQuery:
     """Start the streaming query that applies `table`'s DMS files; its metrics go into `run`."""
     paths = table_paths(config, table)
+    governance = governance or Governance()
     ensure_tables(spark, table, paths)
+    if governance.non_phi is not None and table.non_phi:
+        ensure_non_phi_tables(spark, table, governance.non_phi)
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
-        metrics = apply_batch(files, batch_id, table=table, paths=paths)
+        policy = governance.policy.current(spark) if table.consent and governance.policy else None
+        metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
         run.batches.append(metrics)
         report(metrics)
 
@@ -130,11 +156,21 @@ def _failed(runs: list[TableRun], name: str, exc: BaseException) -> None:
 def run_once(spark: SparkSession, config: Config, tables: list[str] | None = None) -> list[TableRun]:
     """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure."""
     dms, feeds = selected(config, tables)
+    governance = Governance.of(config)
+    source = config.policy.source_table if config.policy else None
+    # The consent source goes first and the policy is rebuilt from it before the tables it flags.
+    dms.sort(key=lambda t: t.name != source)
     runs = []
     for table in dms:
         run = TableRun(table.name)
         try:
-            start_query(spark, config, table, run, trigger={"availableNow": True}).awaitTermination()
+            start_query(
+                spark, config, table, run, trigger={"availableNow": True}, governance=governance
+            ).awaitTermination()
+            if table.name == source and governance.policy is not None:
+                stats = build_policy_table(spark, config)
+                governance.policy.invalidate()
+                run.notes.append(f"policy rebuilt: {stats.rows} rows")
         except Exception as exc:  # one table's failure must not stop the others; it is reported
             _failed([run], table.name, exc)
         runs.append(run)
@@ -158,10 +194,12 @@ def run_stream(
             signal.signal(sig, lambda *_: stop.set())
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     dms, feeds = selected(config, tables)
+    governance = Governance.of(config)
     queries: list[tuple[StreamingQuery, list[TableRun]]] = []
     for table in dms:
         run = TableRun(table.name)
-        queries.append((start_query(spark, config, table, run, trigger=trigger), [run]))
+        query = start_query(spark, config, table, run, trigger=trigger, governance=governance)
+        queries.append((query, [run]))
     for feed in feeds:
         feed_runs = _feed_runs(config, feed)
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))

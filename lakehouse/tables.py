@@ -71,7 +71,7 @@ def history_ddl(table: TableConfig) -> str:
         "_sequence STRING, _change_seq STRING, _source_file STRING, _source_row BIGINT, _batch_id BIGINT"
     )
     derived = {name: DIMENSION_COLUMNS[name][0] for name in derived_history_columns(table)}
-    return ", ".join(p for p in (_ddl(table.source.business_columns), _ddl(derived), meta) if p)
+    return ", ".join(p for p in (_ddl(table.columns), _ddl(derived), meta) if p)
 
 
 def latest_ddl(table: TableConfig) -> str:
@@ -79,7 +79,7 @@ def latest_ddl(table: TableConfig) -> str:
         "_op STRING, _sequence STRING, _change_seq STRING, _valid_from TIMESTAMP, _source_file STRING, "
         "_source_row BIGINT, _batch_id BIGINT"
     )
-    return f"{_ddl(table.source.business_columns)}, {meta}"
+    return f"{_ddl(table.columns)}, {meta}"
 
 
 def schema_of(spark: SparkSession, ddl: str) -> StructType:

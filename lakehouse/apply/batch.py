@@ -16,13 +16,15 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
+from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
 from lakehouse.config import TableConfig
-from lakehouse.errors import InputError
+from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
 from lakehouse.metrics import BatchMetrics
+from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths, derived_history_columns
 
@@ -33,16 +35,34 @@ def _count(condition: F.Column) -> F.Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def apply_batch(files: DataFrame, batch_id: int, *, table: TableConfig, paths: TablePaths) -> BatchMetrics:
-    """Apply the DMS files of one micro-batch to the table's Delta tables; return its metrics."""
+def apply_batch(
+    files: DataFrame,
+    batch_id: int,
+    *,
+    table: TableConfig,
+    paths: TablePaths,
+    policy: DataFrame | None = None,
+    non_phi: NonPhiZone | None = None,
+) -> BatchMetrics:
+    """Apply the DMS files of one micro-batch to the table's Delta tables; return its metrics.
+
+    `policy` (a snapshot of the consent policy) is required for a table with `consent:`; `non_phi`
+    writes the masked, consented rows to the non-PHI zone too.
+    """
     started = time.monotonic()
     metrics = BatchMetrics(table=table.name, batch_id=batch_id)
     business = list(table.source.business_columns)
     parsed = parse_files(files, table.source)
     changes = split_key_changes(to_changes(parsed, table, batch_id), table)
+    if table.consent:
+        if policy is None:
+            raise ConfigError(f"table {table.name} is flagged with consent, but no policy snapshot was given")
+        changes = flag_changes(
+            changes, policy, patient_col=table.consent.patient_column, device_col=table.consent.device_column
+        )
     marked = mark_duplicates(changes, table.primary_key, business).persist()
     try:
-        apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics)
+        apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi)
     finally:
         marked.unpersist()
     metrics.seconds = round(time.monotonic() - started, 3)
@@ -50,14 +70,20 @@ def apply_batch(files: DataFrame, batch_id: int, *, table: TableConfig, paths: T
 
 
 def apply_changes(
-    marked: DataFrame, batch_id: int, *, table: TableConfig, paths: TablePaths, metrics: BatchMetrics
+    marked: DataFrame,
+    batch_id: int,
+    *,
+    table: TableConfig,
+    paths: TablePaths,
+    metrics: BatchMetrics,
+    non_phi: NonPhiZone | None = None,
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
     This is the part every source shares: DMS files and snapshot diffs both end here.
     """
     spark = marked.sparkSession
-    business = list(table.source.business_columns)
+    business = list(table.columns)
     valid = F.col("_reason").isNull()
     first = marked.agg(
         F.countDistinct("_source_file").alias("files"),
@@ -69,7 +95,9 @@ def apply_changes(
         F.min(F.when(valid, F.col("_valid_from"))).alias("min_valid_from"),
         F.min(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_lo"),
         F.max(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_hi"),
+        (_count(valid & F.col(MISSING_COL)) if MISSING_COL in marked.columns else F.lit(0)).alias("policy_missing"),
     ).first()
+    metrics.policy_missing = int(first["policy_missing"] or 0)
     for name in ("files", "rows_read", "key_changes", "quarantined", "duplicates", "null_sequence"):
         setattr(metrics, name, int(first[name] or 0))
     if table.source.change_seq_column is None:
@@ -97,7 +125,7 @@ def apply_changes(
     # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
     # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.)
     plan = plan_history(
-        changes, existing, key=table.primary_key, values=business, ignore=table.ignore_changes_in
+        changes, existing, key=table.primary_key, values=business, ignore=table.tracked_ignore
     ).localCheckpoint(eager=True)
     _count_plan(plan, metrics)
     if not metrics.reconciles:
@@ -124,6 +152,9 @@ def apply_changes(
         within=in_key_range("t."),
     )
     crash_point(table.name, batch_id, "after_latest")
+    if non_phi is not None and table.non_phi:
+        write_non_phi(plan, table=table, zone=non_phi)
+        crash_point(table.name, batch_id, "after_non_phi")
     metrics.versions = {
         name: _version(spark, path) for name, path in (("history", paths.history), ("latest", paths.latest))
     }

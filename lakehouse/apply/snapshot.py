@@ -135,14 +135,14 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
     for name, table in tables.items():
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
-        business = list(table.source.business_columns)
+        business = list(table.columns)
         current = spark.read.format("delta").load(paths.latest).select(*[F.col(f"`{c}`") for c in business])
         changes = snapshot_changes(
             loaded.tables[name],
             current,
             key=table.primary_key,
             values=business,
-            ignore=table.ignore_changes_in,
+            ignore=table.tracked_ignore,
             day=result.date,
             source_file=result.file,
             batch_id=batch_id,

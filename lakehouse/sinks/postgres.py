@@ -49,6 +49,26 @@ except ImportError as exc:  # pragma: no cover
         "lakehouse.sinks.postgres needs pyarrow (EMR and Glue ship it; locally: pip install -e '.[local]')"
     ) from exc
 
+__all__ = [
+    "EXPORT_TABLE",
+    "OPEN_END",
+    "ExportBusyError",
+    "PostgresConnectError",
+    "PostgresSettings",
+    "StaleVersionError",
+    "apply_rows",
+    "arrow_schema",
+    "connect",
+    "ddl_statements",
+    "export_lock",
+    "exported_version",
+    "init_db",
+    "needs_export",
+    "pg_columns",
+    "render_ddl",
+    "row_by_row_baseline",
+]
+
 EXPORT_TABLE = "lakehouse_export"
 OPEN_END = "9999-12-31 23:59:59"  # ID304B's open-ended expiration, kept for its consumers
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -57,16 +77,26 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 
 _PG_TYPES = {"string": "TEXT", "bigint": "BIGINT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP"}
 # Widths fixed by a standard or by our own code. Other strings are TEXT: HRSA publishes no widths, and a
-# value one character too long would fail the whole export of the day.
+# value one character too long would fail the whole export of the day. Key strings compare bytewise
+# (COLLATE "C"): faster index maintenance, and immune to glibc collation changes.
 _WIDTHS = {
-    "id340b": "VARCHAR(32)",  # e.g. DSH050108, CH123456-01: about a dozen characters today
+    "id340b": 'VARCHAR(32) COLLATE "C"',  # e.g. DSH050108: about a dozen characters today
     "state": "VARCHAR(2)",  # USPS codes, territories included
     "zip": "VARCHAR(10)",  # 5 digits; room for a ZIP+4 written into one field
     "zip4": "VARCHAR(4)",
     "npi_number": "VARCHAR(10)",  # CMS NPI: 10 digits
-    "content_key": "VARCHAR(64)",  # SHA-256 in hex
+    "content_key": 'VARCHAR(64) COLLATE "C"',  # SHA-256 in hex
 }
-SCD2_COLUMNS = {
+_HISTORY_TYPES = {  # Spark types of the SCD2 and lineage columns of the Delta history
+    "effective_stp": "timestamp",
+    "expiration_stp": "timestamp",
+    "current_version_flg": "string",
+    "change_type": "string",
+    "_sequence": "string",
+    "_batch_id": "bigint",
+}
+_ARROW_TYPES = {"string": pa.string(), "bigint": pa.int64(), "boolean": pa.bool_(), "timestamp": pa.timestamp("us")}
+_SCD2_COLUMNS = {
     "effective_stp": "TIMESTAMP NOT NULL",
     "expiration_stp": f"TIMESTAMP NOT NULL DEFAULT '{OPEN_END}'",
     "current_version_flg": "CHAR(1) NOT NULL CHECK (current_version_flg IN ('Y', 'N'))",
@@ -103,7 +133,13 @@ def pg_columns(table: str) -> dict[str, str]:
         name: _WIDTHS.get(name, _PG_TYPES[spark_type]) + (" NOT NULL" if name in entity.primary_key else "")
         for name, spark_type in entity.columns.items()
     }
-    return business | SCD2_COLUMNS
+    return business | _SCD2_COLUMNS
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The rows `apply_rows` takes for `table`: business, SCD2 and lineage columns (what the Spark side casts to)."""
+    types = _entity(table).columns | _HISTORY_TYPES
+    return pa.schema([(name, _ARROW_TYPES[spark_type]) for name, spark_type in types.items()])
 
 
 def ddl_statements() -> list[tuple[str, str]]:
@@ -138,6 +174,8 @@ def render_ddl() -> str:
         "-- fails when this file and the code differ. Replace {schema} with the target schema (init_db does).",
         "-- Every statement is idempotent. A version is keyed by (key..., effective_stp); an open version has",
         f"-- expiration_stp '{OPEN_END}' and current_version_flg 'Y'. Rows are inserted or updated, never deleted.",
+        "-- _sequence and _batch_id are the Delta history's lineage; exported_version is the Delta version of the",
+        "-- history table that last changed the row.",
         "",
         "CREATE SCHEMA IF NOT EXISTS {schema};",
     ]
@@ -287,7 +325,10 @@ class PostgresSettings:
     def from_secret_value(
         cls, value: str | Mapping[str, Any], *, secret_id: str = "the secret", **overrides: Any
     ) -> PostgresSettings:
-        """Parse the RDS secret JSON: username, password, host, port, dbname (default postgres), engine."""
+        """Parse the RDS secret JSON: username, password, host, port, dbname (default postgres), engine.
+
+        sslmode defaults to verify-full here (RDS speaks TLS): pass sslrootcert, the RDS CA bundle.
+        """
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -311,6 +352,7 @@ class PostgresSettings:
             "dbname": value.get("dbname") or "postgres",
             "user": value["username"],
             "password": SecretStr(str(value["password"])),
+            "sslmode": "verify-full",
         }
         return cls(**(values | overrides))
 
@@ -382,15 +424,16 @@ def export_lock(conn: psycopg.Connection, schema: str, *, timeout: float = 60.0,
     _require_idle(conn)
     key = _lock_key("export", schema)
     deadline = time.monotonic() + timeout
-    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:  # type: ignore[index]
+    while not _fetch(conn, "SELECT pg_try_advisory_lock(%s, %s)", key)[0][0]:
         if time.monotonic() >= deadline:
-            holders = conn.execute(
+            holders = _fetch(
+                conn,
                 """SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l
                    LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                    WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.objid::bigint = %s
                      AND l.objsubid = 2 AND l.granted""",
                 key,
-            ).fetchall()
+            )
             who = ", ".join(f"pid {pid}" + (f" ({app})" if app else "") for pid, app in holders) or "a session"
             raise ExportBusyError(
                 f"another export into schema {schema} is running ({who} from pg_locks); "
@@ -400,8 +443,15 @@ def export_lock(conn: psycopg.Connection, schema: str, *, timeout: float = 60.0,
     try:
         yield
     finally:
-        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        # An aborted transaction left open by the block cannot run the unlock; closing the session releases it.
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            _fetch(conn, "SELECT pg_advisory_unlock(%s, %s)", key)
+
+
+def _fetch(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Run a query in its own transaction (or savepoint), so that it works with and without autocommit."""
+    with conn.transaction():
+        return conn.execute(query, params).fetchall()
 
 
 def exported_version(conn: psycopg.Connection, schema: str, table: str) -> int | None:
@@ -495,8 +545,9 @@ def _upsert(entity: Entity, target: sql.Identifier, stage: sql.Identifier, colum
     key = [*entity.primary_key, "effective_stp"]
     values = [c for c in columns if c not in key]
     return sql.SQL(
+        # In key order: the B-tree inserts then append to few pages instead of splitting pages at random.
         "INSERT INTO {target} AS t ({columns}, exported_version) SELECT {columns}, %(version)s FROM {stage} "
-        "ON CONFLICT ({key}) DO UPDATE SET {sets}, exported_version = EXCLUDED.exported_version "
+        "ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {sets}, exported_version = EXCLUDED.exported_version "
         "WHERE ({old}) IS DISTINCT FROM ({new})"
     ).format(
         target=target,

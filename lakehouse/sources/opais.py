@@ -189,7 +189,15 @@ def log_progress(progress: ParseProgress) -> None:
 
 
 class _BadValue(ValueError):
-    """A value the parser cannot take. The message says where inside the entity; the caller adds the rest."""
+    """A value the parser cannot take, at `path` inside the entity (the caller adds the entity and position)."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.problem, self.path = problem, path
+
+    def inside(self, where: str) -> _BadValue:
+        """The same problem, seen from the object that holds `where`."""
+        return _BadValue(self.problem, f"{where}.{self.path}" if self.path else where)
 
 
 def _json_type(value: Any) -> str:
@@ -200,14 +208,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, int | float | Decimal):
         return "a number"
     return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _string(value: Any) -> str:
-    if type(value) is str:
-        return value
-    if type(value) is int or type(value) is Decimal:
-        return str(value)  # a zip or NPI written as a JSON number: the digits as written
-    raise _BadValue(f"{_json_type(value)} where a string was expected")
 
 
 def _bigint(value: Any) -> int:
@@ -243,28 +243,47 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return parsed
 
 
-CONVERT = {"string": _string, "bigint": _bigint, "boolean": _boolean, "timestamp": _timestamp}
-Spec = tuple[tuple[str, str | None, Callable[[Any], Any]], ...]
+CONVERT = {"bigint": _bigint, "boolean": _boolean, "timestamp": _timestamp}
+TEXT_TYPES = frozenset({str, type(None)})
 
 
-def _spec(table: str) -> Spec:
-    """(JSON key, key inside that object or None, converter) per column made of the JSON object."""
+@dataclass(frozen=True)
+class _Spec:
+    """How to read a table's columns from one JSON object (a row is made of one object and its sub-objects)."""
+
+    segments: tuple[tuple[str | None, tuple[str, ...]], ...]  # (sub-object key or None, JSON keys), in order
+    converts: tuple[tuple[int, Callable[[Any], Any]], ...]  # position and converter of the non-string columns
+    strings: tuple[int, ...]  # positions of the string columns
+    paths: tuple[str, ...]  # JSON path of every column, for messages
+
+
+def _spec(table: str, sources: dict[str, str | tuple[str, str]] | None = None) -> _Spec:
+    sources = SOURCES[table] if sources is None else sources
     types = ENTITIES[table].columns
-    return tuple(
-        (source, None, CONVERT[types[column]]) if isinstance(source, str) else (*source, CONVERT[types[column]])
-        for column, source in SOURCES[table].items()
+    segments: list[tuple[str | None, list[str]]] = []
+    for source in sources.values():
+        sub, key = (None, source) if isinstance(source, str) else source
+        if not segments or segments[-1][0] != sub:
+            segments.append((sub, []))
+        segments[-1][1].append(key)
+    kinds = [types[column] for column in sources]
+    return _Spec(
+        segments=tuple((sub, tuple(keys)) for sub, keys in segments),
+        converts=tuple((i, CONVERT[kind]) for i, kind in enumerate(kinds) if kind != "string"),
+        strings=tuple(i for i, kind in enumerate(kinds) if kind == "string"),
+        paths=tuple(s if isinstance(s, str) else ".".join(s) for s in sources.values()),
     )
 
 
 SPECS = {table: _spec(table) for table in SOURCES}
-ID_SPEC: Spec = (("id340B", None, _string), ("ceId", None, _bigint))
+ID_SPEC = _spec("dim_ce", {"id340b": "id340B", "ce_id": "ceId"})
 CE_EDIT_DATE = list(SOURCES["dim_ce"]).index("edit_date")
 
 
 def _object(value: Any, where: str) -> dict[str, Any] | None:
     if value is None or type(value) is dict:
         return value
-    raise _BadValue(f"{where}: {_json_type(value)} where an object was expected")
+    raise _BadValue(f"{_json_type(value)} where an object was expected", where)
 
 
 def _array(value: Any, where: str) -> list[Any]:
@@ -272,24 +291,45 @@ def _array(value: Any, where: str) -> list[Any]:
         return []
     if type(value) is list:
         return value
-    raise _BadValue(f"{where}: {_json_type(value)} where an array was expected")
+    raise _BadValue(f"{_json_type(value)} where an array was expected", where)
 
 
-def _values(obj: dict[str, Any], spec: Spec, where: str) -> list[Any]:
-    """The converted values of the columns `spec` reads from `obj`, in column order."""
-    values = []
-    for key, sub, convert in spec:
-        value = obj.get(key)
-        if sub is not None and value is not None:
-            value = _object(value, where + key)
-            value = value.get(sub) if value is not None else None
-        if value is not None:
-            try:
-                value = convert(value)
-            except _BadValue as exc:
-                raise _BadValue(f"{where}{key}{'.' + sub if sub else ''}: {exc}") from None
-        values.append(value)
+def _raw(obj: dict[str, Any], spec: _Spec) -> list[Any]:
+    if len(spec.segments) == 1:
+        return list(map(obj.get, spec.segments[0][1]))
+    values: list[Any] = []
+    for sub, keys in spec.segments:
+        source = obj if sub is None else _object(obj.get(sub), sub)
+        values += [None] * len(keys) if source is None else map(source.get, keys)
     return values
+
+
+def _values(obj: dict[str, Any], spec: _Spec) -> list[Any]:
+    """The values of the columns `spec` reads from `obj`, converted, in column order.
+
+    Raises _BadValue naming the JSON path inside `obj`; the caller puts the path of `obj` in front.
+    """
+    values = _raw(obj, spec)
+    at = -1
+    try:
+        if not TEXT_TYPES.issuperset(map(type, [values[i] for i in spec.strings])):
+            for at in spec.strings:
+                if values[at] is not None:
+                    values[at] = _string(values[at])
+        for at, convert in spec.converts:
+            if values[at] is not None:
+                values[at] = convert(values[at])
+    except _BadValue as exc:
+        raise _BadValue(exc.problem, spec.paths[at]) from None
+    return values
+
+
+def _string(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is int or type(value) is Decimal:
+        return str(value)  # a zip or NPI written as a JSON number: the digits as written
+    raise _BadValue(f"{_json_type(value)} where a string was expected")
 
 
 def _canonical(value: Any) -> str:
@@ -306,7 +346,7 @@ def content_key(values: list[Any] | tuple[Any, ...]) -> str:
     Values are joined with "\\x1f"; NULL is written "\\x00", so NULL and "" give different keys. A changed
     child gets a new key: for the diff it is a delete plus an insert.
     """
-    text = "\x1f".join(v if type(v) is str else _canonical(v) for v in values)
+    text = "\x1f".join([v if type(v) is str else _canonical(v) for v in values])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -319,6 +359,27 @@ def _newer(date: dt.datetime | None, values: Any, old_date: dt.datetime | None, 
     if date != old_date:
         return old_date is None or (date is not None and date > old_date)
     return _order_key(values) < _order_key(old_values)
+
+
+def _inside(where: str, read: Callable[..., Any], *args: Any) -> Any:
+    """read(*args), with `where` (the JSON path of the object read) put in front of any problem it finds."""
+    try:
+        return read(*args)
+    except _BadValue as exc:
+        raise exc.inside(where) from None
+
+
+def _child_values(item: Any, spec: _Spec) -> list[Any]:
+    return _values(_object(item, "") or {}, spec)
+
+
+def _contract_values(item: Any) -> tuple[list[Any], list[Any]]:
+    """A contract's row values and its pharmacy's attributes."""
+    contract = _object(item, "") or {}
+    values = _values(contract, SPECS["dim_ce_contract_pharmacy"])
+    if values[0] is None:
+        raise _BadValue("the contract has no contractId")
+    return values, _values(contract, SPECS["dim_pharmacy"])
 
 
 # --- rows -----------------------------------------------------------------------------------------------
@@ -361,7 +422,7 @@ class _Snapshot:
         self.content_date: dt.datetime | None = None
         self.duplicates = dict.fromkeys([*CHILD_ARRAYS, "dim_ce_contract_pharmacy"], 0)
         self.contract_conflicts: list[tuple[str, int, int]] = []
-        self.pharmacies: dict[int, tuple[dt.datetime | None, tuple[Any, ...]]] = {}
+        self.pharmacies: dict[int, tuple[dt.datetime | None, list[Any]]] = {}
         self.pharmacy_conflicts: set[int] = set()
 
     def add(self, entity: Any) -> None:
@@ -369,13 +430,13 @@ class _Snapshot:
         if type(entity) is not dict:
             raise _BadValue(f"the entity is {_json_type(entity)}, not an object")
         parent = self._parent(entity)
-        values = _values(entity, SPECS["dim_ce"], "")
+        values = _values(entity, SPECS["dim_ce"])
         self.out["dim_ce"].add((*parent, *values))
         self._saw(values[CE_EDIT_DATE])
         for name, key in ONE_CHILD.items():
             child = _object(entity.get(key), key)
             if child is not None:
-                self.out[name].add((*parent, *_values(child, SPECS[name], key + ".")))
+                self.out[name].add((*parent, *_inside(key, _values, child, SPECS[name])))
         for name, key in CHILD_ARRAYS.items():
             self._children(name, parent, _array(entity.get(key), key), key)
         self._contracts(parent, _array(entity.get("contractPharmacies"), "contractPharmacies"))
@@ -387,11 +448,11 @@ class _Snapshot:
             raise _BadValue(f"the entity has no id340B (ceId {ce_id!r})")
         if ce_id is None:
             raise _BadValue(f"entity {id340b!r} has no ceId")
-        key = _values({"id340B": id340b, "ceId": ce_id}, ID_SPEC, "")
-        first = self.keys.setdefault((key[0], key[1]), self.entities)
+        id340b, ce_id = _values(entity, ID_SPEC)
+        first = self.keys.setdefault((id340b, ce_id), self.entities)
         if first != self.entities:
-            raise _BadValue(f"id340B {key[0]!r} with ceId {key[1]} is already entity #{first}; a key may occur once")
-        return key[0], key[1]
+            raise _BadValue(f"id340B {id340b!r} with ceId {ce_id} is already entity #{first}; a key may occur once")
+        return id340b, ce_id
 
     def _saw(self, edit_date: dt.datetime | None) -> None:
         if edit_date is not None and (self.content_date is None or edit_date > self.content_date):
@@ -400,10 +461,9 @@ class _Snapshot:
     def _children(self, name: str, parent: tuple[str, int], items: list[Any], key: str) -> None:
         seen: set[str] = set()
         for j, item in enumerate(items):
-            child = _object(item, f"{key}[{j}]")
-            if child is None:
+            if item is None:
                 continue
-            values = _values(child, SPECS[name], f"{key}[{j}].")
+            values = _inside(f"{key}[{j}]", _child_values, item, SPECS[name])
             ckey = content_key(values)
             if ckey in seen:
                 self.duplicates[name] += 1
@@ -415,17 +475,13 @@ class _Snapshot:
         chosen: dict[int, list[Any]] = {}
         conflicted: set[int] = set()
         for j, item in enumerate(items):
-            where = f"contractPharmacies[{j}]"
-            contract = _object(item, where)
-            if contract is None:
+            if item is None:
                 continue
-            values = _values(contract, SPECS["dim_ce_contract_pharmacy"], where + ".")
-            if values[0] is None:
-                raise _BadValue(f"{where} has no contractId")
+            values, attributes = _inside(f"contractPharmacies[{j}]", _contract_values, item)
             edit_date = values[CONTRACT_EDIT_DATE]
             self._saw(edit_date)
             if values[PHARMACY_ID] is not None:
-                self._pharmacy(values[PHARMACY_ID], edit_date, _values(contract, SPECS["dim_pharmacy"], where + "."))
+                self._pharmacy(values[PHARMACY_ID], edit_date, attributes)
             kept = chosen.setdefault(values[0], values)
             if kept is values:
                 continue
@@ -444,12 +500,12 @@ class _Snapshot:
         """Keep only the winning attributes of each pharmacy, whatever the order contracts come in."""
         seen = self.pharmacies.get(pharmacy_id)
         if seen is None:
-            self.pharmacies[pharmacy_id] = (edit_date, tuple(attributes))
+            self.pharmacies[pharmacy_id] = (edit_date, attributes)
             return
-        if list(seen[1]) != attributes:
+        if seen[1] != attributes:
             self.pharmacy_conflicts.add(pharmacy_id)
         if _newer(edit_date, attributes, *seen):
-            self.pharmacies[pharmacy_id] = (edit_date, tuple(attributes))
+            self.pharmacies[pharmacy_id] = (edit_date, attributes)
 
     def tables(self) -> dict[str, pa.Table]:
         """The eight tables, in ENTITIES order; dim_pharmacy ordered by pharmacy_id."""

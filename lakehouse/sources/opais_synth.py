@@ -108,11 +108,20 @@ def _phone(rng: random.Random) -> str:
 
 
 def _address(rng: random.Random, **extra: Any) -> dict[str, Any]:
+    """An address; a missing addressLine2 or zip4 is null or left out."""
     address = {**extra, "addressLine1": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)}"}
-    address["addressLine2"] = rng.choice((None, None, None, f"SUITE {rng.randrange(100, 999)}", "  BLDG  B"))
+    _optional(
+        rng, address, "addressLine2", rng.choice((None, None, None, f"STE {rng.randrange(100, 999)}", " BLDG  B"))
+    )
     address |= {"city": rng.choice(CITIES), "state": rng.choice(STATES), "zip": _zip(rng)}
-    address["zip4"] = rng.choice((None, f"{rng.randrange(10_000):04d}", f"{rng.randrange(1000):04d}"))
+    _optional(rng, address, "zip4", rng.choice((None, f"{rng.randrange(10_000):04d}", f"{rng.randrange(1000):04d}")))
     return address
+
+
+def _optional(rng: random.Random, obj: dict[str, Any], key: str, value: Any) -> None:
+    """Set obj[key]; when the value is missing, write null or leave the key out, as the export does."""
+    if value is not None or rng.random() < 0.5:
+        obj[key] = value
 
 
 def _array(rng: random.Random, entity: dict[str, Any], key: str, items: list[Any]) -> None:
@@ -165,9 +174,9 @@ def _contract(rng: random.Random, pharmacies: _Pharmacies, contract_id: int, day
     pharmacy_id = pharmacies.pick(rng)
     begin = _date(rng, dt.datetime(2010, 4, 1), 4_900)
     contract = {"contractId": contract_id, "pharmacyId": pharmacy_id, **pharmacies.attributes(pharmacy_id, rng)}
-    contract |= {"beginDate": begin, "terminationDate": None}
-    if rng.random() < 0.1:
-        contract["terminationDate"] = _date(rng, dt.datetime(2022, 1, 1), 700)
+    contract["beginDate"] = begin
+    terminated = rng.random() < 0.1
+    _optional(rng, contract, "terminationDate", _date(rng, dt.datetime(2022, 1, 1), 700) if terminated else None)
     contract["certifiedDecertifiedDate"] = _when(rng, dt.datetime(2023, 1, 1), 400, 3)
     contract["editDate"] = _edit_date(rng, day) if day else _when(rng, dt.datetime(2023, 6, 1), 250, 7)
     if (u := rng.random()) < 0.1:
