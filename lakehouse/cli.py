@@ -53,6 +53,28 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("file")
     load.add_argument("--feed", help="the configured feed it belongs to (default: the only feed of its kind)")
 
+    policy = sub.add_parser("policy", help="the consent policy table")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policy_sub.add_parser("build", help="rebuild the policy from the consent source table and store it")
+
+    privacy = sub.add_parser("privacy", help="the non-PHI zone")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    forget = privacy_sub.add_parser("forget", help="consent withdrawn: remove a patient's rows from the non-PHI zone")
+    forget.add_argument("--patient", required=True, help="the patient id as the source has it")
+    forget.add_argument(
+        "--vacuum-hours",
+        type=float,
+        help="also VACUUM the tables with this retention (Delta refuses < 168 unless its check is disabled)",
+    )
+
+    db = sub.add_parser("db", help="the PostgreSQL database of the exported dimensions")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("init", help="create the schema, dimension and bookkeeping tables (idempotent)")
+
+    export = sub.add_parser("export", help="export dimensions")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    export_sub.add_parser("postgres", help="export the dimensions' history to PostgreSQL since the last export")
+
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
     demo.add_argument("--patients", type=int, default=200)
     return parser
@@ -74,9 +96,14 @@ def _landing_is_empty(config: Config) -> bool:
 
 def _write_demo(config: Config, patients: int) -> None:
     from lakehouse.demo import generate
+    from lakehouse.demo_snapshots import write_opais, write_pecos
 
     counts = generate(Path(config.paths.landing), patients=patients)
     print(f"demo input written to {config.paths.landing}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()))
+    for feed_name, feed in config.snapshots.items():
+        writer = write_opais if feed.kind == "opais" else write_pecos
+        files = writer(Path(feed.path))
+        print(f"demo snapshots for {feed_name}: " + ", ".join(p.name for p in files))
 
 
 def _cmd_run(args: argparse.Namespace, config: Config) -> int:
@@ -90,6 +117,8 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
     spark = build_spark(config, app_name="lakehouse-run")
     runs = run_once(spark, config, args.table)
     print_summary(spark, config, runs)
+    if not args.table:
+        export_after_run(spark, config)
     return 0 if all(r.ok for r in runs) else 1
 
 
@@ -171,7 +200,73 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.policy.job import build_policy_table
+    from lakehouse.session import build_spark
+
+    stats = build_policy_table(build_spark(config, app_name="lakehouse-policy"), config)
+    policy = config.policy
+    print(f"policy rebuilt from {policy.source_table}: {stats.rows} rows written to the {policy.store} store")
+    return 0
+
+
+def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.apply.forget import forget_patient
+    from lakehouse.apply.non_phi import non_phi_zone
+    from lakehouse.session import build_spark
+
+    zone = non_phi_zone(config)
+    if zone is None:
+        raise ConfigError("no table goes to the non-PHI zone: nothing to forget", file=config.source_file)
+    spark = build_spark(config, app_name="lakehouse-privacy")
+    result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours)
+    print(f"patient {result.patient[:12]}… removed from the non-PHI zone: {sum(result.rows.values())} rows")
+    for table, rows in result.rows.items():
+        print(f"  {table:<28} {rows:>6}")
+    if not result.vacuumed:
+        print("the rewritten files' predecessors are removed by VACUUM after the retention period (--vacuum-hours)")
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.sinks.postgres import connect, init_db
+    from lakehouse.sinks.postgres_export import settings_for
+
+    if config.postgres is None:
+        raise ConfigError("no `postgres:` section in the configuration", file=config.source_file)
+    settings = settings_for(config.postgres)
+    with connect(settings) as conn:
+        done = init_db(conn, settings.schema)
+    print(f"schema {settings.schema} on {settings.host}: " + ", ".join(done))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from lakehouse.session import build_spark
+    from lakehouse.sinks.postgres_export import export_postgres
+
+    results = export_postgres(build_spark(config, app_name="lakehouse-export"), config)
+    for r in results:
+        print(f"{r.table:<26} {r.mode:<12} versions {r.from_version}→{r.to_version}  rows {r.rows:>8}  {r.seconds}s")
+    return 0
+
+
+def export_after_run(spark: object, config: Config) -> None:
+    """`lakehouse run` exports to PostgreSQL when a database is configured, and says so when not."""
+    if config.postgres is None:
+        print("no database configured (postgres:): the PostgreSQL export is skipped")
+        return
+    from lakehouse.sinks.postgres_export import export_postgres
+
+    for r in export_postgres(spark, config):
+        print(f"exported {r.table}: {r.mode}, {r.rows} rows (Delta version {r.to_version})")
+
+
 COMMANDS = {
+    "policy": _cmd_policy,
+    "privacy": _cmd_privacy,
+    "db": _cmd_db,
+    "export": _cmd_export,
     "run": _cmd_run,
     "snapshot": _cmd_snapshot,
     "stream": _cmd_stream,

@@ -523,7 +523,54 @@ def generate(landing: Path, *, seed: int = 7, patients: int = 200, days: int = 3
         loaded = _write_load(folder, table, snapshot[table], LOAD_AT + timedelta(seconds=2.5 * offset))
         changes = [c for c in src.log if c.table == table]
         counts[table] = loaded + _write_cdc(folder, table, changes, flushes[table], column_added)
+    counts["consents"] = write_consents(landing, [r["patient_id"] for r in snapshot["patients"]], seed=seed, days=days)
     return counts
+
+
+CONSENT_COLUMNS = (
+    "dms_commit_ts",
+    "consent_id",
+    "patient_id",
+    "device_id",
+    "allow_enhanced_analytics",
+    "consented_at",
+)
+
+
+def write_consents(landing: Path, patient_ids: list[str], *, seed: int = 7, days: int = 3) -> int:
+    """The consent records of the demo patients: a full load (most consent), then withdrawals and late grants.
+
+    Records are append-only events (the policy build keeps the newest per patient and device); a
+    NULL device_id is a patient-level record.
+    """
+    rng = random.Random(seed * 31 + 1)
+    folder = Path(landing) / "dms" / "cpap" / "consents"
+    folder.mkdir(parents=True, exist_ok=True)
+    load, changes = [], []
+    for n, patient in enumerate(patient_ids):
+        signed = BASE - timedelta(days=rng.randint(1, 300), seconds=rng.randint(0, 86_399))
+        allowed = "t" if n % 5 else "f"  # one in five has not consented
+        load.append(
+            {
+                "consent_id": str(900_001 + n),
+                "patient_id": patient,
+                "device_id": None,
+                "allow_enhanced_analytics": allowed,
+                "consented_at": _ts(signed),
+                "dms_commit_ts": _ts(LOAD_AT),
+            }
+        )
+    for n, patient in enumerate(rng.sample(patient_ids, max(2, len(patient_ids) // 20))):
+        at = BASE + timedelta(days=rng.randint(0, days - 1), hours=9 + n % 8, minutes=rng.randint(0, 59))
+        withdraw = n % 2 == 0
+        changes.append({"consent_id": str(990_001 + n), "patient_id": patient, "device_id": None,
+                        "allow_enhanced_analytics": "f" if withdraw else "t", "consented_at": _ts(at),
+                        "dms_commit_ts": _ts(at)})  # fmt: skip
+    _write(folder / "LOAD00000001.csv", load, CONSENT_COLUMNS, [None] * len(load))
+    changes.sort(key=lambda r: r["dms_commit_ts"])
+    end = BASE + timedelta(days=days)
+    _write(folder / f"{end:%Y%m%d-%H%M%S}000.csv", changes, CONSENT_COLUMNS, ["I"] * len(changes))
+    return len(load) + len(changes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import yaml
 
 from lakehouse.config import load_config
 from lakehouse.errors import ConfigError
+from lakehouse.sources.opais_entities import ENTITIES
 
 LOCAL_YAML = Path(__file__).parent.parent / "config" / "local.yaml"
 
@@ -47,12 +48,14 @@ def config_error(path: Path) -> ConfigError:
 # --- the shipped configuration ----------------------------------------------------------------------------------
 
 
-def test_local_yaml_loads_its_three_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_yaml_loads_its_dms_tables_and_snapshot_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAKEHOUSE_HOME", raising=False)
 
     config = load_config(LOCAL_YAML)
 
-    assert sorted(config.tables) == ["devices", "patients", "therapy_sessions"]
+    assert sorted(config.dms_tables()) == ["consents", "devices", "patients", "therapy_sessions"]
+    assert sorted(config.feed_tables("opais")) == sorted(ENTITIES)
+    assert list(config.feed_tables("pecos_clinicians")) == ["pecos_clinicians"]
     assert {name: table.name for name, table in config.tables.items()} == {n: n for n in config.tables}
     assert config.source_file == str(LOCAL_YAML)
     assert config.paths.landing == str(Path("data/landing").resolve())  # relative to the working directory
@@ -224,3 +227,63 @@ def test_missing_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
 
     assert str(path.resolve()) in str(error)
     assert "not found" in str(error)
+
+
+# --- zones, policy, snapshots, postgres -----------------------------------------------------------------------
+
+
+def test_a_table_with_phi_columns_needs_a_non_phi_root(tmp_path: Path) -> None:
+    table = {**people(), "phi_columns": {"name": "redact"}, "consent": {"patient_column": "id"}}
+    error = config_error(write(tmp_path, document(people=table)))
+    assert "paths.non_phi_lake" in str(error)
+
+
+def test_the_non_phi_root_must_not_be_the_phi_lake(tmp_path: Path) -> None:
+    data = document()
+    data["paths"]["non_phi_lake"] = "lake"
+    assert "root of its own" in str(config_error(write(tmp_path, data)))
+
+
+def test_unknown_mask_method_is_named(tmp_path: Path) -> None:
+    data = document(people={**people(), "phi_columns": {"name": "scramble"}})
+    data["paths"]["non_phi_lake"] = "non_phi"
+    error = str(config_error(write(tmp_path, data)))
+    assert "tables.people.phi_columns.name" in error and "pseudonym" in error
+
+
+def test_phi_column_must_be_a_business_column(tmp_path: Path) -> None:
+    data = document(people={**people(), "phi_columns": {"ssn": "redact"}})
+    data["paths"]["non_phi_lake"] = "non_phi"
+    assert "phi_columns names ['ssn']" in str(config_error(write(tmp_path, data)))
+
+
+def test_non_phi_tables_take_consented_rows_only_unless_told_otherwise(tmp_path: Path) -> None:
+    data = document(people={**people(), "phi_columns": {"name": "redact"}})
+    data["paths"]["non_phi_lake"] = "non_phi"
+    assert "consent.patient_column" in str(config_error(write(tmp_path, data)))
+    data["privacy"] = {"consented_only": False}
+    assert load_config(write(tmp_path, data)).tables["people"].non_phi
+
+
+def test_consent_flags_need_a_policy(tmp_path: Path) -> None:
+    data = document(people={**people(), "consent": {"patient_column": "id"}})
+    assert "configure `policy:`" in str(config_error(write(tmp_path, data)))
+
+
+def test_snapshot_date_pattern_needs_three_groups(tmp_path: Path) -> None:
+    data = document()
+    data["snapshots"] = {"opais": {"kind": "opais", "path": "landing/opais", "date": {"pattern": r"(\d{8})"}}}
+    error = str(config_error(write(tmp_path, data)))
+    assert "snapshots.opais.date.pattern" in error and "exactly 3 groups" in error
+
+
+def test_postgres_secret_credentials_need_a_secret_id(tmp_path: Path) -> None:
+    data = document()
+    data["postgres"] = {"credentials": "secret"}
+    assert "secret_id" in str(config_error(write(tmp_path, data)))
+
+
+def test_csv_snapshot_keys_must_be_columns(tmp_path: Path) -> None:
+    data = document()
+    data["snapshots"] = {"pecos": {"kind": "csv", "path": "p", "primary_key": ["npi"], "columns": {"NPI": "string"}}}
+    assert "primary_key names ['npi']" in str(config_error(write(tmp_path, data)))

@@ -19,8 +19,13 @@ CDC_NAME = re.compile(r"^\d{8}-\d{9}\.csv$")
 DMS_REAL = re.compile(r"^[+-]\d\.\d{8}e[+-]\d\d$")
 
 
-def _tables() -> dict[str, dict]:
+def _all_tables() -> dict[str, dict]:
     return yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["tables"]
+
+
+def _tables() -> dict[str, dict]:
+    """The tables of the demo's main DMS task (the one with the change-seq add-column rule)."""
+    return {n: t for n, t in _all_tables().items() if "change_seq_column" in t["source"]}
 
 
 def _folder(landing: Path, source: dict) -> Path:
@@ -70,7 +75,19 @@ def test_files_are_where_the_config_says(landing: Path) -> None:
         assert all(CDC_NAME.match(n) for n in cdc), cdc
         assert {n[:8] for n in cdc} == {"20260301", "20260302", "20260303"}, f"{table}: files on every day"
         assert len(cdc) >= 6, f"{table}: several CDC files per day"
-    assert {p.parent for p in landing.rglob("*") if p.is_file()} == folders
+    consents = _folder(landing, _all_tables()["consents"]["source"])
+    assert {p.parent for p in landing.rglob("*") if p.is_file()} == {*folders, consents}
+
+
+def test_consents_are_insert_events_with_withdrawals(landing: Path) -> None:
+    source = _all_tables()["consents"]["source"]
+    files = _files(landing, source)
+    load = _records(files[0])
+    cdc = [r for path in files[1:] for r in _records(path)]
+    assert files[0].name == "LOAD00000001.csv" and len(load) == 60  # one record per patient
+    assert all(len(r) == len(source["columns"]) for r in load)
+    assert {r[0] for r in cdc} == {"I"} and {r[5] for r in cdc} == {"t", "f"}  # grants and withdrawals
+    assert {r[4] for r in load} == {"t", "f"}
 
 
 def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
@@ -189,6 +206,7 @@ def test_realistic_quirks(landing: Path) -> None:
 
 def test_counts_and_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     counts = generate(tmp_path / "x", patients=20, days=2)
-    assert counts == {t: len(_rows(tmp_path / "x", t)) for t in _tables()}
+    consents = sum(len(_records(p)) for p in _files(tmp_path / "x", _all_tables()["consents"]["source"]))
+    assert counts == {**{t: len(_rows(tmp_path / "x", t)) for t in _tables()}, "consents": consents}
     assert main([str(tmp_path / "y"), "--patients", "20", "--days", "2"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{t}: {n} rows" for t, n in counts.items()]
