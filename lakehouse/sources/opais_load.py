@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
 from lakehouse.config import OpaisFeed, TableConfig
+from lakehouse.errors import InputError
 from lakehouse.sources.opais import log_progress, parse_export
 from lakehouse.sources.snapshot import LoadedSnapshot, date_from_name, file_name, local_copy
 
@@ -31,8 +33,23 @@ def load_opais(spark: SparkSession, feed: OpaisFeed, path: str, tables: dict[str
         parsed = parse_export(local, progress=log_progress)
     if feed.date.source == "name":
         day = date_from_name(name, feed.date)
+    elif parsed.stats.max_edit_date is None:
+        raise InputError(f"snapshot {name}: no editDate anywhere, so it has no content date; use date.source: name")
     else:
         day = parsed.stats.max_edit_date.date()
+    if parsed.stats.pharmacy_conflicts or parsed.stats.contract_conflicts:
+        log.warning(
+            json.dumps(
+                {
+                    "event": "snapshot_conflicts",
+                    "file": name,
+                    "pharmacies": parsed.stats.pharmacy_conflicts,
+                    "pharmacy_examples": parsed.stats.pharmacy_conflict_examples,
+                    "contracts": parsed.stats.contract_conflicts,
+                    "rule": "deterministic pick: newest editDate, then smallest values",
+                }
+            )
+        )
     frames = {
         table_name: arrow_to_spark(spark, parsed.tables[table_name], table.source.business_columns)
         for table_name, table in tables.items()

@@ -1,0 +1,96 @@
+"""Privacy benchmark: the cost of consent flags + the masked non-PHI zone per batch, as a ratio.
+
+What is measured
+    The demo's patients table (a full load plus three days of CDC: one micro-batch) is applied twice
+    on a warm session, each time into fresh folders:
+      plain     no consent flags, no non-PHI zone (the table's `consent` and `phi_columns` removed);
+      governed  the shipped configuration: the policy snapshot broadcast-joined to every change, then
+                the masked, consented history and latest written to the non-PHI zone as well.
+    Each is run --repeat times; the median seconds of one batch and governed/plain are reported.
+
+Run (writes benchmarks/results/privacy-<date>.json):
+    python -m benchmarks.privacy_bench --patients 5000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from lakehouse.config import load_config
+from lakehouse.demo import generate
+from lakehouse.policy.job import build_policy_table
+from lakehouse.runner import Governance, TableRun, run_once, start_query
+from lakehouse.session import build_spark
+
+LOCAL_YAML = Path(__file__).resolve().parents[1] / "config" / "local.yaml"
+
+
+def _config(home: Path, governed: bool):
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    config = load_config(LOCAL_YAML)
+    if governed:
+        return config
+    patients = config.tables["patients"].model_copy(update={"consent": None, "phi_columns": {}, "non_phi": False})
+    return config.model_copy(update={"tables": {**config.tables, "patients": patients}})
+
+
+def _one(spark, landing: Path, governed: bool) -> float:
+    home = Path(tempfile.mkdtemp(prefix="privacy-bench-"))
+    try:
+        shutil.copytree(landing, home / "landing")
+        config = _config(home, governed)
+        run_once(spark, config, ["consents"])
+        build_policy_table(spark, config)
+        run = TableRun("patients")
+        governance = Governance.of(config) if governed else Governance()
+        start_query(
+            spark, config, config.tables["patients"], run, trigger={"availableNow": True}, governance=governance
+        ).awaitTermination()
+        return sum(b.seconds for b in run.batches)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("LAKEHOUSE_MASKING_KEY", secrets.token_hex(32))
+    spark = build_spark(None, app_name="privacy-bench", extra_conf={"spark.sql.shuffle.partitions": "4"})
+    landing = Path(tempfile.mkdtemp(prefix="privacy-bench-landing-"))
+    generate(landing, patients=args.patients, days=3)
+    _one(spark, landing, governed=True)  # warm-up: JVM, Python workers, the masking UDF
+    seconds = {"plain": [], "governed": []}
+    for _ in range(args.repeat):
+        for kind in seconds:
+            seconds[kind].append(_one(spark, landing, governed=kind == "governed"))
+    medians = {k: statistics.median(v) for k, v in seconds.items()}
+    ratio = medians["governed"] / medians["plain"]
+    print(f"patients batch ({args.patients} patients, full load + 3 days of CDC), median of {args.repeat}:")
+    print(f"  plain     {medians['plain']:7.2f} s")
+    print(f"  governed  {medians['governed']:7.2f} s   governed/plain = {ratio:.2f}x")
+    result = {
+        "date": dt.date.today().isoformat(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "patients": args.patients,
+        "seconds": seconds,
+        "median": medians,
+        "governed_over_plain": round(ratio, 3),
+    }
+    out = Path(__file__).parent / "results" / f"privacy-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
