@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONFIG ?= config/local.yaml
 
-.PHONY: run test check test-spark4 bench clean java
+.PHONY: run test check test-spark4 bench clean java postgres
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required (Spark 3.5 runs on Java 8/11/17): install it, e.g. 'apt-get install openjdk-17-jre-headless', then retry." >&2; exit 1; }
@@ -16,10 +16,35 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[local,dev]'
 	touch $@
 
-run: java $(VENV)/.installed
-	$(VENV)/bin/lakehouse --config $(CONFIG) run
+# The non-PHI zone has no default masking key: `make run` makes a random one for this checkout.
+MASKING_KEY_FILE ?= data/.masking-key
 
-test: java $(VENV)/.installed
+$(MASKING_KEY_FILE):
+	@mkdir -p $(dir $@) && umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@
+	@echo "created a random masking key for this checkout in $@ (on AWS the key comes from Secrets Manager)"
+
+run: java $(VENV)/.installed $(MASKING_KEY_FILE)
+	LAKEHOUSE_MASKING_KEY="$${LAKEHOUSE_MASKING_KEY:-$$(cat $(MASKING_KEY_FILE))}" $(VENV)/bin/lakehouse --config $(CONFIG) run
+
+# Offline validators of the deploy folder: asl-validator (npm) and checkov (own venv: it pins an old boto3).
+deploy/node_modules/.installed: deploy/package.json deploy/package-lock.json
+	npm ci --prefix deploy --no-audit --no-fund --silent
+	touch $@
+
+.venv-checkov/.installed:
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
+	.venv-checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+# PostgreSQL server binaries for the export tests (Debian's package; the tests start their own server).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (the export tests start a real server from its binaries)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+test: java postgres $(VENV)/.installed deploy/node_modules/.installed .venv-checkov/.installed
 	$(PY) -m pytest
 
 check: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Apply one snapshot file (what the EventBridge-triggered Lambda passes: the bucket and key of a new export).
+r"""Apply one snapshot file (what the EventBridge-triggered Lambda passes: the bucket and key of a new export).
 
     spark-submit batch/snapshot_load.py --config s3://artifacts/config/aws.yaml \
         --bucket landing --key opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip [--feed opais]

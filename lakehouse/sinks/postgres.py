@@ -633,7 +633,8 @@ def row_by_row_baseline(
     conn: psycopg.Connection, schema: str, table: str, rows: pa.Table | Iterable[pa.RecordBatch], *, version: int = 0
 ) -> int:
     """ID304B's way, for benchmarks only: per row, SELECT the stored version by key, then UPDATE or INSERT it,
-    and commit. Same end state as `apply_rows` (without the bookkeeping); returns rows written."""
+    committed on its own (two round trips and a commit per row). Same end state as `apply_rows`, without
+    the bookkeeping; returns rows written."""
     entity = _entity(table)
     columns = [c for c in pg_columns(table) if c != "exported_version"]
     key = [*entity.primary_key, "effective_stp"]
@@ -651,14 +652,15 @@ def row_by_row_baseline(
     for batch in _batches(rows, columns, table):
         for row in batch.to_pylist():
             row["exported_version"] = version
-            with conn.transaction(), conn.cursor() as cur:
-                stored = cur.execute(select, row).fetchone()
-                if stored is None:
-                    cur.execute(insert, row)
-                elif stored != tuple(row[c] for c in values):
-                    cur.execute(update, row)
-                else:
-                    continue
+            stored = conn.execute(select, row).fetchone()
+            if stored is None:
+                conn.execute(insert, row)
+            elif stored != tuple(row[c] for c in values):
+                conn.execute(update, row)
+            else:
+                continue
+            if not conn.autocommit:
+                conn.commit()
             written += 1
     return written
 

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -163,7 +164,7 @@ class Spec:
     """How to read some columns from one JSON object and its sub-objects."""
 
     segments: tuple[tuple[str | None, tuple[str, ...]], ...]  # (sub-object key or None, JSON keys), in order
-    texts: tuple[int, ...]  # positions of the string and datetime columns: str or None once read
+    texts: Callable[[list[Any]], tuple[Any, ...]]  # the string and datetime values: str or None once read
     checks: tuple[tuple[int, Callable[[Any], Any]], ...]  # what makes them so, when one is not
     converts: tuple[tuple[int, Callable[[Any], Any]], ...]  # positions and converters of the other columns
     paths: tuple[str, ...]  # the JSON path of every column, for messages
@@ -181,7 +182,7 @@ def _spec(fields: list[tuple[Source, str]]) -> Spec:
     texts = tuple(i for i, kind in enumerate(kinds) if kind in ("string", "timestamp"))
     return Spec(
         segments=tuple((sub, tuple(keys)) for sub, keys in segments),
-        texts=texts,
+        texts=itemgetter(*texts) if len(texts) > 1 else lambda values, at=texts[0]: (values[at],),
         checks=tuple((i, _string if kinds[i] == "string" else _datetime_text) for i in texts),
         converts=tuple(
             (i, _bigint if kind == "bigint" else _boolean) for i, kind in enumerate(kinds) if i not in texts
@@ -235,7 +236,7 @@ def _values(obj: dict[str, Any], spec: Spec) -> list[Any]:
     values = _raw(obj, spec)
     at = -1
     try:
-        if not TEXT_TYPES.issuperset(map(type, [values[i] for i in spec.texts])):
+        if not TEXT_TYPES.issuperset(map(type, spec.texts(values))):
             for at, check in spec.checks:
                 if values[at] is not None:
                     values[at] = check(values[at])
@@ -289,10 +290,6 @@ def _inside(where: str, read: Callable[..., Any], *args: Any) -> Any:
         return read(*args)
     except BadValue as exc:
         raise exc.inside(where) from None
-
-
-def _child_values(item: Any, spec: Spec) -> list[Any]:
-    return _values(_object(item, "") or {}, spec)
 
 
 def _contract_values(item: Any) -> tuple[list[Any], list[Any], dt.datetime | None]:
@@ -410,10 +407,14 @@ class Flattener:
 
     def _children(self, name: str, parent: tuple[str, int], items: list[Any], key: str) -> None:
         seen: set[str] = set()
+        spec = SPECS[name]
         for j, item in enumerate(items):
             if item is None:
                 continue
-            values = _inside(f"{key}[{j}]", _child_values, item, SPECS[name])
+            try:
+                values = _values(_object(item, "") or {}, spec)
+            except BadValue as exc:
+                raise exc.inside(f"{key}[{j}]") from None
             ckey = content_key(values)
             if ckey in seen:
                 self.duplicates[name] += 1
@@ -427,7 +428,10 @@ class Flattener:
         for j, item in enumerate(items):
             if item is None:
                 continue
-            values, attributes, edit_date = _inside(f"contractPharmacies[{j}]", _contract_values, item)
+            try:
+                values, attributes, edit_date = _contract_values(item)
+            except BadValue as exc:
+                raise exc.inside(f"contractPharmacies[{j}]") from None
             self._saw(edit_date)
             if values[PHARMACY_ID] is not None:
                 self._pharmacy(values[PHARMACY_ID], edit_date, attributes)

@@ -3,10 +3,14 @@
 `write_export` streams `{"coveredEntities": [...]}` to a bare JSON file or a ZIP holding
 OPA_CE_DAILY_PUBLIC.JSON, with the real file's quirks: ceId/contractId/pharmacyId as JSON numbers,
 participating as the string "TRUE"/"FALSE", datetimes without zone and with 0, 3 or 7 fractional digits,
-zips/NPIs/Medicaid numbers with leading zeros (a few NPIs and zips as JSON numbers), arrays absent, null
-or [], optional fields absent, free text with double and leading spaces, unknown extra fields, and
-pharmacies shared by many entities (a few with conflicting attributes). 90,000 entities with 5 contracts
-each come to ~200 MB, like the real export.
+zips/NPIs/Medicaid numbers with leading zeros (a few NPIs as JSON numbers), arrays absent, null or [],
+optional fields absent or null, free text with double and leading spaces, unknown extra fields, repeated
+children, and pharmacies shared by many entities (a few with conflicting attributes). Contract counts are
+heavy-tailed (most entities have a few, some thousands).
+
+Size: 90,000 entities with 5 contracts each on average come to ~265 MB of compact JSON, since every
+contract repeats its pharmacy's name, address and phone (~370 bytes a contract). The real export is said
+to be ~200 MB; `contracts_per_entity=3.5` gives that size with the same shape.
 
 Everything follows from the seed. Day 0 is the first export; day d is the export d days later: each day
 ~1% of the entities are edited (fields, children added or removed, contracts added, terminated or gone),
@@ -37,8 +41,9 @@ MAX_CONTRACTS = 3_000
 CONTRACT_BLOCK = 10_000  # the contract ids of entity i are CONTRACT_BASE + i * CONTRACT_BLOCK + n
 CONTRACT_BASE = 1_000
 NEW_CONTRACTS = 5_000  # + 10 * day + n: the ids of the contracts an edit on `day` adds
-CONFLICTING_PHARMACY = 0.02  # share of pharmacies whose attributes differ between contracts
+CONFLICT_EVERY = 50  # one pharmacy in 50 has contracts that disagree on its attributes
 WRITE_EVERY = 500  # entities per write
+EDIT_DIGITS = (7, 7, 7, 7, 3, 0)  # fractional digits of editDates: mostly 7, like the real file
 
 TYPES = ("DSH", "CAH", "CH", "FQHCLA", "RRC", "SCH", "PED", "CAN", "BL", "STD", "TB", "HM", "RWI", "RWIII", "FP")
 STATES = ("MA", "CT", "NJ", "NY", "PA", "OH", "MI", "IL", "TX", "CA", "WA", "FL", "GA", "NC", "VA", "TN", "PR")
@@ -86,8 +91,10 @@ def _date(rng: random.Random, start: dt.datetime, days: float) -> str:
 
 
 def _edit_date(rng: random.Random, day: int) -> str:
-    """An editDate within the day before export `day`; mostly 7 fractional digits, like the real file."""
-    return _when(rng, DAY0 + dt.timedelta(days=day - 1), 1, rng.choice((7, 7, 7, 3, 0)))
+    """An editDate of something last edited for export `day`: on the day before it (day 0: the months before)."""
+    if day == 0:  # edited some time in the months before the first export
+        return _when(rng, dt.datetime(2023, 6, 1), 250, rng.choice(EDIT_DIGITS))
+    return _when(rng, DAY0 + dt.timedelta(days=day - 1), 1, rng.choice(EDIT_DIGITS))
 
 
 def _text(rng: random.Random, text: str) -> str:
@@ -165,7 +172,7 @@ class _Pharmacies:
             name = f"{own.choice(CHAINS)} #{own.randrange(1, 20_000)}"
             self.cache[pharmacy_id] = {"name": name, "address": _address(own), "phoneNumber": _phone(own)}
         attributes = self.cache[pharmacy_id]
-        if pharmacy_id % 50 == 7 and rng.random() < 0.3:  # CONFLICTING_PHARMACY: another entity's version
+        if pharmacy_id % CONFLICT_EVERY == 7 and rng.random() < 0.3:  # another entity's version of it
             return {**attributes, "name": attributes["name"].title(), "phoneNumber": _phone(rng)}
         return attributes
 
@@ -178,7 +185,7 @@ def _contract(rng: random.Random, pharmacies: _Pharmacies, contract_id: int, day
     terminated = rng.random() < 0.1
     _optional(rng, contract, "terminationDate", _date(rng, dt.datetime(2022, 1, 1), 700) if terminated else None)
     contract["certifiedDecertifiedDate"] = _when(rng, dt.datetime(2023, 1, 1), 400, 3)
-    contract["editDate"] = _edit_date(rng, day) if day else _when(rng, dt.datetime(2023, 6, 1), 250, 7)
+    contract["editDate"] = _edit_date(rng, day)
     if (u := rng.random()) < 0.1:
         contract["comments"] = _text(rng, rng.choice(COMMENTS))
     elif u < 0.4:
@@ -225,7 +232,7 @@ def _entity(seed: int, index: int, mean: float, pharmacies: _Pharmacies, born: i
     if kind in ("CH", "FQHCLA", "RWI", "RWIII", "STD", "FP"):
         entity["grantNumber"] = f"H80CS{rng.randrange(10**5):05d}"
     entity["certifiedDecertifiedDate"] = _when(rng, dt.datetime(2023, 1, 1), 400, 3)
-    entity["editDate"] = _edit_date(rng, born) if born else _when(rng, dt.datetime(2023, 6, 1), 250, 7)
+    entity["editDate"] = _edit_date(rng, born)
     entity["authorizingOfficial"] = _person(rng, False)
     entity["primaryContact"] = _person(rng, True)
     entity["streetAddress"] = street = _address(rng)
@@ -294,8 +301,8 @@ def _plan(seed: int, entities: int, day: int) -> _Plan:
     for k in range(1, day + 1):
         rng = random.Random(f"{seed}:plan:{k}")
         for index in range(total):
-            u = rng.random()
-            if index in deleted or born.get(index, 0) == k:
+            u = rng.random()  # drawn for every index, so one entity's fate does not shift the others'
+            if index in deleted:
                 continue
             if u < P_DELETE:
                 deleted[index] = k

@@ -1,0 +1,193 @@
+"""Landing router: copy each file DMS lands into the hourly folder of the in-process bucket.
+
+Triggered by the landing bucket's S3 event notification (or an EventBridge "Object Created" event), it
+copies ``s3://<landing>/<SOURCE_PREFIX><relative key>`` to
+
+    s3://<TARGET_BUCKET>/<TARGET_PREFIX>/p_date=YYYY-MM-DD/p_hour=HH/<relative key>
+
+where ``p_date`` and ``p_hour`` are read from the pipeline's control item in DynamoDB, which the first
+job of the pipeline moves on. Idempotent under S3's at-least-once delivery: the destination of an object
+version is decided once and recorded (a conditional put keyed by bucket/key/version), so a redelivered
+event copies to the same key even after the control item has moved on, and a destination that already
+holds this version (same source ETag) is not copied again.
+
+Environment:
+    CONTROL_TABLE   DynamoDB table of control items, key attribute ``pipeline``
+    PIPELINE        this pipeline's control item key; attributes ``p_date`` ("YYYY-MM-DD"), ``p_hour`` ("HH" or 0-23)
+    TARGET_BUCKET   the in-process bucket
+    TARGET_PREFIX   folder in the in-process bucket (optional, default: the bucket's root)
+    SOURCE_PREFIX   folder of the landing bucket the relative key starts after (optional, default: none);
+                    objects outside it are skipped
+    DEDUP_TABLE     DynamoDB table of claims, key attribute ``id``, TTL attribute ``expires_at``
+    DEDUP_TTL_DAYS  how long a routing decision is kept (optional, default 7)
+    LOG_LEVEL       optional, default INFO
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from s3_events import (
+    ConfigurationError,
+    NewObject,
+    claim,
+    is_s3_test_event,
+    parse_new_objects,
+    require_env,
+    resolve_key,
+)
+
+log = logging.getLogger("lakehouse.landing_router")
+log.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+class ControlItemError(RuntimeError):
+    """The control item that names the current p_date/p_hour is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    control_table: str
+    pipeline: str
+    target_bucket: str
+    dedup_table: str
+    target_prefix: str = ""
+    source_prefix: str = ""
+    dedup_ttl_days: int = 7
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> Settings:
+        ttl = environ.get("DEDUP_TTL_DAYS", "7")
+        if not ttl.isdigit() or int(ttl) < 1:
+            raise ConfigurationError(f"DEDUP_TTL_DAYS must be a whole number of days >= 1, got {ttl!r}")
+        return cls(
+            control_table=require_env(environ, "CONTROL_TABLE"),
+            pipeline=require_env(environ, "PIPELINE"),
+            target_bucket=require_env(environ, "TARGET_BUCKET"),
+            dedup_table=require_env(environ, "DEDUP_TABLE"),
+            target_prefix=environ.get("TARGET_PREFIX", "").strip("/"),
+            source_prefix=environ.get("SOURCE_PREFIX", "").lstrip("/"),
+            dedup_ttl_days=int(ttl),
+        )
+
+
+def relative_key(key: str, source_prefix: str) -> str | None:
+    """The key below `source_prefix`, or None for a key outside it or a folder marker."""
+    if not key.startswith(source_prefix) or key.endswith("/"):
+        return None
+    relative = key[len(source_prefix) :].lstrip("/")
+    return relative or None
+
+
+def partition_folder(item: dict[str, Any], *, table: str, pipeline: str) -> str:
+    """``p_date=YYYY-MM-DD/p_hour=HH`` from a control item (DynamoDB attribute-value form)."""
+    where = f"control item pipeline={pipeline!r} in DynamoDB table {table}"
+    raw_date = _attribute(item.get("p_date"))
+    raw_hour = _attribute(item.get("p_hour"))
+    try:
+        day = dt.date.fromisoformat(str(raw_date))
+    except ValueError:
+        raise ControlItemError(f"{where}: p_date must be 'YYYY-MM-DD', got {raw_date!r}") from None
+    hour = str(raw_hour)
+    if not hour.isdigit() or not 0 <= int(hour) <= 23:
+        raise ControlItemError(f"{where}: p_hour must be an hour 0-23 ('HH' or a number), got {raw_hour!r}")
+    return f"p_date={day.isoformat()}/p_hour={int(hour):02d}"
+
+
+def destination_key(target_prefix: str, folder: str, relative: str) -> str:
+    return "/".join(part for part in (target_prefix, folder, relative) if part)
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, dict) and value:
+        return next(iter(value.values()))
+    return value
+
+
+def read_partition_folder(dynamodb: Any, settings: Settings) -> str:
+    response = dynamodb.get_item(
+        TableName=settings.control_table, Key={"pipeline": {"S": settings.pipeline}}, ConsistentRead=True
+    )
+    if "Item" not in response:
+        raise ControlItemError(
+            f"no control item pipeline={settings.pipeline!r} in DynamoDB table {settings.control_table}: the "
+            "pipeline's first job writes it (attributes p_date 'YYYY-MM-DD' and p_hour 'HH'). Run that job or put "
+            "the item by hand; S3 retries this event, and it can be redriven from the function's dead-letter queue."
+        )
+    return partition_folder(response["Item"], table=settings.control_table, pipeline=settings.pipeline)
+
+
+def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) -> dict[str, str]:
+    """Copy one landed object to its hourly folder once; returns what was done, for the log."""
+    relative = relative_key(obj.key, settings.source_prefix)
+    if relative is None:
+        return {"source": f"s3://{obj.bucket}/{obj.key}", "outcome": "skipped", "reason": "outside SOURCE_PREFIX"}
+    try:
+        head = resolve_key(s3, obj)
+    except LookupError as gone:
+        return {"source": f"s3://{obj.bucket}/{obj.key}", "outcome": "skipped", "reason": str(gone)}
+    source_key = head["ResolvedKey"]
+    relative = relative_key(source_key, settings.source_prefix) or relative
+    etag = head["ETag"].strip('"')
+    version = obj.version_id or head.get("VersionId")
+    proposed = destination_key(settings.target_prefix, read_partition_folder(dynamodb, settings), relative)
+    identity = f"landing-router#{obj.bucket}/{source_key}#{version or etag}"
+    earlier = claim(
+        dynamodb, settings.dedup_table, identity, {"destination": proposed}, ttl_days=settings.dedup_ttl_days
+    )
+    destination = earlier["destination"] if earlier else proposed
+    copied = copy_once(s3, obj.bucket, source_key, version, head, settings.target_bucket, destination)
+    return {
+        "source": f"s3://{obj.bucket}/{source_key}",
+        "destination": f"s3://{settings.target_bucket}/{destination}",
+        "outcome": "copied" if copied else "already there",
+    }
+
+
+def copy_once(s3: Any, bucket: str, key: str, version: str | None, head: dict, target: str, dest: str) -> bool:
+    """Copy unless `dest` already holds this source version (its ETag, or the source ETag it was copied from)."""
+    etag = head["ETag"].strip('"')
+    try:
+        existing = s3.head_object(Bucket=target, Key=dest)
+        if etag in {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}:
+            return False
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey", "NotFound"}:
+            raise
+    source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    # SSE-KMS makes a copy's ETag differ from its source's: the source ETag is kept in the metadata.
+    metadata = {**head.get("Metadata", {}), "source-etag": etag, "source-version-id": version or ""}
+    extra = {"MetadataDirective": "REPLACE", "Metadata": metadata}
+    if head.get("ContentType"):
+        extra["ContentType"] = head["ContentType"]
+    s3.copy(source, target, dest, ExtraArgs=extra)
+    return True
+
+
+@functools.cache
+def _clients() -> tuple[Any, Any]:
+    return boto3.client("s3"), boto3.client("dynamodb")
+
+
+def handler(event: dict, context: Any) -> dict:
+    """Lambda entry point: route every created object the event names."""
+    if is_s3_test_event(event):
+        log.info(json.dumps({"outcome": "ignored", "reason": "s3:TestEvent"}))
+        return {"routed": []}
+    objects = parse_new_objects(event)
+    settings = Settings.from_env(dict(os.environ))
+    s3, dynamodb = _clients()
+    routed = []
+    for obj in objects:
+        result = route_object(obj, settings, s3=s3, dynamodb=dynamodb)
+        log.info(json.dumps(result))
+        routed.append(result)
+    return {"routed": routed}

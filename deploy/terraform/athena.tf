@@ -1,0 +1,57 @@
+# Athena (engine version 3 reads Delta natively): a workgroup with encrypted results, and saved "as of"
+# queries over every history table. Athena has no Delta time travel, so "as of" is a WHERE on the
+# validity columns; the 340B dimensions also carry effective_stp/expiration_stp (open end 9999-12-31).
+
+resource "aws_athena_workgroup" "pipeline" {
+  name          = local.name
+  description   = "lakehouse queries (Athena engine 3: native Delta reads)"
+  force_destroy = false
+
+  configuration {
+    enforce_workgroup_configuration    = true
+    publish_cloudwatch_metrics_enabled = true
+
+    engine_version {
+      selected_engine_version = "Athena engine version 3"
+    }
+
+    result_configuration {
+      output_location = "${local.artifacts_uri}/athena-results/"
+
+      encryption_configuration {
+        encryption_option = "SSE_KMS"
+        kms_key_arn       = aws_kms_key.pipeline.arn
+      }
+    }
+  }
+}
+
+locals {
+  as_of = "2026-01-01 00:00:00"
+  as_of_queries = {
+    for table in var.tables : table => startswith(table, "dim_") ? join("\n", [
+      "-- ${table} as it was at a point in time: edit the timestamp. Open versions end 9999-12-31 23:59:59.",
+      "SELECT *",
+      "FROM \"${local.catalog}_phi\".\"${table}_history\"",
+      "WHERE effective_stp <= TIMESTAMP '${local.as_of}'",
+      "  AND expiration_stp > TIMESTAMP '${local.as_of}'",
+      "  AND change_type <> 'DELETE'",
+      ]) : join("\n", [
+      "-- ${table} as it was at a point in time: edit the timestamp (UTC). The open version has _valid_to NULL.",
+      "SELECT *",
+      "FROM \"${local.catalog}_phi\".\"${table}_history\"",
+      "WHERE _valid_from <= TIMESTAMP '${local.as_of}'",
+      "  AND (_valid_to IS NULL OR _valid_to > TIMESTAMP '${local.as_of}')",
+      "  AND NOT _is_deleted",
+    ])
+  }
+}
+
+resource "aws_athena_named_query" "as_of" {
+  for_each    = local.as_of_queries
+  name        = "${local.name}-${replace(each.key, "_", "-")}-as-of"
+  description = "The rows of ${each.key} that were live at a given time, from its Delta history table."
+  workgroup   = aws_athena_workgroup.pipeline.id
+  database    = aws_glue_catalog_database.zone["phi"].name
+  query       = each.value
+}

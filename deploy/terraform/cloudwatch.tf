@@ -1,0 +1,108 @@
+# Alarms to the alerts topic: Glue job failures, failed or timed-out executions, Lambda errors and
+# dead letters, and the engine's own `lakehouse` metrics (quarantined rows, unreconciled batches).
+
+locals {
+  alarm_actions = [aws_sns_topic.alerts.arn]
+  state_machines = {
+    glue_flow = aws_sfn_state_machine.glue_flow.arn
+    emr_flow  = aws_sfn_state_machine.emr_flow.arn
+  }
+  sfn_failure_metrics = {
+    failed    = "ExecutionsFailed"
+    timed_out = "ExecutionsTimedOut"
+    aborted   = "ExecutionsAborted"
+  }
+  # Metrics the engine publishes per batch (namespace "lakehouse", dimensions Environment and Table).
+  engine_metrics = {
+    quarantined  = "QuarantinedRows"
+    unreconciled = "UnreconciledBatches"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "glue_job_failed_tasks" {
+  for_each            = aws_glue_job.batch
+  alarm_name          = "${each.value.name}-failed-tasks"
+  alarm_description   = "Glue job ${each.value.name} had failed Spark tasks (see the job run's logs)."
+  namespace           = "Glue"
+  metric_name         = "glue.driver.aggregate.numFailedTasks"
+  dimensions          = { JobName = each.value.name, JobRunId = "ALL", Type = "count" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "state_machine" {
+  for_each = {
+    for pair in setproduct(keys(local.state_machines), keys(local.sfn_failure_metrics)) :
+    "${pair[0]}-${pair[1]}" => { machine = pair[0], metric = local.sfn_failure_metrics[pair[1]] }
+  }
+  alarm_name          = "${local.name}-${replace(each.key, "_", "-")}"
+  alarm_description   = "Step Functions ${each.value.machine}: ${each.value.metric} > 0 (the SNS notifications say which table or step)."
+  namespace           = "AWS/States"
+  metric_name         = each.value.metric
+  dimensions          = { StateMachineArn = local.state_machines[each.value.machine] }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
+  for_each = {
+    landing_router   = aws_lambda_function.landing_router.function_name
+    snapshot_trigger = aws_lambda_function.snapshot_trigger.function_name
+  }
+  alarm_name          = "${each.value}-errors"
+  alarm_description   = "Lambda ${each.value} raised errors (events are retried, then land in the dead-letter queue)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  alarm_name          = "${local.name}-lambda-dead-letters"
+  alarm_description   = "Events in ${aws_sqs_queue.lambda_dlq.name}: fix the cause, then redrive them."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.lambda_dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "engine" {
+  for_each = {
+    for pair in setproduct(var.tables, keys(local.engine_metrics)) :
+    "${pair[0]}-${pair[1]}" => { table = pair[0], metric = local.engine_metrics[pair[1]] }
+  }
+  alarm_name          = "${local.name}-${replace(each.key, "_", "-")}"
+  alarm_description   = "Table ${each.value.table}: ${each.value.metric} > 0 (see its quarantine table and the batch record)."
+  namespace           = "lakehouse"
+  metric_name         = each.value.metric
+  dimensions          = { Environment = var.environment, Table = each.value.table }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}

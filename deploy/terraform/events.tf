@@ -1,0 +1,112 @@
+# EventBridge: new 340B exports -> snapshot trigger; the Glue flow's schedule; Glue job failures -> SNS.
+
+resource "aws_cloudwatch_event_rule" "snapshot_created" {
+  name        = "${local.name}-snapshot-created"
+  description = "A new HRSA 340B export in the landing bucket"
+
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created"]
+    detail = {
+      bucket = { name = [aws_s3_bucket.pipeline["landing"].bucket] }
+      object = { key = [{ prefix = var.snapshot_prefix }] }
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "snapshot_trigger" {
+  rule      = aws_cloudwatch_event_rule.snapshot_created.name
+  target_id = "snapshot-trigger"
+  arn       = aws_lambda_function.snapshot_trigger.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 8
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.lambda_dlq.arn
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "glue_flow_schedule" {
+  name                = "${local.name}-glue-flow-schedule"
+  description         = "Runs the Glue flow (policy build, apply every table once, export)"
+  schedule_expression = var.glue_flow_schedule
+}
+
+resource "aws_cloudwatch_event_target" "glue_flow" {
+  rule      = aws_cloudwatch_event_rule.glue_flow_schedule.name
+  target_id = "glue-flow"
+  arn       = aws_sfn_state_machine.glue_flow.arn
+  role_arn  = aws_iam_role.events_start_glue_flow.arn
+  input     = jsonencode({})
+}
+
+resource "aws_iam_role" "events_start_glue_flow" {
+  name               = "${local.name}-events-glue-flow"
+  assume_role_policy = data.aws_iam_policy_document.assume_events.json
+}
+
+data "aws_iam_policy_document" "assume_events" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "events_start_glue_flow" {
+  name   = "start-glue-flow"
+  role   = aws_iam_role.events_start_glue_flow.id
+  policy = data.aws_iam_policy_document.events_start_glue_flow.json
+}
+
+data "aws_iam_policy_document" "events_start_glue_flow" {
+  statement {
+    sid       = "StartGlueFlow"
+    effect    = "Allow"
+    actions   = ["states:StartExecution"]
+    resources = [aws_sfn_state_machine.glue_flow.arn]
+  }
+}
+
+# A Glue job run that ends FAILED, TIMEOUT or ERROR, whoever started it (Step Functions, the snapshot
+# trigger, a person), is announced on the alerts topic.
+resource "aws_cloudwatch_event_rule" "glue_job_failed" {
+  name        = "${local.name}-glue-job-failed"
+  description = "A lakehouse Glue job run failed"
+
+  event_pattern = jsonencode({
+    source        = ["aws.glue"]
+    "detail-type" = ["Glue Job State Change"]
+    detail = {
+      jobName = [for job in aws_glue_job.batch : job.name]
+      state   = ["FAILED", "TIMEOUT", "ERROR"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "glue_job_failed" {
+  rule      = aws_cloudwatch_event_rule.glue_job_failed.name
+  target_id = "alerts"
+  arn       = aws_sns_topic.alerts.arn
+
+  input_transformer {
+    input_paths = {
+      job   = "$.detail.jobName"
+      run   = "$.detail.jobRunId"
+      state = "$.detail.state"
+      cause = "$.detail.message"
+    }
+    input_template = "\"lakehouse: Glue job <job> run <run> ended <state>: <cause>\""
+  }
+}

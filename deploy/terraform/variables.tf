@@ -1,0 +1,197 @@
+# Every name is "${var.project}-${var.environment}-<purpose>" (bucket names add var.bucket_suffix, since
+# S3 bucket names are global); Glue and Athena names use underscores.
+
+variable "project" {
+  description = "Project name, the first part of every resource name."
+  type        = string
+  default     = "lakehouse"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.project))
+    error_message = "project must be 2-21 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "environment" {
+  description = "Environment name (dev, staging, prod), the second part of every resource name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,9}$", var.environment))
+    error_message = "environment must be 2-10 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "bucket_suffix" {
+  description = "Appended to every bucket name to make it globally unique, e.g. \"-123456789012\"."
+  type        = string
+  default     = ""
+}
+
+variable "tags" {
+  description = "Extra tags on every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "tables" {
+  description = "The tables the engine writes (config/aws.yaml): one apply-once run, two catalog tables and alarms each."
+  type        = list(string)
+  default = [
+    "patients",
+    "devices",
+    "therapy_sessions",
+    "dim_ce",
+    "dim_ce_medicaid",
+    "dim_ce_npi",
+    "dim_ce_street_address",
+    "dim_ce_billing_address",
+    "dim_ce_shipping_address",
+    "dim_ce_contract_pharmacy",
+    "dim_pharmacy",
+  ]
+
+  validation {
+    condition     = alltrue([for t in var.tables : can(regex("^[a-z][a-z0-9_]*$", t))])
+    error_message = "table names are lowercase identifiers (letters, digits, underscores)."
+  }
+}
+
+variable "dms_prefix" {
+  description = "Folder of the landing bucket that AWS DMS writes to; the landing router copies what lands there."
+  type        = string
+  default     = "dms/"
+}
+
+variable "snapshot_prefix" {
+  description = "Folder of the landing bucket the HRSA 340B OPAIS exports arrive in."
+  type        = string
+  default     = "opais/340b/"
+}
+
+variable "in_process_prefix" {
+  description = "Folder of the in-process bucket the landing router copies to (p_date=/p_hour= folders below it)."
+  type        = string
+  default     = "dms"
+}
+
+variable "pipeline_name" {
+  description = "Key of the control item (attribute `pipeline`) that holds the current p_date and p_hour."
+  type        = string
+  default     = "cpap"
+}
+
+variable "wheel_file" {
+  description = "File name of the lakehouse wheel uploaded to s3://<artifacts>/wheels/."
+  type        = string
+  default     = "lakehouse-0.1.0-py3-none-any.whl"
+}
+
+variable "config_file" {
+  description = "File name of the engine's AWS configuration uploaded to s3://<artifacts>/config/."
+  type        = string
+  default     = "aws.yaml"
+}
+
+variable "glue_version" {
+  description = "AWS Glue version of the batch jobs (5.0 and 5.1 run Spark 3.5 with Delta 3.3)."
+  type        = string
+  default     = "5.1"
+
+  validation {
+    condition     = contains(["5.0", "5.1"], var.glue_version)
+    error_message = "glue_version must be 5.0 or 5.1 (Spark 3.5, Delta 3.3): the engine targets that line."
+  }
+}
+
+variable "glue_worker_type" {
+  description = "Glue worker type of the batch jobs."
+  type        = string
+  default     = "G.1X"
+}
+
+variable "glue_workers" {
+  description = "Number of Glue workers per batch job."
+  type        = map(number)
+  default = {
+    policy_build    = 2
+    apply_once      = 4
+    snapshot_load   = 4
+    export_postgres = 2
+  }
+}
+
+variable "glue_flow_schedule" {
+  description = "EventBridge schedule of the Glue flow (UTC)."
+  type        = string
+  default     = "cron(30 2 * * ? *)"
+}
+
+variable "glue_connection_subnet_id" {
+  description = "Subnet (with a route to PostgreSQL) for the export job's Glue network connection; empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "glue_connection_security_group_ids" {
+  description = "Security groups of the export job's Glue network connection."
+  type        = list(string)
+  default     = []
+}
+
+variable "glue_connection_availability_zone" {
+  description = "Availability zone of glue_connection_subnet_id."
+  type        = string
+  default     = ""
+}
+
+variable "masking_key_secret_name" {
+  description = "Name of the existing Secrets Manager secret that holds the pseudonymization key (never in Terraform)."
+  type        = string
+}
+
+variable "postgres_secret_name" {
+  description = "Name of the existing Secrets Manager secret with the PostgreSQL connection (host, port, dbname, username, password)."
+  type        = string
+}
+
+variable "emr_release_label" {
+  description = "EMR release of the transient cluster (7.11-7.13: Spark 3.5.6, Delta 3.3.2)."
+  type        = string
+  default     = "emr-7.12.0"
+}
+
+variable "emr_subnet_id" {
+  description = "Private subnet of the transient EMR cluster (tag it for-use-with-amazon-emr-managed-policies=true)."
+  type        = string
+}
+
+variable "emr_primary_instance_type" {
+  description = "Instance type of the EMR primary node."
+  type        = string
+  default     = "m7g.xlarge"
+}
+
+variable "emr_core_instance_type" {
+  description = "Instance type of the two EMR core nodes."
+  type        = string
+  default     = "r7g.2xlarge"
+}
+
+variable "alarm_email" {
+  description = "Optional e-mail subscribed to the alerts topic (confirm the subscription by mail)."
+  type        = string
+  default     = ""
+}
+
+variable "log_retention_days" {
+  description = "Retention of the pipeline's CloudWatch log groups."
+  type        = number
+  default     = 365
+}

@@ -1,0 +1,531 @@
+"""The Step Functions state machines: valid States Language, the right integrations, and flows that behave.
+
+Each ASL file is rendered the way Terraform's templatefile renders it, then checked by two independent
+validators (asl-validator from npm, statelint from PyPI), by structural assertions (task ARNs, retries,
+catches, timeouts, every EMR error path reaching the teardown), and by running the flows on moto's
+Step Functions interpreter with the long-running integrations swapped for their request-response
+counterparts (moto cannot run ``.sync`` integrations).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASL_DIR = ROOT / "deploy" / "stepfunctions"
+ASL_VALIDATOR = ROOT / "deploy" / "node_modules" / ".bin" / "asl-validator"
+STATELINT = Path(sys.executable).with_name("statelint")
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:lakehouse-test-alerts"
+
+SNAPSHOT = {"bucket": "lakehouse-test-landing", "key": "opais/340b/OPA_CE_DAILY_PUBLIC_2026-11-23.zip"}
+GLUE_SYNC = "arn:aws:states:::glue:startJobRun.sync"
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+EMR = "arn:aws:states:::elasticmapreduce:"
+
+# The values Terraform passes to templatefile (deploy/terraform/stepfunctions.tf), with test names.
+VARIABLES = {
+    "glue_flow.asl.json": {
+        "tables": "patients,devices,therapy_sessions",
+        "policy_build_job": "lakehouse-test-policy-build",
+        "apply_once_job": "lakehouse-test-apply-once",
+        "export_job": "lakehouse-test-export-postgres",
+        "sns_topic_arn": TOPIC,
+    },
+    "emr_flow.asl.json": {
+        "tables": "patients,devices",
+        "sns_topic_arn": TOPIC,
+        "cluster_name": "lakehouse-test",
+        "emr_release_label": "emr-7.12.0",
+        "emr_service_role": "lakehouse-test-emr-service",
+        "emr_instance_profile": "lakehouse-test-emr-instance",
+        "emr_security_configuration": "lakehouse-test-emr",
+        "emr_log_uri": "s3://lakehouse-test-artifacts/emr-logs/",
+        "subnet_id": "subnet-0123456789abcdef0",
+        "primary_instance_type": "m7g.xlarge",
+        "core_instance_type": "r7g.2xlarge",
+        "bootstrap_script_uri": "s3://lakehouse-test-artifacts/emr/install-wheel.sh",
+        "wheel_uri": "s3://lakehouse-test-artifacts/wheels/lakehouse-0.1.0-py3-none-any.whl",
+        "jobs_uri": "s3://lakehouse-test-artifacts/jobs",
+        "config_uri": "s3://lakehouse-test-artifacts/config/aws.yaml",
+        "project": "lakehouse",
+        "environment": "test",
+    },
+}
+ASL_FILES = sorted(VARIABLES)
+
+
+def placeholders(text: str) -> set[str]:
+    return set(re.findall(r"\$\{(\w+)\}", text))
+
+
+def render(name: str, variables: dict[str, str] | None = None) -> str:
+    """Fill ${...} as Terraform's templatefile does; an unknown or missing variable is an error there too."""
+    text = (ASL_DIR / name).read_text()
+    assert "%{" not in text and "$${" not in text, f"{name}: templatefile directives are not expected in ASL"
+    # templatefile reads every ${...} as an expression: only plain variable names may follow "${".
+    assert text.count("${") == len(re.findall(r"\$\{\w+\}", text)), f"{name}: a ${{ that is not ${{name}}"
+    values = variables or VARIABLES[name]
+    missing = placeholders(text) - set(values)
+    assert not missing, f"{name}: placeholders without a value: {sorted(missing)}"
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+
+
+def load(name: str) -> dict:
+    return json.loads(render(name))
+
+
+def all_states(states: dict) -> Iterator[tuple[str, dict]]:
+    """Every state, including those inside Map item processors and Parallel branches."""
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from all_states(branch["States"])
+        if "ItemProcessor" in state:
+            yield from all_states(state["ItemProcessor"]["States"])
+
+
+def tasks(definition: dict) -> dict[str, dict]:
+    return {name: s for name, s in all_states(definition["States"]) if s["Type"] == "Task"}
+
+
+# ------------------------------------------------------------------------------------------ validators
+
+
+def run_validators(path: Path) -> dict[str, subprocess.CompletedProcess]:
+    if not ASL_VALIDATOR.exists():
+        pytest.fail(f"{ASL_VALIDATOR} is missing: run `make deploy/node_modules/.installed` (npm ci --prefix deploy)")
+    if not STATELINT.exists():
+        pytest.fail(f"{STATELINT} is missing: install the dev extra (pip install -e '.[dev]')")
+    return {
+        "asl-validator": subprocess.run(
+            [str(ASL_VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=60
+        ),
+        "statelint": subprocess.run([str(STATELINT), str(path)], capture_output=True, text=True, timeout=60),
+    }
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_rendered_definition_passes_both_validators(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_text(render(name))
+    for tool, result in run_validators(path).items():
+        assert result.returncode == 0, f"{tool} rejected {name}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "rejected_by"),
+    [
+        ("jitter", {"statelint"}),  # asl-validator 4.0.0 does not check JitterStrategy's values
+        ("dangling_next", {"asl-validator", "statelint"}),
+    ],
+)
+def test_validators_reject_a_broken_definition(breakage: str, rejected_by: set[str], tmp_path: Path) -> None:
+    definition = load("glue_flow.asl.json")
+    if breakage == "jitter":
+        definition["States"]["BuildPolicy"]["Retry"][0]["JitterStrategy"] = "PARTIAL"
+    else:
+        definition["States"]["BuildPolicy"]["Next"] = "NoSuchState"
+    path = tmp_path / "broken.asl.json"
+    path.write_text(json.dumps(definition, indent=2))
+
+    results = run_validators(path)
+
+    assert {tool for tool, result in results.items() if result.returncode != 0} == rejected_by, {
+        tool: result.stdout + result.stderr for tool, result in results.items()
+    }
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_placeholders_are_exactly_the_variables_terraform_passes(name: str) -> None:
+    import hcl2
+
+    with (ROOT / "deploy" / "terraform" / "stepfunctions.tf").open() as f:
+        parsed = hcl2.load(f, serialization_options=hcl2.SerializationOptions(with_comments=False))
+    local_name = name.removesuffix(".asl.json") + "_vars"
+    passed = next(block[local_name] for block in parsed["locals"] if local_name in block)
+    assert placeholders((ASL_DIR / name).read_text()) == set(passed) == set(VARIABLES[name])
+
+
+# ----------------------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_every_task_has_retry_with_full_jitter_a_catch_and_a_timeout(name: str) -> None:
+    for state_name, task in tasks(load(name)).items():
+        assert task.get("TimeoutSeconds", 0) > 0, f"{name}: {state_name} has no TimeoutSeconds"
+        assert task.get("Catch"), f"{name}: {state_name} has no Catch"
+        assert task["Catch"][-1]["ErrorEquals"] == ["States.ALL"], f"{name}: {state_name} must catch everything"
+        assert task.get("Retry"), f"{name}: {state_name} has no Retry"
+        for retrier in task["Retry"]:
+            assert (retrier["MaxAttempts"], retrier["BackoffRate"], retrier["JitterStrategy"]) == (3, 2.0, "FULL"), (
+                f"{name}: {state_name} retries {retrier}"
+            )
+
+
+def test_glue_flow_runs_the_policy_build_then_every_table_then_the_export() -> None:
+    definition = load("glue_flow.asl.json")
+    states = definition["States"]
+    by_resource = {name: t["Resource"] for name, t in tasks(definition).items()}
+
+    assert {r for r in by_resource.values()} == {GLUE_SYNC, SNS_PUBLISH}
+    assert states["BuildPolicy"]["Parameters"]["JobName"] == "lakehouse-test-policy-build"
+    assert states["BuildPolicy"]["Next"] == "ApplyTables"
+    apply = states["ApplyTables"]
+    assert apply["Type"] == "Map" and apply["ItemsPath"] == "$.table_list.names"
+    assert apply["Next"] == "ExportToPostgres"
+    apply_once = apply["ItemProcessor"]["States"]["ApplyOnce"]
+    assert apply_once["Resource"] == GLUE_SYNC
+    assert apply_once["Parameters"] == {"JobName": "lakehouse-test-apply-once", "Arguments": {"--table.$": "$.table"}}
+    assert states["ExportToPostgres"]["Parameters"]["JobName"] == "lakehouse-test-export-postgres"
+    assert states["DeployedTables"]["Parameters"]["names.$"] == (
+        "States.StringSplit('patients,devices,therapy_sessions', ',')"
+    )
+
+
+def test_glue_flow_catches_a_table_failure_inside_its_own_iteration() -> None:
+    iteration = load("glue_flow.asl.json")["States"]["ApplyTables"]["ItemProcessor"]["States"]
+    catch = iteration["ApplyOnce"]["Catch"][0]
+    notify = iteration[catch["Next"]]
+
+    assert catch["ResultPath"] == "$.error"  # keeps $.table for the message
+    assert notify["Resource"] == SNS_PUBLISH
+    message = notify["Parameters"]["Message.$"]
+    assert message.startswith("States.Format(") and "$.table" in message and "$.error.Cause" in message
+    assert iteration[notify["Next"]] == {
+        "Type": "Pass",
+        "Parameters": {"table.$": "$.table", "status": "FAILED", "error.$": "$.error.Error"},
+        "End": True,
+    }
+
+
+def test_glue_flow_ends_failed_after_notifying_when_anything_failed() -> None:
+    states = load("glue_flow.asl.json")["States"]
+    partial = states["AllSucceeded"]["Choices"][0]
+
+    assert states[partial["Next"]]["Resource"] == SNS_PUBLISH
+    assert states[states[partial["Next"]]["Next"]]["Type"] == "Fail"
+    assert states[states[states["AllSucceeded"]["Default"]]["Next"]]["Type"] == "Succeed"
+
+
+def successors(state: dict, *, catches: bool = True) -> set[str]:
+    nexts = {state.get("Next"), state.get("Default")} | {c["Next"] for c in state.get("Choices", [])}
+    if catches:
+        nexts |= {c["Next"] for c in state.get("Catch", [])}
+    return {n for n in nexts if n}
+
+
+def reachable(states: dict, start: str, *, catches: bool = True) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(successors(states[name], catches=catches))
+    return seen
+
+
+def test_emr_flow_creates_a_delta_cluster_protects_it_runs_steps_in_parallel_and_terminates() -> None:
+    definition = load("emr_flow.asl.json")
+    states = definition["States"]
+    create = states["CreateCluster"]
+
+    assert create["Resource"] == EMR + "createCluster.sync"
+    assert {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}} in create["Parameters"][
+        "Configurations"
+    ]
+    assert create["Parameters"]["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert create["Parameters"]["AutoTerminationPolicy"]["IdleTimeout"] > 0
+    happy = ["CreateCluster", "CheckClusterReady", "IsClusterReady", "ProtectCluster", "RunSteps", "ExportStep"]
+    happy += ["UnprotectCluster", "TerminateCluster", "WrapUp"]
+    for here, there in itertools.pairwise(happy):
+        assert there in successors(states[here]), f"{here} does not lead to {there}"
+    assert states["CheckClusterReady"]["Resource"] == "arn:aws:states:::aws-sdk:emr:describeCluster"
+    assert states["ProtectCluster"]["Parameters"]["TerminationProtected"] is True
+    assert states["UnprotectCluster"]["Parameters"]["TerminationProtected"] is False
+    assert states["TerminateCluster"]["Resource"] == EMR + "terminateCluster.sync"
+    assert states["RunSteps"]["Type"] == "Parallel"
+    steps = {n: t for n, t in tasks(definition).items() if t["Resource"] == EMR + "addStep.sync"}
+    assert set(steps) == {"ApplyOnceStep", "SnapshotLoadStep", "ExportStep"}
+    for name, step in steps.items():
+        assert step["Parameters"]["Step"]["ActionOnFailure"] == "CONTINUE", name
+        assert step["Parameters"]["Step"]["HadoopJarStep"]["Jar"] == "command-runner.jar", name
+        args = step["Parameters"]["Step"]["HadoopJarStep"]["Args.$"]
+        assert args.startswith("States.Array('spark-submit'") and "s3://lakehouse-test-artifacts/jobs/batch/" in args
+    assert "'--table', $.table)" in steps["ApplyOnceStep"]["Parameters"]["Step"]["HadoopJarStep"]["Args.$"]
+    snapshot_args = steps["SnapshotLoadStep"]["Parameters"]["Step"]["HadoopJarStep"]["Args.$"]
+    assert "'--bucket', $.snapshot.bucket, '--key', $.snapshot.key)" in snapshot_args
+
+
+def test_every_emr_error_path_notifies_and_reaches_the_cluster_teardown() -> None:
+    states = load("emr_flow.asl.json")["States"]
+    terminate = {n for n, s in states.items() if s.get("Resource") == EMR + "terminateCluster.sync"}
+    # The states that run while the cluster is up: those whose normal path still leads to its termination.
+    catchers = {
+        n: s
+        for n, s in states.items()
+        if s.get("Catch") and n not in terminate and reachable(states, n, catches=False) & terminate
+    }
+    catchers.pop("CreateCluster")  # no cluster exists yet when creation fails: checked below
+    assert {"CheckClusterReady", "ProtectCluster", "RunSteps", "ExportStep", "UnprotectCluster"} <= set(catchers)
+
+    for name, state in catchers.items():
+        for catch in state["Catch"]:
+            path = reachable(states, catch["Next"])
+            assert path & terminate, f"{name}'s catch -> {catch['Next']} never terminates the cluster"
+            assert any(states[n].get("Resource") == SNS_PUBLISH for n in path), f"{name}'s catch never notifies"
+    # The teardown itself: a failed termination is notified with the commands to finish it by hand.
+    for name in terminate:
+        notify = states[states[name]["Catch"][0]["Next"]]
+        assert notify["Resource"] == SNS_PUBLISH and "terminate-clusters" in notify["Parameters"]["Message.$"]
+        assert states[notify["Next"]]["Type"] == "Fail"
+    # Creation failed: the same choice point, whose no-cluster branch notifies and fails.
+    has_cluster = states[states["CreateCluster"]["Catch"][0]["Next"]]
+    assert has_cluster["Type"] == "Choice" and has_cluster["Choices"][0]["Variable"] == "$.cluster.ClusterId"
+    assert reachable(states, has_cluster["Choices"][0]["Next"]) & terminate
+
+
+def test_emr_step_failures_are_caught_inside_their_branch() -> None:
+    definition = load("emr_flow.asl.json")
+    for name in ("ApplyOnceStep", "SnapshotLoadStep"):
+        catch_to = tasks(definition)[name]["Catch"][0]["Next"]
+        branch_states = dict(all_states(definition["States"]))
+        assert branch_states[catch_to]["Resource"] == SNS_PUBLISH
+        assert branch_states[branch_states[catch_to]["Next"]]["Type"] == "Pass"
+
+
+# ------------------------------------------------------------------------- running the flows on moto
+
+
+@pytest.fixture(scope="module")
+def sfn_server(moto_server: str) -> Iterator[str]:
+    """The moto server (tests/moto_server.py) with Step Functions interpreting state machines
+    (moto's `execute_state_machine` option), switched back off after this module."""
+    import requests
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOTO_PORT", moto_server.rsplit(":", 1)[-1])  # the interpreter calls the services back here
+        requests.post(
+            f"{moto_server}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
+        )
+        yield moto_server
+        requests.post(
+            f"{moto_server}/moto-api/config", json={"stepfunctions": {"execute_state_machine": False}}, timeout=10
+        )
+
+
+def client_for(service: str, url: str):
+    return boto3.client(service, endpoint_url=url, region_name=REGION)
+
+
+def make_runnable(states: dict, *, failing: set[str] = frozenset()) -> None:
+    """Swap the integrations moto cannot run for their request-response twins, in place.
+
+    glue:startJobRun.sync -> aws-sdk:glue:startJobRun; EMR's optimized integrations -> the EMR API
+    calls they wrap. A state named in `failing` becomes a call that fails (a Glue job that does not
+    exist). Retries keep their shape, with one-second delays.
+    """
+    for name, state in states.items():
+        for retrier in state.get("Retry", []):
+            retrier.update(IntervalSeconds=1, MaxDelaySeconds=1)
+        for branch in state.get("Branches", []):
+            make_runnable(branch["States"], failing=failing)
+        if "ItemProcessor" in state:
+            make_runnable(state["ItemProcessor"]["States"], failing=failing)
+        resource, params = state.get("Resource", ""), state.get("Parameters", {})
+        if name in failing:
+            state.update(Resource="arn:aws:states:::aws-sdk:glue:startJobRun", Parameters={"JobName": "no-such-job"})
+            state.pop("ResultSelector", None)
+        elif resource == GLUE_SYNC:
+            state["Resource"] = "arn:aws:states:::aws-sdk:glue:startJobRun"
+            state["ResultSelector"] = {k: v.replace("$.Id", "$.JobRunId") for k, v in state["ResultSelector"].items()}
+        elif resource == EMR + "createCluster.sync":
+            params.pop("SecurityConfiguration")
+            state.update(
+                Resource="arn:aws:states:::aws-sdk:emr:runJobFlow", ResultSelector={"ClusterId.$": "$.JobFlowId"}
+            )
+        elif resource == EMR + "setClusterTerminationProtection":
+            ids = f"States.Array({params['ClusterId.$']})"
+            state.update(
+                Resource="arn:aws:states:::aws-sdk:emr:setTerminationProtection",
+                Parameters={"JobFlowIds.$": ids, "TerminationProtected": params["TerminationProtected"]},
+            )
+        elif resource == EMR + "addStep.sync":
+            state["Resource"] = "arn:aws:states:::aws-sdk:emr:addJobFlowSteps"
+            state["Parameters"] = {"JobFlowId.$": params["ClusterId.$"], "Steps": [params["Step"]]}
+            if "step_id.$" in state.get("ResultSelector", {}):
+                state["ResultSelector"] = {"step_id.$": "$.StepIds[0]"}
+        elif resource == EMR + "terminateCluster.sync":
+            state["Resource"] = "arn:aws:states:::aws-sdk:emr:terminateJobFlows"
+            state["Parameters"] = {"JobFlowIds.$": f"States.Array({params['ClusterId.$']})"}
+
+
+def execute(
+    url: str, definition: dict, run: str, execution_input: dict | None = None
+) -> tuple[dict, list[str], list[str]]:
+    """Run a definition to its end: (execution, states entered, SNS messages published)."""
+    sns, sqs, sfn = client_for("sns", url), client_for("sqs", url), client_for("stepfunctions", url)
+    queue = sqs.create_queue(QueueName=f"alerts-{run}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    subscription = sns.subscribe(
+        TopicArn=TOPIC, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )["SubscriptionArn"]
+    machine = sfn.create_state_machine(
+        name=run, definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/lakehouse-test-sfn"
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name=run, input=json.dumps(execution_input or {}))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + 60
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{run} still running after 60 s"
+        time.sleep(0.2)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    sns.unsubscribe(SubscriptionArn=subscription)
+    messages = [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])]
+    return execution, entered, messages
+
+
+@pytest.fixture(scope="module")
+def glue_jobs(sfn_server: str) -> str:
+    client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
+    glue = client_for("glue", sfn_server)
+    for job in ("lakehouse-test-policy-build", "lakehouse-test-apply-once", "lakehouse-test-export-postgres"):
+        glue.create_job(
+            Name=job,
+            Role=f"arn:aws:iam::{ACCOUNT}:role/glue",
+            Command={"Name": "glueetl", "ScriptLocation": "s3://a/b.py"},
+        )
+    return sfn_server
+
+
+def test_glue_flow_run_where_one_table_fails_applies_the_others_and_ends_failed(glue_jobs: str) -> None:
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"])
+    # The apply job of `devices` does not exist: its iteration fails, the others do not.
+    apply_once = definition["States"]["ApplyTables"]["ItemProcessor"]["States"]["ApplyOnce"]["Parameters"]
+    apply_once["JobName.$"] = "States.Format('lakehouse-test-{}', $.table)"
+    del apply_once["JobName"]
+    glue = client_for("glue", glue_jobs)
+    for table in ("patients", "therapy_sessions"):
+        glue.create_job(
+            Name=f"lakehouse-test-{table}", Role="r", Command={"Name": "glueetl", "ScriptLocation": "s3://a/b.py"}
+        )
+
+    execution, entered, messages = execute(glue_jobs, definition, "glue-partial")
+
+    assert (execution["status"], execution["error"]) == ("FAILED", "Lakehouse.PartialFailure")
+    assert entered.count("TableApplied") == 2 and entered.count("TableFailed") == 1
+    assert "ExportToPostgres" in entered and entered[-2:] == ["NotifyPartial", "PartialFailure"]
+    [table_failed] = [m for m in messages if "table devices failed" in m]
+    assert "EntityNotFoundException" in table_failed  # the error and its cause are in the message
+    [summary] = [m for m in messages if "some of the 3 tables" in m]
+    assert '"table":"devices","status":"FAILED"' in summary and '"table":"patients","status":"SUCCEEDED"' in summary
+
+
+def test_glue_flow_run_where_everything_succeeds_publishes_the_summary(glue_jobs: str) -> None:
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"])
+
+    execution, entered, messages = execute(glue_jobs, definition, "glue-ok")
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert entered.count("TableApplied") == 3 and entered[-2:] == ["NotifySuccess", "Done"]
+    assert any("all 3 tables applied and exported" in m for m in messages)
+
+
+def test_glue_flow_run_stops_before_any_table_when_the_policy_build_fails(glue_jobs: str) -> None:
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"], failing={"BuildPolicy"})
+
+    execution, entered, messages = execute(glue_jobs, definition, "glue-policy")
+
+    assert (execution["status"], execution["error"]) == ("FAILED", "Lakehouse.PolicyBuildFailed")
+    assert "ApplyTables" not in entered
+    assert any("policy build job failed" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("failing", "error", "last_states", "says"),
+    [
+        (set(), None, ["NotifySuccess", "Done"], "every step succeeded"),
+        (
+            {"SnapshotLoadStep"},
+            "Lakehouse.PartialFailure",
+            ["NotifyPartial", "PartialFailure"],
+            "snapshot_load step of s3://lakehouse-test-landing/opais",
+        ),
+        ({"ProtectCluster"}, "Lakehouse.RunFailed", ["TerminateAfterFailure", "RunFailed"], "is being torn down"),
+        (
+            {"ExportStep"},
+            "Lakehouse.PartialFailure",
+            ["NotifyPartial", "PartialFailure"],
+            "export_postgres step failed",
+        ),
+    ],
+)
+def test_emr_flow_run_always_ends_with_the_cluster_terminated(
+    sfn_server: str, failing: set[str], error: str | None, last_states: list[str], says: str
+) -> None:
+    client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
+    emr = client_for("emr", sfn_server)
+    before = {c["Id"] for c in emr.list_clusters()["Clusters"]}
+    definition = load("emr_flow.asl.json")
+    make_runnable(definition["States"], failing=failing)
+
+    run = f"emr-{'-'.join(sorted(failing)) or 'ok'}"
+    execution, entered, messages = execute(sfn_server, definition, run, {"snapshot": SNAPSHOT})
+
+    assert execution["status"] == ("FAILED" if error else "SUCCEEDED") and execution.get("error") == error
+    assert entered[-2:] == last_states
+    [cluster] = [c["Id"] for c in emr.list_clusters()["Clusters"] if c["Id"] not in before]
+    described = emr.describe_cluster(ClusterId=cluster)["Cluster"]
+    assert described["Status"]["State"] == "TERMINATED" and described["TerminationProtected"] is False
+    assert any(says in m for m in messages), messages
+
+
+def test_emr_flow_run_that_cannot_create_the_cluster_notifies_and_fails(sfn_server: str) -> None:
+    client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
+    definition = load("emr_flow.asl.json")
+    make_runnable(definition["States"], failing={"CreateCluster"})
+
+    execution, entered, messages = execute(sfn_server, definition, "emr-create")
+
+    assert (execution["status"], execution["error"]) == ("FAILED", "Lakehouse.RunFailed")
+    assert entered[-3:] == ["HasCluster", "NotifyCreateFailed", "RunFailed"]
+    assert any("could not be created" in m for m in messages)
+
+
+def test_emr_flow_run_without_a_snapshot_in_its_input_loads_none(sfn_server: str) -> None:
+    client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
+    definition = load("emr_flow.asl.json")
+    make_runnable(definition["States"])
+
+    execution, entered, _ = execute(sfn_server, definition, "emr-no-snapshot", {"tables": ["patients"]})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert "NoSnapshot" in entered and "SnapshotLoadStep" not in entered
+    assert entered.count("ApplyOnceStep") == 1
+
+
+def test_glue_flow_run_with_a_table_list_in_its_input_applies_only_those(glue_jobs: str) -> None:
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"])
+
+    execution, entered, messages = execute(glue_jobs, definition, "glue-subset", {"tables": ["devices"]})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert entered.count("ApplyOnce") == 1
+    assert any("all 1 tables applied" in m for m in messages)

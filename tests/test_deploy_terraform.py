@@ -1,0 +1,363 @@
+"""The Terraform of deploy/terraform: it parses, it holds what the pipeline needs, its IAM is least
+privilege (a rule of this test, shown able to fail), and checkov finds nothing that is not skipped
+with a reason. No terraform binary with providers is usable offline, so nothing is planned."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TERRAFORM = ROOT / "deploy" / "terraform"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+# Allow statements that may name Resource "*", by Sid: AWS offers no resource to scope them to.
+STAR_RESOURCE_ALLOWED = {
+    "KeyPolicyAccountAdministration": "in a KMS key policy, Resource * means this key",
+    "KeyPolicyCloudWatchLogs": "in a KMS key policy, Resource * means this key",
+    "KeyPolicyEventsAndAlarms": "in a KMS key policy, Resource * means this key",
+    "PublishMetricsNeedsStar": "cloudwatch:PutMetricData has no resource-level permissions (namespace condition)",
+    "LogDeliveryNeedsStar": "Step Functions log delivery actions have no resource-level permissions",
+    "CreateTaggedClusterNeedsStar": "RunJobFlow has no resource before the cluster exists (request tag condition)",
+    "DescribeNetworkNeedsStar": "ec2:Describe* of a Glue network connection have no resource-level permissions",
+}
+# The one AWS managed policy attached, and why (see emr.tf).
+MANAGED_POLICIES_ALLOWED = {"arn:${local.partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"}
+
+
+# Plain values: no comments, no block markers, strings without their HCL quotes.
+HCL_OPTIONS = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+
+
+def parse_dir(folder: Path) -> dict[str, dict]:
+    parsed = {}
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as f:
+            parsed[path.name] = hcl2.load(f, serialization_options=HCL_OPTIONS)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, dict]:
+    return parse_dir(TERRAFORM)
+
+
+def blocks(parsed: dict[str, dict], kind: str) -> dict[str, dict]:
+    """{"<type>.<name>": body} of every `resource` or `data` block in every file."""
+    found = {}
+    for document in parsed.values():
+        for block in document.get(kind, []):
+            for type_, named in block.items():
+                for name, body in named.items():
+                    found[f"{type_}.{name}"] = body
+    return found
+
+
+def variables(parsed: dict[str, dict]) -> dict[str, dict]:
+    return {name: body for d in parsed.values() for block in d.get("variable", []) for name, body in block.items()}
+
+
+def locals_(parsed: dict[str, dict]) -> dict[str, Any]:
+    return {k: v for d in parsed.values() for block in d.get("locals", []) for k, v in block.items()}
+
+
+def one(body: dict, key: str) -> dict:
+    """python-hcl2 gives nested blocks as lists of one dict."""
+    value = body[key]
+    return value[0] if isinstance(value, list) else value
+
+
+# ------------------------------------------------------------------------------------------ contents
+
+
+def test_every_file_parses_and_is_terraform_fmt_clean(tf: dict[str, dict]) -> None:
+    assert {"versions.tf", "variables.tf", "s3.tf", "iam_glue.tf", "stepfunctions.tf", "athena.tf"} <= set(tf)
+    terraform = shutil.which("terraform")
+    if terraform:  # fmt needs no providers, so it runs offline where a binary is installed
+        result = subprocess.run(
+            [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"terraform fmt would change:\n{result.stdout}{result.stderr}"
+
+
+def test_names_follow_project_environment_purpose(tf: dict[str, dict]) -> None:
+    declared = variables(tf)
+    assert {"project", "environment", "tables", "masking_key_secret_name", "postgres_secret_name"} <= set(declared)
+    assert locals_(tf)["name"] == "${var.project}-${var.environment}"
+    named = {
+        "aws_dynamodb_table.policy": "${local.name}-policy",
+        "aws_dynamodb_table.control": "${local.name}-control",
+        "aws_sns_topic.alerts": "${local.name}-alerts",
+        "aws_sfn_state_machine.glue_flow": "${local.name}-glue-flow",
+        "aws_sfn_state_machine.emr_flow": "${local.name}-emr-flow",
+        "aws_lambda_function.landing_router": "${local.name}-landing-router",
+    }
+    resources = blocks(tf, "resource")
+    for address, name in named.items():
+        assert resources[address]["name" if "function" not in address else "function_name"] == name, address
+
+
+def test_default_tables_are_the_demo_and_the_340b_dimensions(tf: dict[str, dict]) -> None:
+    assert variables(tf)["tables"]["default"] == [
+        "patients",
+        "devices",
+        "therapy_sessions",
+        "dim_ce",
+        "dim_ce_medicaid",
+        "dim_ce_npi",
+        "dim_ce_street_address",
+        "dim_ce_billing_address",
+        "dim_ce_shipping_address",
+        "dim_ce_contract_pharmacy",
+        "dim_pharmacy",
+    ]
+
+
+def test_buckets_are_encrypted_versioned_private_tls_only_and_logged(tf: dict[str, dict]) -> None:
+    resources = blocks(tf, "resource")
+    assert set(locals_(tf)["buckets"]) == {"landing", "in_process", "phi_lake", "nonphi_lake", "artifacts"}
+    for kind in ("server_side_encryption_configuration", "versioning", "public_access_block", "policy", "logging"):
+        assert resources[f"aws_s3_bucket_{kind}.pipeline"]["for_each"] == "${aws_s3_bucket.pipeline}", kind
+    sse = one(
+        one(resources["aws_s3_bucket_server_side_encryption_configuration.pipeline"], "rule"),
+        "apply_server_side_encryption_by_default",
+    )
+    assert sse == {"sse_algorithm": "aws:kms", "kms_master_key_id": "${aws_kms_key.pipeline.arn}"}
+    block = resources["aws_s3_bucket_public_access_block.pipeline"]
+    assert all(
+        block[flag] is True
+        for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
+    tls = one(blocks(tf, "data")["aws_iam_policy_document.tls_only"], "statement")
+    assert (tls["effect"], tls["actions"]) == ("Deny", ["s3:*"])
+    assert one(tls, "condition") == {"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}
+
+
+def test_dynamodb_tables_have_pitr_and_kms_and_the_policy_key(tf: dict[str, dict]) -> None:
+    resources = blocks(tf, "resource")
+    for table in ("policy", "control", "dedup"):
+        body = resources[f"aws_dynamodb_table.{table}"]
+        assert one(body, "point_in_time_recovery") == {"enabled": True}, table
+        assert one(body, "server_side_encryption")["enabled"] is True, table
+    policy = resources["aws_dynamodb_table.policy"]
+    assert (policy["hash_key"], policy["range_key"]) == ("patient_id", "device_id")
+    assert resources["aws_dynamodb_table.control"]["hash_key"] == "pipeline"
+    assert one(resources["aws_dynamodb_table.dedup"], "ttl") == {"attribute_name": "expires_at", "enabled": True}
+
+
+def test_glue_jobs_run_the_batch_scripts_with_delta_and_the_wheel(tf: dict[str, dict]) -> None:
+    jobs = locals_(tf)["glue_jobs"]
+    assert {job: spec["script"] for job, spec in jobs.items()} == {
+        "policy_build": "batch/policy_build.py",
+        "apply_once": "batch/apply_once.py",
+        "snapshot_load": "batch/snapshot_load.py",
+        "export_postgres": "batch/export_postgres.py",
+    }
+    job = blocks(tf, "resource")["aws_glue_job.batch"]
+    assert job["glue_version"] == "${var.glue_version}" and variables(tf)["glue_version"]["default"] in {"5.0", "5.1"}
+    assert one(job, "command")["name"] == "glueetl"
+    assert one(job, "command")["script_location"] == "${local.jobs_uri}/${each.value.script}"
+    arguments = job["default_arguments"]
+    assert arguments["--datalake-formats"] == "delta"
+    assert arguments["--conf"] == "${local.spark_delta_conf}"
+    assert "io.delta.sql.DeltaSparkSessionExtension" in locals_(tf)["spark_delta_conf"]
+    assert arguments["--additional-python-modules"] == "${local.wheel_uri}"
+    assert locals_(tf)["wheel_uri"] == "${local.artifacts_uri}/wheels/${var.wheel_file}"
+    # Secrets travel as ARNs; their values are read by the job at run time, never by Terraform.
+    assert arguments["--postgres_secret_arn"] == "${data.aws_secretsmanager_secret.postgres.arn}"
+    assert not [k for k in blocks(tf, "data") if k.startswith("aws_secretsmanager_secret_version")]
+
+
+def test_state_machines_are_standard_workflows_rendered_from_the_asl_files(tf: dict[str, dict]) -> None:
+    resources = blocks(tf, "resource")
+    for flow in ("glue_flow", "emr_flow"):
+        machine = resources[f"aws_sfn_state_machine.{flow}"]
+        assert machine["type"] == "STANDARD"
+        assert machine["definition"] == (
+            f'${{templatefile("${{path.module}}/../stepfunctions/{flow}.asl.json", local.{flow}_vars)}}'
+        )
+
+
+def test_lambdas_eventbridge_and_sns_are_wired(tf: dict[str, dict]) -> None:
+    resources, data = blocks(tf, "resource"), blocks(tf, "data")
+    assert data["archive_file.lambdas"]["source_dir"] == "${path.module}/../lambdas"
+    assert resources["aws_lambda_function.landing_router"]["handler"] == "${local.lambdas.landing_router.handler}"
+    assert locals_(tf)["lambdas"]["snapshot_trigger"]["handler"] == "snapshot_trigger.handler"
+    pattern = resources["aws_cloudwatch_event_rule.snapshot_created"]["event_pattern"]
+    assert '"detail-type" = ["Object Created"]' in pattern and "prefix = var.snapshot_prefix" in pattern
+    assert resources["aws_cloudwatch_event_target.snapshot_trigger"]["arn"] == (
+        "${aws_lambda_function.snapshot_trigger.arn}"
+    )
+    assert (
+        resources["aws_cloudwatch_event_rule.glue_flow_schedule"]["schedule_expression"] == "${var.glue_flow_schedule}"
+    )
+    assert resources["aws_s3_bucket_notification.landing"]["eventbridge"] is True
+    assert resources["aws_sns_topic.alerts"]["kms_master_key_id"] == "${aws_kms_key.pipeline.arn}"
+
+
+def test_alarms_watch_glue_failures_executions_and_the_lakehouse_metrics(tf: dict[str, dict]) -> None:
+    resources = blocks(tf, "resource")
+    assert resources["aws_cloudwatch_metric_alarm.glue_job_failed_tasks"]["namespace"] == "Glue"
+    assert resources["aws_cloudwatch_metric_alarm.state_machine"]["namespace"] == "AWS/States"
+    assert set(locals_(tf)["sfn_failure_metrics"].values()) == {
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "ExecutionsAborted",
+    }
+    engine = resources["aws_cloudwatch_metric_alarm.engine"]
+    assert engine["namespace"] == "lakehouse"
+    assert "QuarantinedRows" in locals_(tf)["engine_metrics"].values()
+    assert '"Glue Job State Change"' in resources["aws_cloudwatch_event_rule.glue_job_failed"]["event_pattern"]
+
+
+def test_catalog_tables_are_native_delta_tables_athena_reads(tf: dict[str, dict]) -> None:
+    table = blocks(tf, "resource")["aws_glue_catalog_table.delta"]
+    assert table["table_type"] == "EXTERNAL_TABLE"
+    assert table["parameters"]["spark.sql.sources.provider"] == "delta"
+    storage = one(table, "storage_descriptor")
+    assert storage["location"] == "${each.value.location}"
+    assert one(storage, "ser_de_info")["parameters"]["path"] == "${each.value.location}"
+    catalog = locals_(tf)["catalog_tables"]
+    assert "s3://${local.zones[entry[0]]}/${entry[1]}/${entry[2]}" in catalog
+    assert '["history", "latest"]' in catalog
+
+
+def test_saved_queries_answer_as_of_from_the_validity_columns(tf: dict[str, dict]) -> None:
+    queries = locals_(tf)["as_of_queries"]
+    assert "WHERE _valid_from <= TIMESTAMP '${local.as_of}'" in queries
+    assert "(_valid_to IS NULL OR _valid_to > TIMESTAMP '${local.as_of}')" in queries
+    assert "WHERE effective_stp <= TIMESTAMP '${local.as_of}'" in queries
+    assert "expiration_stp > TIMESTAMP '${local.as_of}'" in queries
+    workgroup = blocks(tf, "resource")["aws_athena_workgroup.pipeline"]
+    engine = one(one(workgroup, "configuration"), "engine_version")
+    assert engine["selected_engine_version"] == "Athena engine version 3"
+
+
+# ---------------------------------------------------------------------------------- least privilege
+
+
+def statements(parsed: dict[str, dict]) -> Iterator[tuple[str, dict]]:
+    for address, body in blocks(parsed, "data").items():
+        if address.startswith("aws_iam_policy_document."):
+            for statement in body.get("statement", []):
+                yield address, statement
+
+
+def least_privilege_violations(parsed: dict[str, dict]) -> list[str]:
+    """Allow statements with a wildcard action, or Resource "*" outside STAR_RESOURCE_ALLOWED; policies
+    written inline (jsonencode) where this check cannot see them; managed policies not allowed above."""
+    found = []
+    for address, statement in statements(parsed):
+        if statement.get("effect", "Allow") != "Allow":
+            continue  # a Deny narrows access, whatever its wildcards
+        where = f"{address} statement {statement.get('sid', '(no sid)')}"
+        for action in statement.get("actions", []):
+            if "*" in action:
+                found.append(f"{where}: wildcard action {action!r}")
+        if "not_actions" in statement or "not_resources" in statement:
+            found.append(f"{where}: NotAction/NotResource grant more than they name")
+        if "*" in statement.get("resources", []) and statement.get("sid") not in STAR_RESOURCE_ALLOWED:
+            found.append(f"{where}: Resource '*' (add it to STAR_RESOURCE_ALLOWED only if AWS requires it)")
+        for resource in statement.get("resources", []):
+            if re.fullmatch(r"arn:\$\{local\.partition\}:s3:::\*.*", resource):
+                found.append(f"{where}: {resource!r} is not one of the pipeline's buckets")
+    for address, body in blocks(parsed, "resource").items():
+        if "jsonencode" in str(body.get("policy", "")) or "jsonencode" in str(body.get("assume_role_policy", "")):
+            found.append(f"{address}: inline policy; write it as an aws_iam_policy_document")
+        if address.startswith("aws_iam_role_policy_attachment.") and body["policy_arn"] not in MANAGED_POLICIES_ALLOWED:
+            found.append(f"{address}: managed policy {body['policy_arn']}")
+    return found
+
+
+def test_iam_policies_are_least_privilege(tf: dict[str, dict]) -> None:
+    assert least_privilege_violations(tf) == []
+    assert len(list(statements(tf))) > 30  # the check looked at the real policies
+
+
+def test_least_privilege_check_fails_on_a_wildcard_action(tmp_path: Path) -> None:
+    for path in TERRAFORM.glob("*.tf"):
+        shutil.copy(path, tmp_path / path.name)
+    source = (tmp_path / "iam_lambda.tf").read_text()
+    broken = source.replace('actions   = ["glue:StartJobRun"]', 'actions   = ["glue:*"]', 1)
+    assert broken != source
+    (tmp_path / "iam_lambda.tf").write_text(broken)
+
+    violations = least_privilege_violations(parse_dir(tmp_path))
+
+    assert violations == [
+        "aws_iam_policy_document.snapshot_trigger statement StartSnapshotLoad: wildcard action 'glue:*'"
+    ]
+
+
+def test_least_privilege_check_fails_on_an_unexplained_star_resource(tmp_path: Path) -> None:
+    for path in TERRAFORM.glob("*.tf"):
+        shutil.copy(path, tmp_path / path.name)
+    source = (tmp_path / "iam_lambda.tf").read_text()
+    (tmp_path / "iam_lambda.tf").write_text(
+        source.replace('resources = [aws_glue_job.batch["snapshot_load"].arn]', 'resources = ["*"]', 1)
+    )
+
+    assert [v for v in least_privilege_violations(parse_dir(tmp_path)) if "Resource '*'" in v]
+
+
+# ------------------------------------------------------------------------------------------- checkov
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict:
+    if not CHECKOV.exists():
+        pytest.fail(f"{CHECKOV} is missing: run `make .venv-checkov/.installed` (checkov==3.3.30 in its own venv)")
+    result = subprocess.run(
+        [str(CHECKOV), "--config-file", str(TERRAFORM / ".checkov.yaml"), "-d", str(TERRAFORM), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.stdout.strip(), f"checkov printed no report (exit {result.returncode}):\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout)
+    return next(r for r in report if r["check_type"] == "terraform") if isinstance(report, list) else report
+
+
+def test_checkov_finds_no_failed_check(checkov_report: dict) -> None:
+    summary = checkov_report["summary"]
+    failed = [
+        f"{f['check_id']} {f['check_name']}: {f['resource']} ({f['file_path']}:{f['file_line_range'][0]})"
+        for f in checkov_report["results"].get("failed_checks", [])
+    ]
+    assert failed == [], "checkov failed checks (fix them, or skip with a reason in .checkov.yaml):\n" + "\n".join(
+        failed
+    )
+    assert summary["parsing_errors"] == 0 and summary["passed"] > 300 and summary["resource_count"] > 50
+
+
+def test_every_checkov_skip_has_a_reason(checkov_report: dict) -> None:
+    config_lines = (TERRAFORM / ".checkov.yaml").read_text().splitlines()
+    skipped = yaml.safe_load("\n".join(config_lines))["skip-check"]
+    for check in skipped:
+        index = config_lines.index(f"  - {check}")
+        above = config_lines[index - 1].strip()
+        assert above.startswith("#") or above.startswith("- CKV"), f"{check} in .checkov.yaml has no reason above it"
+    inline = [
+        match
+        for path in TERRAFORM.glob("*.tf")
+        for match in re.findall(r"#\s*checkov:skip=(CKV2?_AWS_\d+):(.*)", path.read_text())
+    ]
+    assert all(len(reason.strip()) > 20 for _, reason in inline), inline
+    assert checkov_report["summary"]["skipped"] == len(inline)
+
+
+def test_the_emr_bootstrap_script_the_flow_names_exists_and_parses() -> None:
+    script = ROOT / "deploy" / "emr" / "install-wheel.sh"
+    assert locals_(parse_dir(TERRAFORM))["emr_flow_vars"]["bootstrap_script_uri"].endswith("/emr/install-wheel.sh")
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,457 @@
+"""Specification of the PostgreSQL sink: DDL, settings, and exactly-once export of history rows (a real server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pyarrow.ipc
+import pytest
+from psycopg import sql
+
+from lakehouse.errors import ConfigError, InputError
+from lakehouse.sinks.postgres import (
+    ExportBusyError,
+    PostgresConnectError,
+    PostgresSettings,
+    StaleVersionError,
+    apply_rows,
+    arrow_schema,
+    connect,
+    export_lock,
+    exported_version,
+    init_db,
+    needs_export,
+    render_ddl,
+    row_by_row_baseline,
+)
+from lakehouse.sources.opais_entities import ENTITIES
+
+ROOT = Path(__file__).parent.parent
+T0, T1 = dt.datetime(2026, 3, 1, 6, 0), dt.datetime(2026, 3, 2, 6, 0)
+OPEN = dt.datetime(9999, 12, 31, 23, 59, 59)
+PATH = "s3://lake/opais/dim_ce/history"
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+
+def business(table: str, i: int, edit: int = 0) -> dict:
+    """Plausible business values of entity i (edit > 0 changes the non-key values)."""
+    values: dict = {}
+    for name, spark_type in ENTITIES[table].columns.items():
+        if name == "id340b":
+            values[name] = f"DSH{i:06d}"
+        elif name == "content_key":
+            values[name] = hashlib.sha256(f"{table}-{i}".encode()).hexdigest()
+        elif name in ("state", "zip", "zip4", "npi_number"):
+            values[name] = {"state": "VA", "zip": f"{24000 + i:05d}", "zip4": f"{i % 10000:04d}"}.get(name, f"{i:010d}")
+        elif spark_type == "bigint":
+            values[name] = 1000 + i
+        elif spark_type == "boolean":
+            values[name] = (i + edit) % 2 == 0
+        elif spark_type == "timestamp":
+            values[name] = T0 - dt.timedelta(days=i + edit)
+        else:
+            values[name] = f"{name} {i}" + (f" edit {edit}" if edit else "")
+    return values
+
+
+def version(table: str, i: int, effective: dt.datetime, *, edit: int = 0, **scd2) -> dict:
+    """One history version of entity i: business values plus SCD2 and lineage columns."""
+    return (
+        business(table, i, edit)
+        | {
+            "effective_stp": effective,
+            "expiration_stp": OPEN,
+            "current_version_flg": "Y",
+            "change_type": "INSERT",
+            "_sequence": f"{effective:%Y%m%d}-{i:06d}",
+            "_batch_id": 1,
+        }
+        | scd2
+    )
+
+
+def arrow(table: str, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=arrow_schema(table))
+
+
+def full_load(table: str, n: int = 4) -> list[dict]:
+    return [version(table, i, T0) for i in range(n)]
+
+
+def changes(table: str) -> list[dict]:
+    """Entity 0 updated at T1 (old version closed), entity 2 deleted at T1, entity 9 inserted at T1."""
+    closed = {"expiration_stp": T1, "current_version_flg": "N"}
+    return [
+        version(table, 0, T0, **closed),
+        version(table, 0, T1, edit=1, change_type="UPDATE", _batch_id=2),
+        version(table, 2, T0, **closed, change_type="DELETE"),
+        version(table, 9, T1, _batch_id=2),
+    ]
+
+
+def merged(*batches: list[dict], table: str) -> list[tuple]:
+    """What the table must hold: the last post-image of every (key..., effective_stp)."""
+    key = [*ENTITIES[table].primary_key, "effective_stp"]
+    out = {tuple(row[c] for c in key): row for rows in batches for row in rows}
+    return sorted(tuple(row[c] for c in arrow_schema(table).names) for row in out.values())
+
+
+def stored(conn, schema: str, table: str, extra: tuple[str, ...] = ()) -> list[tuple]:
+    names = [*arrow_schema(table).names, *extra]
+    query = sql.SQL("SELECT {} FROM {} ORDER BY 1").format(
+        sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(schema, table)
+    )
+    return sorted(conn.execute(query).fetchall())
+
+
+def export(conn, schema: str, table: str, rows: list[dict], v: int, **kwargs) -> int:
+    return apply_rows(
+        conn,
+        schema=schema,
+        table=table,
+        rows=arrow(table, rows),
+        delta_path=PATH,
+        version=v,
+        run_id=f"run-{v}",
+        **kwargs,
+    )
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn(postgres):
+    with connect(postgres) as connection:
+        yield connection
+
+
+@pytest.fixture
+def db(conn, pg_schema: str) -> str:
+    init_db(conn, pg_schema)
+    return pg_schema
+
+
+# --- DDL ------------------------------------------------------------------------------------------
+
+
+def test_init_db_twice_is_idempotent_and_creates_primary_keys_and_current_row_indexes(conn, pg_schema):
+    first = init_db(conn, pg_schema)
+    assert init_db(conn, pg_schema) == first
+    indexes = conn.execute(
+        """SELECT c.relname, i.indisprimary, pg_get_expr(i.indpred, i.indrelid),
+                  array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace s ON s.oid = c.relnamespace
+           WHERE s.nspname = %s""",
+        (pg_schema,),
+    ).fetchall()
+    for name, entity in ENTITIES.items():
+        key = list(entity.primary_key)
+        assert (name, True, None, [*key, "effective_stp"]) in indexes
+        assert (name, False, "(current_version_flg = 'Y'::bpchar)", key) in indexes
+    assert ("lakehouse_export", True, None, ["table_name"]) in indexes
+
+
+def test_ddl_file_is_what_the_code_applies():
+    assert (ROOT / "ddl" / "opais_340b.sql").read_text() == render_ddl(), (
+        "ddl/opais_340b.sql is stale: regenerate it with "
+        "`.venv/bin/python -c 'from lakehouse.sinks.postgres import render_ddl; print(render_ddl(), end=\"\")'"
+        " > ddl/opais_340b.sql`"
+    )
+
+
+HISTORY_COLUMNS = ("effective_stp", "expiration_stp", "current_version_flg", "change_type", "_sequence", "_batch_id")
+HISTORY_COLUMNS += ("exported_version",)
+
+
+def test_ddl_columns_follow_the_entities(conn, db):
+    pg_types = {"string": ("text", "character varying"), "bigint": ("bigint",), "boolean": ("boolean",)}
+    pg_types["timestamp"] = ("timestamp without time zone",)
+    for name, entity in ENTITIES.items():
+        found = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (db, name),
+        ).fetchall()
+        assert [c for c, _ in found] == [*entity.columns, *HISTORY_COLUMNS]
+        for column, data_type in found[: len(entity.columns)]:
+            assert data_type in pg_types[entity.columns[column]], (name, column, data_type)
+
+
+def test_no_drop_table_in_the_ddl():
+    texts = [p.read_text() for p in (ROOT / "ddl").glob("**/*") if p.is_file()] + [render_ddl()]
+    assert not [t for t in texts if re.search(r"\bdrop\s+table\b", t, re.IGNORECASE)]
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", list(ENTITIES))
+def test_full_load_then_changes_leave_every_version_with_its_last_post_image(conn, db, table):
+    assert export(conn, db, table, full_load(table), 1) == 4
+    assert export(conn, db, table, changes(table), 2) == 4
+    assert stored(conn, db, table) == merged(full_load(table), changes(table), table=table)
+    assert exported_version(conn, db, table) == 2
+
+
+def test_unchanged_versions_are_not_rewritten(conn, db):
+    export(conn, db, "dim_ce", full_load("dim_ce"), 1)
+    assert export(conn, db, "dim_ce", [*full_load("dim_ce")[1:], *changes("dim_ce")[3:]], 2) == 1
+    versions = dict(conn.execute(sql.SQL("SELECT ce_id, exported_version FROM {}.dim_ce").format(sql.Identifier(db))))
+    assert versions == {1000: 1, 1001: 1, 1002: 1, 1003: 1, 1009: 2}
+
+
+def test_a_version_not_newer_than_the_exported_one_is_refused(conn, db):
+    export(conn, db, "dim_ce", full_load("dim_ce"), 5)
+    for stale in (5, 4):
+        assert not needs_export(conn, db, "dim_ce", stale)
+        with pytest.raises(StaleVersionError, match=f"already holds Delta version 5; version {stale} is not newer"):
+            export(conn, db, "dim_ce", changes("dim_ce"), stale)
+    assert needs_export(conn, db, "dim_ce", 6)
+    assert stored(conn, db, "dim_ce") == merged(full_load("dim_ce"), table="dim_ce")
+
+
+def test_a_crash_before_the_bookkeeping_commits_neither_rows_nor_version(conn, db):
+    def crash() -> None:
+        raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        export(conn, db, "dim_ce", full_load("dim_ce"), 1, crash_hook=crash)
+    assert (stored(conn, db, "dim_ce"), exported_version(conn, db, "dim_ce")) == ([], None)
+    export(conn, db, "dim_ce", full_load("dim_ce"), 1)
+    with pytest.raises(RuntimeError):
+        export(conn, db, "dim_ce", changes("dim_ce"), 2, crash_hook=crash)
+    assert stored(conn, db, "dim_ce") == merged(full_load("dim_ce"), table="dim_ce")
+    assert exported_version(conn, db, "dim_ce") == 1
+
+
+CHILD = """
+import os, signal, sys
+import pyarrow.ipc
+from lakehouse.sinks.postgres import PostgresSettings, apply_rows, connect, export_lock
+
+settings = PostgresSettings.from_env()
+rows = pyarrow.ipc.open_file(sys.argv[1]).read_all()
+with connect(settings) as conn, export_lock(conn, settings.schema):
+    apply_rows(conn, schema=settings.schema, table="dim_ce", rows=rows, delta_path=sys.argv[2], version=2,
+               run_id="run-2", crash_hook=lambda: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_an_export_killed_before_the_bookkeeping_reruns_to_the_state_of_a_clean_run(postgres, conn, db, tmp_path):
+    export(conn, db, "dim_ce", full_load("dim_ce"), 1)
+    with pyarrow.ipc.new_file(tmp_path / "rows.arrow", arrow_schema("dim_ce")) as out:
+        out.write_table(arrow("dim_ce", changes("dim_ce")))
+    env = os.environ | {"PYTHONPATH": str(ROOT), "LAKEHOUSE_PG_SCHEMA": db, "PGSSLMODE": postgres.sslmode}
+    env |= {f"LAKEHOUSE_PG_{k.upper()}": str(getattr(postgres, k)) for k in ("host", "port", "dbname", "user")}
+    env["LAKEHOUSE_PG_PASSWORD"] = postgres.password.get_secret_value()
+    child = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "rows.arrow"), PATH], env=env, timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert stored(conn, db, "dim_ce") == merged(full_load("dim_ce"), table="dim_ce")
+    assert exported_version(conn, db, "dim_ce") == 1
+
+    with export_lock(conn, db, timeout=10):  # the dead session's lock went with it
+        export(conn, db, "dim_ce", changes("dim_ce"), 2)
+    clean = db + "_clean"
+    init_db(conn, clean)
+    export(conn, clean, "dim_ce", full_load("dim_ce"), 1)
+    export(conn, clean, "dim_ce", changes("dim_ce"), 2)
+    lineage = ("exported_version",)
+    assert stored(conn, db, "dim_ce", lineage) == stored(conn, clean, "dim_ce", lineage)
+    bookkeeping = "SELECT table_name, delta_path, exported_version, rows_received, rows_written, run_id FROM {}.{}"
+    assert [
+        conn.execute(sql.SQL(bookkeeping).format(sql.Identifier(s), sql.Identifier("lakehouse_export"))).fetchall()
+        for s in (db, clean)
+    ] == [[("dim_ce", PATH, 2, 4, 4, "run-2")]] * 2
+
+
+def test_nulls_empty_strings_and_awkward_text_arrive_as_sent(conn, db):
+    row = version("dim_ce", 1, T0) | {"name": 'Saint "Mary\'s", Inc.\nNorth\\Wing \u00e9\u4e2d', "sub_name": ""}
+    row |= {"termination_reason": None, "termination_date": None, "participating": None, "grant_number": "\\."}
+    export(conn, db, "dim_ce", [row], 1)
+    assert stored(conn, db, "dim_ce") == merged([row], table="dim_ce")
+
+
+def test_rows_with_other_columns_are_refused_naming_them(conn, db):
+    rows = arrow("dim_ce", full_load("dim_ce")).drop_columns(["sub_name"]).append_column("extra", pa.array([1] * 4))
+    with pytest.raises(InputError, match=r"missing \['sub_name'\], unexpected \['extra'\] \[table dim_ce\]"):
+        apply_rows(conn, schema=db, table="dim_ce", rows=rows, delta_path=PATH, version=1, run_id="r")
+    assert exported_version(conn, db, "dim_ce") is None
+
+
+def test_a_value_postgres_refuses_rolls_back_and_names_the_column(conn, db):
+    rows = full_load("dim_ce_street_address")
+    rows[2]["state"] = "Virginia"
+    with pytest.raises(InputError, match=r"value too long .*line 3, column state"):
+        export(conn, db, "dim_ce_street_address", rows, 1)
+    assert exported_version(conn, db, "dim_ce_street_address") is None
+
+
+def test_two_rows_of_one_version_are_refused(conn, db):
+    rows = full_load("dim_ce")
+    with pytest.raises(InputError, match=r"two rows share a \(key, effective_stp\)"):
+        export(conn, db, "dim_ce", [*rows, rows[0]], 1)
+    assert stored(conn, db, "dim_ce") == []
+
+
+def test_timezone_aware_timestamps_are_stored_as_utc(conn, db):
+    rows = arrow("dim_pharmacy", full_load("dim_pharmacy", 1))
+    utc = rows.column("effective_stp").cast(pa.timestamp("us", tz="UTC"))
+    rows = rows.set_column(rows.schema.get_field_index("effective_stp"), "effective_stp", utc)
+    apply_rows(conn, schema=db, table="dim_pharmacy", rows=rows, delta_path=PATH, version=1, run_id="r")
+    query = sql.SQL("SELECT effective_stp FROM {}.dim_pharmacy").format(sql.Identifier(db))
+    assert conn.execute(query).fetchall() == [(T0,)]
+
+
+def test_record_batches_are_taken_as_well_as_tables(conn, db):
+    batches = arrow("dim_ce_npi", full_load("dim_ce_npi")).to_batches(max_chunksize=3)
+    assert len(batches) == 2
+    apply_rows(conn, schema=db, table="dim_ce_npi", rows=iter(batches), delta_path=PATH, version=1, run_id="r")
+    assert stored(conn, db, "dim_ce_npi") == merged(full_load("dim_ce_npi"), table="dim_ce_npi")
+
+
+def test_the_row_by_row_baseline_reaches_the_same_rows(conn, db):
+    row_by_row_baseline(conn, db, "dim_ce", arrow("dim_ce", full_load("dim_ce")))
+    row_by_row_baseline(conn, db, "dim_ce", arrow("dim_ce", changes("dim_ce")))
+    assert stored(conn, db, "dim_ce") == merged(full_load("dim_ce"), changes("dim_ce"), table="dim_ce")
+
+
+def test_a_connection_without_autocommit_works_too(postgres, db):
+    password = postgres.password.get_secret_value()
+    with psycopg.connect(postgres.dsn, password=password) as manual, export_lock(manual, db):
+        export(manual, db, "dim_pharmacy", full_load("dim_pharmacy"), 1)
+        assert exported_version(manual, db, "dim_pharmacy") == 1
+        assert manual.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+# --- export lock ----------------------------------------------------------------------------------
+
+
+def hold_lock(settings, schema: str, seconds: float, held: threading.Event, pid: list[int]) -> threading.Thread:
+    def run() -> None:
+        with connect(settings) as other, export_lock(other, schema):
+            pid.append(other.info.backend_pid)
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+def test_a_second_export_waits_for_the_first_then_proceeds(postgres, conn, pg_schema):
+    held, pid = threading.Event(), []
+    thread = hold_lock(postgres, pg_schema, 1.0, held, pid)
+    start = time.monotonic()
+    with export_lock(conn, pg_schema, timeout=10, poll=0.05):
+        waited = time.monotonic() - start
+    thread.join()
+    assert 0.5 < waited < 5
+
+
+def test_a_second_export_gives_up_after_its_timeout_naming_the_holder(postgres, conn, pg_schema):
+    held, pid = threading.Event(), []
+    thread = hold_lock(postgres, pg_schema, 1.5, held, pid)
+    with (
+        pytest.raises(ExportBusyError, match=rf"another export into schema {pg_schema} is running \(pid {pid[0]} "),
+        export_lock(conn, pg_schema, timeout=0.2, poll=0.05),
+    ):
+        pass
+    thread.join()
+    with export_lock(conn, pg_schema, timeout=0):  # released by its holder
+        pass
+
+
+# --- settings and connection ----------------------------------------------------------------------
+
+SECRET = "s3cr3t-Pa55word"
+
+
+def test_settings_from_env_prefer_the_prefix_and_fall_back_to_libpq_variables():
+    env = {
+        "LAKEHOUSE_PG_HOST": "db.example.org",
+        "PGHOST": "ignored",
+        "PGPORT": "6432",
+        "PGDATABASE": "opais",
+        "PGUSER": "exporter",
+        "PGPASSWORD": SECRET,
+        "PGSSLMODE": "verify-full",
+        "PGSSLROOTCERT": "/etc/ssl/rds.pem",
+        "LAKEHOUSE_PG_SCHEMA": "opais_340b",
+    }
+    settings = PostgresSettings.from_env(environ=env)
+    assert (settings.host, settings.port, settings.dbname, settings.user) == (
+        "db.example.org",
+        6432,
+        "opais",
+        "exporter",
+    )
+    assert (settings.sslmode, settings.sslrootcert, settings.schema) == (
+        "verify-full",
+        "/etc/ssl/rds.pem",
+        "opais_340b",
+    )
+    assert settings.password.get_secret_value() == SECRET
+    assert SECRET not in repr(settings) + str(settings) + settings.dsn
+    with pytest.raises(ConfigError, match="set LAKEHOUSE_PG_HOST or PGHOST"):
+        PostgresSettings.from_env(environ={"PGDATABASE": "x", "PGUSER": "y"})
+
+
+def test_settings_from_an_rds_secret():
+    secret = {"username": "exporter", "password": SECRET, "engine": "postgres", "host": "h.rds.amazonaws.com"}
+    secret |= {"port": 5432, "dbInstanceIdentifier": "opais"}
+
+    class Client:
+        def get_secret_value(self, SecretId: str) -> dict:
+            assert SecretId == "prod/opais/pg"
+            return {"SecretString": json.dumps(secret)}
+
+    settings = PostgresSettings.from_secret("prod/opais/pg", client=Client(), sslrootcert="/rds.pem", schema="opais")
+    assert (settings.host, settings.port, settings.dbname, settings.user) == (
+        "h.rds.amazonaws.com",
+        5432,
+        "postgres",
+        "exporter",
+    )
+    assert (settings.sslmode, settings.sslrootcert, settings.schema) == ("verify-full", "/rds.pem", "opais")
+    assert settings.password.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
+    with pytest.raises(ConfigError, match=r"prod/opais/pg lacks \['host'\]") as error:
+        PostgresSettings.from_secret_value({**secret, "host": ""}, secret_id="prod/opais/pg")
+    assert SECRET not in str(error.value)
+
+
+def test_a_connection_error_names_host_port_database_and_user_but_not_the_password(pg_server):
+    settings = pg_server.settings(password=SECRET + "-wrong")
+    with pytest.raises(PostgresConnectError) as error:
+        connect(settings)
+    message = str(error.value)
+    assert f"127.0.0.1:{pg_server.port}, database lakehouse_test, user lakehouse_test" in message
+    assert "password authentication failed" in message and "Check the user and its password" in message
+    assert SECRET not in message and SECRET not in repr(error.value.__cause__)
+
+
+def test_tls_settings_reach_libpq(pg_server, tmp_path):
+    missing = tmp_path / "rds-global-bundle.pem"
+    settings = pg_server.settings(sslmode="verify-full", sslrootcert=str(missing))
+    assert "sslmode=verify-full" in settings.dsn and f"sslrootcert={missing}" in settings.dsn
+    with pytest.raises(PostgresConnectError, match="Check sslmode and sslrootcert"):
+        connect(settings)  # the test server speaks no TLS: libpq must insist on it
+    with connect(pg_server.settings(sslmode="disable")) as plain:
+        assert plain.info.get_parameters()["sslmode"] == "disable"
