@@ -1,13 +1,16 @@
-"""The 340B OPAIS export through the snapshot path: two days, a failure half-way, a replay, an older file.
+"""The 340B OPAIS export through the snapshot path and on into PostgreSQL.
 
 Day 1 and day 2 come from the synthetic generator (inserts, changes, deletions of entities and of
-children between them). The strongest checks compare whole tables: latest must equal what the parser
-reads from day 2, and "as of" day 1 in history must equal what it reads from day 1, for all eight
-entities.
+children between them). After day 1 the dimensions are exported to a real PostgreSQL server (full
+load); day 2 is applied with a failure half-way and a rerun, then exported with a crash between the
+rows and the bookkeeping and a rerun. The strongest checks compare whole tables: latest must equal what
+the parser reads from day 2, "as of" day 1 in history what it reads from day 1, and PostgreSQL the Delta
+history, for all eight entities.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from pyspark.sql import functions as F
 import lakehouse.apply.snapshot as snapshot_apply
 from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
 from lakehouse.config import Config
+from lakehouse.sinks.postgres import ExportBusyError, connect, export_lock
+from lakehouse.sinks.postgres_export import export_postgres
 from lakehouse.sources.opais import parse_export
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.sources.opais_load import arrow_to_spark
@@ -32,27 +37,30 @@ class Interrupted(Exception):
     """Stands in for a crash half-way through a snapshot."""
 
 
-def opais_config(root: Path) -> Config:
+def opais_config(root: Path, schema: str) -> Config:
     return Config.model_validate(
         {
             "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
             "snapshots": {"opais": {"kind": "opais", "path": str(root / "landing" / "opais")}},
+            "postgres": {"schema": schema, "lock_timeout_seconds": 1},
         }
     )
 
 
 @pytest.fixture(scope="module")
-def opais(spark, tmp_path_factory):
+def opais(spark, tmp_path_factory, postgres):
     root = tmp_path_factory.mktemp("opais")
-    config = opais_config(root)
+    settings = replace(postgres, schema="dims")
+    config = opais_config(root, settings.schema)
     folder = root / "landing" / "opais"
     folder.mkdir(parents=True)
     files = []
     for day in (0, 1):
         path = folder / f"OPA_CE_DAILY_PUBLIC_2026-11-0{day + 1}.zip"
-        write_export(path, entities=ENTITY_COUNT, seed=3, day=day, zip=True)
+        write_export(path, entities=ENTITY_COUNT, seed=3, day=day * 30, zip=True)  # a month apart: I, U and D
         files.append(path)
     day1 = apply_snapshot(spark, config, "opais", str(files[0]))
+    full_load = export_postgres(spark, config, settings=settings)
 
     # Day 2 fails after its third table; the rerun must finish it and converge.
     real, calls = snapshot_apply.apply_changes, []
@@ -70,12 +78,49 @@ def opais(spark, tmp_path_factory):
     finally:
         snapshot_apply.apply_changes = real
     day2 = apply_snapshot(spark, config, "opais", str(files[1]))
+
+    # The export of day 2 crashes between the rows and the bookkeeping of its second table, then reruns.
+    exported = []
+
+    def crash():
+        exported.append(1)
+        if len(exported) == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        export_postgres(spark, config, settings=settings, crash_hook=crash)
+    after_crash = _pg_versions(settings)
+    incremental = export_postgres(spark, config, settings=settings)
+    up_to_date = export_postgres(spark, config, settings=settings)
     again = apply_snapshot(spark, config, "opais", str(files[1]))
     older = folder / "OPA_CE_DAILY_PUBLIC_2026-10-31.zip"
     older.write_bytes(files[0].read_bytes())
     with pytest.raises(SnapshotRefused) as refused:
         apply_snapshot(spark, config, "opais", str(older))
-    return {"config": config, "files": files, "day1": day1, "day2": day2, "again": again, "refused": refused.value}
+    return {
+        "config": config,
+        "settings": settings,
+        "files": files,
+        "day1": day1,
+        "day2": day2,
+        "again": again,
+        "refused": refused.value,
+        "full_load": full_load,
+        "after_crash": after_crash,
+        "incremental": incremental,
+        "up_to_date": up_to_date,
+    }
+
+
+def _pg_versions(settings) -> dict[str, int]:
+    with connect(settings) as conn:
+        rows = conn.execute(f"SELECT table_name, exported_version FROM {settings.schema}.lakehouse_export").fetchall()
+    return dict(rows)
+
+
+def _pg_rows(settings, table: str, columns: list[str]) -> list[tuple]:
+    with connect(settings) as conn:
+        return conn.execute(f"SELECT {', '.join(columns)} FROM {settings.schema}.{table}").fetchall()
 
 
 def delta(spark, opais, table: str, kind: str):
@@ -153,3 +198,35 @@ def test_an_older_export_after_a_newer_one_is_refused(opais):
 def test_effective_time_is_the_snapshot_date_not_the_clock(spark, opais):
     starts = {r[0] for r in delta(spark, opais, "dim_ce", "history").select("effective_stp").distinct().collect()}
     assert starts == {datetime(2026, 11, 1), datetime(2026, 11, 2)}
+
+
+# --- the PostgreSQL export ---------------------------------------------------------------------------------
+
+
+def test_first_export_is_a_full_load_of_every_dimension(opais):
+    assert {r.table: r.mode for r in opais["full_load"]} == dict.fromkeys(ENTITIES, "full")
+    assert all(r.rows > 0 for r in opais["full_load"])
+
+
+def test_a_crash_between_rows_and_bookkeeping_leaves_the_old_version(opais):
+    full = {r.table: r.to_version for r in opais["full_load"]}
+    crashed = list(ENTITIES)[1]
+    assert opais["after_crash"][crashed] == full[crashed]
+
+
+def test_the_rerun_exports_incrementally_from_the_change_feed(opais):
+    assert {r.mode for r in opais["incremental"]} <= {"incremental", "up_to_date"}
+    assert [r.mode for r in opais["up_to_date"]] == ["up_to_date"] * len(ENTITIES)
+
+
+@pytest.mark.parametrize("table", list(ENTITIES))
+def test_postgres_equals_the_delta_history(spark, opais, table):
+    columns = [*ENTITIES[table].columns, "effective_stp", "expiration_stp", "current_version_flg", "change_type"]
+    history = delta(spark, opais, table, "history").select(*columns).collect()
+    assert sorted(map(tuple, history), key=repr) == sorted(_pg_rows(opais["settings"], table, columns), key=repr)
+
+
+def test_a_second_export_at_once_waits_then_refuses(spark, opais):
+    settings = opais["settings"]
+    with connect(settings) as holder, export_lock(holder, settings.schema), pytest.raises(ExportBusyError):
+        export_postgres(spark, opais["config"], settings=settings)
