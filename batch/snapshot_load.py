@@ -14,7 +14,7 @@ from lakehouse.session import build_spark
 def work(args: dict) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
 
-    config = load_job_config(args["config"])
+    config = load_job_config(args)
     path = f"s3://{args['bucket']}/{args['key']}" if args["bucket"] else args["key"]
     feed = feed_for(config, path, args["feed"])
     spark = build_spark(config, app_name=args["JOB_NAME"])
@@ -25,4 +25,4 @@ def work(args: dict) -> int:
 
 
 if __name__ == "__main__":
-    main(work, required=["config", "key"], optional=["bucket", "feed"])
+    main(work, required=["key"], optional=["bucket", "feed"])

@@ -38,19 +38,41 @@ def job_args(argv: list[str], *, required: list[str], optional: list[str] = ()) 
     return vars(known)
 
 
-def load_job_config(location: str) -> Config:
-    """Load the YAML configuration from a local path or an s3:// object."""
+# Every job accepts these (the Glue jobs' default arguments and the EMR steps pass them).
+COMMON = ["config", "table", "tables", "masking_key_secret_arn", "postgres_secret_arn"]
+
+
+def load_job_config(args: dict[str, str | None]) -> Config:
+    """The YAML configuration from a local path or an s3:// object, with the secrets the deploy names.
+
+    `--masking_key_secret_arn` and `--postgres_secret_arn` (ARNs, never values) override the YAML's
+    secret references, so one configuration file serves every environment.
+    """
+    location = str(args["config"])
     parsed = urlparse(location)
     if parsed.scheme not in ("s3", "s3a"):
-        return load_config(location)
-    from lakehouse.aws import client
+        config = load_config(location)
+    else:
+        from lakehouse.aws import client
 
-    with tempfile.TemporaryDirectory(prefix="lakehouse-config-") as folder:
-        local = Path(folder) / Path(parsed.path).name
-        client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(local))
-        config = load_config(local)
-    object.__setattr__(config, "source_file", location)
-    return config
+        with tempfile.TemporaryDirectory(prefix="lakehouse-config-") as folder:
+            local = Path(folder) / Path(parsed.path).name
+            client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(local))
+            config = load_config(local)
+        object.__setattr__(config, "source_file", location)
+    update: dict[str, object] = {}
+    if args.get("masking_key_secret_arn"):
+        update["privacy"] = config.privacy.model_copy(update={"key_secret_id": args["masking_key_secret_arn"]})
+    if args.get("postgres_secret_arn") and config.postgres is not None:
+        secret = {"credentials": "secret", "secret_id": args["postgres_secret_arn"]}
+        update["postgres"] = config.postgres.model_copy(update=secret)
+    return config.model_copy(update=update) if update else config
+
+
+def selected_tables(args: dict[str, str | None]) -> list[str] | None:
+    """`--table name` or `--tables a,b` (Glue passes one argument per key); None means all."""
+    names = [n.strip() for value in (args.get("table"), args.get("tables")) if value for n in value.split(",")]
+    return [n for n in names if n] or None
 
 
 @contextmanager
@@ -68,13 +90,18 @@ def glue_job(spark: SparkSession, job_name: str) -> Iterator[None]:
     job.commit()
 
 
-def main(work: Callable[[dict[str, str | None]], int], *, required: list[str], optional: list[str] = ()) -> None:  # type: ignore[assignment]
-    """Run a job: parse arguments, call `work`, exit with its code; a user error is one line, exit 2."""
+def main(work: Callable[[dict[str, str | None]], int], *, required: list[str] = (), optional: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Run a job: parse arguments, call `work`, exit with its code; a user error is one line, exit 2.
+
+    `--config` is always required; the COMMON arguments are always accepted.
+    """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("lakehouse")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    required = ["config", *required]
+    optional = [a for a in (*COMMON, *optional) if a not in required]
     args = job_args(sys.argv[1:], required=required, optional=optional)
     try:
         code = work(args)

@@ -5,14 +5,14 @@
 Stops between micro-batches on SIGTERM (EMR cancel-steps, Ctrl-C); exit 1 if a table's query failed.
 """
 
-from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.jobs import glue_job, load_job_config, main, selected_tables
 from lakehouse.runner import run_stream
 from lakehouse.session import build_spark
 
 
 def work(args: dict) -> int:
-    config = load_job_config(args["config"])
-    tables = args["tables"].split(",") if args["tables"] else None
+    config = load_job_config(args)
+    tables = selected_tables(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
         runs = run_stream(spark, config, tables)
@@ -20,4 +20,4 @@ def work(args: dict) -> int:
 
 
 if __name__ == "__main__":
-    main(work, required=["config"], optional=["tables"])
+    main(work)

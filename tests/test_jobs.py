@@ -1,0 +1,90 @@
+"""The job scripts run locally with spark-submit in local mode, as EMR steps and Glue jobs run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from lakehouse.demo_snapshots import write_pecos
+from tests.conftest import write_dms_csv
+from tests.dms_tables import PEOPLE, seq
+
+ROOT = Path(__file__).resolve().parents[1]
+DELTA_PACKAGE = "io.delta:delta-spark_2.12:3.3.2"
+
+
+def spark_submit(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`spark-submit --packages <delta> <script> <args>` with this interpreter as the Python of driver and workers."""
+    import pyspark
+
+    if pyspark.__version__.startswith("4"):
+        pytest.skip("the spark-submit smoke runs pin the Spark 3.5 / Delta 3.3 production line")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    command = [str(bin_dir / "spark-submit"), "--master", "local[2]", "--packages", DELTA_PACKAGE, script, *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def write_config(root: Path, data: dict) -> Path:
+    path = root / "job.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def paths(root: Path) -> dict[str, str]:
+    return {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")}
+
+
+@pytest.mark.slow
+def test_apply_once_job_applies_a_table_and_exits_zero(tmp_path):
+    people = {**PEOPLE, "source": {**PEOPLE["source"], "path": str(tmp_path / "landing" / "people")}}
+    config = write_config(tmp_path, {"paths": paths(tmp_path), "tables": {"people": people}})
+    write_dms_csv(
+        tmp_path / "landing" / "people",
+        "20260301-090000000.csv",
+        [
+            ["I", "2026-03-01 09:00:00", "1", "Ann", "1.5", seq(1), ""],
+            ["I", "2026-03-01 09:00:01", "2", "Bo", "2", seq(2), ""],
+        ],
+    )
+    done = spark_submit("batch/apply_once.py", "--JOB_NAME", "smoke", "--config", str(config), "--table", "people")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "people: 1 batches" in done.stdout
+    latest = DeltaTable(str(tmp_path / "lake" / "people" / "latest")).to_pyarrow_table()
+    assert sorted(latest.column("name").to_pylist()) == ["Ann", "Bo"]
+
+
+@pytest.mark.slow
+def test_snapshot_load_job_takes_a_key_and_refuses_an_older_snapshot(tmp_path):
+    folder = tmp_path / "landing" / "pecos"
+    day1, day2 = write_pecos(folder, clinicians=20)
+    feed = {
+        "kind": "csv",
+        "path": str(folder),
+        "primary_key": ["npi"],
+        "npi_columns": ["npi"],
+        "columns": {"npi": "string", "provider_last_name": "string", "state": "string"},
+    }
+    config = write_config(tmp_path, {"paths": paths(tmp_path), "snapshots": {"pecos": feed}})
+    done = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day2))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2026-03-02: applied" in done.stdout
+    refused = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day1))
+    assert refused.returncode == 2
+    output = refused.stdout + refused.stderr  # spark-submit merges the Python driver's stderr into its stdout
+    assert "older than" in output and "Traceback" not in output
+
+
+def test_a_job_with_a_bad_config_says_so_in_one_line(tmp_path):
+    config = write_config(tmp_path, {"paths": paths(tmp_path), "tables": {"x": {"primary_key": ["id"]}}})
+    done = subprocess.run(
+        [sys.executable, "batch/apply_once.py", "--config", str(config)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "tables.x.source" in done.stderr and "Traceback" not in done.stderr
