@@ -287,3 +287,17 @@ def test_csv_snapshot_keys_must_be_columns(tmp_path: Path) -> None:
     data = document()
     data["snapshots"] = {"pecos": {"kind": "csv", "path": "p", "primary_key": ["npi"], "columns": {"NPI": "string"}}}
     assert "primary_key names ['npi']" in str(config_error(write(tmp_path, data)))
+
+
+def test_aws_example_loads_with_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("IN_PROCESS_BUCKET", "LANDING_BUCKET", "PHI_LAKE_BUCKET", "NON_PHI_LAKE_BUCKET", "POLICY_TABLE"):
+        monkeypatch.setenv(name, name.lower().replace("_", "-"))
+    monkeypatch.setenv("MASKING_KEY_SECRET_ID", "lakehouse/masking-key")
+    monkeypatch.setenv("POSTGRES_SECRET_ID", "lakehouse/postgres")
+
+    config = load_config(LOCAL_YAML.parent / "aws.yaml")
+
+    assert config.environment == "aws" and config.paths.lake == "s3://phi-lake-bucket/lake"
+    assert config.tables["patients"].source.path == "s3://in-process-bucket/dms/cpap/patients"
+    assert config.policy.store == "dynamodb" and config.postgres.credentials == "secret"
+    assert sorted(config.tables) == sorted(load_config(LOCAL_YAML).tables)
