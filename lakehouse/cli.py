@@ -183,6 +183,7 @@ def feed_for(config: Config, file: str, feed: str | None) -> str:
 
 def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
+    from lakehouse.runner import configure_metrics
     from lakehouse.session import build_spark
 
     feed = feed_for(config, args.file, args.feed)
@@ -190,6 +191,7 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     if "://" not in path and not Path(path).is_file():
         raise InputError(f"snapshot file not found: {path}")
     spark = build_spark(config, app_name="lakehouse-snapshot")
+    configure_metrics(config)
     result = apply_snapshot(spark, config, feed, path)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     for m in result.metrics:

@@ -280,6 +280,14 @@ class SparkSettings(_Model):
     conf: dict[str, str] = {}
 
 
+class MetricsSettings(_Model):
+    """Where batch records go besides the log: CloudWatch custom metrics on AWS."""
+
+    cloudwatch_namespace: str | None = None  # e.g. "lakehouse"; None: log lines only
+    environment_name: str = "local"  # the Environment dimension the alarms filter on
+    region: str | None = None
+
+
 class StreamSettings(_Model):
     trigger_seconds: float = Field(default=10, gt=0)
 
@@ -308,6 +316,7 @@ class Config(_Model):
     paths: Paths
     spark: SparkSettings = SparkSettings()
     stream: StreamSettings = StreamSettings()
+    metrics: MetricsSettings = MetricsSettings()
     tables: dict[str, TableConfig] = {}
     snapshots: dict[str, Annotated[OpaisFeed | CsvSnapshotFeed, Field(discriminator="kind")]] = {}
     postgres: PostgresTarget | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 log = logging.getLogger("lakehouse.metrics")
 
@@ -49,6 +50,52 @@ class BatchMetrics:
         return json.dumps({"event": "batch", **asdict(self), "reconciles": self.reconciles}, sort_keys=False)
 
 
+class CloudWatchMetrics:
+    """Publishes each batch's figures as CloudWatch custom metrics (dimensions Environment and Table).
+
+    The deploy's alarms watch QuarantinedRows and UnreconciledBatches in this namespace.
+    """
+
+    def __init__(self, client: Any, *, namespace: str, environment: str) -> None:
+        self.client, self.namespace, self.environment = client, namespace, environment
+
+    def data(self, metrics: BatchMetrics) -> list[dict[str, Any]]:
+        """The metric data of one batch record."""
+        dimensions = [{"Name": "Environment", "Value": self.environment}, {"Name": "Table", "Value": metrics.table}]
+        values = {
+            "RowsRead": (metrics.rows_read, "Count"),
+            "RowsApplied": (metrics.applied, "Count"),
+            "LateRows": (metrics.late, "Count"),
+            "QuarantinedRows": (metrics.quarantined, "Count"),
+            "PolicyMissingRows": (metrics.policy_missing, "Count"),
+            "UnreconciledBatches": (0 if metrics.reconciles else 1, "Count"),
+            "BatchSeconds": (metrics.seconds, "Seconds"),
+        }
+        return [
+            {"MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": unit}
+            for name, (value, unit) in values.items()
+        ]
+
+    def publish(self, metrics: BatchMetrics) -> None:
+        self.client.put_metric_data(Namespace=self.namespace, MetricData=self.data(metrics))
+
+
+_sinks: list[CloudWatchMetrics] = []
+
+
+def publish_to(sink: CloudWatchMetrics | None) -> None:
+    """Also send every batch record to `sink` (None: only the log line)."""
+    _sinks[:] = [sink] if sink else []
+
+
 def report(metrics: BatchMetrics) -> None:
-    """Emit the batch record (the CLI decides where log records go)."""
+    """Emit the batch record as a JSON log line, and to CloudWatch when configured.
+
+    A CloudWatch failure is logged, never raised: the batch is committed by then and must not be replayed.
+    """
     log.info(metrics.to_json())
+    for sink in _sinks:
+        try:
+            sink.publish(metrics)
+        except Exception as exc:  # metrics are best effort once the data is safe
+            log.warning(json.dumps({"event": "metrics_not_published", "table": metrics.table, "error": str(exc)}))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
-from lakehouse.metrics import BatchMetrics, report
+from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.policy.job import build_policy_table, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
@@ -54,7 +54,24 @@ class Governance:
     @classmethod
     def of(cls, config: Config) -> Governance:
         """Load both; without a masking key the non-PHI zone refuses to start (ConfigError)."""
+        configure_metrics(config)
         return cls(policy=policy_snapshot(config), non_phi=non_phi_zone(config))
+
+
+def configure_metrics(config: Config) -> None:
+    """Send batch records to CloudWatch too when the configuration names a namespace."""
+    settings = config.metrics
+    if settings.cloudwatch_namespace is None:
+        publish_to(None)
+        return
+    from lakehouse.aws import client
+
+    sink = CloudWatchMetrics(
+        client("cloudwatch", region=settings.region),
+        namespace=settings.cloudwatch_namespace,
+        environment=settings.environment_name,
+    )
+    publish_to(sink)
 
 
 def start_query(
