@@ -17,20 +17,24 @@ What is measured
 
 How to read it
     MB/s       JSON megabytes (10^6 bytes) per wall second.
-    peak MB    the child's peak resident memory. json.load holds the whole document as Python objects
-               (several times the file); parse holds one entity plus the output tables.
+    peak MB    the child's peak resident memory (floor MB: after its imports; out MB: the Arrow tables it
+               returns). json.load holds the whole document as Python objects, several times the file;
+               parse holds the output tables, up to chunk_rows pending rows per table and the winning
+               attributes of each pharmacy, whatever the file size.
     /parse     method figure / parse figure: below 1 the method is faster, or smaller.
     The machine may be shared: CPU seconds are steadier than wall seconds there.
 
 Run (writes benchmarks/results/opais-parse-<date>.json):
-    python -m benchmarks.opais_parse_bench                       # 90,000 entities (~270 MB of JSON)
-    python -m benchmarks.opais_parse_bench --entities 5000       # smoke run
+    python -m benchmarks.opais_parse_bench                            # 90,000 entities x 5 contracts: 263 MB
+    python -m benchmarks.opais_parse_bench --contracts-per-entity 3   # 198 MB, the real export's size
+    python -m benchmarks.opais_parse_bench --entities 5000            # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -52,17 +56,19 @@ CACHE = Path(tempfile.gettempdir()) / "lakehouse-bench"
 
 
 def export_file(cache: Path, entities: int, contracts: float, seed: int) -> tuple[Path, dict]:
-    """The synthetic export for these arguments: generated once, then reused (a sidecar marks it complete)."""
-    from lakehouse.sources.opais_synth import write_export
+    """The synthetic export for these arguments and this generator: generated once, then reused (a sidecar
+    marks it complete; the generator's source hash is in the name, so a changed generator writes a new file)."""
+    from lakehouse.sources import opais_synth
 
-    path = cache / f"opais-{entities}-{contracts:g}-s{seed}.json"
+    version = hashlib.sha256(Path(opais_synth.__file__).read_bytes()).hexdigest()[:8]
+    path = cache / f"opais-{entities}-{contracts:g}-s{seed}-{version}.json"
     sidecar = path.with_suffix(".stats.json")
     if path.exists() and sidecar.exists():
         print(f"reusing {path}", flush=True)
         return path, json.loads(sidecar.read_text())
     cache.mkdir(parents=True, exist_ok=True)
     print(f"generating {path} ({entities:,} entities) ...", flush=True)
-    stats = write_export(path, entities=entities, contracts_per_entity=contracts, seed=seed)
+    stats = opais_synth.write_export(path, entities=entities, contracts_per_entity=contracts, seed=seed)
     figures = {k: getattr(stats, k) for k in ("entities", "contracts", "json_bytes", "seconds")}
     sidecar.write_text(json.dumps(figures))
     print(f"  {stats.json_bytes / 1e6:.1f} MB, {stats.contracts:,} contracts, in {stats.seconds:.1f} s", flush=True)
@@ -95,7 +101,7 @@ def naive(path: Path) -> dict[str, int]:
             pharmacy = {"pharmacy_id": contract["pharmacyId"]} | naive_row(contract, SOURCES["dim_pharmacy"])
             out["dim_pharmacy"].append(pharmacy)
     tables = {name: pa.Table.from_pylist(rows, schema=SCHEMAS[name]) for name, rows in out.items()}
-    return {name: table.num_rows for name, table in tables.items()}
+    return {name: table.num_rows for name, table in tables.items()} | {"output_mb": output_mb(tables)}
 
 
 def naive_row(obj: dict[str, Any], sources: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +131,12 @@ def parse(path: Path) -> dict[str, int]:
     from lakehouse.sources.opais import parse_export
 
     parsed = parse_export(path)
-    return parsed.stats.rows | {"pharmacy_conflicts": parsed.stats.pharmacy_conflicts}
+    return parsed.stats.rows | {"output_mb": output_mb(parsed.tables)}
+
+
+def output_mb(tables: dict[str, Any]) -> float:
+    """Megabytes (2^20) of the Arrow tables a method returns: memory any method must hold at the end."""
+    return round(sum(table.nbytes for table in tables.values()) / 2**20, 1)
 
 
 def peak_rss_mb() -> float:
@@ -191,13 +202,14 @@ def machine() -> dict[str, Any]:
 
 def print_table(results: dict[str, dict[str, Any]], json_bytes: int) -> None:
     print(f"\n== OPAIS parse: {json_bytes / 1e6:.1f} MB of JSON (/parse = method figure / parse figure) ==")
-    heads = ("seconds", "cpu s", "MB/s", "peak MB", "floor MB", "s /parse", "cpu /parse", "peak /parse")
+    heads = ("seconds", "cpu s", "MB/s", "peak MB", "floor MB", "out MB", "s /parse", "cpu /parse", "peak /parse")
     print(f"{'method':>8}" + "".join(f"{h:>12}" for h in heads))
     for method, r in results.items():
         x = r["x_parse"]
         cells = [f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}", f"{r['mb_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}"]
         cells += [
             f"{r['floor_rss_mb']:.0f}",
+            str(r["rows"].get("output_mb", "-")),
             f"{x['seconds']:.2f}",
             f"{x['cpu_seconds']:.2f}",
             f"{x['peak_rss_mb']:.2f}",

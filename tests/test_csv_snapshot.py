@@ -7,6 +7,7 @@ an older file after it is refused. Each test states one behaviour on the tables 
 from __future__ import annotations
 
 import csv
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
 from lakehouse.config import Config
+from lakehouse.runner import run_once
 from lakehouse.sources.csv_snapshot import normalise_header, npi_is_valid, npi_valid
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
@@ -213,3 +215,23 @@ def test_tables_are_partitioned_by_state(pecos):
 def test_as_of_day_one_sees_day_one(spark, pecos):
     live = as_of(spark, pecos["paths"].history, datetime(2026, 11, 1, 12)).select("npi").orderBy("npi")
     assert [r.npi for r in live.collect()] == sorted([A, B, C, LEADING_ZERO])
+
+
+def test_run_applies_a_feed_oldest_first_and_logs_a_late_older_file_as_refused(spark, tmp_path):
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    for day, rows, stamp in (("2026-11-01", DAY1, 1_000), ("2026-11-02", DAY2, 2_000)):
+        os.utime(write(folder, f"DAC_NationalDownloadableFile_{day}.csv", rows), (stamp, stamp))
+    (first,) = run_once(spark, config)
+    assert first.ok, first.error
+    assert [b.batch_id for b in first.batches] == [20261101, 20261102]
+    os.utime(write(folder, "DAC_NationalDownloadableFile_2026-10-30.csv", DAY1), (3_000, 3_000))
+    (second,) = run_once(spark, config)
+    assert second.ok and second.batches == []
+    assert any("refused" in note and "older than" in note for note in second.notes)
+    log = spark.read.format("delta").load(f"{config.paths.lake}/_snapshots/clinicians").collect()
+    assert sorted((r.source_file[-14:-4], r.status) for r in log) == [
+        ("2026-10-30", "refused"),
+        ("2026-11-01", "applied"),
+        ("2026-11-02", "applied"),
+    ]

@@ -139,5 +139,11 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
             f"found {renamed.columns}. Fix the feed's columns in the configuration or the file.",
             table=table.name,
         )
+    if raw.limit(1).count() == 0:
+        raise InputError(
+            f"snapshot {name} has no rows; applying it would delete every row of {table.name}, so it is "
+            "refused (nothing was written). Check the download.",
+            table=table.name,
+        )
     rows = one_row_per_key(typed_rows(renamed, feed, table), table.primary_key, list(feed.columns))
     return LoadedSnapshot(file=name, date=day, tables={table.name: rows})

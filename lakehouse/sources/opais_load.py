@@ -31,6 +31,11 @@ def load_opais(spark: SparkSession, feed: OpaisFeed, path: str, tables: dict[str
     name = file_name(path)
     with local_copy(path) as local:
         parsed = parse_export(local, progress=log_progress)
+    if parsed.stats.entities == 0:
+        raise InputError(
+            f"snapshot {name} holds no covered entities; applying it would expire every row of the 340B "
+            "dimensions, so it is refused (nothing was written). Check the download."
+        )
     if feed.date.source == "name":
         day = date_from_name(name, feed.date)
     elif parsed.stats.max_edit_date is None:

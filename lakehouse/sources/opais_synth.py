@@ -10,7 +10,7 @@ heavy-tailed (most entities have a few, some thousands).
 
 Size: 90,000 entities with 5 contracts each on average come to ~265 MB of compact JSON, since every
 contract repeats its pharmacy's name, address and phone (~370 bytes a contract). The real export is said
-to be ~200 MB; `contracts_per_entity=3.5` gives that size with the same shape.
+to be ~200 MB: `contracts_per_entity=3` gives 198 MB with the same shape.
 
 Everything follows from the seed. Day 0 is the first export; day d is the export d days later: each day
 ~1% of the entities are edited (fields, children added or removed, contracts added, terminated or gone),
