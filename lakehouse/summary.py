@@ -18,9 +18,10 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
+    width = max([len(r.table) for r in runs] + [16]) + 2
     print("\n== lakehouse run ==")
     print(
-        f"{'table':<18}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
+        f"{'table':<{width}}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
         f"{'history':>9}  status"
     )
     example = None
@@ -34,12 +35,14 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
         else:  # the query failed before it created its tables
             latest, versions, history = 0, 0, None
         status = "ok" if run.ok else f"FAILED: {run.error}"
-        status += "".join(f"; {note}" for note in run.notes[:3])
+        if run.notes:
+            status += f"; {run.notes[-1]}" + (f" (and {len(run.notes) - 1} more)" if len(run.notes) > 1 else "")
         print(
-            f"{run.table:<18}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
+            f"{run.table:<{width}}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
             f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}"
         )
-        if example is None and history is not None and versions:
+        policy_source = config.policy.source_table if config.policy else None
+        if example is None and history is not None and versions and run.table != policy_source:
             example = (run.table, paths.history, history)
     if example is None:
         return
