@@ -27,6 +27,9 @@ ENGINE_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     # A new source column (a YAML change) is added to history and latest by MERGE.
     "spark.databricks.delta.schema.autoMerge.enabled": "true",
+    # Parquet timestamps as INT64 microseconds, not Spark's legacy INT96: other readers (delta-rs, Athena)
+    # read them exactly, including the ID304B open end 9999-12-31 that overflows INT96's nanoseconds.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # Parsed snapshots travel from the driver to Spark as Arrow batches.
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Athena does not document deletion vectors: never write them.

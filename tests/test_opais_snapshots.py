@@ -29,6 +29,7 @@ from lakehouse.sources.opais_load import arrow_to_spark
 from lakehouse.sources.opais_synth import write_export
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
+from tests.delta_readers import assert_readable_by_delta_rs
 
 ENTITY_COUNT = 40
 
@@ -230,3 +231,7 @@ def test_a_second_export_at_once_waits_then_refuses(spark, opais):
     settings = opais["settings"]
     with connect(settings) as holder, export_lock(holder, settings.schema), pytest.raises(ExportBusyError):
         export_postgres(spark, opais["config"], settings=settings)
+
+
+def test_every_dimension_table_reads_with_delta_rs(spark, opais):
+    assert assert_readable_by_delta_rs(spark, opais["config"].paths.lake) == 3 * len(ENTITIES) + 1  # + the log

@@ -23,6 +23,7 @@ from lakehouse.masking import pseudonym
 from lakehouse.policy.build import FLAG_COL
 from lakehouse.runner import Governance, run_once
 from lakehouse.tables import table_paths
+from tests.delta_readers import assert_readable_by_delta_rs
 
 LOCAL_YAML = Path(__file__).parent.parent / "config" / "local.yaml"
 DMS_TABLES = ["consents", "patients", "devices", "therapy_sessions"]
@@ -157,3 +158,8 @@ def test_forgetting_a_patient_removes_the_rows_physically_and_records_it(spark, 
     assert not [p for p in tables if target.encode() in p.read_bytes()]
     log = spark.read.format("delta").load(f"{zones['zone'].root}/_privacy/forgotten").collect()
     assert [(r.patient, r.vacuumed) for r in log] == [(target, True)]
+
+
+def test_every_table_of_both_zones_reads_with_delta_rs(spark, zones):
+    assert assert_readable_by_delta_rs(spark, zones["config"].paths.lake) >= 12  # history, latest, quarantine x 4
+    assert assert_readable_by_delta_rs(spark, zones["zone"].root) >= 6
