@@ -1,0 +1,54 @@
+"""Snapshot file names and locations: the date in a name, and an s3:// snapshot read through a local copy."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from lakehouse.config import SnapshotDate
+from lakehouse.errors import InputError
+from lakehouse.sources.snapshot import date_from_name, file_name, local_copy
+
+
+@pytest.mark.parametrize(
+    ("name", "day"),
+    [
+        ("OPA_CE_DAILY_PUBLIC_2026-11-23.zip", date(2026, 11, 23)),
+        ("OPA_CE_DAILY_PUBLIC_20261123.JSON", date(2026, 11, 23)),
+        ("DAC_NationalDownloadableFile_2026-03-01.csv", date(2026, 3, 1)),
+    ],
+)
+def test_the_date_comes_from_the_file_name(name, day):
+    assert date_from_name(name, SnapshotDate()) == day
+
+
+def test_a_name_without_a_date_says_how_to_fix_it():
+    with pytest.raises(InputError, match=r"no date in its name.*date\.pattern"):
+        date_from_name("OPA_CE_DAILY_PUBLIC.zip", SnapshotDate())
+
+
+def test_an_impossible_date_is_refused():
+    with pytest.raises(InputError, match="not a valid date"):
+        date_from_name("export_2026-02-30.zip", SnapshotDate())
+
+
+def test_file_names_of_uris_are_decoded():
+    assert file_name("s3://landing/opais/OPA%20CE_2026-01-01.zip") == "OPA CE_2026-01-01.zip"
+    assert file_name("file:/data/landing/a.json") == "a.json"
+
+
+def test_an_s3_snapshot_is_read_from_a_local_copy_that_is_removed_after(aws, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)  # what the engine's own client follows
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="landing")
+    s3.put_object(Bucket="landing", Key="opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip", Body=b"PK\x03\x04 bytes")
+    with local_copy("s3://landing/opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip") as path:
+        assert path.name == "OPA_CE_DAILY_PUBLIC_2026-11-23.zip"
+        assert path.read_bytes() == b"PK\x03\x04 bytes"
+    assert not path.exists()
+
+
+def test_an_unknown_scheme_is_refused():
+    with pytest.raises(InputError, match="cannot read gs://"), local_copy("gs://bucket/a.zip"):
+        pass
