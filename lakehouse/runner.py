@@ -52,10 +52,14 @@ class Governance:
     non_phi: NonPhiZone | None = None
 
     @classmethod
-    def of(cls, config: Config) -> Governance:
-        """Load both; without a masking key the non-PHI zone refuses to start (ConfigError)."""
+    def of(cls, config: Config, tables: list[TableConfig] | None = None) -> Governance:
+        """Load what `tables` (default: all) need; without a masking key the non-PHI zone refuses to start."""
         configure_metrics(config)
-        return cls(policy=policy_snapshot(config), non_phi=non_phi_zone(config))
+        tables = list(config.tables.values()) if tables is None else tables
+        return cls(
+            policy=policy_snapshot(config) if any(t.consent for t in tables) else None,
+            non_phi=non_phi_zone(config) if any(t.non_phi for t in tables) else None,
+        )
 
 
 def configure_metrics(config: Config) -> None:
@@ -173,7 +177,7 @@ def _failed(runs: list[TableRun], name: str, exc: BaseException) -> None:
 def run_once(spark: SparkSession, config: Config, tables: list[str] | None = None) -> list[TableRun]:
     """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure."""
     dms, feeds = selected(config, tables)
-    governance = Governance.of(config)
+    governance = Governance.of(config, dms)
     source = config.policy.source_table if config.policy else None
     # The consent source goes first and the policy is rebuilt from it before the tables it flags.
     dms.sort(key=lambda t: t.name != source)
@@ -184,9 +188,10 @@ def run_once(spark: SparkSession, config: Config, tables: list[str] | None = Non
             start_query(
                 spark, config, table, run, trigger={"availableNow": True}, governance=governance
             ).awaitTermination()
-            if table.name == source and governance.policy is not None:
+            if table.name == source:
                 stats = build_policy_table(spark, config)
-                governance.policy.invalidate()
+                if governance.policy is not None:
+                    governance.policy.invalidate()
                 run.notes.append(f"policy rebuilt: {stats.rows} rows")
         except Exception as exc:  # one table's failure must not stop the others; it is reported
             _failed([run], table.name, exc)
@@ -211,7 +216,7 @@ def run_stream(
             signal.signal(sig, lambda *_: stop.set())
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     dms, feeds = selected(config, tables)
-    governance = Governance.of(config)
+    governance = Governance.of(config, dms)
     queries: list[tuple[StreamingQuery, list[TableRun]]] = []
     for table in dms:
         run = TableRun(table.name)
