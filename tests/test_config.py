@@ -297,7 +297,7 @@ def test_aws_example_loads_with_its_variables(monkeypatch: pytest.MonkeyPatch) -
 
     config = load_config(LOCAL_YAML.parent / "aws.yaml")
 
-    assert config.environment == "aws" and config.paths.lake == "s3://phi-lake-bucket/lake"
+    assert config.environment == "aws" and config.paths.lake == "s3://phi-lake-bucket"
     assert config.tables["patients"].source.path == "s3://in-process-bucket/dms/cpap/patients"
     assert config.policy.store == "dynamodb" and config.postgres.credentials == "secret"
     assert sorted(config.tables) == sorted(load_config(LOCAL_YAML).tables)
