@@ -69,7 +69,7 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
         builder.execute()
 
 
-def _allowed(rows: DataFrame, table: TableConfig, zone: NonPhiZone) -> DataFrame:
+def _allowed(rows: DataFrame, zone: NonPhiZone) -> DataFrame:
     if zone.consented_only:
         return rows.where(F.col(FLAG_COL) == 1)
     return rows
@@ -82,7 +82,7 @@ def write_non_phi(plan: DataFrame, *, table: TableConfig, zone: NonPhiZone) -> N
     spark = plan.sparkSession
     business = list(table.columns)
     derived = derived_history_columns(table)
-    versions = _allowed(plan.where(F.col("_existing") | (F.col("_action") == "insert")), table, zone)
+    versions = _allowed(plan.where(F.col("_existing") | (F.col("_action") == "insert")), zone)
     history_columns = [*business, *META_COLUMNS]
     source = versions.select(
         *[F.col(f"`{c}`") for c in history_columns], *[F.expr(e).alias(n) for n, e in derived.items()]

@@ -126,10 +126,11 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             result.status = "already_applied"
             return result
     loaded = load_snapshot(spark, feed, path, tables)
-    result.date = loaded.date
-    if not check_order(applied, result.file, result.date):
-        result.status = "already_applied"
-        return result
+    if feed.date.source == "content":  # the date is known only now
+        result.date = loaded.date
+        if not check_order(applied, result.file, result.date):
+            result.status = "already_applied"
+            return result
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
     for name, table in tables.items():

@@ -30,7 +30,7 @@ def snapshot_changes(
     *,
     key: list[str],
     values: list[str],
-    ignore: list[str] = (),  # type: ignore[assignment]
+    ignore: list[str] | tuple[str, ...] = (),
     day: date,
     source_file: str,
     batch_id: int,

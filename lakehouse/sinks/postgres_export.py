@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
@@ -54,10 +54,7 @@ def settings_for(target: PostgresTarget) -> PostgresSettings:
         from lakehouse.aws import client
 
         return PostgresSettings.from_secret(target.secret_id, client=client("secretsmanager"), **overrides)
-    base = PostgresSettings.from_env(target.env_prefix)
-    from dataclasses import replace
-
-    return replace(base, **overrides)
+    return replace(PostgresSettings.from_env(target.env_prefix), **overrides)
 
 
 def export_columns(spark: SparkSession, history: str, table: str) -> list[str]:
