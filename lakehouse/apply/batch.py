@@ -13,6 +13,7 @@ import time
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
@@ -127,7 +128,7 @@ def apply_changes(
     plan = plan_history(
         changes, existing, key=table.primary_key, values=business, ignore=table.tracked_ignore
     ).localCheckpoint(eager=True)
-    _count_plan(plan, metrics)
+    counts = _count_plan(plan, metrics)
     if not metrics.reconciles:
         raise InputError(
             f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
@@ -141,6 +142,7 @@ def apply_changes(
         columns=[*business, *META_COLUMNS],
         within=in_key_range("t."),
         derived=derived_history_columns(table),
+        reclose=counts["reclosed"] > 0,
     )
     crash_point(table.name, batch_id, "after_history")
     latest_columns = [*business, *LATEST_META]
@@ -150,6 +152,8 @@ def apply_changes(
         key=table.primary_key,
         columns=latest_columns,
         within=in_key_range("t."),
+        # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
+        new_keys_only=counts["existing"] == 0,
     )
     crash_point(table.name, batch_id, "after_latest")
     if non_phi is not None and table.non_phi:
@@ -161,13 +165,15 @@ def apply_changes(
 
 
 def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: int) -> list[tuple]:
-    if rows > MAX_KEYS_TO_COLLECT:  # a full load: one min/max range, no key list on the driver
+    numeric = isinstance(changes.schema[key].dataType, NumericType)
+    if not numeric or rows > MAX_KEYS_TO_COLLECT:  # one min/max range: no key list on the driver
         return [(low, high)]
     keys = [r[0] for r in changes.select(F.col(f"`{key}`")).distinct().orderBy(F.col(f"`{key}`")).collect()]
     return key_ranges(keys)
 
 
-def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> None:
+def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
+    """Fill the batch's counts from the plan; return what the MERGEs need to know (re-closes, existing versions)."""
     inserted = F.col("_action") == "insert"
     row = plan.agg(
         _count(inserted).alias("applied"),
@@ -177,9 +183,12 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> None:
         _count(inserted & F.col("_late")).alias("late"),
         _count(F.col("_action") == "unchanged").alias("unchanged"),
         _count(F.col("_action") == "replay").alias("replayed"),
+        _count(F.col("_action") == "update").alias("reclosed"),
+        _count(F.col("_existing")).alias("existing"),
     ).first()
     for name in ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed"):
         setattr(metrics, name, int(row[name] or 0))
+    return {"reclosed": int(row["reclosed"] or 0), "existing": int(row["existing"] or 0)}
 
 
 def _write_quarantine(

@@ -121,25 +121,26 @@ def merge_history(
     columns: list[str],
     within: Column | None = None,
     derived: dict[str, str] | None = None,
+    reclose: bool = True,
 ) -> None:
     """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op.
 
     `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
-    and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`.
+    and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`. `reclose=False` (the plan has no
+    `update` rows, e.g. a first load) lets Delta take its insert-only path: no target file is rewritten.
     """
     derived = derived or {}
     on = F.expr(" AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"]))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
-    source = plan.where(F.col("_action").isin("insert", "update")).select(
+    actions = ["insert", "update"] if reclose else ["insert"]
+    source = plan.where(F.col("_action").isin(*actions)).select(
         *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
     )
     written = [*columns, *derived]
     reclosed = ["_valid_to", "_is_current", *derived]
-    (
-        delta_table.alias("t")
-        .merge(source.alias("s"), on)
-        .whenMatchedUpdate(condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed})
-        .whenNotMatchedInsert(condition="s._action = 'insert'", values={f"`{c}`": f"s.`{c}`" for c in written})
-        .execute()
-    )
+    merge = delta_table.alias("t").merge(source.alias("s"), on)
+    if reclose:
+        merge = merge.whenMatchedUpdate(condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed})
+    insert = {f"`{c}`": f"s.`{c}`" for c in written}
+    merge.whenNotMatchedInsert(condition="s._action = 'insert'", values=insert).execute()

@@ -30,18 +30,26 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
 
 
 def merge_latest(
-    delta_table: DeltaTable, source: DataFrame, *, key: list[str], columns: list[str], within: Column | None = None
+    delta_table: DeltaTable,
+    source: DataFrame,
+    *,
+    key: list[str],
+    columns: list[str],
+    within: Column | None = None,
+    new_keys_only: bool = False,
 ) -> None:
-    """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older."""
+    """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older.
+
+    `new_keys_only` (no key of the batch has an earlier version in history, so none can be in latest)
+    lets Delta take its insert-only path: no target file is rewritten.
+    """
     on = F.expr(" AND ".join(f"t.`{k}` = s.`{k}`" for k in key))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
-    (
-        delta_table.alias("t")
-        .merge(source.alias("s"), on)
-        .whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'")
-        .whenMatchedUpdate(condition="s._sequence > t._sequence", set=values)
-        .whenNotMatchedInsert(condition="s._op <> 'D'", values=values)
-        .execute()
-    )
+    merge = delta_table.alias("t").merge(source.alias("s"), on)
+    if not new_keys_only:
+        merge = merge.whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'").whenMatchedUpdate(
+            condition="s._sequence > t._sequence", set=values
+        )
+    merge.whenNotMatchedInsert(condition="s._op <> 'D'", values=values).execute()
