@@ -47,6 +47,9 @@ def plan_history(
       keep       an existing version left as is;   replay  a change already in history (same sequence);
       unchanged  an update that changes no tracked value (or a delete of a deleted key): no version.
     and `_late` (a new version older than one already in history).
+
+    One shuffle and one sort by key: each step looks at the neighbouring rows that still count (lag/lead
+    IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in.
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
     old = existing.select(
@@ -61,56 +64,78 @@ def plan_history(
         F.lit(None).cast("timestamp").alias("_old_valid_to"),
         F.lit(None).cast("boolean").alias("_old_is_current"),
     )
-    by_key = Window.partitionBy(*[_c(k) for k in key])
-    ordered = by_key.orderBy(F.col("_sequence"), F.col("_existing").desc())
-    same_as_previous = F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False))
-    rows = old.unionByName(new).withColumn("_replay", ~F.col("_existing") & same_as_previous)
-    live = rows.where(~F.col("_replay"))
-    ordered = by_key.orderBy("_sequence")
+    # Existing rows first on a tie: a new row with an existing row's sequence is a replay of it.
+    ordered = Window.partitionBy(*[_c(k) for k in key]).orderBy(F.col("_sequence"), F.col("_existing").desc())
+    rows = old.unionByName(new).withColumn(
+        "_replay",
+        ~F.col("_existing") & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False)),
+    )
+
     tracked = [c for c in values if c not in key and c not in ignore]
+    rows = _nearest(rows, ~F.col("_replay"), ["_op", *tracked], ordered, before="_live_before")
+    prev_op = F.col("_live_before._op")
     same = F.lit(True)
     for c in tracked:
-        same = same & _c(c).eqNullSafe(F.lag(_c(c)).over(ordered))
-    prev_op = F.lag("_op").over(ordered)
-    unchanged = (
+        same = same & _c(c).eqNullSafe(F.col("_live_before").getField(c))
+    rows = rows.withColumn(
+        "_unchanged",
         ~F.col("_existing")
+        & ~F.col("_replay")
         & prev_op.isNotNull()
-        & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D")))
+        & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D"))),
     )
-    live = live.withColumn("_unchanged", unchanged)
-    versions = _intervals(live.where(~F.col("_unchanged")), key=key, values=values, ordered=ordered, by_key=by_key)
-    skipped = (
-        live.where(F.col("_unchanged"))
-        .withColumn("_action", F.lit("unchanged"))
-        .unionByName(rows.where(F.col("_replay")).withColumn("_action", F.lit("replay")), allowMissingColumns=True)
-    )
-    return versions.unionByName(skipped, allowMissingColumns=True).drop("_unchanged", "_replay")
+    planned = _intervals(rows, key=key, values=values, ordered=ordered)
+    return planned.drop("_live_before", "_unchanged", "_replay")
 
 
-def _intervals(live: DataFrame, *, key: list[str], values: list[str], ordered: Window, by_key: Window) -> DataFrame:
-    next_from = F.lead("_valid_from").over(ordered)
-    is_current = F.lead("_sequence").over(ordered).isNull()
-    prev_op = F.lag("_op").over(ordered)
+def _nearest(
+    rows: DataFrame, counts: Column, fields: list[str], ordered: Window, *, before: str, after: str | None = None
+) -> DataFrame:
+    """`rows` plus `before` (and `after`): the nearest earlier (later) row of the key where `counts` holds.
+
+    Each is a struct of `fields`, NULL when there is none; rows where `counts` is false are skipped over.
+    """
+    rows = rows.withColumn("_counted", F.when(counts, F.struct(*[_c(f).alias(f) for f in fields])))
+    neighbours = {before: F.expr("lag(_counted) IGNORE NULLS").over(ordered)}
+    if after:
+        neighbours[after] = F.expr("lead(_counted) IGNORE NULLS").over(ordered)
+    return rows.withColumns(neighbours).drop("_counted")
+
+
+def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: Window) -> DataFrame:
+    """Validity intervals, current flags and actions; a version is a row that is neither a replay nor unchanged."""
+    version = ~F.col("_replay") & ~F.col("_unchanged")
+    carried_columns = [c for c in values if c not in key]
+    rows = _nearest(rows, version, ["_op", "_valid_from", *carried_columns], ordered, before="_before", after="_after")
+    next_from = F.col("_after._valid_from")
+    prev_op = F.col("_before._op")
     # A new delete carries the values of the version it deletes.
-    carry = ~F.col("_existing") & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
-    carried = {c: F.when(carry, F.lag(_c(c)).over(ordered)).otherwise(_c(c)) for c in values if c not in key}
+    carry = version & ~F.col("_existing") & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
+    carried = {c: F.when(carry, F.col("_before").getField(c)).otherwise(_c(c)) for c in carried_columns}
+    by_key = Window.partitionBy(*[_c(k) for k in key])
     newest_existing = F.max(F.when(F.col("_existing"), F.col("_sequence"))).over(by_key)
-    planned = live.withColumns(
+    planned = rows.withColumns(
         {
             **carried,
-            "_valid_to": F.when(next_from.isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
-            "_is_current": is_current,
-            "_is_deleted": F.col("_op") == "D",
-            "_late": ~F.col("_existing") & F.coalesce(F.col("_sequence") < newest_existing, F.lit(False)),
+            "_valid_to": F.when(version & next_from.isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
+            "_is_current": F.when(version, F.col("_after").isNull()),
+            "_is_deleted": F.when(version, F.col("_op") == "D"),
+            "_late": F.when(
+                version, ~F.col("_existing") & F.coalesce(F.col("_sequence") < newest_existing, F.lit(False))
+            ),
         }
     )
     changed = ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to")) | ~F.col("_old_is_current").eqNullSafe(
         F.col("_is_current")
     )
-    return planned.withColumn(
-        "_action",
-        F.when(~F.col("_existing"), F.lit("insert")).when(changed, F.lit("update")).otherwise(F.lit("keep")),
+    action = (
+        F.when(F.col("_replay"), F.lit("replay"))
+        .when(F.col("_unchanged"), F.lit("unchanged"))
+        .when(~F.col("_existing"), F.lit("insert"))
+        .when(changed, F.lit("update"))
+        .otherwise(F.lit("keep"))
     )
+    return planned.withColumn("_action", action).drop("_before", "_after")
 
 
 def merge_history(
