@@ -19,6 +19,7 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
     from pyspark.sql import functions as F
 
     width = max([len(r.table) for r in runs] + [16]) + 2
+    policy_source = config.policy.source_table if config.policy else None
     print("\n== lakehouse run ==")
     print(
         f"{'table':<{width}}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
@@ -41,7 +42,6 @@ def print_summary(spark: SparkSession, config: Config, runs: list[TableRun]) -> 
             f"{run.table:<{width}}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
             f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}"
         )
-        policy_source = config.policy.source_table if config.policy else None
         if example is None and history is not None and versions and run.table != policy_source:
             example = (run.table, paths.history, history)
     if example is None:

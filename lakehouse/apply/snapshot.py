@@ -170,7 +170,7 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
     # overlap another's Spark jobs. Every table is attempted; the log is written only if all succeeded.
     with ThreadPoolExecutor(max_workers=TABLES_AT_ONCE, thread_name_prefix=f"snapshot-{feed_name}") as pool:
         futures = {name: pool.submit(apply_table, name) for name in tables}
-    failures = [f.exception() for f in futures.values() if f.exception() is not None]
+    failures = [error for error in (f.exception() for f in futures.values()) if error is not None]
     if failures:
         raise failures[0]
     result.metrics = [f.result() for f in futures.values()]
