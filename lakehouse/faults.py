@@ -1,7 +1,9 @@
 """Fault injection for the crash tests: kill the process at a named point of a micro-batch.
 
 Set LAKEHOUSE_CRASH_AT="<table>:<batch id>:<point>" (points: after_quarantine, after_history,
-after_latest). Nothing happens when the variable is unset, which is always the case in production.
+after_latest, after_non_phi: each right after that table's commit; the writes of a batch run side by
+side, so the others may or may not have committed). Nothing happens when the variable is unset,
+which is always the case in production.
 """
 
 from __future__ import annotations

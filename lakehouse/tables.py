@@ -1,7 +1,9 @@
 """Where a source table's Delta tables live, their schemas, and how they are created.
 
 Only table features Athena and delta-rs read are enabled: no deletion vectors, no column mapping,
-no v2 checkpoints; change data feed (a writer-only feature) is on for the Postgres export.
+no v2 checkpoints. Change data feed (a writer-only feature) is on for history, which holds every
+version (the Postgres export and incremental readers consume it), and off for latest, whose changes
+are history's: it would only double the bytes a MERGE into latest writes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
 
-TABLE_PROPERTIES = {
+HISTORY_PROPERTIES = {
     "delta.enableChangeDataFeed": "true",
+    "delta.enableDeletionVectors": "false",
+}
+LATEST_PROPERTIES = {
+    "delta.enableChangeDataFeed": "false",
     "delta.enableDeletionVectors": "false",
 }
 
@@ -91,14 +97,14 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     """Create the history, latest and quarantine tables if they do not exist yet."""
     from delta.tables import DeltaTable
 
-    for path, ddl, partitions in (
-        (paths.history, history_ddl(table), table.partition_by),
-        (paths.latest, latest_ddl(table), table.partition_by),
-        (paths.quarantine, QUARANTINE_DDL, []),
+    for path, ddl, partitions, properties in (
+        (paths.history, history_ddl(table), table.partition_by, HISTORY_PROPERTIES),
+        (paths.latest, latest_ddl(table), table.partition_by, LATEST_PROPERTIES),
+        (paths.quarantine, QUARANTINE_DDL, [], LATEST_PROPERTIES),  # no change feed either
     ):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, ddl))
         if partitions:
             builder = builder.partitionedBy(*partitions)
-        for key, value in TABLE_PROPERTIES.items():
+        for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()

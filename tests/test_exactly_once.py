@@ -82,6 +82,38 @@ def test_replaying_a_batch_changes_nothing(spark, tmp_path):
         assert_df_equality(table_now, before[kind], ignore_row_order=True)
 
 
+@pytest.mark.parametrize("failing", ["merge_history", "merge_latest"])
+def test_one_write_failing_while_the_others_commit_converges_on_replay(spark, tmp_path, monkeypatch, failing):
+    """A batch's writes run side by side, so either of history and latest may commit without the other."""
+    from lakehouse.apply import batch
+
+    def apply_all(config, batch_id: int = 0):
+        table = config.tables["people"]
+        paths = table_paths(config, table)
+        ensure_tables(spark, table, paths)
+        return apply_batch(spark.read.format("binaryFile").load(table.source.path), batch_id, table=table, paths=paths)
+
+    clean, crashed = people_config(tmp_path / "clean"), people_config(tmp_path / "crashed")
+    for config in (clean, crashed):
+        land_all(config)
+    apply_all(clean)
+
+    def unavailable(*args, **kwargs):
+        raise OSError("storage unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, failing, unavailable)
+        with pytest.raises(OSError, match="storage unavailable"):
+            apply_all(crashed)
+    committed = "latest" if failing == "merge_history" else "history"
+    assert read(spark, crashed, committed).count() > 0
+    assert read(spark, crashed, "history" if committed == "latest" else "latest").count() == 0
+
+    replay = apply_all(crashed)
+    assert replay.reconciles
+    assert_same_tables(spark, crashed, clean)
+
+
 def _lakehouse(config_file: Path, crash_at: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("LAKEHOUSE_CRASH_AT", None)

@@ -1,19 +1,23 @@
-"""One micro-batch of one table, end to end: parse → changes → dedup → quarantine → history → latest.
+"""One micro-batch of one table, end to end: parse → changes → dedup → plan → quarantine, history, latest.
 
-Every write is idempotent, so a batch replayed after a crash (Structured Streaming re-runs the same
-batch id with the same files) converges to the state of a clean run:
-quarantine rows are inserted only if absent, history versions are matched on (key, sequence), and
-latest is guarded by the sequence.
+Every write is idempotent on its own, so a batch replayed after a crash (Structured Streaming re-runs
+the same batch id with the same files) converges to the state of a clean run whichever writes had
+committed: quarantine rows are inserted only if absent, history versions are matched on (key,
+sequence), and latest is guarded by the sequence. That is also why the writes, each to its own Delta
+table, run side by side once the plan is computed.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
+from pyspark.util import inheritable_thread_target
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
@@ -103,12 +107,15 @@ def apply_changes(
         setattr(metrics, name, int(first[name] or 0))
     if table.source.change_seq_column is None:
         metrics.null_sequence = 0
-    if metrics.quarantined:
-        _write_quarantine(marked.where(~valid), table, paths, batch_id, metrics)
-    crash_point(table.name, batch_id, "after_quarantine")
-
     changes = marked.where(valid & ~F.col("_duplicate"))
+
+    def quarantine() -> None:
+        if metrics.quarantined:
+            _write_quarantine(marked.where(~valid), table, paths, batch_id, metrics)
+        crash_point(table.name, batch_id, "after_quarantine")
+
     if first["min_valid_from"] is None:
+        quarantine()
         return
 
     # Only versions of the batch's keys can change, and only those still open at its oldest change; the
@@ -135,33 +142,56 @@ def apply_changes(
             table=table.name,
             batch_id=batch_id,
         )
-    merge_history(
-        DeltaTable.forPath(spark, paths.history),
-        plan,
-        key=table.primary_key,
-        columns=[*business, *META_COLUMNS],
-        within=in_key_range("t."),
-        derived=derived_history_columns(table),
-        reclose=counts["reclosed"] > 0,
-    )
-    crash_point(table.name, batch_id, "after_history")
-    latest_columns = [*business, *LATEST_META]
-    merge_latest(
-        DeltaTable.forPath(spark, paths.latest),
-        latest_changes(plan, batch_id=batch_id, columns=latest_columns),
-        key=table.primary_key,
-        columns=latest_columns,
-        within=in_key_range("t."),
-        # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
-        new_keys_only=counts["existing"] == 0,
-    )
-    crash_point(table.name, batch_id, "after_latest")
-    if non_phi is not None and table.non_phi:
-        write_non_phi(plan, table=table, zone=non_phi)
+    versions: dict[str, int] = {}
+
+    def history_versions() -> None:
+        merge_history(
+            DeltaTable.forPath(spark, paths.history),
+            plan,
+            key=table.primary_key,
+            columns=[*business, *META_COLUMNS],
+            within=in_key_range("t."),
+            derived=derived_history_columns(table),
+            reclose=counts["reclosed"] > 0,
+        )
+        crash_point(table.name, batch_id, "after_history")
+        versions["history"] = _version(spark, paths.history)
+
+    def latest_rows() -> None:
+        latest_columns = [*business, *LATEST_META]
+        merge_latest(
+            DeltaTable.forPath(spark, paths.latest),
+            latest_changes(plan, batch_id=batch_id, columns=latest_columns),
+            key=table.primary_key,
+            columns=latest_columns,
+            within=in_key_range("t."),
+            # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
+            new_keys_only=counts["existing"] == 0,
+        )
+        crash_point(table.name, batch_id, "after_latest")
+        versions["latest"] = _version(spark, paths.latest)
+
+    def non_phi_zone() -> None:
+        write_non_phi(plan, table=table, zone=non_phi)  # type: ignore[arg-type]
         crash_point(table.name, batch_id, "after_non_phi")
-    metrics.versions = {
-        name: _version(spark, path) for name, path in (("history", paths.history), ("latest", paths.latest))
-    }
+
+    # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of
+    # them committed before a crash), so they run side by side: one's planning and commit overlap another's
+    # Spark jobs, and a MERGE that rewrites one file keeps one core busy, not both.
+    writes = [quarantine, history_versions, latest_rows]
+    if non_phi is not None and table.non_phi:
+        writes.append(non_phi_zone)
+    run_side_by_side(writes)
+    metrics.versions = {name: versions[name] for name in ("history", "latest")}
+
+
+def run_side_by_side(tasks: list[Callable[[], None]]) -> None:
+    """Run independent writes in threads (Spark schedules their jobs together); wait for all, raise the first error."""
+    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="lakehouse-write") as pool:
+        futures = [pool.submit(inheritable_thread_target(task)) for task in tasks]
+    errors = [error for error in (f.exception() for f in futures) if error is not None]
+    if errors:
+        raise errors[0]
 
 
 def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: int) -> list[tuple]:

@@ -20,7 +20,14 @@ from lakehouse.apply.latest import LATEST_META, merge_latest
 from lakehouse.config import Config, TableConfig
 from lakehouse.masking import MaskingKey, mask_columns
 from lakehouse.policy.build import FLAG_COL
-from lakehouse.tables import TABLE_PROPERTIES, derived_history_columns, history_ddl, latest_ddl, schema_of
+from lakehouse.tables import (
+    HISTORY_PROPERTIES,
+    LATEST_PROPERTIES,
+    derived_history_columns,
+    history_ddl,
+    latest_ddl,
+    schema_of,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,11 +67,14 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
     """Create the zone's history and latest tables, with the masked columns' types, if absent."""
     from delta.tables import DeltaTable
 
-    for path, ddl in ((zone.history(table), history_ddl(table)), (zone.latest(table), latest_ddl(table))):
+    for path, ddl, properties in (
+        (zone.history(table), history_ddl(table), HISTORY_PROPERTIES),
+        (zone.latest(table), latest_ddl(table), LATEST_PROPERTIES),
+    ):
         builder = (
             DeltaTable.createIfNotExists(spark).location(path).addColumns(_masked_schema(spark, ddl, table, zone.key))
         )
-        for key, value in TABLE_PROPERTIES.items():
+        for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
 

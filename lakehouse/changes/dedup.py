@@ -14,12 +14,13 @@ from pyspark.sql import functions as F
 def mark_duplicates(changes: DataFrame, key: list[str], values: list[str]) -> DataFrame:
     """Add `_duplicate` (bool) and quarantine sequence ties through `_reason` / `_detail`."""
     valid = F.col("_reason").isNull()
-    content = F.sha2(F.to_json(F.struct(F.col("_op"), *[F.col(f"`{c}`") for c in values])), 256)
+    # Compared as a struct (field by field, NULL equal to NULL): exact, and no per-row JSON or hashing.
+    content = F.struct(F.col("_op"), *[F.col(f"`{c}`") for c in values])
     group = Window.partitionBy(*[F.col(f"`{k}`") for k in key], F.col("_sequence"), valid)
     ordered = group.orderBy(F.col("_source_file"), F.col("_source_row"))
-    marked = changes.withColumn("_content", content).withColumns(
+    marked = changes.withColumns(
         {
-            "_conflict": F.min("_content").over(group) != F.max("_content").over(group),
+            "_conflict": F.min(content).over(group) != F.max(content).over(group),
             "_rank": F.row_number().over(ordered),
         }
     )

@@ -146,4 +146,10 @@ def split_key_changes(changes: DataFrame, table: TableConfig) -> DataFrame:
             old_key.append(F.lit(None).cast(changes.schema[c].dataType).alias(c))
         else:
             old_key.append(F.col(_q(c)))
-    return changes.unionByName(changes.where(moved & differs).select(*old_key))
+    # One pass over the rows (a union would parse the batch's files twice): each row becomes itself, and a
+    # moving U also its synthetic delete of the old key.
+    row = F.struct(*[F.col(_q(c)) for c in changes.columns])
+    rows = F.when(moved & differs, F.array(row, F.struct(*old_key))).otherwise(F.array(row))
+    return changes.select(F.explode(rows).alias("__split")).select(
+        *[F.col("__split")[c].alias(c) for c in changes.columns]
+    )
