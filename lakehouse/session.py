@@ -34,6 +34,9 @@ ENGINE_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Athena does not document deletion vectors: never write them.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    # Every MERGE source of the engine is already materialized and immutable (a local checkpoint of the
+    # batch's plan, or a local relation), so Delta's own copy of it would be work done twice.
+    "spark.databricks.delta.merge.materializeSource": "none",
 }
 
 LOCAL_CONF: dict[str, str] = {

@@ -65,11 +65,10 @@ def apply_batch(
         changes = flag_changes(
             changes, policy, patient_col=table.consent.patient_column, device_col=table.consent.device_column
         )
-    marked = mark_duplicates(changes, table.primary_key, business).persist()
-    try:
-        apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi)
-    finally:
-        marked.unpersist()
+    # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
+    # once the DataFrame is gone).
+    marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=True)
+    apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi)
     metrics.seconds = round(time.monotonic() - started, 3)
     return metrics
 
@@ -198,7 +197,7 @@ def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: i
     numeric = isinstance(changes.schema[key].dataType, NumericType)
     if not numeric or rows > MAX_KEYS_TO_COLLECT:  # one min/max range: no key list on the driver
         return [(low, high)]
-    keys = [r[0] for r in changes.select(F.col(f"`{key}`")).distinct().orderBy(F.col(f"`{key}`")).collect()]
+    keys = sorted(r[0] for r in changes.select(F.col(f"`{key}`")).distinct().collect())  # no range-sort job
     return key_ranges(keys)
 
 

@@ -140,11 +140,14 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
 
     def apply_table(name: str) -> BatchMetrics:
+        table_started = time.monotonic()
         table = tables[name]
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
         business = list(table.columns)
         current = spark.read.format("delta").load(paths.latest).select(*[F.col(f"`{c}`") for c in business])
+        # Materialized and cut loose from latest, which this very apply rewrites (a cache of it would be
+        # invalidated by that MERGE and recomputed against the new state).
         changes = snapshot_changes(
             loaded.tables[name],
             current,
@@ -154,13 +157,9 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             day=result.date,
             source_file=result.file,
             batch_id=batch_id,
-        ).persist()
+        ).localCheckpoint(eager=True)
         metrics = BatchMetrics(table=name, batch_id=batch_id)
-        table_started = time.monotonic()
-        try:
-            apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics)
-        finally:
-            changes.unpersist()
+        apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics)
         metrics.files = 1
         metrics.seconds = round(time.monotonic() - table_started, 3)
         report(metrics)
