@@ -137,6 +137,7 @@ class OpaisFeed(_Model):
                 primary_key=list(e.primary_key),
                 partition_by=list(e.partition_by),
                 source=SnapshotTableSource(feed=name, columns=e.columns),
+                change_feed=True,  # the PostgreSQL export reads it
             )
             for e in ENTITIES.values()
         }
@@ -208,6 +209,9 @@ class TableConfig(_Model):
     consent: ConsentSettings | None = None  # flag every change with the patient's consent
     phi_columns: dict[str, MaskMethod] = {}  # masked in the non-PHI zone; a table with none stays PHI-only
     non_phi: bool = False  # write this table to the non-PHI zone (implied by phi_columns)
+    # Delta's change data feed on history: on for the 340B dimensions (the PostgreSQL export reads it), off
+    # elsewhere unless asked for, since it adds the pre- and post-image of every re-closed version to each MERGE.
+    change_feed: bool = False
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> TableConfig:
@@ -362,6 +366,21 @@ class Config(_Model):
             raise ValueError(f"tables {flagged} are flagged with consent: configure `policy:` (where it comes from)")
         if self.policy and self.policy.source_table not in self.tables:
             raise ValueError(f"policy.source_table {self.policy.source_table!r} is not a configured table")
+        return self
+
+    @model_validator(mode="after")
+    def _exported_tables_keep_a_change_feed(self) -> Config:
+        if self.postgres is None:
+            return self
+        unknown = [n for n in self.postgres.tables if n not in self.tables]
+        if unknown:
+            raise ValueError(f"postgres.tables names {unknown}, which are not configured tables")
+        without = [n for n in self.postgres.tables if not self.tables[n].change_feed]
+        if without:
+            raise ValueError(
+                f"postgres.tables names {without}, whose history keeps no change feed (the export reads it): "
+                "set change_feed: true on them"
+            )
         return self
 
     @model_validator(mode="after")

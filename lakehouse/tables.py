@@ -1,9 +1,9 @@
 """Where a source table's Delta tables live, their schemas, and how they are created.
 
 Only table features Athena and delta-rs read are enabled: no deletion vectors, no column mapping,
-no v2 checkpoints. Change data feed (a writer-only feature) is on for history, which holds every
-version (the Postgres export and incremental readers consume it), and off for latest, whose changes
-are history's: it would only double the bytes a MERGE into latest writes.
+no v2 checkpoints. Change data feed (a writer-only feature) is on for the history of tables that ask
+for it (`change_feed`: the 340B dimensions, which the PostgreSQL export reads), never on latest,
+whose changes are history's: it would add the pre- and post-image of every changed row to each MERGE.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
 
-HISTORY_PROPERTIES = {
-    "delta.enableChangeDataFeed": "true",
-    "delta.enableDeletionVectors": "false",
-}
-LATEST_PROPERTIES = {
-    "delta.enableChangeDataFeed": "false",
-    "delta.enableDeletionVectors": "false",
-}
+
+def table_properties(*, change_feed: bool) -> dict[str, str]:
+    """The Delta properties the engine sets on the tables it creates."""
+    return {
+        "delta.enableChangeDataFeed": "true" if change_feed else "false",
+        "delta.enableDeletionVectors": "false",
+    }
+
 
 # The SCD2 columns the ID304B design names for the snapshot dimensions (and the Postgres export keeps),
 # derived from the engine's own validity columns whenever a version is written or re-closed.
@@ -98,9 +98,9 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     from delta.tables import DeltaTable
 
     for path, ddl, partitions, properties in (
-        (paths.history, history_ddl(table), table.partition_by, HISTORY_PROPERTIES),
-        (paths.latest, latest_ddl(table), table.partition_by, LATEST_PROPERTIES),
-        (paths.quarantine, QUARANTINE_DDL, [], LATEST_PROPERTIES),  # no change feed either
+        (paths.history, history_ddl(table), table.partition_by, table_properties(change_feed=table.change_feed)),
+        (paths.latest, latest_ddl(table), table.partition_by, table_properties(change_feed=False)),
+        (paths.quarantine, QUARANTINE_DDL, [], table_properties(change_feed=False)),
     ):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, ddl))
         if partitions:

@@ -107,3 +107,27 @@ def test_header_csv_gzip_and_parquet_files_apply_alike(spark, tmp_path):
     assert all(r.ok for r in runs), [r.error for r in runs]
     assert [r["name"] for r in read(spark, config, "latest").collect()] == ["Ann"]
     assert [r["name"] for r in read(spark, config, "latest", table="people_pq").collect()] == ["Ann B"]
+
+
+def test_only_history_of_a_table_that_asks_keeps_a_change_feed(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    from lakehouse.tables import ensure_tables, table_paths
+
+    config = people_config(tmp_path)
+    plain = config.tables["people"]
+    fed = plain.model_copy(update={"name": "people_fed", "change_feed": True})
+
+    def change_feed(path: str) -> str | None:
+        properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
+        return properties.get("delta.enableChangeDataFeed")
+
+    found = {}
+    for table in (plain, fed):
+        paths = table_paths(config, table)
+        ensure_tables(spark, table, paths)
+        found[table.name] = {kind: change_feed(getattr(paths, kind)) for kind in ("history", "latest", "quarantine")}
+    assert found == {
+        "people": {"history": "false", "latest": "false", "quarantine": "false"},
+        "people_fed": {"history": "true", "latest": "false", "quarantine": "false"},
+    }

@@ -283,6 +283,29 @@ def test_postgres_secret_credentials_need_a_secret_id(tmp_path: Path) -> None:
     assert "secret_id" in str(config_error(write(tmp_path, data)))
 
 
+def test_only_the_340b_dimensions_keep_a_change_feed_unless_asked(tmp_path: Path) -> None:
+    data = document(people=people(), visits={**people(), "change_feed": True})
+    data["snapshots"] = {"opais": {"kind": "opais", "path": "landing/opais"}}
+    config = load_config(write(tmp_path, data))
+    assert {n: t.change_feed for n, t in config.tables.items()} == {
+        "people": False,
+        "visits": True,
+        **dict.fromkeys(ENTITIES, True),
+    }
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [(["dim_ce", "patients"], "not configured tables"), (["people"], "set change_feed: true")],
+)
+def test_exported_tables_must_exist_and_keep_a_change_feed(tmp_path: Path, tables: list[str], expected: str) -> None:
+    data = document()
+    data["snapshots"] = {"opais": {"kind": "opais", "path": "landing/opais"}}
+    data["postgres"] = {"tables": tables}
+    error = str(config_error(write(tmp_path, data)))
+    assert "postgres.tables names" in error and expected in error
+
+
 def test_csv_snapshot_keys_must_be_columns(tmp_path: Path) -> None:
     data = document()
     data["snapshots"] = {"pecos": {"kind": "csv", "path": "p", "primary_key": ["npi"], "columns": {"NPI": "string"}}}

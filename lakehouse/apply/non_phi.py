@@ -21,12 +21,11 @@ from lakehouse.config import Config, TableConfig
 from lakehouse.masking import MaskingKey, mask_columns
 from lakehouse.policy.build import FLAG_COL
 from lakehouse.tables import (
-    HISTORY_PROPERTIES,
-    LATEST_PROPERTIES,
     derived_history_columns,
     history_ddl,
     latest_ddl,
     schema_of,
+    table_properties,
 )
 
 if TYPE_CHECKING:
@@ -68,8 +67,8 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
     from delta.tables import DeltaTable
 
     for path, ddl, properties in (
-        (zone.history(table), history_ddl(table), HISTORY_PROPERTIES),
-        (zone.latest(table), latest_ddl(table), LATEST_PROPERTIES),
+        (zone.history(table), history_ddl(table), table_properties(change_feed=table.change_feed)),
+        (zone.latest(table), latest_ddl(table), table_properties(change_feed=False)),
     ):
         builder = (
             DeltaTable.createIfNotExists(spark).location(path).addColumns(_masked_schema(spark, ddl, table, zone.key))
