@@ -50,15 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from lakehouse.sinks.postgres import (
-    _batches,
-    _copy_csv,
-    apply_rows,
-    arrow_schema,
-    connect,
-    init_db,
-    row_by_row_baseline,
-)
+from lakehouse.sinks.postgres import apply_rows, arrow_schema, connect, init_db, row_by_row_baseline
+from lakehouse.sinks.postgres.load import _batches, _copy_csv
 from lakehouse.sources.opais_entities import ENTITIES
 from tests.pg_server import start_server
 

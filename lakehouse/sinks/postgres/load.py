@@ -1,0 +1,204 @@
+"""One export of one table in one transaction: COPY into a staging table, a set-based upsert, the bookkeeping.
+
+Also ID304B's row-by-row way (`row_by_row_baseline`), for the benchmarks only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg import sql
+
+from lakehouse.errors import InputError
+from lakehouse.sinks.postgres.base import EXPORT_TABLE, _check_schema, _entity, _names, _require_idle
+from lakehouse.sinks.postgres.bookkeeping import StaleVersionError, _bookkeeping, _lock_key
+from lakehouse.sinks.postgres.ddl import pg_columns
+from lakehouse.sources.opais_entities import Entity
+
+
+def apply_rows(
+    conn: psycopg.Connection,
+    *,
+    schema: str,
+    table: str,
+    rows: pa.Table | Iterable[pa.RecordBatch],
+    delta_path: str,
+    version: int,
+    run_id: str,
+    crash_hook: Callable[[], None] | None = None,
+) -> int:
+    """Upsert history rows into `schema.table` and record `version` as exported, in one transaction.
+
+    rows: the net post-images since the last export, one per (key..., effective_stp), with the table's
+    columns in any order (`exported_version` may be absent: it is set to `version`). A stored version
+    whose values are unchanged is left alone. Returns the rows inserted or updated.
+
+    Raises StaleVersionError when `version` is not newer than the exported one (see `needs_export`), and
+    InputError when PostgreSQL refuses the rows; either way nothing is committed. `crash_hook` runs after
+    the rows are written and before the bookkeeping moves (tests simulate crashes there).
+    """
+    entity = _entity(table)
+    _check_schema(schema)
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"version must be a Delta table version (an int >= 0), got {version!r}")
+    if not delta_path or not run_id:
+        raise ValueError("delta_path and run_id must be non-empty: they are recorded in the bookkeeping")
+    _require_idle(conn)
+    columns = [c for c in pg_columns(table) if c != "exported_version"]
+    target, stage = sql.Identifier(schema, table), sql.Identifier(f"lakehouse_stage_{table}")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", _lock_key("table", f"{schema}.{table}"))
+        _refuse_stale(cur, schema, table, version, delta_path)
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                stage, _names(columns), target
+            )
+        )
+        try:
+            received = _copy_csv(cur, stage, columns, _batches(rows, columns, table))
+            written = cur.execute(_upsert(entity, target, stage, columns), {"version": version}).rowcount
+        except psycopg.errors.CardinalityViolation:
+            raise InputError(
+                "two rows share a (key, effective_stp): rows must be one per history version. "
+                f"Nothing was committed; {schema}.{table} stays at its last exported version",
+                table=table,
+            ) from None
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            where = f" ({exc.diag.context.strip()})" if exc.diag.context else ""
+            raise InputError(
+                f"PostgreSQL refused the rows: {exc.diag.message_primary}{where}. "
+                f"Nothing was committed; {schema}.{table} stays at its last exported version",
+                table=table,
+            ) from None
+        if crash_hook is not None:
+            crash_hook()
+        _record(cur, schema, table, delta_path, version, run_id, received, written)
+    return written
+
+
+def _upsert(entity: Entity, target: sql.Identifier, stage: sql.Identifier, columns: list[str]) -> sql.Composed:
+    key = [*entity.primary_key, "effective_stp"]
+    values = [c for c in columns if c not in key]
+    return sql.SQL(
+        # In key order: the B-tree inserts then append to few pages instead of splitting pages at random.
+        "INSERT INTO {target} AS t ({columns}, exported_version) SELECT {columns}, %(version)s FROM {stage} "
+        "ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {sets}, exported_version = EXCLUDED.exported_version "
+        "WHERE ({old}) IS DISTINCT FROM ({new})"
+    ).format(
+        target=target,
+        stage=stage,
+        columns=_names(columns),
+        key=_names(key),
+        sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values),
+        old=sql.SQL(", ").join(sql.Identifier("t", c) for c in values),
+        new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in values),
+    )
+
+
+def _refuse_stale(cur: psycopg.Cursor, schema: str, table: str, version: int, delta_path: str) -> None:
+    row = _bookkeeping(cur, schema, table, lock=True)
+    if row is None:
+        return
+    last, last_path = row
+    if last_path != delta_path:
+        raise InputError(
+            f"{schema}.{table} was exported from {last_path}, not {delta_path}: versions of two Delta tables "
+            f"are not comparable. If the table moved, update {schema}.{EXPORT_TABLE}.delta_path, then rerun",
+            table=table,
+        )
+    if version <= last:
+        raise StaleVersionError(
+            f"{schema}.{table} already holds Delta version {last}; version {version} is not newer. "
+            "Nothing was written (skip tables for which needs_export() is False)"
+        )
+
+
+def _record(
+    cur: psycopg.Cursor, schema: str, table: str, path: str, version: int, run_id: str, received: int, written: int
+) -> None:
+    done = cur.execute(
+        sql.SQL(
+            "INSERT INTO {} AS e (table_name, delta_path, exported_version, rows_received, rows_written, "
+            "exported_at, run_id) VALUES (%s, %s, %s, %s, %s, clock_timestamp(), %s) "
+            "ON CONFLICT (table_name) DO UPDATE SET delta_path = EXCLUDED.delta_path, "
+            "exported_version = EXCLUDED.exported_version, rows_received = EXCLUDED.rows_received, "
+            "rows_written = EXCLUDED.rows_written, exported_at = EXCLUDED.exported_at, run_id = EXCLUDED.run_id "
+            "WHERE e.exported_version < EXCLUDED.exported_version"
+        ).format(sql.Identifier(schema, EXPORT_TABLE)),
+        (table, path, version, received, written, run_id),
+    )
+    if done.rowcount != 1:  # unreachable under the table lock; kept as the last line of defence
+        raise StaleVersionError(f"{schema}.{table} moved past version {version} during this export; rolled back")
+
+
+def _batches(rows: pa.Table | Iterable[pa.RecordBatch], columns: list[str], table: str) -> Iterator[pa.RecordBatch]:
+    """The rows as batches of at most 50k rows with exactly `columns`, timestamps as naive UTC."""
+    source = rows.to_batches(max_chunksize=50_000) if isinstance(rows, pa.Table) else rows
+    for batch in source:
+        names = set(batch.schema.names) - {"exported_version"}
+        if names != set(columns):
+            raise InputError(
+                f"the rows' columns differ from the table's: missing {sorted(set(columns) - names)}, "
+                f"unexpected {sorted(names - set(columns))}",
+                table=table,
+            )
+        arrays = []
+        for name in columns:
+            array = batch.column(name)
+            if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+                array = array.cast(pa.timestamp(array.type.unit))  # the stored instant, i.e. UTC
+            arrays.append(array)
+        yield pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def _copy_csv(cur: psycopg.Cursor, stage: sql.Identifier, columns: list[str], batches: Iterable[pa.RecordBatch]) -> int:
+    """COPY the batches as CSV that Arrow writes in C++ (an unquoted empty field is NULL, "" an empty string)."""
+    received = 0
+    options = pa_csv.WriteOptions(include_header=False)
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, _names(columns))) as copy:
+        for batch in batches:
+            buffer = io.BytesIO()
+            pa_csv.write_csv(batch, buffer, options)
+            copy.write(buffer.getbuffer())
+            received += batch.num_rows
+    return received
+
+
+def row_by_row_baseline(
+    conn: psycopg.Connection, schema: str, table: str, rows: pa.Table | Iterable[pa.RecordBatch], *, version: int = 0
+) -> int:
+    """ID304B's way, for benchmarks only: per row, SELECT the stored version by key, then UPDATE or INSERT it,
+    committed on its own (two round trips and a commit per row). Same end state as `apply_rows`, without
+    the bookkeeping; returns rows written."""
+    entity = _entity(table)
+    columns = [c for c in pg_columns(table) if c != "exported_version"]
+    key = [*entity.primary_key, "effective_stp"]
+    values = [c for c in columns if c not in key]
+    target = sql.Identifier(schema, table)
+    match = sql.SQL(" AND ").join(sql.SQL("{} = %({})s").format(sql.Identifier(c), sql.SQL(c)) for c in key)
+    select = sql.SQL("SELECT {} FROM {} WHERE {}").format(_names(values), target, match)
+    update = sql.SQL("UPDATE {} SET {}, exported_version = %(exported_version)s WHERE {}").format(
+        target, sql.SQL(", ").join(sql.SQL("{} = %({})s").format(sql.Identifier(c), sql.SQL(c)) for c in values), match
+    )
+    insert = sql.SQL("INSERT INTO {} ({}, exported_version) VALUES ({}, %(exported_version)s)").format(
+        target, _names(columns), sql.SQL(", ").join(sql.SQL("%({})s").format(sql.SQL(c)) for c in columns)
+    )
+    written = 0
+    for batch in _batches(rows, columns, table):
+        for row in batch.to_pylist():
+            row["exported_version"] = version
+            stored = conn.execute(select, row).fetchone()
+            if stored is None:
+                conn.execute(insert, row)
+            elif stored != tuple(row[c] for c in values):
+                conn.execute(update, row)
+            else:
+                continue
+            if not conn.autocommit:
+                conn.commit()
+            written += 1
+    return written
