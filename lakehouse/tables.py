@@ -4,6 +4,9 @@ Only table features Athena and delta-rs read are enabled: no deletion vectors, n
 no v2 checkpoints. Change data feed (a writer-only feature) is on for the history of tables that ask
 for it (`change_feed`: the 340B dimensions, which the PostgreSQL export reads), never on latest,
 whose changes are history's: it would add the pre- and post-image of every changed row to each MERGE.
+Delta keeps file statistics only for the columns reads filter on (keys, validity, batch id): the MERGEs
+prune files by key and "as of" queries by validity, and statistics of every other column would only
+cost each write (Parquet's own row-group statistics are still written for all of them).
 """
 
 from __future__ import annotations
@@ -18,12 +21,28 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 
-def table_properties(*, change_feed: bool) -> dict[str, str]:
+def table_properties(*, change_feed: bool, stats_columns: list[str]) -> dict[str, str]:
     """The Delta properties the engine sets on the tables it creates."""
     return {
         "delta.enableChangeDataFeed": "true" if change_feed else "false",
         "delta.enableDeletionVectors": "false",
+        "delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in stats_columns),
     }
+
+
+def _key_stats(table: TableConfig) -> list[str]:
+    # Delta keeps no statistics of booleans, and partition columns need none.
+    return [k for k in table.primary_key if table.columns[k] != "boolean" and k not in table.partition_by]
+
+
+def history_properties(table: TableConfig) -> dict[str, str]:
+    stats = [*_key_stats(table), "_valid_from", "_valid_to", "_batch_id"]
+    stats += [c for c in derived_history_columns(table) if DIMENSION_COLUMNS[c][0] == "TIMESTAMP"]
+    return table_properties(change_feed=table.change_feed, stats_columns=stats)
+
+
+def latest_properties(table: TableConfig) -> dict[str, str]:
+    return table_properties(change_feed=False, stats_columns=[*_key_stats(table), "_valid_from", "_batch_id"])
 
 
 # The SCD2 columns the ID304B design names for the snapshot dimensions (and the Postgres export keeps),
@@ -38,6 +57,9 @@ DIMENSION_COLUMNS = {
 
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
+)
+QUARANTINE_PROPERTIES = table_properties(
+    change_feed=False, stats_columns=["batch_id", "source_file", "source_row", "reason"]
 )
 
 
@@ -98,9 +120,9 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     from delta.tables import DeltaTable
 
     for path, ddl, partitions, properties in (
-        (paths.history, history_ddl(table), table.partition_by, table_properties(change_feed=table.change_feed)),
-        (paths.latest, latest_ddl(table), table.partition_by, table_properties(change_feed=False)),
-        (paths.quarantine, QUARANTINE_DDL, [], table_properties(change_feed=False)),
+        (paths.history, history_ddl(table), table.partition_by, history_properties(table)),
+        (paths.latest, latest_ddl(table), table.partition_by, latest_properties(table)),
+        (paths.quarantine, QUARANTINE_DDL, [], QUARANTINE_PROPERTIES),
     ):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, ddl))
         if partitions:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -109,7 +111,7 @@ def test_header_csv_gzip_and_parquet_files_apply_alike(spark, tmp_path):
     assert [r["name"] for r in read(spark, config, "latest", table="people_pq").collect()] == ["Ann B"]
 
 
-def test_only_history_of_a_table_that_asks_keeps_a_change_feed(spark, tmp_path):
+def test_tables_keep_a_change_feed_only_where_asked_and_statistics_of_the_filtered_columns(spark, tmp_path):
     from delta.tables import DeltaTable
 
     from lakehouse.tables import ensure_tables, table_paths
@@ -118,16 +120,34 @@ def test_only_history_of_a_table_that_asks_keeps_a_change_feed(spark, tmp_path):
     plain = config.tables["people"]
     fed = plain.model_copy(update={"name": "people_fed", "change_feed": True})
 
-    def change_feed(path: str) -> str | None:
-        properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
-        return properties.get("delta.enableChangeDataFeed")
+    def properties(path: str) -> tuple[str | None, str | None]:
+        found = DeltaTable.forPath(spark, path).detail().first()["properties"]
+        return found.get("delta.enableChangeDataFeed"), found.get("delta.dataSkippingStatsColumns")
 
     found = {}
     for table in (plain, fed):
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
-        found[table.name] = {kind: change_feed(getattr(paths, kind)) for kind in ("history", "latest", "quarantine")}
+        found[table.name] = {kind: properties(getattr(paths, kind)) for kind in ("history", "latest", "quarantine")}
+    history_stats = "`id`,`_valid_from`,`_valid_to`,`_batch_id`"
+    latest_stats = "`id`,`_valid_from`,`_batch_id`"
+    quarantine_stats = "`batch_id`,`source_file`,`source_row`,`reason`"
     assert found == {
-        "people": {"history": "false", "latest": "false", "quarantine": "false"},
-        "people_fed": {"history": "true", "latest": "false", "quarantine": "false"},
+        "people": {
+            "history": ("false", history_stats),
+            "latest": ("false", latest_stats),
+            "quarantine": ("false", quarantine_stats),
+        },
+        "people_fed": {
+            "history": ("true", history_stats),
+            "latest": ("false", latest_stats),
+            "quarantine": ("false", quarantine_stats),
+        },
     }
+
+    land(config, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1.5", "", ""]])
+    run(spark, config)
+    log = Path(table_paths(config, plain).history) / "_delta_log"
+    actions = [json.loads(line) for commit in sorted(log.glob("*.json")) for line in commit.read_text().splitlines()]
+    stats = [json.loads(a["add"]["stats"]) for a in actions if "add" in a]
+    assert stats and all(set(s["nullCount"]) == {"id", "_valid_from", "_valid_to", "_batch_id"} for s in stats)

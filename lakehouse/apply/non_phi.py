@@ -23,9 +23,10 @@ from lakehouse.policy.build import FLAG_COL
 from lakehouse.tables import (
     derived_history_columns,
     history_ddl,
+    history_properties,
     latest_ddl,
+    latest_properties,
     schema_of,
-    table_properties,
 )
 
 if TYPE_CHECKING:
@@ -67,8 +68,8 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
     from delta.tables import DeltaTable
 
     for path, ddl, properties in (
-        (zone.history(table), history_ddl(table), table_properties(change_feed=table.change_feed)),
-        (zone.latest(table), latest_ddl(table), table_properties(change_feed=False)),
+        (zone.history(table), history_ddl(table), history_properties(table)),
+        (zone.latest(table), latest_ddl(table), latest_properties(table)),
     ):
         builder = (
             DeltaTable.createIfNotExists(spark).location(path).addColumns(_masked_schema(spark, ddl, table, zone.key))
