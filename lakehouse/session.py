@@ -30,8 +30,11 @@ ENGINE_CONF: dict[str, str] = {
     # Parquet timestamps as INT64 microseconds, not Spark's legacy INT96: other readers (delta-rs, Athena)
     # read them exactly, including the ID304B open end 9999-12-31 that overflows INT96's nanoseconds.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    # Parsed snapshots travel from the driver to Spark as Arrow batches.
+    # Parsed snapshots travel from the driver to Spark as Arrow batches, decoded on the executors: below this
+    # threshold Spark would keep them as a local relation on the driver, where every plan over a 400k-row
+    # 340B table is optimized and shipped with its rows (seconds per table).
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.localRelationThreshold": "0",
     # Athena does not document deletion vectors: never write them.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
     # Every MERGE source of the engine is already materialized and immutable (a local checkpoint of the

@@ -34,6 +34,9 @@ from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths, derived_history_columns
 
 MAX_KEYS_TO_COLLECT = 500_000
+# Up to this many changes, their keys are broadcast to pick the existing history versions: history is
+# then filtered where it is read, instead of being shuffled to meet the keys (tens of MB at most).
+MAX_KEYS_TO_BROADCAST = 1_000_000
 
 
 def _count(condition: F.Column) -> F.Column:
@@ -125,9 +128,12 @@ def apply_changes(
         return within_ranges(f"{alias}`{table.primary_key[0]}`", ranges)
 
     history = spark.read.format("delta").load(paths.history)
+    keys = changes.select(*table.primary_key).distinct()
+    if metrics.rows_read <= MAX_KEYS_TO_BROADCAST:
+        keys = F.broadcast(keys)
     existing = history.where(
         in_key_range() & (F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"])))
-    ).join(changes.select(*table.primary_key).distinct(), table.primary_key, "left_semi")
+    ).join(keys, table.primary_key, "left_semi")
     # Materialized and cut loose from the history table: a MERGE into history invalidates cached results
     # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
     # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.)
