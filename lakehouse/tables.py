@@ -21,30 +21,6 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 
-def table_properties(*, change_feed: bool, stats_columns: list[str]) -> dict[str, str]:
-    """The Delta properties the engine sets on the tables it creates."""
-    return {
-        "delta.enableChangeDataFeed": "true" if change_feed else "false",
-        "delta.enableDeletionVectors": "false",
-        "delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in stats_columns),
-    }
-
-
-def _key_stats(table: TableConfig) -> list[str]:
-    # Delta keeps no statistics of booleans, and partition columns need none.
-    return [k for k in table.primary_key if table.columns[k] != "boolean" and k not in table.partition_by]
-
-
-def history_properties(table: TableConfig) -> dict[str, str]:
-    stats = [*_key_stats(table), "_valid_from", "_valid_to", "_batch_id"]
-    stats += [c for c in derived_history_columns(table) if DIMENSION_COLUMNS[c][0] == "TIMESTAMP"]
-    return table_properties(change_feed=table.change_feed, stats_columns=stats)
-
-
-def latest_properties(table: TableConfig) -> dict[str, str]:
-    return table_properties(change_feed=False, stats_columns=[*_key_stats(table), "_valid_from", "_batch_id"])
-
-
 # The SCD2 columns the ID304B design names for the snapshot dimensions (and the Postgres export keeps),
 # derived from the engine's own validity columns whenever a version is written or re-closed.
 OPEN_END = "9999-12-31 23:59:59"
@@ -57,9 +33,6 @@ DIMENSION_COLUMNS = {
 
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
-)
-QUARANTINE_PROPERTIES = table_properties(
-    change_feed=False, stats_columns=["batch_id", "source_file", "source_row", "reason"]
 )
 
 
@@ -91,6 +64,35 @@ def _ddl(columns: dict[str, str]) -> str:
 def derived_history_columns(table: TableConfig) -> dict[str, str]:
     """Extra history columns (name -> SQL expression over the plan) a table keeps: the ID304B ones for snapshots."""
     return {name: expr for name, (_, expr) in DIMENSION_COLUMNS.items()} if table.source.kind == "snapshot" else {}
+
+
+def table_properties(*, change_feed: bool, stats_columns: list[str]) -> dict[str, str]:
+    """The Delta properties the engine sets on the tables it creates."""
+    return {
+        "delta.enableChangeDataFeed": "true" if change_feed else "false",
+        "delta.enableDeletionVectors": "false",
+        "delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in stats_columns),
+    }
+
+
+def _key_stats(table: TableConfig) -> list[str]:
+    # Delta keeps no statistics of booleans, and partition columns need none.
+    return [k for k in table.primary_key if table.columns[k] != "boolean" and k not in table.partition_by]
+
+
+def history_properties(table: TableConfig) -> dict[str, str]:
+    stats = [*_key_stats(table), "_valid_from", "_valid_to", "_batch_id"]
+    stats += [c for c in derived_history_columns(table) if DIMENSION_COLUMNS[c][0] == "TIMESTAMP"]
+    return table_properties(change_feed=table.change_feed, stats_columns=stats)
+
+
+def latest_properties(table: TableConfig) -> dict[str, str]:
+    return table_properties(change_feed=False, stats_columns=[*_key_stats(table), "_valid_from", "_batch_id"])
+
+
+QUARANTINE_PROPERTIES = table_properties(
+    change_feed=False, stats_columns=["batch_id", "source_file", "source_row", "reason"]
+)
 
 
 def history_ddl(table: TableConfig) -> str:

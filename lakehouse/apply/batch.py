@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
@@ -34,6 +35,7 @@ from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths, derived_history_columns
 
 MAX_KEYS_TO_COLLECT = 500_000
+T = TypeVar("T")
 # Up to this many changes, their keys are broadcast to pick the existing history versions: history is
 # then filtered where it is read, instead of being shuffled to meet the keys (tens of MB at most).
 MAX_KEYS_TO_BROADCAST = 1_000_000
@@ -190,13 +192,17 @@ def apply_changes(
     metrics.versions = {name: versions[name] for name in ("history", "latest")}
 
 
-def run_side_by_side(tasks: list[Callable[[], None]]) -> None:
-    """Run independent writes in threads (Spark schedules their jobs together); wait for all, raise the first error."""
-    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="lakehouse-write") as pool:
+def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None) -> list[T]:
+    """Run independent tasks in threads (Spark schedules their jobs together), `at_once` at a time.
+
+    Every task runs to its end; then the first error is raised, or the results are returned in order.
+    """
+    with ThreadPoolExecutor(max_workers=at_once or len(tasks), thread_name_prefix="lakehouse") as pool:
         futures = [pool.submit(inheritable_thread_target(task)) for task in tasks]
     errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
         raise errors[0]
+    return [f.result() for f in futures]
 
 
 def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: int) -> list[tuple]:

@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.apply.batch import apply_changes
+from lakehouse.apply.batch import apply_changes, run_side_by_side
 from lakehouse.changes.snapshot_diff import snapshot_changes
 from lakehouse.config import Config
 from lakehouse.errors import InputError
@@ -167,12 +167,7 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
 
     # The tables are independent Delta tables; applied side by side, one table's commits and planning
     # overlap another's Spark jobs. Every table is attempted; the log is written only if all succeeded.
-    with ThreadPoolExecutor(max_workers=TABLES_AT_ONCE, thread_name_prefix=f"snapshot-{feed_name}") as pool:
-        futures = {name: pool.submit(apply_table, name) for name in tables}
-    failures = [error for error in (f.exception() for f in futures.values()) if error is not None]
-    if failures:
-        raise failures[0]
-    result.metrics = [f.result() for f in futures.values()]
+    result.metrics = run_side_by_side([partial(apply_table, name) for name in tables], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
     result.seconds = round(time.monotonic() - started, 3)
     return result
