@@ -455,3 +455,55 @@ def test_tls_settings_reach_libpq(pg_server, tmp_path):
         connect(settings)  # the test server speaks no TLS: libpq must insist on it
     with connect(pg_server.settings(sslmode="disable")) as plain:
         assert plain.info.get_parameters()["sslmode"] == "disable"
+
+
+# --- BI views and comments --------------------------------------------------------------------------
+
+
+def test_every_table_view_and_column_says_what_it_holds(conn, db):
+    relations = conn.execute(
+        """SELECT c.relname, c.relkind, obj_description(c.oid, 'pg_class'),
+                  array(SELECT a.attname FROM pg_attribute a
+                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                          AND col_description(c.oid, a.attnum) IS NULL)
+           FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+           WHERE s.nspname = %s AND c.relkind IN ('r', 'v')""",
+        (db,),
+    ).fetchall()
+    views = {name for name, kind, _, _ in relations if kind == "v"}
+    assert views == {f"{t}_live" for t in ENTITIES} | {"ce_contract_pharmacy_live"}
+    assert {name for name, kind, _, _ in relations if kind == "r"} == {*ENTITIES, "lakehouse_export"}
+    assert [(name, about, missing) for name, _, about, missing in relations if not about or missing] == []
+    about = dict((name, text) for name, _, text, _ in relations)
+    assert "change_type <> 'DELETE'" in about["dim_ce"] and "dim_ce_live" in about["dim_ce"]
+
+
+def _deleted(table: str, i: int) -> list[dict]:
+    """Entity i inserted at T0 and deleted at T1, as the engine exports it: a current DELETE version."""
+    return [
+        version(table, i, T0, expiration_stp=T1, current_version_flg="N"),
+        version(table, i, T1, change_type="DELETE", _batch_id=2),
+    ]
+
+
+BI_QUERY = "SELECT id340b, contract_id, pharmacy_id, pharmacy_name FROM {}.ce_contract_pharmacy_live ORDER BY 1"
+NAIVE_QUERY = """SELECT ce.id340b, cp.contract_id FROM {schema}.dim_ce ce
+    JOIN {schema}.dim_ce_contract_pharmacy cp ON cp.id340b = ce.id340b AND cp.ce_id = ce.ce_id
+    JOIN {schema}.dim_pharmacy p ON p.pharmacy_id = cp.pharmacy_id
+    WHERE ce.current_version_flg = 'Y' AND cp.current_version_flg = 'Y' AND p.current_version_flg = 'Y'"""
+
+
+def test_the_bi_views_leave_out_a_deleted_entity_and_a_deleted_contract(conn, db):
+    # Entities 0-3 each have contract 100i with pharmacy 100i; entity 2 and the contract of entity 1 are deleted.
+    export(conn, db, "dim_ce", [version("dim_ce", i, T0) for i in (0, 1, 3)] + _deleted("dim_ce", 2), 1)
+    contracts = [version("dim_ce_contract_pharmacy", i, T0) for i in (0, 2, 3)]
+    export(conn, db, "dim_ce_contract_pharmacy", contracts + _deleted("dim_ce_contract_pharmacy", 1), 1)
+    export(conn, db, "dim_pharmacy", [version("dim_pharmacy", i, T0) for i in range(4)], 1)
+
+    naive = conn.execute(sql.SQL(NAIVE_QUERY).format(schema=sql.Identifier(db))).fetchall()
+    assert sorted(naive) == [(f"DSH{i:06d}", 1000 + i) for i in range(4)], "the flag alone returns deleted rows"
+    rows = conn.execute(sql.SQL(BI_QUERY).format(sql.Identifier(db))).fetchall()
+    assert rows == [(f"DSH{i:06d}", 1000 + i, 1000 + i, f"name {i}") for i in (0, 3)]
+    live = conn.execute(sql.SQL("SELECT id340b FROM {}.dim_ce_live ORDER BY 1").format(sql.Identifier(db)))
+    assert live.fetchall() == [(f"DSH{i:06d}",) for i in (0, 1, 3)]
+    assert init_db(conn, db) and conn.execute(sql.SQL(BI_QUERY).format(sql.Identifier(db))).fetchall() == rows

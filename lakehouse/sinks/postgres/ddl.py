@@ -9,6 +9,8 @@ from psycopg import sql
 from lakehouse.errors import LakehouseError
 from lakehouse.sinks.postgres.base import EXPORT_TABLE, OPEN_END, _check_schema, _entity, _require_idle
 from lakehouse.sinks.postgres.bookkeeping import _lock_key
+from lakehouse.sinks.postgres.comments import ABOUT, comment_statements
+from lakehouse.sinks.postgres.views import view_statements
 from lakehouse.sources.opais_entities import ENTITIES
 
 _PG_TYPES = {"string": "TEXT", "bigint": "BIGINT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP"}
@@ -41,16 +43,6 @@ _SCD2_COLUMNS = {
     "_batch_id": "BIGINT NOT NULL",
     "exported_version": "BIGINT NOT NULL",
 }
-_ABOUT = {
-    "dim_ce": "covered entities",
-    "dim_ce_medicaid": "Medicaid numbers of a covered entity",
-    "dim_ce_npi": "NPIs of a covered entity",
-    "dim_ce_street_address": "street address of a covered entity",
-    "dim_ce_billing_address": "billing address of a covered entity",
-    "dim_ce_shipping_address": "shipping addresses of a covered entity",
-    "dim_ce_contract_pharmacy": "contracts between a covered entity and a pharmacy",
-    "dim_pharmacy": "contract pharmacies",
-}
 _EXPORT_DDL = f"""CREATE TABLE IF NOT EXISTS {{schema}}.{EXPORT_TABLE} (
     table_name       TEXT PRIMARY KEY,
     delta_path       TEXT NOT NULL,
@@ -79,10 +71,11 @@ def arrow_schema(table: str) -> pa.Schema:
 
 
 def ddl_statements() -> list[tuple[str, str]]:
-    """(object, statement) pairs creating the bookkeeping table and every dimension; `{schema}` is a placeholder.
+    """(object, statement) pairs creating the bookkeeping table, every dimension, the BI views and the comments.
 
-    Every statement is idempotent (IF NOT EXISTS). A history version is keyed by (primary key...,
-    effective_stp); the partial index serves "current row of this key" lookups.
+    `{schema}` is a placeholder. Every statement is idempotent (IF NOT EXISTS, OR REPLACE). A history
+    version is keyed by (primary key..., effective_stp); the partial index serves "current row of this
+    key" lookups; the views give BI users the live current rows (see views.py).
     """
     out = [(f"table {EXPORT_TABLE}", _EXPORT_DDL)]
     for name, entity in ENTITIES.items():
@@ -99,7 +92,8 @@ def ddl_statements() -> list[tuple[str, str]]:
                 "    WHERE current_version_flg = 'Y'",
             )
         )
-    return out
+    out += view_statements()
+    return out + comment_statements({name: pg_columns(name) for name in ENTITIES})
 
 
 def render_ddl() -> str:
@@ -109,18 +103,24 @@ def render_ddl() -> str:
         "-- Generated from lakehouse/sources/opais_entities.py by lakehouse.sinks.postgres.render_ddl(); a test",
         "-- fails when this file and the code differ. Replace {schema} with the target schema (init_db does).",
         "-- Every statement is idempotent. A version is keyed by (key..., effective_stp); an open version has",
-        f"-- expiration_stp '{OPEN_END}' and current_version_flg 'Y'. Rows are inserted or updated, never deleted.",
-        "-- _sequence and _batch_id are the Delta history's lineage; exported_version is the Delta version of the",
-        "-- history table that last changed the row.",
+        f"-- expiration_stp '{OPEN_END}' and current_version_flg 'Y'. Rows are inserted or updated, never deleted:",
+        "-- a key that left the export is a current version with change_type 'DELETE'. The <dimension>_live views",
+        "-- hold the live current rows, ce_contract_pharmacy_live joins them for BI; COMMENT ON says what each",
+        "-- table, view and column holds. _sequence and _batch_id are the Delta history's lineage; exported_version",
+        "-- is the Delta version of the history table that last changed the row.",
         "",
         "CREATE SCHEMA IF NOT EXISTS {schema};",
     ]
     for what, statement in ddl_statements():
-        name = what.split()[1]
-        about = "last exported Delta version per table" if name == EXPORT_TABLE else _ABOUT.get(name, "")
-        if what.startswith("table"):
+        kind, name = what.split()
+        if kind == "table":
+            about = "last exported Delta version per table" if name == EXPORT_TABLE else ABOUT[name]
             parts += ["", f"-- {name}: {about}"]
-        parts.append(statement + ";")
+        elif kind == "view" and name == view_statements()[0][0].split()[1]:
+            parts += ["", "-- BI views: the live current rows of each dimension, and the usual three-way join"]
+        elif kind == "comments" and name == EXPORT_TABLE:
+            parts += ["", "-- What every table, view and column holds"]
+        parts.append(statement if kind == "comments" else statement + ";")
     return "\n".join(parts) + "\n"
 
 
@@ -138,7 +138,9 @@ def init_db(conn: psycopg.Connection, schema: str) -> list[str]:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for what, statement in ddl_statements():
             cur.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))  # type: ignore[arg-type]
-            ensured.append(f"{what.split()[0]} {schema}.{what.split()[1]}")
+            kind, name = what.split()
+            if kind != "comments":
+                ensured.append(f"{kind} {schema}.{name}")
         _check_columns(cur, schema)
     return ensured
 
