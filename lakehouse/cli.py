@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     as_of.add_argument("table")
     as_of.add_argument("--at", required=True, help="UTC time, ISO 8601: 2026-03-02 or '2026-03-02 10:00:00'")
     as_of.add_argument("--limit", type=int, default=20)
+    as_of.add_argument("--sql", action="store_true", help="print the same query for Athena instead of running it")
 
     latest = sub.add_parser("latest", help="the latest table, optionally at a Delta version or timestamp")
     latest.add_argument("table")
@@ -144,6 +145,11 @@ def _cmd_as_of(args: argparse.Namespace, config: Config) -> int:
 
     at = parse_time(args.at)
     table = config.table(args.table)
+    if args.sql:
+        from lakehouse.timetravel import athena_as_of_sql
+
+        print(athena_as_of_sql(table, at))
+        return 0
     spark = build_spark(config, app_name="lakehouse-as-of")
     rows = as_of(spark, table_paths(config, table).history, at)
     print(f"{table.name} as of {at} (UTC): {rows.count()} rows")

@@ -6,11 +6,14 @@ since Athena has no Delta time travel. `latest_at` uses Delta's own version/time
 
 from __future__ import annotations
 
+import textwrap
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.history import META_COLUMNS
+from lakehouse.config import TableConfig
 from lakehouse.errors import LakehouseError, TableNotFoundError
+from lakehouse.tables import derived_history_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -19,6 +22,32 @@ AS_OF_SQL = """SELECT * FROM {history}
 WHERE _valid_from <= TIMESTAMP '{at}'
   AND (_valid_to IS NULL OR _valid_to > TIMESTAMP '{at}')
   AND NOT _is_deleted"""
+
+
+def sql_time(at: datetime) -> str:
+    """A time as a SQL TIMESTAMP literal's text: seconds, plus the fraction when it has one."""
+    return f"{at:%Y-%m-%d %H:%M:%S.%f}".rstrip("0").rstrip(".") if at.microsecond else f"{at:%Y-%m-%d %H:%M:%S}"
+
+
+def as_of_columns(table: TableConfig) -> list[str]:
+    """The columns `as_of` returns for `table`: business (and consent, SCD2) columns, then the validity interval."""
+    return [*table.columns, *derived_history_columns(table), "_valid_from", "_valid_to"]
+
+
+def athena_as_of_sql(table: TableConfig, at: datetime) -> str:
+    """A ready-to-run Athena query of the rows of `table` live at `at` (UTC): what `as_of` returns, in SQL.
+
+    Athena has no Delta time travel, so it filters the history table's validity columns, exactly as
+    `as_of` does; the table is the Glue catalog's `<table>_history` of the PHI zone's database.
+    """
+    quoted = ", ".join(f'"{c.lower()}"' for c in as_of_columns(table))
+    columns = textwrap.fill(quoted, 110, initial_indent="SELECT ", subsequent_indent="       ", break_on_hyphens=False)
+    order = ", ".join(f'"{c.lower()}"' for c in table.primary_key)
+    return (
+        f"-- {table.name} as of {sql_time(at)} UTC (run in the PHI zone's Glue database, e.g. lakehouse_prod_phi)\n"
+        f"{columns}\n"
+        f"FROM {table.name}_history\n" + AS_OF_SQL.split("\n", 1)[1].format(at=sql_time(at)) + f"\nORDER BY {order}"
+    )
 
 
 def parse_time(text: str) -> datetime:

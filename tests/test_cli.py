@@ -40,6 +40,14 @@ def test_as_of_before_any_run_says_what_to_do(spark, tmp_path, capsys):
     assert "run `lakehouse run` first" in capsys.readouterr().err
 
 
+def test_as_of_sql_prints_an_athena_query_of_the_columns_as_of_shows(capsys):
+    assert main(["as-of", "dim_ce", "--at", "2026-03-02T06:00:00.250", "--sql"]) == 0
+    sql = capsys.readouterr().out
+    assert "FROM dim_ce_history\n" in sql and 'ORDER BY "id340b", "ce_id"' in sql
+    assert sql.count("TIMESTAMP '2026-03-02 06:00:00.25'") == 2 and "AND NOT _is_deleted" in sql
+    assert '"effective_stp"' in sql and '"_valid_to"' in sql and '"_sequence"' not in sql
+
+
 def _config(root: Path, trigger_seconds: float = 1) -> dict:
     return {
         "environment": "local",
