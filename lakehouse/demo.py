@@ -65,6 +65,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "leak_rate",
         "mask_type",
         "notes",
+        "pressure_cm_h2o",
         "dms_change_seq",
     ),
 }
@@ -268,11 +269,18 @@ def _device(src: _Source, patient_id: str | None, on: date | None) -> Row:
     }
 
 
+def _pressure(session_id: str) -> str | None:
+    """A PostgreSQL NUMERIC(4,1) as DMS writes it ('12.5'); NULL for auto-titrating sessions. No RNG draw."""
+    n = int(session_id)
+    return None if n % 7 == 0 else f"{(40 + n * 37 % 161) / 10:.1f}"
+
+
 def _session(src: _Source, device: Row, night: date) -> Row:
     rng = src.rng
     start = datetime.combine(night, time(21)) + timedelta(seconds=rng.randint(0, 4 * 3600))
+    session_id = src.new_id("therapy_sessions")
     return {
-        "session_id": src.new_id("therapy_sessions"),
+        "session_id": session_id,
         "device_id": device["device_id"],
         "patient_id": device["patient_id"],
         "started_at": f"{start:%Y-%m-%d %H:%M:%S}",
@@ -281,6 +289,7 @@ def _session(src: _Source, device: Row, night: date) -> Row:
         "leak_rate": _real(round(rng.uniform(0, 42), 2)),
         "mask_type": MASKS[int(str(device["device_id"])[3:]) % 3],
         "notes": None,
+        "pressure_cm_h2o": _pressure(session_id),
     }
 
 

@@ -197,6 +197,8 @@ def test_realistic_quirks(landing: Path) -> None:
     assert any(r["phone"].startswith("0") for r in patients)
     filled = [r for r in sessions if r["_op"] != "D"]
     assert all(DMS_REAL.match(r["ahi"]) and DMS_REAL.match(r["leak_rate"]) for r in filled)
+    pressures = {r["pressure_cm_h2o"] for r in filled}
+    assert "" in pressures and all(re.match(r"^\d{1,2}\.\d$", p) for p in pressures - {""}), "NUMERIC(4,1) or NULL"
     assert all(
         r["email"].endswith((".example.com", "@example.com", "@example.org", "@example.net"))
         for r in patients
