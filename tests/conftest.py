@@ -28,6 +28,8 @@ def spark():
         extra_conf={
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
+            # The tests' tables are small: a 2 GB heap leaves room for the CLI runs that tests start beside it.
+            "spark.driver.memory": "2g",
             "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
         },
     )
