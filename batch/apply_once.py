@@ -16,7 +16,7 @@ def work(args: dict) -> int:
     tables = selected_tables(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
-        runs = run_once(spark, config, tables)
+        runs = run_once(spark, config, tables, job=args["JOB_NAME"])
     for run in runs:
         print(f"{run.table}: {len(run.batches)} batches" + (f", FAILED: {run.error}" if run.error else ""))
     return 0 if all(r.ok for r in runs) else 1

@@ -8,6 +8,7 @@ Locally `--bucket` may be omitted and `--key` be a file path. An out-of-order sn
 
 from lakehouse.cli import feed_for
 from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.ownership import hold
 from lakehouse.runner import configure_metrics
 from lakehouse.session import build_spark
 
@@ -20,7 +21,7 @@ def work(args: dict) -> int:
     feed = feed_for(config, path, args["feed"])
     spark = build_spark(config, app_name=args["JOB_NAME"])
     configure_metrics(config)
-    with glue_job(spark, args["JOB_NAME"]):
+    with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"]):
         result = apply_snapshot(spark, config, feed, path)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     return 0

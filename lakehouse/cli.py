@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
         print(f"landing area {config.paths.landing} is empty: writing demo input")
         _write_demo(config, patients=200)
     spark = build_spark(config, app_name="lakehouse-run")
-    runs = run_once(spark, config, args.table)
+    runs = run_once(spark, config, args.table, job="lakehouse run")
     print_summary(spark, config, runs)
     if not args.table:
         export_after_run(spark, config)
@@ -132,7 +132,7 @@ def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
         f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
         "stop with Ctrl-C or SIGTERM"
     )
-    runs = run_stream(spark, config, args.table)
+    runs = run_stream(spark, config, args.table, job="lakehouse stream")
     for run in runs:
         print(f"{run.table}: {len(run.batches)} batches" + (f", FAILED: {run.error}" if run.error else ""))
     return 0 if all(r.ok for r in runs) else 1
@@ -189,6 +189,7 @@ def feed_for(config: Config, file: str, feed: str | None) -> str:
 
 def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
+    from lakehouse.ownership import hold
     from lakehouse.runner import configure_metrics
     from lakehouse.session import build_spark
 
@@ -198,7 +199,8 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
         raise InputError(f"snapshot file not found: {path}")
     spark = build_spark(config, app_name="lakehouse-snapshot")
     configure_metrics(config)
-    result = apply_snapshot(spark, config, feed, path)
+    with hold(config, [feed], job="lakehouse snapshot load"):
+        result = apply_snapshot(spark, config, feed, path)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     for m in result.metrics:
         print(

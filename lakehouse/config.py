@@ -296,6 +296,34 @@ class StreamSettings(_Model):
     trigger_seconds: float = Field(default=10, gt=0)
 
 
+class HandoffSettings(_Model):
+    """The landing router's hourly folders: the DynamoDB control item that names the open one.
+
+    The router copies each DMS file into `p_date=/p_hour=` of the item; a run's first step moves the item on
+    and records when (`opened_at`), so a run-once job reads only the files that landed before that moment: the
+    closed folders. See deploy/README.md.
+    """
+
+    control_table: str
+    pipeline: str
+    region: str | None = None
+
+
+class LockSettings(_Model):
+    """Where the one-writer-per-table leases live: a lock file next to the checkpoints, or a DynamoDB table."""
+
+    store: Literal["local", "dynamodb"] = "local"
+    dynamodb_table: str | None = None
+    region: str | None = None
+    lease_seconds: float = Field(default=600, ge=30)
+
+    @model_validator(mode="after")
+    def _table_named(self) -> LockSettings:
+        if self.store == "dynamodb" and not self.dynamodb_table:
+            raise ValueError("store: dynamodb needs dynamodb_table (the lease table the deploy creates)")
+        return self
+
+
 class PostgresTarget(_Model):
     """Where dimensions are exported. Credentials never live here: they come from the environment or a secret."""
 
@@ -321,6 +349,8 @@ class Config(_Model):
     spark: SparkSettings = SparkSettings()
     stream: StreamSettings = StreamSettings()
     metrics: MetricsSettings = MetricsSettings()
+    handoff: HandoffSettings | None = None
+    locks: LockSettings = LockSettings()
     tables: dict[str, TableConfig] = {}
     snapshots: dict[str, Annotated[OpaisFeed | CsvSnapshotFeed, Field(discriminator="kind")]] = {}
     postgres: PostgresTarget | None = None
@@ -369,6 +399,13 @@ class Config(_Model):
         return self
 
     @model_validator(mode="after")
+    def _jobs_on_aws_share_their_leases(self) -> Config:
+        # A lock file is only seen by processes of one machine: jobs on Glue and EMR need the shared table.
+        if self.environment == "aws" and self.locks.store != "dynamodb":
+            raise ValueError("environment aws needs locks.store: dynamodb (one writer per table across jobs)")
+        return self
+
+    @model_validator(mode="after")
     def _exported_tables_keep_a_change_feed(self) -> Config:
         if self.postgres is None:
             return self
@@ -409,6 +446,16 @@ class Config(_Model):
         """The tables a snapshot feed fills."""
         return {n: t for n, t in self.tables.items() if getattr(t.source, "feed", None) == feed}
 
+    def write_units(self) -> dict[str, list[str]]:
+        """What one job writes at a time, by name: each DMS table alone, each snapshot feed with all its tables.
+
+        A unit is the scope of one writer (its tables, their checkpoint and the feed's snapshot log): `run`,
+        `stream` and the snapshot load take the unit's lease before they write (lakehouse.ownership).
+        """
+        units = {name: [name] for name in self.dms_tables()}
+        units.update({feed: list(self.feed_tables(feed)) for feed in self.snapshots})
+        return units
+
     def export_tables(self) -> list[str]:
         """The tables the Postgres export writes: the configured list, or every 340B dimension."""
         if self.postgres is None:
@@ -447,11 +494,36 @@ def _interpolate(value: Any, file: str, path: str) -> Any:
     return _VAR.sub(replace, value)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}): the later one would "
+                    "silently replace the first; keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text as the configuration loader does: safe types only, a key written twice is an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_config(path: str | Path) -> Config:
     """Read, interpolate and validate a YAML configuration file."""
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = read_yaml(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {Path(path).resolve()}") from None
     except yaml.YAMLError as exc:

@@ -18,6 +18,7 @@ from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
+from lakehouse.ownership import hold
 from lakehouse.policy.job import build_policy_table, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
@@ -86,8 +87,9 @@ def start_query(
     *,
     trigger: dict[str, object],
     governance: Governance | None = None,
+    path: str | None = None,
 ) -> StreamingQuery:
-    """Start the streaming query that applies `table`'s DMS files; its metrics go into `run`."""
+    """Start the streaming query that applies `table`'s DMS files (from `path`, default the source's path)."""
     paths = table_paths(config, table)
     governance = governance or Governance()
     ensure_tables(spark, table, paths)
@@ -101,7 +103,7 @@ def start_query(
         report(metrics)
 
     return (
-        read_dms_stream(spark, table.source)
+        read_dms_stream(spark, table.source, path=path)
         .writeStream.queryName(f"lakehouse_{table.name}")
         .foreachBatch(each_batch)
         .option("checkpointLocation", paths.checkpoint)
@@ -174,20 +176,45 @@ def _failed(runs: list[TableRun], name: str, exc: BaseException) -> None:
     log.error('{"event": "table_failed", "table": "%s", "error": %r}', name, error)
 
 
-def run_once(spark: SparkSession, config: Config, tables: list[str] | None = None) -> list[TableRun]:
-    """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure."""
+def closed_paths(config: Config, tables: list[TableConfig]) -> dict[str, str]:
+    """Each DMS table's path narrowed to the landing router's closed folders (no handoff configured: none)."""
+    if config.handoff is None or not tables:
+        return {}
+    from lakehouse.handoff import closed_source_path, open_folder
+
+    p_date, p_hour = open_folder(config.handoff)
+    log.info('{"event": "closed_folders", "before": "p_date=%s/p_hour=%s"}', p_date, p_hour)
+    return {t.name: closed_source_path(t.source.path, p_date, p_hour) for t in tables}
+
+
+def run_once(
+    spark: SparkSession, config: Config, tables: list[str] | None = None, *, job: str | None = None
+) -> list[TableRun]:
+    """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure.
+
+    Each table (each feed) is applied under its unit's lease (lakehouse.ownership): a unit another job is
+    writing is reported as failed, untouched.
+    """
     dms, feeds = selected(config, tables)
     governance = Governance.of(config, dms)
     source = config.policy.source_table if config.policy else None
+    paths = closed_paths(config, dms)
     # The consent source goes first and the policy is rebuilt from it before the tables it flags.
     dms.sort(key=lambda t: t.name != source)
     runs = []
     for table in dms:
         run = TableRun(table.name)
         try:
-            start_query(
-                spark, config, table, run, trigger={"availableNow": True}, governance=governance
-            ).awaitTermination()
+            with hold(config, [table.name], job=job):
+                start_query(
+                    spark,
+                    config,
+                    table,
+                    run,
+                    trigger={"availableNow": True},
+                    governance=governance,
+                    path=paths.get(table.name),
+                ).awaitTermination()
             if table.name == source:
                 stats = build_policy_table(spark, config)
                 if governance.policy is not None:
@@ -199,7 +226,8 @@ def run_once(spark: SparkSession, config: Config, tables: list[str] | None = Non
     for feed in feeds:
         feed_runs = _feed_runs(config, feed)
         try:
-            start_feed_query(spark, config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
+            with hold(config, [feed], job=job):
+                start_feed_query(spark, config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
         except Exception as exc:
             _failed(list(feed_runs.values()), feed, exc)
         runs.extend(feed_runs.values())
@@ -207,15 +235,30 @@ def run_once(spark: SparkSession, config: Config, tables: list[str] | None = Non
 
 
 def run_stream(
-    spark: SparkSession, config: Config, tables: list[str] | None = None, stop: threading.Event | None = None
+    spark: SparkSession,
+    config: Config,
+    tables: list[str] | None = None,
+    stop: threading.Event | None = None,
+    *,
+    job: str | None = None,
 ) -> list[TableRun]:
-    """Run every table's query on a processing-time trigger until `stop` is set, SIGTERM or Ctrl-C."""
+    """Run every table's query on a processing-time trigger until `stop` is set, SIGTERM or Ctrl-C.
+
+    The stream holds the leases of every unit it writes for as long as it runs: no batch job writes them then.
+    """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     dms, feeds = selected(config, tables)
+    with hold(config, [t.name for t in dms] + feeds, job=job):
+        return _run_stream(spark, config, dms, feeds, stop)
+
+
+def _run_stream(
+    spark: SparkSession, config: Config, dms: list[TableConfig], feeds: list[str], stop: threading.Event
+) -> list[TableRun]:
+    trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     governance = Governance.of(config, dms)
     queries: list[tuple[StreamingQuery, list[TableRun]]] = []
     for table in dms:

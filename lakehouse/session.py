@@ -52,6 +52,19 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 
+def session_settings(
+    config: Config | None, extra_conf: dict[str, str] | None = None
+) -> tuple[str | None, dict[str, str]]:
+    """The master (None: the cluster's) and the Spark settings a session for `config` is built with."""
+    local = config is None or config.environment == "local"
+    conf = {**ENGINE_CONF, **(LOCAL_CONF if local else {})}
+    if config is not None:
+        conf.update(config.spark.conf)
+    conf.update(extra_conf or {})
+    master = config.spark.master if config is not None else "local[2]"
+    return master, conf
+
+
 def build_spark(
     config: Config | None = None, *, app_name: str = "lakehouse", extra_conf: dict[str, str] | None = None
 ) -> SparkSession:
@@ -69,13 +82,8 @@ def build_spark(
         ) from None
 
     local = config is None or config.environment == "local"
-    conf = {**ENGINE_CONF, **(LOCAL_CONF if local else {})}
-    if config is not None:
-        conf.update(config.spark.conf)
-    conf.update(extra_conf or {})
-
+    master, conf = session_settings(config, extra_conf)
     builder = SparkSession.builder.appName(app_name)
-    master = config.spark.master if config is not None else "local[2]"
     if master:
         builder = builder.master(master)
     for key, value in conf.items():

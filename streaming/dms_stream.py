@@ -15,7 +15,7 @@ def work(args: dict) -> int:
     tables = selected_tables(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
-        runs = run_stream(spark, config, tables)
+        runs = run_stream(spark, config, tables, job=args["JOB_NAME"])
     return 0 if all(r.ok for r in runs) else 1
 
 

@@ -313,7 +313,9 @@ def test_csv_snapshot_keys_must_be_columns(tmp_path: Path) -> None:
 
 
 def test_aws_example_loads_with_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("IN_PROCESS_BUCKET", "LANDING_BUCKET", "PHI_LAKE_BUCKET", "NON_PHI_LAKE_BUCKET", "POLICY_TABLE"):
+    names = ("IN_PROCESS_BUCKET", "LANDING_BUCKET", "PHI_LAKE_BUCKET", "NON_PHI_LAKE_BUCKET", "ARTIFACTS_BUCKET")
+    names += ("POLICY_TABLE", "CONTROL_TABLE", "LOCK_TABLE", "PIPELINE", "ENVIRONMENT", "AWS_REGION")
+    for name in names:
         monkeypatch.setenv(name, name.lower().replace("_", "-"))
     monkeypatch.setenv("MASKING_KEY_SECRET_ID", "lakehouse/masking-key")
     monkeypatch.setenv("POSTGRES_SECRET_ID", "lakehouse/postgres")
@@ -321,6 +323,22 @@ def test_aws_example_loads_with_its_variables(monkeypatch: pytest.MonkeyPatch) -
     config = load_config(LOCAL_YAML.parent / "aws.yaml")
 
     assert config.environment == "aws" and config.paths.lake == "s3://phi-lake-bucket"
-    assert config.tables["patients"].source.path == "s3://in-process-bucket/dms/cpap/patients"
+    assert config.tables["patients"].source.path == "s3://in-process-bucket/dms/p_date=*/p_hour=*/cpap/patients"
     assert config.policy.store == "dynamodb" and config.postgres.credentials == "secret"
     assert sorted(config.tables) == sorted(load_config(LOCAL_YAML).tables)
+
+
+def test_jobs_on_aws_must_share_their_leases(tmp_path: Path) -> None:
+    data = {**document(), "environment": "aws"}
+    assert "locks.store: dynamodb" in str(config_error(write(tmp_path, data)))
+    data["locks"] = {"store": "dynamodb"}
+    assert "needs dynamodb_table" in str(config_error(write(tmp_path, data)))
+
+
+def test_write_units_are_each_dms_table_and_each_snapshot_feed_with_its_tables(tmp_path: Path) -> None:
+    data = document()
+    data["snapshots"] = {"opais": {"kind": "opais", "path": "landing/opais"}}
+
+    units = load_config(write(tmp_path, data)).write_units()
+
+    assert units == {"people": ["people"], "opais": sorted(ENTITIES, key=list(ENTITIES).index)}

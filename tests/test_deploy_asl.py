@@ -9,6 +9,7 @@ counterparts (moto cannot run ``.sync`` integrations).
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import re
@@ -28,23 +29,34 @@ STATELINT = Path(sys.executable).with_name("statelint")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:lakehouse-test-alerts"
+CONTROL_TABLE = "lakehouse-test-control"
 
 SNAPSHOT = {"bucket": "lakehouse-test-landing", "key": "opais/340b/OPA_CE_DAILY_PUBLIC_2026-11-23.zip"}
 GLUE_SYNC = "arn:aws:states:::glue:startJobRun.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
+DYNAMODB_UPDATE = "arn:aws:states:::dynamodb:updateItem"
 EMR = "arn:aws:states:::elasticmapreduce:"
 
 # The values Terraform passes to templatefile (deploy/terraform/stepfunctions.tf), with test names.
 VARIABLES = {
     "glue_flow.asl.json": {
-        "tables": "patients,devices,therapy_sessions",
+        "apply_units": "patients,devices,therapy_sessions",
+        "policy_source_table": "consents",
+        "control_table": CONTROL_TABLE,
+        "pipeline": "cpap",
         "policy_build_job": "lakehouse-test-policy-build",
         "apply_once_job": "lakehouse-test-apply-once",
         "export_job": "lakehouse-test-export-postgres",
         "sns_topic_arn": TOPIC,
     },
     "emr_flow.asl.json": {
-        "tables": "patients,devices",
+        "apply_units": "patients,devices",
+        "policy_source_table": "consents",
+        "control_table": CONTROL_TABLE,
+        "pipeline": "cpap",
+        "delta_log_table": "lakehouse-test-delta-log",
+        "region": REGION,
+        "log_store_jar_uri": "s3://lakehouse-test-artifacts/jars/delta-storage-s3-dynamodb-3.3.2.jar",
         "sns_topic_arn": TOPIC,
         "cluster_name": "lakehouse-test",
         "emr_release_label": "emr-7.12.0",
@@ -174,12 +186,19 @@ def test_every_task_has_retry_with_full_jitter_a_catch_and_a_timeout(name: str) 
             )
 
 
-def test_glue_flow_runs_the_policy_build_then_every_table_then_the_export() -> None:
+def test_glue_flow_moves_the_folder_applies_consents_builds_the_policy_then_every_unit_then_the_export() -> None:
     definition = load("glue_flow.asl.json")
     states = definition["States"]
     by_resource = {name: t["Resource"] for name, t in tasks(definition).items()}
 
-    assert {r for r in by_resource.values()} == {GLUE_SYNC, SNS_PUBLISH}
+    assert {r for r in by_resource.values()} == {GLUE_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE}
+    for here, there in itertools.pairwise(["DeployedTables", "AdvanceFolder", "ApplyConsents", "BuildPolicy"]):
+        assert states[here]["Next"] == there
+    assert states["ApplyConsents"]["Parameters"] == {
+        "JobName": "lakehouse-test-apply-once",
+        "Arguments": {"--table": "consents"},
+    }
+    assert states["ApplyConsents"]["Catch"][0]["Next"] == "NotifyPolicyFailed"  # no table on a stale policy
     assert states["BuildPolicy"]["Parameters"]["JobName"] == "lakehouse-test-policy-build"
     assert states["BuildPolicy"]["Next"] == "ApplyTables"
     apply = states["ApplyTables"]
@@ -247,17 +266,18 @@ def test_emr_flow_creates_a_delta_cluster_protects_it_runs_steps_in_parallel_and
     ]
     assert create["Parameters"]["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert create["Parameters"]["AutoTerminationPolicy"]["IdleTimeout"] > 0
-    happy = ["CreateCluster", "CheckClusterReady", "IsClusterReady", "ProtectCluster", "RunSteps", "ExportStep"]
-    happy += ["UnprotectCluster", "TerminateCluster", "WrapUp"]
+    happy = ["AdvanceFolder", "CreateCluster", "CheckClusterReady", "IsClusterReady", "ProtectCluster"]
+    happy += ["ApplyConsentsStep", "PolicyBuildStep", "HasSnapshot", "SnapshotLoadStep", "SnapshotLoadSucceeded"]
+    happy += ["RunSteps", "StepsDone", "ExportStep", "UnprotectCluster", "TerminateCluster", "WrapUp"]
     for here, there in itertools.pairwise(happy):
         assert there in successors(states[here]), f"{here} does not lead to {there}"
     assert states["CheckClusterReady"]["Resource"] == "arn:aws:states:::aws-sdk:emr:describeCluster"
     assert states["ProtectCluster"]["Parameters"]["TerminationProtected"] is True
     assert states["UnprotectCluster"]["Parameters"]["TerminationProtected"] is False
     assert states["TerminateCluster"]["Resource"] == EMR + "terminateCluster.sync"
-    assert states["RunSteps"]["Type"] == "Parallel"
+    assert states["RunSteps"]["Type"] == "Map" and states["RunSteps"]["ItemsPath"] == "$.table_list.names"
     steps = {n: t for n, t in tasks(definition).items() if t["Resource"] == EMR + "addStep.sync"}
-    assert set(steps) == {"ApplyOnceStep", "SnapshotLoadStep", "ExportStep"}
+    assert set(steps) == {"ApplyConsentsStep", "PolicyBuildStep", "ApplyOnceStep", "SnapshotLoadStep", "ExportStep"}
     for name, step in steps.items():
         assert step["Parameters"]["Step"]["ActionOnFailure"] == "CONTINUE", name
         assert step["Parameters"]["Step"]["HadoopJarStep"]["Jar"] == "command-runner.jar", name
@@ -278,7 +298,9 @@ def test_every_emr_error_path_notifies_and_reaches_the_cluster_teardown() -> Non
         if s.get("Catch") and n not in terminate and reachable(states, n, catches=False) & terminate
     }
     catchers.pop("CreateCluster")  # no cluster exists yet when creation fails: checked below
-    assert {"CheckClusterReady", "ProtectCluster", "RunSteps", "ExportStep", "UnprotectCluster"} <= set(catchers)
+    catchers.pop("AdvanceFolder")  # nor before it (checked by test_each_flow_moves_the_landing_folder_first...)
+    assert {"CheckClusterReady", "ProtectCluster", "ApplyConsentsStep", "PolicyBuildStep", "RunSteps"} <= set(catchers)
+    assert {"ExportStep", "UnprotectCluster"} <= set(catchers)
 
     for name, state in catchers.items():
         for catch in state["Catch"]:
@@ -294,6 +316,58 @@ def test_every_emr_error_path_notifies_and_reaches_the_cluster_teardown() -> Non
     has_cluster = states[states["CreateCluster"]["Catch"][0]["Next"]]
     assert has_cluster["Type"] == "Choice" and has_cluster["Choices"][0]["Variable"] == "$.cluster.ClusterId"
     assert reachable(states, has_cluster["Choices"][0]["Next"]) & terminate
+
+
+def test_emr_cluster_can_start_under_the_managed_policy_with_python_3_11_and_the_log_store() -> None:
+    create = load("emr_flow.asl.json")["States"]["CreateCluster"]["Parameters"]
+    tags = {t["Key"]: t["Value"] for t in create["Tags"]}
+    spark_defaults = next(c for c in create["Configurations"] if c["Classification"] == "spark-defaults")["Properties"]
+    spark_env = next(c for c in create["Configurations"] if c["Classification"] == "spark-env")
+
+    assert tags["for-use-with-amazon-emr-managed-policies"] == "true"  # AmazonEMRServicePolicy_v2 needs it
+    assert (
+        spark_defaults["spark.pyspark.python"] == spark_defaults["spark.pyspark.driver.python"] == "/usr/bin/python3.11"
+    )
+    assert spark_env["Configurations"][0]["Properties"]["PYSPARK_PYTHON"] == "/usr/bin/python3.11"
+    assert spark_defaults["spark.delta.logStore.s3.impl"] == "io.delta.storage.S3DynamoDBLogStore"
+    assert spark_defaults["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == "lakehouse-test-delta-log"
+    assert spark_defaults["spark.jars"].endswith("/jars/delta-storage-s3-dynamodb-3.3.2.jar")
+    bootstrap = (ROOT / "deploy" / "emr" / "install-wheel.sh").read_text()
+    assert "dnf install -y -q python3.11 python3.11-pip" in bootstrap and '"$python" -m pip install' in bootstrap
+
+
+def test_emr_flow_applies_consents_and_builds_the_policy_before_any_unit() -> None:
+    states = load("emr_flow.asl.json")["States"]
+    consents = states["ApplyConsentsStep"]["Parameters"]["Step"]["HadoopJarStep"]["Args.$"]
+    policy = states["PolicyBuildStep"]["Parameters"]["Step"]["HadoopJarStep"]["Args.$"]
+
+    assert "/batch/apply_once.py'" in consents and "'--table', 'consents')" in consents
+    assert "/batch/policy_build.py'" in policy
+    assert (states["ProtectCluster"]["Next"], states["ApplyConsentsStep"]["Next"]) == (
+        "ApplyConsentsStep",
+        "PolicyBuildStep",
+    )
+    assert "RunSteps" in reachable(states, "PolicyBuildStep", catches=False)
+    assert "PolicyBuildStep" not in reachable(states, "RunSteps")
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_each_flow_moves_the_landing_folder_first_and_never_backwards(name: str) -> None:
+    states = load(name)["States"]
+    advance = states["AdvanceFolder"]
+    assert states["DeployedTables"]["Next"] == states["InputTables"]["Next"] == "AdvanceFolder"
+    assert advance["Resource"] == DYNAMODB_UPDATE
+    assert advance["Parameters"]["TableName"] == CONTROL_TABLE and advance["Parameters"]["Key"] == {
+        "pipeline": {"S": "cpap"}
+    }
+    assert "p_date < :d OR (p_date = :d AND p_hour < :h)" in advance["Parameters"]["ConditionExpression"]
+    # the same hour again (the condition fails) goes on; any other failure notifies and stops
+    assert advance["Catch"][0] == {
+        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+        "ResultPath": None,
+        "Next": advance["Next"],
+    }
+    assert states[advance["Catch"][1]["Next"]]["Resource"] == SNS_PUBLISH
 
 
 def test_emr_step_failures_are_caught_inside_their_branch() -> None:
@@ -319,9 +393,22 @@ def sfn_server(moto_server: str) -> Iterator[str]:
         requests.post(
             f"{moto_server}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
         )
+        create_control_table(moto_server)
         yield moto_server
         requests.post(
             f"{moto_server}/moto-api/config", json={"stepfunctions": {"execute_state_machine": False}}, timeout=10
+        )
+
+
+def create_control_table(url: str) -> None:
+    """The landing router's control table the flows' first step updates."""
+    dynamodb = client_for("dynamodb", url)
+    if CONTROL_TABLE not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(
+            TableName=CONTROL_TABLE,
+            KeySchema=[{"AttributeName": "pipeline", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pipeline", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
         )
 
 
@@ -444,6 +531,26 @@ def test_glue_flow_run_where_everything_succeeds_publishes_the_summary(glue_jobs
     assert execution["status"] == "SUCCEEDED", execution
     assert entered.count("TableApplied") == 3 and entered[-2:] == ["NotifySuccess", "Done"]
     assert any("all 3 tables applied and exported" in m for m in messages)
+    # the first step moved the landing router on to the run's hour
+    started = execution["startDate"].astimezone(datetime.UTC)
+    item = client_for("dynamodb", glue_jobs).get_item(TableName=CONTROL_TABLE, Key={"pipeline": {"S": "cpap"}})["Item"]
+    assert (item["p_date"]["S"], item["p_hour"]["S"]) in {
+        (t.date().isoformat(), f"{t.hour:02d}") for t in (started, started + datetime.timedelta(seconds=5))
+    }
+
+
+def test_glue_flow_run_never_moves_the_folder_backwards(glue_jobs: str) -> None:
+    dynamodb = client_for("dynamodb", glue_jobs)
+    future = {"pipeline": {"S": "cpap"}, "p_date": {"S": "2999-01-01"}, "p_hour": {"S": "05"}}
+    dynamodb.put_item(TableName=CONTROL_TABLE, Item=future)
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"])
+
+    execution, entered, _ = execute(glue_jobs, definition, "glue-folder-kept")
+
+    assert execution["status"] == "SUCCEEDED" and "FolderFailed" not in entered
+    assert dynamodb.get_item(TableName=CONTROL_TABLE, Key={"pipeline": {"S": "cpap"}})["Item"] == future
+    dynamodb.delete_item(TableName=CONTROL_TABLE, Key={"pipeline": {"S": "cpap"}})
 
 
 def test_glue_flow_run_stops_before_any_table_when_the_policy_build_fails(glue_jobs: str) -> None:
@@ -454,7 +561,7 @@ def test_glue_flow_run_stops_before_any_table_when_the_policy_build_fails(glue_j
 
     assert (execution["status"], execution["error"]) == ("FAILED", "Lakehouse.PolicyBuildFailed")
     assert "ApplyTables" not in entered
-    assert any("policy build job failed" in m for m in messages)
+    assert any("the policy build failed" in m for m in messages)
 
 
 @pytest.mark.parametrize(

@@ -91,11 +91,15 @@ def test_every_file_parses_and_is_terraform_fmt_clean(tf: dict[str, dict]) -> No
 
 def test_names_follow_project_environment_purpose(tf: dict[str, dict]) -> None:
     declared = variables(tf)
-    assert {"project", "environment", "tables", "masking_key_secret_name", "postgres_secret_name"} <= set(declared)
+    assert {"project", "environment", "dms_tables", "snapshot_feeds", "masking_key_secret_name"} <= set(declared)
     assert locals_(tf)["name"] == "${var.project}-${var.environment}"
+    tables = locals_(tf)["dynamodb_tables"]
+    assert tables == {
+        t: f"${{local.name}}-{t.replace('_', '-')}" for t in ("policy", "control", "dedup", "leases", "delta_log")
+    }
     named = {
-        "aws_dynamodb_table.policy": "${local.name}-policy",
-        "aws_dynamodb_table.control": "${local.name}-control",
+        "aws_dynamodb_table.policy": "${local.dynamodb_tables.policy}",
+        "aws_dynamodb_table.control": "${local.dynamodb_tables.control}",
         "aws_sns_topic.alerts": "${local.name}-alerts",
         "aws_sfn_state_machine.glue_flow": "${local.name}-glue-flow",
         "aws_sfn_state_machine.emr_flow": "${local.name}-emr-flow",
@@ -106,20 +110,25 @@ def test_names_follow_project_environment_purpose(tf: dict[str, dict]) -> None:
         assert resources[address]["name" if "function" not in address else "function_name"] == name, address
 
 
-def test_default_tables_are_the_demo_and_the_340b_dimensions(tf: dict[str, dict]) -> None:
-    assert variables(tf)["tables"]["default"] == [
-        "patients",
-        "devices",
-        "therapy_sessions",
-        "dim_ce",
-        "dim_ce_medicaid",
-        "dim_ce_npi",
-        "dim_ce_street_address",
-        "dim_ce_billing_address",
-        "dim_ce_shipping_address",
-        "dim_ce_contract_pharmacy",
-        "dim_pharmacy",
-    ]
+def test_default_tables_are_the_demo_and_the_340b_dimensions_in_write_units(tf: dict[str, dict]) -> None:
+    declared = variables(tf)
+    assert declared["dms_tables"]["default"] == ["consents", "patients", "devices", "therapy_sessions"]
+    assert declared["snapshot_feeds"]["default"] == {
+        "opais": [
+            "dim_ce",
+            "dim_ce_medicaid",
+            "dim_ce_npi",
+            "dim_ce_street_address",
+            "dim_ce_billing_address",
+            "dim_ce_shipping_address",
+            "dim_ce_contract_pharmacy",
+            "dim_pharmacy",
+        ],
+        "pecos_clinicians": ["pecos_clinicians"],
+    }
+    # the state machines fan out over write units (a feed once, whatever its number of tables)
+    assert locals_(tf)["glue_flow_vars"]["apply_units"] == '${join(",", local.apply_units)}'
+    assert locals_(tf)["emr_flow_vars"]["apply_units"] == '${join(",", local.apply_units)}'
 
 
 def test_buckets_are_encrypted_versioned_private_tls_only_and_logged(tf: dict[str, dict]) -> None:
@@ -169,7 +178,12 @@ def test_glue_jobs_run_the_batch_scripts_with_delta_and_the_wheel(tf: dict[str, 
     arguments = job["default_arguments"]
     assert arguments["--datalake-formats"] == "delta"
     assert arguments["--conf"] == "${local.spark_delta_conf}"
-    assert "io.delta.sql.DeltaSparkSessionExtension" in locals_(tf)["spark_delta_conf"]
+    settings = locals_(tf)["spark_delta_settings"]
+    assert settings["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    # commits to s3:// go through Delta's DynamoDB log store, whose jar the job gets from the artifacts bucket
+    assert settings["spark.delta.logStore.s3.impl"] == "io.delta.storage.S3DynamoDBLogStore"
+    assert settings["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == "${local.dynamodb_tables.delta_log}"
+    assert arguments["--extra-jars"] == "${local.log_store_uri}"
     assert arguments["--additional-python-modules"] == "${local.wheel_uri}"
     assert locals_(tf)["wheel_uri"] == "${local.artifacts_uri}/wheels/${var.wheel_file}"
     # Secrets travel as ARNs; their values are read by the job at run time, never by Terraform.
@@ -227,8 +241,10 @@ def test_catalog_tables_are_native_delta_tables_athena_reads(tf: dict[str, dict]
     assert storage["location"] == "${each.value.location}"
     assert one(storage, "ser_de_info")["parameters"]["path"] == "${each.value.location}"
     catalog = locals_(tf)["catalog_tables"]
-    assert "s3://${local.zones[entry[0]]}/${entry[1]}/${entry[2]}" in catalog
+    assert 'location = "s3://${bucket}/${entry[0]}/${entry[1]}"' in catalog
     assert '["history", "latest"]' in catalog
+    assert locals_(tf)["zone_tables"] == {"phi": "${local.tables}", "nonphi": "${var.non_phi_tables}"}
+    assert locals_(tf)["tables"] == "${concat(var.dms_tables, flatten(values(var.snapshot_feeds)))}"
 
 
 def test_saved_queries_answer_as_of_from_the_validity_columns(tf: dict[str, dict]) -> None:
@@ -358,6 +374,50 @@ def test_every_checkov_skip_has_a_reason(checkov_report: dict) -> None:
 
 def test_the_emr_bootstrap_script_the_flow_names_exists_and_parses() -> None:
     script = ROOT / "deploy" / "emr" / "install-wheel.sh"
-    assert locals_(parse_dir(TERRAFORM))["emr_flow_vars"]["bootstrap_script_uri"].endswith("/emr/install-wheel.sh")
+    assert locals_(parse_dir(TERRAFORM))["bootstrap_uri"].endswith("/emr/install-wheel.sh")
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------- the deploy's gaps
+
+
+def test_the_glue_catalog_has_every_table_the_engine_writes(tf: dict[str, dict]) -> None:
+    from tests.terraform_values import Terraform
+
+    terraform = Terraform({"environment": "test"})
+    tables = [*terraform.vars["dms_tables"], *(t for ts in terraform.vars["snapshot_feeds"].values() for t in ts)]
+    assert {"consents", "pecos_clinicians"} <= set(tables)
+    assert len(tables) == len(set(tables)) == 13
+    assert set(terraform.vars["non_phi_tables"]) <= set(tables)
+
+
+def test_the_emr_flow_role_may_create_emrs_cleanup_service_linked_role(tf: dict[str, dict]) -> None:
+    statements_ = {s.get("sid"): s for a, s in statements(tf) if a == "aws_iam_policy_document.sfn_emr_flow"}
+    role = statements_["EmrCleanupServiceLinkedRole"]
+    assert role["actions"] == ["iam:CreateServiceLinkedRole"]
+    assert role["resources"][0].endswith(
+        "role/aws-service-role/elasticmapreduce.amazonaws.com*/AWSServiceRoleForEMRCleanup*"
+    )
+    assert one(role, "condition")["variable"] == "iam:AWSServiceName"
+
+
+def test_jobs_may_take_leases_and_commit_through_the_delta_log_table(tf: dict[str, dict]) -> None:
+    jobs = {s.get("sid"): s for a, s in statements(tf) if a == "aws_iam_policy_document.spark_jobs"}
+    assert jobs["WriterLeases"]["resources"] == ["${aws_dynamodb_table.leases.arn}"]
+    assert jobs["DeltaCommitLog"]["resources"] == ["${aws_dynamodb_table.delta_log.arn}"]
+    delta_log = blocks(tf, "resource")["aws_dynamodb_table.delta_log"]
+    assert (delta_log["hash_key"], delta_log["range_key"]) == ("tablePath", "fileName")
+    assert one(delta_log, "ttl")["attribute_name"] == "expireTime"
+
+
+def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict[str, dict]) -> None:
+    resources = blocks(tf, "resource")
+    into_postgres = resources["aws_vpc_security_group_ingress_rule.postgres_from_glue"]
+    assert into_postgres["security_group_id"] == "${var.postgres_security_group_id}"
+    assert into_postgres["referenced_security_group_id"] == "${aws_security_group.glue_jobs[0].id}"
+    assert (into_postgres["from_port"], into_postgres["to_port"]) == ("${var.postgres_port}", "${var.postgres_port}")
+    connection = one(resources["aws_glue_connection.postgres_network"], "physical_connection_requirements")
+    assert "aws_security_group.glue_jobs[*].id" in connection["security_group_id_list"]
+    assert resources["aws_vpc_endpoint.interface"]["for_each"] == "${local.interface_services}"
+    assert "secretsmanager" in locals_(tf)["interface_services"]

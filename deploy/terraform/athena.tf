@@ -29,8 +29,8 @@ resource "aws_athena_workgroup" "pipeline" {
 locals {
   as_of = "2026-01-01 00:00:00"
   as_of_queries = {
-    for table in var.tables : table => startswith(table, "dim_") ? join("\n", [
-      "-- ${table} as it was at a point in time: edit the timestamp. Open versions end 9999-12-31 23:59:59.",
+    for table in local.tables : table => contains(flatten(values(var.snapshot_feeds)), table) ? join("\n", [
+      "-- ${table} as it was at a point in time: edit the timestamp (UTC). Open versions end 9999-12-31 23:59:59.",
       "SELECT *",
       "FROM \"${local.catalog}_phi\".\"${table}_history\"",
       "WHERE effective_stp <= TIMESTAMP '${local.as_of}'",

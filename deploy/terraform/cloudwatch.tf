@@ -90,7 +90,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
 resource "aws_cloudwatch_metric_alarm" "engine" {
   for_each = {
-    for pair in setproduct(var.tables, keys(local.engine_metrics)) :
+    for pair in setproduct(local.tables, keys(local.engine_metrics)) :
     "${pair[0]}-${pair[1]}" => { table = pair[0], metric = local.engine_metrics[pair[1]] }
   }
   alarm_name          = "${local.name}-${replace(each.key, "_", "-")}"

@@ -30,7 +30,7 @@ resource "aws_glue_connection" "postgres_network" {
 
   physical_connection_requirements {
     subnet_id              = var.glue_connection_subnet_id
-    security_group_id_list = var.glue_connection_security_group_ids
+    security_group_id_list = concat(aws_security_group.glue_jobs[*].id, var.glue_connection_security_group_ids)
     availability_zone      = var.glue_connection_availability_zone
   }
 }
@@ -64,6 +64,7 @@ resource "aws_glue_job" "batch" {
     "--datalake-formats"                 = "delta"
     "--conf"                             = local.spark_delta_conf
     "--additional-python-modules"        = local.wheel_uri
+    "--extra-jars"                       = local.log_store_uri
     "--config"                           = local.config_uri
     "--masking_key_secret_arn"           = data.aws_secretsmanager_secret.masking_key.arn
     "--postgres_secret_arn"              = data.aws_secretsmanager_secret.postgres.arn

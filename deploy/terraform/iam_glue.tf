@@ -89,6 +89,22 @@ data "aws_iam_policy_document" "spark_jobs" {
     resources = [aws_dynamodb_table.policy.arn, aws_dynamodb_table.control.arn]
   }
 
+  # One writer per table: take, renew and give back the lease of the unit a job writes.
+  statement {
+    sid       = "WriterLeases"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.leases.arn]
+  }
+
+  # Delta's S3DynamoDBLogStore: it checks the table at start, then puts, reads and completes commit entries.
+  statement {
+    sid       = "DeltaCommitLog"
+    effect    = "Allow"
+    actions   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.delta_log.arn]
+  }
+
   statement {
     sid       = "ReadSecrets"
     effect    = "Allow"

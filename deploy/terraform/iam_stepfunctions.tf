@@ -32,6 +32,14 @@ data "aws_iam_policy_document" "sfn_common" {
     resources = [aws_kms_key.pipeline.arn]
   }
 
+  # The first step of each run moves the landing router's control item on to a new folder.
+  statement {
+    sid       = "MoveLandingFolder"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.control.arn]
+  }
+
   # Step Functions' log delivery: these CloudWatch Logs actions have no resource-level permissions
   # (AWS requires "*", see "IAM policies for logging to CloudWatch Logs" in the Step Functions guide).
   statement {
@@ -134,6 +142,19 @@ data "aws_iam_policy_document" "sfn_emr_flow" {
       test     = "StringEquals"
       variable = "elasticmapreduce:ResourceTag/project"
       values   = [var.project]
+    }
+  }
+
+  # EMR creates its cleanup service-linked role on the first cluster of an account, as the caller of RunJobFlow.
+  statement {
+    sid       = "EmrCleanupServiceLinkedRole"
+    effect    = "Allow"
+    actions   = ["iam:CreateServiceLinkedRole"]
+    resources = ["arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/elasticmapreduce.amazonaws.com*/AWSServiceRoleForEMRCleanup*"]
+    condition {
+      test     = "StringLike"
+      variable = "iam:AWSServiceName"
+      values   = ["elasticmapreduce.amazonaws.com", "elasticmapreduce.amazonaws.com.cn"]
     }
   }
 

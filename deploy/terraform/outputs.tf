@@ -17,12 +17,29 @@ output "state_machines" {
 }
 
 output "dynamodb_tables" {
-  description = "The policy, control and claims tables."
+  description = "The policy, control, claims, leases and Delta log tables."
   value = {
-    policy  = aws_dynamodb_table.policy.name
-    control = aws_dynamodb_table.control.name
-    dedup   = aws_dynamodb_table.dedup.name
+    policy    = aws_dynamodb_table.policy.name
+    control   = aws_dynamodb_table.control.name
+    dedup     = aws_dynamodb_table.dedup.name
+    leases    = aws_dynamodb_table.leases.name
+    delta_log = aws_dynamodb_table.delta_log.name
   }
+}
+
+output "config_values" {
+  description = "The $${NAME} values of config/aws.yaml: `make deploy-artifacts` renders the configuration with them."
+  value       = local.config_values
+}
+
+output "artifacts" {
+  description = "Where `make deploy-artifacts` uploads what the jobs run (deploy/artifacts.py)."
+  value       = local.artifacts
+}
+
+output "control_item" {
+  description = "The landing router's control item (table and key) that the first step of each run moves on."
+  value       = { table = aws_dynamodb_table.control.name, pipeline = var.pipeline_name }
 }
 
 output "alerts_topic_arn" {

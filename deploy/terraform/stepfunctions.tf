@@ -3,15 +3,24 @@
 
 locals {
   glue_flow_vars = {
-    tables           = join(",", var.tables)
-    policy_build_job = aws_glue_job.batch["policy_build"].name
-    apply_once_job   = aws_glue_job.batch["apply_once"].name
-    export_job       = aws_glue_job.batch["export_postgres"].name
-    sns_topic_arn    = aws_sns_topic.alerts.arn
+    apply_units         = join(",", local.apply_units)
+    policy_source_table = var.policy_source_table
+    control_table       = aws_dynamodb_table.control.name
+    pipeline            = var.pipeline_name
+    policy_build_job    = aws_glue_job.batch["policy_build"].name
+    apply_once_job      = aws_glue_job.batch["apply_once"].name
+    export_job          = aws_glue_job.batch["export_postgres"].name
+    sns_topic_arn       = aws_sns_topic.alerts.arn
   }
 
   emr_flow_vars = {
-    tables                     = join(",", var.tables)
+    apply_units                = join(",", local.apply_units)
+    policy_source_table        = var.policy_source_table
+    control_table              = aws_dynamodb_table.control.name
+    pipeline                   = var.pipeline_name
+    delta_log_table            = aws_dynamodb_table.delta_log.name
+    region                     = var.region
+    log_store_jar_uri          = local.log_store_uri
     sns_topic_arn              = aws_sns_topic.alerts.arn
     cluster_name               = local.name
     emr_release_label          = var.emr_release_label
@@ -22,7 +31,7 @@ locals {
     subnet_id                  = var.emr_subnet_id
     primary_instance_type      = var.emr_primary_instance_type
     core_instance_type         = var.emr_core_instance_type
-    bootstrap_script_uri       = "${local.artifacts_uri}/emr/install-wheel.sh"
+    bootstrap_script_uri       = local.bootstrap_uri
     wheel_uri                  = local.wheel_uri
     jobs_uri                   = local.jobs_uri
     config_uri                 = local.config_uri

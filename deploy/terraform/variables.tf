@@ -40,27 +40,50 @@ variable "tags" {
   default     = {}
 }
 
-variable "tables" {
-  description = "The tables the engine writes (config/aws.yaml): one apply-once run, two catalog tables and alarms each."
+variable "dms_tables" {
+  description = "The engine's DMS tables (config/aws.yaml `tables:`): one apply-once run each, two catalog tables, alarms."
   type        = list(string)
-  default = [
-    "patients",
-    "devices",
-    "therapy_sessions",
-    "dim_ce",
-    "dim_ce_medicaid",
-    "dim_ce_npi",
-    "dim_ce_street_address",
-    "dim_ce_billing_address",
-    "dim_ce_shipping_address",
-    "dim_ce_contract_pharmacy",
-    "dim_pharmacy",
-  ]
+  default     = ["consents", "patients", "devices", "therapy_sessions"]
 
   validation {
-    condition     = alltrue([for t in var.tables : can(regex("^[a-z][a-z0-9_]*$", t))])
+    condition     = alltrue([for t in var.dms_tables : can(regex("^[a-z][a-z0-9_]*$", t))])
     error_message = "table names are lowercase identifiers (letters, digits, underscores)."
   }
+}
+
+variable "snapshot_feeds" {
+  description = "The engine's snapshot feeds (config/aws.yaml `snapshots:`) and the tables each fills: one apply-once run per feed, never per table (a feed's tables share one checkpoint and one writer)."
+  type        = map(list(string))
+  default = {
+    opais = [
+      "dim_ce",
+      "dim_ce_medicaid",
+      "dim_ce_npi",
+      "dim_ce_street_address",
+      "dim_ce_billing_address",
+      "dim_ce_shipping_address",
+      "dim_ce_contract_pharmacy",
+      "dim_pharmacy",
+    ]
+    pecos_clinicians = ["pecos_clinicians"]
+  }
+
+  validation {
+    condition     = alltrue([for t in flatten(values(var.snapshot_feeds)) : can(regex("^[a-z][a-z0-9_]*$", t))])
+    error_message = "table names are lowercase identifiers (letters, digits, underscores)."
+  }
+}
+
+variable "non_phi_tables" {
+  description = "The tables the engine also writes to the non-PHI zone (those with phi_columns in config/aws.yaml)."
+  type        = list(string)
+  default     = ["patients", "devices", "therapy_sessions"]
+}
+
+variable "policy_source_table" {
+  description = "The DMS table of consent records the policy is built from (config/aws.yaml policy.source_table): applied first, before the policy build."
+  type        = string
+  default     = "consents"
 }
 
 variable "dms_prefix" {
@@ -91,6 +114,12 @@ variable "wheel_file" {
   description = "File name of the lakehouse wheel uploaded to s3://<artifacts>/wheels/."
   type        = string
   default     = "lakehouse-0.1.0-py3-none-any.whl"
+}
+
+variable "delta_version" {
+  description = "Delta Lake version of the runtimes (Glue 5.1, EMR 7.11+: 3.3.2); the DynamoDB log store jar matches it."
+  type        = string
+  default     = "3.3.2"
 }
 
 variable "config_file" {
@@ -149,6 +178,30 @@ variable "glue_connection_availability_zone" {
   description = "Availability zone of glue_connection_subnet_id."
   type        = string
   default     = ""
+}
+
+variable "vpc_id" {
+  description = "VPC of PostgreSQL and of glue_connection_subnet_id; with both set, Terraform makes the export job's security group, the rule into PostgreSQL and the VPC endpoints."
+  type        = string
+  default     = ""
+}
+
+variable "postgres_security_group_id" {
+  description = "Security group of the RDS PostgreSQL instance; Terraform adds the rule that lets the export job in."
+  type        = string
+  default     = ""
+}
+
+variable "postgres_port" {
+  description = "PostgreSQL's port."
+  type        = number
+  default     = 5432
+}
+
+variable "vpc_route_table_ids" {
+  description = "Route tables of glue_connection_subnet_id, for the S3 and DynamoDB gateway endpoints (empty: the account already has them)."
+  type        = list(string)
+  default     = []
 }
 
 variable "masking_key_secret_name" {

@@ -23,16 +23,20 @@ CHUNK_ROWS = 20_000
 BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
 
 
-def read_dms_stream(spark: SparkSession, source: DmsSource) -> DataFrame:
-    """A streaming DataFrame of the files landing in `source.path` (path, modificationTime, content)."""
-    if "://" not in source.path:
-        Path(source.path).mkdir(parents=True, exist_ok=True)  # a local landing area may not exist yet
+def read_dms_stream(spark: SparkSession, source: DmsSource, *, path: str | None = None) -> DataFrame:
+    """A streaming DataFrame of the files landing in `source.path` (path, modificationTime, content).
+
+    `path` replaces `source.path` for this query (a run-once job's glob of the closed folders, see handoff).
+    """
+    path = path or source.path
+    if "://" not in path and not any(c in path for c in "*?[{"):
+        Path(path).mkdir(parents=True, exist_ok=True)  # a local landing area may not exist yet
     return (
         spark.readStream.format("binaryFile")
         .schema(BINARY_FILE_SCHEMA)
         .option("recursiveFileLookup", "true")  # DMS DatePartitionEnabled writes into dated sub-folders
         .option("maxFilesPerTrigger", source.max_files_per_trigger)
-        .load(source.path)
+        .load(path)
     )
 
 

@@ -1,0 +1,137 @@
+"""One writer per table: the lease of a write unit, on a lock file and on DynamoDB (a moto server).
+
+A second job that wants a unit another job holds is refused with who holds it, and writes nothing; leases
+are re-entrant in one process, freed at the end (or when the holder dies: the kernel drops a flock; a
+DynamoDB lease expires); the Glue flow no longer runs a snapshot feed once per table.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import Config
+from lakehouse.ownership import UnitBusyError, hold
+from tests.conftest import make_config
+from tests.dms_tables import PEOPLE
+
+
+def local_config(root: Path) -> Config:
+    return make_config(root, {"people": copy.deepcopy(PEOPLE)})
+
+
+def dynamodb_config(root: Path, aws, *, lease_seconds: float = 30) -> Config:
+    table = "lakehouse-test-leases"
+    dynamodb = aws.client("dynamodb")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "unit", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "unit", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    config = local_config(root)
+    locks = {"store": "dynamodb", "dynamodb_table": table, "lease_seconds": lease_seconds}
+    return Config.model_validate({**config.model_dump(by_alias=True, exclude={"source_file"}), "locks": locks})
+
+
+def hold_in_another_process(config: Config, unit: str, seconds: float) -> subprocess.Popen:
+    """A second process (another job) that takes `unit` and keeps it for `seconds`."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from lakehouse.config import Config
+        from lakehouse.ownership import hold
+        config = Config.model_validate_json(sys.stdin.read())
+        with hold(config, [{unit!r}], job="other-job"):
+            print("held", flush=True)
+            time.sleep({seconds})
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    process.stdin.write(config.model_dump_json(by_alias=True))
+    process.stdin.close()
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_unit_held_by_another_process_is_refused_with_its_holder(tmp_path: Path) -> None:
+    config = local_config(tmp_path)
+    other = hold_in_another_process(config, "people", 30)
+    try:
+        with pytest.raises(UnitBusyError) as refused, hold(config, ["people"], job="this-job"):
+            pytest.fail("the lease was given twice")
+        message = str(refused.value)
+        assert "unit 'people'" in message and "other-job" in message and "one writer per table" in message
+    finally:
+        other.kill()
+        other.wait()
+    with hold(config, ["people"], job="this-job"):  # the kernel dropped the dead process's lock
+        pass
+
+
+def test_leases_are_reentrant_in_one_process_and_given_back(tmp_path: Path) -> None:
+    config = local_config(tmp_path)
+    with hold(config, ["people", "opais"]), hold(config, ["opais"]):
+        pass
+    other = hold_in_another_process(config, "opais", 0)
+    other.wait()
+    assert other.returncode == 0
+
+
+def test_a_dynamodb_lease_is_refused_while_held_and_taken_over_once_expired(tmp_path: Path, aws, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    config = dynamodb_config(tmp_path, aws, lease_seconds=30)
+    dynamodb, table = aws.client("dynamodb"), "lakehouse-test-leases"
+
+    def lease(unit: str, expires_in: int) -> dict:
+        return {
+            "unit": {"S": unit},
+            "holder": {"S": "other-job ip-10-0-0-1 pid 7"},
+            "since": {"S": "2026-11-23 09:00:00 UTC"},
+            "expires_at": {"N": str(int(time.time()) + expires_in)},
+        }
+
+    dynamodb.put_item(TableName=table, Item=lease("people", 60))  # another job, alive
+    refused = r"being written by other-job ip-10-0-0-1 pid 7 .* lease until"
+    with pytest.raises(UnitBusyError, match=refused), hold(config, ["people"], job="this-job"):
+        pytest.fail("the lease was given twice")
+    kept = dynamodb.get_item(TableName=table, Key={"unit": {"S": "people"}})["Item"]
+    assert kept["holder"]["S"] == "other-job ip-10-0-0-1 pid 7"  # untouched
+
+    dynamodb.put_item(TableName=table, Item=lease("opais", -1))  # another job that died: its lease expired
+    with hold(config, ["opais"], job="this-job"):
+        item = dynamodb.get_item(TableName=table, Key={"unit": {"S": "opais"}})["Item"]
+        assert item["holder"]["S"].startswith("this-job ") and int(item["expires_at"]["N"]) > time.time() + 20
+    assert "Item" not in dynamodb.get_item(TableName=table, Key={"unit": {"S": "opais"}})  # given back
+
+
+def test_run_once_reports_a_busy_table_and_applies_the_others(tmp_path: Path, spark) -> None:
+    from lakehouse.runner import run_once
+    from tests.conftest import write_dms_csv
+    from tests.dms_tables import seq
+
+    config = make_config(tmp_path, {"people": copy.deepcopy(PEOPLE), "others": copy.deepcopy(PEOPLE)})
+    for name in ("people", "others"):
+        write_dms_csv(
+            tmp_path / "landing" / name,
+            "20260301-090000000.csv",
+            [["I", "2026-03-01 09:00:00", "1", "Ann", "1", seq(1), ""]],
+        )
+    other = hold_in_another_process(config, "people", 120)
+    try:
+        runs = {r.table: r for r in run_once(spark, config)}
+    finally:
+        other.kill()
+        other.wait()
+
+    assert "being written by other-job" in runs["people"].error and not runs["people"].batches
+    assert runs["others"].ok and len(runs["others"].batches) == 1
+    assert not (tmp_path / "lake" / "people").exists()  # refused before its first write
