@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONFIG ?= config/local.yaml
 
-.PHONY: run test check test-spark4 bench clean java postgres
+.PHONY: run test check test-spark4 bench clean java postgres deploy-artifacts
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required (Spark 3.5 runs on Java 8/11/17): install it, e.g. 'apt-get install openjdk-17-jre-headless', then retry." >&2; exit 1; }
@@ -36,6 +36,15 @@ deploy/node_modules/.installed: deploy/package.json deploy/package-lock.json
 	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
 	.venv-checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
 	touch $@
+
+# After `terraform apply` in deploy/terraform: build the wheel, render config/aws.yaml with Terraform's
+# outputs and upload them, the job scripts, the EMR bootstrap, Delta's log store jar and the RDS CA bundle
+# to the artifacts bucket (deploy/artifacts.py; DEPLOY_ARGS="--outputs saved.json" without terraform here).
+TERRAFORM_DIR ?= deploy/terraform
+DEPLOY_ARGS   ?= --terraform-dir $(TERRAFORM_DIR)
+
+deploy-artifacts: $(VENV)/.installed
+	$(PY) deploy/artifacts.py $(DEPLOY_ARGS)
 
 # PostgreSQL server binaries for the export tests (Debian's package; the tests start their own server).
 postgres:
