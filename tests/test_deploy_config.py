@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from lakehouse.config import ConfigError, load_config
-from lakehouse.handoff import closed_source_path
-from lakehouse.session import LOCAL_CONF, session_settings
 from tests.terraform_values import Terraform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +78,8 @@ def test_the_loader_refuses_a_key_written_twice_and_says_where(tmp_path: Path) -
 
 
 def test_aws_config_as_deployed_runs_on_the_cluster_with_its_partitions_and_trigger(deployed) -> None:
+    from lakehouse.session import LOCAL_CONF, session_settings
+
     rendered, config = deployed
 
     assert not re.search(r"\$\{\w+", rendered)  # rendered whole: nothing left to the job's environment
@@ -110,6 +110,8 @@ def test_aws_config_as_deployed_names_what_terraform_made(deployed, terraform: T
 
 
 def test_local_config_runs_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.session import session_settings
+
     monkeypatch.delenv("LAKEHOUSE_HOME", raising=False)
     master, conf = session_settings(load_config(ROOT / "config" / "local.yaml"))
     assert master == "local[2]" and conf["spark.sql.shuffle.partitions"] == "4"
@@ -195,6 +197,8 @@ def move_folder(dynamodb, table: str, pipeline: str, p_date: str, p_hour: str) -
 def test_router_writes_each_dms_file_where_the_engine_reads_it_once_its_folder_is_closed(
     deployed, router, terraform: Terraform
 ) -> None:  # `deployed` first: it clears the environment the router's variables are then set in
+    from lakehouse.handoff import closed_source_path
+
     module, s3, dynamodb, buckets, tables = router
     _, config = deployed
     pipeline = terraform.vars["pipeline_name"]

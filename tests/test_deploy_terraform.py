@@ -5,6 +5,7 @@ with a reason. No terraform binary with providers is usable offline, so nothing 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -421,3 +422,63 @@ def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict
     assert "aws_security_group.glue_jobs[*].id" in connection["security_group_id_list"]
     assert resources["aws_vpc_endpoint.interface"]["for_each"] == "${local.interface_services}"
     assert "secretsmanager" in locals_(tf)["interface_services"]
+
+
+PLUGINS = Path("/opt/tf-plugins")
+
+
+def test_terraform_validate_accepts_the_configuration(tmp_path: Path) -> None:
+    """`terraform validate` with the AWS provider from a local plugin folder (no registry here): every
+    expression, type and reference checked by Terraform itself. The archive provider is not in that folder,
+    so its one data source is swapped for a local of the same shape in the copy that is validated."""
+    terraform = shutil.which("terraform")
+    if not terraform or not (PLUGINS / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.skip("needs a terraform binary and the AWS provider in /opt/tf-plugins (not installable here)")
+    shutil.copytree(ROOT / "deploy" / "stepfunctions", tmp_path / "stepfunctions")
+    shutil.copytree(TERRAFORM, tmp_path / "terraform", ignore=shutil.ignore_patterns(".terraform*", "build"))
+    folder = tmp_path / "terraform"
+    lambda_tf = (folder / "lambda.tf").read_text()
+    start = lambda_tf.index('data "archive_file" "lambdas" {')
+    end = lambda_tf.index("\n}\n", start) + 3
+    stub = 'locals {\n  lambdas_zip = { output_path = "lambdas.zip", output_base64sha256 = "x" }\n}\n'
+    (folder / "lambda.tf").write_text(
+        lambda_tf[:start] + stub + lambda_tf[end:].replace("data.archive_file.lambdas.", "local.lambdas_zip.")
+    )
+    versions = (folder / "versions.tf").read_text()
+    start = versions.index("    archive = {")
+    (folder / "versions.tf").write_text(versions[:start] + versions[versions.index("\n    }\n", start) + 7 :])
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    init = subprocess.run(
+        [terraform, "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PLUGINS}"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    validate = subprocess.run(
+        [terraform, "validate", "-no-color"], cwd=folder, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert validate.returncode == 0 and "The configuration is valid" in validate.stdout, (
+        validate.stdout + validate.stderr
+    )
+
+
+def test_the_policy_table_has_the_keys_the_engine_writes(tf: dict[str, dict], aws) -> None:
+    """The engine's own table (DynamoDbPolicyStore) against Terraform's: a key of another type refuses every write."""
+    from lakehouse.policy.store import DynamoDbPolicyStore
+
+    store = DynamoDbPolicyStore("engine-policy", aws.client("dynamodb"))
+    store.create_table_if_missing()
+    engine = aws.client("dynamodb").describe_table(TableName="engine-policy")["Table"]
+    body = blocks(tf, "resource")["aws_dynamodb_table.policy"]
+    attributes = body["attribute"] if isinstance(body["attribute"], list) else [body["attribute"]]
+
+    assert {(a["AttributeName"], a["AttributeType"]) for a in engine["AttributeDefinitions"]} == {
+        (a["name"], a["type"]) for a in attributes
+    }
+    assert {(k["AttributeName"], k["KeyType"]) for k in engine["KeySchema"]} == {
+        (body["hash_key"], "HASH"),
+        (body["range_key"], "RANGE"),
+    }

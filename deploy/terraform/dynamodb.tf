@@ -11,7 +11,7 @@ resource "aws_dynamodb_table" "policy" {
 
   attribute {
     name = "patient_id"
-    type = "S"
+    type = "N" # the engine writes patient ids as numbers (lakehouse/policy/store.py)
   }
 
   attribute {

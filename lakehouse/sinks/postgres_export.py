@@ -9,11 +9,14 @@ from there: the rows converge to those of a clean run. The first export of a tab
 
 from __future__ import annotations
 
+import functools
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
@@ -44,12 +47,35 @@ class ExportResult:
     seconds: float = 0.0
 
 
+@functools.cache
+def local_copy_of(uri: str) -> str:
+    """A local file holding the S3 object `uri` (libpq reads sslrootcert from a path): the CA bundle the deploy
+    uploads next to the configuration, so Glue and EMR jobs need no file installed on their machines."""
+    from urllib.parse import urlparse
+
+    from lakehouse.aws import client
+
+    parsed = urlparse(uri)
+    folder = Path(tempfile.mkdtemp(prefix="lakehouse-ca-"))
+    target = folder / Path(parsed.path).name
+    try:
+        client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+    except Exception as exc:
+        raise ConfigError(
+            f"postgres.sslrootcert {uri} could not be read ({exc}): `make deploy-artifacts` uploads the RDS CA bundle "
+            "there; the job's role needs s3:GetObject on it"
+        ) from None
+    return str(target)
+
+
 def settings_for(target: PostgresTarget) -> PostgresSettings:
     """Connection settings from the environment or Secrets Manager, with the YAML's schema and TLS options."""
     from lakehouse.sinks.postgres import PostgresSettings
 
     overrides = {"schema": target.db_schema}
     overrides |= {k: v for k in ("sslmode", "sslrootcert") if (v := getattr(target, k))}
+    if str(overrides.get("sslrootcert", "")).startswith(("s3://", "s3a://")):
+        overrides["sslrootcert"] = local_copy_of(overrides["sslrootcert"])
     if target.credentials == "secret":
         from lakehouse.aws import client
 
