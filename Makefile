@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONFIG ?= config/local.yaml
 
-.PHONY: run test check test-spark4 bench clean java postgres deploy-artifacts
+.PHONY: run test check test-spark4 test-athena bench clean java postgres deploy-artifacts
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required (Spark 3.5 runs on Java 8/11/17): install it, e.g. 'apt-get install openjdk-17-jre-headless', then retry." >&2; exit 1; }
@@ -69,12 +69,18 @@ check: $(VENV)/.installed
 
 # The Spark 4 lane: the Spark tests (parsers, deploy validation and the Postgres sink do not change with it).
 # CI runs a core subset of it to stay well inside its time limit: `make test-spark4 SPARK4_TESTS="..."`.
-SPARK4_SKIP = test_deploy_asl test_deploy_lambdas test_deploy_terraform test_postgres_sink test_opais_parse \
+SPARK4_SKIP = test_athena test_deploy_asl test_deploy_lambdas test_deploy_terraform test_postgres_sink test_opais_parse \
               test_dms_files test_demo test_config test_jobs test_snapshot_files test_metrics
 SPARK4_TESTS ?= tests $(foreach t,$(SPARK4_SKIP),--ignore=tests/$(t).py)
 
 test-spark4: java postgres .venv-spark4/.installed
 	.venv-spark4/bin/python -m pytest -m "not slow" $(SPARK4_TESTS)
+
+# The Athena lane: a real Trino 476 (Athena engine 3 is built on Trino) reads every table of a demo run and
+# runs the project's "as of" SQL. Trino needs Java 24+ (TRINO_JAVA_HOME, else the newest JDK in /usr/lib/jvm);
+# Maven fetches its tarball once (~800 MB, checksum-verified) and it is unpacked into ~/.cache/lakehouse.
+test-athena: java $(VENV)/.installed
+	$(PY) -m pytest -m athena -s tests/test_athena.py
 
 bench: java $(VENV)/.installed
 	$(PY) -m benchmarks.apply_bench

@@ -14,8 +14,8 @@ from lakehouse.config import Config
 
 TESTS = Path(__file__).parent
 
-# Servers the integration tests start: a real PostgreSQL, and moto for the AWS APIs.
-pytest_plugins = ["tests.pg_server", "tests.moto_server"]
+# Servers the integration tests start: a real PostgreSQL, moto for the AWS APIs, Trino for the Athena lane.
+pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 
 
 @pytest.fixture(scope="session")
