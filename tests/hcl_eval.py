@@ -19,7 +19,7 @@ _TOKEN = re.compile(
       (?P<string>"(?:[^"\\$]|\\.|\$(?!\{)|\$\{(?:[^{}]|\{[^{}]*\})*\})*")
     | (?P<number>\d+(?:\.\d+)?)
     | (?P<arrow>=>)
-    | (?P<op>==|!=|&&|\|\||[?:,.\[\](){}=!<>])
+    | (?P<op>\.\.\.|==|!=|&&|\|\||[?:,.\[\](){}=!<>])
     | (?P<name>[A-Za-z_][A-Za-z0-9_-]*)
     )""",
     re.VERBOSE,
@@ -33,6 +33,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "keys": lambda obj: sorted(obj),  # Terraform returns an object's keys in lexicographic order
     "setproduct": lambda *lists: [list(p) for p in itertools.product(*lists)],
     "length": len,
+    "concat": lambda *lists: [x for items in lists for x in items],
+    "merge": lambda *maps: {k: v for m in maps for k, v in m.items()},
+    "values": lambda obj: [obj[k] for k in sorted(obj)],  # in the lexicographic order of the keys
+    "flatten": lambda items: [y for x in items for y in (FUNCTIONS["flatten"](x) if isinstance(x, list) else [x])],
+    "contains": lambda items, value: value in items,
     "max": max,
     "lower": str.lower,
 }
@@ -227,17 +232,20 @@ class _Parser:
                 return value == "true"
             if self.peek("("):
                 self.take("(")
-                args = self._items(")")
+                args = self._items(")", expand=True)
                 if value not in FUNCTIONS:
                     raise HclError(f"function {value}() is not known to tests/hcl_eval.py: add it")
                 return FUNCTIONS[value](*args)
             return self.scope.lookup(value)
         raise HclError(f"unexpected {value!r} in {self.source!r}")
 
-    def _items(self, close: str) -> list[Any]:
+    def _items(self, close: str, *, expand: bool = False) -> list[Any]:
         items = []
         while not self.peek(close):
             items.append(self.expression())
+            if expand and self.peek("..."):  # f(list...): the list's elements are the arguments
+                self.take("...")
+                items.extend(items.pop())
             if not self.peek(close):
                 self.take(",")
         self.take(close)
