@@ -262,7 +262,9 @@ def start_trino(root: Path, *, timeout: float = 180) -> TrinoServer:
         ]
         env = {**os.environ, "JAVA_HOME": str(java_home)}
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=run, env=env)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=run, env=env, preexec_fn=_die_with_parent
+        )
         server = TrinoServer(port, root, run, process)
         if _wait_ready(server, started + timeout):
             took = time.monotonic() - started
@@ -273,6 +275,14 @@ def start_trino(root: Path, *, timeout: float = 180) -> TrinoServer:
         if "Address already in use" not in tail or attempt == 2:
             raise RuntimeError(f"Trino did not start within {timeout:.0f}s; its log ends:\n{tail}")
     raise AssertionError("unreachable")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux ends Trino when the test process dies, even by SIGKILL (no orphan JVM)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _wait_ready(server: TrinoServer, deadline: float) -> bool:
