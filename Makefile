@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONFIG ?= config/local.yaml
 
-.PHONY: run test check test-spark4 test-athena bench clean java postgres deploy-artifacts
+.PHONY: run test check test-spark4 test-athena test-aws bench clean java postgres deploy-artifacts
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required (Spark 3.5 runs on Java 8/11/17): install it, e.g. 'apt-get install openjdk-17-jre-headless', then retry." >&2; exit 1; }
@@ -45,6 +45,12 @@ DEPLOY_ARGS   ?= --terraform-dir $(TERRAFORM_DIR)
 
 deploy-artifacts: $(VENV)/.installed
 	$(PY) deploy/artifacts.py $(DEPLOY_ARGS)
+
+# The deployed shape end to end on this machine (tests/aws_lane.py): moto for the AWS APIs, a Spark
+# standalone cluster, S3A, the real router, Glue flow and job scripts, PostgreSQL with TLS. Its log also
+# goes to build/aws-lane.log. Not part of `make test` (it takes minutes of its own).
+test-aws: java postgres $(VENV)/.installed
+	$(PY) -m pytest tests/aws_lane.py -s
 
 # PostgreSQL server binaries for the export tests (Debian's package; the tests start their own server).
 postgres:
