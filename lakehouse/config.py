@@ -292,8 +292,113 @@ class MetricsSettings(_Model):
     region: str | None = None
 
 
+class FileSourceLog(_Model):
+    """The file source's metadata log (`<checkpoint>/sources/0`): every file the stream has seen, one line each.
+
+    Spark compacts it every `compact_interval` batches into one file that lists every file ever seen, so
+    the compact file grows with the files processed and each compaction rewrites it: a longer interval
+    rewrites it less often; restarts read at most that many small files besides it.
+    """
+
+    compact_interval: int = Field(default=100, ge=1)  # spark.sql.streaming.fileSource.log.compactInterval
+    cleanup_delay_minutes: float = Field(default=10, ge=0)  # ...fileSource.log.cleanupDelay: old log files kept
+
+
 class StreamSettings(_Model):
+    """The long-running stream: its trigger, how its checkpoint is bounded, which files its source takes."""
+
     trigger_seconds: float = Field(default=10, gt=0)
+    # Batches of offsets/commits kept in the checkpoint (spark.sql.streaming.minBatchesToRetain): enough to
+    # restart from; Spark deletes older ones after each batch.
+    min_batches_to_retain: int = Field(default=100, ge=1)
+    # The file source forgets files older than the newest one by this much (its memory of seen files stays
+    # bounded) and ignores files landing with a modification time older than that: keep it longer than any
+    # delay with which a file can land.
+    max_file_age_hours: float = Field(default=7 * 24, gt=0)
+    file_source_log: FileSourceLog = FileSourceLog()
+
+    def source_options(self) -> dict[str, str]:
+        """Options of every file source: oldest files first (the lag and the total order rely on it), max age."""
+        return {"latestFirst": "false", "maxFileAge": f"{round(self.max_file_age_hours * 3600)}s"}
+
+    def spark_conf(self) -> dict[str, str]:
+        """The session settings of the stream's checkpoint and file source metadata log."""
+        log = self.file_source_log
+        return {
+            "spark.sql.streaming.minBatchesToRetain": str(self.min_batches_to_retain),
+            "spark.sql.streaming.fileSource.log.compactInterval": str(log.compact_interval),
+            "spark.sql.streaming.fileSource.log.cleanupDelay": f"{round(log.cleanup_delay_minutes * 60_000)}ms",
+        }
+
+
+class CompactionSettings(_Model):
+    """How the small files every batch writes are compacted (method chosen by `benchmarks/compaction_bench.py`).
+
+    `optimize`: the stream runs Delta's OPTIMIZE on a table between its batches when `every_batches` or
+    `every_minutes` have passed since the last one, or when the table has `min_files` files. `auto_compact`:
+    Delta compacts after a write when a table holds `min_files` small files. `optimize_write`: Delta shuffles
+    each write into fewer files. `none`: nothing.
+    """
+
+    method: Literal["optimize", "auto_compact", "optimize_write", "none"] = "optimize"
+    every_batches: int | None = Field(default=100, ge=1)
+    every_minutes: float | None = Field(default=60, gt=0)
+    min_files: int = Field(default=100, ge=2)
+    target_file_mb: int = Field(default=64, ge=1)  # larger: fewer files to scan; smaller: cheaper MERGE rewrites
+
+
+class VacuumSettings(_Model):
+    """VACUUM: files no version younger than `retention_hours` needs are deleted, every `every_hours`.
+
+    `retention_hours` is the horizon of Delta time travel (`lakehouse latest --version/--timestamp`):
+    it is also the tables' `delta.deletedFileRetentionDuration`. Rows a privacy purge deleted are
+    physically gone at most `retention_hours + every_hours` after it.
+    """
+
+    enabled: bool = True
+    retention_hours: float = Field(default=7 * 24, ge=0)
+    every_hours: float = Field(default=24, gt=0)
+
+
+class DeltaLogSettings(_Model):
+    """The Delta log of every table: how often it is checkpointed and how long its entries are kept."""
+
+    checkpoint_interval: int = Field(default=10, ge=1)  # delta.checkpointInterval: commits between checkpoints
+    log_retention_days: float = Field(default=30, gt=0)  # delta.logRetentionDuration (cleaned at checkpoints)
+
+
+class MaintenanceSettings(_Model):
+    """What the stream does to keep its tables healthy over months: compaction, VACUUM, log retention."""
+
+    compaction: CompactionSettings = CompactionSettings()
+    vacuum: VacuumSettings = VacuumSettings()
+    log: DeltaLogSettings = DeltaLogSettings()
+
+    @model_validator(mode="after")
+    def _time_travel_fits_the_log(self) -> MaintenanceSettings:
+        if self.vacuum.retention_hours > self.log.log_retention_days * 24:
+            raise ValueError(
+                f"vacuum.retention_hours ({self.vacuum.retention_hours:g}) is longer than log.log_retention_days "
+                f"({self.log.log_retention_days:g} days): time travel is bounded by the log anyway; keep the log at "
+                "least as long"
+            )
+        return self
+
+    def table_properties(self) -> dict[str, str]:
+        """The Delta table properties these settings ask for (none is a reader or writer feature)."""
+        compaction = self.compaction.method
+        return {
+            "delta.checkpointInterval": str(self.log.checkpoint_interval),
+            "delta.logRetentionDuration": f"interval {_hours(self.log.log_retention_days * 24)}",
+            "delta.deletedFileRetentionDuration": f"interval {_hours(self.vacuum.retention_hours)}",
+            "delta.autoOptimize.autoCompact": "true" if compaction == "auto_compact" else "false",
+            "delta.autoOptimize.optimizeWrite": "true" if compaction == "optimize_write" else "false",
+        }
+
+
+def _hours(hours: float) -> str:
+    """A Delta interval of `hours`, in whole seconds (Delta's interval parser takes integers)."""
+    return f"{round(hours * 3600)} seconds"
 
 
 class HandoffSettings(_Model):
@@ -348,6 +453,7 @@ class Config(_Model):
     paths: Paths
     spark: SparkSettings = SparkSettings()
     stream: StreamSettings = StreamSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     metrics: MetricsSettings = MetricsSettings()
     handoff: HandoffSettings | None = None
     locks: LockSettings = LockSettings()
@@ -571,6 +677,11 @@ _KEYS = sorted(
             Paths,
             SparkSettings,
             StreamSettings,
+            FileSourceLog,
+            MaintenanceSettings,
+            CompactionSettings,
+            VacuumSettings,
+            DeltaLogSettings,
             TableConfig,
             DmsSource,
             OpaisFeed,

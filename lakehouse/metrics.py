@@ -38,6 +38,8 @@ class BatchMetrics:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     duplicate_sequence_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    lag_seconds: float | None = None  # age of the batch's oldest file at its start (lakehouse/lag.py)
+    maintenance_seconds: float = 0.0  # compaction / VACUUM run after the batch's writes (lakehouse/maintenance.py)
     versions: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -53,7 +55,7 @@ class BatchMetrics:
 class CloudWatchMetrics:
     """Publishes each batch's figures as CloudWatch custom metrics (dimensions Environment and Table).
 
-    The deploy's alarms watch QuarantinedRows and UnreconciledBatches in this namespace.
+    The deploy's alarms watch QuarantinedRows, UnreconciledBatches and LagSeconds in this namespace.
     """
 
     def __init__(self, client: Any, *, namespace: str, environment: str) -> None:
@@ -70,10 +72,12 @@ class CloudWatchMetrics:
             "PolicyMissingRows": (metrics.policy_missing, "Count"),
             "UnreconciledBatches": (0 if metrics.reconciles else 1, "Count"),
             "BatchSeconds": (metrics.seconds, "Seconds"),
+            "LagSeconds": (metrics.lag_seconds, "Seconds"),
         }
         return [
             {"MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": unit}
             for name, (value, unit) in values.items()
+            if value is not None  # a snapshot batch has no file lag
         ]
 
     def publish(self, metrics: BatchMetrics) -> None:

@@ -12,11 +12,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
+from lakehouse.lag import lag_seconds, oldest_file_time
+from lakehouse.maintenance import table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.ownership import hold
 from lakehouse.policy.job import build_policy_table, policy_snapshot
@@ -92,18 +95,24 @@ def start_query(
     """Start the streaming query that applies `table`'s DMS files (from `path`, default the source's path)."""
     paths = table_paths(config, table)
     governance = governance or Governance()
+    upkeep = table_maintenance(config, table, paths, governance.non_phi)
+    upkeep.start(spark)  # before the tables are created: they take their maintenance properties from the session
     ensure_tables(spark, table, paths)
     if governance.non_phi is not None and table.non_phi:
         ensure_non_phi_tables(spark, table, governance.non_phi)
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
+        started, oldest = datetime.now(UTC), oldest_file_time(files)
         policy = governance.policy.current(spark) if table.consent and governance.policy else None
         metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
+        metrics.lag_seconds = lag_seconds(started, oldest)
+        # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
+        metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]
         run.batches.append(metrics)
         report(metrics)
 
     return (
-        read_dms_stream(spark, table.source, path=path)
+        read_dms_stream(spark, table.source, path=path, options=config.stream.source_options())
         .writeStream.queryName(f"lakehouse_{table.name}")
         .foreachBatch(each_batch)
         .option("checkpointLocation", paths.checkpoint)

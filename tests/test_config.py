@@ -342,3 +342,42 @@ def test_write_units_are_each_dms_table_and_each_snapshot_feed_with_its_tables(t
     units = load_config(write(tmp_path, data)).write_units()
 
     assert units == {"people": ["people"], "opais": sorted(ENTITIES, key=list(ENTITIES).index)}
+
+
+# --- maintenance and the stream's bounds -------------------------------------------------------------------------
+
+
+def test_local_yaml_sets_every_maintenance_and_stream_bound_deliberately(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = yaml.safe_load(LOCAL_YAML.read_text())
+    assert set(raw["maintenance"]) == {"compaction", "vacuum", "log"}
+    assert {"min_batches_to_retain", "max_file_age_hours", "file_source_log"} <= set(raw["stream"])
+    monkeypatch.setenv("LAKEHOUSE_HOME", "/tmp/lh")
+    config = load_config(LOCAL_YAML)
+    properties = config.maintenance.table_properties()
+    assert properties["delta.deletedFileRetentionDuration"] == "interval 604800 seconds"  # 168 h: the horizon
+    assert properties["delta.logRetentionDuration"] == "interval 2592000 seconds"
+    assert properties["delta.checkpointInterval"] == "10"
+    assert config.stream.source_options() == {"latestFirst": "false", "maxFileAge": "604800s"}
+    assert config.stream.spark_conf()["spark.sql.streaming.fileSource.log.cleanupDelay"] == "600000ms"
+
+
+def test_no_maintenance_property_is_a_table_feature_athena_cannot_read() -> None:
+    from lakehouse.config import MaintenanceSettings
+
+    for method in ("optimize", "auto_compact", "optimize_write", "none"):
+        properties = MaintenanceSettings.model_validate({"compaction": {"method": method}}).table_properties()
+        assert not [k for k in properties if k.startswith("delta.feature.") or "DeletionVectors" in k]
+        assert "delta.checkpointPolicy" not in properties  # v2 checkpoints: not for Athena
+
+
+def test_vacuum_retention_longer_than_the_log_is_an_error(tmp_path: Path) -> None:
+    data = document() | {"maintenance": {"vacuum": {"retention_hours": 24 * 40}, "log": {"log_retention_days": 30}}}
+    error = config_error(write(tmp_path, data))
+    assert "retention_hours" in str(error) and "log_retention_days" in str(error)
+
+
+def test_unknown_maintenance_method_and_key_are_named(tmp_path: Path) -> None:
+    error = config_error(write(tmp_path, document() | {"maintenance": {"compaction": {"method": "zorder"}}}))
+    assert "maintenance.compaction.method" in str(error)
+    error = config_error(write(tmp_path, document() | {"maintenance": {"vacuum": {"retention_hour": 1}}}))
+    assert "maintenance.vacuum.retention_hour" in str(error) and "retention_hours" in str(error)

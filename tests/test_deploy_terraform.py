@@ -482,3 +482,16 @@ def test_the_policy_table_has_the_keys_the_engine_writes(tf: dict[str, dict], aw
         (body["hash_key"], "HASH"),
         (body["range_key"], "RANGE"),
     }
+
+
+def test_the_lag_alarm_watches_a_metric_the_engine_publishes(tf: dict[str, dict]) -> None:
+    from lakehouse.metrics import BatchMetrics, CloudWatchMetrics
+
+    alarm = blocks(tf, "resource")["aws_cloudwatch_metric_alarm.stream_lag"]
+    published = CloudWatchMetrics(None, namespace="lakehouse", environment="prod").data(
+        BatchMetrics(table="devices", batch_id=0, lag_seconds=12.5)
+    )
+    metric = next(m for m in published if m["MetricName"] == alarm["metric_name"])
+    assert alarm["namespace"] == "lakehouse" and metric["Unit"] == "Seconds" and metric["Value"] == 12.5
+    assert {d["Name"] for d in metric["Dimensions"]} == set(alarm["dimensions"])
+    assert alarm["statistic"] == "Maximum" and alarm["comparison_operator"] == "GreaterThanThreshold"

@@ -49,3 +49,10 @@ def test_a_cloudwatch_failure_is_logged_not_raised(caplog):
         publish_to(None)
         logger.propagate = propagate
     assert "metrics_not_published" in caplog.text and "endpoint unreachable" in caplog.text
+
+
+def test_the_lag_is_published_in_seconds_and_left_out_when_a_batch_has_none():
+    sink = CloudWatchMetrics(None, namespace="lakehouse", environment="prod")
+    data = {d["MetricName"]: d for d in sink.data(BatchMetrics(table="t", batch_id=0, lag_seconds=42.0))}
+    assert data["LagSeconds"]["Value"] == 42.0 and data["LagSeconds"]["Unit"] == "Seconds"
+    assert "LagSeconds" not in {d["MetricName"] for d in sink.data(BatchMetrics(table="t", batch_id=0))}

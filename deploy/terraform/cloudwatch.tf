@@ -106,3 +106,21 @@ resource "aws_cloudwatch_metric_alarm" "engine" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
 }
+
+# The stream falls behind: the age of a batch's oldest file at its start (the batch record's lag_seconds,
+# published as LagSeconds) stays above 15 minutes. A stream that keeps up shows about one trigger interval.
+resource "aws_cloudwatch_metric_alarm" "stream_lag" {
+  for_each            = toset(var.tables)
+  alarm_name          = "${local.name}-${replace(each.value, "_", "-")}-stream-lag"
+  alarm_description   = "Table ${each.value}: LagSeconds above 900 for 15 minutes; files land faster than batches finish (see README, backpressure)."
+  namespace           = "lakehouse"
+  metric_name         = "LagSeconds"
+  dimensions          = { Environment = var.environment, Table = each.value }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = 900
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}

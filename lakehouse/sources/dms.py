@@ -23,10 +23,13 @@ CHUNK_ROWS = 20_000
 BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
 
 
-def read_dms_stream(spark: SparkSession, source: DmsSource, *, path: str | None = None) -> DataFrame:
+def read_dms_stream(
+    spark: SparkSession, source: DmsSource, *, path: str | None = None, options: dict[str, str] | None = None
+) -> DataFrame:
     """A streaming DataFrame of the files landing in `source.path` (path, modificationTime, content).
 
     `path` replaces `source.path` for this query (a run-once job's glob of the closed folders, see handoff).
+    `options`: more file source options (`StreamSettings.source_options`: maxFileAge, latestFirst).
     """
     path = path or source.path
     if "://" not in path and not any(c in path for c in "*?[{"):
@@ -36,6 +39,7 @@ def read_dms_stream(spark: SparkSession, source: DmsSource, *, path: str | None 
         .schema(BINARY_FILE_SCHEMA)
         .option("recursiveFileLookup", "true")  # DMS DatePartitionEnabled writes into dated sub-folders
         .option("maxFilesPerTrigger", source.max_files_per_trigger)
+        .options(**(options or {}))
         .load(path)
     )
 
