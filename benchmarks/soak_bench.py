@@ -11,8 +11,9 @@ What is measured
     size of the checkpoint and of each `_delta_log`. At the end, --burst files land at once and the time
     to drain them gives the changes per second the stream sustains with full batches.
 
-    `--maintenance both` (the default) runs the soak twice, each in its own process: maintenance off
-    (compaction none, no VACUUM), then on (the shipped `maintenance:` settings), and plots them side by side.
+    `--maintenance both` (the default) runs the soak twice, each in its own process and at the same time
+    (`--sequential`: one after the other): maintenance off (compaction none, no VACUUM) and on (the shipped
+    `maintenance:` settings), on the same landing schedule, and plots them side by side.
 
 Run (writes benchmarks/results/soak-<date>.json and soak-<date>-<series>.png):
     python -m benchmarks.soak_bench --minutes 30 --rate 17
@@ -279,6 +280,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="minutes left out of the flatness ratios")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--maintenance", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--sequential", action="store_true", help="off, then on (default: both at once)")
     parser.add_argument("--out", type=Path, help="(one run) write its JSON here")
     args = parser.parse_args()
     if args.maintenance != "both":
@@ -287,14 +289,19 @@ def main() -> None:
         return
     runs, loads = {}, {}
     work = Path(tempfile.mkdtemp(prefix="soak-bench-"))
+    argv = [a for a in sys.argv[1:] if a not in ("--sequential", "--maintenance", "both")]
+    processes = {}
     for name in ("off", "on"):  # each in its own process: memory is the run's own
         loads[name] = {"before": os.getloadavg()}
-        argv = [a for a in sys.argv[1:] if not a.startswith("--maintenance")]
-        out = work / f"{name}.json"
-        cmd = [sys.executable, "-m", "benchmarks.soak_bench", *argv, "--maintenance", name, "--out", str(out)]
-        subprocess.run(cmd, check=True)
+        cmd = [sys.executable, "-m", "benchmarks.soak_bench", *argv, "--maintenance", name, "--out", str(work / name)]
+        processes[name] = subprocess.Popen(cmd)
+        if args.sequential:
+            processes[name].wait()
+    for name, process in processes.items():
+        if process.wait() != 0:
+            raise SystemExit(f"the soak with maintenance {name} failed (exit {process.returncode})")
         loads[name]["after"] = os.getloadavg()
-        runs[name] = json.loads(out.read_text())
+        runs[name] = json.loads((work / name).read_text())
     window = min(10.0, (args.minutes - args.warmup) / 2)
     date = dt.date.today().isoformat()
     report = {
