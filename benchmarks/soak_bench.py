@@ -126,7 +126,7 @@ def run_one(args: argparse.Namespace, maintenance: bool) -> dict:
 
     os.environ.setdefault("LAKEHOUSE_MASKING_KEY", secrets.token_hex(32))
     home = Path(tempfile.mkdtemp(prefix=f"soak-{'on' if maintenance else 'off'}-"))
-    generate(home / "landing", patients=args.patients, days=3)
+    generate(home / "landing", patients=args.patients, days=1)
     settings = {} if maintenance else {"compaction": {"method": "none"}, "vacuum": {"enabled": False}}
     config = demo_config(home, maintenance=settings, max_files_per_trigger=args.max_files_per_trigger)
     config = config.model_copy(update={"stream": config.stream.model_copy(update={"trigger_seconds": args.trigger})})
