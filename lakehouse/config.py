@@ -332,7 +332,7 @@ class StreamSettings(_Model):
 
 
 class CompactionSettings(_Model):
-    """How the small files every batch writes are compacted (method chosen by `benchmarks/compaction_bench.py`).
+    """How the small files every batch writes are compacted (`benchmarks/compaction_bench.py` compares the methods).
 
     `optimize`: the stream runs Delta's OPTIMIZE on a table between its batches when `every_batches` or
     `every_minutes` have passed since the last one, or when the table has `min_files` files. `auto_compact`:

@@ -6,7 +6,7 @@ MERGE, every "as of" query and every Athena scan pays for. The stream's own fore
 upkeep right after the batch's writes: the table's one writer (DESIGN.md) also compacts and vacuums
 it, so no second writer ever races the stream, and the stream never stops for it.
 
-- Compaction (`maintenance.compaction.method: optimize`, chosen by `benchmarks/compaction_bench.py`):
+- Compaction (`maintenance.compaction.method: optimize`; `benchmarks/compaction_bench.py` compares the methods):
   Delta's OPTIMIZE bin-packs the small files into files of `target_file_mb`, when `every_batches` or
   `every_minutes` have passed since the last one or `min_files` files were added since. It rewrites
   rows, never changes them (a `dataChange=false` commit: "as of", latest, the change feed and Delta time

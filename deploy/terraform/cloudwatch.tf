@@ -110,7 +110,7 @@ resource "aws_cloudwatch_metric_alarm" "engine" {
 # The stream falls behind: the age of a batch's oldest file at its start (the batch record's lag_seconds,
 # published as LagSeconds) stays above 15 minutes. A stream that keeps up shows about one trigger interval.
 resource "aws_cloudwatch_metric_alarm" "stream_lag" {
-  for_each            = toset(var.tables)
+  for_each            = toset(var.dms_tables) # the stream applies the DMS tables; snapshot feeds are daily
   alarm_name          = "${local.name}-${replace(each.value, "_", "-")}-stream-lag"
   alarm_description   = "Table ${each.value}: LagSeconds above 900 for 15 minutes; files land faster than batches finish (see README, backpressure)."
   namespace           = "lakehouse"
