@@ -226,6 +226,7 @@ def paths_in(folder: Path) -> TablePaths:
         latest=str(folder / "latest"),
         quarantine=str(folder / "quarantine"),
         checkpoint=str(folder / "checkpoint"),
+        ledger=str(folder / "ledger"),
     )
 
 
@@ -355,7 +356,7 @@ def run_methods(spark: SparkSession, table: TableConfig, folder: Path, staged: S
     """Apply the batch with every method, each on its own copy of the base tables."""
     base, landing = folder / "base", folder / "landing"
     copies = {m: copy_tables(base, folder / m, ("latest",)) for m in METHODS if m != "engine"}
-    copies["engine"] = copy_tables(base, folder / "engine", ("history", "latest", "quarantine"))
+    copies["engine"] = copy_tables(base, folder / "engine", ("history", "latest", "quarantine", "ledger"))
     seconds: dict[str, float] = {}
     seconds["engine"], metrics = run_engine(spark, table, landing, copies["engine"])
     seconds["append"] = run_append(spark, staged, copies["append"].latest)

@@ -14,27 +14,86 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lakehouse.errors import ConfigError
+from lakehouse.sources.db_types import EXAMPLES, spark_type
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SPARK_TYPES = re.compile(
-    r"^(string|boolean|tinyint|smallint|int|integer|bigint|long|float|double|date|timestamp|timestamp_ntz|binary"
-    r"|decimal\(\s*\d+\s*,\s*\d+\s*\))$"
-)
 
 
 def _spark_types(columns: dict[str, str]) -> dict[str, str]:
+    """Column types as Spark SQL types; source database names (numeric(10,2), varchar(40), …) are mapped."""
     if not columns:
         raise ValueError("must list at least one column")
+    mapped = {}
     for name, type_ in columns.items():
-        if not _SPARK_TYPES.match(str(type_).strip().lower()):
+        spark = spark_type(str(type_))
+        if spark is None:
             raise ValueError(
-                f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, "
-                "bigint, double, decimal(18,2), date, timestamp, boolean"
+                f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, bigint, "
+                f"double, decimal(18,2), date, timestamp, boolean, or a source database type such as {EXAMPLES}"
             )
-    return {name: str(type_).strip().lower() for name, type_ in columns.items()}
+        mapped[name] = spark
+    return mapped
+
+
+# The DMS name of what each DmsSource key configures (S3 target endpoint settings and table-mapping rules):
+# config errors name it, and a DMS name written as a key is answered with the key it corresponds to.
+DMS_SETTINGS = {
+    "path": "S3Settings BucketName + BucketFolder + /<schema>/<table>",
+    "format": "S3Settings DataFormat",
+    "header": "S3Settings AddColumnName",
+    "op_in_full_load": "S3Settings IncludeOpForFullLoad",
+    "delimiter": "S3Settings CsvDelimiter",
+    "timestamp_column": "S3Settings TimestampColumnName",
+    "change_seq_column": "the add-column rule with expression $AR_H_CHANGE_SEQ",
+    "before_image_prefix": "the add-before-image-columns rule's column-prefix",
+}
+DMS_NAMES = {
+    "dataformat": "format",
+    "addcolumnname": "header",
+    "includeopforfullload": "op_in_full_load",
+    "csvdelimiter": "delimiter",
+    "timestampcolumnname": "timestamp_column",
+    "bucketfolder": "path",
+    "bucketname": "path",
+    "ar_h_change_seq": "change_seq_column",
+    "column-prefix": "before_image_prefix",
+    "columnprefix": "before_image_prefix",
+}
+# DMS settings that have no key here, and why.
+DMS_WITHOUT_KEY = {
+    "compressiontype": "GZIP files are recognised by their .gz name; nothing to configure",
+    "cdcinsertsandupdates": "files without D rows need no setting",
+    "cdcinsertsonly": "the engine needs the Op column in CDC files: keep CdcInsertsOnly=false",
+    "datepartitionenabled": "dated sub-folders are read recursively; nothing to configure",
+    "cdcpath": "CDC files are read from the table's `path`",
+    "csvrowdelimiter": "records end with a newline, as DMS writes them by default",
+    "preservetransactions": "not supported: the transaction-order files are not read",
+}
+
+
+def _earlier_layout(layout: Any, columns: list[str], index: int) -> Any:
+    """A previous layout as a full column list: `{without: [c, ...]}` is the current columns minus those."""
+    if not isinstance(layout, dict):
+        return layout
+    if set(layout) != {"without"} or not isinstance(layout["without"], list):
+        raise ValueError(
+            f"previous_layouts[{index}] must be a list of columns or {{without: [columns added since]}}, not {layout}"
+        )
+    unknown = [c for c in layout["without"] if c not in columns]
+    if unknown:
+        raise ValueError(f"previous_layouts[{index}].without names columns not in columns: {unknown}")
+    return [c for c in columns if c not in layout["without"]]
 
 
 class _Model(BaseModel):
@@ -54,7 +113,9 @@ class DmsSource(_Model):
     change_seq_column: str | None = None  # an add-column rule with expression $AR_H_CHANGE_SEQ
     before_image_prefix: str | None = None  # add-before-image-columns rule, e.g. "BI_"
     columns: dict[str, str]  # file layout after the Op column, in file order: name -> Spark SQL type
-    previous_layouts: list[list[str]] = []  # older layouts (column count changed mid-stream)
+    # Older layouts (columns added at the source mid-stream): a full column list, or {without: [added, ...]}.
+    previous_layouts: list[list[str]] = []
+    optional_columns: list[str] = []  # may be absent from a file with column names (Parquet, header): NULL, counted
     max_files_per_trigger: int = Field(default=200, ge=1)
 
     @field_validator("columns")
@@ -62,16 +123,35 @@ class DmsSource(_Model):
     def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
         return _spark_types(columns)
 
+    @field_validator("previous_layouts", mode="before")
+    @classmethod
+    def _expand_layouts(cls, layouts: Any, info: ValidationInfo) -> Any:
+        columns = info.data.get("columns")
+        if not isinstance(layouts, list) or not isinstance(columns, dict):
+            return layouts
+        return [_earlier_layout(layout, list(columns), i) for i, layout in enumerate(layouts)]
+
     @model_validator(mode="after")
     def _special_columns_exist(self) -> DmsSource:
         for key in ("timestamp_column", "change_seq_column"):
             name = getattr(self, key)
             if name is not None and name not in self.columns:
-                raise ValueError(f"{key} {name!r} is not one of the columns {list(self.columns)}")
+                raise ValueError(
+                    f"{key} {name!r} (DMS {DMS_SETTINGS[key]}) is not one of the columns {list(self.columns)}"
+                )
         for i, layout in enumerate(self.previous_layouts):
             unknown = [c for c in layout if c not in self.columns]
             if unknown:
                 raise ValueError(f"previous_layouts[{i}] names columns not in columns: {unknown}")
+        unknown = [c for c in self.optional_columns if c not in self.columns]
+        if unknown:
+            raise ValueError(f"optional_columns names {unknown}, which are not in columns {list(self.columns)}")
+        if self.before_image_prefix and not self.before_image_columns:
+            raise ValueError(
+                f"before_image_prefix {self.before_image_prefix!r} (DMS {DMS_SETTINGS['before_image_prefix']}) "
+                f"matches no column of {list(self.columns)}: add the before-image columns DMS writes "
+                f"(e.g. {self.before_image_prefix}<key>) to `columns`, or remove the prefix"
+            )
         return self
 
     @property
@@ -661,11 +741,24 @@ def _describe(error: Any) -> tuple[str, str]:
     loc = [str(p) for i, p in enumerate(raw) if i not in tag]
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(loc[-1], _KEYS, n=1)
-        message = f"unknown key {loc[-1]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+        message = f"unknown key {loc[-1]!r}" + _hint(loc[-1])
     elif error["type"] == "missing":
         message = "required key is missing"
+    if loc and loc[-1] in DMS_SETTINGS and "source" in loc and "DMS" not in message:
+        message += f" (DMS {DMS_SETTINGS[loc[-1]]})"
     return ".".join(loc), message
+
+
+def _hint(key: str) -> str:
+    """What an unknown key probably meant: the key a DMS setting name corresponds to, or a close spelling."""
+    dms = re.sub(r"[^a-z_-]", "", key.lower())
+    if dms in DMS_NAMES:
+        ours = DMS_NAMES[dms]
+        return f"; that is the DMS name: did you mean {ours!r} (DMS {DMS_SETTINGS[ours]})?"
+    if dms in DMS_WITHOUT_KEY:
+        return f"; that DMS setting has no key here: {DMS_WITHOUT_KEY[dms]}"
+    close = difflib.get_close_matches(key, _KEYS, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _KINDS = {"dms", "snapshot", "opais", "csv"}  # discriminator tags pydantic puts into error locations

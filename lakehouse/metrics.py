@@ -35,6 +35,10 @@ class BatchMetrics:
     null_sequence: int = 0
     key_changes: int = 0
     policy_missing: int = 0  # changes of patients the consent policy does not know: treated as not consented
+    unknown_keys: int = 0  # U / D of a key with no live version before it (applied; see README)
+    unknown_key_examples: list[str] = field(default_factory=list)  # pseudonyms for tables with PHI
+    optional_absent: int = 0  # rows of files without an optional column: NULL written for it
+    replayed_files: list[str] = field(default_factory=list)  # "file = batch N, first file": content applied before
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     duplicate_sequence_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -70,6 +74,8 @@ class CloudWatchMetrics:
             "LateRows": (metrics.late, "Count"),
             "QuarantinedRows": (metrics.quarantined, "Count"),
             "PolicyMissingRows": (metrics.policy_missing, "Count"),
+            "UnknownKeyRows": (metrics.unknown_keys, "Count"),
+            "ReplayedFiles": (len(metrics.replayed_files), "Count"),
             "UnreconciledBatches": (0 if metrics.reconciles else 1, "Count"),
             "BatchSeconds": (metrics.seconds, "Seconds"),
             "LagSeconds": (metrics.lag_seconds, "Seconds"),

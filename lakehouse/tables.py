@@ -34,6 +34,9 @@ DIMENSION_COLUMNS = {
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
 )
+# The file ledger of a DMS table: each file content it applied, with the first batch and file that did
+# (see `apply.ledger`).
+LEDGER_DDL = "content_sha256 STRING, source_file STRING, batch_id BIGINT, rows BIGINT"
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,18 @@ class TablePaths:
     latest: str
     quarantine: str
     checkpoint: str
+    ledger: str
 
 
 def table_paths(config: Config, table: TableConfig) -> TablePaths:
-    """`<lake>/<table>/{history,latest,quarantine}` and `<checkpoints>/<table>`."""
+    """`<lake>/<table>/{history,latest,quarantine,ledger}` and `<checkpoints>/<table>`."""
     lake = config.paths.lake.rstrip("/")
     return TablePaths(
         history=f"{lake}/{table.name}/history",
         latest=f"{lake}/{table.name}/latest",
         quarantine=f"{lake}/{table.name}/quarantine",
         checkpoint=f"{config.paths.checkpoints.rstrip('/')}/{table.name}",
+        ledger=f"{lake}/{table.name}/ledger",
     )
 
 
@@ -118,14 +123,17 @@ def schema_of(spark: SparkSession, ddl: str) -> StructType:
 
 
 def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:
-    """Create the history, latest and quarantine tables if they do not exist yet."""
+    """Create the history, latest and quarantine tables (and a DMS table's file ledger) if they do not exist yet."""
     from delta.tables import DeltaTable
 
-    for path, ddl, partitions, properties in (
+    tables = [
         (paths.history, history_ddl(table), table.partition_by, history_properties(table)),
         (paths.latest, latest_ddl(table), table.partition_by, latest_properties(table)),
         (paths.quarantine, QUARANTINE_DDL, [], QUARANTINE_PROPERTIES),
-    ):
+    ]
+    if table.source.kind == "dms":
+        tables.append((paths.ledger, LEDGER_DDL, [], table_properties(change_feed=False, stats_columns=[])))
+    for path, ddl, partitions, properties in tables:
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, ddl))
         if partitions:
             builder = builder.partitionedBy(*partitions)

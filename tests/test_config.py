@@ -116,14 +116,100 @@ def test_every_validation_error_is_listed_with_its_key_path(tmp_path: Path) -> N
 
 def test_unknown_column_type_is_an_error_naming_the_column(tmp_path: Path) -> None:
     table = people()
-    table["source"]["columns"]["name"] = "varchar(20)"
+    table["source"]["columns"]["name"] = "varchr(20)"
     path = write(tmp_path, document(people=table))
 
     error = config_error(path)
 
     assert error.key == "tables.people.source.columns"
-    assert "'name'" in str(error) and "varchar(20)" in str(error)
+    assert "'name'" in str(error) and "varchr(20)" in str(error) and "numeric(10,2)" in str(error)
     assert "Value error" not in str(error)
+
+
+def test_source_database_types_are_taken_as_written_and_mapped_to_spark_types(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["columns"] = {
+        "ts": "string", "id": "int4", "name": "varchar(40)", "score": "real", "amount": "numeric(10,2)",
+        "seen": "timestamptz", "code": "NUMBER(10)", "notes": "nvarchar(max)", "active": "tinyint(1)",
+    }  # fmt: skip
+
+    columns = load_config(write(tmp_path, document(people=table))).tables["people"].source.columns
+
+    assert columns == {
+        "ts": "string", "id": "int", "name": "string", "score": "float", "amount": "decimal(10,2)",
+        "seen": "timestamp", "code": "bigint", "notes": "string", "active": "boolean",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dms_name", "ours"),
+    [
+        ("IncludeOpForFullLoad", "op_in_full_load"),
+        ("AddColumnName", "header"),
+        ("TimestampColumnName", "timestamp_column"),
+    ],
+)
+def test_a_dms_setting_name_as_a_key_says_which_key_it_is_here(tmp_path: Path, dms_name: str, ours: str) -> None:
+    table = people()
+    table["source"][dms_name] = True
+    path = write(tmp_path, document(people=table))
+
+    message = str(config_error(path))
+
+    assert f"unknown key '{dms_name}'; that is the DMS name: did you mean '{ours}' (DMS" in message
+
+
+def test_a_dms_setting_without_a_key_here_says_why(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["CdcInsertsAndUpdates"] = True
+    path = write(tmp_path, document(people=table))
+
+    assert "that DMS setting has no key here: files without D rows need no setting" in str(config_error(path))
+
+
+def test_errors_about_a_dms_key_name_its_dms_setting(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["op_in_full_load"] = "sometimes"
+    path = write(tmp_path, document(people=table))
+
+    assert "(DMS S3Settings IncludeOpForFullLoad)" in str(config_error(path))
+
+
+def test_a_before_image_prefix_that_matches_no_column_is_refused(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["before_image_prefix"] = "BI_"
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert "before_image_prefix 'BI_'" in str(error) and "matches no column" in str(error)
+    assert "add-before-image-columns" in str(error)
+
+
+def test_a_previous_layout_can_list_only_the_columns_added_since(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["columns"] = {"ts": "string", "id": "bigint", "name": "string", "email": "string", "seq": "string"}
+    table["source"]["previous_layouts"] = [{"without": ["email"]}, ["ts", "id", "seq"]]
+
+    source = load_config(write(tmp_path, document(people=table))).tables["people"].source
+
+    assert source.previous_layouts == [["ts", "id", "name", "seq"], ["ts", "id", "seq"]]
+
+
+def test_a_previous_layout_without_an_unknown_column_is_refused(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["previous_layouts"] = [{"without": ["email"]}]
+
+    assert "previous_layouts[0].without names columns not in columns: ['email']" in str(
+        config_error(write(tmp_path, document(people=table)))
+    )
+
+
+def test_optional_columns_must_be_columns(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["optional_columns"] = ["email"]
+
+    assert "optional_columns names ['email']" in str(config_error(write(tmp_path, document(people=table))))
 
 
 def test_timestamp_column_must_be_one_of_the_columns(tmp_path: Path) -> None:

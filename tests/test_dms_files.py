@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import io
 from typing import Any
 
@@ -42,6 +43,12 @@ def parquet(table: dict[str, list[Any]]) -> bytes:
     return out.getvalue()
 
 
+def people_parquet(rows: int = 1, **columns: list[Any]) -> dict[str, list[Any]]:
+    """Every configured PEOPLE column (one value per row), with `columns` replacing or adding some."""
+    full = {"ts": ["t1"], "id": [1], "name": ["Ann"], "score": [9.5], "seq": ["s1"], "BI_id": [None]}
+    return {**{k: v * rows for k, v in full.items()}, **columns}
+
+
 # --- file kinds -------------------------------------------------------------------------------------------------
 
 
@@ -52,6 +59,8 @@ def test_load_file_without_op_maps_fields_to_the_layout() -> None:
         "_file": LOAD,
         "_row": 0,
         "_is_load": True,
+        "_file_time": None,
+        "_content_hash": hashlib.sha256(b"t1,1,Ann,9.5,s1,\n").hexdigest(),
         "_op": "I",
         "ts": "t1",
         "id": "1",
@@ -211,10 +220,18 @@ def test_gzip_csv_is_decompressed() -> None:
 
 
 def test_corrupt_gzip_is_one_unparseable_row_for_the_whole_file() -> None:
-    for content in (b"not gzip at all", gzip.compress(b"I,t1,1,Ann,9.5,s1,\n" * 50)[:30]):
-        (row,) = parse(CDC + ".gz", content)
+    (row,) = parse(CDC + ".gz", b"not gzip at all")
 
-        assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+    assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+    assert "gzip" in row["_detail"]
+
+
+def test_a_cut_gzip_file_is_one_truncated_row_and_none_of_its_records_is_read() -> None:
+    whole = gzip.compress(b"I,t1,1,Ann,9.5,s1,\n" * 500)
+    for cut in (30, len(whole) // 2, len(whole) - 5):
+        (row,) = parse(CDC + ".gz", whole[:cut])
+
+        assert (row["_reason"], row["_row"]) == ("truncated", -1)
         assert "gzip" in row["_detail"]
 
 
@@ -293,16 +310,24 @@ def test_parquet_with_an_op_column_takes_op_from_it() -> None:
 
 
 def test_parquet_load_file_without_op_is_an_insert() -> None:
-    content = parquet({"ts": ["t1"], "ID": [1], "Name": ["Ann"]})
+    content = parquet({"ts": ["t1"], "ID": [1], "Name": ["Ann"], "score": [1.5], "seq": [None], "bi_id": [None]})
 
     (row,) = parse("s3://b/x/LOAD00000001.parquet", content, source(format="parquet"))
 
-    assert business(row) == {"_op": "I", "ts": "t1", "id": "1", "name": "Ann"}
+    assert business(row) == {
+        "_op": "I",
+        "ts": "t1",
+        "id": "1",
+        "name": "Ann",
+        "score": "1.5",
+        "seq": None,
+        "BI_id": None,
+    }
     assert row["_is_load"] is True
 
 
 def test_parquet_cdc_file_without_op_has_no_operation() -> None:
-    content = parquet({"ts": ["t1"], "id": [1], "name": ["Ann"]})
+    content = parquet(people_parquet())
 
     (row,) = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
 
@@ -320,7 +345,7 @@ def test_parquet_column_not_in_the_configuration_is_schema_drift_on_every_row() 
 
 
 def test_gzip_parquet_is_decompressed() -> None:
-    content = gzip.compress(parquet({"Op": ["U"], "id": [7]}))
+    content = gzip.compress(parquet(people_parquet(Op=["U"], id=[7])))
 
     (row,) = parse("s3://b/x/20260301-120000000.parquet.gz", content, source(format="parquet"))
 
@@ -331,3 +356,100 @@ def test_bytes_that_are_not_parquet_are_unparseable() -> None:
     (row,) = parse("s3://b/x/20260301-120000000.parquet", b"PAR1 but not really", source(format="parquet"))
 
     assert (row["_reason"], row["_row"]) == ("unparseable", -1)
+
+
+# --- malformed input of issue 15: each caught, never applied as if it were whole ---------------------------------
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_op_or_the_header() -> None:
+    (row,) = parse(CDC, "\ufeffU,t1,1,Ann,9.5,s1,1\n")
+    assert (row["_op"], row["id"], row.get("_reason")) == ("U", "1", None)
+
+    (row,) = parse(CDC, "\ufeffOp,ts,id,name,score,seq,BI_id\nI,t1,1,Ann,9.5,s1,\n", source(header=True))
+    assert (row["_op"], row["id"], row.get("_reason")) == ("I", "1", None)
+
+
+def test_a_csv_file_cut_inside_its_last_field_quarantines_that_record_as_truncated() -> None:
+    # The real case: BI_patient_id 1000024 cut to 10000 would have been read as a key change.
+    rows = parse(CDC, "U,t1,1,Ann,9.5,s1,1\nU,t2,1000024,Bob,1.0,s2,10000")
+
+    assert [(r["_row"], r.get("_reason")) for r in rows] == [(0, None), (1, "truncated")]
+    assert rows[1]["_raw"] == "U,t2,1000024,Bob,1.0,s2,10000"
+    assert "line 2" in rows[1]["_detail"] and "cut short" in rows[1]["_detail"]
+    assert "id" not in rows[1]
+
+
+def test_a_csv_file_cut_inside_a_quoted_field_quarantines_the_record_from_its_first_line() -> None:
+    text = 'I,t1,1,Ann,9.5,s1,\nI,t2,2,"Bob\nSmith'
+
+    rows = parse(CDC, text)
+
+    assert [(r["_row"], r.get("_reason")) for r in rows] == [(0, None), (1, "truncated")]
+    assert rows[1]["_raw"] == 'I,t2,2,"Bob\nSmith'
+
+
+def test_a_file_cut_inside_its_header_has_one_truncated_row() -> None:
+    (row,) = parse(CDC, "Op,ts,id,na", source(header=True))
+
+    assert (row["_row"], row["_reason"]) == (0, "truncated")
+
+
+def test_a_file_that_ends_with_its_newline_is_whole() -> None:
+    rows = parse(CDC, "U,t1,1,Ann,9.5,s1,1\nU,t2,2,Bob,1.0,s2,2\n")
+
+    assert [r.get("_reason") for r in rows] == [None, None]
+
+
+def test_a_parquet_file_without_configured_columns_is_missing_columns_on_every_row_naming_them() -> None:
+    content = parquet({"Op": ["U", "U"], "ts": ["t1", "t2"], "id": [1, 2], "seq": ["s1", "s2"], "BI_id": [1, 2]})
+
+    rows = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+
+    assert [(r["_row"], r["_reason"]) for r in rows] == [(0, "missing_columns"), (1, "missing_columns")]
+    assert "['name', 'score']" in rows[0]["_detail"]
+    assert "name" not in rows[0]
+
+
+def test_a_header_without_configured_columns_is_missing_columns_on_every_row() -> None:
+    rows = parse(CDC, "Op,ts,id,seq,BI_id\nU,t1,1,s1,1\n", source(header=True))
+
+    assert [r["_reason"] for r in rows] == ["missing_columns"]
+    assert "['name', 'score']" in rows[0]["_detail"]
+
+
+def test_an_optional_column_absent_from_the_file_is_null_and_marked() -> None:
+    src = source(format="parquet", optional_columns=["score"])
+    content = parquet({"Op": ["U"], "ts": ["t1"], "id": [1], "name": ["Ann"], "seq": ["s1"], "BI_id": [1]})
+
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", content, src)
+
+    assert (row.get("_reason"), row["name"], row.get("score"), row["_absent"]) == (None, "Ann", None, "score")
+
+
+def test_a_named_file_of_an_earlier_layout_is_not_missing_columns() -> None:
+    src = source(header=True, previous_layouts=[{"without": ["score", "BI_id"]}])
+
+    (row,) = parse(CDC, "Op,ts,id,name,seq\nU,t1,1,Ann,s1\n", src)
+
+    assert (row.get("_reason"), row["name"], row.get("_absent")) == (None, "Ann", None)
+
+
+def test_with_a_header_the_op_column_comes_from_the_header_whatever_op_in_full_load_says() -> None:
+    with_op = "Op,ts,id,name,score,seq,BI_id\nI,t1,1,Ann,9.5,s1,\n"
+    without_op = "ts,id,name,score,seq,BI_id\nt1,1,Ann,9.5,s1,\n"
+
+    (a,) = parse(LOAD, with_op, source(header=True, op_in_full_load=False))
+    (b,) = parse(LOAD, without_op, source(header=True, op_in_full_load=True))
+
+    assert business(a) == business(b) == {
+        "_op": "I", "ts": "t1", "id": "1", "name": "Ann", "score": "9.5", "seq": "s1", "BI_id": None,
+    }  # fmt: skip
+
+
+def test_every_row_carries_the_dms_file_time_and_the_content_hash_of_its_file() -> None:
+    text = "U,t1,1,Ann,9.5,s1,1\n"
+    rows = parse("s3://b/x/2019/01/18/20190118-184518184.csv.gz", gzip.compress(text.encode()))
+
+    assert rows[0]["_file_time"] == "2019-01-18 18:45:18.184000"
+    assert rows[0]["_content_hash"] == hashlib.sha256(text.encode()).hexdigest()  # of the content, not the gzip
+    assert parse(LOAD, "t1,1,Ann,9.5,s1,\n")[0]["_file_time"] is None

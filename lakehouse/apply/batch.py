@@ -9,6 +9,8 @@ table, run side by side once the plan is computed.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ from pyspark.util import inheritable_thread_target
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
+from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
@@ -29,12 +32,16 @@ from lakehouse.changes.normalize import split_key_changes, to_changes
 from lakehouse.config import TableConfig
 from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
+from lakehouse.masking import pseudonym
 from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths, derived_history_columns
 
+log = logging.getLogger("lakehouse.batch")
+
 MAX_KEYS_TO_COLLECT = 500_000
+UNKNOWN_KEY_EXAMPLES = 5
 T = TypeVar("T")
 # Up to this many changes, their keys are broadcast to pick the existing history versions: history is
 # then filtered where it is read, instead of being shuffled to meet the keys (tens of MB at most).
@@ -73,7 +80,9 @@ def apply_batch(
     # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
     # once the DataFrame is gone).
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=True)
-    apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi)
+    contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
+    files = classify_files(marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id)
+    apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files)
     metrics.seconds = round(time.monotonic() - started, 3)
     return metrics
 
@@ -86,40 +95,55 @@ def apply_changes(
     paths: TablePaths,
     metrics: BatchMetrics,
     non_phi: NonPhiZone | None = None,
+    files: BatchFiles | None = None,
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
-    This is the part every source shares: DMS files and snapshot diffs both end here.
+    This is the part every source shares: DMS files and snapshot diffs both end here. `files` (DMS) says
+    which files are replays of contents already applied: their rows are counted as replayed, never
+    written; the others are recorded in the file ledger with the batch's other writes.
     """
     spark = marked.sparkSession
     business = list(table.columns)
-    valid = F.col("_reason").isNull()
+    replays = sorted(files.replayed) if files else []
+    replay = F.col("_source_file").isin(replays) if replays else F.lit(False)
+    valid = F.col("_reason").isNull() & ~replay
     first = marked.agg(
         F.countDistinct("_source_file").alias("files"),
         _count(~F.col("_synthetic")).alias("rows_read"),
         _count(F.col("_synthetic")).alias("key_changes"),
-        _count(~valid).alias("quarantined"),
-        _count(F.col("_duplicate")).alias("duplicates"),
+        _count(replay).alias("file_replays"),
+        _count(F.col("_reason").isNotNull() & ~replay).alias("quarantined"),
+        _count(F.col("_duplicate") & ~replay).alias("duplicates"),
         _count(valid & F.col("_change_seq").isNull() & ~F.col("_synthetic")).alias("null_sequence"),
+        (_count(valid & F.col("_absent").isNotNull()) if "_absent" in marked.columns else F.lit(0)).alias("absent"),
         F.min(F.when(valid, F.col("_valid_from"))).alias("min_valid_from"),
         F.min(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_lo"),
         F.max(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_hi"),
         (_count(valid & F.col(MISSING_COL)) if MISSING_COL in marked.columns else F.lit(0)).alias("policy_missing"),
     ).first()
     metrics.policy_missing = int(first["policy_missing"] or 0)
+    metrics.optional_absent = int(first["absent"] or 0)
     for name in ("files", "rows_read", "key_changes", "quarantined", "duplicates", "null_sequence"):
         setattr(metrics, name, int(first[name] or 0))
     if table.source.change_seq_column is None:
         metrics.null_sequence = 0
+    file_replays = int(first["file_replays"] or 0)
+    metrics.replayed_files = [f"{_name(f)} = {where}" for f, where in sorted((files.replayed if files else {}).items())]
     changes = marked.where(valid & ~F.col("_duplicate"))
 
     def quarantine() -> None:
         if metrics.quarantined:
-            _write_quarantine(marked.where(~valid), table, paths, batch_id, metrics)
+            _write_quarantine(marked.where(F.col("_reason").isNotNull() & ~replay), table, paths, batch_id, metrics)
         crash_point(table.name, batch_id, "after_quarantine")
 
+    def ledger() -> None:
+        if files is not None:
+            record_files(spark, paths.ledger, files.applied, batch_id)
+
     if first["min_valid_from"] is None:
-        quarantine()
+        metrics.replayed = file_replays
+        run_side_by_side([quarantine, ledger])
         return
 
     # Only versions of the batch's keys can change, and only those still open at its oldest change; the
@@ -143,6 +167,9 @@ def apply_changes(
         changes, existing, key=table.primary_key, values=business, ignore=table.tracked_ignore
     ).localCheckpoint(eager=True)
     counts = _count_plan(plan, metrics)
+    metrics.replayed += file_replays
+    if metrics.unknown_keys:
+        _report_unknown_keys(plan, table, batch_id, metrics, non_phi)
     if not metrics.reconciles:
         raise InputError(
             f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
@@ -185,7 +212,7 @@ def apply_changes(
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of
     # them committed before a crash), so they run side by side: one's planning and commit overlap another's
     # Spark jobs, and a MERGE that rewrites one file keeps one core busy, not both.
-    writes = [quarantine, history_versions, latest_rows]
+    writes = [quarantine, ledger, history_versions, latest_rows]
     if non_phi is not None and table.non_phi:
         writes.append(non_phi_zone)
     run_side_by_side(writes)
@@ -214,22 +241,73 @@ def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: i
 
 
 def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
-    """Fill the batch's counts from the plan; return what the MERGEs need to know (re-closes, existing versions)."""
+    """Fill the batch's counts from the plan; return what the MERGEs need to know (re-closes, existing versions).
+
+    A U of a key with no live version before it counts as inserted (it is the key's first live row), never
+    as updated; it and a D of such a key also count as `unknown_keys`.
+    """
     inserted = F.col("_action") == "insert"
+    unknown = inserted & F.col("_unknown_key")
     row = plan.agg(
         _count(inserted).alias("applied"),
-        _count(inserted & (F.col("_op") == "I")).alias("inserted"),
-        _count(inserted & (F.col("_op") == "U")).alias("updated"),
+        _count(inserted & ((F.col("_op") == "I") | ((F.col("_op") == "U") & unknown))).alias("inserted"),
+        _count(inserted & (F.col("_op") == "U") & ~unknown).alias("updated"),
         _count(inserted & (F.col("_op") == "D")).alias("deleted"),
+        _count(unknown).alias("unknown_keys"),
         _count(inserted & F.col("_late")).alias("late"),
         _count(F.col("_action") == "unchanged").alias("unchanged"),
         _count(F.col("_action") == "replay").alias("replayed"),
         _count(F.col("_action") == "update").alias("reclosed"),
         _count(F.col("_existing")).alias("existing"),
     ).first()
-    for name in ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed"):
+    for name in ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "unknown_keys"):
         setattr(metrics, name, int(row[name] or 0))
     return {"reclosed": int(row["reclosed"] or 0), "existing": int(row["existing"] or 0)}
+
+
+def _report_unknown_keys(
+    plan: DataFrame, table: TableConfig, batch_id: int, metrics: BatchMetrics, non_phi: NonPhiZone | None
+) -> None:
+    """A warning line with the count and a few example keys: pseudonyms for a table with PHI, if a key is at hand.
+
+    For a table with `consent:` or `phi_columns` every key column not marked `keep` is shown as its
+    pseudonym (HMAC with the non-PHI zone's key, as that zone shows it); without the key only the count.
+    """
+    phi = table.consent is not None or table.non_phi
+    examples: list[str] = []
+    if not phi or non_phi is not None:
+        rows = (
+            plan.where((F.col("_action") == "insert") & F.col("_unknown_key"))
+            .select(*[F.col(f"`{k}`").cast("string") for k in table.primary_key])
+            .distinct()
+            .limit(UNKNOWN_KEY_EXAMPLES)
+            .collect()
+        )
+        for r in rows:
+            shown = [
+                v if not phi or table.phi_columns.get(k) == "keep" or v is None else pseudonym(v, non_phi.key)  # type: ignore[union-attr]
+                for k, v in zip(table.primary_key, r, strict=True)
+            ]
+            examples.append("|".join("" if v is None else str(v) for v in shown))
+    metrics.unknown_key_examples = sorted(examples)
+    log.warning(
+        json.dumps(
+            {
+                "event": "unknown_keys",
+                "table": table.name,
+                "batch_id": batch_id,
+                "rows": metrics.unknown_keys,
+                "examples": metrics.unknown_key_examples,
+                "pseudonyms": phi,
+                "rule": "an update or delete of a key latest does not hold is applied: a U as the key's first "
+                "version (counted as inserted), a D as a delete version that keeps a late insert from reviving it",
+            }
+        )
+    )
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _write_quarantine(

@@ -46,7 +46,8 @@ def plan_history(
       insert     a new version to insert;          update  an existing version whose interval changed;
       keep       an existing version left as is;   replay  a change already in history (same sequence);
       unchanged  an update that changes no tracked value (or a delete of a deleted key): no version.
-    and `_late` (a new version older than one already in history).
+    and `_late` (a new version older than one already in history), `_unknown_key` (a U or D with no live
+    version of its key before it; a moving U of a key change, `_key_moved`, is not one).
 
     One shuffle and one sort by key: each step looks at the neighbouring rows that still count (lag/lead
     IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in.
@@ -57,12 +58,14 @@ def plan_history(
         F.lit(True).alias("_existing"),
         F.col("_valid_to").alias("_old_valid_to"),
         F.col("_is_current").alias("_old_is_current"),
+        F.lit(False).alias("_key_moved"),
     )
     new = changes.select(
         *[_c(c) for c in columns],
         F.lit(False).alias("_existing"),
         F.lit(None).cast("timestamp").alias("_old_valid_to"),
         F.lit(None).cast("boolean").alias("_old_is_current"),
+        (F.col("_key_moved") if "_key_moved" in changes.columns else F.lit(False)).alias("_key_moved"),
     )
     # Existing rows first on a tie: a new row with an existing row's sequence is a replay of it.
     ordered = Window.partitionBy(*[_c(k) for k in key]).orderBy(F.col("_sequence"), F.col("_existing").desc())
@@ -84,8 +87,20 @@ def plan_history(
         & prev_op.isNotNull()
         & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D"))),
     )
+    # A U or D with no live version of its key before it: the source changed a key this table never held
+    # (a key update without before-images, a full load that missed rows). It is still applied, so a late
+    # insert of the key lands before it; the batch counts it apart (DESIGN rule 4: reported, not hidden).
+    rows = rows.withColumn(
+        "_unknown_key",
+        ~F.col("_existing")
+        & ~F.col("_replay")
+        & ~F.col("_unchanged")
+        & F.col("_op").isin("U", "D")
+        & ~F.col("_key_moved")
+        & (prev_op.isNull() | (prev_op == "D")),
+    )
     planned = _intervals(rows, key=key, values=values, ordered=ordered)
-    return planned.drop("_live_before", "_unchanged", "_replay")
+    return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
 
 
 def _nearest(

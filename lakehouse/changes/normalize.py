@@ -12,6 +12,13 @@ so it compares the same in Spark, Athena and PostgreSQL:
   never as a number that could lose digits);
 * file name and row position decide only where there is no change-seq (full load, or no such
   column): with a change-seq they are blank, so the same change delivered twice has the same sequence.
+
+The commit time (`_valid_from`) is the TimestampColumnName value; without one (or where it is empty),
+the time in the DMS file name (when DMS wrote the CDC file, at or just after the commit); full-load rows
+without one are valid from 1970-01-01 (the load copies rows whose start is unknown). A file's
+modification time is never used: it changes when files are copied or restored. A CDC row with no time
+at all (no timestamp column, and a file not named as DMS names CDC files) is quarantined as
+`no_commit_time`: it could not be ordered.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from lakehouse.config import TableConfig
 
 FILE_WIDTH = 48
 CHANGE_SEQ_WIDTH = 35
+# Full-load rows without a timestamp column: valid since a start that is unknown.
+LOAD_VALID_FROM = "1970-01-01 00:00:00"
 
 # Columns every change carries besides the business columns.
 CHANGE_COLUMNS = ["_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
@@ -78,6 +87,11 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         if source.timestamp_column
         else F.lit(None).cast("timestamp")
     )
+    valid_from = F.coalesce(
+        commit_ts,
+        F.expr("try_cast(_file_time AS timestamp)"),
+        F.when(F.col("_is_load"), F.lit(LOAD_VALID_FROM).cast("timestamp")),
+    )
     reason = (
         F.when(F.col("_reason").isNotNull(), F.col("_reason"))
         .when(~F.coalesce(F.col("_op").isin("I", "U", "D"), F.lit(False)), F.lit("unknown_op"))
@@ -85,6 +99,7 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         .when(seq.isNotNull() & ~seq.rlike(r"^[0-9]{1,35}$"), F.lit("bad_change_seq"))
         .when(ts.isNotNull() & commit_ts.isNull(), F.lit("type_mismatch"))
         .when(_first_cast_failure(typed).isNotNull(), F.lit("type_mismatch"))
+        .when(valid_from.isNull(), F.lit("no_commit_time"))
     )
     detail = (
         F.when(F.col("_reason").isNotNull(), F.col("_detail"))
@@ -99,9 +114,15 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
             F.concat(F.lit(f"{source.timestamp_column}: '"), ts, F.lit("' is not a timestamp")),
         )
         .when(reason == "type_mismatch", _first_cast_failure(typed))
+        .when(
+            reason == "no_commit_time",
+            F.lit(
+                "no commit time: the table has no timestamp_column (DMS TimestampColumnName) and the file is not "
+                "named as DMS names CDC files (yyyymmdd-hhmmssfff.csv); rename it, or configure the timestamp column"
+            ),
+        )
     )
     raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])
-    valid_from = F.coalesce(commit_ts, F.col("_file_mtime"))
     file = F.regexp_extract(F.col("_file"), r"([^/]*)$", 1)
     return parsed.select(
         *[_try_cast(c, t).alias(c) for c, t in typed.items()],
@@ -117,13 +138,17 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         # The raw row is only kept for rows that go to quarantine: no JSON work for the rows that apply.
         F.when(reason.isNotNull(), F.coalesce(F.col("_raw"), F.to_json(raw_struct))).alias("_raw"),
         F.lit(False).alias("_synthetic"),
+        F.lit(False).alias("_key_moved"),
+        F.col("_content_hash"),
+        F.col("_absent"),
     )
 
 
 def split_key_changes(changes: DataFrame, table: TableConfig) -> DataFrame:
     """A U whose before-image key differs from its key also deletes the old key (same sequence).
 
-    Needs before-image columns for every primary-key column (DMS add-before-image-columns).
+    Needs before-image columns for every primary-key column (DMS add-before-image-columns). The moving U
+    is marked `_key_moved` (its key is new on purpose), the old key's delete `_synthetic`.
     """
     prefix = table.source.before_image_prefix
     bi = {k: f"{prefix}{k}" for k in table.primary_key} if prefix else {}
@@ -149,7 +174,8 @@ def split_key_changes(changes: DataFrame, table: TableConfig) -> DataFrame:
     # One pass over the rows (a union would parse the batch's files twice): each row becomes itself, and a
     # moving U also its synthetic delete of the old key.
     row = F.struct(*[F.col(_q(c)) for c in changes.columns])
-    rows = F.when(moved & differs, F.array(row, F.struct(*old_key))).otherwise(F.array(row))
+    moving = F.struct(*[(F.lit(True) if c == "_key_moved" else F.col(_q(c))).alias(c) for c in changes.columns])
+    rows = F.when(moved & differs, F.array(moving, F.struct(*old_key))).otherwise(F.array(row))
     return changes.select(F.explode(rows).alias("__split")).select(
         *[F.col("__split")[c].alias(c) for c in changes.columns]
     )

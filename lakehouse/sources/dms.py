@@ -2,7 +2,9 @@
 
 The stream reads whole files (`binaryFile`), so a micro-batch is a set of complete files and a
 replay after a crash sees exactly the same files (the checkpoint's offset log names them).
-Parsing happens on the executors with `dms_files.parse_file`.
+Parsing happens on the executors with `dms_files.parse_file`. A file's modification time is never
+used: it changes when files are copied or restored (the time of a change comes from the data or the
+DMS file name, see `changes.normalize`).
 """
 
 from __future__ import annotations
@@ -46,13 +48,12 @@ def read_dms_stream(
 
 def parsed_schema(source: DmsSource) -> StructType:
     """Schema of `parse_files`' output: lineage, Op and every layout column as a string."""
-    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType, TimestampType
+    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
     fields = [
         StructField("_file", StringType()),
         StructField("_row", LongType()),
         StructField("_is_load", BooleanType()),
-        StructField("_file_mtime", TimestampType()),
     ]
     fields += [StructField(c, StringType()) for c in output_columns(source)[3:]]
     return StructType(fields)
@@ -68,9 +69,8 @@ def parse_files(files: DataFrame, source: DmsSource) -> DataFrame:
 
         rows: list[dict] = []
         for batch in batches:
-            for path, mtime, content in zip(batch["path"], batch["modificationTime"], batch["content"], strict=True):
+            for path, content in zip(batch["path"], batch["content"], strict=True):
                 for row in parse_file(path, bytes(content), source):
-                    row["_file_mtime"] = mtime
                     rows.append(row)
                     if len(rows) >= CHUNK_ROWS:
                         yield pd.DataFrame.from_records(rows, columns=names)
@@ -78,4 +78,4 @@ def parse_files(files: DataFrame, source: DmsSource) -> DataFrame:
         if rows:
             yield pd.DataFrame.from_records(rows, columns=names)
 
-    return files.select("path", "modificationTime", "content").mapInPandas(parse, schema)
+    return files.select("path", "content").mapInPandas(parse, schema)

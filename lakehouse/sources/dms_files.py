@@ -4,17 +4,29 @@ Plain Python on purpose: each file is parsed on its own, so the things Spark's C
 see per file are exact here — the field count of every record (the column layout can change between
 files of one table), a header per file (AddColumnName=true), whether the file carries the Op column
 (LOAD files only with IncludeOpForFullLoad), and the position of every row inside its file.
-A row that cannot be mapped comes out with a `_reason`, never dropped.
+A row that cannot be mapped comes out with a `_reason`, never dropped:
+
+* a file whose columns (Parquet names, CSV header) lack configured ones is `missing_columns` on every
+  row, unless the missing ones are `optional_columns` or the file has an earlier layout;
+* DMS ends every CSV record with a newline, so a file that does not end with one was cut short: its
+  last record is `truncated` (the complete records before it are applied);
+* a UTF-8 byte order mark is not data.
+
+Every row carries the SHA-256 of its file's (decompressed) content: the file ledger recognizes a file
+delivered again under another name by it.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import posixpath
+import re
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from lakehouse.config import DmsSource
@@ -29,6 +41,26 @@ def is_load_file(path: str) -> bool:
     return posixpath.basename(path).upper().startswith("LOAD")
 
 
+_DMS_NAME_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})(\d*)\.")
+
+
+def dms_file_time(path: str) -> str | None:
+    """The UTC time DMS wrote a CDC file, from its name: 20190118-184518184.csv → '2019-01-18 18:45:18.184000'.
+
+    The digits after the seconds are a fraction of a second (DMS writes milliseconds; its documentation
+    also shows 20141029-1134010000.csv). None for any other name (LOAD files carry no time).
+    """
+    match = _DMS_NAME_TIME.match(posixpath.basename(path))
+    if not match:
+        return None
+    y, mo, d, h, mi, sec, fraction = match.groups()
+    try:
+        datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec))
+    except ValueError:
+        return None
+    return f"{y}-{mo}-{d} {h}:{mi}:{sec}.{fraction[:6]:0<6}"
+
+
 def file_key(path: str) -> str:
     """The ordering key of a file inside its table: its name (DMS CDC names are timestamps)."""
     return posixpath.basename(path)
@@ -36,7 +68,19 @@ def file_key(path: str) -> str:
 
 def output_columns(source: DmsSource) -> list[str]:
     """Columns of every parsed row, in order: lineage, Op, then the layout columns (all strings)."""
-    return ["_file", "_row", "_is_load", "_reason", "_detail", "_raw", "_op", *source.columns]
+    return [
+        "_file",
+        "_row",
+        "_is_load",
+        "_file_time",
+        "_content_hash",
+        "_absent",
+        "_reason",
+        "_detail",
+        "_raw",
+        "_op",
+        *source.columns,
+    ]
 
 
 def _row(path: str, position: int, is_load: bool, **values: Any) -> Row:
@@ -49,11 +93,34 @@ def _error(path: str, position: int, is_load: bool, reason: str, detail: str, ra
 
 def parse_file(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
     """Yield one row per record of the file at `path` (its bytes in `content`)."""
+    digest = None
+    file_time = dms_file_time(path)
+    for row in _parse(path, content, source):
+        if digest is None:  # computed once, and only for a file that has rows
+            digest = hashlib.sha256(_decompressed(path, content)).hexdigest()
+        row["_content_hash"] = digest
+        row["_file_time"] = file_time
+        yield row
+
+
+def _decompressed(path: str, content: bytes) -> bytes:
+    if not path.lower().endswith(".gz"):
+        return content
+    try:
+        return gzip.decompress(content)
+    except (OSError, EOFError, zlib.error):
+        return content
+
+
+def _parse(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
     is_load = is_load_file(path)
     name = posixpath.basename(path).lower()
     try:
         data = gzip.decompress(content) if name.endswith(".gz") else content
-    except (OSError, EOFError, zlib.error) as exc:
+    except EOFError as exc:
+        yield _error(path, -1, is_load, "truncated", f"the gzip stream ends early (the file was cut short): {exc}", "")
+        return
+    except (OSError, zlib.error) as exc:
         yield _error(path, -1, is_load, "unparseable", f"not a readable gzip file: {exc}", "")
         return
     stem = name.removesuffix(".gz")
@@ -77,29 +144,72 @@ def _layouts(source: DmsSource) -> dict[int, list[str]]:
     return {len(layout): layout for layout in reversed(layouts)}
 
 
-def _header_layout(header: list[str], has_op: bool, source: DmsSource) -> tuple[list[str] | None, str]:
-    names = header[1:] if has_op else header
+def check_named_columns(names: list[str], source: DmsSource) -> tuple[str, str, list[str]]:
+    """Match the column names a file carries (Parquet, CSV header; Op excluded) with the configuration.
+
+    Returns (reason, detail, absent): `schema_drift` for a name not configured, `missing_columns` when
+    configured columns are absent and neither optional nor explained by an earlier layout, else ("", "",
+    the optional columns absent from the file's layout, which are NULL).
+    """
     by_lower = {c.lower(): c for c in source.columns}
-    mapped = [by_lower.get(n.strip().lower()) for n in names]
-    unknown = [n for n, m in zip(names, mapped, strict=True) if m is None]
+    unknown = [n for n in names if n.strip().lower() not in by_lower]
     if unknown:
-        return None, f"header names columns not in the configuration: {unknown}; add them to `columns`"
-    return [m for m in mapped if m is not None], ""
+        return "schema_drift", f"columns not in the configuration: {unknown}; add them to `columns`", []
+    present = {by_lower[n.strip().lower()] for n in names}
+    optional = set(source.optional_columns)
+    for layout in (list(source.columns), *source.previous_layouts):
+        absent = [c for c in layout if c not in present]
+        if all(c in optional for c in absent):
+            return "", "", absent
+    missing = [c for c in source.columns if c not in present and c not in optional]
+    return (
+        "missing_columns",
+        f"the file has no column(s) {missing}; nothing of it is applied (a missing value would overwrite a real one "
+        "with NULL). If the source really dropped them, list them under `optional_columns` or `previous_layouts`",
+        [],
+    )
 
 
 def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iterator[Row]:
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte order mark at the start is not data
     except UnicodeDecodeError as exc:
         yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {exc}", "")
         return
-    has_op = (not is_load) or source.op_in_full_load
-    layouts = _layouts(source)
-    header_layout: list[str] | None = None
-    header_problem = ""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=source.delimiter, strict=True)
+    # DMS ends every record with a newline: without one at the end, the file was cut inside its last record.
+    truncated = text != "" and not text.endswith("\n")
+    layout = _CsvLayout(path, is_load, source)
     position = 0
-    first = True
+    pending: tuple[int, list[str]] | None = None  # the record read last: the cut one if nothing follows it
+    for start, record, error in _records(text, source.delimiter):
+        if pending is not None:
+            row = layout.record(position, pending[1])
+            if row is not None:
+                yield row
+                position += 1
+            pending = None
+        if error:
+            # In a file cut short, a quoted field left open at the end is the cut, not a broken record.
+            cut = truncated and "unexpected end of data" in error
+            yield (
+                _cut(path, position, is_load, text, start)
+                if cut
+                else _unparseable(path, position, is_load, text, start, error)
+            )
+            return
+        pending = (start, record)
+    if pending is not None:
+        if truncated:
+            yield _cut(path, position, is_load, text, pending[0])
+            return
+        row = layout.record(position, pending[1])
+        if row is not None:
+            yield row
+
+
+def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
+    """(first line index, fields, error) of every non-blank record; an error ends the file."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     while True:
         start = reader.line_num  # lines consumed so far: the next record starts on the line after
         try:
@@ -107,59 +217,78 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
         except StopIteration:
             return
         except csv.Error as exc:
-            # The rest of the file cannot be split into records reliably: keep it as one row, from the
-            # first line of the broken record (an unclosed quote is only reported at the end of the file).
-            # The lines are split as the reader splits them, so the remainder is the file's own text.
-            rest = io.StringIO(text, newline="").readlines()[start:]
-            yield _error(
-                path,
-                position,
-                is_load,
-                "unparseable",
-                f"CSV error in the record starting at line {start + 1}: {exc}",
-                "".join(rest),
-            )
+            yield start, [], str(exc)
             return
-        if not record:  # a blank line carries no data
-            continue
-        if source.header and first:
-            first = False
-            header_layout, header_problem = _header_layout(record, has_op, source)
-            continue
-        first = False
-        yield _map_record(path, position, is_load, record, has_op, source, layouts, header_layout, header_problem)
-        position += 1
+        if record:  # a blank line carries no data
+            yield start, record, ""
 
 
-def _map_record(
-    path: str,
-    position: int,
-    is_load: bool,
-    record: list[str],
-    has_op: bool,
-    source: DmsSource,
-    layouts: dict[int, list[str]],
-    header_layout: list[str] | None,
-    header_problem: str,
-) -> Row:
-    raw = _to_csv_line(record, source.delimiter)
-    if header_problem:
-        return _error(path, position, is_load, "schema_drift", header_problem, raw)
-    values = record[1:] if has_op else record
-    layout = header_layout if source.header else layouts.get(len(values))
-    if layout is None or len(layout) != len(values):
-        expected = sorted(n + has_op for n in layouts) if not source.header else [len(header_layout or []) + has_op]
-        return _error(
-            path,
-            position,
-            is_load,
-            "schema_drift",
-            f"record has {len(record)} fields; the configured layouts have {expected}",
-            raw,
+def _rest(text: str, start: int) -> str:
+    # The lines are split as the reader splits them, so the remainder is the file's own text.
+    return "".join(io.StringIO(text, newline="").readlines()[start:])
+
+
+def _cut(path: str, position: int, is_load: bool, text: str, start: int) -> Row:
+    detail = (
+        f"the file ends inside the record starting at line {start + 1} (no final newline: DMS ends every record "
+        "with one, so the file was cut short); the complete records before it were read"
+    )
+    return _error(path, position, is_load, "truncated", detail, _rest(text, start))
+
+
+def _unparseable(path: str, position: int, is_load: bool, text: str, start: int, error: str) -> Row:
+    # The rest of the file cannot be split into records reliably: keep it as one row, from the first line of
+    # the broken record (an unclosed quote is only reported at the end of the file).
+    detail = f"CSV error in the record starting at line {start + 1}: {error}"
+    return _error(path, position, is_load, "unparseable", detail, _rest(text, start))
+
+
+class _CsvLayout:
+    """How the records of one CSV file map to columns: by field count, or by the file's header row."""
+
+    def __init__(self, path: str, is_load: bool, source: DmsSource) -> None:
+        self.path, self.is_load, self.source = path, is_load, source
+        self.has_op = (not is_load) or source.op_in_full_load
+        self.layouts = _layouts(source)
+        self.header: list[str] | None = None
+        self.problem: tuple[str, str] = ("", "")
+        self.absent = ""
+
+    def record(self, position: int, record: list[str]) -> Row | None:
+        """The row of one record, or None for the header row (read as the layout of the file)."""
+        if self.source.header and self.header is None:
+            self._read_header(record)
+            return None
+        raw = _to_csv_line(record, self.source.delimiter)
+        if self.problem[0]:
+            return _error(self.path, position, self.is_load, *self.problem, raw)
+        values = record[1:] if self.has_op else record
+        layout = self.header if self.source.header else self.layouts.get(len(values))
+        if layout is None or len(layout) != len(values):
+            expected = (
+                sorted(n + self.has_op for n in self.layouts)
+                if not self.source.header
+                else [len(layout or []) + self.has_op]
+            )
+            detail = f"record has {len(record)} fields; the configured layouts have {expected}"
+            return _error(self.path, position, self.is_load, "schema_drift", detail, raw)
+        row = _row(self.path, position, self.is_load, _op=record[0] if self.has_op else "I")
+        row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
+        if self.absent:
+            row["_absent"] = self.absent
+        return row
+
+    def _read_header(self, header: list[str]) -> None:
+        # The header says whether the file carries Op (AddColumnName names it "Op"), whatever op_in_full_load says.
+        self.has_op = (
+            bool(header) and header[0].strip().lower() == "op" and "op" not in {c.lower() for c in self.source.columns}
         )
-    row = _row(path, position, is_load, _op=record[0] if has_op else "I")
-    row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
-    return row
+        names = header[1:] if self.has_op else header
+        by_lower = {c.lower(): c for c in self.source.columns}
+        reason, detail, absent = check_named_columns(names, self.source)
+        self.problem = (reason, f"header: {detail}" if reason else "")
+        self.header = [by_lower.get(n.strip().lower(), n) for n in names]
+        self.absent = ",".join(absent)
 
 
 def _to_csv_line(record: list[str], delimiter: str) -> str:
@@ -179,21 +308,14 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         return
     by_lower = {c.lower(): c for c in source.columns}
     has_op = "op" in {n.lower() for n in table.column_names}
-    unknown = [n for n in table.column_names if n.lower() != "op" and n.lower() not in by_lower]
-    if unknown:
+    reason, detail, absent = check_named_columns([n for n in table.column_names if n.lower() != "op"], source)
+    if reason:
         for position in range(table.num_rows):
-            yield _error(
-                path,
-                position,
-                is_load,
-                "schema_drift",
-                f"Parquet columns not in the configuration: {unknown}; add them to `columns`",
-                "",
-            )
+            yield _error(path, position, is_load, reason, f"Parquet {detail}", "")
         return
     strings = {n: table.column(n).cast(pa.string()).to_pylist() for n in table.column_names}
     for position in range(table.num_rows):
-        row = _row(path, position, is_load, _op="I")
+        row = _row(path, position, is_load, _op="I", _absent=",".join(absent) or None)
         for name, values in strings.items():
             if name.lower() == "op":
                 row["_op"] = values[position]

@@ -1,0 +1,83 @@
+"""The file ledger: which file content a table has already applied, so a file delivered again is a replay.
+
+DMS (or a person restoring a backup) can deliver the same file twice under another name. With a
+change-seq column the rows of the copy have the sequences of the first delivery and change nothing;
+without one (the default DMS task writes none, and maybe no timestamp either) their sequences would
+differ and every change would be applied again. So a file is recognized by its content: the SHA-256
+of its bytes (decompressed, so a .gz copy of a plain file is the same file), recorded per table in a
+small Delta table `<lake>/<table>/ledger` with the first (batch id, file) that applied it.
+
+A file whose content the ledger holds under another (batch id, file) is a replay: every row of it is
+counted as `replayed` and nothing of it is written (its first delivery already placed each row).
+The batch that first applied a content finds its own entry when Structured Streaming replays it
+after a crash, and so still completes its writes. Within one batch, the first of two identical files
+(LOAD files first, then by name) is applied and the other is the replay.
+
+The rule this implies: two files with byte-identical content are one delivery. With a timestamp or
+change-seq column two genuine CDC files cannot be identical (their commit times or change-seqs
+differ); without either, a CDC file that repeats an earlier one byte for byte (the same rows with
+the same values, e.g. a status set back and forth the same way twice) is taken as a re-delivery.
+Configure TimestampColumnName to tell such files apart.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse.sources.dms_files import is_load_file
+from lakehouse.tables import LEDGER_DDL
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class BatchFiles:
+    """The files of one micro-batch: which to apply (and record), which are replays of which."""
+
+    applied: dict[str, tuple[str, int]]  # file -> (content hash, rows)
+    replayed: dict[str, str]  # file -> where its content was first applied ("batch 3, 2026...csv")
+
+
+def classify_files(spark: SparkSession, path: str, files: dict[str, tuple[str, int]], batch_id: int) -> BatchFiles:
+    """Split a batch's files (file -> (content hash, rows)) into those to apply and replays of earlier ones."""
+    from pyspark.sql import functions as F
+
+    hashes = sorted({digest for digest, _ in files.values()})
+    known = {}
+    if hashes:
+        rows = spark.read.format("delta").load(path).where(F.col("content_sha256").isin(hashes)).collect()
+        known = {r["content_sha256"]: (int(r["batch_id"]), r["source_file"]) for r in rows}
+    applied: dict[str, tuple[str, int]] = {}
+    replayed: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for file in sorted(files, key=lambda f: (not is_load_file(f), posixpath.basename(f), f)):
+        digest, count = files[file]
+        earlier = known.get(digest)
+        if earlier is not None and earlier != (batch_id, file):
+            replayed[file] = f"batch {earlier[0]}, {posixpath.basename(earlier[1])}"
+        elif digest in first:
+            replayed[file] = f"batch {batch_id}, {posixpath.basename(first[digest])}"
+        else:
+            first[digest] = file
+            applied[file] = (digest, count)
+    return BatchFiles(applied=applied, replayed=replayed)
+
+
+def record_files(spark: SparkSession, path: str, files: dict[str, tuple[str, int]], batch_id: int) -> None:
+    """Record the contents this batch applied (idempotent: a content already recorded keeps its first entry)."""
+    from delta.tables import DeltaTable
+
+    if not files:
+        return
+    rows = [(digest, file, batch_id, count) for file, (digest, count) in sorted(files.items())]
+    source = spark.createDataFrame(rows, LEDGER_DDL)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(source.alias("s"), "t.content_sha256 = s.content_sha256")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )

@@ -1,0 +1,132 @@
+"""Source database column types → the Spark SQL types the engine casts DMS values to.
+
+One mapping for the YAML (`columns: {amount: numeric(10,2)}` is accepted as written in the source
+database) and for `lakehouse onboard dms`, which reads the source's column list. It covers the names
+PostgreSQL, MySQL, Oracle and SQL Server print in their catalogs, and DMS's own data types (add-column
+rules). The choices follow what DMS writes into the files:
+
+* whole numbers by range: `int4` → int, `int8` → bigint; unsigned MySQL types take the next wider type;
+  MySQL `tinyint(1)` and SQL Server `bit` are booleans; Oracle `NUMBER(p)` is int / bigint / decimal(p,0);
+* `numeric(p,s)` → decimal(p,s) up to 38 digits (Spark's limit), wider → string; a `numeric` or Oracle
+  `NUMBER` without precision → decimal(38,10);
+* time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp
+  (DMS writes UTC); Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string;
+* text, JSON, UUID, enums, arrays, XML → string; binary columns (`bytea`, `BLOB`, `varbinary`) → string
+  too, since DMS writes them as text, not bytes; SQL Server `timestamp` is a row version → string.
+"""
+
+from __future__ import annotations
+
+import re
+
+Dialect = str  # "postgres" | "mysql" | "oracle" | "sqlserver" | "dms" | "" (any)
+
+SPARK_TYPE = re.compile(
+    r"^(string|boolean|tinyint|smallint|int|integer|bigint|long|float|double|date|timestamp|timestamp_ntz|binary"
+    r"|decimal\(\s*\d+\s*,\s*\d+\s*\))$"
+)
+MAX_DECIMAL = 38
+UNBOUNDED_DECIMAL = "decimal(38,10)"
+
+_SIMPLE = {
+    # whole numbers
+    "smallint": "smallint", "int2": "smallint", "smallserial": "smallint", "int1": "tinyint",
+    "int": "int", "integer": "int", "int4": "int", "serial": "int", "serial4": "int", "mediumint": "int",
+    "bigint": "bigint", "int8": "bigint", "bigserial": "bigint", "serial8": "bigint", "pls_integer": "int",
+    "uint1": "smallint", "uint2": "int", "uint4": "bigint", "uint8": "decimal(20,0)", "year": "int",
+    # fractional
+    "real": "float", "float4": "float", "binary_float": "float", "real4": "float",
+    "double": "double", "double precision": "double", "float8": "double", "binary_double": "double",
+    "real8": "double", "money": "decimal(19,4)", "smallmoney": "decimal(10,4)",
+    # logical
+    "boolean": "boolean", "bool": "boolean",
+    # time
+    "date": "date", "datetime": "timestamp", "datetime2": "timestamp", "smalldatetime": "timestamp",
+    "datetimeoffset": "timestamp", "timestamp": "timestamp", "timestamptz": "timestamp",
+    "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamp",
+    "timestamp with local time zone": "timestamp", "timestamp_ntz": "timestamp_ntz",
+}  # fmt: skip
+_TEXT = {
+    "string", "wstring", "char", "character", "nchar", "varchar", "character varying", "nvarchar", "varchar2",
+    "nvarchar2", "national character varying", "text", "tinytext", "mediumtext", "longtext", "ntext", "clob",
+    "nclob", "long", "citext", "bpchar", "name", "uuid", "uniqueidentifier", "json", "jsonb", "xml", "xmltype",
+    "enum", "set", "inet", "cidr", "macaddr", "interval", "time", "timetz", "time with time zone",
+    "time without time zone", "rowid", "urowid", "sql_variant", "hierarchyid", "geometry", "geography", "point",
+    "tsvector", "varbit", "bit varying", "bytea", "blob", "tinyblob", "mediumblob", "longblob", "binary",
+    "varbinary", "image", "raw", "long raw", "bfile", "bytes", "rowversion", "interval year to month",
+    "interval day to second", "oid", "ltree", "hstore", "money4",
+}  # fmt: skip
+_DECIMALS = {"numeric", "decimal", "dec", "fixed", "number"}
+_WORDS = re.compile(r"\b(unsigned|signed|zerofill|not null|null)\b")
+_DECLARED = re.compile(r"^(?P<base>[a-z_][a-z0-9_ ]*)(\((?P<args>[^)]*)\)(?P<rest>[a-z ]*))?$")
+
+
+def spark_type(declared: str, dialect: Dialect = "") -> str | None:
+    """The Spark SQL type for a column declared as `declared` in the source database, or None if unknown.
+
+    Without a `dialect`, Spark SQL type names keep their Spark meaning (the YAML's `tinyint` is Spark's).
+
+    >>> spark_type("numeric(10,2)"), spark_type("NUMBER(10)", "oracle"), spark_type("tinyint(1)", "mysql")
+    ('decimal(10,2)', 'bigint', 'boolean')
+    """
+    text = " ".join(str(declared).strip().lower().split())
+    if not dialect and SPARK_TYPE.match(text):  # the YAML's own Spark types (a source's tinyint, date… differ)
+        return text.replace(" ", "")
+    if text.endswith("[]") or text.startswith("_"):  # PostgreSQL arrays: DMS writes their text form
+        return "string"
+    unsigned = "unsigned" in text
+    match = _DECLARED.match(_WORDS.sub("", text).strip())
+    if match is None:
+        return None
+    base = " ".join((match["base"] + " " + (match["rest"] or "")).split())  # "timestamp(6) with time zone"
+    args = [a.strip() for a in (match["args"] or "").split(",") if a.strip()]
+    if base in _DECIMALS:
+        return _decimal(base, args, dialect)
+    if base in ("tinyint", "bit"):
+        # MySQL tinyint(1) and SQL Server bit are booleans; a bare tinyint is 0..255 (SQL Server) or signed
+        # (MySQL): smallint holds both. bit(n > 1) is a bit string.
+        if args == ["1"] or (base == "bit" and not args):
+            return "boolean"
+        return "smallint" if base == "tinyint" else "string"
+    if base in ("float", "double") and args:
+        return "float" if _int(args[0], 53) <= 24 else "double"
+    if base == "float":
+        return "double"  # SQL Server and Oracle float default to double precision
+    if base == "date" and dialect == "oracle":
+        return "timestamp"  # an Oracle DATE has a time of day
+    if base == "timestamp" and dialect == "sqlserver":
+        return "string"  # a SQL Server timestamp is a row version, not a time
+    if base in _SIMPLE:
+        return _widen(_SIMPLE[base]) if unsigned else _SIMPLE[base]
+    if base in _TEXT:
+        return "string"
+    return None
+
+
+def _int(text: str, default: int) -> int:
+    return int(text) if text.isdigit() else default
+
+
+def _decimal(base: str, args: list[str], dialect: Dialect) -> str:
+    if not args or args[0] in ("*", ""):
+        scale = _int(args[1], 10) if len(args) > 1 else None
+        return f"decimal({MAX_DECIMAL},{scale})" if scale is not None else UNBOUNDED_DECIMAL
+    precision = _int(args[0], MAX_DECIMAL)
+    scale = int(args[1]) if len(args) > 1 and args[1].lstrip("-").isdigit() else 0
+    if scale < 0:  # Oracle NUMBER(p,-s) rounds to tens, hundreds…: whole numbers of up to p-s digits
+        precision, scale = min(precision - scale, MAX_DECIMAL), 0
+    if precision > MAX_DECIMAL:
+        return "string"  # wider than Spark's decimals: kept as DMS wrote it
+    if scale == 0 and (base == "number" or dialect == "oracle"):
+        return "int" if precision <= 9 else "bigint" if precision <= 18 else f"decimal({precision},0)"
+    return f"decimal({precision},{scale})"
+
+
+def _widen(spark: str) -> str:
+    """The type of an unsigned MySQL integer: the next wider one."""
+    return {"tinyint": "smallint", "smallint": "int", "int": "bigint", "bigint": "decimal(20,0)"}.get(spark, spark)
+
+
+EXAMPLES = (
+    "varchar(40), numeric(10,2), int4, timestamptz, NUMBER(10), VARCHAR2(30), nvarchar(max), datetime2, tinyint(1)"
+)
