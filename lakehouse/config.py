@@ -234,6 +234,7 @@ class CsvSnapshotFeed(_Model):
     path: str
     date: SnapshotDate = SnapshotDate()
     primary_key: list[str] = Field(min_length=1)
+    nullable_key_columns: list[str] = []  # key parts that may be empty (compared NULL-safe), e.g. org_pac_id
     partition_by: list[str] = []
     columns: dict[str, str]
     npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
@@ -260,6 +261,7 @@ class CsvSnapshotFeed(_Model):
             name: TableConfig(
                 name=name,
                 primary_key=self.primary_key,
+                nullable_key=self.nullable_key_columns,
                 partition_by=self.partition_by,
                 source=SnapshotTableSource(feed=name, columns=self.columns),
             )
@@ -283,6 +285,9 @@ class TableConfig(_Model):
 
     name: str = ""
     primary_key: list[str] = Field(min_length=1)
+    # Key columns that may be empty, matched NULL-safe (a snapshot's row identity; never the first key column,
+    # whose ranges prune files). A DMS table's key is the source's primary key: never NULL.
+    nullable_key: list[str] = []
     source: Annotated[DmsSource | SnapshotTableSource, Field(discriminator="kind")]
     partition_by: list[str] = []
     ignore_changes_in: list[str] = []  # columns whose changes alone do not make a new version
@@ -300,6 +305,11 @@ class TableConfig(_Model):
             unknown = [c for c in getattr(self, key) if c not in business]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not business columns {list(business)}")
+        if not set(self.nullable_key) <= set(self.primary_key[1:]):
+            raise ValueError(
+                f"nullable key columns {self.nullable_key} must be primary key columns other than the first "
+                f"({self.primary_key[0]!r}, whose ranges prune files)"
+            )
         consent = [c for c in (self.consent.patient_column, self.consent.device_column) if c] if self.consent else []
         for key, names in (("consent", consent), ("phi_columns", list(self.phi_columns))):
             unknown = [c for c in names if c not in business]

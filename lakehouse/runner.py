@@ -124,12 +124,18 @@ def start_query(
 def start_feed_query(
     spark: SparkSession, config: Config, feed: str, runs: dict[str, TableRun], *, trigger: dict[str, object]
 ) -> StreamingQuery:
-    """Start the streaming query that applies a snapshot feed, one snapshot file per micro-batch."""
+    """Start the streaming query that applies a snapshot feed's files, oldest snapshot date first.
+
+    A micro-batch takes every file that has landed and applies them in the order of the dates in their
+    names (never their modification times: S3 keeps those to the second, and a copy changes them). A
+    refused snapshot (older than one applied, or a second file for a day) is logged and fails the run.
+    """
     from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, refuse
-    from lakehouse.sources.snapshot import read_snapshot_stream
+    from lakehouse.sources.snapshot import read_snapshot_stream, snapshot_order
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
-        for (path,) in sorted(files.select("path").collect()):
+        paths = [path for (path,) in files.select("path").collect()]
+        for path in sorted(paths, key=lambda p: snapshot_order(p, config.snapshots[feed].date)):
             try:
                 result = apply_snapshot(spark, config, feed, path)
             except SnapshotRefused as exc:
@@ -138,6 +144,8 @@ def start_feed_query(
                 runs[metrics.table].batches.append(metrics)
             for run in runs.values():
                 run.notes.append(f"{result.file}: {result.status}" + (f" ({result.detail})" if result.detail else ""))
+                if result.status == "refused" and run.error is None:  # the run exits non-zero, saying why
+                    run.error = f"snapshot refused: {result.detail}"
 
     checkpoint = f"{config.paths.checkpoints.rstrip('/')}/_snapshots/{feed}"
     return (

@@ -467,3 +467,26 @@ def test_unknown_maintenance_method_and_key_are_named(tmp_path: Path) -> None:
     assert "maintenance.compaction.method" in str(error)
     error = config_error(write(tmp_path, document() | {"maintenance": {"vacuum": {"retention_hour": 1}}}))
     assert "maintenance.vacuum.retention_hour" in str(error) and "retention_hours" in str(error)
+
+
+def test_a_nullable_key_column_must_be_a_key_column_other_than_the_first(tmp_path: Path) -> None:
+    data = document()
+    feed = {
+        "kind": "csv",
+        "path": "p",
+        "primary_key": ["npi", "org_pac_id"],
+        "columns": {"npi": "string", "org_pac_id": "string"},
+    }
+    data["snapshots"] = {"pecos": {**feed, "nullable_key_columns": ["npi"]}}
+
+    assert "nullable key columns ['npi'] must be primary key columns other than the first" in str(
+        config_error(write(tmp_path, data))
+    )
+
+
+def test_local_yaml_keys_the_pecos_file_as_cms_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    pecos = load_config(LOCAL_YAML).tables["pecos_clinicians"]
+
+    assert pecos.primary_key == ["npi", "ind_enrl_id", "org_pac_id", "adrs_id"]
+    assert pecos.nullable_key == ["org_pac_id"]
+    assert pecos.partition_by == ["state"]

@@ -1,7 +1,9 @@
-"""CMS PECOS-style CSV snapshots: NPI rules, and a two-day sequence through the snapshot apply path.
+"""CMS Doctors and Clinicians (PECOS) CSV snapshots: NPI rules, and a two-day sequence through the snapshot apply path.
 
-Day 1 inserts; day 2 changes one row, drops one, adds one and keeps the rest; day 2 again is a no-op;
-an older file after it is refused. Each test states one behaviour on the tables after that sequence.
+The national file has one row per clinician, enrollment, group and practice address: a clinician with two
+locations has two rows, and a clinician without a group practice has no org_pac_id (an empty key part).
+Day 1 inserts; day 2 renames one clinician, closes a location, drops a solo clinician, adds one and keeps
+the rest; day 2 again is a no-op; an older file after it is refused. Each test states one behaviour.
 """
 
 from __future__ import annotations
@@ -23,15 +25,10 @@ from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
 
 HEADER = [
-    "NPI",
-    "Ind_PAC_ID",
-    "Provider Last Name",
-    "Provider First Name",
-    "pri_spec",
-    "City/Town",
-    "State",
-    "ZIP Code",
-]
+    "NPI", "Ind_PAC_ID", "Ind_enrl_ID", "Provider Last Name", "Provider First Name", "pri_spec", "Facility Name",
+    "org_pac_id", "City/Town", "State", "ZIP Code", "adrs_id",
+]  # fmt: skip
+KEY = ["npi", "ind_enrl_id", "org_pac_id", "adrs_id"]
 
 
 def with_check_digit(first9: str) -> str:
@@ -39,8 +36,10 @@ def with_check_digit(first9: str) -> str:
     return next(first9 + d for d in "0123456789" if npi_is_valid(first9 + d))
 
 
-A, B, C, D = (with_check_digit(n) for n in ("123456789", "100000001", "100000002", "100000003"))
+A, B, C, D, E = (with_check_digit(n) for n in ("123456789", "100000001", "100000002", "100000003", "100000004"))
 LEADING_ZERO = with_check_digit("012345678")  # written without its leading zero, as spreadsheets do
+GROUP = ["CITY CARDIOLOGY", "4587965432"]
+SOLO = ["", ""]  # no group practice: no facility name, no org_pac_id
 
 
 def test_npi_check_digit_follows_the_cms_rule():
@@ -59,7 +58,8 @@ def test_spark_npi_rule_agrees_with_python(spark):
 
 def test_headers_normalise_to_snake_case():
     assert [normalise_header(h) for h in HEADER] == [
-        "npi", "ind_pac_id", "provider_last_name", "provider_first_name", "pri_spec", "city_town", "state", "zip_code",
+        "npi", "ind_pac_id", "ind_enrl_id", "provider_last_name", "provider_first_name", "pri_spec", "facility_name",
+        "org_pac_id", "city_town", "state", "zip_code", "adrs_id",
     ]  # fmt: skip
 
 
@@ -71,21 +71,43 @@ def write(folder: Path, name: str, rows: list[list[str]]) -> Path:
     return path
 
 
+A_BOSTON = [A, "111", "I20040101000001", "Lee", "Ann", "CARDIOLOGY", *GROUP, "BOSTON", "MA", "021341234", "MA0213A1"]
+A_CAMBRIDGE = [
+    A,
+    "111",
+    "I20040101000001",
+    "Lee",
+    "Ann",
+    "CARDIOLOGY",
+    *GROUP,
+    "CAMBRIDGE",
+    "MA",
+    "021391234",
+    "MA0213A2",
+]
+B_SOLO = [B, "222", "I20050101000002", "Diaz", "Bo", "FAMILY PRACTICE", *SOLO, "AUSTIN", "TX", "733011234", "TX7330B1"]
+C_DALLAS = [C, "333", "I20060101000003", "Chen", "Cy", "NEPHROLOGY", *GROUP, "DALLAS", "TX", "750011234", "TX7500C1"]
+Z_NEWARK = [LEADING_ZERO.lstrip("0"), "444", "I20070101000004", "Okafor", "Di", "RADIOLOGY", *SOLO, "NEWARK", "NJ",
+            "071011234", "NJ0710Z1"]  # fmt: skip
+E_SOLO = [E, "777", "I20080101000005", "Kim", "Eun", "UROLOGY", *SOLO, "PORTLAND", "ME", "041011234", "ME0410E1"]
 DAY1 = [
-    [A, "111", "Lee", "Ann", "CARDIOLOGY", "BOSTON", "MA", "02134"],
-    [B, "222", "Diaz", "Bo", "FAMILY PRACTICE", "AUSTIN", "TX", "73301"],
-    [C, "333", "Chen", "Cy", "NEPHROLOGY", "DALLAS", "TX", "75001"],
-    [LEADING_ZERO.lstrip("0"), "444", "Okafor", "Di", "RADIOLOGY", "NEWARK", "NJ", "07101"],
-    ["1234567890", "555", "Bad", "Check", "ANESTHESIOLOGY", "MIAMI", "FL", "33101"],  # fails the Luhn rule
-    [A, "111", "Lee", "Ann", "CARDIOLOGY", "BOSTON", "MA", "02134"],  # the same row again
-    [C, "999", "Chen", "Cyrus", "NEPHROLOGY", "DALLAS", "TX", "75001"],  # same NPI, different row
+    A_BOSTON,
+    A_CAMBRIDGE,  # the same clinician at a second practice location: a row of its own
+    B_SOLO,
+    C_DALLAS,
+    Z_NEWARK,
+    E_SOLO,
+    ["1234567890", *A_BOSTON[1:]],  # fails the Luhn rule
+    A_BOSTON,  # the same row again
+    [*C_DALLAS[:4], "Cyrus", *C_DALLAS[5:]],  # same clinician, enrollment, group and address, different row
 ]
 DAY2 = [
-    [A, "111", "Lee", "Ann", "CARDIOLOGY", "CAMBRIDGE", "MA", "02139"],  # moved
-    [C, "333", "Chen", "Cy", "NEPHROLOGY", "DALLAS", "TX", "75001"],
-    [LEADING_ZERO.lstrip("0"), "444", "Okafor", "Di", "RADIOLOGY", "NEWARK", "NJ", "07101"],
-    [D, "666", "Novak", "Ed", "UROLOGY", "DENVER", "CO", "80201"],  # new; B is gone
-]
+    [*A_BOSTON[:3], "Lee-Smith", *A_BOSTON[4:]],  # renamed; A_CAMBRIDGE closed
+    B_SOLO,  # unchanged, with an empty org_pac_id
+    C_DALLAS,
+    Z_NEWARK,
+    [D, "666", "I20090101000006", "Novak", "Ed", "UROLOGY", *SOLO, "DENVER", "CO", "802011234", "CO8020D1"],  # new
+]  # E_SOLO is gone
 
 
 def pecos_config(root: Path) -> Config:
@@ -96,19 +118,11 @@ def pecos_config(root: Path) -> Config:
                 "clinicians": {
                     "kind": "csv",
                     "path": str(root / "landing" / "pecos"),
-                    "primary_key": ["npi"],
+                    "primary_key": KEY,
+                    "nullable_key_columns": ["org_pac_id"],
                     "partition_by": ["state"],
                     "npi_columns": ["npi"],
-                    "columns": {
-                        "npi": "string",
-                        "ind_pac_id": "string",
-                        "provider_last_name": "string",
-                        "provider_first_name": "string",
-                        "pri_spec": "string",
-                        "city_town": "string",
-                        "state": "string",
-                        "zip_code": "string",
-                    },
+                    "columns": {normalise_header(h): "string" for h in HEADER},
                 }
             },
         }
@@ -137,40 +151,64 @@ def load(spark, path: str):
     return spark.read.format("delta").load(path)
 
 
-def test_latest_holds_the_newest_snapshot(spark, pecos):
-    latest = load(spark, pecos["paths"].latest).select("npi", "city_town", "state").orderBy("npi")
+def test_latest_holds_a_row_per_practice_location_of_the_newest_snapshot(spark, pecos):
+    latest = load(spark, pecos["paths"].latest).select("npi", "adrs_id", "provider_last_name", "org_pac_id")
     expected = spark.createDataFrame(
-        [(LEADING_ZERO, "NEWARK", "NJ"), (A, "CAMBRIDGE", "MA"), (C, "DALLAS", "TX"), (D, "DENVER", "CO")],
-        "npi string, city_town string, state string",
-    ).orderBy("npi")
-    assert_df_equality(latest, expected, ignore_nullable=True)
+        [
+            (A, "MA0213A1", "Lee-Smith", GROUP[1]),
+            (B, "TX7330B1", "Diaz", None),
+            (C, "TX7500C1", "Chen", GROUP[1]),
+            (D, "CO8020D1", "Novak", None),
+            (LEADING_ZERO, "NJ0710Z1", "Okafor", None),
+        ],
+        "npi string, adrs_id string, provider_last_name string, org_pac_id string",
+    )
+    assert_df_equality(latest, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_changes_of_day_two_are_one_insert_one_update_one_delete(pecos):
+def test_a_second_practice_location_of_a_clinician_is_a_row_not_a_duplicate_key(spark, pecos):
+    (day1,) = pecos["day1"].metrics
+    assert day1.inserted == 6
+    rows = load(spark, pecos["paths"].history).where((F.col("npi") == A) & (F.col("change_type") == "INSERT"))
+    assert sorted(r.city_town for r in rows.collect()) == ["BOSTON", "CAMBRIDGE"]
+
+
+def test_changes_of_day_two_are_one_insert_one_update_two_deletes(pecos):
     (day2,) = pecos["day2"].metrics
-    assert (day2.inserted, day2.updated, day2.deleted) == (1, 1, 1)
+    assert (day2.inserted, day2.updated, day2.deleted) == (1, 1, 2)
     assert day2.reconciles
+
+
+def test_a_row_without_a_group_keeps_its_key_from_day_to_day(spark, pecos):
+    rows = load(spark, pecos["paths"].history).where(F.col("npi") == B).collect()
+    assert [(r.change_type, r.org_pac_id, r.current_version_flg) for r in rows] == [("INSERT", None, "Y")]
 
 
 def test_history_keeps_the_id304b_scd2_columns(spark, pecos):
     rows = (
         load(spark, pecos["paths"].history)
-        .where(F.col("npi") == A)
-        .select("city_town", "effective_stp", "expiration_stp", "current_version_flg", "change_type")
+        .where((F.col("npi") == A) & (F.col("adrs_id") == "MA0213A1"))
+        .select("provider_last_name", "effective_stp", "expiration_stp", "current_version_flg", "change_type")
         .orderBy("effective_stp")
         .collect()
     )
     assert [tuple(r) for r in rows] == [
-        ("BOSTON", datetime(2026, 11, 1), datetime(2026, 11, 2), "N", "INSERT"),
-        ("CAMBRIDGE", datetime(2026, 11, 2), datetime(9999, 12, 31, 23, 59, 59), "Y", "UPDATE"),
+        ("Lee", datetime(2026, 11, 1), datetime(2026, 11, 2), "N", "INSERT"),
+        ("Lee-Smith", datetime(2026, 11, 2), datetime(9999, 12, 31, 23, 59, 59), "Y", "UPDATE"),
     ]
 
 
-def test_a_gone_key_expires_with_a_delete_version(spark, pecos):
-    rows = load(spark, pecos["paths"].history).where(F.col("npi") == B).orderBy("effective_stp").collect()
-    assert [(r.change_type, r.current_version_flg, r.provider_last_name) for r in rows] == [
-        ("INSERT", "N", "Diaz"),
-        ("DELETE", "Y", "Diaz"),
+def test_a_closed_location_and_a_gone_solo_clinician_expire_with_delete_versions(spark, pecos):
+    history = load(spark, pecos["paths"].history)
+    closed = history.where((F.col("npi") == A) & (F.col("adrs_id") == "MA0213A2")).orderBy("effective_stp").collect()
+    assert [(r.change_type, r.current_version_flg, r.city_town) for r in closed] == [
+        ("INSERT", "N", "CAMBRIDGE"),
+        ("DELETE", "Y", "CAMBRIDGE"),
+    ]
+    gone = history.where(F.col("npi") == E).orderBy("effective_stp").collect()
+    assert [(r.change_type, r.org_pac_id, r.provider_last_name) for r in gone] == [
+        ("INSERT", None, "Kim"),
+        ("DELETE", None, "Kim"),
     ]
 
 
@@ -186,14 +224,14 @@ def test_invalid_npi_and_conflicting_duplicate_are_quarantined(spark, pecos):
         ("invalid_npi", "DAC_NationalDownloadableFile_2026-11-01.csv"),
     ]
     (day1,) = pecos["day1"].metrics
-    assert (day1.quarantined, day1.duplicates, day1.inserted) == (2, 1, 4)
+    assert (day1.quarantined, day1.duplicates, day1.inserted) == (2, 1, 6)
     assert day1.reconciles
 
 
 def test_the_kept_row_of_a_duplicate_key_does_not_depend_on_file_order(spark, pecos):
-    # "333" sorts before "999" by content, wherever the rows stood in the file.
+    # "Cy" sorts before "Cyrus" by content, wherever the rows stood in the file.
     row = load(spark, pecos["paths"].history).where((F.col("npi") == C) & (F.col("change_type") == "INSERT")).first()
-    assert row.ind_pac_id == "333"
+    assert row.provider_first_name == "Cy"
 
 
 def test_the_same_snapshot_twice_changes_nothing(pecos):
@@ -214,24 +252,33 @@ def test_tables_are_partitioned_by_state(pecos):
 
 def test_as_of_day_one_sees_day_one(spark, pecos):
     live = as_of(spark, pecos["paths"].history, datetime(2026, 11, 1, 12)).select("npi").orderBy("npi")
-    assert [r.npi for r in live.collect()] == sorted([A, B, C, LEADING_ZERO])
+    assert [r.npi for r in live.collect()] == sorted([A, A, B, C, E, LEADING_ZERO])
 
 
-def test_run_applies_a_feed_oldest_first_and_logs_a_late_older_file_as_refused(spark, tmp_path):
+def test_run_applies_snapshots_landed_together_by_the_date_in_their_names_never_their_file_times(spark, tmp_path):
     config = pecos_config(tmp_path)
     folder = tmp_path / "landing" / "pecos"
-    for day, rows, stamp in (("2026-11-01", DAY1, 1_000), ("2026-11-02", DAY2, 2_000)):
+    # Landed at once, the newer one with the older modification time (S3 keeps them to the second).
+    for day, rows, stamp in (("2026-11-01", DAY1, 2_000), ("2026-11-02", DAY2, 1_000), ("2026-11-03", DAY2, 2_000)):
         os.utime(write(folder, f"DAC_NationalDownloadableFile_{day}.csv", rows), (stamp, stamp))
     (first,) = run_once(spark, config)
     assert first.ok, first.error
-    assert [b.batch_id for b in first.batches] == [20261101, 20261102]
+    assert [b.batch_id for b in first.batches] == [20261101, 20261102, 20261103]
+    assert [b.inserted for b in first.batches] == [6, 1, 0]
+
+
+def test_a_refused_snapshot_fails_the_run_with_its_message_and_is_logged(spark, tmp_path):
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", DAY2)
+    (first,) = run_once(spark, config)
+    assert first.ok, first.error
     os.utime(write(folder, "DAC_NationalDownloadableFile_2026-10-30.csv", DAY1), (3_000, 3_000))
     (second,) = run_once(spark, config)
-    assert second.ok and second.batches == []
-    assert any("refused" in note and "older than" in note for note in second.notes)
+    assert not second.ok and second.batches == []
+    assert "refused" in second.error and "older than" in second.error and "2026-10-30" in second.error
     log = spark.read.format("delta").load(f"{config.paths.lake}/_snapshots/clinicians").collect()
     assert sorted((r.source_file[-14:-4], r.status) for r in log) == [
         ("2026-10-30", "refused"),
-        ("2026-11-01", "applied"),
         ("2026-11-02", "applied"),
     ]

@@ -67,9 +67,12 @@ def test_snapshot_load_job_takes_a_key_and_refuses_an_older_snapshot(tmp_path):
     feed = {
         "kind": "csv",
         "path": str(folder),
-        "primary_key": ["npi"],
+        "primary_key": ["npi", "ind_enrl_id", "org_pac_id", "adrs_id"],
+        "nullable_key_columns": ["org_pac_id"],
         "npi_columns": ["npi"],
-        "columns": {"npi": "string", "provider_last_name": "string", "state": "string"},
+        "columns": dict.fromkeys(
+            ["npi", "ind_enrl_id", "org_pac_id", "adrs_id", "provider_last_name", "state"], "string"
+        ),
     }
     config = write_config(tmp_path, {"paths": paths(tmp_path), "snapshots": {"pecos": feed}})
     done = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day2))

@@ -23,6 +23,7 @@ from pyspark.sql.types import NumericType
 from pyspark.util import inheritable_thread_target
 
 from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
+from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
@@ -157,9 +158,14 @@ def apply_changes(
     keys = changes.select(*table.primary_key).distinct()
     if metrics.rows_read <= MAX_KEYS_TO_BROADCAST:
         keys = F.broadcast(keys)
-    existing = history.where(
-        in_key_range() & (F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"])))
-    ).join(keys, table.primary_key, "left_semi")
+    existing = semi_join_keys(
+        history.where(
+            in_key_range() & (F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"])))
+        ),
+        keys,
+        table.primary_key,
+        table.nullable_key,
+    )
     # Materialized and cut loose from the history table: a MERGE into history invalidates cached results
     # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
     # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.)
@@ -187,6 +193,7 @@ def apply_changes(
             within=in_key_range("t."),
             derived=derived_history_columns(table),
             reclose=counts["reclosed"] > 0,
+            nullable=table.nullable_key,
         )
         crash_point(table.name, batch_id, "after_history")
         versions["history"] = _version(spark, paths.history)
@@ -201,6 +208,7 @@ def apply_changes(
             within=in_key_range("t."),
             # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
             new_keys_only=counts["existing"] == 0,
+            nullable=table.nullable_key,
         )
         crash_point(table.name, batch_id, "after_latest")
         versions["latest"] = _version(spark, paths.latest)

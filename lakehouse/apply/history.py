@@ -11,10 +11,13 @@ touches and says, per row, what the MERGE must do. Replaying a batch plans nothi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from lakehouse.apply.keys import key_condition
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -162,15 +165,17 @@ def merge_history(
     within: Column | None = None,
     derived: dict[str, str] | None = None,
     reclose: bool = True,
+    nullable: Sequence[str] = (),
 ) -> None:
     """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op.
 
     `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
     and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`. `reclose=False` (the plan has no
     `update` rows, e.g. a first load) lets Delta take its insert-only path: no target file is rewritten.
+    `nullable` key columns are matched NULL-safe.
     """
     derived = derived or {}
-    on = F.expr(" AND ".join([f"t.`{k}` = s.`{k}`" for k in key] + ["t._sequence = s._sequence"]))
+    on = F.expr(f"{key_condition(key, nullable)} AND t._sequence = s._sequence")
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
     actions = ["insert", "update"] if reclose else ["insert"]

@@ -6,10 +6,13 @@ older than the row already there never overwrites it, and a replayed batch chang
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from lakehouse.apply.keys import key_condition
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -37,13 +40,15 @@ def merge_latest(
     columns: list[str],
     within: Column | None = None,
     new_keys_only: bool = False,
+    nullable: Sequence[str] = (),
 ) -> None:
     """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older.
 
     `new_keys_only` (no key of the batch has an earlier version in history, so none can be in latest)
-    lets Delta take its insert-only path: no target file is rewritten.
+    lets Delta take its insert-only path: no target file is rewritten. `nullable` key columns are matched
+    NULL-safe.
     """
-    on = F.expr(" AND ".join(f"t.`{k}` = s.`{k}`" for k in key))
+    on = F.expr(key_condition(key, nullable))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
     values = {f"`{c}`": f"s.`{c}`" for c in columns}

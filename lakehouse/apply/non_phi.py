@@ -117,4 +117,10 @@ def write_non_phi(plan: DataFrame, *, table: TableConfig, zone: NonPhiZone) -> N
         table.phi_columns,
         key=zone.key,
     )
-    merge_latest(DeltaTable.forPath(spark, zone.latest(table)), current, key=table.primary_key, columns=latest_columns)
+    merge_latest(
+        DeltaTable.forPath(spark, zone.latest(table)),
+        current,
+        key=table.primary_key,
+        columns=latest_columns,
+        nullable=table.nullable_key,
+    )

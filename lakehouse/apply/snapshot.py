@@ -154,6 +154,7 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             key=table.primary_key,
             values=business,
             ignore=table.tracked_ignore,
+            nullable=table.nullable_key,
             day=result.date,
             source_file=result.file,
             batch_id=batch_id,

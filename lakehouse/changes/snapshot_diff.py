@@ -31,6 +31,7 @@ def snapshot_changes(
     key: list[str],
     values: list[str],
     ignore: list[str] | tuple[str, ...] = (),
+    nullable: list[str] | tuple[str, ...] = (),
     day: date,
     source_file: str,
     batch_id: int,
@@ -38,8 +39,8 @@ def snapshot_changes(
     """The changes that turn `current` (business columns of the live rows) into `snapshot`.
 
     `snapshot` may carry `_reason`/`_detail`/`_raw` (rows to quarantine, never diffed) and `_duplicate`
-    (identical repeats, counted and skipped). Returns business columns plus the change-stream columns
-    `apply_changes` expects.
+    (identical repeats, counted and skipped). `nullable` key columns may be NULL and are matched NULL-safe.
+    Returns business columns plus the change-stream columns `apply_changes` expects.
     """
     has = set(snapshot.columns)
     rows = snapshot.withColumns(
@@ -52,7 +53,8 @@ def snapshot_changes(
     )
     null_key = F.lit(False)
     for k in key:
-        null_key = null_key | _c(k).isNull()
+        if k not in nullable:
+            null_key = null_key | _c(k).isNull()
     rows = rows.withColumns(
         {
             "_reason": F.when(F.col("_reason").isNull() & null_key, F.lit("null_key")).otherwise(F.col("_reason")),
@@ -66,12 +68,15 @@ def snapshot_changes(
     )
     applicable = F.col("_reason").isNull() & ~F.col("_duplicate")
     present = rows.where(applicable).select(*[_c(c) for c in values], F.lit(True).alias("_in_snapshot"))
-    live = current.select(
-        *[_c(k) for k in key],
-        *[_c(c).alias(_current(c)) for c in values if c not in key],
-        F.lit(True).alias("_in_current"),
+    live = current.select(*[_c(c).alias(_current(c)) for c in values], F.lit(True).alias("_in_current"))
+    on = F.lit(True)
+    for k in key:
+        on = on & (_c(k).eqNullSafe(_c(_current(k))) if k in nullable else _c(k) == _c(_current(k)))
+    joined = present.join(live, on=on, how="full")
+    # A key part may be NULL on both sides (a nullable key column): the key is the side that has the row.
+    joined = joined.withColumns(
+        {k: F.when(F.col("_in_snapshot").isNotNull(), _c(k)).otherwise(_c(_current(k))) for k in key}
     )
-    joined = present.join(live, on=key, how="full")
     tracked = [c for c in values if c not in key and c not in ignore]
     same = F.lit(True)
     for c in tracked:

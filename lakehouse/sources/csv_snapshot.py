@@ -75,7 +75,11 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
         )
         for c in feed.npi_columns
     ]
-    null_key = [F.when(F.col(f"`{k}`").isNull(), F.lit(f"primary key column {k} is empty")) for k in table.primary_key]
+    null_key = [
+        F.when(F.col(f"`{k}`").isNull(), F.lit(f"primary key column {k} is empty"))
+        for k in table.primary_key
+        if k not in table.nullable_key
+    ]
     reason = F.coalesce(
         *[F.when(x.isNotNull(), F.lit("null_key")) for x in null_key],
         *[F.when(x.isNotNull(), F.lit("invalid_npi")) for x in bad_npi],

@@ -39,16 +39,33 @@ class LoadedSnapshot:
 
 
 def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed) -> DataFrame:
-    """A streaming DataFrame of the snapshot files landing in `feed.path`, one file per micro-batch."""
+    """A streaming DataFrame of the snapshot files landing in `feed.path`: every file landed, per micro-batch.
+
+    Only names travel (the content is never read here); the runner applies them by `snapshot_order`.
+    """
     if "://" not in feed.path:
         Path(feed.path).mkdir(parents=True, exist_ok=True)
     return (
         spark.readStream.format("binaryFile")
         .schema(STREAM_SCHEMA)
         .option("pathGlobFilter", FILE_GLOBS[feed.kind])
-        .option("maxFilesPerTrigger", 1)
         .load(feed.path)
     )
+
+
+def snapshot_order(path: str, setting: SnapshotDate) -> tuple[date, str]:
+    """The order snapshot files are applied in: the date in the name, then the name (never a modification time).
+
+    A name without a date sorts first (it is refused with its message when applied); with
+    `date.source: content` the date is only known after parsing, so such files go in name order.
+    """
+    name = file_name(path)
+    if setting.source == "name":
+        try:
+            return date_from_name(name, setting), name
+        except InputError:
+            pass
+    return date.min, name
 
 
 def file_name(path: str) -> str:
