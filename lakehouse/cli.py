@@ -1,4 +1,4 @@
-"""The `lakehouse` command: run, stream, snapshot load, as-of, latest, demo.
+"""The `lakehouse` command: run, stream, snapshot load, as-of, latest, onboard, demo.
 
 User errors (configuration, input, a missing table) print one clear message and exit 2; a failed
 table in `run` exits 1 after the others have completed.
@@ -75,6 +75,22 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export dimensions")
     export_sub = export.add_subparsers(dest="export_command", required=True)
     export_sub.add_parser("postgres", help="export the dimensions' history to PostgreSQL since the last export")
+
+    onboard = sub.add_parser("onboard", help="write the YAML table entries of a source from what AWS has")
+    onboard_sub = onboard.add_subparsers(dest="onboard_command", required=True)
+    dms = onboard_sub.add_parser(
+        "dms",
+        help="from `aws dms describe-endpoints` / `describe-replication-tasks` JSON and the source's column list",
+    )
+    dms.add_argument("--endpoint", required=True, type=Path, help="`aws dms describe-endpoints` output (JSON)")
+    dms.add_argument("--task", required=True, type=Path, help="`aws dms describe-replication-tasks` output (JSON)")
+    dms.add_argument(
+        "--columns", required=True, type=Path, help="the source tables' columns (information_schema-like CSV or JSON)"
+    )
+    dms.add_argument("--task-id", help="the ReplicationTaskIdentifier, when the file holds several tasks")
+    dms.add_argument("--landing", help="a path to use instead of s3://<BucketName> (files copied elsewhere)")
+    dms.add_argument("--key", action="append", default=[], help="TABLE=COL[,COL]: a table's primary key (repeatable)")
+    dms.add_argument("--output", type=Path, help="write the YAML here (default: print it)")
 
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
     demo.add_argument("--patients", type=int, default=200)
@@ -272,6 +288,24 @@ def export_after_run(spark: object, config: Config) -> None:
         print(f"exported {r.table}: {r.mode}, {r.rows} rows (Delta version {r.to_version})")
 
 
+def _cmd_onboard(args: argparse.Namespace) -> int:
+    from lakehouse.onboard import onboard_dms
+
+    keys = {}
+    for item in args.key:
+        table, _, columns = item.partition("=")
+        if not table or not columns:
+            raise ConfigError(f"--key {item!r}: expected TABLE=COL[,COL]")
+        keys[table.strip()] = [c.strip() for c in columns.split(",")]
+    text = onboard_dms(args.endpoint, args.task, args.columns, task_id=args.task_id, landing=args.landing, keys=keys)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"table entries written to {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
 COMMANDS = {
     "policy": _cmd_policy,
     "privacy": _cmd_privacy,
@@ -290,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level)
     try:
+        if args.command == "onboard":  # writes configuration; needs none
+            return _cmd_onboard(args)
         config = load_config(args.config)
         if args.command == "demo":
             _write_demo(config, args.patients)

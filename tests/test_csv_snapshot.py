@@ -245,8 +245,8 @@ def test_an_older_snapshot_after_a_newer_one_is_refused(pecos):
 
 
 def test_tables_are_partitioned_by_state(pecos):
-    assert sorted(p.name for p in Path(pecos["paths"].latest).glob("state=*")) == [
-        "state=CO", "state=MA", "state=NJ", "state=TX",
+    assert sorted(p.name for p in Path(pecos["paths"].history).glob("state=*")) == [
+        "state=CO", "state=MA", "state=ME", "state=NJ", "state=TX",
     ]  # fmt: skip
 
 

@@ -453,3 +453,13 @@ def test_every_row_carries_the_dms_file_time_and_the_content_hash_of_its_file() 
     assert rows[0]["_file_time"] == "2019-01-18 18:45:18.184000"
     assert rows[0]["_content_hash"] == hashlib.sha256(text.encode()).hexdigest()  # of the content, not the gzip
     assert parse(LOAD, "t1,1,Ann,9.5,s1,\n")[0]["_file_time"] is None
+
+
+def test_a_file_cut_inside_a_multibyte_character_is_truncated_not_unreadable() -> None:
+    data = "U,t1,1,Ann,9.5,s1,1\nU,t2,2,Zoë,1.0,s2,2\n".encode()
+    cut = data.index("ë".encode()) + 1  # between the two bytes of ë
+
+    rows = parse(CDC, data[:cut])
+
+    assert [(r["_row"], r.get("_reason")) for r in rows] == [(0, None), (1, "truncated")]
+    assert rows[1]["_raw"] == "U,t2,2,Zo"

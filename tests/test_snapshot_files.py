@@ -52,3 +52,23 @@ def test_an_s3_snapshot_is_read_from_a_local_copy_that_is_removed_after(aws, mon
 def test_an_unknown_scheme_is_refused():
     with pytest.raises(InputError, match="cannot read gs://"), local_copy("gs://bucket/a.zip"):
         pass
+
+
+def test_snapshot_files_are_ordered_by_the_date_in_their_names_never_their_listing_or_file_times():
+    from lakehouse.sources.snapshot import snapshot_order
+
+    paths = [
+        "s3://landing/opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip",
+        "s3://landing/opais/OPA_CE_DAILY_PUBLIC_20261122.zip",
+        "s3://landing/opais/undated.zip",
+        "s3://landing/opais/OPA_CE_DAILY_PUBLIC_2026-11-21.zip",
+    ]
+
+    ordered = sorted(paths, key=lambda p: snapshot_order(p, SnapshotDate()))
+
+    assert [p.rsplit("/", 1)[1] for p in ordered] == [
+        "undated.zip",  # refused with its message when applied
+        "OPA_CE_DAILY_PUBLIC_2026-11-21.zip",
+        "OPA_CE_DAILY_PUBLIC_20261122.zip",
+        "OPA_CE_DAILY_PUBLIC_2026-11-23.zip",
+    ]

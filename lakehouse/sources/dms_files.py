@@ -174,8 +174,10 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
     try:
         text = data.decode("utf-8-sig")  # a byte order mark at the start is not data
     except UnicodeDecodeError as exc:
-        yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {exc}", "")
-        return
+        if exc.reason != "unexpected end of data":
+            yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {exc}", "")
+            return
+        text = data[: exc.start].decode("utf-8-sig")  # cut inside a character: a file cut short (below)
     # DMS ends every record with a newline: without one at the end, the file was cut inside its last record.
     truncated = text != "" and not text.endswith("\n")
     layout = _CsvLayout(path, is_load, source)

@@ -1,0 +1,127 @@
+"""A DMS task as `aws dms describe-endpoints` and `aws dms describe-replication-tasks` print it.
+
+Only what shapes the files matters here: the S3 target endpoint's settings (S3Settings, or the older
+ExtraConnectionAttributes string), the source endpoint's engine (which names its column types), and
+the task's table mappings (a JSON document inside the task's `TableMappings` string).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lakehouse.errors import ConfigError
+
+# DMS EngineName → the dialect of `sources.db_types`.
+DIALECTS = {
+    "postgres": "postgres",
+    "aurora-postgresql": "postgres",
+    "mysql": "mysql",
+    "aurora": "mysql",
+    "mariadb": "mysql",
+    "oracle": "oracle",
+    "sqlserver": "sqlserver",
+    "azuredb": "sqlserver",
+    "azure-sql-managed-instance": "sqlserver",
+}
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """The S3 target endpoint settings that decide what the files look like and where they land."""
+
+    bucket: str
+    folder: str = ""
+    data_format: str = "csv"
+    add_column_name: bool = False
+    include_op_for_full_load: bool = False
+    timestamp_column: str | None = None
+    delimiter: str = ","
+    cdc_inserts_only: bool = False
+    preserve_transactions: bool = False
+
+
+@dataclass(frozen=True)
+class DmsTask:
+    """One replication task: its identifier, source dialect, S3 target and table-mapping rules."""
+
+    identifier: str
+    dialect: str
+    target: S3Target
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found: {Path(path).resolve()}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} file {path} is not JSON: {exc}") from None
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "y", "yes", "1")
+
+
+def _settings(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """S3Settings with lower-case keys, completed from ExtraConnectionAttributes (`key=value;...`)."""
+    settings = {k.lower(): v for k, v in (endpoint.get("S3Settings") or {}).items()}
+    for pair in str(endpoint.get("ExtraConnectionAttributes") or "").split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip():
+            settings.setdefault(key.strip().lower(), value.strip())
+    return settings
+
+
+def _target(endpoint: dict[str, Any]) -> S3Target:
+    s = _settings(endpoint)
+    if not s.get("bucketname"):
+        raise ConfigError(f"target endpoint {endpoint.get('EndpointIdentifier')} has no S3Settings.BucketName")
+    data_format = str(s.get("dataformat") or "csv").lower()
+    if data_format not in ("csv", "parquet"):
+        raise ConfigError(f"S3Settings DataFormat {data_format!r} is not supported: use csv or parquet")
+    return S3Target(
+        bucket=str(s["bucketname"]),
+        folder=str(s.get("bucketfolder") or "").strip("/"),
+        data_format=data_format,
+        add_column_name=_flag(s.get("addcolumnname", False)),
+        include_op_for_full_load=_flag(s.get("includeopforfullload", False)),
+        timestamp_column=str(s["timestampcolumnname"]) if s.get("timestampcolumnname") else None,
+        delimiter=str(s.get("csvdelimiter") or ","),
+        cdc_inserts_only=_flag(s.get("cdcinsertsonly", False)),
+        preserve_transactions=_flag(s.get("preservetransactions", False)),
+    )
+
+
+def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None) -> DmsTask:
+    """The task (the only one, or `task_id`) with its endpoints, from the two describe-* outputs."""
+    endpoints = {e.get("EndpointArn"): e for e in _json(endpoints_file, "describe-endpoints").get("Endpoints", [])}
+    tasks = _json(tasks_file, "describe-replication-tasks").get("ReplicationTasks", [])
+    chosen = [t for t in tasks if task_id in (None, t.get("ReplicationTaskIdentifier"))]
+    if len(chosen) != 1:
+        names = [t.get("ReplicationTaskIdentifier") for t in tasks]
+        raise ConfigError(f"{tasks_file} has tasks {names}: pass --task-id to pick one" if chosen else
+                          f"no task {task_id!r} in {tasks_file}; it has {names}")  # fmt: skip
+    task = chosen[0]
+    target = endpoints.get(task.get("TargetEndpointArn"))
+    if target is None or str(target.get("EngineName", "")).lower() != "s3":
+        raise ConfigError(
+            f"task {task.get('ReplicationTaskIdentifier')}: its target endpoint {task.get('TargetEndpointArn')} is "
+            f"not an S3 endpoint in {endpoints_file} (run `aws dms describe-endpoints` without filters)"
+        )
+    source = endpoints.get(task.get("SourceEndpointArn")) or {}
+    engine = str(source.get("EngineName", "")).lower()
+    try:
+        mappings = json.loads(task.get("TableMappings") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"task {task.get('ReplicationTaskIdentifier')}: TableMappings is not JSON: {exc}") from None
+    rules = sorted(mappings.get("rules", []), key=lambda r: int(str(r.get("rule-id", 0)) or 0))
+    return DmsTask(
+        identifier=str(task.get("ReplicationTaskIdentifier")),
+        dialect=DIALECTS.get(engine, ""),
+        target=_target(target),
+        rules=rules,
+    )

@@ -1,0 +1,260 @@
+"""`lakehouse onboard dms` on captured `aws dms describe-*` JSON of PostgreSQL, MySQL and Oracle tasks.
+
+The fixtures under tests/dms_tasks/ have the shapes the AWS CLI reference documents (describe-endpoints:
+`Endpoints[]` with `S3Settings` or `ExtraConnectionAttributes`; describe-replication-tasks:
+`ReplicationTasks[]` with `TableMappings` as a JSON string) and the source's catalog columns. The last
+test loads the generated entries as a configuration and ingests files laid out as each task writes them.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from lakehouse.cli import main
+from lakehouse.config import Config
+from lakehouse.errors import ConfigError
+from lakehouse.onboard import onboard_dms
+from lakehouse.runner import run_once
+from lakehouse.tables import table_paths
+
+TASKS = Path(__file__).parent / "dms_tasks"
+
+
+def files(dialect: str) -> tuple[Path, Path, Path]:
+    folder = TASKS / dialect
+    return folder / "endpoints.json", folder / "tasks.json", next(folder.glob("columns.*"))
+
+
+def entries(dialect: str, **options) -> dict:
+    return yaml.safe_load(onboard_dms(*files(dialect), **options))["tables"]
+
+
+def test_postgres_task_gives_the_layout_with_op_in_full_load_timestamp_change_seq_and_before_image():
+    tables = entries("postgres")
+
+    assert sorted(tables) == ["devices", "patients"]  # schema_migrations is excluded by a selection rule
+    patients = tables["patients"]
+    assert patients["primary_key"] == ["patient_id"]
+    assert patients["source"] == {
+        "kind": "dms",
+        "path": "s3://cpap-landing/dms/cpap/public/patients",
+        "format": "csv",
+        "header": False,
+        "op_in_full_load": True,
+        "timestamp_column": "dms_commit_ts",
+        "change_seq_column": "dms_change_seq",
+        "before_image_prefix": "BI_",
+        "columns": {
+            "dms_commit_ts": "string",
+            "patient_id": "int",
+            "first_name": "string",
+            "last_name": "string",
+            "weight_kg": "float",
+            "balance": "decimal(10,2)",
+            "updated_at": "timestamp",
+            "dms_change_seq": "string",
+            "BI_patient_id": "int",
+        },
+    }
+    assert "before_image_prefix" not in tables["devices"]["source"]  # the rule names patients only
+
+
+def test_mysql_task_with_the_defaults_and_settings_in_extra_connection_attributes():
+    tables = entries("mysql")
+
+    assert sorted(tables) == ["customers", "orders"]
+    customers = tables["customers"]["source"]
+    assert (customers["header"], customers["op_in_full_load"]) == (True, False)  # addColumnName=true from the ECA
+    assert "timestamp_column" not in customers and "change_seq_column" not in customers
+    assert customers["columns"] == {
+        "customer_id": "bigint",  # int unsigned
+        "name": "string",
+        "vip": "boolean",  # tinyint(1)
+        "balance": "decimal(12,2)",
+        "created_at": "timestamp",
+    }
+    assert tables["orders"]["source"]["columns"]["order_id"] == "decimal(20,0)"  # bigint unsigned
+
+
+def test_oracle_task_with_renames_a_removed_column_and_parquet():
+    (name, employee), *_ = entries("oracle").items()
+
+    assert name == "employee"
+    assert employee["primary_key"] == ["employee_id"]
+    assert employee["source"]["path"] == "s3://hr-landing/oracle/hr/employee"
+    assert employee["source"]["format"] == "parquet" and "header" not in employee["source"]
+    assert employee["source"]["columns"] == {
+        "dms_commit_ts": "string",
+        "employee_id": "int",  # NUMBER(6)
+        "first_name": "string",
+        "last_name": "string",
+        "salary": "decimal(8,2)",
+        "commission_pct": "decimal(2,2)",
+        "hire_date": "timestamp",  # an Oracle DATE has a time of day
+        "dms_change_seq": "string",
+    }  # SSN is removed by a transformation rule
+
+
+def edited(tmp_path: Path, dialect: str, change) -> tuple[Path, Path, Path]:
+    endpoints, tasks, columns = files(dialect)
+    data = {"endpoints": json.loads(endpoints.read_text()), "tasks": json.loads(tasks.read_text())}
+    change(data)
+    for name, content in data.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+    return tmp_path / "endpoints.json", tmp_path / "tasks.json", columns
+
+
+def test_cdc_inserts_only_without_op_is_refused_naming_the_settings(tmp_path):
+    def inserts_only(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(CdcInsertsOnly=True, IncludeOpForFullLoad=False)
+
+    with pytest.raises(ConfigError, match="CdcInsertsOnly=true without IncludeOpForFullLoad"):
+        onboard_dms(*edited(tmp_path, "postgres", inserts_only))
+
+
+def test_an_unsupported_transformation_rule_is_named(tmp_path):
+    def unknown_rule(data):
+        mappings = json.loads(data["tasks"]["ReplicationTasks"][0]["TableMappings"])
+        mappings["rules"].append(
+            {
+                "rule-type": "transformation",
+                "rule-id": "9",
+                "rule-name": "9",
+                "rule-target": "column",
+                "object-locator": {"schema-name": "public", "table-name": "devices", "column-name": "%"},
+                "rule-action": "add-tablespace",
+            }
+        )
+        data["tasks"]["ReplicationTasks"][0]["TableMappings"] = json.dumps(mappings)
+
+    with pytest.raises(ConfigError, match=r"rule 9 \(column add-tablespace\) is not supported"):
+        onboard_dms(*edited(tmp_path, "postgres", unknown_rule))
+
+
+def test_a_table_without_a_known_primary_key_asks_for_one_and_key_gives_it(tmp_path):
+    rows = json.loads((TASKS / "mysql" / "columns.json").read_text())
+    for row in rows:
+        row["COLUMN_KEY"] = ""
+    columns = tmp_path / "columns.json"
+    columns.write_text(json.dumps(rows))
+    endpoints, tasks, _ = files("mysql")
+
+    with pytest.raises(ConfigError, match="no primary key; mark it in the column list or pass --key customers="):
+        onboard_dms(endpoints, tasks, columns)
+    tables = yaml.safe_load(
+        onboard_dms(endpoints, tasks, columns, keys={"customers": ["customer_id"], "orders": ["order_id"]})
+    )["tables"]
+    assert tables["customers"]["primary_key"] == ["customer_id"]
+
+
+def test_the_command_writes_the_entries_and_reports_errors_in_one_line(tmp_path, capsys):
+    endpoints, tasks, columns = files("postgres")
+    output = tmp_path / "tables.yaml"
+    args = ["onboard", "dms", "--endpoint", str(endpoints), "--task", str(tasks), "--columns", str(columns)]
+
+    assert main([*args, "--output", str(output)]) == 0
+    assert "patients" in yaml.safe_load(output.read_text())["tables"]
+    assert main([*args, "--task-id", "nope"]) == 2
+    assert "no task 'nope'" in capsys.readouterr().err
+
+
+# --- the generated configuration ingests files of each task ---------------------------------------------------
+
+
+def gz_csv(path: Path, records: list[list[str]]) -> None:
+    text = "".join(",".join(r) + "\n" for r in records)
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def parquet(path: Path, table: pa.Table) -> None:
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    path.write_bytes(out.getvalue())
+
+
+def land_task_files(landing: Path) -> None:
+    pg = landing / "dms" / "cpap" / "public" / "patients"
+    pg.mkdir(parents=True)
+    (pg / "LOAD00000001.csv").write_text(
+        "I,2026-03-01 08:00:00.000000,1,Ann,Lee,+7.05000000e+01,12.50,2026-02-27 10:00:00+00,,\n"
+        "I,2026-03-01 08:00:00.000000,2,Bo,Diaz,+8.00000000e+01,0.00,2026-02-27 10:00:00+00,,\n"
+    )
+    (pg / "20260301-090000000.csv").write_text(  # a primary-key update 1 → 101, with its before-image
+        f"U,2026-03-01 09:00:00.000000,101,Ann,Lee,+7.05000000e+01,12.50,2026-03-01 09:00:00+00,{1:035d},1\n"
+    )
+    my = landing / "mysql" / "shop" / "customers"
+    my.mkdir(parents=True)
+    gz_csv(
+        my / "LOAD00000001.csv.gz",
+        [
+            ["customer_id", "name", "vip", "balance", "created_at"],
+            ["4000000000", "Cy", "1", "10.00", "2026-01-05 10:00:00"],
+        ],
+    )
+    gz_csv(
+        my / "20260301-100000250.csv.gz",
+        [
+            ["Op", "customer_id", "name", "vip", "balance", "created_at"],
+            ["U", "4000000000", "Cy", "0", "99.95", "2026-01-05 10:00:00"],
+        ],
+    )
+    ora = landing / "oracle" / "hr" / "employee"
+    ora.mkdir(parents=True)
+    money = pa.decimal128(8, 2)
+    base = {
+        "Op": ["I"],
+        "dms_commit_ts": ["2026-03-01 08:00:00.000000"],
+        "employee_id": pa.array([100], pa.int64()),
+        "first_name": ["Steven"],
+        "last_name": ["King"],
+        "salary": pa.array([Decimal("24000.00")], money),
+        "commission_pct": pa.array([None], pa.decimal128(2, 2)),
+        "hire_date": ["2003-06-17 00:00:00"],
+        "dms_change_seq": pa.array([None], pa.string()),
+    }
+    parquet(ora / "LOAD00000001.parquet", pa.table(base))
+    raise_ = {**base, "Op": ["U"], "dms_commit_ts": ["2026-03-01 11:00:00.000000"]}
+    raise_["salary"] = pa.array([Decimal("26000.00")], money)
+    raise_["dms_change_seq"] = pa.array([f"{7:035d}"], pa.string())
+    parquet(ora / "20260301-110000000.parquet", pa.table(raise_))
+
+
+def test_generated_entries_ingest_files_of_each_task(spark, tmp_path):
+    landing = tmp_path / "landing"
+    land_task_files(landing)
+    tables = {}
+    for dialect, name in (("postgres", "patients"), ("mysql", "customers"), ("oracle", "employee")):
+        tables[name] = copy.deepcopy(entries(dialect, landing=str(landing))[name])
+    config = Config.model_validate(
+        {
+            "paths": {"landing": str(landing), "lake": str(tmp_path / "lake"), "checkpoints": str(tmp_path / "cp")},
+            "tables": tables,
+        }
+    )
+
+    runs = run_once(spark, config)
+
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    assert all(b.quarantined == 0 and b.reconciles for r in runs for b in r.batches)
+
+    def latest(table: str) -> list[tuple]:
+        rows = spark.read.format("delta").load(table_paths(config, config.tables[table]).latest).collect()
+        columns = [c for c in config.tables[table].columns]
+        return sorted(tuple(r[c] for c in columns) for r in rows)
+
+    assert [(r[0], r[1], r[4]) for r in latest("patients")] == [
+        (2, "Bo", Decimal("0.00")),
+        (101, "Ann", Decimal("12.50")),
+    ]
+    assert latest("customers") == [(4000000000, "Cy", False, Decimal("99.95"), latest("customers")[0][4])]
+    assert [(r[0], r[3]) for r in latest("employee")] == [(100, Decimal("26000.00"))]
