@@ -151,3 +151,24 @@ def test_tables_keep_a_change_feed_only_where_asked_and_statistics_of_the_filter
     actions = [json.loads(line) for commit in sorted(log.glob("*.json")) for line in commit.read_text().splitlines()]
     stats = [json.loads(a["add"]["stats"]) for a in actions if "add" in a]
     assert stats and all(set(s["nullCount"]) == {"id", "_valid_from", "_valid_to", "_batch_id"} for s in stats)
+
+
+def test_of_one_change_in_two_files_the_row_of_the_first_file_by_name_is_kept_whatever_its_folder(spark):
+    from lakehouse.changes.dedup import mark_duplicates
+
+    rows = [
+        ("s3://b/x/2026/03/02/20260302-080000000.csv", 0),  # a copy, in a folder that sorts first
+        ("s3://b/x/2026/03/01/20260301-100000000.csv", 3),
+    ]
+    changes = spark.createDataFrame(
+        [(7, "U", "Ann", "1-seq", f, r, None, None) for f, r in rows],
+        "id bigint, _op string, name string, _sequence string, _source_file string, _source_row bigint, "
+        "_reason string, _detail string",
+    )
+
+    marked = mark_duplicates(changes, ["id"], ["name"]).collect()
+
+    assert {(r._source_file.rsplit("/", 1)[1], r._duplicate) for r in marked} == {
+        ("20260301-100000000.csv", False),
+        ("20260302-080000000.csv", True),
+    }

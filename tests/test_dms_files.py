@@ -463,3 +463,12 @@ def test_a_file_cut_inside_a_multibyte_character_is_truncated_not_unreadable() -
 
     assert [(r["_row"], r.get("_reason")) for r in rows] == [(0, None), (1, "truncated")]
     assert rows[1]["_raw"] == "U,t2,2,Zo"
+
+
+def test_a_file_with_a_byte_order_mark_cut_inside_a_character_keeps_its_complete_records() -> None:
+    data = "\ufeffU,t1,1,Ann,9.5,s1,1\nU,t2,2,Zoë,1.0,s2,2\n".encode()
+
+    rows = parse(CDC, data[: data.index("ë".encode()) + 1])
+
+    assert [(r["_row"], r.get("_reason"), r.get("id")) for r in rows] == [(0, None, "1"), (1, "truncated", None)]
+    assert rows[1]["_raw"] == "U,t2,2,Zo"

@@ -17,7 +17,10 @@ def mark_duplicates(changes: DataFrame, key: list[str], values: list[str]) -> Da
     # Compared as a struct (field by field, NULL equal to NULL): exact, and no per-row JSON or hashing.
     content = F.struct(F.col("_op"), *[F.col(f"`{c}`") for c in values])
     group = Window.partitionBy(*[F.col(f"`{k}`") for k in key], F.col("_sequence"), valid)
-    ordered = group.orderBy(F.col("_source_file"), F.col("_source_row"))
+    # The row kept is the first by file name, then path: the file the file ledger applies when two files of a
+    # batch have the same content (the other is a replay), whatever folders (DMS date partitions) they are in.
+    name = F.regexp_extract(F.col("_source_file"), r"([^/]*)$", 1)
+    ordered = group.orderBy(name, F.col("_source_file"), F.col("_source_row"))
     marked = changes.withColumns(
         {
             "_conflict": F.min(content).over(group) != F.max(content).over(group),

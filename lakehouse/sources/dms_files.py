@@ -18,6 +18,7 @@ delivered again under another name by it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -171,13 +172,14 @@ def check_named_columns(names: list[str], source: DmsSource) -> tuple[str, str, 
 
 
 def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iterator[Row]:
+    data = data.removeprefix(codecs.BOM_UTF8)  # a byte order mark is not data
     try:
-        text = data.decode("utf-8-sig")  # a byte order mark at the start is not data
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.reason != "unexpected end of data":
             yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {exc}", "")
             return
-        text = data[: exc.start].decode("utf-8-sig")  # cut inside a character: a file cut short (below)
+        text = data[: exc.start].decode("utf-8")  # cut inside a character: a file cut short (below)
     # DMS ends every record with a newline: without one at the end, the file was cut inside its last record.
     truncated = text != "" and not text.endswith("\n")
     layout = _CsvLayout(path, is_load, source)
