@@ -67,8 +67,8 @@ def test_snapshot_files_are_ordered_by_the_date_in_their_names_never_their_listi
     ordered = sorted(paths, key=lambda p: snapshot_order(p, SnapshotDate()))
 
     assert [p.rsplit("/", 1)[1] for p in ordered] == [
-        "undated.zip",  # refused with its message when applied
         "OPA_CE_DAILY_PUBLIC_2026-11-21.zip",
         "OPA_CE_DAILY_PUBLIC_20261122.zip",
         "OPA_CE_DAILY_PUBLIC_2026-11-23.zip",
+        "undated.zip",  # after the dated ones: it fails the run with its message
     ]

@@ -56,15 +56,15 @@ def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed)
 def snapshot_order(path: str, setting: SnapshotDate) -> tuple[date, str]:
     """The order snapshot files are applied in: the date in the name, then the name (never a modification time).
 
-    A name without a date sorts first (it is refused with its message when applied); with
-    `date.source: content` the date is only known after parsing, so such files go in name order.
+    A name without a date sorts last: the dated files are applied, then it fails the run with its message.
+    With `date.source: content` the date is only known after parsing, so such files go in name order.
     """
     name = file_name(path)
     if setting.source == "name":
         try:
             return date_from_name(name, setting), name
         except InputError:
-            pass
+            return date.max, name
     return date.min, name
 
 
