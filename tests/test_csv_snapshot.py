@@ -273,7 +273,7 @@ def test_a_refused_snapshot_fails_the_run_with_its_message_and_is_logged(spark, 
     write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", DAY2)
     (first,) = run_once(spark, config)
     assert first.ok, first.error
-    os.utime(write(folder, "DAC_NationalDownloadableFile_2026-10-30.csv", DAY1), (3_000, 3_000))
+    write(folder, "DAC_NationalDownloadableFile_2026-10-30.csv", DAY1)  # landed later, dated earlier
     (second,) = run_once(spark, config)
     assert not second.ok and second.batches == []
     assert "refused" in second.error and "older than" in second.error and "2026-10-30" in second.error
