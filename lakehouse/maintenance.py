@@ -220,8 +220,10 @@ def touch(spark: SparkSession, path: str) -> None:
 def table_maintenance(
     config: Config, table: TableConfig, paths: TablePaths, non_phi: NonPhiZone | None
 ) -> TableMaintenance:
-    """The upkeep of every Delta table `table`'s query writes: history, latest, quarantine and its non-PHI zone."""
+    """The upkeep of every Delta table `table`'s query writes: history, latest, quarantine, ledger, non-PHI zone."""
     tables = {"history": paths.history, "latest": paths.latest, "quarantine": paths.quarantine}
+    if table.source.kind == "dms":
+        tables["ledger"] = paths.ledger  # the file ledger: one small commit per micro-batch too
     if non_phi is not None and table.non_phi:
         tables |= {"non_phi.history": non_phi.history(table), "non_phi.latest": non_phi.latest(table)}
     return TableMaintenance(
