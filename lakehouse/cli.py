@@ -10,10 +10,15 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ConfigError, InputError, LakehouseError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 DEFAULT_CONFIG = "config/local.yaml"
 
@@ -26,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"YAML configuration (default: $LAKEHOUSE_CONFIG or {DEFAULT_CONFIG})",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Spark's own log and the resolution of its jars"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="apply everything that has landed, then stop (trigger availableNow)")
@@ -106,6 +114,15 @@ def _configure_logging(level: str) -> None:
     root.propagate = False
 
 
+def _spark(config: Config, args: argparse.Namespace, app_name: str) -> SparkSession:
+    """The Spark session of a command, with a progress line while it starts."""
+    from lakehouse.progress import progress
+    from lakehouse.session import build_spark
+
+    with progress("starting Spark"):
+        return build_spark(config, app_name=app_name, verbose=args.verbose)
+
+
 def _landing_is_empty(config: Config) -> bool:
     root = Path(config.paths.landing)
     return not root.exists() or not any(p.is_file() for p in root.rglob("*"))
@@ -124,14 +141,13 @@ def _write_demo(config: Config, patients: int) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.runner import run_once
-    from lakehouse.session import build_spark
+    from lakehouse.runner import lazy_session, run_once
     from lakehouse.summary import print_summary
 
     if config.environment == "local" and not args.no_demo and _landing_is_empty(config):
         print(f"landing area {config.paths.landing} is empty: writing demo input")
         _write_demo(config, patients=200)
-    spark = build_spark(config, app_name="lakehouse-run")
+    spark = lazy_session(lambda: _spark(config, args, "lakehouse-run"))  # started only if a table has work
     runs = run_once(spark, config, args.table, job="lakehouse run")
     print_summary(spark, config, runs)
     if not args.table:
@@ -141,9 +157,8 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.runner import run_stream
-    from lakehouse.session import build_spark
 
-    spark = build_spark(config, app_name="lakehouse-stream")
+    spark = _spark(config, args, "lakehouse-stream")
     print(
         f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
         "stop with Ctrl-C or SIGTERM"
@@ -155,9 +170,9 @@ def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_as_of(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.session import build_spark
+    from lakehouse.readers import as_of_local, format_rows, read_or_spark, rows_of_spark
     from lakehouse.tables import table_paths
-    from lakehouse.timetravel import as_of, parse_time
+    from lakehouse.timetravel import parse_time
 
     at = parse_time(args.at)
     table = config.table(args.table)
@@ -166,23 +181,42 @@ def _cmd_as_of(args: argparse.Namespace, config: Config) -> int:
 
         print(athena_as_of_sql(table, at))
         return 0
-    spark = build_spark(config, app_name="lakehouse-as-of")
-    rows = as_of(spark, table_paths(config, table).history, at)
-    print(f"{table.name} as of {at} (UTC): {rows.count()} rows")
-    rows.orderBy(*table.primary_key).show(args.limit, truncate=False)
+    history, key = table_paths(config, table).history, table.primary_key
+
+    def with_spark():
+        from lakehouse.timetravel import as_of
+
+        frame = as_of(_spark(config, args, "lakehouse-as-of"), history, at)
+        return rows_of_spark(frame, key=key, limit=args.limit)
+
+    rows = read_or_spark(lambda: as_of_local(history, at, key=key, limit=args.limit), with_spark)
+    print(f"{table.name} as of {at} (UTC): {rows.total} rows")
+    print(format_rows(rows))
     return 0
 
 
 def _cmd_latest(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.session import build_spark
+    from lakehouse.readers import format_rows, latest_local, read_or_spark, rows_of_spark
     from lakehouse.tables import table_paths
-    from lakehouse.timetravel import latest_at
 
     table = config.table(args.table)
-    spark = build_spark(config, app_name="lakehouse-latest")
-    rows = latest_at(spark, table_paths(config, table).latest, version=args.version, timestamp=args.timestamp)
-    print(f"{table.name} latest: {rows.count()} rows")
-    rows.orderBy(*table.primary_key).show(args.limit, truncate=False)
+    latest, key = table_paths(config, table).latest, table.primary_key
+
+    def local():
+        if args.timestamp is not None:  # Spark's rules for a timestamp between commits
+            return None
+        return latest_local(latest, key=key, limit=args.limit, version=args.version)
+
+    def with_spark():
+        from lakehouse.timetravel import latest_at
+
+        spark = _spark(config, args, "lakehouse-latest")
+        frame = latest_at(spark, latest, version=args.version, timestamp=args.timestamp)
+        return rows_of_spark(frame, key=key, limit=args.limit)
+
+    rows = read_or_spark(local, with_spark)
+    print(f"{table.name} latest: {rows.total} rows")
+    print(format_rows(rows))
     return 0
 
 
@@ -207,13 +241,12 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
     from lakehouse.ownership import hold
     from lakehouse.runner import configure_metrics
-    from lakehouse.session import build_spark
 
     feed = feed_for(config, args.file, args.feed)
     path = args.file if "://" in args.file else str(Path(args.file).resolve())
     if "://" not in path and not Path(path).is_file():
         raise InputError(f"snapshot file not found: {path}")
-    spark = build_spark(config, app_name="lakehouse-snapshot")
+    spark = _spark(config, args, "lakehouse-snapshot")
     configure_metrics(config)
     with hold(config, [feed], job="lakehouse snapshot load"):
         result = apply_snapshot(spark, config, feed, path)
@@ -228,9 +261,8 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.policy.job import build_policy_table
-    from lakehouse.session import build_spark
 
-    stats = build_policy_table(build_spark(config, app_name="lakehouse-policy"), config)
+    stats = build_policy_table(_spark(config, args, "lakehouse-policy"), config)
     policy = config.policy
     print(f"policy rebuilt from {policy.source_table}: {stats.rows} rows written to the {policy.store} store")
     return 0
@@ -239,12 +271,11 @@ def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
 def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.forget import forget_patient
     from lakehouse.apply.non_phi import non_phi_zone
-    from lakehouse.session import build_spark
 
     zone = non_phi_zone(config)
     if zone is None:
         raise ConfigError("no table goes to the non-PHI zone: nothing to forget", file=config.source_file)
-    spark = build_spark(config, app_name="lakehouse-privacy")
+    spark = _spark(config, args, "lakehouse-privacy")
     result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours)
     print(f"patient {result.patient[:12]}… removed from the non-PHI zone: {sum(result.rows.values())} rows")
     for table, rows in result.rows.items():
@@ -268,23 +299,22 @@ def _cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.session import build_spark
     from lakehouse.sinks.postgres_export import export_postgres
 
-    results = export_postgres(build_spark(config, app_name="lakehouse-export"), config)
+    results = export_postgres(_spark(config, args, "lakehouse-export"), config)
     for r in results:
         print(f"{r.table:<26} {r.mode:<12} versions {r.from_version}→{r.to_version}  rows {r.rows:>8}  {r.seconds}s")
     return 0
 
 
-def export_after_run(spark: object, config: Config) -> None:
+def export_after_run(spark: Callable[[], SparkSession], config: Config) -> None:
     """`lakehouse run` exports to PostgreSQL when a database is configured, and says so when not."""
     if config.postgres is None:
         print("no database configured (postgres:): the PostgreSQL export is skipped")
         return
     from lakehouse.sinks.postgres_export import export_postgres
 
-    for r in export_postgres(spark, config):
+    for r in export_postgres(spark(), config):
         print(f"exported {r.table}: {r.mode}, {r.rows} rows (Delta version {r.to_version})")
 
 

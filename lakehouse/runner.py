@@ -7,10 +7,12 @@ a processing-time trigger until SIGTERM / Ctrl-C, then stops them between micro-
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,9 +24,11 @@ from lakehouse.lag import lag_seconds, oldest_file_time
 from lakehouse.maintenance import table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.ownership import hold
-from lakehouse.policy.job import build_policy_table, policy_snapshot
+from lakehouse.pending import Pending, pending
+from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
+from lakehouse.sources.snapshot import FILE_GLOBS
 from lakehouse.tables import ensure_tables, table_paths
 
 if TYPE_CHECKING:
@@ -147,15 +151,19 @@ def start_feed_query(
                 if result.status == "refused" and run.error is None:  # the run exits non-zero, saying why
                     run.error = f"snapshot refused: {result.detail}"
 
-    checkpoint = f"{config.paths.checkpoints.rstrip('/')}/_snapshots/{feed}"
     return (
         read_snapshot_stream(spark, config.snapshots[feed])
         .writeStream.queryName(f"lakehouse_snapshot_{feed}")
         .foreachBatch(each_batch)
-        .option("checkpointLocation", checkpoint)
+        .option("checkpointLocation", feed_checkpoint(config, feed))
         .trigger(**trigger)
         .start()
     )
+
+
+def feed_checkpoint(config: Config, feed: str) -> str:
+    """Where a snapshot feed's query keeps its checkpoint."""
+    return f"{config.paths.checkpoints.rstrip('/')}/_snapshots/{feed}"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -204,14 +212,30 @@ def closed_paths(config: Config, tables: list[TableConfig]) -> dict[str, str]:
     return {t.name: closed_source_path(t.source.path, p_date, p_hour) for t in tables}
 
 
+def _nothing_new(state: Pending | None, runs: list[TableRun]) -> bool:
+    """True (and noted on every run) when the query would find nothing: then it is not started."""
+    if state is None or not state.nothing_new:
+        return False
+    for run in runs:
+        run.notes.append("nothing new")
+    return True
+
+
 def run_once(
-    spark: SparkSession, config: Config, tables: list[str] | None = None, *, job: str | None = None
+    spark: SparkSession | Callable[[], SparkSession],
+    config: Config,
+    tables: list[str] | None = None,
+    *,
+    job: str | None = None,
 ) -> list[TableRun]:
     """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure.
 
     Each table (each feed) is applied under its unit's lease (lakehouse.ownership): a unit another job is
-    writing is reported as failed, untouched.
+    writing is reported as failed, untouched. A table or feed whose checkpoint already holds every landed
+    file is not started at all (see `lakehouse.pending`), so `spark` may be a function that builds the
+    session when it is first needed.
     """
+    session = lazy_session(spark)
     dms, feeds = selected(config, tables)
     governance = Governance.of(config, dms)
     source = config.policy.source_table if config.policy else None
@@ -221,34 +245,51 @@ def run_once(
     runs = []
     for table in dms:
         run = TableRun(table.name)
+        runs.append(run)
         try:
-            with hold(config, [table.name], job=job):
-                start_query(
-                    spark,
-                    config,
-                    table,
-                    run,
-                    trigger={"availableNow": True},
-                    governance=governance,
-                    path=paths.get(table.name),
-                ).awaitTermination()
-            if table.name == source:
-                stats = build_policy_table(spark, config)
+            path = paths.get(table.name, table.source.path)
+            idle = _nothing_new(pending(path, table_paths(config, table).checkpoint), [run])
+            if not idle:
+                with hold(config, [table.name], job=job):
+                    start_query(
+                        session(),
+                        config,
+                        table,
+                        run,
+                        trigger={"availableNow": True},
+                        governance=governance,
+                        path=paths.get(table.name),
+                    ).awaitTermination()
+            if table.name == source and not (idle and policy_is_current(config)):
+                stats = build_policy_table(session(), config)
                 if governance.policy is not None:
                     governance.policy.invalidate()
                 run.notes.append(f"policy rebuilt: {stats.rows} rows")
         except Exception as exc:  # one table's failure must not stop the others; it is reported
             _failed([run], table.name, exc)
-        runs.append(run)
     for feed in feeds:
         feed_runs = _feed_runs(config, feed)
+        runs.extend(feed_runs.values())
+        state = pending(
+            config.snapshots[feed].path, feed_checkpoint(config, feed), glob=FILE_GLOBS[config.snapshots[feed].kind]
+        )
+        if _nothing_new(state, list(feed_runs.values())):
+            continue
         try:
             with hold(config, [feed], job=job):
-                start_feed_query(spark, config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
+                start_feed_query(session(), config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
         except Exception as exc:
             _failed(list(feed_runs.values()), feed, exc)
-        runs.extend(feed_runs.values())
     return runs
+
+
+def lazy_session(spark: SparkSession | Callable[[], SparkSession]) -> Callable[[], SparkSession]:
+    """A function returning the session: `spark` itself, or built by `spark()` on first use."""
+    from pyspark.sql import SparkSession
+
+    if isinstance(spark, SparkSession):
+        return lambda: spark
+    return functools.cache(spark)
 
 
 def run_stream(

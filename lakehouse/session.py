@@ -1,6 +1,7 @@
 """Spark session factory.
 
-Local: delta-spark from pip, its jars resolved by Spark from Maven Central (`spark.jars.packages`).
+Local: delta-spark from pip, its jars resolved by Spark from Maven Central once, then used from a cache
+folder, and Spark's log quiet unless `verbose` (`lakehouse.spark_local`).
 Cluster (EMR with the delta-defaults classification, Glue with `--datalake-formats delta`): Delta is
 already on the classpath, so nothing is downloaded; only the settings the engine relies on are set.
 """
@@ -66,12 +67,17 @@ def session_settings(
 
 
 def build_spark(
-    config: Config | None = None, *, app_name: str = "lakehouse", extra_conf: dict[str, str] | None = None
+    config: Config | None = None,
+    *,
+    app_name: str = "lakehouse",
+    extra_conf: dict[str, str] | None = None,
+    verbose: bool = False,
 ) -> SparkSession:
     """Build (or reuse) the SparkSession for `config`'s environment.
 
-    `environment: local` adds the Delta jars through delta-spark's pip helper; `aws` leaves the
-    classpath to the cluster. `spark.conf` from the YAML and `extra_conf` win over the defaults.
+    `environment: local` adds the Delta jars (cached after their first resolution) and a quiet log
+    (`verbose`: Spark's own log settings and Ivy's output); `aws` leaves the classpath and the log to
+    the cluster. `spark.conf` from the YAML and `extra_conf` win over the defaults.
     """
     try:
         from pyspark.sql import SparkSession
@@ -83,17 +89,18 @@ def build_spark(
 
     local = config is None or config.environment == "local"
     master, conf = session_settings(config, extra_conf)
+    if local and SparkSession.getActiveSession() is None:
+        from lakehouse.spark_local import local_conf
+
+        # Python workers must use this interpreter (its pandas/pyarrow), not whatever is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        conf = local_conf(conf, verbose=verbose)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    if local:
-        # Python workers must use this interpreter (its pandas/pyarrow), not whatever is on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        from delta import configure_spark_with_delta_pip
-
-        builder = configure_spark_with_delta_pip(builder)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    if not verbose:
+        spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -31,6 +31,20 @@ DIMENSION_COLUMNS = {
     "change_type": ("STRING", "CASE _op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' END"),
 }
 
+# History's bookkeeping columns, after the business columns, in order.
+META_COLUMNS = [
+    "_op",
+    "_is_deleted",
+    "_valid_from",
+    "_valid_to",
+    "_is_current",
+    "_sequence",
+    "_change_seq",
+    "_source_file",
+    "_source_row",
+    "_batch_id",
+]
+
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
 )

@@ -10,10 +10,9 @@ import textwrap
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lakehouse.apply.history import META_COLUMNS
 from lakehouse.config import TableConfig
 from lakehouse.errors import LakehouseError, TableNotFoundError
-from lakehouse.tables import derived_history_columns
+from lakehouse.tables import META_COLUMNS, derived_history_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -68,10 +67,14 @@ def _read(spark: SparkSession, path: str) -> DataFrame:
 
 def as_of(spark: SparkSession, history_path: str, at: datetime) -> DataFrame:
     """The rows that were live at `at` (UTC), with their business columns, from the history table."""
+    from pyspark.sql import functions as F
+
     history = _read(spark, history_path)
+    # A literal in the session's time zone (UTC): PySpark would read a naive datetime in the machine's zone.
+    at_utc = F.lit(at.isoformat(sep=" ")).cast("timestamp")
     live = history.where(
-        (history["_valid_from"] <= at)
-        & (history["_valid_to"].isNull() | (history["_valid_to"] > at))
+        (history["_valid_from"] <= at_utc)
+        & (history["_valid_to"].isNull() | (history["_valid_to"] > at_utc))
         & ~history["_is_deleted"]
     )
     return live.drop(*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")])

@@ -91,3 +91,21 @@ def test_stream_applies_files_as_they_land_and_stops_cleanly_on_sigterm(tmp_path
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out
     assert "people: 2 batches" in out
+
+
+def test_a_run_with_nothing_new_answers_without_spark(spark, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path), sort_keys=False))
+    write_dms_csv(
+        tmp_path / "landing" / "people", "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1", "", ""]]
+    )
+    assert main(["--config", str(config), "run", "--no-demo"]) == 0
+    assert "people                 1        1        1" in capsys.readouterr().out
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("nothing new: Spark must not start")
+
+    monkeypatch.setattr("lakehouse.cli._spark", no_spark)
+    assert main(["--config", str(config), "run", "--no-demo"]) == 0
+    out = capsys.readouterr().out
+    assert "ok; nothing new" in out and "As of 2026-03-01 08:00:00 UTC, people had 1 live rows" in out

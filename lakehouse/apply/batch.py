@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 from pyspark.util import inheritable_thread_target
 
-from lakehouse.apply.history import META_COLUMNS, merge_history, plan_history
+from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
@@ -37,7 +37,7 @@ from lakehouse.masking import pseudonym
 from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
-from lakehouse.tables import TablePaths, derived_history_columns
+from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns
 
 log = logging.getLogger("lakehouse.batch")
 

@@ -22,19 +22,6 @@ from lakehouse.apply.keys import key_condition
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
 
-META_COLUMNS = [
-    "_op",
-    "_is_deleted",
-    "_valid_from",
-    "_valid_to",
-    "_is_current",
-    "_sequence",
-    "_change_seq",
-    "_source_file",
-    "_source_row",
-    "_batch_id",
-]
-
 
 def _c(name: str) -> Column:
     return F.col("`" + name + "`")

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.apply.history import META_COLUMNS
 from lakehouse.apply.latest import LATEST_META, merge_latest
 from lakehouse.config import Config, TableConfig
 from lakehouse.masking import MaskingKey, mask_columns
 from lakehouse.policy.build import FLAG_COL
 from lakehouse.tables import (
+    META_COLUMNS,
     derived_history_columns,
     history_ddl,
     history_properties,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PolicySettings
 from lakehouse.errors import ConfigError, TableNotFoundError
+from lakehouse.pending import local_path, table_version
 from lakehouse.policy.build import build_policy
 from lakehouse.policy.snapshot import PolicySnapshot, policy_rows
 from lakehouse.policy.store import DynamoDbPolicyStore, LocalPolicyStore, PolicyStore, WriteStats
@@ -33,6 +35,22 @@ def policy_snapshot(config: Config) -> PolicySnapshot | None:
     return PolicySnapshot(policy_store(config.policy), refresh_seconds=config.policy.refresh_seconds)
 
 
+def _built_from(config: Config) -> str | None:
+    """A local file naming the consent table version the stored policy was built from (None: not local)."""
+    root = local_path(config.paths.checkpoints)
+    return None if root is None else str(root / "_policy" / "built_from_version")
+
+
+def policy_is_current(config: Config) -> bool:
+    """Whether the stored policy was built from the consent source table as it is now (told without Spark)."""
+    marker = _built_from(config)
+    if config.policy is None or marker is None or not os.path.isfile(marker):
+        return False
+    latest = table_paths(config, config.table(config.policy.source_table)).latest
+    with open(marker) as f:
+        return f.read().strip() == str(table_version(latest))
+
+
 def build_policy_table(spark: SparkSession, config: Config) -> WriteStats:
     """Derive the policy from the source table's latest rows and write it to the store (idempotent)."""
     from delta.tables import DeltaTable
@@ -53,6 +71,12 @@ def build_policy_table(spark: SparkSession, config: Config) -> WriteStats:
         allowed_col=settings.allowed_column,
         date_col=settings.date_column,
     )
+    version = table_version(latest)  # read before the build: a newer version only makes the marker stale
     stats = policy_store(settings).write(policy_rows(policy))
     log.info(json.dumps({"event": "policy_build", "store": settings.store, "rows": stats.rows}))
+    marker = _built_from(config)
+    if marker is not None and version is not None:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        with open(marker, "w") as f:
+            f.write(f"{version}\n")
     return stats

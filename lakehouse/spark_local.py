@@ -1,0 +1,140 @@
+"""What a local Spark needs besides its settings: the Delta jars, resolved once and then used offline, and a quiet log.
+
+The Delta jars come from Maven Central through Spark's Ivy (`spark.jars.packages`), which resolves them
+again at every start (seconds, the network, ~25 lines of output). Here they are resolved once — in a
+bare Spark JVM whose output is kept, not printed — and copied to a cache folder
+(`$XDG_CACHE_HOME/lakehouse/jars/<packages>`, default `~/.cache/…`); every later start passes the cached
+files as `spark.jars` and never runs Ivy. A fresh machine resolves on its first start, as before.
+
+Spark's own log goes to stderr at ERROR level through a log4j2 configuration of the engine's own (no
+start-up warnings, no "Setting default log level" banner); `verbose` keeps Spark's defaults and shows Ivy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from lakehouse.errors import LakehouseError
+
+LOG4J2 = """\
+# lakehouse: Spark's log at ERROR on stderr (run with -v for Spark's defaults)
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+# PySpark's gateway starts logging as a shell does: without a level of its own Spark would lower the
+# console to WARN (and print a banner saying so)
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
+"""
+
+
+def cache_root() -> Path:
+    """Where the engine keeps what it downloads or generates once per machine."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lakehouse"
+
+
+def delta_packages() -> str:
+    """The Maven coordinates of the Delta jars matching the installed delta-spark and pyspark's Scala version."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    scala = next(
+        (m.group(1) for p in jars.glob("scala-library-*.jar") if (m := re.search(r"-(\d+\.\d+)\.", p.name))), "2.12"
+    )
+    return f"io.delta:delta-spark_{scala}:{metadata.version('delta-spark')}"
+
+
+def _folder(packages: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", packages)[:80]
+    return cache_root() / "jars" / f"{slug}-{hashlib.sha256(packages.encode()).hexdigest()[:8]}"
+
+
+def cached_jars(packages: str) -> list[str] | None:
+    """The cached jar files of `packages`, or None if they were never resolved (or a file is gone)."""
+    manifest = _folder(packages) / "jars.txt"
+    if not manifest.is_file():
+        return None
+    jars = [str(manifest.parent / name) for name in manifest.read_text().split()]
+    return jars if jars and all(os.path.isfile(j) for j in jars) else None
+
+
+def _resolve(packages: str, verbose: bool) -> list[str]:
+    """Let Spark's Ivy resolve `packages` in a bare JVM (no SparkContext); the local paths of the jars."""
+    from pyspark import SparkConf
+    from pyspark.java_gateway import launch_gateway
+
+    with tempfile.TemporaryFile(mode="w+") as output:
+        popen = {} if verbose else {"stdout": output, "stderr": subprocess.STDOUT}
+        try:
+            gateway = launch_gateway(SparkConf().set("spark.jars.packages", packages), popen_kwargs=popen)
+        except Exception as exc:
+            output.seek(0)
+            raise LakehouseError(
+                f"could not resolve the Delta jars {packages} from Maven Central ({exc}); Spark's output:\n"
+                f"{output.read()[-3000:]}\nCheck the network (or a proxy), then rerun."
+            ) from None
+        try:
+            jars = gateway.jvm.System.getProperty("spark.jars") or ""
+        finally:
+            gateway.shutdown()
+            gateway.proc.stdin.close()
+            gateway.proc.wait(timeout=60)
+    return [unquote(urlparse(j).path) if j.startswith("file:") else j for j in jars.split(",") if j]
+
+
+def delta_jars(*, verbose: bool = False) -> list[str]:
+    """The Delta jars on local disk: from the cache, or resolved now (once per machine) and cached."""
+    packages = delta_packages()
+    jars = cached_jars(packages)
+    if jars is not None:
+        return jars
+    resolved = _resolve(packages, verbose)
+    folder = _folder(packages)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    for jar in resolved:
+        shutil.copy2(jar, staging / Path(jar).name)
+    (staging / "jars.txt").write_text("\n".join(Path(j).name for j in resolved) + "\n")
+    try:
+        staging.rename(folder)  # atomic: a concurrent start sees all of it or none
+    except OSError:  # another process cached them first
+        shutil.rmtree(staging, ignore_errors=True)
+    return cached_jars(packages) or resolved
+
+
+def log4j2_file() -> Path:
+    """The engine's log4j2 configuration, written once into the cache folder."""
+    path = cache_root() / f"log4j2-{hashlib.sha256(LOG4J2.encode()).hexdigest()[:8]}.properties"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(LOG4J2)
+        staging.replace(path)
+    return path
+
+
+def local_conf(conf: dict[str, str], *, verbose: bool = False) -> dict[str, str]:
+    """`conf` plus the Delta jars and, unless `verbose`, the quiet log configuration."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: the JVM runs already, with its own classpath
+        return conf
+    out = dict(conf)
+    out["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), *delta_jars(verbose=verbose)]))
+    if not verbose:
+        option = f"-Dlog4j2.configurationFile={log4j2_file().as_uri()}"
+        out["spark.driver.extraJavaOptions"] = " ".join(
+            filter(None, [conf.get("spark.driver.extraJavaOptions"), option])
+        )
+    return out
