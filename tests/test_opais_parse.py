@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from lakehouse.errors import InputError, SnapshotError
-from lakehouse.sources import opais
 from lakehouse.sources.opais import SCHEMAS, ParseProgress, content_key, log_progress, open_export, parse_export
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.sources.opais_flatten import SOURCES
@@ -414,19 +413,6 @@ def test_progress_reports_bytes_and_entities_and_logs_a_line(tmp_path: Path, cap
     with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
         log_progress(ParseProgress(120_300_000, 201_500_000, 54_000, 9.94))
     assert caplog.messages == ["opais: 120.3/201.5 MB (60%), 54,000 entities, 12.1 MB/s"]
-
-
-def test_without_the_c_backend_the_parse_warns_and_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> Any:
-        raise ImportError(f"no {name}")
-
-    monkeypatch.setattr(opais.ijson, "get_backend", missing)
-    opais._backend.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="yajl2_c is not available"):
-            assert one(write_json(tmp_path, [entity()]), "dim_ce")["ce_id"] == 1
-    finally:
-        opais._backend.cache_clear()
 
 
 # --- bad input ----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Stream the HRSA 340B OPAIS covered-entity export into Arrow tables of its eight entities.
 
 The export (OPA_CE_DAILY_PUBLIC.JSON, ~200 MB, usually inside a ZIP) is one object
-`{"coveredEntities": [...]}`. It is read one entity at a time with ijson's C backend, never whole:
+`{"coveredEntities": [...]}`. It is read one entity at a time (`lakehouse.sources.json_items`), never whole:
 memory follows the output tables, not the file. The whole file is parsed before anything is returned,
 so a bad file raises `SnapshotError` and nothing of it reaches a table.
 
@@ -29,11 +29,9 @@ Rules the parser keeps (see `lakehouse.sources.opais_entities` for the tables):
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gc
 import logging
 import time
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -42,10 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import ijson
 import pyarrow as pa
 
 from lakehouse.errors import SnapshotError
+from lakehouse.sources.json_items import JsonProblem, array_items
 from lakehouse.sources.opais_flatten import SCHEMAS, BadValue, Flattener, content_key
 
 __all__ = [
@@ -60,8 +58,7 @@ __all__ = [
 ]
 
 LOG = logging.getLogger("lakehouse.opais")
-PREFIX = "coveredEntities.item"
-BOM = b"\xef\xbb\xbf"
+KEY = "coveredEntities"
 EXAMPLES = 5  # conflicting ids listed in the stats
 PROGRESS_SECONDS = 5.0
 
@@ -145,37 +142,6 @@ def log_progress(progress: ParseProgress) -> None:
 # --- reading --------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _backend() -> Any:
-    """ijson's C backend (yajl2_c); without it, the best one ijson has, with a warning: it is several times slower."""
-    try:
-        return ijson.get_backend("yajl2_c")
-    except ImportError as exc:
-        warnings.warn(
-            f"ijson's C backend yajl2_c is not available ({exc}); parsing the OPAIS export with the slower "
-            f"{ijson.backend} backend. Install an ijson wheel built with its C extension to restore the speed.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return ijson
-
-
-class _Reader:
-    """The JSON stream as ijson reads it: counts bytes (for error positions and progress), drops a UTF-8 BOM."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.position = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        if self.position == 0 and data.startswith(BOM):
-            self.position = len(BOM)
-            data = data[len(BOM) :]
-        self.position += len(data)
-        return data
-
-
 def _is_zip(path: Path) -> bool:
     with path.open("rb") as f:
         return path.suffix.lower() == ".zip" or f.read(4) == b"PK\x03\x04"
@@ -224,39 +190,6 @@ def open_export(path: str | Path) -> Iterator[BinaryIO]:
         yield raw
 
 
-def _json_problem(exc: Exception) -> str:
-    """ijson's error as one line: what yajl found and the text around it."""
-    text = exc.args[0] if exc.args else ""
-    lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).splitlines()
-    first = lines[0].strip() if lines else type(exc).__name__
-    if "premature EOF" in first or "Incomplete" in first:
-        return "the JSON ends early: the file is truncated (an interrupted download?)"
-    context = lines[1].strip() if len(lines) > 1 else ""
-    return f"invalid JSON: {first}" + (f" near {context[:80]!r}" if context else "")
-
-
-_EVENT_KINDS = {"start_map": "an object", "start_array": "an array", "null": "null", "boolean": "a boolean"}
-_EVENT_KINDS |= {"number": "a number", "string": "a string"}
-
-
-def _check_root(path: Path, file: str) -> None:
-    """Raise unless the root is an object with a coveredEntities array (called when no entity came out)."""
-    with _open(path, file) as (raw, _size):
-        reader = _Reader(raw)
-        events = _backend().parse(reader)
-        _prefix, event, _value = next(events)
-        if event != "start_map":
-            raise SnapshotError(f"the root is {_EVENT_KINDS[event]}, not an object", file=file, position=0)
-        for prefix, event, value in events:
-            if prefix == "" and event == "map_key" and value == "coveredEntities":
-                _prefix, event, _value = next(events)
-                if event == "start_array":
-                    return
-                kind = _EVENT_KINDS[event]
-                raise SnapshotError(f"coveredEntities is {kind}, not an array", file=file, position=reader.position)
-    raise SnapshotError("the root object has no coveredEntities", file=file, position=reader.position)
-
-
 class _Ticker:
     """Calls `progress` every `every_bytes` bytes or PROGRESS_SECONDS seconds, and once at the end."""
 
@@ -293,26 +226,27 @@ def _snapshot_error(exc: BadValue, file: str, flattener: Flattener, position: in
     return SnapshotError(str(exc), file=file, entity_index=exc.entity, position=flattener.positions[exc.entity])
 
 
-def _read(flattener: Flattener, reader: _Reader, file: str, ticker: _Ticker) -> None:
-    """Feed every entity of the stream to the flattener; any problem becomes a SnapshotError."""
+def _read(flattener: Flattener, raw: BinaryIO, file: str, ticker: _Ticker) -> int:
+    """Feed every entity of the stream to the flattener; any problem becomes a SnapshotError. Returns bytes read."""
+    position = 0
     try:
-        for entity in _backend().items(reader, PREFIX):
-            flattener.add(entity, reader.position)
-            ticker.tick(reader.position, flattener.entities)
+        for entity, position in array_items(raw, KEY):
+            flattener.add(entity, position)
+            ticker.tick(position, flattener.entities)
     except BadValue as exc:
-        raise _snapshot_error(exc, file, flattener, reader.position) from None
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
-        where = {"file": file, "entity_index": flattener.entities, "position": reader.position}
-        raise SnapshotError(_json_problem(exc), **where) from exc
+        raise _snapshot_error(exc, file, flattener, position) from None
+    except JsonProblem as exc:
+        raise SnapshotError(exc.problem, file=file, entity_index=flattener.entities, position=exc.position) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        where = {"file": file, "entity_index": flattener.entities, "position": reader.position}
+        where = {"file": file, "entity_index": flattener.entities, "position": position}
         raise SnapshotError(f"the ZIP is damaged or cut short ({exc})", **where) from exc
+    return position
 
 
 def _stats(flattener: Flattener, tables: dict[str, pa.Table], file: str) -> ParseStats:
     return ParseStats(
         file=file,
-        backend=getattr(_backend(), "backend", ""),
+        backend="json",
         entities=flattener.entities,
         rows={name: table.num_rows for name, table in tables.items()},
         max_edit_date=flattener.max_edit_date,
@@ -337,8 +271,8 @@ def parse_export(
     not the file. `progress` (e.g. `log_progress`) is called every `progress_every_mb` MB of JSON or
     PROGRESS_SECONDS seconds, and once at the end. Raises SnapshotError, naming the file, the entity
     (0-based) and the byte position, if anything in the file cannot be read; then nothing is returned. The
-    position is how far the parser had read: it reads 64 KiB at a time, so the problem is at most that
-    much before it.
+    position is the byte offset of the problem in the JSON (the end of its entity for a bad value; the end
+    of the file when it is cut short).
 
         parsed = parse_export("OPA_CE_DAILY_PUBLIC.zip", progress=log_progress)
         parsed.tables["dim_ce"].num_rows, parsed.stats.max_edit_date
@@ -350,17 +284,14 @@ def parse_export(
     file, path = str(path), Path(path)
     flattener = Flattener(chunk_rows)
     with _open(path, file) as (raw, total), _without_cyclic_gc():
-        reader = _Reader(raw)
         ticker = _Ticker(progress, total, int(progress_every_mb * 1e6))
-        _read(flattener, reader, file, ticker)
-    if flattener.entities == 0:
-        _check_root(path, file)
+        position = _read(flattener, raw, file, ticker)
     try:
         tables = flattener.tables()
     except BadValue as exc:
-        raise _snapshot_error(exc, file, flattener, reader.position) from None
+        raise _snapshot_error(exc, file, flattener, position) from None
     stats = _stats(flattener, tables, file)
-    stats.bytes_read, stats.total_bytes = reader.position, total
+    stats.bytes_read, stats.total_bytes = total, total  # a parse that ends has read the whole document
     stats.seconds = round(time.monotonic() - ticker.started, 3)
-    ticker.tick(reader.position, flattener.entities, done=True)
+    ticker.tick(total, flattener.entities, done=True)
     return ParsedExport(tables, stats)

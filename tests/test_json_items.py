@@ -1,0 +1,99 @@
+"""`array_items` reads one array of a JSON document element by element: the same values as `json.loads`."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.sources.json_items import JsonProblem, array_items
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),  # written as JSON numbers with a fraction or exponent
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def items(text: str, key: str = "items", chunk_bytes: int = 4096, bom: bool = False) -> list:
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    return list(array_items(io.BytesIO(data), key, chunk_bytes=chunk_bytes))
+
+
+def problem(text: str, chunk_bytes: int = 4096) -> JsonProblem:
+    with pytest.raises(JsonProblem) as caught:
+        items(text, chunk_bytes=chunk_bytes)
+    return caught.value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    elements=st.lists(values, max_size=8),
+    others=st.dictionaries(st.sampled_from(["a", "b", "meta"]), values, max_size=2),
+    indent=st.sampled_from([None, 0, 2]),
+    chunk_bytes=st.integers(min_value=1, max_value=64),
+    bom=st.booleans(),
+)
+def test_elements_equal_json_loads_at_any_chunk_size(elements, others, indent, chunk_bytes, bom):
+    document = json.dumps({**others, "items": elements}, indent=indent, ensure_ascii=False)
+    found = items(document, chunk_bytes=chunk_bytes, bom=bom)
+    assert [value for value, _ in found] == json.loads(document, parse_float=Decimal)["items"]
+    data = b"\xef\xbb\xbf" * bom + document.encode()
+    for _, end in found:  # just after the element's own text (the BOM counts: it is in the file)
+        assert data[end - 1 : end].strip() and data[end:].lstrip()[:1] in (b",", b"]")
+
+
+def test_offsets_are_the_bytes_just_after_each_element():
+    document = '{"x": "é", "items": [1, {"a": "ü"}, "z"]}'
+    data = document.encode()
+    ends = [end for _, end in items(document, chunk_bytes=3)]
+    assert [data[:end].decode()[-1] for end in ends] == ["1", "}", '"']
+    assert ends[1] == data.index(b"}") + 1
+
+
+def test_numbers_are_int_or_decimal_never_float():
+    (whole, _), (fraction, _), (exponent, _) = items('{"items": [12345678901234567890123, 0.1, 1e400]}', chunk_bytes=2)
+    assert whole == 12345678901234567890123 and fraction == Decimal("0.1") and exponent == Decimal("1e400")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "truncated"),
+        ('{"items": [1, 2', "truncated"),
+        ('{"items": [{"a": "b', "truncated"),
+        ('{"items": [1, 2]', "truncated"),
+        ('{"items": [1 2]}', "invalid JSON: expected ',' or ']'"),
+        ('{"items": [NaN]}', "NaN is not a JSON value"),
+        ('{"items": [1]} x', "something follows the root object"),
+        ('{"items": [1], 3: 4}', "expected the name of a member"),
+        ("[1]", "the root is an array, not an object"),
+        ('{"other": [1]}', "the root object has no items"),
+        ('{"items": 5}', "items is a number, not an array"),
+    ],
+)
+def test_problems_are_named(text, message):
+    for chunk_bytes in (1, 5, 4096):
+        assert message in str(problem(text, chunk_bytes))
+
+
+def test_a_problem_says_where_it_is():
+    text = '{"items": [1, {"a": tru}]}'
+    assert problem(text, chunk_bytes=4).position == text.index("tru")
+    assert problem('{"items": [1, 2', chunk_bytes=4).position == len('{"items": [1, 2')
+
+
+def test_bytes_that_are_not_utf8_are_named():
+    with pytest.raises(JsonProblem, match="not UTF-8"):
+        list(array_items(io.BytesIO(b'{"items": ["\xff"]}'), "items"))
