@@ -45,6 +45,8 @@ class BatchMetrics:
     lag_seconds: float | None = None  # age of the batch's oldest file at its start (lakehouse/lag.py)
     maintenance_seconds: float = 0.0  # compaction / VACUUM run after the batch's writes (lakehouse/maintenance.py)
     versions: dict[str, int] = field(default_factory=dict)
+    # Seconds of each step (changes, counts, plan, then the writes, which run side by side and so overlap).
+    steps: dict[str, float] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:

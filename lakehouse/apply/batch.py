@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 from pyspark.util import inheritable_thread_target
@@ -47,6 +48,8 @@ T = TypeVar("T")
 # Up to this many changes, their keys are broadcast to pick the existing history versions: history is
 # then filtered where it is read, instead of being shuffled to meet the keys (tens of MB at most).
 MAX_KEYS_TO_BROADCAST = 1_000_000
+# Up to this many keys (numeric, collected for the key ranges), they pick the history versions as an IN list.
+MAX_KEYS_AS_LITERALS = 1_000
 
 
 def _count(condition: F.Column) -> F.Column:
@@ -79,8 +82,8 @@ def apply_batch(
             changes, policy, patient_col=table.consent.patient_column, device_col=table.consent.device_column
         )
     # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
-    # once the DataFrame is gone).
-    marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=True)
+    # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
+    marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
     contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
     files = classify_files(marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id)
     apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files)
@@ -100,29 +103,19 @@ def apply_changes(
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
-    This is the part every source shares: DMS files and snapshot diffs both end here. `files` (DMS) says
-    which files are replays of contents already applied: their rows are counted as replayed, never
-    written; the others are recorded in the file ledger with the batch's other writes.
+    This is the part every source shares: DMS files and snapshot diffs both end here. `marked` is read
+    several times: pass it materialized (a local checkpoint; a lazy one is materialized by the first count).
+    `files` (DMS) says which files are replays of contents already applied: their rows are counted as
+    replayed, never written; the others are recorded in the file ledger with the batch's other writes.
     """
     spark = marked.sparkSession
     business = list(table.columns)
     replays = sorted(files.replayed) if files else []
     replay = F.col("_source_file").isin(replays) if replays else F.lit(False)
     valid = F.col("_reason").isNull() & ~replay
-    first = marked.agg(
-        F.countDistinct("_source_file").alias("files"),
-        _count(~F.col("_synthetic")).alias("rows_read"),
-        _count(F.col("_synthetic")).alias("key_changes"),
-        _count(replay).alias("file_replays"),
-        _count(F.col("_reason").isNotNull() & ~replay).alias("quarantined"),
-        _count(F.col("_duplicate") & ~replay).alias("duplicates"),
-        _count(valid & F.col("_change_seq").isNull() & ~F.col("_synthetic")).alias("null_sequence"),
-        (_count(valid & F.col("_absent").isNotNull()) if "_absent" in marked.columns else F.lit(0)).alias("absent"),
-        F.min(F.when(valid, F.col("_valid_from"))).alias("min_valid_from"),
-        F.min(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_lo"),
-        F.max(F.when(valid, F.col(f"`{table.primary_key[0]}`"))).alias("key_hi"),
-        (_count(valid & F.col(MISSING_COL)) if MISSING_COL in marked.columns else F.lit(0)).alias("policy_missing"),
-    ).first()
+    step = _Steps(metrics)
+    with step("changes"):
+        first = _first_counts(marked, table, replay)
     metrics.policy_missing = int(first["policy_missing"] or 0)
     metrics.optional_absent = int(first["absent"] or 0)
     for name in ("files", "rows_read", "key_changes", "quarantined", "duplicates", "null_sequence"):
@@ -135,7 +128,8 @@ def apply_changes(
 
     def quarantine() -> None:
         if metrics.quarantined:
-            _write_quarantine(marked.where(F.col("_reason").isNotNull() & ~replay), table, paths, batch_id, metrics)
+            with step("quarantine"):
+                _write_quarantine(marked.where(F.col("_reason").isNotNull() & ~replay), table, paths, batch_id, metrics)
         crash_point(table.name, batch_id, "after_quarantine")
 
     def ledger() -> None:
@@ -149,30 +143,35 @@ def apply_changes(
 
     # Only versions of the batch's keys can change, and only those still open at its oldest change; the
     # key ranges are literals, so Delta skips files by their min/max statistics (a big win when keys cluster).
-    ranges = _key_ranges(changes, table.primary_key[0], first["key_lo"], first["key_hi"], metrics.rows_read)
+    key = table.primary_key[0]
+    with step("keys"):
+        keys = _batch_keys(changes, key, metrics.rows_read)
+    ranges = key_ranges(keys) if keys is not None else [(first["key_lo"], first["key_hi"])]
 
     def in_key_range(alias: str = "") -> F.Column:
-        return within_ranges(f"{alias}`{table.primary_key[0]}`", ranges)
+        return within_ranges(f"{alias}`{key}`", ranges)
 
     history = spark.read.format("delta").load(paths.history)
-    keys = changes.select(*table.primary_key).distinct()
-    if metrics.rows_read <= MAX_KEYS_TO_BROADCAST:
-        keys = F.broadcast(keys)
-    existing = semi_join_keys(
-        history.where(
-            in_key_range() & (F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"])))
-        ),
-        keys,
-        table.primary_key,
-        table.nullable_key,
-    )
+    open_versions = F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))
+    if keys is not None and len(table.primary_key) == 1 and not table.nullable_key and len(keys) <= MAX_KEYS_AS_LITERALS:
+        # A few keys: a literal IN list (Delta skips files by it too), no job to broadcast them.
+        existing = history.where(in_key_range() & open_versions & F.col(f"`{key}`").isin(keys))
+    else:
+        batch_keys = changes.select(*table.primary_key).distinct()
+        if metrics.rows_read <= MAX_KEYS_TO_BROADCAST:
+            batch_keys = F.broadcast(batch_keys)
+        existing = semi_join_keys(
+            history.where(in_key_range() & open_versions), batch_keys, table.primary_key, table.nullable_key
+        )
     # Materialized and cut loose from the history table: a MERGE into history invalidates cached results
     # that read it, and the latest MERGE must see the plan as it was, not recompute it on the new version.
-    # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.)
+    # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.) The
+    # plan's counts materialize it, in the same job, before anything is written.
     plan = plan_history(
         changes, existing, key=table.primary_key, values=business, ignore=table.tracked_ignore
-    ).localCheckpoint(eager=True)
-    counts = _count_plan(plan, metrics)
+    ).localCheckpoint(eager=False)
+    with step("plan"):
+        counts = _count_plan(plan, metrics)
     metrics.replayed += file_replays
     if metrics.unknown_keys:
         _report_unknown_keys(plan, table, batch_id, metrics, non_phi)
@@ -185,36 +184,39 @@ def apply_changes(
     versions: dict[str, int] = {}
 
     def history_versions() -> None:
-        merge_history(
-            DeltaTable.forPath(spark, paths.history),
-            plan,
-            key=table.primary_key,
-            columns=[*business, *META_COLUMNS],
-            within=in_key_range("t."),
-            derived=derived_history_columns(table),
-            reclose=counts["reclosed"] > 0,
-            nullable=table.nullable_key,
-        )
-        crash_point(table.name, batch_id, "after_history")
-        versions["history"] = _version(spark, paths.history)
+        with step("history"):
+            merge_history(
+                DeltaTable.forPath(spark, paths.history),
+                plan,
+                key=table.primary_key,
+                columns=[*business, *META_COLUMNS],
+                within=in_key_range("t."),
+                derived=derived_history_columns(table),
+                reclose=counts["reclosed"] > 0,
+                nullable=table.nullable_key,
+            )
+            crash_point(table.name, batch_id, "after_history")
+            versions["history"] = _version(spark, paths.history)
 
     def latest_rows() -> None:
         latest_columns = [*business, *LATEST_META]
-        merge_latest(
-            DeltaTable.forPath(spark, paths.latest),
-            latest_changes(plan, batch_id=batch_id, columns=latest_columns),
-            key=table.primary_key,
-            columns=latest_columns,
-            within=in_key_range("t."),
-            # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
-            new_keys_only=counts["existing"] == 0,
-            nullable=table.nullable_key,
-        )
-        crash_point(table.name, batch_id, "after_latest")
-        versions["latest"] = _version(spark, paths.latest)
+        with step("latest"):
+            merge_latest(
+                DeltaTable.forPath(spark, paths.latest),
+                latest_changes(plan, batch_id=batch_id, columns=latest_columns),
+                key=table.primary_key,
+                columns=latest_columns,
+                within=in_key_range("t."),
+                # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
+                new_keys_only=counts["existing"] == 0,
+                nullable=table.nullable_key,
+            )
+            crash_point(table.name, batch_id, "after_latest")
+            versions["latest"] = _version(spark, paths.latest)
 
     def non_phi_zone() -> None:
-        write_non_phi(plan, table=table, zone=non_phi)  # type: ignore[arg-type]
+        with step("non_phi"):
+            write_non_phi(plan, table=table, zone=non_phi)  # type: ignore[arg-type]
         crash_point(table.name, batch_id, "after_non_phi")
 
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of
@@ -240,12 +242,49 @@ def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None
     return [f.result() for f in futures]
 
 
-def _key_ranges(changes: DataFrame, key: str, low: object, high: object, rows: int) -> list[tuple]:
-    numeric = isinstance(changes.schema[key].dataType, NumericType)
-    if not numeric or rows > MAX_KEYS_TO_COLLECT:  # one min/max range: no key list on the driver
-        return [(low, high)]
-    keys = sorted(r[0] for r in changes.select(F.col(f"`{key}`")).distinct().collect())  # no range-sort job
-    return key_ranges(keys)
+def _first_counts(marked: DataFrame, table: TableConfig, replay: Column) -> Row:
+    """The batch's counts, its oldest change and its key range, in one job (which also materializes `marked`).
+
+    Rows of `replay` files (contents the ledger has applied before) are counted apart and nowhere else."""
+    valid = F.col("_reason").isNull() & ~replay
+    key = F.col(f"`{table.primary_key[0]}`")
+    return marked.agg(
+        # The size of a set, not countDistinct: a distinct aggregate next to others costs Spark an extra shuffle.
+        F.size(F.collect_set("_source_file")).alias("files"),
+        _count(~F.col("_synthetic")).alias("rows_read"),
+        _count(F.col("_synthetic")).alias("key_changes"),
+        _count(replay).alias("file_replays"),
+        _count(F.col("_reason").isNotNull() & ~replay).alias("quarantined"),
+        _count(F.col("_duplicate") & ~replay).alias("duplicates"),
+        _count(valid & F.col("_change_seq").isNull() & ~F.col("_synthetic")).alias("null_sequence"),
+        (_count(valid & F.col("_absent").isNotNull()) if "_absent" in marked.columns else F.lit(0)).alias("absent"),
+        F.min(F.when(valid, F.col("_valid_from"))).alias("min_valid_from"),
+        F.min(F.when(valid, key)).alias("key_lo"),
+        F.max(F.when(valid, key)).alias("key_hi"),
+        (_count(valid & F.col(MISSING_COL)) if MISSING_COL in marked.columns else F.lit(0)).alias("policy_missing"),
+    ).first()
+
+
+def _batch_keys(changes: DataFrame, key: str, rows: int) -> list | None:
+    """The batch's distinct keys, sorted, where they can be split into ranges (numeric, not too many); else None."""
+    if not isinstance(changes.schema[key].dataType, NumericType) or rows > MAX_KEYS_TO_COLLECT:
+        return None  # one min/max range: no key list on the driver
+    return sorted(r[0] for r in changes.select(F.col(f"`{key}`")).distinct().collect())  # no range-sort job
+
+
+class _Steps:
+    """Times the steps of a batch into `metrics.steps` (where a batch's seconds go, in its record)."""
+
+    def __init__(self, metrics: BatchMetrics) -> None:
+        self.metrics = metrics
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.metrics.steps[name] = round(time.monotonic() - started, 3)
 
 
 def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:

@@ -117,6 +117,23 @@ def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: di
     )
 
 
+def already_applied(config: Config, feed_name: str, path: str) -> SnapshotResult | None:
+    """The result for a snapshot file the feed's log shows applied already, told without Spark (delta-rs
+    reads the log); None when it was not, or cannot be told that way (the date is in the content, the log is
+    not local): then `apply_snapshot` decides."""
+    from lakehouse.readers import applied_snapshots_local
+
+    feed = config.snapshots[feed_name]
+    if feed.date.source != "name":
+        return None
+    name = file_name(path)
+    day = date_from_name(name, feed.date)
+    applied = applied_snapshots_local(log_path(config, feed_name))
+    if applied is None or (day, name) not in applied:
+        return None
+    return SnapshotResult(feed=feed_name, file=name, date=day, status="already_applied")
+
+
 def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: str) -> SnapshotResult:
     """Apply the snapshot file at `path` to every table of the feed; refuse it if it is out of order."""
     started = time.monotonic()
@@ -147,7 +164,8 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
         business = list(table.columns)
         current = spark.read.format("delta").load(paths.latest).select(*[F.col(f"`{c}`") for c in business])
         # Materialized and cut loose from latest, which this very apply rewrites (a cache of it would be
-        # invalidated by that MERGE and recomputed against the new state).
+        # invalidated by that MERGE and recomputed against the new state); by the first count of
+        # `apply_changes`, before anything is written.
         changes = snapshot_changes(
             loaded.tables[name],
             current,
@@ -158,7 +176,7 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             day=result.date,
             source_file=result.file,
             batch_id=batch_id,
-        ).localCheckpoint(eager=True)
+        ).localCheckpoint(eager=False)
         metrics = BatchMetrics(table=name, batch_id=batch_id)
         apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics)
         metrics.files = 1
