@@ -238,7 +238,7 @@ def feed_for(config: Config, file: str, feed: str | None) -> str:
 
 
 def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.apply.snapshot import apply_snapshot
+    from lakehouse.apply.snapshot import already_applied, apply_snapshot
     from lakehouse.ownership import hold
     from lakehouse.runner import configure_metrics
 
@@ -246,10 +246,12 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
     path = args.file if "://" in args.file else str(Path(args.file).resolve())
     if "://" not in path and not Path(path).is_file():
         raise InputError(f"snapshot file not found: {path}")
-    spark = _spark(config, args, "lakehouse-snapshot")
-    configure_metrics(config)
-    with hold(config, [feed], job="lakehouse snapshot load"):
-        result = apply_snapshot(spark, config, feed, path)
+    result = already_applied(config, feed, path)
+    if result is None:
+        spark = _spark(config, args, "lakehouse-snapshot")
+        configure_metrics(config)
+        with hold(config, [feed], job="lakehouse snapshot load"):
+            result = apply_snapshot(spark, config, feed, path)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     for m in result.metrics:
         print(

@@ -1,11 +1,12 @@
 """Reading tables for the read commands: delta-rs for a local table, Spark where delta-rs cannot give its answer.
 
-`lakehouse as-of`, `latest` and the run summary read small local tables, where a cold Spark start costs
-far more than the read itself. delta-rs (the `deltalake` package of the `local` extra) reads the same
-Delta tables in-process. It is used when the table is on local disk, `deltalake` is installed, the
-table has at most `LOCAL_MAX_ROWS` rows (the rows are sorted in memory) and delta-rs opens it (it refuses
-a protocol it does not support); otherwise the command reads with Spark, as on a cluster (s3:// paths),
-where Spark is running anyway. Both give the same `Rows`: a test compares them value by value.
+`lakehouse as-of`, `latest` and the run summary read local tables, where a cold Spark start costs far more
+than the read itself. delta-rs (the `deltalake` package of the `local` extra) reads the same Delta tables
+in-process and answers SQL with its DataFusion engine: the filter, the count and a sorted head, without
+pandas, pyarrow's dataset layer or a JVM. It is used when the table is on local disk, `deltalake` is
+installed and delta-rs opens and reads the table (it refuses a protocol it does not support); otherwise the
+command reads with Spark, as on a cluster (s3:// paths), where Spark is running anyway. Both give the same
+`Rows`: a test compares them value by value.
 
 Timestamps are naive datetimes in UTC whichever reader produced them, and `at` is read as UTC.
 """
@@ -23,11 +24,10 @@ from lakehouse.pending import local_path
 from lakehouse.tables import META_COLUMNS
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame
 
-# delta-rs sorts the selected rows in memory; above this many rows in the table, Spark reads it.
-LOCAL_MAX_ROWS = 2_000_000
 # History's bookkeeping columns an "as of" answer leaves out (it keeps the validity interval).
 AS_OF_HIDDEN = [c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")]
 
@@ -42,17 +42,13 @@ class Rows:
     reader: str  # "delta-rs" or "spark"
 
 
-def _missing(path: str) -> TableNotFoundError:
-    return TableNotFoundError(f"no Delta table at {path}; run `lakehouse run` first")
-
-
-def open_local(path: str, *, version: int | None = None, max_rows: int | None = LOCAL_MAX_ROWS) -> DeltaTable | None:
-    """The local Delta table at `path` through delta-rs; None where Spark must read it, or it has over `max_rows`."""
+def open_local(path: str, *, version: int | None = None) -> DeltaTable | None:
+    """The local Delta table at `path` through delta-rs; None where Spark must read it."""
     local = local_path(path)
     if local is None:
         return None
     if not (local / "_delta_log").is_dir():
-        raise _missing(path)
+        raise TableNotFoundError(f"no Delta table at {path}; run `lakehouse run` first")
     try:
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError
@@ -69,60 +65,70 @@ def open_local(path: str, *, version: int | None = None, max_rows: int | None = 
             table.load_as_version(version)
     except DeltaError:  # a feature or protocol delta-rs does not read: Spark does
         return None
-    if max_rows is not None and _row_count(table) > max_rows:
-        return None
     return table
 
 
-def _row_count(table: DeltaTable) -> int:
-    actions = table.get_add_actions(flatten=True)
-    counts = actions.column("num_records").to_pylist() if actions.num_rows else []
-    if any(c is None for c in counts):  # files written without statistics
-        return table.to_pyarrow_dataset().count_rows()
-    return sum(counts)
+def _name(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _query(table: DeltaTable, sql: str) -> pa.Table | None:
+    """`sql` over the table (named t) by delta-rs's DataFusion; None if delta-rs cannot run it."""
+    import pyarrow as pa
+    from deltalake import QueryBuilder
+    from deltalake.exceptions import DeltaError
+
+    try:
+        return pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
+    except DeltaError:
+        return None
+
+
+def _answer(table: DeltaTable, columns: list[str], where: str, key: Sequence[str], limit: int) -> Rows | None:
+    """The count of the rows `where` holds, and the first `limit` of them in key order (Spark's: NULLs first)."""
+    counted = _query(table, f"SELECT count(*) AS n FROM t WHERE {where}")
+    order = ", ".join(f"{_name(k)} ASC NULLS FIRST" for k in key) or "1"
+    select = ", ".join(_name(c) for c in columns)
+    head = _query(table, f"SELECT {select} FROM t WHERE {where} ORDER BY {order} LIMIT {limit}") if limit else None
+    if counted is None or (limit and head is None):
+        return None
+    rows = (
+        [
+            tuple(utc_naive(v) if isinstance(v, datetime) and v.tzinfo else v for v in r.values())
+            for r in head.to_pylist()
+        ]
+        if head
+        else []
+    )
+    return Rows(columns=columns, rows=rows, total=counted["n"][0].as_py(), reader="delta-rs")
 
 
 def count_rows(path: str) -> int | None:
     """Rows of the local table at `path` (from its files' statistics), or None where Spark must count."""
-    table = open_local(path, max_rows=None)
-    return None if table is None else _row_count(table)
-
-
-def utc_naive(value: datetime) -> datetime:
-    """A datetime as a naive UTC datetime (a naive one is taken as the machine's local time, as PySpark makes it)."""
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _sorted_head(table: Any, columns: list[str], key: Sequence[str], limit: int) -> Rows:
-    """Sort an Arrow table by `key` (as Spark's orderBy: NULLs first), keep `limit` rows of `columns`."""
-    if key and table.num_rows:
-        table = table.sort_by([(k, "ascending") for k in key], null_placement="at_start")
-    head = table.select(columns).slice(0, limit).to_pylist()
-    rows = [tuple(utc_naive(v) if isinstance(v, datetime) and v.tzinfo else v for v in row.values()) for row in head]
-    return Rows(columns=columns, rows=rows, total=table.num_rows, reader="delta-rs")
-
-
-def _utc_scalar(at: datetime) -> Any:
+    table = open_local(path)
+    if table is None:
+        return None
     import pyarrow as pa
 
-    return pa.scalar(at.replace(tzinfo=UTC), type=pa.timestamp("us", tz="UTC"))
+    counts = pa.table(table.get_add_actions(flatten=True))["num_records"].to_pylist()
+    if any(c is None for c in counts):  # files written without statistics
+        counted = _query(table, "SELECT count(*) AS n FROM t")
+        return None if counted is None else counted["n"][0].as_py()
+    return sum(counts)
+
+
+def _at(at: datetime) -> str:
+    return f"'{at.replace(tzinfo=None).isoformat()}Z'"
 
 
 def as_of_local(path: str, at: datetime, *, key: Sequence[str], limit: int) -> Rows | None:
     """The history rows live at `at` (UTC) through delta-rs; None where Spark must read the table."""
-    import pyarrow.dataset as ds
-
     table = open_local(path)
     if table is None:
         return None
     columns = [f.name for f in table.schema().fields if f.name not in AS_OF_HIDDEN]
-    valid_to = ds.field("_valid_to")
-    live = (
-        (ds.field("_valid_from") <= _utc_scalar(at))
-        & (valid_to.is_null() | (valid_to > _utc_scalar(at)))
-        & ~ds.field("_is_deleted")
-    )
-    return _sorted_head(table.to_pyarrow_dataset().to_table(filter=live), columns, key, limit)
+    live = f'"_valid_from" <= {_at(at)} AND ("_valid_to" IS NULL OR "_valid_to" > {_at(at)}) AND NOT "_is_deleted"'
+    return _answer(table, columns, live, key, limit)
 
 
 def latest_local(path: str, *, key: Sequence[str], limit: int, version: int | None = None) -> Rows | None:
@@ -130,8 +136,37 @@ def latest_local(path: str, *, key: Sequence[str], limit: int, version: int | No
     table = open_local(path, version=version)
     if table is None:
         return None
-    columns = [f.name for f in table.schema().fields]
-    return _sorted_head(table.to_pyarrow_dataset().to_table(), columns, key, limit)
+    return _answer(table, [f.name for f in table.schema().fields], "TRUE", key, limit)
+
+
+def valid_from_bounds_local(path: str) -> tuple[datetime, datetime] | None:
+    """The first and last `_valid_from` of a history table through delta-rs (naive UTC); None where Spark must."""
+    table = open_local(path)
+    bounds = (
+        None if table is None else _query(table, 'SELECT min("_valid_from") AS lo, max("_valid_from") AS hi FROM t')
+    )
+    if bounds is None:
+        return None
+    low, high = bounds["lo"][0].as_py(), bounds["hi"][0].as_py()
+    return utc_naive(low), utc_naive(high)
+
+
+def applied_snapshots_local(log: str) -> list[tuple[date, str]] | None:
+    """(date, file) of the snapshots a feed's log (`<lake>/_snapshots/<feed>`) holds as applied; None where
+    delta-rs cannot tell (not local, no log yet)."""
+    try:
+        table = open_local(log)
+    except TableNotFoundError:
+        return None
+    rows = None if table is None else _query(table, "SELECT snapshot_date, source_file FROM t WHERE status = 'applied'")
+    if rows is None:
+        return None
+    return list(zip(rows["snapshot_date"].to_pylist(), rows["source_file"].to_pylist(), strict=True))
+
+
+def utc_naive(value: datetime) -> datetime:
+    """A datetime as a naive UTC datetime (a naive one is taken as the machine's local time, as PySpark makes it)."""
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def rows_of_spark(frame: DataFrame, *, key: Sequence[str], limit: int) -> Rows:

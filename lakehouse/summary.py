@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config
-from lakehouse.readers import as_of_local, count_rows, open_local, utc_naive
+from lakehouse.readers import as_of_local, count_rows, open_local, utc_naive, valid_from_bounds_local
 from lakehouse.runner import TableRun, lazy_session
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import AS_OF_SQL
@@ -44,12 +44,9 @@ class _Counter:
         return local if local is not None else self.spark().read.format("delta").load(path).count()
 
     def valid_from_bounds(self, path: str) -> tuple[datetime, datetime]:
-        table = open_local(path)
-        if table is not None:
-            import pyarrow.compute as pc
-
-            bounds = pc.min_max(table.to_pyarrow_dataset().to_table(columns=["_valid_from"])["_valid_from"])
-            return utc_naive(bounds["min"].as_py()), utc_naive(bounds["max"].as_py())
+        local = valid_from_bounds_local(path)
+        if local is not None:
+            return local
         from pyspark.sql import functions as F
 
         history = self.spark().read.format("delta").load(path)
