@@ -56,6 +56,14 @@ class SnapshotError(InputError):
         super().__init__(
             f"{message} ({', '.join(where)}). Nothing of this snapshot was applied; fix or replace the file and rerun."
         )
+        self.problem = message
         self.file = file
         self.entity_index = entity_index
         self.position = position
+
+    def __reduce__(self) -> tuple:  # picklable (a worker process sends it back): rebuilt from its parts
+        return _snapshot_error, (self.problem, self.file, self.entity_index, self.position)
+
+
+def _snapshot_error(problem: str, file: str, entity_index: int | None, position: int | None) -> SnapshotError:
+    return SnapshotError(problem, file=file, entity_index=entity_index, position=position)

@@ -540,3 +540,46 @@ def test_next_day_export_inserts_changes_and_deletes_entities_and_children(tmp_p
         before, after = ({(r["id340b"], r[key]) for r in t[table].to_pylist()} for t in days)
         assert before - after and after - before, table  # children removed and added
     assert days[1]["dim_ce"].num_rows < 2_100
+
+
+# --- several processes --------------------------------------------------------------------------------
+
+
+def sorted_rows(table: Any) -> list[tuple]:
+    return sorted(tuple(row.values()) for row in table.to_pylist())
+
+
+def test_parts_in_several_processes_give_the_tables_and_stats_of_one(tmp_path: Path) -> None:
+    write_export(tmp_path / "e.zip", entities=400, seed=3, zip=True)
+    one_process = parse_export(tmp_path / "e.zip", parts=1)
+    three = parse_export(tmp_path / "e.zip", parts=3, chunk_rows=50)
+    for name, table in one_process.tables.items():
+        assert sorted_rows(three.tables[name]) == sorted_rows(table), name
+        assert three.tables[name].schema == table.schema
+    assert three.tables["dim_pharmacy"] == one_process.tables["dim_pharmacy"]  # ordered by pharmacy_id
+    same = ("entities", "rows", "max_edit_date", "duplicates_collapsed", "contract_conflicts", "pharmacy_conflicts")
+    for figure in (*same, "pharmacy_conflict_examples"):
+        assert getattr(three.stats, figure) == getattr(one_process.stats, figure), figure
+    assert one_process.stats.pharmacy_conflicts > 0 and one_process.stats.duplicates_collapsed["dim_ce_npi"] > 0
+
+
+def test_pharmacy_conflicts_across_parts_are_found(tmp_path: Path) -> None:
+    older = entity(1, "A", contractPharmacies=[contract(1, 7, name="WALGREENS #123", editDate="2023-01-01T00:00:00")])
+    newer = entity(2, "B", contractPharmacies=[contract(2, 7, name="Walgreens #123", editDate="2023-05-01T00:00:00")])
+    parsed = parse_export(write_json(tmp_path, [older, newer]), parts=2)
+    assert (parsed.stats.pharmacy_conflicts, parsed.tables["dim_pharmacy"].to_pylist()[0]["name"]) == (
+        1,
+        "Walgreens #123",
+    )
+
+
+def test_in_parts_the_first_problem_in_the_file_is_the_one_named(tmp_path: Path) -> None:
+    entities = [entity(i, f"E{i}") for i in range(6)]
+    entities[3]["participating"] = "MAYBE"  # flattened by part 1 of 2
+    entities[4]["editDate"] = "yesterday"  # part 0
+    with pytest.raises(SnapshotError) as caught:
+        parse_export(write_json(tmp_path, entities), parts=2)
+    assert caught.value.entity_index == 3 and "MAYBE" in str(caught.value)
+    duplicate = [entity(1, "A"), entity(2, "B"), entity(1, "A")]
+    with pytest.raises(SnapshotError, match="already entity #0"):
+        parse_export(write_json(tmp_path, duplicate), parts=2)

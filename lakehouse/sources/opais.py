@@ -258,12 +258,25 @@ def _stats(flattener: Flattener, tables: dict[str, pa.Table], file: str) -> Pars
     )
 
 
+def flatten(path: Path, file: str, chunk_rows: int, part: int, parts: int, ticker: _Ticker | None) -> Flattener:
+    """Read the whole export and flatten this process's part of its entities; SnapshotError on any problem."""
+    flattener = Flattener(chunk_rows, part, parts)
+    with _open(path, file) as (raw, total), _without_cyclic_gc():
+        position = _read(flattener, raw, file, ticker or _Ticker(None, total, 1 << 62))
+        try:
+            flattener.flush()
+        except BadValue as exc:
+            raise _snapshot_error(exc, file, flattener, position) from None
+    return flattener
+
+
 def parse_export(
     path: str | Path,
     *,
     chunk_rows: int = 50_000,
     progress: Callable[[ParseProgress], None] | None = None,
     progress_every_mb: float = 10.0,
+    parts: int | None = None,
 ) -> ParsedExport:
     """Parse a whole OPAIS export (ZIP or JSON) into one Arrow table per entity, streaming.
 
@@ -274,6 +287,10 @@ def parse_export(
     position is the byte offset of the problem in the JSON (the end of its entity for a bad value; the end
     of the file when it is cut short).
 
+    `parts` processes flatten the entities (default: one per core for a large export, see
+    `lakehouse.sources.opais_parts`): each reads the whole file, the cheap part, and flattens every
+    `parts`-th entity. The tables hold the same rows either way, in another order.
+
         parsed = parse_export("OPA_CE_DAILY_PUBLIC.zip", progress=log_progress)
         parsed.tables["dim_ce"].num_rows, parsed.stats.max_edit_date
     """
@@ -281,15 +298,22 @@ def parse_export(
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if progress_every_mb <= 0:
         raise ValueError(f"progress_every_mb must be positive, got {progress_every_mb}")
+    if parts is not None and parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
     file, path = str(path), Path(path)
-    flattener = Flattener(chunk_rows)
-    with _open(path, file) as (raw, total), _without_cyclic_gc():
-        ticker = _Ticker(progress, total, int(progress_every_mb * 1e6))
-        position = _read(flattener, raw, file, ticker)
+    from lakehouse.sources.opais_parts import flatten_in_parts, parts_for
+
+    with _open(path, file) as (_raw, total):
+        parts = parts or parts_for(total)
+    ticker = _Ticker(progress, total, int(progress_every_mb * 1e6))
+    if parts == 1:
+        flattener = flatten(path, file, chunk_rows, 0, 1, ticker)
+    else:
+        flattener = flatten_in_parts(path, file, chunk_rows, parts, ticker)
     try:
         tables = flattener.tables()
     except BadValue as exc:
-        raise _snapshot_error(exc, file, flattener, position) from None
+        raise _snapshot_error(exc, file, flattener, total) from None
     stats = _stats(flattener, tables, file)
     stats.bytes_read, stats.total_bytes = total, total  # a parse that ends has read the whole document
     stats.seconds = round(time.monotonic() - ticker.started, 3)

@@ -1,4 +1,4 @@
-"""Flatten OPAIS covered entities (dicts as ijson yields them) into Arrow record batches of the eight tables.
+"""Flatten OPAIS covered entities (dicts, as the JSON decoder yields them) into Arrow batches of the eight tables.
 
 Used by `lakehouse.sources.opais.parse_export`, which documents the rules. How the work is split, for speed:
 while an entity is read, its values are checked and keyed in Python (ids, booleans, strings, content keys,
@@ -356,10 +356,15 @@ class Rows:
 
 
 class Flattener:
-    """Flattens entities into the rows of the eight tables, and keeps what the parse stats report."""
+    """Flattens entities into the rows of the eight tables, and keeps what the parse stats report.
 
-    def __init__(self, chunk_rows: int) -> None:
-        self.chunk_rows = chunk_rows
+    With `parts` > 1 it flattens only every `parts`-th entity, from the `part`-th on, while it still checks
+    every entity's key: processes that read the same file with parts 0..n-1 flatten it together, and their
+    flatteners `merge` into the flattener of the whole file (its rows in another order).
+    """
+
+    def __init__(self, chunk_rows: int, part: int = 0, parts: int = 1) -> None:
+        self.chunk_rows, self.part, self.parts = chunk_rows, part, parts
         self.out = {name: Rows(name, chunk_rows) for name in SCHEMAS if name != "dim_pharmacy"}
         self.keys: dict[tuple[str, int], int] = {}
         self.entities = 0
@@ -377,6 +382,9 @@ class Flattener:
         if type(entity) is not dict:
             raise BadValue(f"the entity is {_json_type(entity)}, not an object")
         parent = self._parent(entity)
+        if index % self.parts != self.part:
+            self.entities += 1
+            return
         values = _values(entity, SPECS["dim_ce"])
         self._saw(_edit_date(values, CE_EDIT_DATE, SPECS["dim_ce"]))
         self.out["dim_ce"].add((*parent, *values, index))
@@ -459,6 +467,24 @@ class Flattener:
             self.pharmacy_conflicts.add(pharmacy_id)
         if _newer(edit_date, attributes, *seen):
             self.pharmacies[pharmacy_id] = (edit_date, attributes)
+
+    def flush(self) -> None:
+        """Turn every pending row into a record batch (a bad datetime in them raises BadValue here)."""
+        for rows in self.out.values():
+            rows.flush()
+
+    def merge(self, other: Flattener) -> None:
+        """Take in the rows and findings of `other`, which flattened other entities of the same file."""
+        for name, rows in self.out.items():
+            rows.flush()
+            rows.batches += other.out[name].batches
+        self._saw(other.max_edit_date)
+        for name, count in other.duplicates.items():
+            self.duplicates[name] += count
+        self.contract_conflicts += other.contract_conflicts
+        self.pharmacy_conflicts |= other.pharmacy_conflicts
+        for pharmacy_id, (edit_date, attributes) in other.pharmacies.items():
+            self._pharmacy(pharmacy_id, edit_date, attributes)
 
     def tables(self) -> dict[str, pa.Table]:
         """The eight tables, in ENTITIES order; dim_pharmacy ordered by pharmacy_id."""
