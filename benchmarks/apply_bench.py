@@ -25,6 +25,14 @@ What is measured
     table; per sample one single-row CDC file is landed and latest is polled (delta-rs, every 0.1 s)
     until the row is visible. file written -> visible, p50 and p95.
 
+    Throughput curve (--curve): batches of several sizes (e.g. 10k, 100k, 1M changes) into one table of
+    --curve-rows rows (10M), engine and delta-rs side by side on copies of the same base: changes per second.
+
+    Scale-out (--scale-out N): one batch of N changes into --curve-rows rows, applied by the engine in a fresh
+    process on local[1], local[2] and a standalone cluster of two one-core workers started for the run (their
+    executors are separate JVMs, so the shuffles go over the network stack), each after a warm-up batch;
+    delta-rs, one process, next to it.
+
 How to read it
     seconds   wall clock of one batch on a warm Spark session.
     /eng      method seconds / engine seconds: below 1 the method is faster. append is the floor no
@@ -36,7 +44,10 @@ How to read it
 
 Run (writes benchmarks/results/apply-<date>.json):
     python -m benchmarks.apply_bench                                 # 1M and 10M rows, 100k changes
+    python -m benchmarks.apply_bench --curve 10000 100000 1000000 --scale-out 1000000   # + curve, scale-out
     python -m benchmarks.apply_bench --sizes 20000 --changes 2000 --latency-samples 3   # smoke run
+    python -m benchmarks.apply_bench --sizes --latency-samples 0 --curve 2000 20000 --curve-rows 100000 \
+        --scale-out 20000                                            # smoke run of the curve and scale-out
 """
 
 from __future__ import annotations
@@ -49,9 +60,14 @@ import os
 import platform
 import random
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -75,10 +91,10 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
 METHODS = ("engine", "append", "delta_rs", "rewrite")
-ENGINE_FIGURES = ("rows_read", "applied", "inserted", "updated", "deleted", "late", "seconds")
+ENGINE_FIGURES = ("rows_read", "applied", "inserted", "updated", "deleted", "late", "seconds", "steps")
 RESULTS = Path(__file__).parent / "results"
 ROWS_PER_FILE = 250_000
-LATE_EVERY = 100  # every 100th key of the batch's key range already holds a newer version
+LATE_EVERY = 100  # every 100th key of the table already holds a newer version
 LOAD_TS = "2026-03-01 00:00:00"
 NEWER_TS = "2026-03-02 00:00:00"
 CDC_START = dt.datetime(2026, 3, 1, 10, 0, 0)
@@ -86,6 +102,7 @@ CDC_STEP = dt.timedelta(microseconds=500)
 LANDING = "file:/landing/people/"  # the _source_file prefix of the base rows (lineage only)
 NEWER_FILE = "20260302-000000000.csv"
 WARMUP = (10_000, 1_000)  # rows, changes
+ENGINE_TABLES = ("history", "latest", "quarantine", "ledger")
 
 
 # --- the batch ------------------------------------------------------------------------------------
@@ -120,10 +137,10 @@ class Batch:
 
     @property
     def late_keys(self) -> int:
-        return self.key_hi // LATE_EVERY - (self.key_lo - 1) // LATE_EVERY
+        return self.size // LATE_EVERY
 
     def is_late(self, key: int) -> bool:
-        return self.key_lo <= key <= self.key_hi and key % LATE_EVERY == 0
+        return key <= self.size and key % LATE_EVERY == 0
 
 
 def cdc_record(op: str, key: int, position: int, start: dt.datetime = CDC_START) -> list[str]:
@@ -152,12 +169,12 @@ def write_cdc_file(folder: Path, batch: Batch, seed: int = 7) -> int:
 
 
 def base_versions(spark: SparkSession, batch: Batch) -> DataFrame:
-    """Every history row: the full load of ids 1..N, and a newer CDC version (2026-03-02) of the late keys."""
+    """Every history row: the full load of ids 1..N, and a newer CDC version (2026-03-02) of every 100th key."""
     from pyspark.sql import functions as F
 
     ids = spark.range(1, batch.size + 1)
     key = F.col("id")
-    late = key.between(batch.key_lo, batch.key_hi) & (key % LATE_EVERY == 0)
+    late = key % LATE_EVERY == 0  # one base for every batch of a size: ~1% of any batch's keys are late
     row = (key - 1) % ROWS_PER_FILE
     file = F.format_string("LOAD%08d.csv", F.floor((key - 1) / ROWS_PER_FILE) + 1)
     load_ts, newer_ts = F.lit(LOAD_TS).cast("timestamp"), F.lit(NEWER_TS).cast("timestamp")
@@ -352,35 +369,69 @@ def live_rows(path: str) -> int:
     return DeltaTable(path).to_pyarrow_dataset().count_rows()
 
 
-def run_methods(spark: SparkSession, table: TableConfig, folder: Path, staged: Staged) -> tuple[dict, dict, dict]:
-    """Apply the batch with every method, each on its own copy of the base tables."""
-    base, landing = folder / "base", folder / "landing"
-    copies = {m: copy_tables(base, folder / m, ("latest",)) for m in METHODS if m != "engine"}
-    copies["engine"] = copy_tables(base, folder / "engine", ("history", "latest", "quarantine", "ledger"))
+def prepare_base(spark: SparkSession, table: TableConfig, size: int, folder: Path) -> Path:
+    """The base tables of `size` rows in `folder` (built once; every batch of that size starts from a copy)."""
+    done = folder / "_complete"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        write_base(spark, table, paths_in(folder), Batch(size, 0))
+        done.write_text("")
+    return folder
+
+
+def prepare_batch(spark: SparkSession, table: TableConfig, batch: Batch, folder: Path) -> tuple[Path, Staged, int]:
+    """The batch's CDC file in `folder/landing`, its rows staged for the other methods, latest's expected rows."""
+    shutil.rmtree(folder, ignore_errors=True)
+    expected = write_cdc_file(folder / "landing", batch)
+    return folder / "landing", stage_changes(spark, table, folder / "landing", folder / "staged"), expected
+
+
+def run_methods(
+    spark: SparkSession,
+    table: TableConfig,
+    base: Path,
+    landing: Path,
+    staged: Staged,
+    work: Path,
+    methods: tuple[str, ...] = METHODS,
+) -> tuple[dict, dict, dict]:
+    """Apply the batch with `methods`, each on its own copy of the base tables."""
+    shutil.rmtree(work, ignore_errors=True)
+    copies = {m: copy_tables(base, work / m, ("latest",)) for m in methods if m != "engine"}
     seconds: dict[str, float] = {}
-    seconds["engine"], metrics = run_engine(spark, table, landing, copies["engine"])
-    seconds["append"] = run_append(spark, staged, copies["append"].latest)
-    seconds["delta_rs"] = run_delta_rs(staged, copies["delta_rs"].latest)
-    seconds["rewrite"] = run_rewrite(spark, staged, copies["rewrite"].latest)
-    rows = {m: live_rows(copies[m].latest) for m in ("engine", "delta_rs", "rewrite")}
+    metrics: dict = {}
+    if "engine" in methods:
+        copies["engine"] = copy_tables(base, work / "engine", ENGINE_TABLES)
+        seconds["engine"], metrics = run_engine(spark, table, landing, copies["engine"])
+    if "append" in methods:
+        seconds["append"] = run_append(spark, staged, copies["append"].latest)
+    if "delta_rs" in methods:
+        seconds["delta_rs"] = run_delta_rs(staged, copies["delta_rs"].latest)
+    if "rewrite" in methods:
+        seconds["rewrite"] = run_rewrite(spark, staged, copies["rewrite"].latest)
+    rows = {m: live_rows(copies[m].latest) for m in ("engine", "delta_rs", "rewrite") if m in methods}
+    shutil.rmtree(work, ignore_errors=True)
     return seconds, metrics, rows
+
+
+def check_rows(rows: dict, expected: int) -> None:
+    print(f"  latest rows: {json.dumps(rows)}, expected {expected} (rewrite has no guard: late deletes delete)")
+    if rows.get("engine") != rows.get("delta_rs") or rows.get("engine") != expected:
+        engine, delta_rs = rows.get("engine"), rows.get("delta_rs")
+        print(f"  WARNING: latest rows differ: engine {engine}, delta-rs {delta_rs}", flush=True)
 
 
 def run_size(spark: SparkSession, table: TableConfig, batch: Batch, folder: Path) -> dict:
     """Build the base tables and the batch for one size, run every method; seconds and row counts."""
-    shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    write_base(spark, table, paths_in(folder / "base"), batch)
-    expected = write_cdc_file(folder / "landing", batch)
-    staged = stage_changes(spark, table, folder / "landing", folder / "staged")
+    base = prepare_base(spark, table, batch.size, folder / "base")
+    landing, staged, expected = prepare_batch(spark, table, batch, folder / f"batch-{batch.changes}")
     print(f"  base tables and batch ready in {time.perf_counter() - started:.1f} s", flush=True)
 
-    seconds, metrics, rows = run_methods(spark, table, folder, staged)
+    seconds, metrics, rows = run_methods(spark, table, base, landing, staged, folder / "work")
     print("  " + "  ".join(f"{m} {s:.2f} s" for m, s in seconds.items()), flush=True)
     print(f"  engine: {json.dumps(metrics)}", flush=True)
-    print(f"  latest rows: {json.dumps(rows)}, expected {expected} (rewrite has no guard: late deletes delete)")
-    if rows["engine"] != rows["delta_rs"] or rows["engine"] != expected:
-        print(f"  WARNING: latest rows differ: engine {rows['engine']}, delta-rs {rows['delta_rs']}", flush=True)
+    check_rows(rows, expected)
     return {
         "rows": batch.size,
         "changes": batch.changes,
@@ -389,6 +440,37 @@ def run_size(spark: SparkSession, table: TableConfig, batch: Batch, folder: Path
         "latest_rows": {**rows, "expected": expected},
         "engine_metrics": metrics,
     }
+
+
+# --- throughput curve -----------------------------------------------------------------------------
+
+
+def run_curve(spark: SparkSession, table: TableConfig, size: int, changes: list[int], folder: Path) -> list[dict]:
+    """Batches of several sizes into one table: changes per second of the engine and of delta-rs."""
+    base = prepare_base(spark, table, size, folder / "base")
+    points = []
+    for count in changes:
+        print(f"curve: {count:,} changes into {size:,} rows", flush=True)
+        landing, staged, expected = prepare_batch(spark, table, Batch(size, count), folder / f"batch-{count}")
+        seconds, metrics, rows = run_methods(
+            spark, table, base, landing, staged, folder / "work", methods=("engine", "delta_rs")
+        )
+        check_rows(rows, expected)
+        rates = {m: round(count / s) for m, s in seconds.items()}
+        print(f"  seconds {seconds}, changes/s {rates}, engine steps {metrics.get('steps')}", flush=True)
+        points.append(
+            {
+                "rows": size,
+                "changes": count,
+                "seconds": seconds,
+                "changes_per_second": rates,
+                "engine_over_delta_rs": round(seconds["engine"] / seconds["delta_rs"], 3),
+                "engine_metrics": metrics,
+                "latest_rows": {**rows, "expected": expected},
+            }
+        )
+        shutil.rmtree(folder / f"batch-{count}", ignore_errors=True)
+    return points
 
 
 # --- streaming latency ----------------------------------------------------------------------------
@@ -456,6 +538,133 @@ def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 1
     }
 
 
+# --- scale-out ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str = "3g") -> Iterator[str]:
+    """A Spark standalone master and `workers` workers of `cores` cores on this machine; yields the master URL."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    home = _find_spark_home()
+    env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1"}
+    port, ui = free_port(), free_port()
+    url = f"spark://127.0.0.1:{port}"
+    spark_class = os.path.join(home, "bin", "spark-class")
+    logs = root / "cluster-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = [[spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]]
+    commands[0] += ["--webui-port", str(ui)]
+    worker = [spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", str(cores), "--memory", memory]
+    for n in range(workers):
+        commands.append([*worker, "--work-dir", str(root / f"worker-{n}"), "--webui-port", str(free_port()), url])
+    processes = []
+    try:
+        for n, command in enumerate(commands):
+            with (logs / f"{n}.log").open("w") as log:
+                processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+            if n == 0:
+                wait_for(lambda: cluster_state(ui) is not None, "the master")
+        wait_for(lambda: (cluster_state(ui) or {}).get("aliveworkers") == workers, f"{workers} workers")
+        yield url
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cluster_state(ui_port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as answer:
+            return json.loads(answer.read())
+    except OSError:
+        return None
+
+
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not come up in {timeout:.0f} s")
+        time.sleep(1)
+
+
+MASTER_CONF = {
+    "local[1]": {"spark.master": "local[1]"},
+    "local[2]": {"spark.master": "local[2]"},
+    # Two executors of one core each, one per worker; the driver runs no tasks there.
+    "standalone 2x1": {
+        "spark.executor.cores": "1",
+        "spark.cores.max": "2",
+        "spark.executor.memory": "3g",
+        "spark.driver.memory": "3g",
+    },
+}
+
+
+def engine_child(master: str, conf: dict[str, str], base: Path, landing: Path, work: Path) -> dict:
+    """In a fresh process: warm up, then apply the batch once with the engine on `master`."""
+    spark = build_spark(
+        None,
+        app_name=f"lakehouse-apply-bench-{master}",
+        extra_conf={"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "6g", **conf},
+    )
+    try:
+        table = people_config(work / "config").tables["people"]
+        warm = work / "warmup"
+        warm_batch = Batch(*WARMUP)
+        write_base(spark, table, paths_in(warm / "base"), warm_batch)
+        write_cdc_file(warm / "landing", warm_batch)
+        run_engine(spark, table, warm / "landing", copy_tables(warm / "base", warm / "engine", ENGINE_TABLES))
+        paths = copy_tables(base, work / "engine", ENGINE_TABLES)
+        seconds, metrics = run_engine(spark, table, landing, paths)
+        cores = spark.sparkContext.defaultParallelism
+    finally:
+        spark.stop()
+    return {"master": master, "cores": cores, "seconds": seconds, "engine_metrics": metrics}
+
+
+def run_scale_out(root: Path, base: Path, landing: Path, changes: int, delta_rs_seconds: float) -> dict:
+    """The same batch by the engine on local[1], local[2] and a standalone cluster of two one-core workers."""
+    runs = []
+    for master, conf in MASTER_CONF.items():
+        work = root / "scale" / master.replace(" ", "-").replace("[", "").replace("]", "")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        print(f"scale-out: {master} (load {os.getloadavg()[0]:.1f})", flush=True)
+        if master.startswith("standalone"):
+            with standalone_cluster(work) as url:
+                runs.append(child_engine(master, {**conf, "spark.master": url}, base, landing, work))
+        else:
+            runs.append(child_engine(master, conf, base, landing, work))
+        print(f"  {runs[-1]['seconds']:.2f} s on {runs[-1]['cores']} cores", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    one = runs[0]["seconds"]
+    for r in runs:
+        r["speedup_vs_local1"] = round(one / r["seconds"], 2)
+        r["changes_per_second"] = round(changes / r["seconds"])
+    return {"changes": changes, "runs": runs, "delta_rs_seconds": delta_rs_seconds}
+
+
+def child_engine(master: str, conf: dict[str, str], base: Path, landing: Path, work: Path) -> dict:
+    arguments = {"master": master, "conf": conf, "base": str(base), "landing": str(landing), "work": str(work)}
+    command = [sys.executable, "-m", "benchmarks.apply_bench", "--engine-child", json.dumps(arguments)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(f"the engine on {master} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -521,51 +730,115 @@ def save(report: dict) -> Path:
 # --- main -----------------------------------------------------------------------------------------
 
 
+def print_curve(points: list[dict]) -> None:
+    print(f"\n== throughput: batches into {points[0]['rows']:,} rows (changes per second) ==")
+    print(f"{'changes':>10}{'engine s':>11}{'delta-rs s':>12}{'engine /s':>12}{'delta-rs /s':>13}{'eng/d-rs':>10}")
+    for p in points:
+        s, r = p["seconds"], p["changes_per_second"]
+        print(
+            f"{p['changes']:>10,}{s['engine']:>11.2f}{s['delta_rs']:>12.2f}{r['engine']:>12,}{r['delta_rs']:>13,}"
+            f"{p['engine_over_delta_rs']:>10.2f}"
+        )
+
+
+def print_scale_out(scale: dict) -> None:
+    print(f"\n== scale-out: the engine on one batch of {scale['changes']:,} changes ==")
+    for r in scale["runs"]:
+        print(
+            f"{r['master']:>16}  {r['cores']} cores  {r['seconds']:8.2f} s  {r['changes_per_second']:>9,}/s  "
+            f"x{r['speedup_vs_local1']:.2f} vs local[1]"
+        )
+    print(f"{'delta-rs':>16}  (one process)  {scale['delta_rs_seconds']:8.2f} s")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="table rows")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000], help="table rows")
     parser.add_argument("--changes", type=int, default=100_000, help="rows in the CDC batch")
     parser.add_argument("--latency-samples", type=int, default=10, help="streaming samples (0: skip)")
+    parser.add_argument("--curve", type=int, nargs="*", default=[], help="throughput curve: batch sizes (changes)")
+    parser.add_argument("--curve-rows", type=int, default=10_000_000, help="table rows of the curve")
+    parser.add_argument(
+        "--scale-out", type=int, default=0, help="changes of the scale-out batch (into --curve-rows; 0: skip)"
+    )
     parser.add_argument("--root", type=Path, help="where the tables go (default: a temp dir, removed at the end)")
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--engine-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if any(size < args.changes for size in args.sizes):
         parser.error("every size must be at least --changes (the batch's keys lie inside the table)")
+    if any(c > args.curve_rows for c in [*args.curve, args.scale_out]):
+        parser.error("curve and scale-out batches must be at most --curve-rows")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.engine_child:
+        a = json.loads(args.engine_child)
+        result = engine_child(a["master"], a["conf"], Path(a["base"]), Path(a["landing"]), Path(a["work"]))
+        print(json.dumps(result))
+        return
     root = args.root or Path(tempfile.mkdtemp(prefix="apply-bench-"))
     spark = build_spark(
         None,
         app_name="lakehouse-apply-bench",
         extra_conf={"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "8"},
     )
+    results, curve, scale, latency = [], [], None, None
     try:
         table = people_config(root / "config").tables["people"]
-        print(f"warm-up: {WARMUP[0]:,} rows, {WARMUP[1]:,} changes", flush=True)
+        print(f"warm-up: {WARMUP[0]:,} rows, {WARMUP[1]:,} changes (load {os.getloadavg()[0]:.1f})", flush=True)
         run_size(spark, table, Batch(*WARMUP), root / "warmup")
-        results = []
         for size in args.sizes:
-            print(f"{size:,} rows, {args.changes:,} changes", flush=True)
+            print(f"{size:,} rows, {args.changes:,} changes (load {os.getloadavg()[0]:.1f})", flush=True)
             results.append(run_size(spark, table, Batch(size, args.changes), root / f"rows-{size}"))
+        if args.curve:
+            curve = run_curve(spark, table, args.curve_rows, args.curve, root / f"rows-{args.curve_rows}")
         latency = measure_latency(spark, root / "latency", args.latency_samples) if args.latency_samples else None
+        if args.scale_out:
+            folder = root / f"rows-{args.curve_rows}"
+            base = prepare_base(spark, table, args.curve_rows, folder / "base")
+            landing, staged, _ = prepare_batch(spark, table, Batch(args.curve_rows, args.scale_out), folder / "scale")
+            delta_rs = run_methods(spark, table, base, landing, staged, folder / "work", methods=("delta_rs",))[0]
         report = {
             "benchmark": "apply",
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": machine(spark),
-            "params": {"sizes": args.sizes, "changes": args.changes, "rows_per_file": ROWS_PER_FILE},
-            "results": results,
-            "growth": growth(results) if len(set(args.sizes)) > 1 else None,
-            "latency": latency,
+            "params": {
+                "sizes": args.sizes,
+                "changes": args.changes,
+                "rows_per_file": ROWS_PER_FILE,
+                "curve": args.curve,
+                "curve_rows": args.curve_rows,
+                "scale_out": args.scale_out,
+            },
         }
-    finally:
+    except BaseException:
         spark.stop()
+        raise
+    spark.stop()  # the scale-out runs start their own Spark
+    try:
+        if args.scale_out:
+            scale = run_scale_out(root, base, landing, args.scale_out, delta_rs["delta_rs"])
+    finally:
         if args.root is None:
             shutil.rmtree(root, ignore_errors=True)
-    print_table(results, args.changes)
-    print_growth(results)
+    report |= {
+        "results": results,
+        "growth": growth(results) if len(set(args.sizes)) > 1 else None,
+        "curve": curve,
+        "scale_out": scale,
+        "latency": latency,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    if results:
+        print_table(results, args.changes)
+        print_growth(results)
+    if curve:
+        print_curve(curve)
+    if scale:
+        print_scale_out(scale)
     if latency:
         print_latency(latency)
     print(f"\nwritten to {save(report)}")

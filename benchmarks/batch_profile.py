@@ -1,0 +1,202 @@
+"""Where the fixed cost of a small micro-batch goes: one-row batches through the real stream, profiled.
+
+What is measured
+    A 10,000-row table (the apply benchmark's PEOPLE shape) and the real stream (`start_query`, 1 s
+    processing-time trigger) on a warm session with Spark's event log on. Per sample one single-row CDC
+    file is landed and latest is polled until the row is visible (as the apply benchmark's latency). The
+    first sample warms up and is dropped. For every other micro-batch:
+
+      engine s       the engine's own seconds (`BatchMetrics.seconds`, inside foreachBatch);
+      latency s      file written -> row visible in latest;
+      trigger phases the query's progress durations: latestOffset (listing), queryPlanning, walCommit,
+                     addBatch (our foreachBatch), commitOffsets;
+      jobs           Spark jobs per batch, and the seconds of jobs by the engine line that started them
+                     (PySpark's call site), summed (jobs of writes side by side overlap, so the sum can
+                     exceed the wall time).
+
+    `--trees A B` runs the same profile on two checkouts of the engine, alternately (A B A B ...), each in
+    its own Python process and Spark, in one run: "before" and "after" side by side under the same load.
+
+Run (writes benchmarks/results/batch-profile-<date>.json):
+    python -m benchmarks.batch_profile                             # this checkout, 10 samples
+    python -m benchmarks.batch_profile --trees /tmp/base . --rounds 2 --samples 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+RESULTS = HERE / "benchmarks" / "results"
+
+
+# --- the child: one profile on the checkout it was started in -----------------------------------------
+
+
+def _events(folder: Path) -> list[dict]:
+    events = []
+    for path in folder.iterdir():
+        with path.open() as f:
+            events += [json.loads(line) for line in f if line.strip()]
+    return events
+
+
+def _jobs(events: list[dict]) -> list[dict]:
+    """Every job: start and end (epoch ms) and the engine line that started it."""
+    starts = {e["Job ID"]: e for e in events if e["Event"] == "SparkListenerJobStart"}
+    ends = {e["Job ID"]: e for e in events if e["Event"] == "SparkListenerJobEnd"}
+    jobs = []
+    for job_id, start in starts.items():
+        properties = start.get("Properties") or {}
+        site = properties.get("callSite.short", "?")
+        jobs.append({"start": start["Submission Time"], "end": ends[job_id]["Completion Time"], "site": site})
+    return jobs
+
+
+def _windows(progress: list[dict]) -> list[tuple[float, float, dict]]:
+    """(start ms, end ms, durations) of every trigger that ran a batch."""
+    out = []
+    for p in progress:
+        if p.get("numInputRows", 0) == 0 and "addBatch" not in p.get("durationMs", {}):
+            continue
+        start = dt.datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
+        out.append((start, start + p["durationMs"]["triggerExecution"], p["durationMs"]))
+    return out
+
+
+def child(samples: int, rows: int) -> dict:
+    from benchmarks.apply_bench import Batch, land_and_wait, write_base
+    from lakehouse.runner import TableRun, start_query
+    from lakehouse.session import build_spark
+    from lakehouse.tables import table_paths
+    from tests.dms_tables import people_config
+
+    root = Path(tempfile.mkdtemp(prefix="batch-profile-"))
+    events = root / "events"
+    events.mkdir()
+    spark = build_spark(
+        None,
+        app_name="lakehouse-batch-profile",
+        extra_conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()},
+    )
+    try:
+        config = people_config(root / "t")
+        table = config.tables["people"]
+        paths = table_paths(config, table)
+        write_base(spark, table, paths, Batch(rows, 0))
+        landing = Path(table.source.path)
+        landing.mkdir(parents=True, exist_ok=True)
+        run = TableRun(table.name)
+        query = start_query(spark, config, table, run, trigger={"processingTime": "1 second"})
+        try:
+            keys = range(rows + 1, rows + samples + 2)
+            latency = [land_and_wait(query, landing, root / "staging", paths.latest, k, 300) for k in keys][1:]
+            time.sleep(1.5)  # the last trigger's progress
+            progress = [p if isinstance(p, dict) else json.loads(p.json) for p in query.recentProgress]
+        finally:
+            query.stop()
+    finally:
+        spark.stop()
+    jobs = _jobs(_events(events))
+    shutil.rmtree(root, ignore_errors=True)
+    windows = _windows(progress)[1:]  # the warm-up batch
+    per_batch = []
+    for start, end, durations in windows:
+        inside = [j for j in jobs if start <= j["start"] <= end]
+        by_site = collections.Counter()
+        for j in inside:
+            by_site[j["site"]] += (j["end"] - j["start"]) / 1000
+        per_batch.append({"durations_ms": durations, "jobs": len(inside), "job_seconds_by_site": dict(by_site)})
+    return {"engine_seconds": [b.seconds for b in run.batches[1:]], "latency_seconds": latency, "batches": per_batch}
+
+
+# --- the parent ----------------------------------------------------------------------------------------
+
+
+def run_child(tree: Path, samples: int, rows: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--samples", str(samples), "--rows", str(rows)]
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"profile of {tree} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarize(profiles: list[dict]) -> dict:
+    """Medians over every batch of every round: seconds, latency, phases, jobs, job seconds by call site."""
+    batches = [b for p in profiles for b in p["batches"]]
+    phases = sorted({k for b in batches for k in b["durations_ms"]})
+    sites = collections.defaultdict(list)
+    for b in batches:
+        for site in {s for bb in batches for s in bb["job_seconds_by_site"]}:
+            sites[site].append(b["job_seconds_by_site"].get(site, 0.0))
+    return {
+        "engine_seconds_p50": statistics.median(s for p in profiles for s in p["engine_seconds"]),
+        "latency_p50": statistics.median(s for p in profiles for s in p["latency_seconds"]),
+        "latency_p95": sorted(s for p in profiles for s in p["latency_seconds"])[
+            max(0, round(0.95 * sum(len(p["latency_seconds"]) for p in profiles)) - 1)
+        ],
+        "jobs_per_batch_p50": statistics.median(b["jobs"] for b in batches),
+        "phase_ms_p50": {k: statistics.median(b["durations_ms"].get(k, 0) for b in batches) for k in phases},
+        "job_seconds_by_site_mean": {
+            s: round(statistics.mean(v), 3) for s, v in sorted(sites.items(), key=lambda kv: -sum(kv[1]))
+        },
+    }
+
+
+def print_summary(name: str, summary: dict) -> None:
+    print(f"\n== {name} ==")
+    print(
+        f"engine s p50 {summary['engine_seconds_p50']:.2f}   latency p50 {summary['latency_p50']:.2f} "
+        f"p95 {summary['latency_p95']:.2f}   jobs/batch {summary['jobs_per_batch_p50']}"
+    )
+    print("phases (ms, p50): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["phase_ms_p50"].items()))
+    for site, seconds in list(summary["job_seconds_by_site_mean"].items())[:25]:
+        print(f"  {seconds:7.3f} s  {site}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--samples", type=int, default=10, help="one-row batches per round (plus one warm-up)")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of the table")
+    parser.add_argument("--rounds", type=int, default=1, help="profiles per checkout")
+    parser.add_argument("--trees", type=Path, nargs="+", default=[HERE], help="checkouts to profile, alternately")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.samples, args.rows)))
+        return
+    trees = [t.resolve() for t in args.trees]
+    profiles: dict[str, list[dict]] = {str(t): [] for t in trees}
+    for round_ in range(args.rounds):
+        for tree in trees:
+            print(f"round {round_ + 1}: {tree} (load {os.getloadavg()[0]:.1f})", flush=True)
+            profiles[str(tree)].append(run_child(tree, args.samples, args.rows))
+    report = {
+        "benchmark": "batch-profile",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "params": {"samples": args.samples, "rows": args.rows, "rounds": args.rounds, "trigger": "1 second"},
+        "trees": {tree: {"summary": summarize(p), "profiles": p} for tree, p in profiles.items()},
+    }
+    for tree, result in report["trees"].items():
+        print_summary(tree, result["summary"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"batch-profile-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
