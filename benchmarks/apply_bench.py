@@ -512,8 +512,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300) -> dict:
-    """file landed -> row visible in latest, through the real stream on a 1 s trigger (first sample is warm-up)."""
+def stream_samples(
+    spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300
+) -> tuple[list[float], TableRun, list[dict]]:
+    """One-row files landed one by one under the real stream (1 s trigger) on a fresh table of `rows` rows: each
+    file's seconds until its row is visible in latest (the first, a warm-up, dropped), the run, the progress."""
     shutil.rmtree(root, ignore_errors=True)  # a fresh table and checkpoint
     config = people_config(root)
     table = config.tables["people"]
@@ -526,13 +529,22 @@ def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 1
     try:
         keys = range(rows + 1, rows + samples + 2)
         seconds = [land_and_wait(query, landing, root / "staging", paths.latest, k, timeout) for k in keys][1:]
+        time.sleep(1.5)  # the last trigger's progress
+        progress = [p if isinstance(p, dict) else json.loads(p.json) for p in query.recentProgress]
     finally:
         stop_between_batches(query)
+    return seconds, run, progress
+
+
+def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300) -> dict:
+    """file landed -> row visible in latest, through the real stream on a 1 s trigger (first sample is warm-up)."""
+    seconds, run, _ = stream_samples(spark, root, samples, rows, timeout)
     return {
         "trigger": "processingTime 1 second",
         "table_rows": rows,
         "samples": seconds,
         "batch_seconds": [b.seconds for b in run.batches[1:]],  # the engine's own time per micro-batch
+        "batch_steps": [b.steps for b in run.batches[1:]],
         "p50": percentile(seconds, 50),
         "p95": percentile(seconds, 95),
     }

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import importlib.util
 import json
 import os
 import shutil
@@ -34,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
@@ -75,12 +75,17 @@ def _windows(progress: list[dict]) -> list[tuple[float, float, dict]]:
     return out
 
 
+def _apply_bench():
+    """This checkout's apply benchmark (its helpers drive the stream), over the engine of the checkout profiled."""
+    spec = importlib.util.spec_from_file_location("apply_bench", HERE / "benchmarks" / "apply_bench.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["apply_bench"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def child(samples: int, rows: int) -> dict:
-    from benchmarks.apply_bench import Batch, land_and_wait, write_base
-    from lakehouse.runner import TableRun, start_query
     from lakehouse.session import build_spark
-    from lakehouse.tables import table_paths
-    from tests.dms_tables import people_config
 
     root = Path(tempfile.mkdtemp(prefix="batch-profile-"))
     events = root / "events"
@@ -91,21 +96,7 @@ def child(samples: int, rows: int) -> dict:
         extra_conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()},
     )
     try:
-        config = people_config(root / "t")
-        table = config.tables["people"]
-        paths = table_paths(config, table)
-        write_base(spark, table, paths, Batch(rows, 0))
-        landing = Path(table.source.path)
-        landing.mkdir(parents=True, exist_ok=True)
-        run = TableRun(table.name)
-        query = start_query(spark, config, table, run, trigger={"processingTime": "1 second"})
-        try:
-            keys = range(rows + 1, rows + samples + 2)
-            latency = [land_and_wait(query, landing, root / "staging", paths.latest, k, 300) for k in keys][1:]
-            time.sleep(1.5)  # the last trigger's progress
-            progress = [p if isinstance(p, dict) else json.loads(p.json) for p in query.recentProgress]
-        finally:
-            query.stop()
+        latency, run, progress = _apply_bench().stream_samples(spark, root / "t", samples, rows)
     finally:
         spark.stop()
     jobs = _jobs(_events(events))
@@ -118,7 +109,13 @@ def child(samples: int, rows: int) -> dict:
         for j in inside:
             by_site[j["site"]] += (j["end"] - j["start"]) / 1000
         per_batch.append({"durations_ms": durations, "jobs": len(inside), "job_seconds_by_site": dict(by_site)})
-    return {"engine_seconds": [b.seconds for b in run.batches[1:]], "latency_seconds": latency, "batches": per_batch}
+    batches = run.batches[1:]
+    return {
+        "engine_seconds": [b.seconds for b in batches],
+        "engine_steps": [getattr(b, "steps", {}) for b in batches],
+        "latency_seconds": latency,
+        "batches": per_batch,
+    }
 
 
 # --- the parent ----------------------------------------------------------------------------------------
@@ -148,6 +145,10 @@ def summarize(profiles: list[dict]) -> dict:
             max(0, round(0.95 * sum(len(p["latency_seconds"]) for p in profiles)) - 1)
         ],
         "jobs_per_batch_p50": statistics.median(b["jobs"] for b in batches),
+        "engine_steps_p50": {
+            step: statistics.median(s.get(step, 0.0) for p in profiles for s in p["engine_steps"])
+            for step in sorted({k for p in profiles for s in p["engine_steps"] for k in s})
+        },
         "phase_ms_p50": {k: statistics.median(b["durations_ms"].get(k, 0) for b in batches) for k in phases},
         "job_seconds_by_site_mean": {
             s: round(statistics.mean(v), 3) for s, v in sorted(sites.items(), key=lambda kv: -sum(kv[1]))
@@ -162,6 +163,7 @@ def print_summary(name: str, summary: dict) -> None:
         f"p95 {summary['latency_p95']:.2f}   jobs/batch {summary['jobs_per_batch_p50']}"
     )
     print("phases (ms, p50): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["phase_ms_p50"].items()))
+    print("engine steps (s, p50): " + ", ".join(f"{k} {v:.2f}" for k, v in summary["engine_steps_p50"].items()))
     for site, seconds in list(summary["job_seconds_by_site_mean"].items())[:25]:
         print(f"  {seconds:7.3f} s  {site}")
 
