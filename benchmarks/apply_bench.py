@@ -60,14 +60,11 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -84,6 +81,7 @@ from lakehouse.sources.dms import parse_files
 from lakehouse.tables import TablePaths, ensure_tables, history_ddl, latest_ddl, schema_of, table_paths
 from tests.conftest import write_dms_csv
 from tests.dms_tables import people_config, seq
+from tests.spark_cluster import SparkCluster
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -553,64 +551,6 @@ def measure_latency(spark: SparkSession, root: Path, samples: int, rows: int = 1
 # --- scale-out ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str = "3g") -> Iterator[str]:
-    """A Spark standalone master and `workers` workers of `cores` cores on this machine; yields the master URL."""
-    from pyspark.find_spark_home import _find_spark_home
-
-    home = _find_spark_home()
-    env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1"}
-    port, ui = free_port(), free_port()
-    url = f"spark://127.0.0.1:{port}"
-    spark_class = os.path.join(home, "bin", "spark-class")
-    logs = root / "cluster-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    commands = [[spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]]
-    commands[0] += ["--webui-port", str(ui)]
-    worker = [spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", str(cores), "--memory", memory]
-    for n in range(workers):
-        commands.append([*worker, "--work-dir", str(root / f"worker-{n}"), "--webui-port", str(free_port()), url])
-    processes = []
-    try:
-        for n, command in enumerate(commands):
-            with (logs / f"{n}.log").open("w") as log:
-                processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
-            if n == 0:
-                wait_for(lambda: cluster_state(ui) is not None, "the master")
-        wait_for(lambda: (cluster_state(ui) or {}).get("aliveworkers") == workers, f"{workers} workers")
-        yield url
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cluster_state(ui_port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as answer:
-            return json.loads(answer.read())
-    except OSError:
-        return None
-
-
-def wait_for(ready: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come up in {timeout:.0f} s")
-        time.sleep(1)
-
-
 MASTER_CONF = {
     "local[1]": {"spark.master": "local[1]"},
     "local[2]": {"spark.master": "local[2]"},
@@ -655,8 +595,11 @@ def run_scale_out(root: Path, base: Path, landing: Path, changes: int, delta_rs_
         work.mkdir(parents=True)
         print(f"scale-out: {master} (load {os.getloadavg()[0]:.1f})", flush=True)
         if master.startswith("standalone"):
-            with standalone_cluster(work) as url:
-                runs.append(child_engine(master, {**conf, "spark.master": url}, base, landing, work))
+            cluster = SparkCluster(work / "cluster", workers=2, cores=1, worker_memory="3g").start()
+            try:
+                runs.append(child_engine(master, {**conf, "spark.master": cluster.master_url}, base, landing, work))
+            finally:
+                cluster.stop()
         else:
             runs.append(child_engine(master, conf, base, landing, work))
         print(f"  {runs[-1]['seconds']:.2f} s on {runs[-1]['cores']} cores", flush=True)

@@ -40,6 +40,7 @@ class SparkCluster:
     root: Path
     workers: int = 2
     worker_memory: str = "1500m"
+    cores: int = 2  # per worker
     env: dict[str, str] = field(default_factory=dict)
     master_url: str = ""
     ui_url: str = ""
@@ -56,7 +57,14 @@ class SparkCluster:
         self._wait(lambda state: state.get("status") == "ALIVE", timeout, "the master to be ALIVE")
         for i in range(self.workers):
             work = self.root / f"worker-{i}"
-            args = ["org.apache.spark.deploy.worker.Worker", self.master_url, "--host", "127.0.0.1", "--cores", "2"]
+            args = [
+                "org.apache.spark.deploy.worker.Worker",
+                self.master_url,
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                str(self.cores),
+            ]
             args += ["--memory", self.worker_memory, "--work-dir", str(work), "--webui-port", str(free_port())]
             self._launch(f"worker-{i}", args, env)
         self._wait(lambda state: state.get("aliveworkers", 0) >= self.workers, timeout, f"{self.workers} workers")
