@@ -153,7 +153,8 @@ def apply_changes(
 
     history = spark.read.format("delta").load(paths.history)
     open_versions = F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))
-    if keys is not None and len(table.primary_key) == 1 and not table.nullable_key and len(keys) <= MAX_KEYS_AS_LITERALS:
+    few_keys = keys is not None and len(keys) <= MAX_KEYS_AS_LITERALS
+    if few_keys and len(table.primary_key) == 1 and not table.nullable_key:
         # A few keys: a literal IN list (Delta skips files by it too), no job to broadcast them.
         existing = history.where(in_key_range() & open_versions & F.col(f"`{key}`").isin(keys))
     else:
