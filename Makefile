@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONFIG ?= config/local.yaml
 
-.PHONY: run test check test-spark4 test-athena test-aws bench clean java postgres deploy-artifacts
+.PHONY: run test check test-search test-spark4 test-athena test-aws bench clean java postgres deploy-artifacts
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required (Spark 3.5 runs on Java 8/11/17): install it, e.g. 'apt-get install openjdk-17-jre-headless', then retry." >&2; exit 1; }
@@ -85,6 +85,10 @@ test-spark4: java postgres .venv-spark4/.installed
 # The Athena lane: a real Trino 476 (Athena engine 3 is built on Trino) reads every table of a demo run and
 # runs the project's "as of" SQL. Trino needs Java 24+ (TRINO_JAVA_HOME, else the newest JDK in /usr/lib/jvm);
 # Maven fetches its tarball once (~800 MB, checksum-verified) and it is unpacked into ~/.cache/lakehouse.
+# Long randomized searches: many Hypothesis examples of the property tests (LAKEHOUSE_PROPERTY_EXAMPLES=N for more).
+test-search: java $(VENV)/.installed
+	$(PY) -m pytest -m search
+
 test-athena: java $(VENV)/.installed
 	$(PY) -m pytest -m athena -s tests/test_athena.py
 
