@@ -289,14 +289,18 @@ class _Parser:
         return dict(results) if close == "}" else results
 
 
-def render(parsed: dict[str, dict], name: str, **variables: Any) -> Any:
-    """The value of `local.<name>` across the parsed files, with the variables' defaults overridden by `variables`."""
+def scope_of(parsed: dict[str, dict], **variables: Any) -> Scope:
+    """A scope over the parsed files: the variables' defaults overridden by `variables`, and every local."""
     declared = {n: b for d in parsed.values() for block in d.get("variable", []) for n, b in block.items()}
     values = {n: b["default"] for n, b in declared.items() if "default" in b} | variables
     missing = [n for n in declared if n not in values]
     locals_ = {k: v for d in parsed.values() for block in d.get("locals", []) for k, v in block.items()}
-    scope = Scope(_Lazy(values, missing), locals_)
-    return scope.local(name)
+    return Scope(_Lazy(values, missing), locals_)
+
+
+def render(parsed: dict[str, dict], name: str, **variables: Any) -> Any:
+    """The value of `local.<name>` across the parsed files, with the variables' defaults overridden by `variables`."""
+    return scope_of(parsed, **variables).local(name)
 
 
 class _Lazy(dict):
@@ -307,4 +311,4 @@ class _Lazy(dict):
         self.missing = missing
 
     def __missing__(self, key: str) -> Any:
-        raise HclError(f"var.{key} has no default: pass it to render()")
+        raise HclError(f"var.{key} has no default: pass it as a variable")

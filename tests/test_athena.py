@@ -51,7 +51,8 @@ from lakehouse.tables import table_paths
 from lakehouse.timetravel import AS_OF_SQL, as_of, as_of_columns, sql_time
 from tests.delta_readers import UNSUPPORTED_FEATURES, delta_tables
 from tests.hcl_eval import render
-from tests.test_deploy_terraform import TERRAFORM, blocks, parse_dir
+from tests.terraform_values import TERRAFORM, parse_dir
+from tests.test_deploy_terraform import blocks
 from tests.trino_server import TrinoServer
 
 pytestmark = pytest.mark.athena

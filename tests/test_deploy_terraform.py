@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
+from tests.terraform_values import TERRAFORM, parse_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-TERRAFORM = ROOT / "deploy" / "terraform"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 # Allow statements that may name Resource "*", by Sid: AWS offers no resource to scope them to.
@@ -33,18 +33,6 @@ STAR_RESOURCE_ALLOWED = {
 }
 # The one AWS managed policy attached, and why (see emr.tf).
 MANAGED_POLICIES_ALLOWED = {"arn:${local.partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"}
-
-
-# Plain values: no comments, no block markers, strings without their HCL quotes.
-HCL_OPTIONS = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
-
-
-def parse_dir(folder: Path) -> dict[str, dict]:
-    parsed = {}
-    for path in sorted(folder.glob("*.tf")):
-        with path.open() as f:
-            parsed[path.name] = hcl2.load(f, serialization_options=HCL_OPTIONS)
-    return parsed
 
 
 @pytest.fixture(scope="module")
