@@ -445,6 +445,11 @@ def route(module: Any, landing: str, files: list[tuple[str, Path]]) -> dict[str,
     return folders
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp as a UTC instant (Delta's `timestamp` is one; a reader may hand it over naive)."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def delta_rows(uri: str, moto_url: str) -> list[dict]:
     """A Delta table on the S3 API read by delta-rs: a reader that is not Spark (like Athena)."""
     from deltalake import DeltaTable
@@ -717,11 +722,12 @@ def check_results(
         lines = [x for x in done.stdout.splitlines() if x.startswith("ATHENA ")]
         assert done.returncode == 0 and lines, done.stderr[-3000:]
         results = json.loads(lines[-1].removeprefix("ATHENA "))
+        at = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)  # delta-rs reads Delta's timestamps as UTC instants
         as_of = {
             r["patient_id"]
             for r in delta_rows(f"s3://{phi}/patients/history", moto)
-            if r["_valid_from"] <= dt.datetime(2026, 3, 2, 12)
-            and (r["_valid_to"] is None or r["_valid_to"] > dt.datetime(2026, 3, 2, 12))
+            if _utc(r["_valid_from"]) <= at
+            and (r["_valid_to"] is None or _utc(r["_valid_to"]) > at)
             and not r["_is_deleted"]
         }
         assert results["patients@2026-03-02"] == len(as_of) > 0, (results, len(as_of))
