@@ -7,6 +7,9 @@ What is measured
       governed  the shipped configuration: the policy snapshot broadcast-joined to every change, then
                 the masked, consented history and latest written to the non-PHI zone as well.
     Each is run --repeat times; the median seconds of one batch and governed/plain are reported.
+    After each governed run, 1% of the patients withdraw their consent: the seconds of the patients
+    table's consent sync (their versions leave the zone's history and latest) are reported too; a
+    sync runs once per policy change, not per batch.
 
 Run (writes benchmarks/results/privacy-<date>.json):
     python -m benchmarks.privacy_bench --patients 5000 --repeat 3
@@ -15,6 +18,7 @@ Run (writes benchmarks/results/privacy-<date>.json):
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import os
@@ -23,12 +27,13 @@ import secrets
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from lakehouse.config import load_config
-from lakehouse.demo import generate
+from lakehouse.demo import CONSENT_COLUMNS, generate
 from lakehouse.policy.job import build_policy_table
-from lakehouse.runner import Governance, TableRun, run_once, start_query
+from lakehouse.runner import Governance, TableRun, run_once, start_query, sync_zone, table_policy
 from lakehouse.session import build_spark
 
 LOCAL_YAML = Path(__file__).resolve().parents[1] / "config" / "local.yaml"
@@ -43,7 +48,8 @@ def _config(home: Path, governed: bool):
     return config.model_copy(update={"tables": {**config.tables, "patients": patients}})
 
 
-def _one(spark, landing: Path, governed: bool) -> float:
+def _one(spark, landing: Path, governed: bool) -> tuple[float, float | None]:
+    """Seconds of the patients batch, and of the consent sync after 1% withdraw (governed only)."""
     home = Path(tempfile.mkdtemp(prefix="privacy-bench-"))
     try:
         shutil.copytree(landing, home / "landing")
@@ -52,12 +58,33 @@ def _one(spark, landing: Path, governed: bool) -> float:
         build_policy_table(spark, config)
         run = TableRun("patients")
         governance = Governance.of(config) if governed else Governance()
+        patients = config.tables["patients"]
         start_query(
-            spark, config, config.tables["patients"], run, trigger={"availableNow": True}, governance=governance
+            spark, config, patients, run, trigger={"availableNow": True}, governance=governance
         ).awaitTermination()
-        return sum(b.seconds for b in run.batches)
+        batch = sum(b.seconds for b in run.batches)
+        if not governed:
+            return batch, None
+        _withdraw(
+            home, [r.patient_id for r in spark.read.format("delta").load(f"{home}/lake/patients/latest").collect()]
+        )
+        run_once(spark, config, ["consents"])
+        governance.policy.invalidate()  # type: ignore[union-attr]
+        started = time.monotonic()
+        sync_zone(spark, config, patients, governance, table_policy(spark, patients, governance))
+        return batch, time.monotonic() - started
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _withdraw(home: Path, patients: list[int]) -> None:
+    """A consents CDC file in which 1% of `patients` withdraw (the demo's DMS layout)."""
+    folder = home / "landing" / "dms" / "cpap" / "consents"
+    at = "2026-03-09 09:00:00.000000"
+    rows = [["I", at, str(2_000_000 + n), str(p), "", "f", at] for n, p in enumerate(sorted(patients)[::100])]
+    assert len(CONSENT_COLUMNS) == len(rows[0]) - 1
+    with (folder / "20260309-090000000.csv").open("w", newline="") as out:
+        csv.writer(out, lineterminator="\n").writerows(rows)
 
 
 def main() -> None:
@@ -70,15 +97,19 @@ def main() -> None:
     landing = Path(tempfile.mkdtemp(prefix="privacy-bench-landing-"))
     generate(landing, patients=args.patients, days=3)
     _one(spark, landing, governed=True)  # warm-up: JVM, Python workers, the masking UDF
-    seconds = {"plain": [], "governed": []}
+    seconds: dict[str, list[float]] = {"plain": [], "governed": [], "consent_sync": []}
     for _ in range(args.repeat):
-        for kind in seconds:
-            seconds[kind].append(_one(spark, landing, governed=kind == "governed"))
+        for kind in ("plain", "governed"):
+            batch, sync = _one(spark, landing, governed=kind == "governed")
+            seconds[kind].append(round(batch, 3))
+            if sync is not None:
+                seconds["consent_sync"].append(round(sync, 3))
     medians = {k: statistics.median(v) for k, v in seconds.items()}
     ratio = medians["governed"] / medians["plain"]
     print(f"patients batch ({args.patients} patients, full load + 3 days of CDC), median of {args.repeat}:")
     print(f"  plain     {medians['plain']:7.2f} s")
     print(f"  governed  {medians['governed']:7.2f} s   governed/plain = {ratio:.2f}x")
+    print(f"  consent sync after 1% withdraw: {medians['consent_sync']:.2f} s (once per policy change)")
     result = {
         "date": dt.date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

@@ -20,6 +20,9 @@ from lakehouse.errors import ConfigError, InputError, LakehouseError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from lakehouse.apply.non_phi import NonPhiZone
+    from lakehouse.runner import Governance
+
 DEFAULT_CONFIG = "config/local.yaml"
 
 
@@ -66,15 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     policy_sub.add_parser("build", help="rebuild the policy from the consent source table and store it")
 
-    privacy = sub.add_parser("privacy", help="the non-PHI zone")
+    privacy = sub.add_parser("privacy", help="the non-PHI zone: forget, re-admit, purge, consent sync")
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
-    forget = privacy_sub.add_parser("forget", help="consent withdrawn: remove a patient's rows from the non-PHI zone")
+    forget = privacy_sub.add_parser(
+        "forget", help="remove a patient's rows from the non-PHI zone for good (rerun to finish an interrupted one)"
+    )
     forget.add_argument("--patient", required=True, help="the patient id as the source has it")
     forget.add_argument(
         "--vacuum-hours",
         type=float,
-        help="also VACUUM the tables with this retention (Delta refuses < 168 unless its check is disabled)",
+        help="also VACUUM the zone's tables with this retention (>= the tables' 168 h unless Delta's check is off)",
     )
+    readmit = privacy_sub.add_parser("readmit", help="lift a forget (recorded); the consent rules apply again")
+    readmit.add_argument("--patient", required=True, help="the patient id as the source has it")
+    purge = privacy_sub.add_parser("vacuum", help="VACUUM the non-PHI zone: purge files older versions still read")
+    purge.add_argument("--hours", type=float, default=168.0, help="retention in hours (default 168)")
+    sync = privacy_sub.add_parser("sync", help="apply consent changes to the non-PHI zone now")
+    sync.add_argument("--rebuild", action="store_true", help="rewrite the zone from the PHI zone (new key, layout)")
 
     db = sub.add_parser("db", help="the PostgreSQL database of the exported dimensions")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -271,19 +282,72 @@ def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
-    from lakehouse.apply.forget import forget_patient
     from lakehouse.apply.non_phi import non_phi_zone
 
     zone = non_phi_zone(config)
     if zone is None:
-        raise ConfigError("no table goes to the non-PHI zone: nothing to forget", file=config.source_file)
+        raise ConfigError("no table goes to the non-PHI zone: nothing to do", file=config.source_file)
     spark = _spark(config, args, "lakehouse-privacy")
+    if args.privacy_command == "forget":
+        return _forget(spark, config, zone, args)
+    if args.privacy_command == "vacuum":
+        from lakehouse.apply.forget import vacuum
+
+        paths = [getattr(zone, kind)(t) for t in config.tables.values() if t.non_phi for kind in ("history", "latest")]
+        vacuum(spark, paths, args.hours)
+        print(f"vacuumed {len(paths)} tables of the non-PHI zone (retention {args.hours:g} hours)")
+        return 0
+    from lakehouse.runner import Governance
+
+    governance = Governance.of(config)
+    if args.privacy_command == "readmit":
+        from lakehouse.apply.forget import readmit_patient
+
+        policy = governance.policy.current(spark) if governance.policy else None
+        recorded = readmit_patient(spark, config, zone, args.patient, policy)  # type: ignore[arg-type]
+        print(
+            "re-admission recorded; the patient's consented rows are back in the non-PHI zone"
+            if recorded
+            else "the patient was not forgotten: nothing recorded; their rows in the zone were re-synced"
+        )
+        return 0
+    return _sync(spark, config, governance, rebuild=args.rebuild)
+
+
+def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argparse.Namespace) -> int:
+    from lakehouse.apply.forget import forget_patient
+    from lakehouse.masking import pseudonym_prefix
+
     result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours)
-    print(f"patient {result.patient[:12]}… removed from the non-PHI zone: {sum(result.rows.values())} rows")
+    if result.already:
+        print(f"patient {pseudonym_prefix(result.patient)}… was forgotten before: nothing to do")
+        return 0
+    done = "finished (an interrupted forget)" if result.resumed else "removed from the non-PHI zone"
+    print(f"patient {pseudonym_prefix(result.patient)}… {done}: {sum(result.rows.values())} rows")
     for table, rows in result.rows.items():
         print(f"  {table:<28} {rows:>6}")
     if not result.vacuumed:
-        print("the rewritten files' predecessors are removed by VACUUM after the retention period (--vacuum-hours)")
+        print(
+            "Delta time travel still reads the replaced files until a VACUUM removes them, which it does once they "
+            "are older than the tables' retention (7 days by default): `lakehouse privacy vacuum` then"
+        )
+    return 0
+
+
+def _sync(spark: SparkSession, config: Config, governance: Governance, *, rebuild: bool) -> int:
+    from lakehouse.apply.consent_sync import rebuild as rebuild_zone
+    from lakehouse.runner import sync_zone, table_policy
+    from lakehouse.tables import table_paths
+
+    zone = governance.non_phi
+    assert zone is not None
+    for table in (t for t in config.tables.values() if t.non_phi):
+        policy = table_policy(spark, table, governance)
+        if rebuild:
+            note = rebuild_zone(spark, table, zone, phi_history=table_paths(config, table).history, policy=policy)
+        else:
+            note = sync_zone(spark, config, table, governance, policy)
+        print(f"{table.name}: {note or 'the zone already follows the consent policy'}")
     return 0
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from lakehouse.errors import ConfigError
+from lakehouse.masking import MaskMethod
 from lakehouse.sources.db_types import EXAMPLES, spark_type
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -268,7 +269,6 @@ class CsvSnapshotFeed(_Model):
         }
 
 
-MaskMethod = Literal["pseudonym", "redact", "year", "zip3", "age_cap", "last4"]
 # Added to every change of a table with `consent:`, from the policy snapshot (DESIGN rule 5).
 CONSENT_COLUMNS = {"license_agreement_accepted_flag": "int", "license_agreement_policy_date": "date"}
 
@@ -278,6 +278,15 @@ class ConsentSettings(_Model):
 
     patient_column: str
     device_column: str | None = None
+
+
+class DateShiftSettings(_Model):
+    """Dates of the non-PHI zone moved by a keyed per-patient offset (Expert Determination, not Safe Harbor)."""
+
+    shift_days: int = Field(ge=1, le=3650)  # the offset is within ±shift_days, never 0
+
+
+_DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
 
 
 class TableConfig(_Model):
@@ -294,6 +303,8 @@ class TableConfig(_Model):
     consent: ConsentSettings | None = None  # flag every change with the patient's consent
     phi_columns: dict[str, MaskMethod] = {}  # masked in the non-PHI zone; a table with none stays PHI-only
     non_phi: bool = False  # write this table to the non-PHI zone (implied by phi_columns)
+    # How dates reach the non-PHI zone: as their year (HIPAA Safe Harbor, the default) or shifted per patient.
+    non_phi_dates: Literal["year"] | DateShiftSettings = "year"
     # Delta's change data feed on history: on for the 340B dimensions (the PostgreSQL export reads it), off
     # elsewhere unless asked for, since it adds the pre- and post-image of every re-closed version to each MERGE.
     change_feed: bool = False
@@ -318,6 +329,50 @@ class TableConfig(_Model):
         if self.phi_columns:
             object.__setattr__(self, "non_phi", True)
         return self
+
+    def non_phi_problems(self) -> list[str]:
+        """What keeps this table's masking rules from being complete and safe (empty when they are)."""
+        business, rules = self.source.business_columns, self.phi_columns
+        shifting = isinstance(self.non_phi_dates, DateShiftSettings)
+
+        def named(columns: list[str]) -> str:
+            return ", ".join(columns)
+
+        checks = [
+            (
+                [c for c in business if c not in rules],
+                "columns {} have no rule in phi_columns: every column of a table that goes to the non-PHI zone "
+                "needs one. Add `keep` for a column that is not PHI (it passes as it is), else one of "
+                "pseudonym, redact, year, zip3, age_cap, last4, shift",
+            ),
+            (
+                [c for c, m in rules.items() if m == "keep" and business.get(c) in _DATE_TYPES],
+                "columns {} are dates marked keep; a date reaches the non-PHI zone only as its year (`year`, "
+                "HIPAA Safe Harbor) or shifted per patient (`shift` with non_phi_dates: {{shift_days: N}})",
+            ),
+            (
+                [c for c, m in rules.items() if m == "shift" and not shifting],
+                "columns {} say shift, which needs non_phi_dates: {{shift_days: N}} on the table",
+            ),
+            (
+                [c for c, m in rules.items() if m == "shift" and business.get(c) not in _DATE_TYPES],
+                "columns {} say shift, which needs a date or timestamp column",
+            ),
+            (
+                [k for k in self.primary_key if rules.get(k, "keep") not in ("keep", "pseudonym")],
+                "primary key columns {} must stay distinct in the zone: give them pseudonym (or keep if not PHI)",
+            ),
+            (
+                [c for c in ([self.consent.patient_column] if self.consent else []) if rules.get(c) != "pseudonym"],
+                "the consent patient column {} must be a pseudonym: consent changes, forget and re-admission find "
+                "a patient's rows by it",
+            ),
+            (
+                ["non_phi_dates"] if shifting and self.consent is None else [],
+                "{} shifts dates per patient, which needs consent.patient_column (whose dates move together)",
+            ),
+        ]
+        return [message.format(named(columns)) for columns, message in checks if columns]
 
     @property
     def columns(self) -> dict[str, str]:
@@ -372,6 +427,8 @@ class PrivacySettings(_Model):
 class SparkSettings(_Model):
     master: str | None = None  # None on a cluster: EMR / Glue provide the master
     conf: dict[str, str] = {}
+    # Local runs: Spark's scratch folder (shuffle, spill; encrypted), default `spark-local` next to the lake.
+    local_dir: str | None = None
 
 
 class MetricsSettings(_Model):
@@ -587,6 +644,9 @@ class Config(_Model):
                 f"tables {unflagged} go to the non-PHI zone, which only takes consented rows: give them "
                 "consent.patient_column, or set privacy.consented_only: false"
             )
+        problems = [f"table {n}: {p}" for n in non_phi for p in self.tables[n].non_phi_problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
         flagged = [n for n, t in self.tables.items() if t.consent]
         if flagged and self.policy is None:
             raise ValueError(f"tables {flagged} are flagged with consent: configure `policy:` (where it comes from)")
@@ -627,6 +687,8 @@ class Config(_Model):
                 object.__setattr__(self.paths, key, absolute(getattr(self.paths, key)))
         if self.policy and self.policy.local_path:
             object.__setattr__(self.policy, "local_path", absolute(self.policy.local_path))
+        if self.spark.local_dir:
+            object.__setattr__(self.spark, "local_dir", absolute(self.spark.local_dir))
         for table in self.tables.values():
             if isinstance(table.source, DmsSource):
                 object.__setattr__(table.source, "path", absolute(table.source.path))

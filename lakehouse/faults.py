@@ -2,7 +2,9 @@
 
 Set LAKEHOUSE_CRASH_AT="<table>:<batch id>:<point>" (points: after_quarantine, after_history,
 after_latest, after_non_phi: each right after that table's commit; the writes of a batch run side by
-side, so the others may or may not have committed). Nothing happens when the variable is unset,
+side, so the others may or may not have committed). The consent sync of the non-PHI zone uses
+"<table>:sync:<point>" (after_rebuild_history, after_delete_latest, ...), forget "privacy:forget:<point>"
+(after_intent, after_<table>.<history|latest>). Nothing happens when the variable is unset,
 which is always the case in production.
 """
 
@@ -13,7 +15,7 @@ import signal
 import sys
 
 
-def crash_point(table: str, batch_id: int, point: str) -> None:
+def crash_point(table: str, batch_id: int | str, point: str) -> None:
     """SIGKILL this process if LAKEHOUSE_CRASH_AT names this point (no cleanup, like a lost node)."""
     if os.environ.get("LAKEHOUSE_CRASH_AT") == f"{table}:{batch_id}:{point}":
         sys.stdout.flush()

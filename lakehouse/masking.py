@@ -16,6 +16,11 @@ same results on DataFrames. Methods:
 - ``age_cap``: ages over 89 → 90 (Safe Harbor's "90 or older"), others unchanged.
 - ``last4``: the last 4 characters kept, every other character replaced by ``*`` (the length is
   kept); values shorter than 5 characters are fully ``*``.
+- ``keep``: not PHI, passed as it is (an explicit rule, so the choice is visible in the YAML).
+- ``shift``: a date or timestamp moved by a per-patient number of days, an HMAC of the patient's id
+  under the key, within ±N days and never 0 (`shift_days`): intervals and the order of one patient's
+  dates survive, the calendar dates do not. That is Expert Determination territory (HIPAA
+  164.514(b)(1)), not Safe Harbor, which allows the year only.
 
 Every method maps NULL to NULL. Strings are trimmed of spaces (only ``' '``, as Spark's ``trim``)
 for ``year`` and ``zip3``; ``pseudonym`` and ``last4`` use the value as it is.
@@ -27,6 +32,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
 
-MaskMethod = Literal["pseudonym", "redact", "year", "zip3", "age_cap", "last4"]
+MaskMethod = Literal["pseudonym", "redact", "year", "zip3", "age_cap", "last4", "keep", "shift"]
 MASK_METHODS: tuple[str, ...] = get_args(MaskMethod)
 
 MIN_KEY_BYTES = 32
@@ -112,6 +118,35 @@ def pseudonym(value: str | int | None, key: MaskingKey) -> str | None:
     return hmac.new(key.reveal(), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+PSEUDONYM_PREFIX = 8  # characters of a pseudonym that logs, batch records and messages show
+
+
+def pseudonym_prefix(value: str) -> str:
+    """The start of a pseudonym, as logs show it: enough to find the patient's rows in the zone, not the whole key."""
+    return value[:PSEUDONYM_PREFIX]
+
+
+def sequence_token(table: str, sequence: str | None, key: MaskingKey) -> str | None:
+    """An opaque stand-in for a version's `_sequence` (which embeds its commit time): 32 hex characters.
+
+    Keyed, so nobody without the key can test guessed commit times against it; per table, so two tables'
+    tokens do not link rows committed together. Equal sequences give equal tokens (the zone's MERGE key).
+    """
+    if sequence is None:
+        return None
+    return hmac.new(key.reveal(), f"sequence:{table}:{sequence}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def shift_days(patient: str | int | None, key: MaskingKey, max_days: int) -> int:
+    """The patient's date shift: a keyed offset in [-max_days, -1] or [1, max_days], the same in every table."""
+    if max_days < 1:
+        raise ValueError(f"max_days must be at least 1, got {max_days}")
+    text = "" if patient is None else str(patient)
+    digest = hmac.new(key.reveal(), f"date-shift:{text}".encode(), hashlib.sha256).digest()
+    offset = int.from_bytes(digest[:8], "big") % (2 * max_days)
+    return offset - max_days if offset < max_days else offset - max_days + 1
+
+
 def redact(value: object) -> None:
     """Always NULL: the value is dropped from the non-PHI zone."""
     return None
@@ -165,11 +200,24 @@ def last4(value: str | None) -> str | None:
 # --- the same rules as Spark columns --------------------------------------------------------------
 
 
-def mask_columns(df: DataFrame, rules: dict[str, str], *, key: MaskingKey) -> DataFrame:
+@dataclass(frozen=True)
+class DateShift:
+    """How `shift` moves a row's dates: by the offset of the patient in `patient_column`, within ±`max_days`."""
+
+    patient_column: str
+    max_days: int
+
+
+# The row's shift in days while its columns are masked (computed from the patient id before it is pseudonymized).
+SHIFT_COL = "__lakehouse_shift_days"
+
+
+def mask_columns(df: DataFrame, rules: dict[str, str], *, key: MaskingKey, shift: DateShift | None = None) -> DataFrame:
     """Replace each column named in `rules` by its masked value; other columns pass unchanged.
 
     `rules` maps a column name to a method, e.g. ``{"patient_id": "pseudonym", "birth_date": "year"}``.
     The key is required even when no rule pseudonymizes: the non-PHI zone never runs without one.
+    `shift` is required by the ``shift`` method: whose dates move, and how far at most.
     """
     if not isinstance(key, MaskingKey):
         raise ConfigError(
@@ -179,26 +227,62 @@ def mask_columns(df: DataFrame, rules: dict[str, str], *, key: MaskingKey) -> Da
     missing = sorted(set(rules) - set(df.columns))
     if missing:
         raise ConfigError(f"masking rules name columns {missing} that the table does not have (it has {df.columns})")
-    return df.withColumns({name: masked_column(df, name, method, key=key) for name, method in rules.items()})
+    if "shift" not in rules.values():
+        return df.withColumns({name: masked_column(df, name, method, key=key) for name, method in rules.items()})
+    if shift is None:
+        raise ConfigError("mask 'shift' needs the table's date shift: set non_phi_dates: {shift_days: N} on the table")
+    shifted = df.withColumn(SHIFT_COL, shift_offset(df, shift, key=key))
+    masked = {name: masked_column(shifted, name, method, key=key) for name, method in rules.items()}
+    return shifted.withColumns(masked).drop(SHIFT_COL)
+
+
+def shift_offset(df: DataFrame, shift: DateShift, *, key: MaskingKey) -> Column:
+    """The per-patient shift in days of each row of `df` (see `shift_days`), as an int column."""
+    from pyspark.sql import functions as F
+
+    def offsets(text: str) -> int:
+        return shift_days(text, key, shift.max_days)
+
+    patient = F.coalesce(F.col(_quoted(shift.patient_column)).cast("string"), F.lit(""))
+    return _keyed_udf(offsets, "date_shift", "int")(patient)
+
+
+def sequence_tokens(sequence: Column, *, table: str, key: MaskingKey) -> Column:
+    """`sequence_token` of each value of `sequence` (NULL stays NULL)."""
+
+    def token(text: str) -> str:
+        return sequence_token(table, text, key)  # type: ignore[return-value]
+
+    return _keyed_udf(token, "sequence_token", "string")(sequence)
 
 
 def masked_column(df: DataFrame, name: str, method: str, *, key: MaskingKey) -> Column:
-    """The Spark column computing `method` on `df[name]` (its type decides how)."""
+    """The Spark column computing `method` on `df[name]` (its type decides how).
+
+    ``shift`` reads the row's offset from the column `SHIFT_COL`, which `mask_columns` adds.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     if method not in MASK_METHODS:
         raise ConfigError(f"unknown mask {method!r} for column {name!r}; expected one of {list(MASK_METHODS)}")
     dtype = df.schema[name].dataType
-    col = F.col("`" + name.replace("`", "``") + "`")  # a name, even one with dots
+    col = F.col(_quoted(name))  # a name, even one with dots
+    if method == "keep":
+        return col
     if method == "redact":
         return F.lit(None).cast(dtype)
     if method == "pseudonym":
         _expect(name, method, dtype, (T.StringType, T.IntegralType), "a string or integer column")
-        return _pseudonym_udf(key)(col.cast("string"))
+        return _keyed_udf(_hmac_hex(key), "pseudonym", "string")(col.cast("string"))
     if method == "year":
         _expect(name, method, dtype, (T.DateType, T.TimestampType, T.TimestampNTZType, T.StringType), "a date")
         return _year_of_string(col) if isinstance(dtype, T.StringType) else F.year(col)
+    if method == "shift":
+        _expect(name, method, dtype, (T.DateType, T.TimestampType, T.TimestampNTZType), "a date or timestamp column")
+        if isinstance(dtype, T.DateType):
+            return F.date_add(col, F.col(SHIFT_COL))
+        return col + F.expr(f"make_dt_interval({SHIFT_COL})")
     if method == "zip3":
         _expect(name, method, dtype, (T.StringType,), "a string column (integer ZIPs lose their leading zeros)")
         digits = F.trim(col)
@@ -212,6 +296,10 @@ def masked_column(df: DataFrame, name: str, method: str, *, key: MaskingKey) -> 
     every_char = F.regexp_replace(col, "(?s).", "*")
     all_but_last4 = F.regexp_replace(col, "(?s).(?=.{4})", "*")
     return F.when(F.length(col) < 5, every_char).otherwise(all_but_last4)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _expect(name: str, method: str, dtype: DataType, types: tuple[type, ...], what: str) -> None:
@@ -231,18 +319,23 @@ def _year_of_string(col: Column) -> Column:
     return F.when(valid, y)
 
 
-def _pseudonym_udf(key: MaskingKey) -> Callable[[Column], Column]:
-    """A pandas UDF whose closure holds the key: the plan shows only the function's name."""
-    import pandas as pd
-    from pyspark.sql.functions import pandas_udf
-
+def _hmac_hex(key: MaskingKey) -> Callable[[str], str]:
     def hmac_hex(text: str) -> str:
         return hmac.new(key.reveal(), text.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def pseudonym(values: pd.Series) -> pd.Series:
-        return values.map(hmac_hex, na_action="ignore")
+    return hmac_hex
 
+
+def _keyed_udf(function: Callable[[str], object], name: str, return_type: str) -> Callable[[Column], Column]:
+    """A pandas UDF mapping `function` over a string column; the key stays in its closure, so the plan shows `name`."""
+    import pandas as pd
+    from pyspark.sql.functions import pandas_udf
+
+    def keyed(values: pd.Series) -> pd.Series:
+        return values.map(function, na_action="ignore")
+
+    keyed.__name__ = keyed.__qualname__ = name
     # Spark infers the UDF kind from the type hints, which this module's deferred annotations
     # turned into strings naming a local import: give it the types themselves.
-    pseudonym.__annotations__ = {"values": pd.Series, "return": pd.Series}
-    return pandas_udf(pseudonym, "string")  # type: ignore[call-overload]
+    keyed.__annotations__ = {"values": pd.Series, "return": pd.Series}
+    return pandas_udf(keyed, return_type)  # type: ignore[call-overload]

@@ -36,11 +36,11 @@ class BatchMetrics:
     key_changes: int = 0
     policy_missing: int = 0  # changes of patients the consent policy does not know: treated as not consented
     unknown_keys: int = 0  # U / D of a key with no live version before it (applied; see README)
-    unknown_key_examples: list[str] = field(default_factory=list)  # pseudonyms for tables with PHI
+    unknown_key_examples: list[str] = field(default_factory=list)  # pseudonym prefixes for tables with PHI
     optional_absent: int = 0  # rows of files without an optional column: NULL written for it
     replayed_files: list[str] = field(default_factory=list)  # "file = batch N, first file": content applied before
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
-    duplicate_sequence_keys: list[str] = field(default_factory=list)
+    duplicate_sequence_keys: int = 0  # how many keys had duplicate sequences (a count: keys may be PHI)
     seconds: float = 0.0
     lag_seconds: float | None = None  # age of the batch's oldest file at its start (lakehouse/lag.py)
     maintenance_seconds: float = 0.0  # compaction / VACUUM run after the batch's writes (lakehouse/maintenance.py)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.batch import apply_batch
+from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
 from lakehouse.lag import lag_seconds, oldest_file_time
@@ -58,6 +59,7 @@ class Governance:
 
     policy: PolicySnapshot | None = None
     non_phi: NonPhiZone | None = None
+    synced: dict[str, str] = field(default_factory=dict)  # per table, the policy fingerprint its zone applied
 
     @classmethod
     def of(cls, config: Config, tables: list[TableConfig] | None = None) -> Governance:
@@ -86,6 +88,46 @@ def configure_metrics(config: Config) -> None:
     publish_to(sink)
 
 
+def table_policy(spark: SparkSession, table: TableConfig, governance: Governance) -> DataFrame | None:
+    """The policy snapshot a table with `consent:` is flagged with now (None for the others)."""
+    return governance.policy.current(spark) if table.consent and governance.policy else None
+
+
+def sync_zone(
+    spark: SparkSession, config: Config, table: TableConfig, governance: Governance, policy: DataFrame | None
+) -> str | None:
+    """Apply a consent change to the table's part of the non-PHI zone, if there was one (see `consent_sync`).
+
+    `policy` is `table_policy` of this moment: the sync and the batch that follows see the same policy.
+    """
+    zone = governance.non_phi
+    if zone is None or not table.non_phi:
+        return None
+    snapshot = governance.policy if policy is not None else None
+    return sync_consent(
+        spark,
+        table,
+        zone,
+        phi_history=table_paths(config, table).history,
+        policy=policy,
+        fingerprint=snapshot.fingerprint if snapshot is not None else None,
+        synced=governance.synced,
+    )
+
+
+def zone_synced(table: TableConfig, governance: Governance) -> bool:
+    """Whether the table's part of the non-PHI zone follows the stored policy already (told without Spark).
+
+    A table with nothing new is not started (`lakehouse.pending`) only when this holds: otherwise its
+    query starts, and its consent sync applies a consent change no file of the table brought.
+    """
+    zone = governance.non_phi
+    if zone is None or not table.non_phi:
+        return True
+    fingerprint = governance.policy.stored_fingerprint() if table.consent and governance.policy else None
+    return zone_is_synced(table, zone, fingerprint)
+
+
 def start_query(
     spark: SparkSession,
     config: Config,
@@ -105,9 +147,17 @@ def start_query(
     if governance.non_phi is not None and table.non_phi:
         ensure_non_phi_tables(spark, table, governance.non_phi)
 
+    def sync(policy: DataFrame | None) -> None:
+        note = sync_zone(spark, config, table, governance, policy)
+        if note:
+            run.notes.append(note)
+
+    sync(table_policy(spark, table, governance))  # a consent change reaches the zone even when no file arrives
+
     def each_batch(files: DataFrame, batch_id: int) -> None:
         started, oldest = datetime.now(UTC), oldest_file_time(files)
-        policy = governance.policy.current(spark) if table.consent and governance.policy else None
+        policy = table_policy(spark, table, governance)
+        sync(policy)  # the policy may have been refreshed since the last batch
         metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
         metrics.lag_seconds = lag_seconds(started, oldest)
         # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
@@ -248,7 +298,9 @@ def run_once(
         runs.append(run)
         try:
             path = paths.get(table.name, table.source.path)
-            idle = _nothing_new(pending(path, table_paths(config, table).checkpoint), [run])
+            idle = zone_synced(table, governance) and _nothing_new(
+                pending(path, table_paths(config, table).checkpoint), [run]
+            )
             if not idle:
                 with hold(config, [table.name], job=job):
                     start_query(

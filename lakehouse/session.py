@@ -38,6 +38,9 @@ ENGINE_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.localRelationThreshold": "0",
     # Athena does not document deletion vectors: never write them.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    # Shuffle files, spills and cached blocks (a batch's changes are PHI) are written to local disk encrypted, and
+    # PySpark sends local data over a socket instead of a temporary file: a crash leaves no plain PHI behind.
+    "spark.io.encryption.enabled": "true",
     # Every MERGE source of the engine is already materialized and immutable (a local checkpoint of the
     # batch's plan, or a local relation), so Delta's own copy of it would be work done twice.
     "spark.databricks.delta.merge.materializeSource": "none",
@@ -72,12 +75,14 @@ def build_spark(
     app_name: str = "lakehouse",
     extra_conf: dict[str, str] | None = None,
     verbose: bool = False,
+    local_dir: str | None = None,
 ) -> SparkSession:
     """Build (or reuse) the SparkSession for `config`'s environment.
 
-    `environment: local` adds the Delta jars (cached after their first resolution) and a quiet log
-    (`verbose`: Spark's own log settings and Ivy's output); `aws` leaves the classpath and the log to
-    the cluster. `spark.conf` from the YAML and `extra_conf` win over the defaults.
+    `environment: local` adds the Delta jars (cached after their first resolution), a quiet log
+    (`verbose`: Spark's own log settings and Ivy's output) and a scratch folder of the engine's own
+    (`spark.local_dir`, or `local_dir`; see `lakehouse.local_dir`); `aws` leaves the classpath, the log and
+    local folders to the cluster. `spark.conf` from the YAML and `extra_conf` win over the defaults.
     """
     try:
         from pyspark.sql import SparkSession
@@ -92,6 +97,11 @@ def build_spark(
     if local and SparkSession.getActiveSession() is None:
         from lakehouse.spark_local import local_conf
 
+        if "spark.local.dir" not in conf and not _running():
+            from lakehouse.local_dir import default_root, prepare_local_dir
+
+            conf["spark.local.dir"] = prepare_local_dir(local_dir or default_root(config))
+
         # Python workers must use this interpreter (its pandas/pyarrow), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         conf = local_conf(conf, verbose=verbose)
@@ -104,3 +114,10 @@ def build_spark(
     if not verbose:
         spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _running() -> bool:
+    """Whether this process already has a SparkContext (the builder reuses it; its settings are fixed)."""
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None

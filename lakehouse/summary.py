@@ -7,7 +7,7 @@ nothing to do prints its summary without starting Spark.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config
@@ -93,7 +93,9 @@ def print_summary(spark: SparkSession | Callable[[], SparkSession], config: Conf
         return
     name, path = example
     low, high = counter.valid_from_bounds(path)
-    at = low + (high - low) / 2
+    # A whole hour after the middle: never the exact commit time of someone's row (that would be PHI in a log).
+    middle = low + (high - low) / 2
+    at = (middle + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     print(f"\nAs of {at:%Y-%m-%d %H:%M:%S} UTC, {name} had {counter.live_at(path, at)} live rows. The same in Athena:")
     print(AS_OF_SQL.format(history=f"{name}_history", at=f"{at:%Y-%m-%d %H:%M:%S}"))
     print(f"\nTry: lakehouse as-of {name} --at '{at:%Y-%m-%d %H:%M:%S}'")

@@ -19,12 +19,13 @@ pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     from lakehouse.session import build_spark
 
     session = build_spark(
         None,
         app_name="lakehouse-tests",
+        local_dir=str(tmp_path_factory.mktemp("spark-local")),
         extra_conf={
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",

@@ -348,6 +348,7 @@ def test_non_phi_tables_take_consented_rows_only_unless_told_otherwise(tmp_path:
     data["paths"]["non_phi_lake"] = "non_phi"
     assert "consent.patient_column" in str(config_error(write(tmp_path, data)))
     data["privacy"] = {"consented_only": False}
+    data["tables"]["people"]["phi_columns"]["id"] = "keep"
     assert load_config(write(tmp_path, data)).tables["people"].non_phi
 
 
@@ -490,3 +491,46 @@ def test_local_yaml_keys_the_pecos_file_as_cms_does(monkeypatch: pytest.MonkeyPa
     assert pecos.primary_key == ["npi", "ind_enrl_id", "org_pac_id", "adrs_id"]
     assert pecos.nullable_key == ["org_pac_id"]
     assert pecos.partition_by == ["state"]
+
+
+# --- masking rules of the tables that go to the non-PHI zone --------------------------------------------------
+
+
+def zone_document(rules: dict, **table: object) -> dict:
+    person = people()
+    person["source"]["columns"]["born"] = "date"
+    data = document(people={**person, "consent": {"patient_column": "id"}, "phi_columns": rules, **table})
+    data["paths"]["non_phi_lake"] = "non_phi"
+    data["policy"] = {
+        "source_table": "people",
+        "patient_column": "id",
+        "allowed_column": "name",
+        "date_column": "born",
+        "local_path": "policy",
+    }
+    return data
+
+
+def test_every_column_of_a_non_phi_table_needs_a_rule_and_keep_says_not_phi(tmp_path: Path) -> None:
+    error = str(config_error(write(tmp_path, zone_document({"id": "pseudonym"}))))
+    assert "table people" in error and "columns name, born have no rule" in error and "`keep`" in error
+
+    config = load_config(write(tmp_path, zone_document({"id": "pseudonym", "name": "keep", "born": "year"})))
+    assert config.tables["people"].phi_columns["name"] == "keep"
+
+
+def test_a_date_reaches_the_non_phi_zone_only_as_its_year_or_shifted(tmp_path: Path) -> None:
+    kept = zone_document({"id": "pseudonym", "name": "keep", "born": "keep"})
+    assert "columns born are dates marked keep" in str(config_error(write(tmp_path, kept)))
+    shifted = zone_document({"id": "pseudonym", "name": "keep", "born": "shift"})
+    assert "needs non_phi_dates: {shift_days: N}" in str(config_error(write(tmp_path, shifted)))
+    shifted["tables"]["people"]["non_phi_dates"] = {"shift_days": 30}
+    assert load_config(write(tmp_path, shifted)).tables["people"].non_phi_dates.shift_days == 30
+    wrong = zone_document({"id": "pseudonym", "name": "shift", "born": "year"}, non_phi_dates={"shift_days": 30})
+    assert "columns name say shift, which needs a date" in str(config_error(write(tmp_path, wrong)))
+
+
+def test_the_consent_patient_column_and_keys_stay_distinct_pseudonyms(tmp_path: Path) -> None:
+    error = str(config_error(write(tmp_path, zone_document({"id": "redact", "name": "keep", "born": "year"}))))
+    assert "primary key columns id must stay distinct" in error
+    assert "the consent patient column id must be a pseudonym" in error

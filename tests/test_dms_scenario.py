@@ -206,7 +206,7 @@ def test_bad_rows_are_quarantined_with_their_reason(spark, scenario):
     }
     detail = quarantine.where("reason = 'type_mismatch'").first()["detail"]
     assert detail == "column score: 'abc' is not a valid double"
-    assert result.batches[2].duplicate_sequence_keys == ["12"]
+    assert result.batches[2].duplicate_sequence_keys == 1  # a count: keys may be PHI, the rows are in quarantine
 
 
 def test_null_change_seq_rows_are_counted(scenario):

@@ -70,7 +70,7 @@ TABLES = {
     },
     "orders": {  # PostgreSQL source without before-image columns; a table with PHI
         "primary_key": ["order_id"],
-        "phi_columns": {"order_id": "pseudonym"},
+        "phi_columns": {"order_id": "pseudonym", "status": "keep"},
         "source": {
             "kind": "dms",
             "timestamp_column": "dms_commit_ts",
@@ -304,7 +304,7 @@ def test_key_updates_without_before_images_are_counted_with_pseudonyms_for_a_phi
     (_load, cdc) = runs["orders"].batches
     assert (cdc.unknown_keys, cdc.inserted, cdc.updated, cdc.deleted) == (2, 1, 1, 1)
     key = MaskingKey(KEY.encode())
-    assert cdc.unknown_key_examples == sorted([pseudonym("16", key), pseudonym("17", key)])
+    assert cdc.unknown_key_examples == sorted([pseudonym("16", key)[:8], pseudonym("17", key)[:8]])  # type: ignore[index]
     (line,) = [w for w in warnings if '"table": "orders"' in w]
     assert '"16"' not in line and '"17"' not in line
     assert sorted(r.order_id for r in read(spark, config, "orders", "latest").collect()) == [1, 2, 3, 16]

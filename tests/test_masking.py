@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import pickle
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from lakehouse.errors import ConfigError
 from lakehouse.masking import (
     RESTRICTED_ZIP3,
+    DateShift,
     MaskingKey,
     age_cap,
     last4,
     mask_columns,
     pseudonym,
     redact,
+    sequence_token,
+    sequence_tokens,
+    shift_days,
     year,
     zip3,
 )
@@ -254,3 +259,48 @@ def test_mask_columns_names_unknown_columns_methods_and_types(spark):
 def test_mask_columns_handles_names_with_dots(spark):
     df = spark.createDataFrame([("12345-6789",)], "`home.zip` string")
     assert mask_columns(df, {"home.zip": "zip3"}, key=KEY).collect()[0][0] == "123"
+
+
+# --- keep, the date shift and the sequence token ----------------------------------------------------------------
+
+
+def test_shift_days_is_keyed_per_patient_within_the_bound_and_never_zero():
+    offsets = [shift_days(p, KEY, 30) for p in range(2000)]
+    assert all(-30 <= d <= 30 and d != 0 for d in offsets)
+    assert len(set(offsets)) == 60  # every offset but 0 occurs
+    assert shift_days(123, KEY, 30) == shift_days("123", KEY, 30)  # the same patient in every table
+    assert [shift_days(p, OTHER_KEY, 30) for p in range(50)] != offsets[:50]
+
+
+def test_sequence_token_is_keyed_per_table_and_hides_the_commit_time():
+    sequence = "1-20260301091500123456-" + "42".zfill(35) + "-" + " " * 48 + "-" + "0" * 12
+    token = sequence_token("patients", sequence, KEY)
+    assert token == sequence_token("patients", sequence, KEY) and len(token) == 32
+    assert token != sequence_token("devices", sequence, KEY) != sequence_token("patients", sequence, OTHER_KEY)
+    assert "2026" not in token and sequence_token("patients", None, KEY) is None
+
+
+def test_spark_keep_shift_and_tokens_agree_with_python(spark):
+    rows = [(1, 123, date(2024, 2, 29), datetime(2024, 3, 1, 23, 59, 1), "s1"), (2, None, None, None, None)]
+    df = spark.createDataFrame(rows, "i int, pid bigint, born date, seen timestamp, seq string")
+    masked = mask_columns(
+        df.withColumn("seq", sequence_tokens(F.col("seq"), table="t", key=KEY)),
+        {"i": "keep", "born": "shift", "seen": "shift"},
+        key=KEY,
+        shift=DateShift("pid", 30),
+    )
+    assert masked.columns == df.columns and masked.schema["seen"].dataType.simpleString() == "timestamp"
+    got = {r.i: r for r in masked.collect()}
+    days = timedelta(days=shift_days(123, KEY, 30))
+    assert (got[1].born, got[1].seen, got[1].seq) == (
+        date(2024, 2, 29) + days,
+        rows[0][3] + days,
+        sequence_token("t", "s1", KEY),
+    )
+    assert (got[2].born, got[2].seen, got[2].seq) == (None, None, None)
+
+
+def test_shift_without_the_tables_date_shift_is_refused(spark):
+    df = spark.createDataFrame([(1, date(2020, 1, 1))], "p bigint, d date")
+    with pytest.raises(ConfigError, match="non_phi_dates"):
+        mask_columns(df, {"d": "shift"}, key=KEY)

@@ -156,8 +156,11 @@ def test_forgetting_a_patient_removes_the_rows_physically_and_records_it(spark, 
             assert non_phi(spark, zones, table, kind).where(F.col("patient_id") == target).count() == 0
     tables = [p for p in files_under(zones["zone"].root) if "_delta_log" not in str(p) and "_privacy" not in str(p)]
     assert not [p for p in tables if target.encode() in p.read_bytes()]
-    log = spark.read.format("delta").load(f"{zones['zone'].root}/_privacy/forgotten").collect()
-    assert [(r.patient, r.vacuumed) for r in log] == [(target, True)]
+    log = spark.read.format("delta").load(f"{zones['config'].paths.lake}/_privacy/log").orderBy("at").collect()
+    assert [(r.event, r.patient, r.vacuumed) for r in log] == [
+        ("forget_started", target, None),
+        ("forgotten", target, True),
+    ]
 
 
 def test_every_table_of_both_zones_reads_with_delta_rs(spark, zones):

@@ -28,13 +28,14 @@ from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
+from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
 from lakehouse.config import TableConfig
 from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
-from lakehouse.masking import pseudonym
+from lakehouse.masking import pseudonym, pseudonym_prefix
 from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
@@ -86,7 +87,9 @@ def apply_batch(
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
     contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
     files = classify_files(marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id)
-    apply_changes(marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files)
+    apply_changes(
+        marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files, policy=policy
+    )
     metrics.seconds = round(time.monotonic() - started, 3)
     return metrics
 
@@ -100,6 +103,7 @@ def apply_changes(
     metrics: BatchMetrics,
     non_phi: NonPhiZone | None = None,
     files: BatchFiles | None = None,
+    policy: DataFrame | None = None,
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
@@ -107,6 +111,7 @@ def apply_changes(
     several times: pass it materialized (a local checkpoint; a lazy one is materialized by the first count).
     `files` (DMS) says which files are replays of contents already applied: their rows are counted as
     replayed, never written; the others are recorded in the file ledger with the batch's other writes.
+    `non_phi` (with the `policy` a table with `consent:` was flagged with) writes the non-PHI zone too.
     """
     spark = marked.sparkSession
     business = list(table.columns)
@@ -216,8 +221,10 @@ def apply_changes(
             versions["latest"] = _version(spark, paths.latest)
 
     def non_phi_zone() -> None:
+        zone = non_phi
+        assert zone is not None
         with step("non_phi"):
-            write_non_phi(plan, table=table, zone=non_phi)  # type: ignore[arg-type]
+            write_non_phi(plan, table=table, zone=zone, policy=policy, forgotten=forgotten_frame(spark, zone))
         crash_point(table.name, batch_id, "after_non_phi")
 
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of
@@ -316,10 +323,11 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
 def _report_unknown_keys(
     plan: DataFrame, table: TableConfig, batch_id: int, metrics: BatchMetrics, non_phi: NonPhiZone | None
 ) -> None:
-    """A warning line with the count and a few example keys: pseudonyms for a table with PHI, if a key is at hand.
+    """A warning line with the count and a few example keys (pseudonym prefixes for a table with PHI, key at hand).
 
-    For a table with `consent:` or `phi_columns` every key column not marked `keep` is shown as its
-    pseudonym (HMAC with the non-PHI zone's key, as that zone shows it); without the key only the count.
+    For a table with `consent:` or `phi_columns` every key column not marked `keep` is shown as the first
+    characters of its pseudonym (HMAC with the non-PHI zone's key, as that zone shows it: enough to find the
+    row there, not the whole pseudonym); without the key only the count.
     """
     phi = table.consent is not None or table.non_phi
     examples: list[str] = []
@@ -333,7 +341,9 @@ def _report_unknown_keys(
         )
         for r in rows:
             shown = [
-                v if not phi or table.phi_columns.get(k) == "keep" or v is None else pseudonym(v, non_phi.key)  # type: ignore[union-attr]
+                v
+                if not phi or table.phi_columns.get(k) == "keep" or v is None
+                else pseudonym_prefix(pseudonym(v, non_phi.key))  # type: ignore[union-attr,arg-type]
                 for k, v in zip(table.primary_key, r, strict=True)
             ]
             examples.append("|".join("" if v is None else str(v) for v in shown))
@@ -365,14 +375,9 @@ def _write_quarantine(
     reasons = rows.groupBy("_reason").count().collect()
     metrics.quarantine_reasons = {r["_reason"]: int(r["count"]) for r in reasons}
     if "duplicate_sequence" in metrics.quarantine_reasons:
-        keys = (
-            rows.where(F.col("_reason") == "duplicate_sequence")
-            .select(F.concat_ws("|", *[F.col(f"`{k}`").cast("string") for k in table.primary_key]).alias("k"))
-            .distinct()
-            .limit(10)
-            .collect()
-        )
-        metrics.duplicate_sequence_keys = sorted(r["k"] for r in keys)
+        # A count, never the keys: they may be PHI (patient ids). The quarantine table has the rows.
+        keys = rows.where(F.col("_reason") == "duplicate_sequence").select(*table.primary_key).distinct()
+        metrics.duplicate_sequence_keys = keys.count()
     source = rows.select(
         F.lit(table.name).alias("table"),
         F.lit(batch_id).cast("long").alias("batch_id"),

@@ -1,80 +1,214 @@
-"""Consent withdrawn: remove a patient's rows from the non-PHI zone physically, and record that it was done.
+"""Forget a patient in the non-PHI zone, re-admit one, and purge the files older versions still read.
 
-A Delta DELETE rewrites the files that held the rows (deletion vectors are off, so the rows are not
-merely hidden); the old files stay readable by time travel until VACUUM removes them after the
-retention period, which `vacuum_hours` runs right away. The record (`<non_phi_lake>/_privacy/forgotten`)
-holds the patient's pseudonym, never the id. Later changes of the patient stop flowing once the
-policy says so: the flags come from the policy snapshot.
+`forget_patient` is atomic from the user's view and resumable after a crash at any point:
+1. an intent (`forget_started`, with each table's Delta version before it) goes to the privacy log;
+   from then on every write of the zone leaves the patient out;
+2. the patient's rows are deleted table by table, each delete a Delta commit tagged with the forget's id;
+3. one record (`forgotten`) says how many rows each table lost, summed from the metrics of the tagged
+   commits: a rerun after a crash finishes the same forget and counts each delete once.
+A forgotten patient stays out whatever arrives later (updates, late data, a consent re-grant, replays)
+until `readmit_patient` records a re-admission; the consent rules then decide again what of them the
+zone holds (`consent_sync`).
+
+The deletes rewrite the files (deletion vectors are off, so rows are not merely hidden); the files
+before them stay readable by Delta time travel until VACUUM removes them, which it does only for files
+older than the tables' retention (`delta.deletedFileRetentionDuration`, 7 days by default).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.apply.non_phi import NonPhiZone
-from lakehouse.config import Config
-from lakehouse.masking import pseudonym
+from lakehouse.apply import privacy_log
+from lakehouse.apply.consent_sync import delete_patients, resync_patients
+from lakehouse.apply.non_phi import NonPhiZone, zone_tables
+from lakehouse.apply.privacy_log import Event
+from lakehouse.config import Config, TableConfig
+from lakehouse.errors import InputError
+from lakehouse.faults import crash_point
+from lakehouse.masking import pseudonym, pseudonym_prefix
+from lakehouse.tables import table_paths
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger("lakehouse.privacy")
 
-FORGOTTEN_DDL = "patient STRING, tables STRING, rows_removed BIGINT, vacuumed BOOLEAN, forgotten_at TIMESTAMP"
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+DEFAULT_RETENTION_HOURS = 168.0
 
 
 @dataclass
 class Forgotten:
-    """What `forget_patient` removed."""
+    """What `forget_patient` removed (the record of the forget)."""
 
     patient: str  # the pseudonym
     rows: dict[str, int] = field(default_factory=dict)
     vacuumed: bool = False
+    resumed: bool = False  # an interrupted forget was finished
+    already: bool = False  # the patient was forgotten before: nothing was done
 
 
-def _deleted_rows(table: DeltaTable) -> int:
-    metrics = table.history(1).select("operation", "operationMetrics").first()
-    if metrics is None or metrics["operation"] != "DELETE":
-        return 0
-    return int((metrics["operationMetrics"] or {}).get("numDeletedRows", 0))
+def _targets(config: Config, zone: NonPhiZone) -> list[tuple[str, TableConfig, str]]:
+    """(name, table, path) of every zone table a patient's rows can be in."""
+    return [
+        (f"{table.name}.{kind}", table, getattr(zone, kind)(table))
+        for table in zone_tables(config)
+        if table.consent is not None
+        for kind in ("history", "latest")
+    ]
 
 
 def forget_patient(
     spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, *, vacuum_hours: float | None = None
 ) -> Forgotten:
-    """Delete every row of `patient_id` from the zone's history and latest tables; optionally VACUUM them."""
-    result = Forgotten(patient=pseudonym(patient_id, zone.key))
-    for table in config.tables.values():
-        if not table.non_phi or table.consent is None:
-            continue
-        column = table.consent.patient_column
-        masked = table.phi_columns.get(column) == "pseudonym"
-        value = F.lit(result.patient) if masked else F.lit(patient_id).cast(table.columns[column])
-        for kind, path in (("history", zone.history(table)), ("latest", zone.latest(table))):
-            if not DeltaTable.isDeltaTable(spark, path):
-                continue
-            delta = DeltaTable.forPath(spark, path)
-            delta.delete(F.col(f"`{column}`") == value)
-            result.rows[f"{table.name}.{kind}"] = _deleted_rows(delta)
-            if vacuum_hours is not None:
-                delta.vacuum(vacuum_hours)
-    result.vacuumed = vacuum_hours is not None
-    record = spark.createDataFrame(
-        [
-            (
-                result.patient,
-                json.dumps(result.rows, sort_keys=True),
-                sum(result.rows.values()),
-                result.vacuumed,
-                datetime.now(UTC).replace(tzinfo=None),
-            )
-        ],
-        FORGOTTEN_DDL,
+    """Delete every row of `patient_id` from the zone, record it once by pseudonym; optionally VACUUM."""
+    from delta.tables import DeltaTable
+
+    targets = [(n, t, p) for n, t, p in _targets(config, zone) if DeltaTable.isDeltaTable(spark, p)]
+    if vacuum_hours is not None:
+        check_vacuum_hours(spark, [p for _, _, p in targets], vacuum_hours)
+    patient = pseudonym(patient_id, zone.key)
+    assert patient is not None
+    events = [e for e in privacy_log.read_events(spark, zone) if e.patient == patient]
+    finished = {e.forget_id for e in events if e.event == "forgotten"}
+    started = {e.forget_id: e for e in events if e.event == "forget_started" and e.forget_id not in finished}
+    if not started and patient in privacy_log.forgotten(events):
+        if vacuum_hours is not None:
+            vacuum(spark, [p for _, _, p in targets], vacuum_hours)
+        return Forgotten(patient=patient, already=True, vacuumed=vacuum_hours is not None)
+    if started:
+        intent, resumed = next(iter(started.values())), True
+    else:
+        versions = {name: _version(spark, path) for name, _, path in targets}
+        intent = Event("forget_started", patient, privacy_log.now(), uuid.uuid4().hex, versions)
+        privacy_log.append(spark, zone, intent)
+        resumed = False
+    crash_point("privacy", "forget", "after_intent")
+    blocked = spark.createDataFrame([(patient,)], "patient STRING")
+    for name, table, path in targets:
+        with _tagged(spark, intent.forget_id):  # type: ignore[arg-type]
+            delete_patients(spark, path, table.consent.patient_column, blocked)  # type: ignore[union-attr]
+        crash_point("privacy", "forget", f"after_{name}")
+    rows = {name: _rows_deleted(spark, path, intent, name) for name, _, path in targets}
+    vacuumed = False
+    if vacuum_hours is not None:
+        vacuum(spark, [p for _, _, p in targets], vacuum_hours)
+        vacuumed = True
+    record = Event("forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed)
+    privacy_log.append(spark, zone, record)
+    log.info(
+        json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
     )
-    record.write.format("delta").mode("append").save(f"{zone.root.rstrip('/')}/_privacy/forgotten")
-    log.info(json.dumps({"event": "patient_forgotten", "patient": result.patient, "rows": result.rows}))
-    return result
+    return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed)
+
+
+def readmit_patient(spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, policy: DataFrame) -> bool:
+    """Lift a forget: record the re-admission, then restore what the consent policy admits of the patient.
+
+    Returns False when the patient was not forgotten (nothing is recorded; the rows are re-synced all the
+    same, which also finishes a re-admission a crash interrupted).
+    """
+    patient = pseudonym(patient_id, zone.key)
+    assert patient is not None
+    was_forgotten = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
+    if was_forgotten:
+        privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now()))
+    for table in zone_tables(config):
+        if table.consent is None:
+            continue
+        column_type = table.columns[table.consent.patient_column]
+        ids = spark.createDataFrame([(patient_id,)], "patient_id STRING").select(
+            F.col("patient_id").cast(column_type).alias("patient_id")
+        )
+        history = table_paths(config, table).history
+        resync_patients(spark, table, zone, phi_history=history, policy=policy, patients=ids)
+    log.info(
+        json.dumps({"event": "patient_readmitted", "patient": pseudonym_prefix(patient), "recorded": was_forgotten})
+    )
+    return was_forgotten
+
+
+class _tagged:
+    """Tag the Delta commits made inside it with `tag` (their commitInfo.userMetadata)."""
+
+    def __init__(self, spark: SparkSession, tag: str) -> None:
+        self.spark, self.tag = spark, tag
+
+    def __enter__(self) -> None:
+        self.spark.conf.set(USER_METADATA, self.tag)
+
+    def __exit__(self, *exc: object) -> None:
+        self.spark.conf.unset(USER_METADATA)
+
+
+def _version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+
+
+def _rows_deleted(spark: SparkSession, path: str, intent: Event, name: str) -> int:
+    """Rows deleted by the commits of this forget after the version the intent saw (each commit once)."""
+    from delta.tables import DeltaTable
+
+    since = (intent.tables or {}).get(name, -1)
+    commits = DeltaTable.forPath(spark, path).history().where(F.col("userMetadata") == intent.forget_id)
+    total = 0
+    for commit in commits.select("version", "operationMetrics").collect():
+        if commit["version"] > since:
+            metrics = commit["operationMetrics"] or {}
+            total += int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
+    return total
+
+
+# --- physical purge -----------------------------------------------------------------------------------------
+
+
+def _retention_hours(spark: SparkSession, path: str) -> float:
+    """The table's `delta.deletedFileRetentionDuration` in hours (7 days when not set)."""
+    from delta.tables import DeltaTable
+
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}  # type: ignore[index]
+    text = str(properties.get("delta.deletedFileRetentionDuration", "")).lower()
+    match = re.fullmatch(r"(?:interval\s+)?(\d+)\s*(week|day|hour|minute|second)s?", text.strip())
+    if not match:
+        return DEFAULT_RETENTION_HOURS
+    per_hour = {"week": 168, "day": 24, "hour": 1, "minute": 1 / 60, "second": 1 / 3600}
+    return int(match.group(1)) * per_hour[match.group(2)]
+
+
+def check_vacuum_hours(spark: SparkSession, paths: list[str], hours: float) -> None:
+    """Refuse, before anything is done, a VACUUM that Delta's retention check would refuse half-way."""
+    if hours < 0:
+        raise InputError(f"--vacuum-hours must be 0 or more, got {hours:g}")
+    if spark.conf.get(RETENTION_CHECK, "true").lower() == "false" or not paths:
+        return
+    retention = max(_retention_hours(spark, p) for p in paths)
+    if hours < retention:
+        raise InputError(
+            f"--vacuum-hours {hours:g} is below the non-PHI tables' retention of {retention:g} hours, so Delta "
+            "would refuse the VACUUM: files younger than that may still be read by a query or a writer that "
+            f"started on an older version. Nothing was done. Either pass --vacuum-hours {retention:g} or more "
+            "(it removes the files replaced more than that long ago: run `lakehouse privacy vacuum` again once "
+            f"{retention:g} hours have passed to purge this forget's), or, to purge the files now while nothing "
+            f'else reads or writes the non-PHI zone, set `{RETENTION_CHECK}: "false"` under spark.conf in the '
+            "configuration and rerun."
+        )
+
+
+def vacuum(spark: SparkSession, paths: list[str], hours: float) -> None:
+    """VACUUM each table: remove the files no version younger than `hours` reads (after `check_vacuum_hours`)."""
+    from delta.tables import DeltaTable
+
+    check_vacuum_hours(spark, paths, hours)
+    for path in paths:
+        DeltaTable.forPath(spark, path).vacuum(hours)

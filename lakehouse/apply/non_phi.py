@@ -1,10 +1,27 @@
-"""The non-PHI zone: history and latest with only consented rows and every PHI column masked (DESIGN rule 5).
+"""The non-PHI zone: what it holds, and the write that keeps it so after every batch (DESIGN rule 5).
 
-It is written from the same history plan as the PHI zone, after it: the post-state of every version
-the batch touched (new versions and the existing ones it re-closed or kept), filtered by consent and
-masked, is merged in by (masked key, sequence). That makes the write idempotent and self-healing: a
-batch replayed after a crash between the zones brings the non-PHI zone to the same state.
-Its root is separate from the PHI lake (its own bucket on AWS); nothing else is written there.
+What the zone holds, for a table with `consent:` (a function of the PHI zone's history, the current
+consent policy and the privacy log, whatever the order events came in):
+
+- a version of a row is there only while its patient is consented: the policy's applicable row (the
+  patient's, or the device's, the newest wins) allows, and the version's validity starts on or after
+  that row's `policy_date`. A withdrawal therefore takes every version of the patient out, history
+  included; a re-grant admits the versions from its date on, never the older ones;
+- never a version of a forgotten patient (`privacy forget`), whatever arrives later, until a recorded
+  re-admission (`privacy readmit`);
+- every column masked by its rule, dates as their year (or shifted per patient when the table asks),
+  `_sequence` as a keyed token, lineage as the batch id: no date finer than the year;
+- latest is exactly the current, not-deleted versions of the zone's history.
+
+The batch write keeps this for the keys a batch touches: every version in the batch's plan (new ones
+and the existing ones it re-closed or kept) is admitted or not by the policy the batch was flagged
+with, masked, and merged by (masked key, sequence token): inserted if admitted, deleted if not, updated
+if it differs; latest takes each touched key's current version if admitted and not a delete, else loses
+the key. A batch replayed after a crash brings the zone to the same state. Consent changes reach
+versions no batch touches through `consent_sync`; forget and re-admission through `forget`.
+
+Its root is separate from the PHI lake (its own bucket on AWS); the privacy log and the consent each
+table applied stay in the PHI lake (`<lake>/_privacy`), since they hold ids and exact dates.
 """
 
 from __future__ import annotations
@@ -15,30 +32,32 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.apply.latest import LATEST_META, merge_latest
-from lakehouse.config import Config, TableConfig
-from lakehouse.masking import MaskingKey, mask_columns
-from lakehouse.policy.build import FLAG_COL
-from lakehouse.tables import (
-    META_COLUMNS,
-    derived_history_columns,
-    history_ddl,
-    history_properties,
-    latest_ddl,
-    latest_properties,
-    schema_of,
-)
+from lakehouse.apply.keys import key_condition
+from lakehouse.config import Config, DateShiftSettings, TableConfig
+from lakehouse.masking import DateShift, MaskingKey, mask_columns, masked_column, sequence_tokens
+from lakehouse.policy.build import FLAG_COL, FLAG_DATE_COL, MISSING_COL, flag_changes
+from lakehouse.tables import history_properties, latest_properties
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+# The technical columns of the zone: no commit time, change-seq or file name (they are dates); the batch id is
+# the lineage.
+HISTORY_META = ["_op", "_is_deleted", "_valid_from", "_valid_to", "_is_current", "_sequence", "_batch_id"]
+LATEST_META = ["_op", "_valid_from", "_sequence", "_batch_id"]
+ADMIT = "_admit"  # the version belongs in the zone (consented at its validity, not forgotten)
+
 
 @dataclass(frozen=True)
 class NonPhiZone:
-    """Where the non-PHI zone is, the key its pseudonyms are made with, and whether it takes consented rows only."""
+    """Where the non-PHI zone is, the key its pseudonyms are made with, and whether it takes consented rows only.
+
+    `privacy` is the PHI lake's folder of the privacy log and of the consent each table applied.
+    """
 
     root: str
     key: MaskingKey
+    privacy: str
     consented_only: bool = True
 
     def history(self, table: TableConfig) -> str:
@@ -56,71 +75,177 @@ def non_phi_zone(config: Config) -> NonPhiZone | None:
 
     privacy = config.privacy
     key = masking_key(env_var=privacy.key_env_var, secret_id=privacy.key_secret_id, json_field=privacy.key_json_field)
-    return NonPhiZone(root=config.paths.non_phi_lake, key=key, consented_only=privacy.consented_only)
+    return NonPhiZone(
+        root=config.paths.non_phi_lake,
+        key=key,
+        privacy=f"{config.paths.lake.rstrip('/')}/_privacy",
+        consented_only=privacy.consented_only,
+    )
 
 
-def _masked_schema(spark: SparkSession, ddl: str, table: TableConfig, key: MaskingKey):
-    return mask_columns(spark.createDataFrame([], schema_of(spark, ddl)), table.phi_columns, key=key).schema
+def zone_tables(config: Config) -> list[TableConfig]:
+    """The tables that go to the non-PHI zone."""
+    return [t for t in config.tables.values() if t.non_phi]
+
+
+# --- what a version becomes in the zone (pure DataFrame -> DataFrame) --------------------------------------
+
+
+def admitted(versions: DataFrame, *, table: TableConfig, policy: DataFrame | None, consented_only: bool) -> DataFrame:
+    """`versions` flagged again with the current `policy`, plus `_admit`: consented at the version's validity.
+
+    The flags a version got when it was applied are history (the PHI zone keeps them); what decides the
+    zone is the policy now. The policy's date is a day: a version valid from that day on is admitted.
+    """
+    if table.consent is None:
+        return versions.withColumn(ADMIT, F.lit(not consented_only))
+    if policy is None:
+        raise ValueError(f"table {table.name} is flagged with consent: its zone rows need the policy")
+    flagged = flag_changes(
+        versions.drop(FLAG_COL, FLAG_DATE_COL),
+        policy,
+        patient_col=table.consent.patient_column,
+        device_col=table.consent.device_column,
+    ).drop(MISSING_COL)
+    since = F.col(FLAG_DATE_COL).cast("timestamp")
+    consented = (F.col(FLAG_COL) == 1) & (since.isNull() | (F.col("_valid_from") >= since))
+    return flagged.withColumn(ADMIT, F.coalesce(consented, F.lit(False)) | F.lit(not consented_only))
+
+
+def to_zone(rows: DataFrame, *, table: TableConfig, key: MaskingKey) -> DataFrame:
+    """The zone's columns of `rows` (history or latest columns, plus `_admit` when present), every one masked."""
+    shifting = isinstance(table.non_phi_dates, DateShiftSettings)
+    dates = "shift" if shifting else "year"
+    rules: dict[str, str] = {**table.phi_columns, "_valid_from": dates, "_valid_to": dates}
+    if table.consent:
+        rules |= {FLAG_COL: "keep", FLAG_DATE_COL: dates}
+    shift = None
+    if shifting and table.consent:
+        shift = DateShift(table.consent.patient_column, table.non_phi_dates.shift_days)  # type: ignore[union-attr]
+    names = [c for c in [*table.columns, *HISTORY_META, ADMIT] if c in rows.columns]
+    tokens = sequence_tokens(F.col("_sequence"), table=table.name, key=key)
+    selected = rows.select(*[tokens.alias(c) if c == "_sequence" else F.col(f"`{c}`") for c in names])
+    return mask_columns(selected, {c: m for c, m in rules.items() if c in names}, key=key, shift=shift)
+
+
+def zone_rows(
+    versions: DataFrame,
+    *,
+    table: TableConfig,
+    zone: NonPhiZone,
+    policy: DataFrame | None,
+    forgotten: DataFrame | None,
+) -> DataFrame:
+    """`versions` of the PHI history as zone rows with `_admit` (consented at their validity and not forgotten)."""
+    rows = to_zone(
+        admitted(versions, table=table, policy=policy, consented_only=zone.consented_only), table=table, key=zone.key
+    )
+    if forgotten is None or table.consent is None:
+        return rows
+    patient = table.consent.patient_column
+    blocked = F.broadcast(forgotten.select(F.col("patient").alias("__forgotten")))
+    return (
+        rows.join(blocked, F.col(f"`{patient}`") == F.col("__forgotten"), "left")
+        .withColumn(ADMIT, F.col(ADMIT) & F.col("__forgotten").isNull())
+        .drop("__forgotten")
+    )
+
+
+def pseudonyms(ids: DataFrame, column: str, *, key: MaskingKey) -> DataFrame:
+    """The distinct pseudonyms of `ids[column]` as a one-column frame `patient`."""
+    return ids.select(masked_column(ids, column, "pseudonym", key=key).alias("patient")).distinct()
+
+
+# --- the tables ----------------------------------------------------------------------------------------------
+
+
+def history_columns(table: TableConfig) -> list[str]:
+    return [*table.columns, *HISTORY_META]
+
+
+def latest_columns(table: TableConfig) -> list[str]:
+    return [*table.columns, *LATEST_META]
+
+
+def zone_schemas(spark: SparkSession, table: TableConfig, key: MaskingKey) -> dict[str, object]:
+    """The zone's history and latest schemas for `table` (the masked types: a year is an int)."""
+    from lakehouse.tables import history_ddl, schema_of
+
+    empty = spark.createDataFrame([], schema_of(spark, history_ddl(table)))
+    history = to_zone(empty, table=table, key=key).select(*history_columns(table))
+    return {"history": history.schema, "latest": history.select(*latest_columns(table)).schema}
 
 
 def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> None:
-    """Create the zone's history and latest tables, with the masked columns' types, if absent."""
+    """Create the zone's history and latest tables, with the masked columns' types, if absent.
+
+    A table of an older layout is left as it is: the consent sync rebuilds it (see `consent_sync`).
+    """
     from delta.tables import DeltaTable
 
-    for path, ddl, properties in (
-        (zone.history(table), history_ddl(table), history_properties(table)),
-        (zone.latest(table), latest_ddl(table), latest_properties(table)),
+    schemas = zone_schemas(spark, table, zone.key)
+    for path, schema, properties in (
+        (zone.history(table), schemas["history"], history_properties(table)),
+        (zone.latest(table), schemas["latest"], latest_properties(table)),
     ):
-        builder = (
-            DeltaTable.createIfNotExists(spark).location(path).addColumns(_masked_schema(spark, ddl, table, zone.key))
-        )
-        for key, value in properties.items():
-            builder = builder.property(key, value)
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        for name, value in properties.items():
+            builder = builder.property(name, value)
         builder.execute()
 
 
-def _allowed(rows: DataFrame, zone: NonPhiZone) -> DataFrame:
-    if zone.consented_only:
-        return rows.where(F.col(FLAG_COL) == 1)
-    return rows
+# --- the batch write ----------------------------------------------------------------------------------------
 
 
-def write_non_phi(plan: DataFrame, *, table: TableConfig, zone: NonPhiZone) -> None:
-    """Merge the consented, masked post-state of the versions in `plan` into the zone's history and latest."""
+def write_non_phi(
+    plan: DataFrame, *, table: TableConfig, zone: NonPhiZone, policy: DataFrame | None, forgotten: DataFrame | None
+) -> None:
+    """Bring the zone's history and latest up to date for every version and key in the batch's `plan`.
+
+    `forgotten`: the pseudonyms of forgotten patients (`forget.forgotten_frame`), read for every write.
+    """
+    versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))
+    rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten).localCheckpoint(eager=True)
+    _merge_history(rows, table=table, zone=zone)
+    _merge_latest(rows, table=table, zone=zone)
+
+
+def _changed(columns: list[str]) -> str:
+    return " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns)
+
+
+def _merge_history(rows: DataFrame, *, table: TableConfig, zone: NonPhiZone) -> None:
     from delta.tables import DeltaTable
 
-    spark = plan.sparkSession
-    business = list(table.columns)
-    derived = derived_history_columns(table)
-    versions = _allowed(plan.where(F.col("_existing") | (F.col("_action") == "insert")), zone)
-    history_columns = [*business, *META_COLUMNS]
-    source = versions.select(
-        *[F.col(f"`{c}`") for c in history_columns], *[F.expr(e).alias(n) for n, e in derived.items()]
-    )
-    masked = mask_columns(source, table.phi_columns, key=zone.key)
-    on = " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in table.primary_key] + ["t._sequence = s._sequence"])
-    reclosed = ["_valid_to", "_is_current", *derived]
+    columns = history_columns(table)
+    on = f"{key_condition(table.primary_key, table.nullable_key)} AND t._sequence = s._sequence"
+    values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
-        DeltaTable.forPath(spark, zone.history(table))
+        DeltaTable.forPath(rows.sparkSession, zone.history(table))
         .alias("t")
-        .merge(masked.alias("s"), on)
-        .whenMatchedUpdate(
-            condition="NOT (t._valid_to <=> s._valid_to) OR NOT (t._is_current <=> s._is_current)",
-            set={f"`{c}`": f"s.`{c}`" for c in reclosed},
-        )
-        .whenNotMatchedInsertAll()
+        .merge(rows.select(*[F.col(f"`{c}`") for c in columns], ADMIT).alias("s"), on)
+        .whenMatchedDelete(condition=f"NOT s.{ADMIT}")
+        .whenMatchedUpdate(condition=f"s.{ADMIT} AND ({_changed(columns)})", set=values)
+        .whenNotMatchedInsert(condition=f"s.{ADMIT}", values=values)
         .execute()
     )
-    latest_columns = [*business, *LATEST_META]
-    current = mask_columns(
-        versions.where(F.col("_is_current")).select(*[F.col(f"`{c}`") for c in latest_columns]),
-        table.phi_columns,
-        key=zone.key,
+
+
+def _merge_latest(rows: DataFrame, *, table: TableConfig, zone: NonPhiZone) -> None:
+    from delta.tables import DeltaTable
+
+    columns = latest_columns(table)
+    current = rows.where(F.col("_is_current")).select(
+        *[F.col(f"`{c}`") for c in columns], (F.col(ADMIT) & ~F.col("_is_deleted")).alias("_present")
     )
-    merge_latest(
-        DeltaTable.forPath(spark, zone.latest(table)),
-        current,
-        key=table.primary_key,
-        columns=latest_columns,
-        nullable=table.nullable_key,
+    on = key_condition(table.primary_key, table.nullable_key)
+    values = {f"`{c}`": f"s.`{c}`" for c in columns}
+    (
+        DeltaTable.forPath(rows.sparkSession, zone.latest(table))
+        .alias("t")
+        .merge(current.alias("s"), on)
+        .whenMatchedDelete(condition="NOT s._present")
+        .whenMatchedUpdate(condition=f"s._present AND ({_changed(columns)})", set=values)
+        .whenNotMatchedInsert(condition="s._present", values=values)
+        .execute()
     )

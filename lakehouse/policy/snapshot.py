@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -25,6 +26,11 @@ def policy_rows(policy: DataFrame) -> Iterator[PolicyRow]:
         yield PolicyRow(row.patient_id, row.device_id, bool(row.allow_enhanced_analytics), row.policy_date)
 
 
+def fingerprint(rows: list[PolicyRow]) -> str:
+    """Names the content of a policy (its rows in the store's order): equal policies, equal fingerprints."""
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
 class PolicySnapshot:
     """The policy DataFrame, read again from the store once it is older than `refresh_seconds`.
 
@@ -46,6 +52,7 @@ class PolicySnapshot:
         self._loaded_at = 0.0
         self.rows = 0
         self.loads = 0
+        self.fingerprint: str | None = None  # of the rows last loaded: tells a changed policy from the same one
 
     def current(self, spark: SparkSession) -> DataFrame:
         """The policy DataFrame, refreshed first when older than the interval."""
@@ -57,7 +64,12 @@ class PolicySnapshot:
                 self._frame.unpersist()
             self._frame, self._loaded_at = frame, now
             self.rows, self.loads = len(rows), self.loads + 1
+            self.fingerprint = fingerprint(rows)
         return self._frame
+
+    def stored_fingerprint(self) -> str:
+        """The fingerprint of the rows in the store now (one read of the store, no Spark)."""
+        return fingerprint(self._store.snapshot())
 
     def invalidate(self) -> None:
         """Read the store again at the next `current` call (e.g. right after a policy build)."""

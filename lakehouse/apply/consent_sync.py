@@ -1,0 +1,221 @@
+"""Consent changes reach the whole non-PHI zone, not only the keys a batch touches.
+
+A withdrawal must take every version of the patient out of the zone, and a re-grant bring back the
+versions from its date on, though no batch of the table may touch them. So before a table's batch
+(and before its query starts) the policy in hand is compared with the one the table last applied
+(`<lake>/_privacy/consent_applied/<table>`, PHI side: it holds ids and dates); the patients whose
+policy rows differ are re-synced: their rows leave the zone's history and latest, and their versions
+in the PHI history that the policy and the privacy log admit come back, masked. A table that never
+applied a policy, whose zone has an older layout, or whose masking key changed (its pseudonyms would no
+longer join, nor could a forget find them), is rebuilt whole the same way.
+
+Every step is idempotent and the applied policy is written last: a crash anywhere is finished by the
+next sync. The check costs nothing while the policy is unchanged (its fingerprint is remembered), and
+`zone_is_synced` answers it without Spark for a local lake, so `lakehouse run` starts no query for a
+table with nothing new whose zone already follows the stored policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from lakehouse.apply.non_phi import (
+    ADMIT,
+    HISTORY_META,
+    LATEST_META,
+    NonPhiZone,
+    history_columns,
+    latest_columns,
+    pseudonyms,
+    zone_rows,
+    zone_schemas,
+)
+from lakehouse.apply.privacy_log import forgotten_frame
+from lakehouse.config import TableConfig
+from lakehouse.faults import crash_point
+from lakehouse.masking import pseudonym
+from lakehouse.pending import local_path, table_version
+from lakehouse.policy.build import POLICY_COLUMNS, POLICY_SCHEMA
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+NO_POLICY = "no policy"
+# The version of what the zone's columns become from a table's configuration: raise it when `non_phi.to_zone`
+# changes a column's name or type, and every zone is rebuilt by its table's next run.
+ZONE_LAYOUT = 2
+
+
+def applied_path(zone: NonPhiZone, table: TableConfig) -> str:
+    return f"{zone.privacy}/consent_applied/{table.name}"
+
+
+def sync_consent(
+    spark: SparkSession,
+    table: TableConfig,
+    zone: NonPhiZone,
+    *,
+    phi_history: str,
+    policy: DataFrame | None,
+    fingerprint: str | None,
+    synced: dict[str, str],
+) -> str | None:
+    """Apply the policy to the table's part of the zone if it changed since the table last did; say what was done.
+
+    The table's zone is rebuilt whole when it never applied a policy, or when its layout or the masking key
+    changed (its pseudonyms would no longer join, nor could a forget find them). `synced` remembers, per
+    table, what this process applied, so an unchanged policy costs nothing.
+    """
+    zone_id = _zone_id(table, zone)
+    stamp = _stamp(fingerprint, zone_id)
+    if synced.get(table.name) == stamp:
+        return None
+    applied = applied_path(zone, table)
+    stored = _stored_stamp(spark, applied)
+    done = None
+    if stored == stamp:
+        pass
+    elif stored is None or stored.rsplit("|", 1)[-1] != zone_id:
+        empty = spark.read.format("delta").load(phi_history).isEmpty()
+        if not (empty and _current_layout(spark, table, zone)):  # else a first run: the batches write the zone
+            done = rebuild(spark, table, zone, phi_history=phi_history, policy=policy)
+    elif policy is not None:
+        current = policy.select(*POLICY_COLUMNS)
+        before = spark.read.format("delta").load(applied).select(*POLICY_COLUMNS)
+        changed = current.exceptAll(before).unionByName(before.exceptAll(current)).select("patient_id").distinct()
+        changed = changed.localCheckpoint(eager=True)
+        count = changed.count()
+        if count:
+            resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
+            done = f"consent changes of {count} patients applied to the non-PHI zone"
+    if stored != stamp:
+        rows = policy.select(*POLICY_COLUMNS) if policy is not None else spark.createDataFrame([], POLICY_SCHEMA)
+        rows.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(applied)
+    synced[table.name] = stamp
+    return done
+
+
+def _stamp(fingerprint: str | None, zone_id: str) -> str:
+    return f"{fingerprint or NO_POLICY}|{zone_id}"
+
+
+def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
+    """Names the zone's layout for `table` and the masking key (by an HMAC of a constant: the key is not recoverable).
+
+    Told from the configuration alone (columns, types, rules, dates option; `ZONE_LAYOUT` for the code), so
+    `zone_is_synced` needs no Spark.
+    """
+    layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
+    text = json.dumps([*layout, HISTORY_META, LATEST_META]) + str(pseudonym("lakehouse non-PHI zone", zone.key))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def zone_is_synced(table: TableConfig, zone: NonPhiZone, fingerprint: str | None) -> bool:
+    """Whether the table's zone applied the policy of `fingerprint` with this layout and key (told without Spark).
+
+    False when it cannot tell (a lake not on local disk, no sync yet): then a sync decides.
+    """
+    applied = applied_path(zone, table)
+    version, folder = table_version(applied), local_path(applied)
+    if version is None or folder is None:
+        return False
+    commit = folder / "_delta_log" / f"{version:020d}.json"
+    try:
+        lines = commit.read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    infos = [action["commitInfo"] for action in map(json.loads, filter(None, lines)) if "commitInfo" in action]
+    return bool(infos) and infos[0].get("userMetadata") == _stamp(fingerprint, _zone_id(table, zone))
+
+
+def _stored_stamp(spark: SparkSession, applied: str) -> str | None:
+    """What the table applied last (its policy's fingerprint and zone id), None before the first sync."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, applied):
+        return None
+    return DeltaTable.forPath(spark, applied).history(1).select("userMetadata").first()[0]  # type: ignore[index]
+
+
+def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> bool:
+    """Whether the zone's tables have the columns and types this version of the engine writes."""
+    expected = zone_schemas(spark, table, zone.key)
+    for kind, path in (("history", zone.history(table)), ("latest", zone.latest(table))):
+        actual = spark.read.format("delta").load(path).schema
+        if [(f.name, f.dataType) for f in actual] != [(f.name, f.dataType) for f in expected[kind]]:  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+def rebuild(
+    spark: SparkSession, table: TableConfig, zone: NonPhiZone, *, phi_history: str, policy: DataFrame | None
+) -> str:
+    """Write the table's zone history and latest anew from the PHI history (after a layout change or key rotation)."""
+    versions = spark.read.format("delta").load(phi_history)
+    rows = _admitted_rows(spark, versions, table, zone, policy)
+    for path, frame in _zone_frames(rows, table, zone):
+        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+        crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
+    return "non-PHI zone rebuilt from the PHI history"
+
+
+def resync_patients(
+    spark: SparkSession,
+    table: TableConfig,
+    zone: NonPhiZone,
+    *,
+    phi_history: str,
+    policy: DataFrame | None,
+    patients: DataFrame,
+) -> None:
+    """Replace the zone rows of `patients` (a frame of raw `patient_id`s) by what the policy admits of them now."""
+    if table.consent is None:
+        return
+    column = table.consent.patient_column
+    ids = F.broadcast(patients.select(F.col("patient_id").alias("__patient")).distinct())
+    versions = (
+        spark.read.format("delta").load(phi_history).join(ids, F.col(f"`{column}`") == F.col("__patient"), "left_semi")
+    )
+    rows = _admitted_rows(spark, versions, table, zone, policy)
+    blocked = pseudonyms(patients, "patient_id", key=zone.key).localCheckpoint(eager=True)
+    for path, frame in _zone_frames(rows, table, zone):
+        delete_patients(spark, path, column, blocked)
+        crash_point(table.name, "sync", "after_delete_" + path.rsplit("/", 1)[1])
+        frame.write.format("delta").mode("append").save(path)
+
+
+def delete_patients(spark: SparkSession, path: str, column: str, patients: DataFrame) -> None:
+    """Delete the rows whose `column` is one of `patients` (a frame of pseudonyms `patient`) from a zone table.
+
+    A MERGE, not a DELETE with the values in its condition: no pseudonym lands in the commit's description.
+    """
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(F.broadcast(patients).alias("s"), f"t.`{column}` = s.patient")
+        .whenMatchedDelete()
+        .execute()
+    )
+
+
+def _admitted_rows(
+    spark: SparkSession, versions: DataFrame, table: TableConfig, zone: NonPhiZone, policy: DataFrame | None
+) -> DataFrame:
+    forgotten = forgotten_frame(spark, zone)
+    rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten)
+    return rows.where(F.col(ADMIT)).drop(ADMIT).localCheckpoint(eager=True)
+
+
+def _zone_frames(rows: DataFrame, table: TableConfig, zone: NonPhiZone) -> list[tuple[str, DataFrame]]:
+    """The zone history and latest rows of `rows`: latest is the current versions that are not deletes."""
+    history = rows.select(*[F.col(f"`{c}`") for c in history_columns(table)])
+    latest = rows.where(F.col("_is_current") & ~F.col("_is_deleted")).select(
+        *[F.col(f"`{c}`") for c in latest_columns(table)]
+    )
+    return [(zone.history(table), history), (zone.latest(table), latest)]

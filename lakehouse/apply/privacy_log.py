@@ -1,0 +1,95 @@
+"""The privacy log: who was forgotten or re-admitted, by pseudonym only, and when (`<lake>/_privacy/log`).
+
+One Delta table of events, appended to, never rewritten:
+
+- ``forget_started``: a forget's intent, written before anything is deleted (`tables`: each zone table's
+  Delta version before it). From then on the patient is blocked from the zone.
+- ``forgotten``: the one record of a finished forget (`tables`: rows removed per table, counted from the
+  Delta commits of that forget's own deletes; `rows_removed`; `vacuumed`).
+- ``readmitted``: the recorded re-admission that lifts the block.
+
+It lives in the PHI lake, not in the zone: it links pseudonyms to exact times. A zone written by an
+older version kept its records in `<non_phi_lake>/_privacy/forgotten`; those patients stay forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lakehouse.apply.non_phi import NonPhiZone
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LOG_DDL = (
+    "event STRING, patient STRING, forget_id STRING, tables STRING, rows_removed BIGINT, vacuumed BOOLEAN, at TIMESTAMP"
+)
+BLOCKING = ("forget_started", "forgotten")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of the privacy log."""
+
+    event: str
+    patient: str
+    at: datetime
+    forget_id: str | None = None
+    tables: dict[str, int] | None = None
+    rows_removed: int | None = None
+    vacuumed: bool | None = None
+
+
+def log_path(zone: NonPhiZone) -> str:
+    return f"{zone.privacy}/log"
+
+
+def _legacy_path(zone: NonPhiZone) -> str:
+    return f"{zone.root.rstrip('/')}/_privacy/forgotten"
+
+
+def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
+    """Every event, oldest first (legacy records of an older layout as `forgotten` events)."""
+    from delta.tables import DeltaTable
+
+    events: list[Event] = []
+    if DeltaTable.isDeltaTable(spark, log_path(zone)):
+        for row in spark.read.format("delta").load(log_path(zone)).collect():
+            tables = json.loads(row.tables) if row.tables else None
+            events.append(Event(row.event, row.patient, row.at, row.forget_id, tables, row.rows_removed, row.vacuumed))
+    if DeltaTable.isDeltaTable(spark, _legacy_path(zone)):
+        for row in spark.read.format("delta").load(_legacy_path(zone)).collect():
+            events.append(Event("forgotten", row.patient, row.forgotten_at, None, None, row.rows_removed, row.vacuumed))
+    order = {"forget_started": 0, "forgotten": 1, "readmitted": 2}
+    return sorted(events, key=lambda e: (e.at, order.get(e.event, 3)))
+
+
+def forgotten(events: list[Event]) -> set[str]:
+    """The pseudonyms blocked from the zone: their last event is a forget (started or finished)."""
+    last: dict[str, str] = {}
+    for event in events:
+        last[event.patient] = event.event
+    return {patient for patient, event in last.items() if event in BLOCKING}
+
+
+def forgotten_frame(spark: SparkSession, zone: NonPhiZone) -> DataFrame | None:
+    """The forgotten pseudonyms as a one-column frame `patient`, or None when there are none."""
+    blocked = sorted(forgotten(read_events(spark, zone)))
+    if not blocked:
+        return None
+    return spark.createDataFrame([(p,) for p in blocked], "patient STRING")
+
+
+def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
+    """Add one event to the log (one Delta commit)."""
+    tables = json.dumps(event.tables, sort_keys=True) if event.tables is not None else None
+    row = (event.event, event.patient, event.forget_id, tables, event.rows_removed, event.vacuumed, event.at)
+    spark.createDataFrame([row], LOG_DDL).write.format("delta").mode("append").save(log_path(zone))
+
+
+def now() -> datetime:
+    """The time an event is recorded (UTC, naive like Spark's TIMESTAMP)."""
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,289 @@
+"""The privacy promises, each on the case that once broke it (issue 12), on a small lake of the shipped configuration.
+
+1. a forgotten patient never comes back (withdrawal, update, re-grant, replay), until a recorded re-admission;
+2. non-PHI latest is exactly the current rows of non-PHI history, also after a consent loss;
+3. no date finer than the year in the zone (business and technical columns), or a per-patient shift if asked;
+4. forget is atomic and resumable after SIGKILL, counts once, and a refused VACUUM is a clear message;
+5. no PHI outside the zones: batch records and forget logs carry counts or pseudonym prefixes, and a
+   killed run leaves no plain PHI in Spark's local folders (which the next start removes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.apply.forget import readmit_patient
+from lakehouse.apply.non_phi import LATEST_META
+from lakehouse.cli import main
+from lakehouse.masking import pseudonym, sequence_token, shift_days
+from lakehouse.policy.job import policy_snapshot
+from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, PrivacyLake, leaks
+
+P, Q = 4101, 4102  # patients
+
+
+@pytest.fixture
+def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
+    key = secrets.token_hex(32)
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
+    return PrivacyLake(tmp_path, key, spark)
+
+
+def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:
+    mine = pseudonym(patient, lake.zone.key)
+    return {
+        f"{t}.{kind}": lake.non_phi(t, kind).where(F.col("patient_id") == mine).count()
+        for t in ZONE_TABLES
+        for kind in ("history", "latest")
+    }
+
+
+def a_patient_with_a_device_and_sessions(lake: PrivacyLake, patient: int, device: str) -> None:
+    lake.land("patients", [lake.patient(patient)])
+    lake.land("devices", [lake.device(device, patient)])
+    lake.land("therapy_sessions", [lake.session(patient * 10 + i, device) for i in range(3)])
+
+
+def assert_latest_is_current_history(lake: PrivacyLake, table: str) -> None:
+    columns = [*lake.config.tables[table].columns, *LATEST_META]
+    current = lake.non_phi(table).where(F.col("_is_current") & ~F.col("_is_deleted")).select(*columns)
+    assert_df_equality(lake.non_phi(table, "latest").select(*columns), current, ignore_row_order=True)
+
+
+# --- 1. forget is final -----------------------------------------------------------------------------------------
+
+
+def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_regrant_or_a_replay(lake):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0041")
+    lake.run()
+    assert zone_rows_of(lake, P)["patients.history"] == 1
+
+    lake.forget(P)
+    lake.consent(P, False)
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+    lake.consent(P, True)  # a re-grant, then more data and a file delivered twice
+    lake.land("patients", [lake.patient(P)])
+    lake.land("therapy_sessions", [lake.session(P * 10 + 7, "DV-0041")])
+    table, first = next((t, f) for t, f in lake.landed if t == "patients")
+    lake.land(table, [r.split(",") for r in first.read_text().splitlines()])
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+
+def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regrant_on(lake, spark):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0042")
+    lake.run()
+    lake.forget(P)
+    lake.consent(P, False)
+    lake.run()
+    regrant = lake.tick(48)
+    lake.consent(P, True, signed=regrant)
+    lake.tick(24)
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+    snapshot = policy_snapshot(lake.config)
+    assert readmit_patient(spark, lake.config, lake.zone, str(P), snapshot.current(spark)) is True
+
+    rows = zone_rows_of(lake, P)
+    assert rows["patients.history"] == 1 and rows["patients.latest"] == 1  # the version after the re-grant only
+    assert rows["therapy_sessions.history"] == 0  # sessions from before the re-grant stay out
+    log = spark.read.format("delta").load(f"{lake.config.paths.lake}/_privacy/log").orderBy("at")
+    assert [r.event for r in log.collect()] == ["forget_started", "forgotten", "readmitted"]
+
+
+# --- 2. latest follows history ------------------------------------------------------------------------------------
+
+
+def test_non_phi_latest_loses_a_device_moved_to_a_patient_without_consent(lake):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.consent(Q, False, signed=START - timedelta(days=30))
+    lake.land("devices", [lake.device("DV-0043", P)])
+    lake.run()
+    device = pseudonym("DV-0043", lake.zone.key)
+    assert lake.non_phi("devices", "latest").where(F.col("device_id") == device).count() == 1
+
+    lake.land("devices", [lake.device("DV-0043", Q)])
+    lake.run()
+
+    assert lake.non_phi("devices", "latest").where(F.col("device_id") == device).count() == 0
+    (closed,) = lake.non_phi("devices").where(F.col("device_id") == device).collect()
+    assert closed.patient_id == pseudonym(P, lake.zone.key) and not closed._is_current
+    assert_latest_is_current_history(lake, "devices")
+
+
+def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_on(lake):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0044")
+    lake.run()
+    lake.consent(P, False)
+    lake.run(["consents"])  # no file of the zone's tables arrives: the sync alone applies the withdrawal
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+    regrant = lake.tick(48)
+    lake.consent(P, True, signed=regrant)
+    lake.tick(30)
+    lake.land("therapy_sessions", [lake.session(P * 10 + 8, "DV-0044")])
+    lake.run()
+    rows = zone_rows_of(lake, P)
+    assert rows["therapy_sessions.history"] == 1 and rows["patients.history"] == 0
+    for table in ZONE_TABLES:
+        assert_latest_is_current_history(lake, table)
+
+
+# --- 3. dates -----------------------------------------------------------------------------------------------------
+
+
+def test_no_column_of_the_non_phi_zone_carries_a_date_finer_than_the_year(lake):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0045")
+    lake.run()
+    date_types = (T.DateType, T.TimestampType, T.TimestampNTZType)
+    for table in ZONE_TABLES:
+        for kind in ("history", "latest"):
+            zone = lake.non_phi(table, kind)
+            assert not [f.name for f in zone.schema if isinstance(f.dataType, date_types)], (table, kind)
+            assert not {"_source_file", "_change_seq", "_source_row"} & set(zone.columns)
+            assert {r._valid_from for r in zone.collect()} == {2026}
+    phi = {r._sequence for r in lake.phi("patients").collect()}
+    tokens = {r._sequence for r in lake.non_phi("patients").collect()}
+    assert tokens == {sequence_token("patients", s, lake.zone.key) for s in phi}
+    assert lake.non_phi("patients").first().updated_at == 2026
+    assert leaks(lake.zone.root, lake.phi_bytes()) == {}
+
+
+def test_a_table_may_shift_its_dates_per_patient_instead_expert_determination(lake, spark):
+    sessions = lake.config.tables["therapy_sessions"]
+    shifted = sessions.model_copy(
+        update={"phi_columns": {**sessions.phi_columns, "started_at": "shift"}, "non_phi_dates": _shift(30)}
+    )
+    lake.config = lake.config.model_copy(update={"tables": {**lake.config.tables, "therapy_sessions": shifted}})
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0046")
+    lake.run()
+
+    days = shift_days(P, lake.zone.key, 30)
+    assert days != 0 and -30 <= days <= 30
+    phi = {r.session_id: r for r in lake.phi("therapy_sessions").collect()}
+    for row in lake.non_phi("therapy_sessions").collect():
+        assert row.started_at == phi[row.session_id].started_at + timedelta(days=days)
+        assert row._valid_from == phi[row.session_id]._valid_from + timedelta(days=days)
+
+
+def _shift(days: int):
+    from lakehouse.config import DateShiftSettings
+
+    return DateShiftSettings(shift_days=days)
+
+
+# --- 4. forget: atomic, resumable, one record ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_forget_killed_after_the_patients_delete_is_finished_by_the_rerun_with_one_accurate_record(lake, spark):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0047")
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    before = zone_rows_of(lake, P)
+    assert before["devices.history"] == 1 and before["therapy_sessions.history"] == 3
+
+    forget = ["privacy", "forget", "--patient", str(P)]
+    code, out = lake.cli(*forget, crash_at="privacy:forget:after_patients.latest")
+    assert code == -signal.SIGKILL, out
+    half = zone_rows_of(lake, P)
+    assert half["patients.history"] == 0 and half["devices.history"] == 1 and half["therapy_sessions.history"] == 3
+    log = spark.read.format("delta").load(f"{lake.config.paths.lake}/_privacy/log")
+    assert [r.event for r in log.collect()] == ["forget_started"]
+
+    result = lake.forget(P)
+
+    assert result.resumed and result.rows == before
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    (record,) = log.where("event = 'forgotten'").collect()
+    assert json.loads(record.tables) == before and record.rows_removed == sum(before.values())
+    assert lake.forget(P).already  # a third time: nothing more is done or recorded
+    assert log.where("event = 'forgotten'").count() == 1
+
+
+def test_vacuum_hours_below_the_retention_is_a_clear_message_and_nothing_is_done(lake, spark, capsys):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+
+    code = main(["--config", str(LOCAL_YAML), "privacy", "forget", "--patient", str(P), "--vacuum-hours", "0"])
+
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert "--vacuum-hours 0 is below" in error and "168" in error and "retentionDurationCheck" in error
+    assert "Nothing was done" in error and zone_rows_of(lake, P)["patients.history"] == 1
+    assert not Path(lake.config.paths.lake, "_privacy", "log").exists()
+
+
+# --- 5. no PHI outside the zones ----------------------------------------------------------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_batch_records_and_forget_logs_carry_counts_and_pseudonym_prefixes_not_patient_keys(lake):
+    lines = _Lines()
+    logging.getLogger("lakehouse").addHandler(lines)
+    logging.getLogger("lakehouse").setLevel(logging.INFO)
+    try:
+        lake.consent(P, True, signed=START - timedelta(days=30))
+        row = lake.patient(P)
+        twin = [*row[:3], "Another", *row[4:]]  # one key, one sequence, two values: an input error
+        lake.land("patients", [row, twin])
+        (patients,) = [r for r in lake.run(["consents", "patients"]) if r.table == "patients"]
+        lake.forget(P)
+    finally:
+        logging.getLogger("lakehouse").removeHandler(lines)
+    assert patients.batches[-1].duplicate_sequence_keys == 1
+    text = "\n".join(lines.lines)
+    assert '"duplicate_sequence_keys": 1' in text and str(P) not in text
+    assert pseudonym(P, lake.zone.key)[:8] in text and pseudonym(P, lake.zone.key) not in text
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_plain_phi_in_spark_local_folders_and_the_next_start_removes_them(lake):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0048")
+    scratch = Path(lake.home, "spark-local")
+
+    tables = ["--table", "consents", "--table", "patients", "--table", "devices", "--table", "therapy_sessions"]
+    code, out = lake.cli("run", "--no-demo", *tables, crash_at="therapy_sessions:0:after_history")
+    assert code == -signal.SIGKILL, out
+    (left,) = [p for p in scratch.iterdir() if p.name.startswith("run-")]
+    assert [p for p in left.rglob("*") if p.is_file()], "the killed run left scratch files behind"
+    assert leaks(scratch, lake.phi_bytes()) == {}
+
+    code, out = lake.cli("run", "--no-demo", *tables)
+    assert code == 0, out
+    assert not left.exists()
+    assert leaks(scratch, lake.phi_bytes()) == {}
+    assert lake.phi("therapy_sessions").count() == 3 and lake.non_phi("therapy_sessions").count() == 3
