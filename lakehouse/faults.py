@@ -16,8 +16,22 @@ import sys
 
 
 def crash_point(table: str, batch_id: int | str, point: str) -> None:
-    """SIGKILL this process if LAKEHOUSE_CRASH_AT names this point (no cleanup, like a lost node)."""
+    """SIGKILL this process and its Spark JVM if LAKEHOUSE_CRASH_AT names this point (no cleanup, like a lost node).
+
+    The JVM first: left alone it would see its parent gone and exit cleanly, deleting its local folders.
+    """
     if os.environ.get("LAKEHOUSE_CRASH_AT") == f"{table}:{batch_id}:{point}":
         sys.stdout.flush()
         sys.stderr.flush()
+        jvm = _spark_jvm()
+        if jvm is not None:
+            os.kill(jvm, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _spark_jvm() -> int | None:
+    """The process id of the Spark JVM this process started (None if it started none)."""
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    return proc.pid if proc is not None else None

@@ -60,6 +60,11 @@ class Governance:
     policy: PolicySnapshot | None = None
     non_phi: NonPhiZone | None = None
     synced: dict[str, str] = field(default_factory=dict)  # per table, the policy fingerprint its zone applied
+    # Per table: held by its batch and by a consent sync between batches, so the two never write the zone at once.
+    writing: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def lock(self, table: str) -> threading.Lock:
+        return self.writing.setdefault(table, threading.Lock())
 
     @classmethod
     def of(cls, config: Config, tables: list[TableConfig] | None = None) -> Governance:
@@ -156,12 +161,13 @@ def start_query(
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
         started, oldest = datetime.now(UTC), oldest_file_time(files)
-        policy = table_policy(spark, table, governance)
-        sync(policy)  # the policy may have been refreshed since the last batch
-        metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
-        metrics.lag_seconds = lag_seconds(started, oldest)
-        # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
-        metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]
+        with governance.lock(table.name):
+            policy = table_policy(spark, table, governance)
+            sync(policy)  # the policy may have been refreshed since the last batch
+            metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
+            metrics.lag_seconds = lag_seconds(started, oldest)
+            # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
+            metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]
         run.batches.append(metrics)
         report(metrics)
 
@@ -371,21 +377,52 @@ def _run_stream(
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     governance = Governance.of(config, dms)
     queries: list[tuple[StreamingQuery, list[TableRun]]] = []
+    zone_runs: list[tuple[TableConfig, TableRun]] = []
     for table in dms:
         run = TableRun(table.name)
         query = start_query(spark, config, table, run, trigger=trigger, governance=governance)
         queries.append((query, [run]))
+        if governance.non_phi is not None and table.non_phi:
+            zone_runs.append((table, run))
     for feed in feeds:
         feed_runs = _feed_runs(config, feed)
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
+    next_sync = time.monotonic() + config.stream.trigger_seconds
     while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
+        if zone_runs and time.monotonic() >= next_sync:
+            sync_between_batches(spark, config, zone_runs, governance)
+            next_sync = time.monotonic() + config.stream.trigger_seconds
     for query, runs in queries:
         _stop_between_batches(query)
         if query.exception() is not None:
             for run in runs:
                 run.error = _error_text(query.exception())
     return [run for _, runs in queries for run in runs]
+
+
+def sync_between_batches(
+    spark: SparkSession, config: Config, zone_runs: list[tuple[TableConfig, TableRun]], governance: Governance
+) -> None:
+    """Apply a consent change to the zone of each table whose query is between batches (a stream's idle tables).
+
+    A table that gets no file runs no batch, and so no batch's sync: this one reaches it. A table in a batch
+    is skipped (its batch syncs). A failure is logged and tried again at the next interval.
+    """
+    for table, run in zone_runs:
+        lock = governance.lock(table.name)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            note = sync_zone(spark, config, table, governance, table_policy(spark, table, governance))
+        except Exception as exc:  # the stream goes on; the next interval or batch tries again
+            log.error('{"event": "consent_sync_failed", "table": "%s", "error": %r}', table.name, _error_text(exc))
+            continue
+        finally:
+            lock.release()
+        if note:
+            run.notes.append(note)
+            log.info('{"event": "consent_sync", "table": "%s", "note": "%s"}', table.name, note)
 
 
 def _stop_between_batches(query: StreamingQuery, wait_seconds: float = 120) -> None:

@@ -14,6 +14,8 @@ import json
 import logging
 import secrets
 import signal
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from lakehouse.apply.non_phi import LATEST_META
 from lakehouse.cli import main
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
+from lakehouse.runner import run_stream
 from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, PrivacyLake, leaks
 
 P, Q = 4101, 4102  # patients
@@ -147,6 +150,32 @@ def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_
     assert rows["therapy_sessions.history"] == 1 and rows["patients.history"] == 0
     for table in ZONE_TABLES:
         assert_latest_is_current_history(lake, table)
+
+
+def test_a_running_stream_applies_a_withdrawal_to_a_table_that_gets_no_file(lake, spark):
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0049")
+    lake.run()
+    policy = lake.config.policy.model_copy(update={"refresh_seconds": 1})  # type: ignore[union-attr]
+    stream = lake.config.stream.model_copy(update={"trigger_seconds": 1})
+    config = lake.config.model_copy(update={"policy": policy, "stream": stream})
+    stop = threading.Event()
+    result: list[list] = [[]]
+    thread = threading.Thread(target=lambda: result.__setitem__(0, run_stream(spark, config, ["devices"], stop)))
+    thread.start()
+    try:
+        lake.consent(P, False)
+        lake.run(["consents"])  # applies the consents table and rebuilds the policy; the stream refreshes it
+        deadline = time.monotonic() + 120
+        while zone_rows_of(lake, P)["devices.history"] and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        stop.set()
+        thread.join(timeout=180)
+    (devices,) = result[0]
+    assert devices.ok and devices.batches == []  # no file of devices arrived: no batch ran
+    assert zone_rows_of(lake, P)["devices.history"] == zone_rows_of(lake, P)["devices.latest"] == 0
+    assert "consent changes of 1 patients applied to the non-PHI zone" in devices.notes
 
 
 # --- 3. dates -----------------------------------------------------------------------------------------------------
