@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import os
 import re
 import signal
@@ -271,6 +272,17 @@ def admitted(consents: list[Consent], patient: int | None, device: str | None, v
     """The zone's rule: the applicable consent allows, and the version starts on or after its day."""
     policy = policy_of(consents, patient, device)
     return policy is not None and policy[0] and valid_from >= datetime.combine(policy[1], datetime.min.time())
+
+
+class LogLines(logging.Handler):
+    """The messages of the log records it is given (add it to the `lakehouse` logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def files_under(root: str | Path) -> list[Path]:

@@ -109,4 +109,5 @@ def test_a_run_with_nothing_new_answers_without_spark(spark, tmp_path, monkeypat
     monkeypatch.setattr("lakehouse.cli._spark", no_spark)
     assert main(["--config", str(config), "run", "--no-demo"]) == 0
     out = capsys.readouterr().out
-    assert "ok; nothing new" in out and "As of 2026-03-01 08:00:00 UTC, people had 1 live rows" in out
+    # the example's time is a whole hour after the middle of the commits: never a row's exact commit time
+    assert "ok; nothing new" in out and "As of 2026-03-01 09:00:00 UTC, people had 1 live rows" in out

@@ -15,8 +15,9 @@ After every step that changed the lake:
 and at the end, and right after each crash: the PHI zone equals that of a clean run of the same events
 (no crash, no replay), and the zone equals a rebuild of it from the PHI zone.
 
-`make test` runs a small budget (derandomized, so CI sees the same examples every time); set
-LAKEHOUSE_PRIVACY_EXAMPLES (and optionally LAKEHOUSE_PRIVACY_STEPS) to run the `slow` one with more.
+`make test` runs a small budget (derandomized, so CI sees the same examples every time); `make test-search`
+runs 10 random examples of up to 10 steps with two crashes (LAKEHOUSE_PRIVACY_EXAMPLES and
+LAKEHOUSE_PRIVACY_STEPS for more).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from lakehouse.apply.non_phi import ADMIT, LATEST_META, history_columns, latest_
 from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.masking import pseudonym, sequence_token
 from lakehouse.policy.job import policy_snapshot
-from tests.privacy_lake import DMS_TABLES, START, ZONE_TABLES, PrivacyLake, admitted, leaks
+from tests.privacy_lake import DMS_TABLES, START, ZONE_TABLES, LogLines, PrivacyLake, admitted, leaks
 
 PATIENTS = [7104201, 7104202, 7104203]
 DEVICES = ["DV-0051", "DV-0052", "DV-0053"]
@@ -58,15 +59,6 @@ SESSIONS = [42011, 42012, 42013, 42014]
 BATCH_POINTS = ["after_history", "after_latest", "after_non_phi"]
 SYNC_POINTS = ["after_delete_history", "after_delete_latest"]
 LATE = st.sampled_from([0, 0, 0, 20, 75])  # hours before the source's clock: 0 is now, the others are late
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 class PrivacyMachine(RuleBasedStateMachine):
@@ -85,7 +77,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         self.events: list[tuple[str, Path]] = []  # (table, file) of every event a clean run also sees
         self.crashes = 0
         self.dirty = False
-        self.lines = _Lines()
+        self.lines = LogLines()
         self.output: list[str] = []  # what processes of their own printed
         logging.getLogger("lakehouse").addHandler(self.lines)
         logging.getLogger("lakehouse").setLevel(logging.INFO)
@@ -345,12 +337,9 @@ def test_privacy_promises_hold_after_any_sequence_of_events(spark):
     run_state_machine_as_test(PrivacyMachine, settings=_settings(2, 5, shrink=False))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("LAKEHOUSE_PRIVACY_EXAMPLES"), reason="the larger budget: set LAKEHOUSE_PRIVACY_EXAMPLES=N"
-)
+@pytest.mark.search
 def test_privacy_promises_hold_after_any_sequence_of_events_larger_budget(spark):
     PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 2
-    examples = int(os.environ["LAKEHOUSE_PRIVACY_EXAMPLES"])
+    examples = int(os.environ.get("LAKEHOUSE_PRIVACY_EXAMPLES", "10"))
     steps = int(os.environ.get("LAKEHOUSE_PRIVACY_STEPS", "10"))
     run_state_machine_as_test(PrivacyMachine, settings=_settings(examples, steps, shrink=True))

@@ -30,7 +30,7 @@ from lakehouse.cli import main
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.runner import run_stream
-from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, PrivacyLake, leaks
+from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, leaks
 
 P, Q = 4101, 4102  # patients
 
@@ -270,17 +270,8 @@ def test_vacuum_hours_below_the_retention_is_a_clear_message_and_nothing_is_done
 # --- 5. no PHI outside the zones ----------------------------------------------------------------------------------
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def test_batch_records_and_forget_logs_carry_counts_and_pseudonym_prefixes_not_patient_keys(lake):
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("lakehouse").addHandler(lines)
     logging.getLogger("lakehouse").setLevel(logging.INFO)
     try:
