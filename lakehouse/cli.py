@@ -7,7 +7,6 @@ table in `run` exits 1 after the others have completed.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ConfigError, InputError, LakehouseError
+from lakehouse.logs import log_to_stdout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -114,15 +114,6 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
     demo.add_argument("--patients", type=int, default=200)
     return parser
-
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("lakehouse")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def _spark(config: Config, args: argparse.Namespace, app_name: str) -> SparkSession:
@@ -418,7 +409,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lakehouse` console script."""
     args = _parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    log_to_stdout(args.log_level)
     try:
         if args.command == "onboard":  # writes configuration; needs none
             return _cmd_onboard(args)

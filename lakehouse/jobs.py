@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import LakehouseError
+from lakehouse.logs import log_to_stdout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -95,11 +96,7 @@ def main(work: Callable[[dict[str, str | None]], int], *, required: list[str] = 
 
     `--config` is always required; the COMMON arguments are always accepted.
     """
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("lakehouse")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    log_to_stdout(logging.INFO)
     required = ["config", *required]
     optional = [a for a in (*COMMON, *optional) if a not in required]
     args = job_args(sys.argv[1:], required=required, optional=optional)

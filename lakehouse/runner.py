@@ -123,14 +123,21 @@ def sync_zone(
 def zone_synced(table: TableConfig, governance: Governance) -> bool:
     """Whether the table's part of the non-PHI zone follows the stored policy already (told without Spark).
 
-    A table with nothing new is not started (`lakehouse.pending`) only when this holds: otherwise its
-    query starts, and its consent sync applies a consent change no file of the table brought.
+    A table with nothing new (`lakehouse.pending`) whose zone does not is synced without starting its query.
     """
     zone = governance.non_phi
     if zone is None or not table.non_phi:
         return True
     fingerprint = governance.policy.stored_fingerprint() if table.consent and governance.policy else None
     return zone_is_synced(table, zone, fingerprint)
+
+
+def _sync_alone(spark: SparkSession, config: Config, table: TableConfig, run: TableRun, governance: Governance) -> None:
+    """The consent sync of a table that has no file to apply (what its query would do before its first batch)."""
+    ensure_non_phi_tables(spark, table, governance.non_phi)  # type: ignore[arg-type]
+    note = sync_zone(spark, config, table, governance, table_policy(spark, table, governance))
+    if note:
+        run.notes.append(note)
 
 
 def start_query(
@@ -304,9 +311,10 @@ def run_once(
         runs.append(run)
         try:
             path = paths.get(table.name, table.source.path)
-            idle = zone_synced(table, governance) and _nothing_new(
-                pending(path, table_paths(config, table).checkpoint), [run]
-            )
+            idle = _nothing_new(pending(path, table_paths(config, table).checkpoint), [run])
+            if idle and not zone_synced(table, governance):
+                with hold(config, [table.name], job=job):  # no file to apply: the consent sync alone, no query
+                    _sync_alone(session(), config, table, run, governance)
             if not idle:
                 with hold(config, [table.name], job=job):
                     start_query(

@@ -138,8 +138,11 @@ def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_
     lake.run()
     lake.consent(P, False)
     lake.run(["consents"])  # no file of the zone's tables arrives: the sync alone applies the withdrawal
-    lake.run()
+    runs = {r.table: r for r in lake.run()}
     assert set(zone_rows_of(lake, P).values()) == {0}
+    for table in ZONE_TABLES:  # without starting their queries
+        assert runs[table].batches == [] and runs[table].notes[0] == "nothing new", runs[table].notes
+        assert "consent changes of 1 patients applied to the non-PHI zone" in runs[table].notes
 
     regrant = lake.tick(48)
     lake.consent(P, True, signed=regrant)
