@@ -29,13 +29,41 @@ def spark(tmp_path_factory):
         extra_conf={
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
-            # The tests' tables are small: a 2 GB heap leaves room for the CLI runs that tests start beside it.
-            "spark.driver.memory": "2g",
+            # The tests' tables are small: a 3 GB heap leaves room for the CLI runs that tests start beside it.
+            "spark.driver.memory": "3g",
             "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
+            # One JVM runs ~20,000 stages in a full run: keep only a few of them in the status store
+            # (it keeps them even with the UI off; with the defaults the heap filled and the run crawled).
+            "spark.ui.retainedJobs": "50",
+            "spark.ui.retainedStages": "50",
+            "spark.ui.retainedTasks": "1000",
+            "spark.sql.ui.retainedExecutions": "20",
+            "spark.sql.streaming.ui.retainedQueries": "20",
+            "spark.sql.streaming.numRecentProgressUpdates": "10",
         },
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_cached_tables() -> Iterator[None]:
+    """After each module, drop what Spark and Delta keep of its tables (every module makes new ones).
+
+    Delta caches every table's log and snapshot state it has read for an hour: over a full run that is
+    hundreds of tables nobody reads again, enough to fill the shared session's heap.
+    """
+    yield
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return
+    context._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.catalog.clearCache()
 
 
 def write_dms_csv(folder: Path, name: str, records: list[list[str]], *, gz: bool = False) -> Path:
