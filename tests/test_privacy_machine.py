@@ -334,7 +334,7 @@ def _settings(examples: int, steps: int, *, shrink: bool) -> settings:
 
 def test_privacy_promises_hold_after_any_sequence_of_events(spark):
     PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 1
-    run_state_machine_as_test(PrivacyMachine, settings=_settings(2, 5, shrink=False))
+    run_state_machine_as_test(PrivacyMachine, settings=_settings(1, 6, shrink=False))
 
 
 @pytest.mark.search
