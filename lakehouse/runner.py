@@ -22,7 +22,7 @@ from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
 from lakehouse.lag import lag_seconds, oldest_file_time
-from lakehouse.maintenance import table_maintenance
+from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.ownership import hold
 from lakehouse.pending import Pending, pending
@@ -132,12 +132,37 @@ def zone_synced(table: TableConfig, governance: Governance) -> bool:
     return zone_is_synced(table, zone, fingerprint)
 
 
-def _sync_alone(spark: SparkSession, config: Config, table: TableConfig, run: TableRun, governance: Governance) -> None:
-    """The consent sync of a table that has no file to apply (what its query would do before its first batch)."""
-    ensure_non_phi_tables(spark, table, governance.non_phi)  # type: ignore[arg-type]
-    note = sync_zone(spark, config, table, governance, table_policy(spark, table, governance))
+def _prepare_tables(
+    spark: SparkSession, config: Config, table: TableConfig, governance: Governance
+) -> TableMaintenance:
+    """The table's upkeep settings, then its tables (created with the maintenance properties if new)."""
+    paths = table_paths(config, table)
+    upkeep = table_maintenance(config, table, paths, governance.non_phi)
+    upkeep.start(spark)  # before the tables are created: they take their maintenance properties from the session
+    ensure_tables(spark, table, paths)
+    if governance.non_phi is not None and table.non_phi:
+        ensure_non_phi_tables(spark, table, governance.non_phi)
+    return upkeep
+
+
+def _sync_noted(
+    spark: SparkSession,
+    config: Config,
+    table: TableConfig,
+    governance: Governance,
+    run: TableRun,
+    policy: DataFrame | None,
+) -> None:
+    """`sync_zone`, its note (if it changed anything) added to the run's notes."""
+    note = sync_zone(spark, config, table, governance, policy)
     if note:
         run.notes.append(note)
+
+
+def _sync_alone(spark: SparkSession, config: Config, table: TableConfig, run: TableRun, governance: Governance) -> None:
+    """The consent sync of a table that has no file to apply (what its query does before its first batch)."""
+    _prepare_tables(spark, config, table, governance)
+    _sync_noted(spark, config, table, governance, run, table_policy(spark, table, governance))
 
 
 def start_query(
@@ -153,24 +178,15 @@ def start_query(
     """Start the streaming query that applies `table`'s DMS files (from `path`, default the source's path)."""
     paths = table_paths(config, table)
     governance = governance or Governance()
-    upkeep = table_maintenance(config, table, paths, governance.non_phi)
-    upkeep.start(spark)  # before the tables are created: they take their maintenance properties from the session
-    ensure_tables(spark, table, paths)
-    if governance.non_phi is not None and table.non_phi:
-        ensure_non_phi_tables(spark, table, governance.non_phi)
-
-    def sync(policy: DataFrame | None) -> None:
-        note = sync_zone(spark, config, table, governance, policy)
-        if note:
-            run.notes.append(note)
-
-    sync(table_policy(spark, table, governance))  # a consent change reaches the zone even when no file arrives
+    upkeep = _prepare_tables(spark, config, table, governance)
+    # a consent change reaches the zone even when no file arrives
+    _sync_noted(spark, config, table, governance, run, table_policy(spark, table, governance))
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
         started, oldest = datetime.now(UTC), oldest_file_time(files)
         with governance.lock(table.name):
             policy = table_policy(spark, table, governance)
-            sync(policy)  # the policy may have been refreshed since the last batch
+            _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
             metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
             metrics.lag_seconds = lag_seconds(started, oldest)
             # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
