@@ -82,13 +82,13 @@ SPARK4_TESTS ?= tests $(foreach t,$(SPARK4_SKIP),--ignore=tests/$(t).py)
 test-spark4: java postgres .venv-spark4/.installed
 	.venv-spark4/bin/python -m pytest -m "not slow" $(SPARK4_TESTS)
 
-# The Athena lane: a real Trino 476 (Athena engine 3 is built on Trino) reads every table of a demo run and
-# runs the project's "as of" SQL. Trino needs Java 24+ (TRINO_JAVA_HOME, else the newest JDK in /usr/lib/jvm);
-# Maven fetches its tarball once (~800 MB, checksum-verified) and it is unpacked into ~/.cache/lakehouse.
 # Long randomized searches: many Hypothesis examples of the property tests (LAKEHOUSE_PROPERTY_EXAMPLES=N for more).
 test-search: java $(VENV)/.installed
 	$(PY) -m pytest -m search
 
+# The Athena lane: a real Trino 476 (Athena engine 3 is built on Trino) reads every table of a demo run and
+# runs the project's "as of" SQL. Trino needs Java 24+ (TRINO_JAVA_HOME, else the newest JDK in /usr/lib/jvm);
+# Maven fetches its tarball once (~800 MB, checksum-verified) and it is unpacked into ~/.cache/lakehouse.
 test-athena: java $(VENV)/.installed
 	$(PY) -m pytest -m athena -s tests/test_athena.py
 

@@ -22,6 +22,7 @@ Run (writes benchmarks/results/soak-<date>.json and soak-<date>-<series>.png):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -47,20 +48,29 @@ SERIES = {  # series -> (title, unit, keys of one sample)
 }
 
 
+# A process or file can go between listing and reading it (Python workers end, VACUUM deletes files): it then counts
+# as gone, never as a failed sample.
+
+
+def _read(path: Path) -> str:
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        return path.read_text(errors="ignore")
+    return ""
+
+
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in _read(Path(f"/proc/{pid}/status")).splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
 def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = task / "children"
-        if children.exists():
-            kids += [int(p) for p in children.read_text().split()]
-    return kids
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    return [int(kid) for task in tasks for kid in _read(task / "children").split()]
 
 
 def _descendants(pid: int) -> list[int]:
@@ -73,21 +83,29 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _size(path: Path) -> tuple[float, int]:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
-    return sum(p.stat().st_size for p in files) / 1e6, len(files)
+    sizes = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(os.stat(os.path.join(root, name)).st_size)
+    return sum(sizes) / 1e6, len(sizes)
+
+
+def _parquet_files(path: str) -> int:
+    return sum(name.endswith(".parquet") for _, _, names in os.walk(path) for name in names)
 
 
 def _sample(spark, tables: dict[str, str], checkpoint: Path, jvm_pid: int) -> dict:
     from lakehouse.maintenance import file_count
 
-    workers = [p for p in _descendants(jvm_pid) if "python" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+    workers = [p for p in _descendants(jvm_pid) if "python" in _read(Path(f"/proc/{p}/cmdline"))]
     logs = {name: _size(Path(path) / "_delta_log") for name, path in tables.items()}
     return {
         "jvm_rss_mb": round(_rss_mb(jvm_pid), 1),
         "python_rss_mb": round(_rss_mb(os.getpid()), 1),
         "workers_rss_mb": round(sum(_rss_mb(p) for p in workers), 1),
         "files": {name: file_count(spark, path) for name, path in tables.items()},
-        "parquet_on_disk": {name: len(list(Path(path).rglob("*.parquet"))) for name, path in tables.items()},
+        "parquet_on_disk": {name: _parquet_files(path) for name, path in tables.items()},
         "checkpoint_mb": round(_size(checkpoint)[0], 3),
         "checkpoint_files": _size(checkpoint)[1],
         "source_log_mb": round(_size(checkpoint / "sources")[0], 3),
