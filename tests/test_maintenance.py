@@ -17,15 +17,19 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from lakehouse.apply.forget import forget_patient
 from lakehouse.config import MaintenanceSettings, load_config
 from lakehouse.demo import generate
 from lakehouse.demo_feed import DevicesFeed, devices_of
+from lakehouse.maintenance import TableMaintenance, compact, file_count, vacuum
 from lakehouse.masking import pseudonym
 from lakehouse.runner import Governance, run_once
 from lakehouse.tables import table_paths
-from lakehouse.timetravel import as_of
+from lakehouse.timetravel import as_of, latest_at
+from tests.conftest import make_config, write_dms_csv
 
 LOCAL_YAML = Path(__file__).parent.parent / "config" / "local.yaml"
 AGGRESSIVE = {
@@ -72,7 +76,9 @@ def lakes(spark, tmp_path_factory):
         generate(landing, patients=30, days=1)
         configs = {"reference": _config(root / "reference", landing, NONE)}
         configs["maintained"] = _config(root / "maintained", landing, AGGRESSIVE)
-        zone = Governance.of(configs["reference"]).non_phi
+        # Each lake has its own non-PHI zone (under its own home); the masking key is the same.
+        zones = {name: Governance.of(c).non_phi for name, c in configs.items()}
+        zone = zones["reference"]
         first = {name: run_once(spark, c, ["consents", "devices"]) for name, c in configs.items()}
         devices = devices_of(spark, table_paths(configs["reference"], configs["reference"].tables["devices"]).latest)
         # A patient the non-PHI zone holds (consented), so forgetting them removes rows.
@@ -83,8 +89,8 @@ def lakes(spark, tmp_path_factory):
             for d in devices
             if d["patient_id"] and pseudonym(str(d["patient_id"]), zone.key) in zone_patients
         )
-        for config in configs.values():
-            forget_patient(spark, config, zone, forgotten)
+        for name, config in configs.items():
+            forget_patient(spark, config, zones[name], forgotten)
         feed = DevicesFeed(landing / "dms/cpap/devices", devices)
         for _ in range(4):
             feed.land(6, exclude_patients=frozenset({forgotten}))
@@ -98,7 +104,7 @@ def lakes(spark, tmp_path_factory):
         "first": first,
         "second": second,
         "forgotten": forgotten,
-        "tables": {name: _kinds(c, zone) for name, c in configs.items()},
+        "tables": {name: _kinds(c, zones[name]) for name, c in configs.items()},
     }
 
 
@@ -128,3 +134,54 @@ def test_as_of_answers_the_same_at_every_change_time(spark, lakes):
     for at in [*times[:: max(1, len(times) // 8)], datetime(2100, 1, 1)]:
         reference, maintained = (as_of(spark, path[n], at) for n in ("reference", "maintained"))
         assert_df_equality(maintained, reference, ignore_row_order=True)
+
+
+def test_maintenance_compacted_and_vacuumed_inside_the_stream(spark, lakes):
+    tables = lakes["tables"]
+    for kind in ("history", "latest", "non_phi.history"):
+        operations = {
+            r[0] for r in DeltaTable.forPath(spark, tables["maintained"][kind]).history().select("operation").collect()
+        }
+        assert "OPTIMIZE" in operations, (kind, operations)
+        assert file_count(spark, tables["maintained"][kind]) < file_count(spark, tables["reference"][kind])
+        parquet = [p for p in Path(tables["maintained"][kind]).rglob("*.parquet") if "_delta_log" not in p.parts]
+        assert len(parquet) == file_count(spark, tables["maintained"][kind]), "VACUUM left unreferenced files"
+
+
+def test_forgotten_patient_is_in_no_file_of_the_non_phi_zone(spark, lakes):
+    patient = lakes["forgotten"]
+    masked = pseudonym(patient, lakes["zone"].key)
+    tables = lakes["tables"]["maintained"]
+    for kind in ("non_phi.history", "non_phi.latest"):
+        assert _read(spark, tables[kind]).where(F.col("patient_id") == masked).count() == 0
+        # Every Parquet file on disk, referenced or not: compaction wrote no row back, VACUUM removed the rest.
+        assert spark.read.parquet(tables[kind]).where(F.col("patient_id") == masked).count() == 0
+    reference_files = spark.read.parquet(lakes["tables"]["reference"]["non_phi.history"])
+    assert reference_files.where(F.col("patient_id") == masked).count() > 0, "unvacuumed files still hold the rows"
+    assert _read(spark, tables["history"]).where(F.col("patient_id") == int(patient)).count() > 0
+
+
+def test_vacuum_keeps_every_version_within_the_retention(spark, workdir):
+    columns = {"ts": "string", "id": "int", "v": "string"}
+    source = {"kind": "dms", "columns": columns, "timestamp_column": "ts", "max_files_per_trigger": 1}
+    config = make_config(workdir, {"t": {"primary_key": ["id"], "source": source}})
+    landing = Path(config.tables["t"].source.path)
+    for n in range(4):
+        rows = [["I" if n == 0 else "U", f"2026-03-0{n + 1} 10:00:00", str(k), f"v{n}-{k}"] for k in range(5)]
+        write_dms_csv(landing, f"2026030{n + 1}-100000000.csv", rows)
+    run_once(spark, config, ["t"])
+    paths = table_paths(config, config.tables["t"])
+    versions = DeltaTable.forPath(spark, paths.latest).history().select("version").collect()
+    before = {v[0]: latest_at(spark, paths.latest, version=v[0]).localCheckpoint() for v in versions}
+    as_of_before = as_of(spark, paths.history, datetime(2026, 3, 2, 12)).localCheckpoint()
+    settings = MaintenanceSettings.model_validate({"vacuum": {"retention_hours": 1}})
+    upkeep = TableMaintenance(settings, {"history": paths.history, "latest": paths.latest}, marker=str(workdir / "m"))
+    upkeep.start(spark)  # the tables' deleted-file retention becomes 1 hour
+    compacted = compact(spark, paths.history)
+    assert compacted["removed"] >= 2 and compacted["added"] == 1  # the batches' files into one
+    compact(spark, paths.latest)
+    for path in (paths.history, paths.latest):
+        vacuum(spark, path, settings.vacuum.retention_hours)
+    for version, rows in before.items():
+        assert_df_equality(latest_at(spark, paths.latest, version=version), rows, ignore_row_order=True)
+    assert_df_equality(as_of(spark, paths.history, datetime(2026, 3, 2, 12)), as_of_before, ignore_row_order=True)
