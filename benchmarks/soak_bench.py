@@ -48,11 +48,8 @@ SERIES = {  # series -> (title, unit, keys of one sample)
 }
 
 
-# A process or file can go between listing and reading it (Python workers end, VACUUM deletes files): it then counts
-# as gone, never as a failed sample.
-
-
 def _read(path: Path) -> str:
+    """The file's text, or "" if it went since it was listed (a Python worker ended): gone, not a failed sample."""
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         return path.read_text(errors="ignore")
     return ""
@@ -83,6 +80,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _size(path: Path) -> tuple[float, int]:
+    """MB and number of the files under `path`; a file VACUUM deletes while this walks is left out."""
     sizes = []
     for root, _, names in os.walk(path):
         for name in names:
@@ -100,14 +98,15 @@ def _sample(spark, tables: dict[str, str], checkpoint: Path, jvm_pid: int) -> di
 
     workers = [p for p in _descendants(jvm_pid) if "python" in _read(Path(f"/proc/{p}/cmdline"))]
     logs = {name: _size(Path(path) / "_delta_log") for name, path in tables.items()}
+    checkpoint_mb, checkpoint_files = _size(checkpoint)
     return {
         "jvm_rss_mb": round(_rss_mb(jvm_pid), 1),
         "python_rss_mb": round(_rss_mb(os.getpid()), 1),
         "workers_rss_mb": round(sum(_rss_mb(p) for p in workers), 1),
         "files": {name: file_count(spark, path) for name, path in tables.items()},
         "parquet_on_disk": {name: _parquet_files(path) for name, path in tables.items()},
-        "checkpoint_mb": round(_size(checkpoint)[0], 3),
-        "checkpoint_files": _size(checkpoint)[1],
+        "checkpoint_mb": round(checkpoint_mb, 3),
+        "checkpoint_files": checkpoint_files,
         "source_log_mb": round(_size(checkpoint / "sources")[0], 3),
         "delta_log_mb": {name: round(mb, 3) for name, (mb, _) in logs.items()},
         "delta_log_files": {name: n for name, (_, n) in logs.items()},
