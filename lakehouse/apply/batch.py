@@ -33,6 +33,7 @@ from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
 from lakehouse.config import TableConfig
+from lakehouse.delta_log import committed_version
 from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym, pseudonym_prefix
@@ -202,7 +203,7 @@ def apply_changes(
                 nullable=table.nullable_key,
             )
             crash_point(table.name, batch_id, "after_history")
-            versions["history"] = _version(spark, paths.history)
+            versions["history"] = committed_version(spark, paths.history)
 
     def latest_rows() -> None:
         latest_columns = [*business, *LATEST_META]
@@ -218,7 +219,7 @@ def apply_changes(
                 nullable=table.nullable_key,
             )
             crash_point(table.name, batch_id, "after_latest")
-            versions["latest"] = _version(spark, paths.latest)
+            versions["latest"] = committed_version(spark, paths.latest)
 
     def non_phi_zone() -> None:
         zone = non_phi
@@ -399,7 +400,3 @@ def _write_quarantine(
         .whenNotMatchedInsertAll()
         .execute()
     )
-
-
-def _version(spark: object, path: str) -> int:
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""The version and file count a batch reads after its own commits equal Delta's public answers, without a Spark job."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from delta.tables import DeltaTable
+
+from lakehouse.delta_log import committed_files, committed_version, table_properties
+
+KEYS = ["delta.checkpointInterval", "delta.logRetentionDuration"]
+
+
+def _public(spark, path: str) -> tuple[int, int, dict]:
+    table = DeltaTable.forPath(spark, path)
+    detail = table.detail().select("numFiles", "properties").first()
+    properties = {key: (detail["properties"] or {}).get(key) for key in KEYS}
+    return int(table.history(1).select("version").first()[0]), int(detail["numFiles"]), properties
+
+
+def _committed(spark, path: str) -> tuple[int, int, dict]:
+    return committed_version(spark, path), committed_files(spark, path), table_properties(spark, path, KEYS)
+
+
+def _jobs_run_by(spark, action) -> tuple[object, list[int]]:
+    """Run `action` in its own job group; return its result and the Spark jobs it started."""
+    context, group = spark.sparkContext, f"probe-{uuid.uuid4().hex}"
+    context.setJobGroup(group, "committed state probe")
+    try:
+        result = action()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    return result, list(context.statusTracker().getJobIdsForGroup(group))
+
+
+def test_after_each_kind_of_commit_the_committed_state_is_delta_s(spark, tmp_path):
+    path = str(tmp_path / "t")
+    spark.range(0, 100, numPartitions=3).withColumnRenamed("id", "k").write.format("delta").save(path)
+    commits = [
+        lambda: spark.range(100, 110, numPartitions=2).withColumnRenamed("id", "k").write.format("delta")
+        .mode("append").save(path),
+        lambda: DeltaTable.forPath(spark, path).alias("t")
+        .merge(spark.range(105, 120).withColumnRenamed("id", "k").alias("s"), "t.k = s.k")
+        .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(),
+        lambda: DeltaTable.forPath(spark, path).delete("k < 50"),
+        lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction(),
+        lambda: spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '2')"),
+        lambda: DeltaTable.forPath(spark, path).delete("k >= 115"),  # the table's log now has a checkpoint
+    ]  # fmt: skip
+    for commit in commits:
+        commit()
+        committed, jobs = _jobs_run_by(spark, lambda: _committed(spark, path))
+        assert committed == _public(spark, path)
+        assert jobs == [], "the committed state should come from the driver's snapshot, not a Spark job"
+    assert committed[2] == {"delta.checkpointInterval": "2", "delta.logRetentionDuration": None}
+    commits[1]()
+    _, jobs = _jobs_run_by(spark, lambda: _public(spark, path))
+    assert jobs, "DESCRIBE DETAIL after a commit rebuilds the table's state with Spark jobs (what the probe avoids)"
+
+
+def test_a_table_this_process_has_not_opened_is_read_from_its_log(spark, tmp_path):
+    path = str(tmp_path / "t")
+    spark.range(0, 10, numPartitions=2).write.format("delta").save(path)
+    spark.range(10, 20, numPartitions=2).write.format("delta").mode("append").save(path)
+    spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # as a new process would start
+    assert _committed(spark, path) == _public(spark, path)
+    assert _committed(spark, path)[:2] == (1, 4)
+
+
+def test_no_table_at_the_path_is_delta_s_own_error(spark, tmp_path):
+    with pytest.raises(Exception, match=r"(?i)not a delta table"):
+        committed_files(spark, str(tmp_path / "nothing"))
+
+
+def test_properties_set_by_another_writer_are_seen(spark, tmp_path):
+    import deltalake
+
+    path = str(tmp_path / "t")
+    spark.range(0, 10).write.format("delta").save(path)
+    assert table_properties(spark, path, KEYS)["delta.checkpointInterval"] is None
+    deltalake.DeltaTable(path).alter.set_table_properties({"delta.checkpointInterval": "7"})
+    assert table_properties(spark, path, KEYS)["delta.checkpointInterval"] == "7"
