@@ -18,6 +18,14 @@ TESTS = Path(__file__).parent
 pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before test processes start (pytest-xdist): the Delta jars resolved once, not by each process at once."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        from lakehouse.spark_local import delta_jars
+
+        delta_jars()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from lakehouse.session import build_spark
