@@ -1,15 +1,18 @@
-"""A Delta table's version and file count as this process last committed or read it, without a Spark job.
+"""A Delta table's version, file count and properties as this process last committed or read it, without a Spark job.
 
-After each write a batch records the version it committed, and the maintenance counts each table's
-files. Delta's public API answers both at a price paid on every batch: `history(1)` reads the log
-(~0.7 s a table), and `detail()` right after a commit rebuilds the table's state with Spark jobs
-(1-3 s a table). Yet Delta already holds both in the driver: the snapshot its own commit installed,
-with the commit's checksum (the `<version>.crc` Delta 3 computes at commit: numFiles, table size).
+After each write a batch records the version it committed, the maintenance counts each table's files, and
+each query start checks the tables' properties. Delta's public API answers with a log read (`history(1)`)
+or with `DESCRIBE DETAIL`, which right after a commit rebuilds the table's state with Spark jobs. Delta
+already holds the answers in the driver: the snapshot its own commit installed, with the commit's checksum
+(the `<version>.crc` Delta 3 computes at commit: numFiles, table size) and the table's metadata.
 
-`committed_files` and `committed_version` read that snapshot through Py4J. It is the table's state as
-this process knows it, which is the table's state for its one writer (DESIGN.md) right after its own
-commit; a reader that must see other writers' commits uses `history()`. Where the snapshot or its
-checksum is not there (another Delta line, Spark Connect) the public API answers.
+This does not make the state rebuild free: the next MERGE into the table rebuilds it anyway (measured in the
+README's performance section). It saves the rebuild of tables nothing reads next, and the jobs themselves.
+
+The functions here read that snapshot through Py4J. It is the table's state as this process knows it,
+which is the table's state for its one writer (DESIGN.md) right after its own commit; `table_properties`
+first looks for newer commits. Where the snapshot or its checksum is not there (another Delta line,
+Spark Connect) the public API answers.
 """
 
 from __future__ import annotations
@@ -51,12 +54,12 @@ def committed_version(spark: SparkSession, path: str) -> int:
 def table_properties(spark: SparkSession, path: str, keys: list[str]) -> dict[str, str | None]:
     """The values of the table properties `keys` of the Delta table at `path`, at its newest version.
 
-    From the table's metadata in the driver (Delta reads it from the commit's checksum), after a listing of
-    its log for newer commits; `DESCRIBE DETAIL` would rebuild the table's state for its file count.
+    From the table's metadata in the driver, after a listing of its log for newer commits; `DESCRIBE DETAIL`
+    would rebuild the table's state for its file count.
     """
     from delta.tables import DeltaTable
 
-    DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    table = DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
     snapshot = _snapshot(spark, path)
     if snapshot is not None:
         try:
@@ -65,7 +68,7 @@ def table_properties(spark: SparkSession, path: str, keys: list[str]) -> dict[st
             return {k: (v.get() if v.isDefined() else None) for k, v in zip(keys, values, strict=True)}
         except Exception as exc:  # a Delta without these: the public API answers
             log.debug("no metadata in Delta's snapshot of %s: %s", path, exc)
-    current = DeltaTable.forPath(spark, path).detail().select("properties").first()["properties"] or {}
+    current = table.detail().select("properties").first()["properties"] or {}
     return {key: current.get(key) for key in keys}
 
 
