@@ -140,7 +140,7 @@ def apply_changes(
 
     def ledger() -> None:
         if files is not None:
-            record_files(spark, paths.ledger, files.applied, batch_id)
+            record_files(spark, paths.ledger, files, batch_id)
 
     if first["min_valid_from"] is None:
         metrics.replayed = file_replays

@@ -39,6 +39,12 @@ class BatchFiles:
 
     applied: dict[str, tuple[str, int]]  # file -> (content hash, rows)
     replayed: dict[str, str]  # file -> where its content was first applied ("batch 3, 2026...csv")
+    recorded: frozenset[str] = frozenset()  # applied files the ledger already holds (a batch replayed after a crash)
+
+    @property
+    def to_record(self) -> dict[str, tuple[str, int]]:
+        """The applied files the ledger does not hold yet."""
+        return {file: entry for file, entry in self.applied.items() if file not in self.recorded}
 
 
 def classify_files(spark: SparkSession, path: str, files: dict[str, tuple[str, int]], batch_id: int) -> BatchFiles:
@@ -52,6 +58,7 @@ def classify_files(spark: SparkSession, path: str, files: dict[str, tuple[str, i
         known = {r["content_sha256"]: (int(r["batch_id"]), r["source_file"]) for r in rows}
     applied: dict[str, tuple[str, int]] = {}
     replayed: dict[str, str] = {}
+    recorded: set[str] = set()
     first: dict[str, str] = {}
     for file in sorted(files, key=lambda f: (not is_load_file(f), posixpath.basename(f), f)):
         digest, count = files[file]
@@ -63,21 +70,21 @@ def classify_files(spark: SparkSession, path: str, files: dict[str, tuple[str, i
         else:
             first[digest] = file
             applied[file] = (digest, count)
-    return BatchFiles(applied=applied, replayed=replayed)
+            if earlier is not None:
+                recorded.add(file)
+    return BatchFiles(applied=applied, replayed=replayed, recorded=frozenset(recorded))
 
 
-def record_files(spark: SparkSession, path: str, files: dict[str, tuple[str, int]], batch_id: int) -> None:
-    """Record the contents this batch applied (idempotent: a content already recorded keeps its first entry)."""
-    from delta.tables import DeltaTable
+def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> None:
+    """Record the contents this batch applied and the ledger does not hold yet.
 
-    if not files:
+    An append, not a MERGE (a MERGE scans and joins the ledger, seconds per batch): `classify_files` has just
+    read the entries of these contents, and only the table's own query writes its ledger, so nothing can
+    have recorded them since. A batch replayed after this append finds its own entries (`recorded`) and
+    appends nothing again.
+    """
+    new = files.to_record
+    if not new:
         return
-    rows = [(digest, file, batch_id, count) for file, (digest, count) in sorted(files.items())]
-    source = spark.createDataFrame(rows, LEDGER_DDL)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(source.alias("s"), "t.content_sha256 = s.content_sha256")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    rows = [(digest, file, batch_id, count) for file, (digest, count) in sorted(new.items())]
+    spark.createDataFrame(rows, LEDGER_DDL).write.format("delta").mode("append").save(path)

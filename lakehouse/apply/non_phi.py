@@ -204,10 +204,14 @@ def write_non_phi(
 
     `forgotten`: the pseudonyms of forgotten patients (`forget.forgotten_frame`), read for every write.
     """
+    from lakehouse.apply.batch import run_side_by_side
+
     versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))
     rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten).localCheckpoint(eager=True)
-    _merge_history(rows, table=table, zone=zone)
-    _merge_latest(rows, table=table, zone=zone)
+    # Two tables, each MERGE idempotent on its own (a replay converges whichever committed): side by side.
+    run_side_by_side(
+        [lambda: _merge_history(rows, table=table, zone=zone), lambda: _merge_latest(rows, table=table, zone=zone)]
+    )
 
 
 def _changed(columns: list[str]) -> str:
