@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -122,12 +121,9 @@ def child(samples: int, rows: int) -> dict:
 
 
 def run_child(tree: Path, samples: int, rows: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--samples", str(samples), "--rows", str(rows)]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"profile of {tree} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from benchmarks import trees  # the parent's: a child runs on a tree that may not have it
+
+    return trees.run_child(Path(__file__).resolve(), tree, ["--samples", str(samples), "--rows", str(rows)])
 
 
 def summarize(profiles: list[dict]) -> dict:
@@ -179,12 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(child(args.samples, args.rows)))
         return
-    trees = [t.resolve() for t in args.trees]
-    profiles: dict[str, list[dict]] = {str(t): [] for t in trees}
-    for round_ in range(args.rounds):
-        for tree in trees:
-            print(f"round {round_ + 1}: {tree} (load {os.getloadavg()[0]:.1f})", flush=True)
-            profiles[str(tree)].append(run_child(tree, args.samples, args.rows))
+    from benchmarks import trees
+
+    roots = [t.resolve() for t in args.trees]
+    profiles = trees.alternate(roots, args.rounds, lambda tree: run_child(tree, args.samples, args.rows))
     report = {
         "benchmark": "batch-profile",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

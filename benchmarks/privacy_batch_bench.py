@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,12 +59,9 @@ def child(samples: int) -> dict:
 
 
 def run_child(tree: Path, samples: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--samples", str(samples)]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"profile of {tree} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from benchmarks import trees  # the parent's: a child runs on a tree that may not have it
+
+    return trees.run_child(Path(__file__).resolve(), tree, ["--samples", str(samples)])
 
 
 def summarize(profiles: list[dict]) -> dict:
@@ -88,12 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(child(args.samples)))
         return
-    trees = [t.resolve() for t in args.trees]
-    profiles: dict[str, list[dict]] = {str(t): [] for t in trees}
-    for round_ in range(args.rounds):
-        for tree in trees:
-            print(f"round {round_ + 1}: {tree} (load {os.getloadavg()[0]:.1f})", flush=True)
-            profiles[str(tree)].append(run_child(tree, args.samples))
+    from benchmarks import trees
+
+    roots = [t.resolve() for t in args.trees]
+    profiles = trees.alternate(roots, args.rounds, lambda tree: run_child(tree, args.samples))
     report = {
         "benchmark": "privacy-batch",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
