@@ -79,9 +79,9 @@ def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: in
     """Record the contents this batch applied and the ledger does not hold yet.
 
     An append, not a MERGE (a MERGE scans and joins the ledger, seconds per batch): `classify_files` has just
-    read the entries of these contents, and only the table's own query writes its ledger, so nothing can
-    have recorded them since. A batch replayed after this append finds its own entries (`recorded`) and
-    appends nothing again.
+    read the entries of these contents, and only the job holding the table's lease (`lakehouse.ownership`)
+    writes its ledger, so nothing can have recorded them since. A batch replayed after this append finds its
+    own entries (`recorded`) and appends nothing again.
     """
     new = files.to_record
     if not new:
