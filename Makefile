@@ -64,7 +64,7 @@ postgres:
 TEST_WORKERS ?= 2
 
 test: java postgres $(VENV)/.installed deploy/node_modules/.installed .venv-checkov/.installed
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 check: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
