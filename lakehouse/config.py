@@ -463,6 +463,9 @@ class StreamSettings(_Model):
     # delay with which a file can land.
     max_file_age_hours: float = Field(default=7 * 24, gt=0)
     file_source_log: FileSourceLog = FileSourceLog()
+    # A trigger-once run (`lakehouse run`) applies the consent source first, then this many tables at once, each
+    # under its own lease: one table's planning and commits overlap another's Spark jobs. 1: one after another.
+    tables_at_once: int = Field(default=2, ge=1)
 
     def source_options(self) -> dict[str, str]:
         """Options of every file source: oldest files first (the lag and the total order rely on it), max age."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lakehouse.apply.batch import apply_batch
+from lakehouse.apply.batch import apply_batch, run_side_by_side
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
@@ -47,6 +47,7 @@ class TableRun:
     batches: list[BatchMetrics] = field(default_factory=list)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall clock of the table's part of a trigger-once run (tables run side by side)
 
     @property
     def ok(self) -> bool:
@@ -307,7 +308,12 @@ def run_once(
     *,
     job: str | None = None,
 ) -> list[TableRun]:
-    """Apply everything that has landed, table by table and feed by feed (availableNow); never stop at a failure.
+    """Apply everything that has landed (availableNow), the tables side by side; never stop at a failure.
+
+    The consent source goes first and the policy is rebuilt from it; then the other tables and the snapshot
+    feeds run `config.stream.tables_at_once` at a time: each has its own query, checkpoint, lease and Delta
+    tables, so one's planning and commits overlap another's Spark jobs (a run costs about its slowest table,
+    not the sum).
 
     Each table (each feed) is applied under its unit's lease (lakehouse.ownership): a unit another job is
     writing is reported as failed, untouched. A table or feed whose checkpoint already holds every landed
@@ -319,50 +325,72 @@ def run_once(
     governance = Governance.of(config, dms)
     source = config.policy.source_table if config.policy else None
     paths = closed_paths(config, dms)
-    # The consent source goes first and the policy is rebuilt from it before the tables it flags.
-    dms.sort(key=lambda t: t.name != source)
-    runs = []
-    for table in dms:
-        run = TableRun(table.name)
-        runs.append(run)
-        try:
-            path = paths.get(table.name, table.source.path)
-            idle = _nothing_new(pending(path, table_paths(config, table).checkpoint), [run])
-            if idle and not zone_synced(table, governance):
-                with hold(config, [table.name], job=job):  # no file to apply: the consent sync alone, no query
-                    _sync_alone(session(), config, table, run, governance)
-            if not idle:
-                with hold(config, [table.name], job=job):
-                    start_query(
-                        session(),
-                        config,
-                        table,
-                        run,
-                        trigger={"availableNow": True},
-                        governance=governance,
-                        path=paths.get(table.name),
-                    ).awaitTermination()
-            if table.name == source and not (idle and policy_is_current(config)):
-                stats = build_policy_table(session(), config)
-                if governance.policy is not None:
-                    governance.policy.invalidate()
-                run.notes.append(f"policy rebuilt: {stats.rows} rows")
-        except Exception as exc:  # one table's failure must not stop the others; it is reported
-            _failed([run], table.name, exc)
-    for feed in feeds:
-        feed_runs = _feed_runs(config, feed)
-        runs.extend(feed_runs.values())
-        state = pending(
-            config.snapshots[feed].path, feed_checkpoint(config, feed), glob=FILE_GLOBS[config.snapshots[feed].kind]
+    runs = {table.name: TableRun(table.name) for table in sorted(dms, key=lambda t: t.name != source)}
+    feed_runs = {feed: _feed_runs(config, feed) for feed in feeds}
+
+    def table_task(table: TableConfig) -> Callable[[], None]:
+        return functools.partial(
+            _apply_table, session, config, table, runs[table.name], governance, path=paths.get(table.name), job=job
         )
-        if _nothing_new(state, list(feed_runs.values())):
-            continue
-        try:
+
+    for table in dms:  # the policy is rebuilt from the consent source before the tables it flags
+        if table.name == source:
+            table_task(table)()
+    rest = [table_task(table) for table in dms if table.name != source]
+    rest += [functools.partial(_apply_feed, session, config, feed, feed_runs[feed], job=job) for feed in feeds]
+    if rest:
+        run_side_by_side(rest, at_once=config.stream.tables_at_once)
+    return [*runs.values(), *(run for by_table in feed_runs.values() for run in by_table.values())]
+
+
+def _apply_table(
+    session: Callable[[], SparkSession],
+    config: Config,
+    table: TableConfig,
+    run: TableRun,
+    governance: Governance,
+    *,
+    path: str | None,
+    job: str | None,
+) -> None:
+    """One table's part of `run_once`: its query (or its consent sync alone), then the policy if it is the source."""
+    started = time.monotonic()
+    source = config.policy.source_table if config.policy else None
+    try:
+        idle = _nothing_new(pending(path or table.source.path, table_paths(config, table).checkpoint), [run])
+        if idle and not zone_synced(table, governance):
+            with hold(config, [table.name], job=job):  # no file to apply: the consent sync alone, no query
+                _sync_alone(session(), config, table, run, governance)
+        if not idle:
+            with hold(config, [table.name], job=job):
+                trigger = {"availableNow": True}
+                query = start_query(session(), config, table, run, trigger=trigger, governance=governance, path=path)
+                query.awaitTermination()
+        if table.name == source and not (idle and policy_is_current(config)):
+            stats = build_policy_table(session(), config)
+            if governance.policy is not None:
+                governance.policy.invalidate()
+            run.notes.append(f"policy rebuilt: {stats.rows} rows")
+    except Exception as exc:  # one table's failure must not stop the others; it is reported
+        _failed([run], table.name, exc)
+    run.seconds = round(time.monotonic() - started, 3)
+
+
+def _apply_feed(
+    session: Callable[[], SparkSession], config: Config, feed: str, runs: dict[str, TableRun], *, job: str | None
+) -> None:
+    """One snapshot feed's part of `run_once`: its query applies every file that landed, for all its tables."""
+    started = time.monotonic()
+    settings = config.snapshots[feed]
+    try:
+        state = pending(settings.path, feed_checkpoint(config, feed), glob=FILE_GLOBS[settings.kind])
+        if not _nothing_new(state, list(runs.values())):
             with hold(config, [feed], job=job):
-                start_feed_query(session(), config, feed, feed_runs, trigger={"availableNow": True}).awaitTermination()
-        except Exception as exc:
-            _failed(list(feed_runs.values()), feed, exc)
-    return runs
+                start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()
+    except Exception as exc:
+        _failed(list(runs.values()), feed, exc)
+    for run in runs.values():
+        run.seconds = round(time.monotonic() - started, 3)
 
 
 def lazy_session(spark: SparkSession | Callable[[], SparkSession]) -> Callable[[], SparkSession]:
@@ -371,7 +399,13 @@ def lazy_session(spark: SparkSession | Callable[[], SparkSession]) -> Callable[[
 
     if isinstance(spark, SparkSession):
         return lambda: spark
-    return functools.cache(spark)
+    build, lock = functools.cache(spark), threading.Lock()
+
+    def session() -> SparkSession:
+        with lock:  # tables run side by side: one of them builds it
+            return build()
+
+    return session
 
 
 def run_stream(

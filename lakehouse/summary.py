@@ -70,7 +70,7 @@ def print_summary(spark: SparkSession | Callable[[], SparkSession], config: Conf
     print("\n== lakehouse run ==")
     print(
         f"{'table':<{width}}{'batches':>8}{'read':>9}{'applied':>9}{'late':>6}{'quar.':>7}{'latest':>9}"
-        f"{'history':>9}  status"
+        f"{'history':>9}{'secs':>7}  status"
     )
     example = None
     for run in runs:
@@ -85,7 +85,7 @@ def print_summary(spark: SparkSession | Callable[[], SparkSession], config: Conf
             status += f"; {run.notes[-1]}" + (f" (and {len(run.notes) - 1} more)" if len(run.notes) > 1 else "")
         print(
             f"{run.table:<{width}}{len(run.batches):>8}{total['rows_read']:>9}{total['applied']:>9}{total['late']:>6}"
-            f"{total['quarantined']:>7}{latest:>9}{versions:>9}  {status}"
+            f"{total['quarantined']:>7}{latest:>9}{versions:>9}{run.seconds:>7.1f}  {status}"
         )
         if example is None and versions and run.table != policy_source:
             example = (run.table, paths.history)

@@ -243,8 +243,13 @@ def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None
 
     Every task runs to its end; then the first error is raised, or the results are returned in order.
     """
+    from pyspark import SparkContext
+
+    # With a SparkContext, each thread takes the caller's job group and properties; before one (a run that may
+    # start none), there is nothing to inherit.
+    wrap = inheritable_thread_target if SparkContext._active_spark_context is not None else (lambda task: task)
     with ThreadPoolExecutor(max_workers=at_once or len(tasks), thread_name_prefix="lakehouse") as pool:
-        futures = [pool.submit(inheritable_thread_target(task)) for task in tasks]
+        futures = [pool.submit(wrap(task)) for task in tasks]
     errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
         raise errors[0]

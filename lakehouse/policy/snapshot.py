@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ class PolicySnapshot:
         self._store = store
         self._refresh_seconds = refresh_seconds
         self._clock = clock
+        self._lock = threading.Lock()
         self._frame: DataFrame | None = None
         self._loaded_at = 0.0
         self.rows = 0
@@ -56,16 +58,17 @@ class PolicySnapshot:
 
     def current(self, spark: SparkSession) -> DataFrame:
         """The policy DataFrame, refreshed first when older than the interval."""
-        now = self._clock()
-        if self._frame is None or now - self._loaded_at >= self._refresh_seconds:
-            rows = self._store.snapshot()
-            frame = policy_frame(spark, rows).cache()
-            if self._frame is not None:
-                self._frame.unpersist()
-            self._frame, self._loaded_at = frame, now
-            self.rows, self.loads = len(rows), self.loads + 1
-            self.fingerprint = fingerprint(rows)
-        return self._frame
+        with self._lock:  # tables run side by side share one snapshot: one of them refreshes it
+            now = self._clock()
+            if self._frame is None or now - self._loaded_at >= self._refresh_seconds:
+                rows = self._store.snapshot()
+                frame = policy_frame(spark, rows).cache()
+                if self._frame is not None:
+                    self._frame.unpersist()
+                self._frame, self._loaded_at = frame, now
+                self.rows, self.loads = len(rows), self.loads + 1
+                self.fingerprint = fingerprint(rows)
+            return self._frame
 
     def stored_fingerprint(self) -> str:
         """The fingerprint of the rows in the store now (one read of the store, no Spark)."""
