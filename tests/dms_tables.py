@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
 from lakehouse.config import Config
 from lakehouse.runner import TableRun, run_once
 from lakehouse.tables import table_paths
@@ -55,3 +57,11 @@ def run(spark, config: Config) -> TableRun:
 def read(spark, config: Config, kind: str, table: str = "people"):
     paths = table_paths(config, config.tables[table])
     return spark.read.format("delta").load(getattr(paths, kind))
+
+
+def comparable(df, ignore: tuple[str, ...] = ()):
+    """All columns but `ignore`, sorted, with file paths cut to their names (two lakes land in different folders)."""
+    columns = [c for c in sorted(df.columns) if c not in ignore]
+    return df.select(
+        *[F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c) for c in columns]
+    )

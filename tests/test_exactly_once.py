@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
-from pyspark.sql import functions as F
 
 from lakehouse.apply.batch import apply_batch
 from lakehouse.tables import ensure_tables, table_paths
-from tests.dms_tables import PEOPLE, land, people_config, read, run, seq
+from tests.dms_tables import PEOPLE, comparable, land, people_config, read, run, seq
 
 T = "2026-03-01 "
 FILES = {
@@ -48,16 +47,6 @@ def land_all(config) -> None:
 
 def tables(spark, config) -> dict:
     return {kind: read(spark, config, kind) for kind in ("history", "latest", "quarantine")}
-
-
-def comparable(df):
-    """All columns, with file paths cut to their names (the two runs land in different folders)."""
-    return df.select(
-        *[
-            F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c)
-            for c in sorted(df.columns)
-        ]
-    )
 
 
 def assert_same_tables(spark, actual_config, expected_config) -> None:

@@ -51,6 +51,7 @@ from lakehouse.apply.non_phi import ADMIT, LATEST_META, history_columns, latest_
 from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.masking import pseudonym, sequence_token
 from lakehouse.policy.job import policy_snapshot
+from tests.dms_tables import comparable as same_columns
 from tests.privacy_lake import DMS_TABLES, START, ZONE_TABLES, LogLines, PrivacyLake, admitted, leaks
 
 PATIENTS = [7104201, 7104202, 7104203]
@@ -283,10 +284,7 @@ class PrivacyMachine(RuleBasedStateMachine):
 
 def comparable(df):
     """All columns but the batch id (crashes and replays number batches differently); file names without folders."""
-    columns = [c for c in sorted(df.columns) if c not in ("_batch_id", "batch_id")]
-    return df.select(
-        *[F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c) for c in columns]
-    )
+    return same_columns(df, ignore=("_batch_id", "batch_id"))
 
 
 def clean_run(spark, events: list[tuple[str, Path]], home: Path, lake: PrivacyLake) -> PrivacyLake:

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 from chispa import assert_df_equality
-from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.runner import run_once
 from lakehouse.tables import table_paths
 from tests.conftest import make_config
-from tests.dms_tables import PEOPLE, land, read, seq
+from tests.dms_tables import PEOPLE, comparable, land, read, seq
 from tests.test_ownership import hold_in_another_process
 
 T = "2026-03-01 "
@@ -48,16 +47,6 @@ def three_tables(root: Path, *, at_once: int) -> Config:
             name,
         )
     return config
-
-
-def comparable(df):
-    """All columns, file paths cut to their names (the two lakes land in different folders)."""
-    return df.select(
-        *[
-            F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c)
-            for c in sorted(df.columns)
-        ]
-    )
 
 
 def timed_run(spark, config: Config):
