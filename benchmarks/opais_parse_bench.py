@@ -13,7 +13,7 @@ What is measured
       parse_one `parse_export(parts=1)`: the standard library's C decoder one entity at a time, checks, keys,
                 dedup, pharmacy conflicts, Arrow tables, in one process;
       parse     `parse_export` as the engine runs it: a large export is flattened by one process per core,
-                each reading the whole file and flattening its share of the entities.
+                each decoding and flattening the entities of one byte range of the file.
 
     The child reports wall seconds, CPU seconds and its peak RSS (`ru_maxrss`), and the RSS after its
     imports (the floor of an empty Python with pyarrow loaded). For parse, CPU seconds include its worker

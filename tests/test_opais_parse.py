@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from lakehouse.errors import InputError, SnapshotError
-from lakehouse.sources.opais import SCHEMAS, ParseProgress, content_key, log_progress, open_export, parse_export
+from lakehouse.sources.opais import (
+    SCHEMAS,
+    ParseProgress,
+    content_key,
+    log_progress,
+    open_export,
+    parse_export,
+    range_starts,
+)
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.sources.opais_flatten import SOURCES
 from lakehouse.sources.opais_synth import EXPORT_NAME, write_export
@@ -549,18 +557,83 @@ def sorted_rows(table: Any) -> list[tuple]:
     return sorted(tuple(row.values()) for row in table.to_pylist())
 
 
-def test_parts_in_several_processes_give_the_tables_and_stats_of_one(tmp_path: Path) -> None:
+SPLIT_REFUSED = "every process reads the whole file instead"
+
+
+def test_parts_in_several_processes_give_the_tables_and_stats_of_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write_export(tmp_path / "e.zip", entities=400, seed=3, zip=True)
     one_process = parse_export(tmp_path / "e.zip", parts=1)
-    three = parse_export(tmp_path / "e.zip", parts=3, chunk_rows=50)
+    with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
+        three = parse_export(tmp_path / "e.zip", parts=3, chunk_rows=50)
+    assert not [m for m in caplog.messages if SPLIT_REFUSED in m]  # read in byte ranges, the ZIP's too
     for name, table in one_process.tables.items():
-        assert sorted_rows(three.tables[name]) == sorted_rows(table), name
+        assert three.tables[name].equals(table), name  # the same rows in the same (file) order
         assert three.tables[name].schema == table.schema
-    assert three.tables["dim_pharmacy"] == one_process.tables["dim_pharmacy"]  # ordered by pharmacy_id
     same = ("entities", "rows", "max_edit_date", "duplicates_collapsed", "contract_conflicts", "pharmacy_conflicts")
-    for figure in (*same, "pharmacy_conflict_examples"):
+    for figure in (*same, "contract_conflict_examples", "pharmacy_conflict_examples"):
         assert getattr(three.stats, figure) == getattr(one_process.stats, figure), figure
     assert one_process.stats.pharmacy_conflicts > 0 and one_process.stats.duplicates_collapsed["dim_ce_npi"] > 0
+
+
+def test_progress_in_parts_goes_forward_and_ends_at_the_whole_file(tmp_path: Path) -> None:
+    many = [contract(c, c, comments="x" * 500) for c in range(5)]
+    path = write_json(tmp_path, [entity(i, f"E{i}", contractPharmacies=many) for i in range(100)])
+    seen: list[ParseProgress] = []
+    parse_export(path, progress=seen.append, progress_every_mb=0.001, parts=2)
+    assert len(seen) > 2 and seen[-1].done and seen[-1].entities == 100
+    assert seen[-1].bytes_read == seen[-1].total_bytes == path.stat().st_size
+    assert [p.bytes_read for p in seen] == sorted(p.bytes_read for p in seen)
+    assert all(p.bytes_read <= p.total_bytes for p in seen)
+
+
+def test_an_entity_that_only_looks_like_one_is_never_taken_for_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A range may start on an object inside an entity that has id340B and ceId (a field the parser does
+    not know): the ranges are then refused, and the whole-file way gives the tables of one process."""
+    decoys = [{"id340B": "DECOY", "ceId": 99}, {"id340B": "DECOY2", "ceId": 98}]
+    holder = entity(2, "B", notes="x" * 3000, related=decoys)  # the file's middle falls in its padding
+    path = write_json(tmp_path, [entity(1, "A"), holder, entity(3, "C", notes="y" * 3000)])
+    data = path.read_bytes()
+    assert data.index(b"x" * 3000) < range_starts(len(data), 2)[1] < data.index(b"DECOY")  # the cut
+    with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
+        split = parse_export(path, parts=2)
+    assert [m for m in caplog.messages if SPLIT_REFUSED in m]
+    one_process = parse_export(path, parts=1)
+    for name, table in one_process.tables.items():
+        assert sorted_rows(split.tables[name]) == sorted_rows(table), name
+    assert sorted(r["id340b"] for r in split.tables["dim_ce"].to_pylist()) == ["A", "B", "C"]
+
+
+def test_a_key_repeated_in_another_range_is_named_as_one_process_names_it(tmp_path: Path) -> None:
+    entities = [entity(i, f"E{i}", notes="z" * 200) for i in range(10)] + [entity(2, "E2")]
+    path = write_json(tmp_path, entities)
+    with pytest.raises(SnapshotError) as one_process:
+        parse_export(path, parts=1)
+    with pytest.raises(SnapshotError) as split:
+        parse_export(path, parts=3)
+    assert str(split.value) == str(one_process.value)
+    assert split.value.entity_index == 10 and "already entity #2" in str(split.value)
+    assert split.value.position == one_process.value.position
+
+
+def test_a_worker_that_fails_costs_time_not_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.sources import opais_parts
+
+    path = tmp_path / "e.json"
+    write_export(path, entities=60, seed=5)
+    one_process = parse_export(path, parts=1)
+    monkeypatch.setattr(opais_parts.sys, "executable", "/bin/false")  # every worker exits 1 at once
+    with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
+        split = parse_export(path, parts=2)
+    assert any("worker for part 1 of 2 failed (exit code 1)" in m for m in caplog.messages)
+    assert any("flattening part 1 of 2 here" in m for m in caplog.messages)
+    for name, table in one_process.tables.items():
+        assert sorted_rows(split.tables[name]) == sorted_rows(table), name
 
 
 def test_pharmacy_conflicts_across_parts_are_found(tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ streaming event parser does, so memory holds one buffer and one element, never t
 as `json` and ijson read them exactly: whole numbers as int, others as Decimal (never float); NaN and Infinity,
 which JSON does not have, are refused.
 
+A large array can be read in byte ranges by several processes (`array_items(..., until=)` for the first range,
+`array_items_after` for the others): each range starts at an element it recognizes and ends before the first
+element that starts at or after the next range's first byte. `Span` says where a range began and ended, so that
+the caller can prove the ranges meet end to end.
+
 Problems are raised as `JsonProblem` with their byte position in the file (the end of the file when it is cut
 short); the caller names the file.
 """
@@ -15,13 +20,15 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO
 
 CHUNK_BYTES = 4 << 20
 TAIL = 5  # a value cut this close to the end of the text read so far may be complete in the next chunk
 _SPACE = re.compile(r"[ \t\n\r]*")
+_CONTINUATION = bytes(range(0x80, 0xC0))  # bytes that continue a UTF-8 sequence, never start one
 _KINDS = {"{": "an object", "[": "an array", '"': "a string", "t": "a boolean", "f": "a boolean", "n": "null"}
 
 
@@ -42,15 +49,27 @@ def kind(char: str) -> str:
     return _KINDS.get(char, "a number" if char in "-0123456789" else f"{char!r}")
 
 
-class _Text:
-    """The document as text, read and decoded (UTF-8, a BOM dropped) a chunk at a time."""
+@dataclass
+class Span:
+    """Where a range of an array's elements lies in the file, in bytes: `first` is where its first element
+    starts, `next` where the element after its last one starts (None when the range went to the array's end
+    and the rest of the document was checked)."""
 
-    def __init__(self, raw: BinaryIO, chunk_bytes: int) -> None:
-        self.raw, self.chunk_bytes = raw, chunk_bytes
-        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    first: int | None = None
+    next: int | None = None
+
+
+class _Text:
+    """The document as text, read and decoded (UTF-8, a BOM dropped) a chunk at a time, from byte `start` on.
+
+    From a `start` inside the file, bytes that continue a UTF-8 sequence begun before it are skipped."""
+
+    def __init__(self, raw: BinaryIO, chunk_bytes: int, start: int = 0) -> None:
+        self.raw, self.chunk_bytes, self.start = raw, chunk_bytes, start
+        self.decoder = codecs.getincrementaldecoder("utf-8" if start else "utf-8-sig")()
         self.text, self.pos = "", 0
-        self.bytes_read, self.ended = 0, False
-        self.mark, self.mark_bytes = 0, 0  # a position in `text` and its byte offset in the file
+        self.bytes_read, self.ended = start, False
+        self.mark, self.mark_bytes = 0, start  # a position in `text` and its byte offset in the file
 
     def offset(self, at: int) -> int:
         """The byte offset in the file of position `at` of the text (at or after the last one asked)."""
@@ -62,10 +81,15 @@ class _Text:
         """Read the next chunk; False at the end of the stream. Consumed text is dropped first."""
         if self.ended:
             return False
-        first = self.bytes_read == 0
+        first = self.bytes_read == self.start
         data = self.raw.read(max(self.chunk_bytes, 4) if first else self.chunk_bytes)  # a BOM is whole in the first
-        if first and data.startswith(codecs.BOM_UTF8):
+        if first and not self.start and data.startswith(codecs.BOM_UTF8):
             self.mark_bytes = len(codecs.BOM_UTF8)
+        if first and self.start:
+            skipped = len(data) - len(data.lstrip(_CONTINUATION))
+            self.bytes_read += skipped
+            self.mark_bytes += skipped
+            data = data[skipped:]
         self.bytes_read += len(data)
         self.ended = not data
         try:
@@ -120,13 +144,17 @@ class _Text:
         return JsonProblem(f"invalid JSON: {message} near {near!r}", self.offset(max(at, self.mark)))
 
 
-def array_items(raw: BinaryIO, key: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[Any, int]]:
+def array_items(
+    raw: BinaryIO, key: str, *, chunk_bytes: int = CHUNK_BYTES, until: int | None = None, span: Span | None = None
+) -> Iterator[tuple[Any, int]]:
     """Yield every element of the root object's array `key` and the byte offset just after it, in document order.
 
     The other members of the root are decoded and dropped. Raises JsonProblem if the root is not an object,
     has no such array, or anything in the document is not JSON (also after the last element: a document
-    is valid or it is not used).
+    is valid or it is not used). With `until`, it stops before the first element that starts at or after
+    that byte, and `span.next` says where that element starts; the rest of the document is then not read.
     """
+    span = span or Span()
     text = _Text(raw, chunk_bytes)
     decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
     first = text.peek()
@@ -146,7 +174,9 @@ def array_items(raw: BinaryIO, key: str, *, chunk_bytes: int = CHUNK_BYTES) -> I
             text.expect(":", "':' after a member name")
             if name == key:
                 found = True
-                yield from _elements(text, decoder, key)
+                yield from _elements(text, decoder, key, until, span)
+                if span.next is not None:
+                    return
             else:
                 text.value(decoder)
             if text.expect(",}", "',' or '}' after a member of the root object") == "}":
@@ -157,7 +187,97 @@ def array_items(raw: BinaryIO, key: str, *, chunk_bytes: int = CHUNK_BYTES) -> I
         raise text.problem("something follows the root object")
 
 
-def _elements(text: _Text, decoder: json.JSONDecoder, key: str) -> Iterator[tuple[Any, int]]:
+def array_items_after(
+    raw: BinaryIO,
+    key: str,
+    begin: int,
+    is_element: Callable[[Any], bool],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    until: int | None = None,
+    span: Span,
+) -> Iterator[tuple[Any, int]]:
+    """Like `array_items`, for the elements of the array `key` from the first one that starts at or after byte
+    `begin` (`raw` is read from there; it must be seekable).
+
+    That element is recognized, not known: the first `{` from which an object decodes that `is_element`
+    accepts and that `,` or `]` follows. `span.first` says where it starts (None: no such object). The caller
+    proves the guess right when the range before this one ends exactly there. After the array's `]` the rest of
+    the root object is checked as `array_items` does; a second member named `key` is a problem here.
+    """
+    raw.seek(begin)
+    text = _Text(raw, chunk_bytes, start=begin)
+    decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
+    if not _find_element(text, decoder, is_element):
+        return
+    span.first = text.offset(text.pos)
+    yield from _run(text, decoder, key, until, span)
+    if span.next is not None:
+        return
+    while text.expect(",}", "',' or '}' after a member of the root object") == ",":
+        if text.peek() != '"':
+            raise text.problem("expected the name of a member of the root object", end=text.peek() == "")
+        if text.value(decoder) == key:
+            raise text.problem(f"the root object has a second {key}")
+        text.expect(":", "':' after a member name")
+        text.value(decoder)
+    if text.peek() != "":
+        raise text.problem("something follows the root object")
+
+
+def gap(spans: list[Span]) -> str | None:
+    """Why byte ranges read in order (the first by `array_items`, the others by `array_items_after`) do not
+    hold every element of the array once, or None when they do.
+
+    The first range starts at the array's true start. If a range starts at a true element, it reads true
+    elements one after another, so the start of its next element is true; when that is where the following
+    range began, that range's guess was right too. By induction every range is then right, none overlaps or
+    leaves a gap, and the last one reached the array's end."""
+    for k in range(len(spans) - 1):
+        if spans[k].next is None or spans[k].next != spans[k + 1].first:
+            return f"byte range {k} ends at {spans[k].next} but range {k + 1} starts at {spans[k + 1].first}"
+    if spans[-1].next is not None:
+        return "the last byte range does not reach the end of the array"
+    return None
+
+
+def _find_element(text: _Text, decoder: json.JSONDecoder, is_element: Callable[[Any], bool]) -> bool:
+    """Move to the first `{` that starts an object `is_element` accepts and `,` or `]` follows; False if none."""
+    while True:
+        at = text.text.find("{", text.pos)
+        if at < 0:
+            text.pos = len(text.text)
+            if not text.more():
+                return False
+            continue
+        text.pos = at
+        name = _SPACE.match(text.text, at + 1).end()  # type: ignore[union-attr]
+        if name == len(text.text) and text.more():  # the object's first member name may be in the next chunk
+            continue
+        if text.text[name : name + 1] != '"':
+            text.pos = at + 1
+            continue
+        try:
+            value, end = decoder.raw_decode(text.text, at)
+        except json.JSONDecodeError as exc:
+            cut = exc.pos >= len(text.text) - TAIL or exc.msg.startswith("Unterminated")
+            if not (cut and text.more()):
+                text.pos = at + 1
+            continue
+        except ValueError:  # NaN or Infinity inside
+            text.pos = at + 1
+            continue
+        after = _SPACE.match(text.text, end).end()  # type: ignore[union-attr]
+        if after == len(text.text) and text.more():
+            continue
+        if is_element(value) and text.text[after : after + 1] in (",", "]"):
+            return True
+        text.pos = at + 1
+
+
+def _elements(
+    text: _Text, decoder: json.JSONDecoder, key: str, until: int | None, span: Span
+) -> Iterator[tuple[Any, int]]:
     opening = text.peek()
     if opening != "[":
         raise JsonProblem(f"{key} is {kind(opening) if opening else 'missing'}, not an array", text.bytes_read)
@@ -165,7 +285,17 @@ def _elements(text: _Text, decoder: json.JSONDecoder, key: str) -> Iterator[tupl
     if text.peek() == "]":
         text.pos += 1
         return
+    span.first = text.offset(text.pos)
+    yield from _run(text, decoder, key, until, span)
+
+
+def _run(text: _Text, decoder: json.JSONDecoder, key: str, until: int | None, span: Span) -> Iterator[tuple[Any, int]]:
+    """The elements from the one at the current position to the array's `]`, or to the first that starts at or
+    after byte `until` (then `span.next` is where it starts)."""
     while True:
+        if until is not None and text.peek() and (start := text.offset(text.pos)) >= until:
+            span.next = start
+            return
         value = text.value(decoder)
         yield value, text.offset(text.pos)
         if text.expect(",]", f"',' or ']' after an element of {key}") == "]":

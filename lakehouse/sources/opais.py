@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from lakehouse.errors import SnapshotError
-from lakehouse.sources.json_items import JsonProblem, array_items
+from lakehouse.sources.json_items import JsonProblem, Span, array_items, array_items_after
 from lakehouse.sources.opais_flatten import SCHEMAS, BadValue, Flattener, content_key
 
 __all__ = [
@@ -191,15 +191,22 @@ def open_export(path: str | Path) -> Iterator[BinaryIO]:
 
 
 class _Ticker:
-    """Calls `progress` every `every_bytes` bytes or PROGRESS_SECONDS seconds, and once at the end."""
+    """Calls `progress` every `every_bytes` bytes or PROGRESS_SECONDS seconds, and once at the end.
 
-    def __init__(self, progress: Callable[[ParseProgress], None] | None, total: int, every_bytes: int) -> None:
-        self.progress, self.total, self.every_bytes = progress, total, every_bytes
+    With `parts` > 1, the first of `parts` byte ranges read side by side ticks for all of them until the end:
+    they go at about the same pace, so its bytes and entities are scaled to the whole file."""
+
+    def __init__(
+        self, progress: Callable[[ParseProgress], None] | None, total: int, every_bytes: int, parts: int = 1
+    ) -> None:
+        self.progress, self.total, self.every_bytes, self.parts = progress, total, every_bytes, parts
         self.started = time.monotonic()
         self.next_bytes, self.next_time = every_bytes, self.started + PROGRESS_SECONDS
 
     def tick(self, position: int, entities: int, done: bool = False) -> None:
         now = time.monotonic()
+        if not done:
+            position, entities = min(self.total, position * self.parts), entities * self.parts
         if self.progress is None or not (done or position >= self.next_bytes or now >= self.next_time):
             return
         self.progress(ParseProgress(position, self.total, entities, now - self.started, done))
@@ -226,11 +233,11 @@ def _snapshot_error(exc: BadValue, file: str, flattener: Flattener, position: in
     return SnapshotError(str(exc), file=file, entity_index=exc.entity, position=flattener.positions[exc.entity])
 
 
-def _read(flattener: Flattener, raw: BinaryIO, file: str, ticker: _Ticker) -> int:
-    """Feed every entity of the stream to the flattener; any problem becomes a SnapshotError. Returns bytes read."""
+def _read(flattener: Flattener, items: Iterator[tuple[Any, int]], file: str, ticker: _Ticker) -> int:
+    """Feed every entity of `items` to the flattener; any problem becomes a SnapshotError. Returns bytes read."""
     position = 0
     try:
-        for entity, position in array_items(raw, KEY):
+        for entity, position in items:
             flattener.add(entity, position)
             ticker.tick(position, flattener.entities)
     except BadValue as exc:
@@ -262,12 +269,48 @@ def flatten(path: Path, file: str, chunk_rows: int, part: int, parts: int, ticke
     """Read the whole export and flatten this process's part of its entities; SnapshotError on any problem."""
     flattener = Flattener(chunk_rows, part, parts)
     with _open(path, file) as (raw, total), _without_cyclic_gc():
-        position = _read(flattener, raw, file, ticker or _Ticker(None, total, 1 << 62))
-        try:
-            flattener.flush()
-        except BadValue as exc:
-            raise _snapshot_error(exc, file, flattener, position) from None
+        position = _read(flattener, array_items(raw, KEY), file, ticker or _Ticker(None, total, 1 << 62))
+        _flush(flattener, file, position)
     return flattener
+
+
+def _is_entity(value: Any) -> bool:
+    return type(value) is dict and "id340B" in value and "ceId" in value
+
+
+FIRST_RANGE_EXTRA = 0.04  # of the file: the workers start ~0.7 s later (imports) and pickle their result
+
+
+def range_starts(total: int, parts: int) -> list[int]:
+    """The first byte of each of `parts` byte ranges of a `total`-byte file; the first range, read by the
+    process that is already running, is FIRST_RANGE_EXTRA of the file longer than the others."""
+    other = (1 - FIRST_RANGE_EXTRA) / parts if parts > 1 else 1.0
+    return [0] + [int(total * (1 - other * (parts - k))) for k in range(1, parts)]
+
+
+def flatten_range(
+    path: Path, file: str, chunk_rows: int, part: int, parts: int, ticker: _Ticker | None
+) -> tuple[Flattener, Span]:
+    """Flatten the entities of byte range `part` of `parts` ranges of the export's JSON, and say where
+    they lie (`lakehouse.sources.opais_parts` proves the ranges meet); SnapshotError on any problem. Entity
+    indexes in the flattener count from the range's first entity; positions are bytes of the whole file."""
+    flattener, span = Flattener(chunk_rows), Span()
+    with _open(path, file) as (raw, total), _without_cyclic_gc():
+        cuts: list[int | None] = [*range_starts(total, parts), None]
+        if part == 0:
+            items = array_items(raw, KEY, until=cuts[1], span=span)
+        else:
+            items = array_items_after(raw, KEY, cuts[part], _is_entity, until=cuts[part + 1], span=span)  # type: ignore[arg-type]
+        position = _read(flattener, items, file, ticker or _Ticker(None, total, 1 << 62))
+        _flush(flattener, file, position)
+    return flattener, span
+
+
+def _flush(flattener: Flattener, file: str, position: int) -> None:
+    try:
+        flattener.flush()
+    except BadValue as exc:
+        raise _snapshot_error(exc, file, flattener, position) from None
 
 
 def parse_export(

@@ -355,11 +355,16 @@ class Rows:
         return pa.Table.from_batches(self.batches, schema=self.schema)
 
 
+def _key_again(key: tuple[str, int], first: int) -> str:
+    return f"id340B {key[0]!r} with ceId {key[1]} is already entity #{first}; a key may occur once"
+
+
 class Flattener:
     """Flattens entities into the rows of the eight tables, and keeps what the parse stats report.
 
-    With `parts` > 1 it flattens only every `parts`-th entity, from the `part`-th on, while it still checks
-    every entity's key: processes that read the same file with parts 0..n-1 flatten it together, and their
+    Several processes can flatten one file together, in either of two ways: each reads a byte range of the
+    file and the flatteners are `append`ed in file order; or (`parts` > 1) each reads the whole file and
+    flattens every `parts`-th entity, from the `part`-th on, while it still checks every entity's key, and the
     flatteners `merge` into the flattener of the whole file (its rows in another order).
     """
 
@@ -406,7 +411,7 @@ class Flattener:
         id340b, ce_id = _values(entity, ID_SPEC)
         first = self.keys.setdefault((id340b, ce_id), self.entities)
         if first != self.entities:
-            raise BadValue(f"id340B {id340b!r} with ceId {ce_id} is already entity #{first}; a key may occur once")
+            raise BadValue(_key_again((id340b, ce_id), first))
         return id340b, ce_id
 
     def _saw(self, edit_date: dt.datetime | None) -> None:
@@ -472,6 +477,18 @@ class Flattener:
         """Turn every pending row into a record batch (a bad datetime in them raises BadValue here)."""
         for rows in self.out.values():
             rows.flush()
+
+    def append(self, other: Flattener) -> None:
+        """Take in `other`, which flattened the entities that follow this one's in the file. A key of `other`
+        that this one has already is a BadValue of `other`'s entity (the first such one in the file)."""
+        base = self.entities
+        self.positions += other.positions
+        for key, index in other.keys.items():
+            first = self.keys.setdefault(key, base + index)
+            if first != base + index:
+                raise BadValue(_key_again(key, first), entity=base + index)
+        self.entities += other.entities
+        self.merge(other)
 
     def merge(self, other: Flattener) -> None:
         """Take in the rows and findings of `other`, which flattened other entities of the same file."""
