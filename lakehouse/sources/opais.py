@@ -331,8 +331,8 @@ def parse_export(
     of the file when it is cut short).
 
     `parts` processes flatten the entities (default: one per core for a large export, see
-    `lakehouse.sources.opais_parts`): each reads the whole file, the cheap part, and flattens every
-    `parts`-th entity. The tables hold the same rows either way, in another order.
+    `lakehouse.sources.opais_parts`): each decodes and flattens one byte range of the file. The tables hold
+    the same rows either way (in the same order, unless the ranges had to be refused).
 
         parsed = parse_export("OPA_CE_DAILY_PUBLIC.zip", progress=log_progress)
         parsed.tables["dim_ce"].num_rows, parsed.stats.max_edit_date
