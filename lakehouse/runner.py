@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.apply.batch import apply_batch, run_side_by_side
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
+from lakehouse.apply.ledger import LedgerIndex
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.config import Config, TableConfig
 from lakehouse.lag import lag_seconds, oldest_file_time
@@ -183,12 +184,15 @@ def start_query(
     # a consent change reaches the zone even when no file arrives
     _sync_noted(spark, config, table, governance, run, table_policy(spark, table, governance))
 
+    ledger = LedgerIndex(paths.ledger)  # this query's: read at its first batch, then kept up to date
+
     def each_batch(files: DataFrame, batch_id: int) -> None:
         started, oldest = datetime.now(UTC), oldest_file_time(files)
         with governance.lock(table.name):
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
-            metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=governance.non_phi)
+            zone = governance.non_phi
+            metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=zone, ledger=ledger)
             metrics.lag_seconds = lag_seconds(started, oldest)
             # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
             metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]

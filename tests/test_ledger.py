@@ -3,20 +3,23 @@
 The promise: each content is recorded once, with the first (batch, file) that applied it; a content seen
 before is a replay (under any name, in any later batch, or twice in one batch); a batch replayed by the
 stream after a crash finds its own entries and applies its files again, without a second entry.
-The real `classify_files` and `record_files` run on a real Delta ledger.
+The real `classify_files` and `record_files` run on a real Delta ledger, and a streaming query's
+`LedgerIndex` (kept across its batches, new after a crash restarts it) classifies every batch as the
+ledger itself does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
+from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files
 from lakehouse.tables import LEDGER_DDL, schema_of
 
 CONTENTS = ["a", "b", "c", "d"]
@@ -53,9 +56,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.first: dict[str, tuple[str, int]] = {}  # digest -> (file, batch) of its first delivery
         self.last: tuple[dict[str, tuple[str, int]], int] | None = None
         self.pending: tuple[dict[str, tuple[str, int]], int] | None = None  # classified, not recorded (a crash)
+        self.index = LedgerIndex(self.path)  # the running query's
 
     def _apply(self, files: dict[str, tuple[str, int]], batch_id: int, *, crash_before_record: bool) -> BatchFiles:
-        result = classify_files(self.spark, self.path, files, batch_id)
+        result = classify_files(self.spark, self.path, files, batch_id, self.index)
+        assert result == classify_files(self.spark, self.path, files, batch_id)  # the index changes no answer
         expected_applied = set()
         seen_in_batch: set[str] = set()
         for file in sorted(files, key=lambda f: f.rsplit("/", 1)[-1]):
@@ -70,6 +75,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.pending = (files, batch_id)
             return result
         record_files(self.spark, self.path, result, batch_id)
+        self.index.add([d for d, _rows in result.applied.values()])  # as apply_batch does once its writes commit
         for file in result.applied:
             self.first.setdefault(files[file][0], (file, batch_id))
         self.pending = None
@@ -91,6 +97,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if again is None:
             return
         files, batch_id = again
+        self.index = LedgerIndex(self.path)  # the crash ended the query; the restarted one reads the ledger again
         self._apply(files, batch_id, crash_before_record=False)
 
     @invariant()
@@ -128,3 +135,20 @@ def test_a_batch_replayed_after_its_ledger_append_does_not_record_its_files_twic
     assert ledger_rows(spark, path) == [(digest("a"), "s3://landing/t/1.csv", 7, 4)]
     later = classify_files(spark, path, {"s3://landing/t/3.csv": (digest("a"), 4)}, 8)
     assert later.replayed == {"s3://landing/t/3.csv": "batch 7, 1.csv"} and not later.applied
+
+
+def test_a_query_index_tells_new_files_without_reading_the_ledger_and_replays_by_reading_it(spark, tmp_path):
+    path = str(tmp_path / "ledger")
+    new_ledger(spark, path)
+    index = LedgerIndex(path)
+    first = classify_files(spark, path, {"s3://landing/t/1.csv": (digest("a"), 2)}, 1, index)
+    record_files(spark, path, first, 1)
+    index.add([digest("a")])
+    copy = f"{tmp_path}/ledger-copy"
+    shutil.copytree(path, copy)
+    shutil.rmtree(path)  # a read of the ledger now fails: the next batch of new files must not read it
+    fresh = classify_files(spark, path, {"s3://landing/t/2.csv": (digest("b"), 3)}, 2, index)
+    assert set(fresh.applied) == {"s3://landing/t/2.csv"} and not fresh.replayed
+    shutil.move(copy, path)
+    again = classify_files(spark, path, {"s3://landing/t/3.csv": (digest("a"), 2)}, 2, index)
+    assert again.replayed == {"s3://landing/t/3.csv": "batch 1, 1.csv"} and not again.applied

@@ -26,7 +26,7 @@ from pyspark.util import inheritable_thread_target
 from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
-from lakehouse.apply.ledger import BatchFiles, classify_files, record_files
+from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.apply.pruning import key_ranges, within_ranges
@@ -66,11 +66,13 @@ def apply_batch(
     paths: TablePaths,
     policy: DataFrame | None = None,
     non_phi: NonPhiZone | None = None,
+    ledger: LedgerIndex | None = None,
 ) -> BatchMetrics:
     """Apply the DMS files of one micro-batch to the table's Delta tables; return its metrics.
 
     `policy` (a snapshot of the consent policy) is required for a table with `consent:`; `non_phi`
-    writes the masked, consented rows to the non-PHI zone too.
+    writes the masked, consented rows to the non-PHI zone too. `ledger` is the streaming query's index of
+    its file ledger (read once, not each batch).
     """
     started = time.monotonic()
     metrics = BatchMetrics(table=table.name, batch_id=batch_id)
@@ -87,10 +89,14 @@ def apply_batch(
     # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
     contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
-    files = classify_files(marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id)
+    files = classify_files(
+        marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id, ledger
+    )
     apply_changes(
         marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files, policy=policy
     )
+    if ledger is not None:  # the batch's writes (its ledger append among them) are committed
+        ledger.add([digest for digest, _rows in files.applied.values()])
     metrics.seconds = round(time.monotonic() - started, 3)
     return metrics
 

@@ -47,13 +47,54 @@ class BatchFiles:
         return {file: entry for file, entry in self.applied.items() if file not in self.recorded}
 
 
-def classify_files(spark: SparkSession, path: str, files: dict[str, tuple[str, int]], batch_id: int) -> BatchFiles:
-    """Split a batch's files (file -> (content hash, rows)) into those to apply and replays of earlier ones."""
+class LedgerIndex:
+    """The contents a table's ledger holds, as 60-bit prefixes of their hashes: read once by a streaming query,
+    then kept up to date by the query's own appends, so that a batch of new files (almost every batch) is told
+    apart from a replay without reading the ledger (a scan of every ledger file and a Spark job, each batch).
+
+    Only the query holding the table's lease (`lakehouse.ownership`) writes its ledger, so nothing else adds to
+    it while the query runs. A prefix that matches (a replay, or a collision) reads the ledger as before; the
+    index only ever says "surely new". Memory: about 60 bytes per file ever applied (60 MB for a million).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.prefixes: set[int] | None = None
+
+    @staticmethod
+    def prefix(digest: str) -> int:
+        return int(digest[:15], 16)
+
+    def may_hold(self, spark: SparkSession, hashes: list[str]) -> bool:
+        """Whether the ledger may hold one of `hashes` (read on first use)."""
+        from pyspark.sql import functions as F
+
+        if self.prefixes is None:
+            prefixes = F.conv(F.substring("content_sha256", 1, 15), 16, 10).cast("long")
+            self.prefixes = {p for (p,) in spark.read.format("delta").load(self.path).select(prefixes).collect()}
+        return any(self.prefix(digest) in self.prefixes for digest in hashes)
+
+    def add(self, hashes: list[str]) -> None:
+        """Take in contents this query has just recorded in the ledger."""
+        if self.prefixes is not None:
+            self.prefixes.update(self.prefix(digest) for digest in hashes)
+
+
+def classify_files(
+    spark: SparkSession,
+    path: str,
+    files: dict[str, tuple[str, int]],
+    batch_id: int,
+    index: LedgerIndex | None = None,
+) -> BatchFiles:
+    """Split a batch's files (file -> (content hash, rows)) into those to apply and replays of earlier ones.
+
+    With `index` (a streaming query's), the ledger is read only when the index says it may hold one of them."""
     from pyspark.sql import functions as F
 
     hashes = sorted({digest for digest, _ in files.values()})
     known = {}
-    if hashes:
+    if hashes and (index is None or index.may_hold(spark, hashes)):
         rows = spark.read.format("delta").load(path).where(F.col("content_sha256").isin(hashes)).collect()
         known = {r["content_sha256"]: (int(r["batch_id"]), r["source_file"]) for r in rows}
     applied: dict[str, tuple[str, int]] = {}
