@@ -193,20 +193,18 @@ def open_export(path: str | Path) -> Iterator[BinaryIO]:
 class _Ticker:
     """Calls `progress` every `every_bytes` bytes or PROGRESS_SECONDS seconds, and once at the end.
 
-    With `parts` > 1, the first of `parts` byte ranges read side by side ticks for all of them until the end:
-    they go at about the same pace, so its bytes and entities are scaled to the whole file."""
+    While byte ranges are read side by side, the first range's reader ticks for all of them (`scale`: the
+    file's size over its range's): they go at about the same pace, so its bytes and entities are scaled up."""
 
-    def __init__(
-        self, progress: Callable[[ParseProgress], None] | None, total: int, every_bytes: int, parts: int = 1
-    ) -> None:
-        self.progress, self.total, self.every_bytes, self.parts = progress, total, every_bytes, parts
+    def __init__(self, progress: Callable[[ParseProgress], None] | None, total: int, every_bytes: int) -> None:
+        self.progress, self.total, self.every_bytes, self.scale = progress, total, every_bytes, 1.0
         self.started = time.monotonic()
         self.next_bytes, self.next_time = every_bytes, self.started + PROGRESS_SECONDS
 
     def tick(self, position: int, entities: int, done: bool = False) -> None:
         now = time.monotonic()
         if not done:
-            position, entities = min(self.total, position * self.parts), entities * self.parts
+            position, entities = min(self.total, round(position * self.scale)), round(entities * self.scale)
         if self.progress is None or not (done or position >= self.next_bytes or now >= self.next_time):
             return
         self.progress(ParseProgress(position, self.total, entities, now - self.started, done))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import lakehouse
 from lakehouse.errors import SnapshotError
 from lakehouse.sources.json_items import Span, gap
-from lakehouse.sources.opais import _snapshot_error, flatten, flatten_range
+from lakehouse.sources.opais import _snapshot_error, flatten, flatten_range, range_starts
 from lakehouse.sources.opais_flatten import BadValue, Flattener
 
 if TYPE_CHECKING:
@@ -93,11 +93,12 @@ def flatten_in_parts(path: Path, file: str, chunk_rows: int, parts: int, ticker:
     except OSError as exc:
         LOG.warning("opais: cannot start worker processes (%s); flattening in this one", exc)
         return flatten(path, file, chunk_rows, 0, 1, ticker)
-    ticker.parts = parts
+    first_range = range_starts(ticker.total, parts)[1]
+    ticker.scale = ticker.total / first_range if first_range else 1.0
     try:
         results = [_in_range(path, file, chunk_rows, 0, parts, ticker)]
     finally:
-        ticker.parts = 1
+        ticker.scale = 1.0
     results += [_result(worker, k, parts) for k, worker in workers.items()]
     reason = _unproven(results)
     if reason is None:
