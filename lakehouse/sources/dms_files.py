@@ -263,9 +263,8 @@ class _CsvLayout:
         if self.source.header and self.header is None:
             self._read_header(record)
             return None
-        raw = _to_csv_line(record, self.source.delimiter)
         if self.problem[0]:
-            return _error(self.path, position, self.is_load, *self.problem, raw)
+            return _error(self.path, position, self.is_load, *self.problem, _to_csv_line(record, self.source.delimiter))
         values = record[1:] if self.has_op else record
         layout = self.header if self.source.header else self.layouts.get(len(values))
         if layout is None or len(layout) != len(values):
@@ -275,8 +274,9 @@ class _CsvLayout:
                 else [len(layout or []) + self.has_op]
             )
             detail = f"record has {len(record)} fields; the configured layouts have {expected}"
+            raw = _to_csv_line(record, self.source.delimiter)
             return _error(self.path, position, self.is_load, "schema_drift", detail, raw)
-        row = _row(self.path, position, self.is_load, _op=record[0] if self.has_op else "I")
+        row = {"_file": self.path, "_row": position, "_is_load": self.is_load, "_op": record[0] if self.has_op else "I"}
         row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
         if self.absent:
             row["_absent"] = self.absent
