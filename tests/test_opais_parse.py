@@ -577,6 +577,23 @@ def test_parts_in_several_processes_give_the_tables_and_stats_of_one(
     assert one_process.stats.pharmacy_conflicts > 0 and one_process.stats.duplicates_collapsed["dim_ce_npi"] > 0
 
 
+def test_parts_of_a_pretty_printed_export_with_a_bom_and_crlf_lines_equal_one_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_export(tmp_path / "e.json", entities=200, seed=4)
+    document = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
+    text = json.dumps(document, indent=4, ensure_ascii=False).replace("\n", "\r\n")
+    path = tmp_path / "pretty.json"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    one_process = parse_export(path, parts=1)
+    with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
+        four = parse_export(path, parts=4)
+    assert not [m for m in caplog.messages if SPLIT_REFUSED in m]
+    for name, table in one_process.tables.items():
+        assert four.tables[name].equals(table), name
+    assert four.stats.entities == 200
+
+
 def test_progress_in_parts_goes_forward_and_ends_at_the_whole_file(tmp_path: Path) -> None:
     many = [contract(c, c, comments="x" * 500) for c in range(5)]
     path = write_json(tmp_path, [entity(i, f"E{i}", contractPharmacies=many) for i in range(100)])
