@@ -59,8 +59,8 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
-# Two test processes (pytest-xdist), a test file's tests in one of them: most of a Spark test's time is spent
-# waiting (job scheduling, Delta commits, JVM starts), not computing, so two share the two cores well.
+# Two test processes (pytest-xdist), a test file's tests in one of them: one process leaves a core idle while its
+# Spark waits (job scheduling, Delta commits, JVM starts); two keep both cores busy (67 -> ~40 minutes).
 TEST_WORKERS ?= 2
 
 test: java postgres $(VENV)/.installed deploy/node_modules/.installed .venv-checkov/.installed
