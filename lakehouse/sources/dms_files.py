@@ -276,7 +276,7 @@ class _CsvLayout:
             detail = f"record has {len(record)} fields; the configured layouts have {expected}"
             raw = _to_csv_line(record, self.source.delimiter)
             return _error(self.path, position, self.is_load, "schema_drift", detail, raw)
-        row = {"_file": self.path, "_row": position, "_is_load": self.is_load, "_op": record[0] if self.has_op else "I"}
+        row = _row(self.path, position, self.is_load, _op=record[0] if self.has_op else "I")
         row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
         if self.absent:
             row["_absent"] = self.absent

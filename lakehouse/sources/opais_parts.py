@@ -26,6 +26,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,32 +72,33 @@ def _result(worker: subprocess.Popen[bytes], part: int, parts: int) -> Any:
     return result
 
 
-def _in_range(path: Path, file: str, chunk_rows: int, part: int, parts: int, ticker: _Ticker | None = None) -> Any:
+def _caught(read: Callable[..., Any], *args: Any) -> Any:
+    """read(*args), or the SnapshotError it raised (a part's problem is weighed against the others')."""
     try:
-        return flatten_range(path, file, chunk_rows, part, parts, ticker)
+        return read(*args)
     except SnapshotError as exc:
         return exc
 
 
-def _every_nth(path: Path, file: str, chunk_rows: int, part: int, parts: int) -> Flattener | SnapshotError:
+def _start_workers(path: Path, file: str, chunk_rows: int, parts: int, how: str) -> dict | None:
+    """Workers 1..parts-1, or None (and a warning) if they cannot be started."""
     try:
-        return flatten(path, file, chunk_rows, part, parts, None)
-    except SnapshotError as exc:
-        return exc
+        return {k: _start(path, file, chunk_rows, k, parts, how) for k in range(1, parts)}
+    except OSError as exc:
+        LOG.warning("opais: cannot start worker processes (%s); flattening in this one", exc)
+        return None
 
 
 def flatten_in_parts(path: Path, file: str, chunk_rows: int, parts: int, ticker: _Ticker) -> Flattener:
     """Flatten the export in `parts` processes and merge them: by byte ranges when they prove to meet, else
     every n-th entity each. A problem in the file raises SnapshotError: the first one in the file."""
-    try:
-        workers = {k: _start(path, file, chunk_rows, k, parts, "range") for k in range(1, parts)}
-    except OSError as exc:
-        LOG.warning("opais: cannot start worker processes (%s); flattening in this one", exc)
+    workers = _start_workers(path, file, chunk_rows, parts, "range")
+    if workers is None:
         return flatten(path, file, chunk_rows, 0, 1, ticker)
     first_range = range_starts(ticker.total, parts)[1]
     ticker.scale = ticker.total / first_range if first_range else 1.0
     try:
-        results = [_in_range(path, file, chunk_rows, 0, parts, ticker)]
+        results = [_caught(flatten_range, path, file, chunk_rows, 0, parts, ticker)]
     finally:
         ticker.scale = 1.0
     results += [_result(worker, k, parts) for k, worker in workers.items()]
@@ -128,21 +130,16 @@ def _append(results: list[tuple[Flattener, Span]], file: str) -> Flattener:
 
 
 def _flatten_every_nth(path: Path, file: str, chunk_rows: int, parts: int, ticker: _Ticker) -> Flattener:
-    try:
-        workers = {k: _start(path, file, chunk_rows, k, parts, "every") for k in range(1, parts)}
-    except OSError as exc:
-        LOG.warning("opais: cannot start worker processes (%s); flattening in this one", exc)
+    workers = _start_workers(path, file, chunk_rows, parts, "every")
+    if workers is None:
         return flatten(path, file, chunk_rows, 0, 1, ticker)
-    try:
-        mine: Flattener | SnapshotError = flatten(path, file, chunk_rows, 0, parts, ticker)
-    except SnapshotError as exc:
-        mine = exc
+    mine: Flattener | SnapshotError = _caught(flatten, path, file, chunk_rows, 0, parts, ticker)
     results = []
     for k, worker in workers.items():
         result = _result(worker, k, parts)
         if result is None:
             LOG.warning("opais: flattening part %d of %d here", k, parts)
-            result = _every_nth(path, file, chunk_rows, k, parts)
+            result = _caught(flatten, path, file, chunk_rows, k, parts, None)
         results.append(result)
     problems = [r for r in [mine, *results] if isinstance(r, SnapshotError)]
     if problems:
@@ -156,8 +153,8 @@ def main(argv: list[str]) -> None:
     """Worker: flatten one part ("range": a byte range, "every": every n-th entity) and write the result (the
     flattener and its span, or the SnapshotError) to stdout, pickled."""
     how, path, file, chunk_rows, part, parts = argv
-    read = _in_range if how == "range" else _every_nth
-    result = read(Path(path), file, int(chunk_rows), int(part), int(parts))
+    read = flatten_range if how == "range" else flatten
+    result = _caught(read, Path(path), file, int(chunk_rows), int(part), int(parts), None)
     pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
 
 
