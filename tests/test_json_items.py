@@ -73,6 +73,7 @@ def test_numbers_are_int_or_decimal_never_float():
         ("", "truncated"),
         ('{"items": [1, 2', "truncated"),
         ('{"items": [{"a": "b', "truncated"),
+        ('{"items": [{"a": "a long value cut short by an interrupted download', "truncated"),
         ('{"items": [1, 2]', "truncated"),
         ('{"items": [1 2]}', "invalid JSON: expected ',' or ']'"),
         ('{"items": [NaN]}', "NaN is not a JSON value"),

@@ -126,8 +126,9 @@ class _Text:
                 inside = exc.pos < len(self.text) - TAIL and not exc.msg.startswith("Unterminated")
                 if inside:
                     raise self.problem(exc.msg, at=exc.pos) from None
-                if not self.more():
-                    raise self.problem(exc.msg, at=exc.pos, end=exc.pos >= len(self.text) - TAIL) from None
+                if not self.more():  # a string still open at the end of the file: the file was cut inside it
+                    cut = exc.pos >= len(self.text) - TAIL or exc.msg.startswith("Unterminated")
+                    raise self.problem(exc.msg, at=exc.pos, end=cut) from None
                 continue
             except ValueError as exc:  # NaN, Infinity
                 raise self.problem(str(exc)) from None
