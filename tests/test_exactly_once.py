@@ -71,6 +71,40 @@ def test_replaying_a_batch_changes_nothing(spark, tmp_path):
         assert_df_equality(table_now, before[kind], ignore_row_order=True)
 
 
+def test_the_keys_taken_with_a_small_batchs_first_counts_are_the_keys_the_separate_query_finds(
+    spark, tmp_path, monkeypatch
+):
+    """A batch of few rows gets its distinct keys (the key ranges Delta prunes files by) from the job of its first
+    counts instead of a job of their own: file by file, with a quarantined row, duplicates, a late change, a
+    delete, a key change and a replayed batch, both ways give the same keys and the same tables."""
+    from lakehouse.apply import batch
+
+    seen: dict[str, list] = {"counts": [], "query": []}
+    real_ranges = batch.key_ranges
+
+    def apply_file_by_file(config, way: str) -> None:
+        table = config.tables["people"]
+        paths = table_paths(config, table)
+        ensure_tables(spark, table, paths)
+        with monkeypatch.context() as patched:
+            patched.setattr(batch, "key_ranges", lambda keys: seen[way].append(keys) or real_ranges(keys))
+            if way == "query":
+                patched.setattr(batch, "_few_numeric_keys", lambda *args: False)
+            for batch_id, name in enumerate([*FILES, next(iter(FILES))]):  # the last one a replay of batch 0
+                files = spark.read.format("binaryFile").load(f"{table.source.path}/{name}")
+                assert apply_batch(files, batch_id, table=table, paths=paths).reconciles
+
+    counted, queried = people_config(tmp_path / "counts"), people_config(tmp_path / "query")
+    for config, way in ((counted, "counts"), (queried, "query")):
+        land_all(config)
+        apply_file_by_file(config, way)
+
+    assert seen["counts"] == seen["query"]
+    assert 40 in seen["counts"][2] and 4 in seen["counts"][2]  # the key change: its old and new key
+    assert 99 not in seen["counts"][1]  # the quarantined row's key
+    assert_same_tables(spark, counted, queried)
+
+
 @pytest.mark.parametrize("failing", ["merge_history", "merge_latest"])
 def test_one_write_failing_while_the_others_commit_converges_on_replay(spark, tmp_path, monkeypatch, failing):
     """A batch's writes run side by side, so either of history and latest may commit without the other."""

@@ -126,8 +126,12 @@ def apply_changes(
     replay = F.col("_source_file").isin(replays) if replays else F.lit(False)
     valid = F.col("_reason").isNull() & ~replay
     step = _Steps(metrics)
+    # The keys come with the first counts (one job fewer) when the batch's files say there are few enough.
+    keys_with_counts = files is not None and _few_numeric_keys(
+        marked, table, 2 * sum(r for _h, r in files.applied.values())
+    )
     with step("changes"):
-        first = _first_counts(marked, table, replay)
+        first = _first_counts(marked, table, replay, keys=keys_with_counts)
     metrics.policy_missing = int(first["policy_missing"] or 0)
     metrics.optional_absent = int(first["absent"] or 0)
     for name in ("files", "rows_read", "key_changes", "quarantined", "duplicates", "null_sequence"):
@@ -157,7 +161,7 @@ def apply_changes(
     # key ranges are literals, so Delta skips files by their min/max statistics (a big win when keys cluster).
     key = table.primary_key[0]
     with step("keys"):
-        keys = _batch_keys(changes, key, metrics.rows_read)
+        keys = sorted(first["keys"]) if keys_with_counts else _batch_keys(changes, key, metrics.rows_read)
     ranges = key_ranges(keys) if keys is not None else [(first["key_lo"], first["key_hi"])]
 
     def in_key_range(alias: str = "") -> F.Column:
@@ -262,12 +266,14 @@ def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None
     return [f.result() for f in futures]
 
 
-def _first_counts(marked: DataFrame, table: TableConfig, replay: Column) -> Row:
+def _first_counts(marked: DataFrame, table: TableConfig, replay: Column, *, keys: bool = False) -> Row:
     """The batch's counts, its oldest change and its key range, in one job (which also materializes `marked`).
 
-    Rows of `replay` files (contents the ledger has applied before) are counted apart and nowhere else."""
+    Rows of `replay` files (contents the ledger has applied before) are counted apart and nowhere else.
+    `keys`: also the distinct keys of the changes to apply (`keys`, unsorted), as `_batch_keys` gives them."""
     valid = F.col("_reason").isNull() & ~replay
     key = F.col(f"`{table.primary_key[0]}`")
+    batch_keys = F.collect_set(F.when(valid & ~F.col("_duplicate"), key)) if keys else F.lit(None)
     return marked.agg(
         # The size of a set, not countDistinct: a distinct aggregate next to others costs Spark an extra shuffle.
         F.size(F.collect_set("_source_file")).alias("files"),
@@ -282,7 +288,16 @@ def _first_counts(marked: DataFrame, table: TableConfig, replay: Column) -> Row:
         F.min(F.when(valid, key)).alias("key_lo"),
         F.max(F.when(valid, key)).alias("key_hi"),
         (_count(valid & F.col(MISSING_COL)) if MISSING_COL in marked.columns else F.lit(0)).alias("policy_missing"),
+        batch_keys.alias("keys"),
     ).first()
+
+
+def _few_numeric_keys(marked: DataFrame, table: TableConfig, rows: int) -> bool:
+    """Whether `_batch_keys` would list the keys of a batch of at most `rows` changes (and no key may be NULL)."""
+    key = table.primary_key[0]
+    return (
+        isinstance(marked.schema[key].dataType, NumericType) and rows <= MAX_KEYS_TO_COLLECT and not table.nullable_key
+    )
 
 
 def _batch_keys(changes: DataFrame, key: str, rows: int) -> list | None:
