@@ -127,8 +127,8 @@ def apply_changes(
     valid = F.col("_reason").isNull() & ~replay
     step = _Steps(metrics)
     # The keys come with the first counts (one job fewer) when the batch's files say there are few enough.
-    keys_with_counts = files is not None and _few_numeric_keys(
-        marked, table, 2 * sum(r for _h, r in files.applied.values())
+    keys_with_counts = files is not None and _keys_listed(
+        marked, table.primary_key[0], 2 * sum(rows for _hash, rows in files.applied.values())
     )
     with step("changes"):
         first = _first_counts(marked, table, replay, keys=keys_with_counts)
@@ -161,7 +161,7 @@ def apply_changes(
     # key ranges are literals, so Delta skips files by their min/max statistics (a big win when keys cluster).
     key = table.primary_key[0]
     with step("keys"):
-        keys = sorted(first["keys"]) if keys_with_counts else _batch_keys(changes, key, metrics.rows_read)
+        keys = sorted(first["keys"]) if first["keys"] is not None else _batch_keys(changes, key, metrics.rows_read)
     ranges = key_ranges(keys) if keys is not None else [(first["key_lo"], first["key_hi"])]
 
     def in_key_range(alias: str = "") -> F.Column:
@@ -292,17 +292,15 @@ def _first_counts(marked: DataFrame, table: TableConfig, replay: Column, *, keys
     ).first()
 
 
-def _few_numeric_keys(marked: DataFrame, table: TableConfig, rows: int) -> bool:
-    """Whether `_batch_keys` would list the keys of a batch of at most `rows` changes (and no key may be NULL)."""
-    key = table.primary_key[0]
-    return (
-        isinstance(marked.schema[key].dataType, NumericType) and rows <= MAX_KEYS_TO_COLLECT and not table.nullable_key
-    )
+def _keys_listed(changes: DataFrame, key: str, rows: int) -> bool:
+    """Whether the distinct keys of `rows` changes are listed on the driver to be split into ranges (numeric, not too
+    many); else one min/max range. (The first key column is never NULL in a change that is applied.)"""
+    return isinstance(changes.schema[key].dataType, NumericType) and rows <= MAX_KEYS_TO_COLLECT
 
 
 def _batch_keys(changes: DataFrame, key: str, rows: int) -> list | None:
-    """The batch's distinct keys, sorted, where they can be split into ranges (numeric, not too many); else None."""
-    if not isinstance(changes.schema[key].dataType, NumericType) or rows > MAX_KEYS_TO_COLLECT:
+    """The batch's distinct keys, sorted, where they can be split into ranges (`_keys_listed`); else None."""
+    if not _keys_listed(changes, key, rows):
         return None  # one min/max range: no key list on the driver
     return sorted(r[0] for r in changes.select(F.col(f"`{key}`")).distinct().collect())  # no range-sort job
 
