@@ -79,12 +79,14 @@ check: $(VENV)/.installed
 
 # The Spark 4 lane: the Spark tests (parsers, deploy validation and the Postgres sink do not change with it).
 # CI runs a core subset of it to stay well inside its time limit: `make test-spark4 SPARK4_TESTS="..."`.
+# It runs with Spark's generated code and the JVM's full JIT, as production does (`make test` interprets
+# Spark's expressions and stops at the first JIT tier, faster on small tables: tests/conftest.py).
 SPARK4_SKIP = test_athena test_deploy_asl test_deploy_lambdas test_deploy_terraform test_postgres_sink test_opais_parse \
               test_dms_files test_demo test_config test_jobs test_snapshot_files test_metrics
 SPARK4_TESTS ?= tests $(foreach t,$(SPARK4_SKIP),--ignore=tests/$(t).py)
 
 test-spark4: java postgres .venv-spark4/.installed
-	.venv-spark4/bin/python -m pytest -m "not slow" $(SPARK4_TESTS)
+	LAKEHOUSE_TEST_CODEGEN=1 .venv-spark4/bin/python -m pytest -m "not slow" $(SPARK4_TESTS)
 
 # Long randomized searches: many Hypothesis examples of the property tests (LAKEHOUSE_PROPERTY_EXAMPLES=N for more).
 test-search: java $(VENV)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,30 @@ TESTS = Path(__file__).parent
 pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 
 
+# The tests' JVMs (the shared sessions and the `lakehouse` processes tests start) run Spark's expressions
+# interpreted and only the JVM's first JIT tier: on the tests' small tables a JVM spends more time compiling
+# (Janino for each plan's generated code, C2 for hot methods) than running the code. A subset of the suite took
+# 607 s instead of 805 s with them (two processes, 2026-12-03); a cold `lakehouse run` of four one-file batches
+# 63-69 s instead of 90-96 s. Production keeps Spark's and Java's defaults; LAKEHOUSE_TEST_CODEGEN=1 runs the
+# tests with them too (the Spark 4 lane in CI does).
+TEST_JVM = (
+    "--conf spark.sql.codegen.factoryMode=NO_CODEGEN --conf spark.sql.codegen.wholeStage=false "
+    "--conf spark.driver.defaultJavaOptions=-XX:TieredStopAtLevel=1 pyspark-shell"
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Before test processes start (pytest-xdist): the Delta jars resolved once, not by each process at once."""
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        from lakehouse.spark_local import delta_jars
+    """Before test processes start (pytest-xdist): the Delta jars and the class archive made once, not by each
+    process at once; the tests' JVM settings in the environment every test process and JVM inherits."""
+    if not hasattr(config, "workerinput"):
+        from lakehouse.spark_local import class_archive, delta_jars, make_class_archive
 
         delta_jars()
+        if not class_archive().is_file():
+            print(f"\nmaking the JVM class archive {class_archive()} (once per machine, about a minute)", flush=True)
+            make_class_archive()
+    if os.environ.get("LAKEHOUSE_TEST_CODEGEN") != "1":
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM)
 
 
 @pytest.fixture(scope="session")

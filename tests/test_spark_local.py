@@ -1,0 +1,53 @@
+"""The local JVM's class archive: made once, passed to every local start, mapped by the JVM, never in the way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lakehouse import spark_local
+from lakehouse.spark_local import class_archive, local_conf
+
+
+def test_the_shared_session_maps_the_class_archive_the_test_run_made(spark):
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("reads the JVM's memory maps from /proc (Linux)")
+    pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
+    assert class_archive().is_file()
+    assert str(class_archive()) in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_local_start_is_given_the_archive_only_when_there_is_one(tmp_path, monkeypatch):
+    archive = tmp_path / "spark.jsa"
+    monkeypatch.setattr(spark_local, "class_archive", lambda: archive)
+
+    def options(conf: dict[str, str]) -> str:
+        return local_conf(conf).get("spark.driver.extraJavaOptions", "")
+
+    assert "SharedArchiveFile" not in options({})
+    archive.write_bytes(b"archive")
+    assert f"-XX:SharedArchiveFile={archive}" in options({})
+    assert "-Dlog4j2.configurationFile" in options({})  # beside the quiet log, not instead of it
+    assert "SharedArchiveFile" not in options({"spark.driver.extraJavaOptions": "-XX:ArchiveClassesAtExit=/x.jsa"})
+
+
+def test_an_archive_the_jvm_cannot_use_starts_spark_without_it_and_without_a_word(tmp_path):
+    """Another classpath than the archive's (here a jar put before Spark's) makes the JVM refuse the archive."""
+    jar = tmp_path / "first.jar"
+    with zipfile.ZipFile(jar, "w") as made:
+        made.writestr("README", "a jar put first on the driver's classpath")
+    script = (
+        "from lakehouse.session import build_spark;"
+        f"spark = build_spark(None, local_dir={str(tmp_path / 'local')!r},"
+        f" extra_conf={{'spark.driver.extraClassPath': {str(jar)!r}}});"
+        "print('rows', spark.range(3).count())"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "rows 3" in done.stdout
+    assert "archive" not in (done.stdout + done.stderr).lower()
