@@ -19,12 +19,12 @@ TESTS = Path(__file__).parent
 pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 
 
-# The tests' JVMs (the shared sessions and the `lakehouse` processes tests start) run Spark's expressions
-# interpreted and only the JVM's first JIT tier: on the tests' small tables a JVM spends more time compiling
-# (Janino for each plan's generated code, C2 for hot methods) than running the code. A subset of the suite took
-# 607 s instead of 805 s with them (two processes, 2026-12-03); a cold `lakehouse run` of four one-file batches
-# 63-69 s instead of 90-96 s. Production keeps Spark's and Java's defaults; LAKEHOUSE_TEST_CODEGEN=1 runs the
-# tests with them too (the Spark 4 lane in CI does).
+# The JVMs of the `lakehouse` processes tests start run Spark's expressions interpreted and only the JVM's first
+# JIT tier: a short-lived JVM on small tables spends more time compiling (Janino for each plan's generated code,
+# C2 for hot methods) than running the code (a cold `lakehouse run` of four one-file batches 63-69 s instead of
+# 90-96 s; the SIGKILL test 619 -> 322 s in CI). The shared sessions keep Spark's and Java's defaults: the one
+# full run with the settings in them too was slower (privacy promises 1.3-2x; noise not ruled out).
+# LAKEHOUSE_TEST_CODEGEN=1 keeps the defaults in the started processes too (the Spark 4 lane in CI does).
 TEST_JVM = (
     "--conf spark.sql.codegen.factoryMode=NO_CODEGEN --conf spark.sql.codegen.wholeStage=false "
     "--conf spark.driver.defaultJavaOptions=-XX:TieredStopAtLevel=1 pyspark-shell"
@@ -33,7 +33,7 @@ TEST_JVM = (
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before test processes start (pytest-xdist): the Delta jars and the class archive made once, not by each
-    process at once; the tests' JVM settings in the environment every test process and JVM inherits."""
+    process at once."""
     if not hasattr(config, "workerinput"):
         from lakehouse.spark_local import class_archive, delta_jars, make_class_archive
 
@@ -41,8 +41,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if not class_archive().is_file():
             print(f"\nmaking the JVM class archive {class_archive()} (once per machine, about a minute)", flush=True)
             make_class_archive()
-    if os.environ.get("LAKEHOUSE_TEST_CODEGEN") != "1":
-        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM)
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +67,8 @@ def spark(tmp_path_factory):
             "spark.sql.streaming.numRecentProgressUpdates": "10",
         },
     )
+    if os.environ.get("LAKEHOUSE_TEST_CODEGEN") != "1":  # for the processes tests start from now on
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM)
     yield session
     session.stop()
 
