@@ -96,9 +96,7 @@ def _resolve(packages: str, verbose: bool) -> list[str]:
         try:
             jars = gateway.jvm.System.getProperty("spark.jars") or ""
         finally:
-            gateway.shutdown()
-            gateway.proc.stdin.close()
-            gateway.proc.wait(timeout=60)
+            _stop_jvm(gateway, timeout=60)
     return [unquote(urlparse(j).path) if j.startswith("file:") else j for j in jars.split(",") if j]
 
 
@@ -179,7 +177,7 @@ def _java_major() -> int:
 
 
 def make_class_archive() -> Path | None:
-    """The class archive, made now if it is not there yet (~40 s, once); None where Java cannot make one."""
+    """The class archive, made now if it is not there yet (about a minute, once); None where Java cannot make one."""
     target = class_archive()
     if target.is_file():
         return target
@@ -232,9 +230,14 @@ def _load_classes(archive: Path, work: Path) -> None:
     spark.read.format("delta").load(table).where("id > 10").groupBy("name").count().collect()
     gateway = spark.sparkContext._gateway
     spark.stop()
+    _stop_jvm(gateway, timeout=600)  # the JVM writes the archive as it exits
+
+
+def _stop_jvm(gateway, *, timeout: float) -> None:
+    """Close PySpark's gateway and wait for its JVM to exit (it does when its stdin closes)."""
     gateway.shutdown()
-    gateway.proc.stdin.close()  # the JVM exits, and writes the archive, when its stdin closes
-    gateway.proc.wait(timeout=600)
+    gateway.proc.stdin.close()
+    gateway.proc.wait(timeout=timeout)
 
 
 if __name__ == "__main__":
