@@ -111,6 +111,7 @@ def apply_changes(
     non_phi: NonPhiZone | None = None,
     files: BatchFiles | None = None,
     policy: DataFrame | None = None,
+    history_first: bool = False,
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
@@ -119,6 +120,10 @@ def apply_changes(
     `files` (DMS) says which files are replays of contents already applied: their rows are counted as
     replayed, never written; the others are recorded in the file ledger with the batch's other writes.
     `non_phi` (with the `policy` a table with `consent:` was flagged with) writes the non-PHI zone too.
+    `history_first`: changes computed from latest itself (a snapshot's diff) must be in history before latest
+    changes. A rerun after a crash between the two then diffs against the same latest, finds the same changes,
+    and history takes them as replays; written side by side, latest could commit alone, and the rerun's diff
+    would find nothing to do while history never had the day.
     """
     spark = marked.sparkSession
     business = list(table.columns)
@@ -244,6 +249,9 @@ def apply_changes(
     writes = [quarantine, ledger, history_versions, latest_rows]
     if non_phi is not None and table.non_phi:
         writes.append(non_phi_zone)
+    if history_first:
+        run_side_by_side([quarantine, ledger, history_versions])
+        writes = [write for write in writes if write not in (quarantine, ledger, history_versions)]
     run_side_by_side(writes)
     metrics.versions = {name: versions[name] for name in ("history", "latest")}
 

@@ -178,7 +178,8 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             batch_id=batch_id,
         ).localCheckpoint(eager=False)
         metrics = BatchMetrics(table=name, batch_id=batch_id)
-        apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics)
+        # The changes are a diff against latest: history commits first (see `apply_changes`).
+        apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics, history_first=True)
         metrics.files = 1
         metrics.seconds = round(time.monotonic() - table_started, 3)
         report(metrics)
