@@ -41,6 +41,20 @@ def committed_files(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0])
 
 
+def committed_bytes(spark: SparkSession, path: str) -> int | None:
+    """The size of the Delta table's data files at `path`, as this process last committed or read it; None where
+    no checksum says (no table there, another Delta line)."""
+    snapshot = _snapshot(spark, path)
+    if snapshot is not None:
+        try:
+            checksum = snapshot.checksumOpt()
+            if checksum.isDefined():
+                return int(checksum.get().tableSizeBytes())
+        except Exception as exc:
+            log.debug("no checksum in Delta's snapshot of %s: %s", path, exc)
+    return None
+
+
 def committed_version(spark: SparkSession, path: str) -> int:
     """The version of the Delta table at `path` this process last committed or read."""
     snapshot = _snapshot(spark, path)

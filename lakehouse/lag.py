@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def oldest_file_time(files: DataFrame) -> datetime | None:
-    """The modification time (UTC) of the oldest file of a batch of `binaryFile` rows; None for no files.
+def batch_file_stats(files: DataFrame) -> tuple[datetime | None, int]:
+    """The modification time (UTC) of the oldest file of a batch of `binaryFile` rows (None for no files), and the
+    batch's bytes.
 
-    Only the files' metadata is read (the binary file source reads no content for this column).
+    Only the files' metadata is read (the binary file source reads no content for these columns).
     """
     from pyspark.sql import functions as F
 
     # As epoch microseconds: a collected timestamp would be shifted into the Python process's local zone.
-    micros = files.agg(F.unix_micros(F.min("modificationTime"))).first()[0]
-    return datetime.fromtimestamp(micros / 1e6, tz=UTC) if micros is not None else None
+    micros, size = files.agg(F.unix_micros(F.min("modificationTime")), F.sum("length")).first()
+    return (datetime.fromtimestamp(micros / 1e6, tz=UTC) if micros is not None else None), int(size or 0)
 
 
 def lag_seconds(started: datetime, oldest: datetime | None) -> float | None:

@@ -21,8 +21,9 @@ from lakehouse.apply.batch import apply_batch, run_side_by_side
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.ledger import LedgerIndex
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
+from lakehouse.codegen import interpreted, is_small
 from lakehouse.config import Config, TableConfig
-from lakehouse.lag import lag_seconds, oldest_file_time
+from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.ownership import hold
@@ -187,8 +188,10 @@ def start_query(
     ledger = LedgerIndex(paths.ledger)  # this query's: read at its first batch, then kept up to date
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
-        started, oldest = datetime.now(UTC), oldest_file_time(files)
-        with governance.lock(table.name):
+        started, (oldest, size) = datetime.now(UTC), batch_file_stats(files)
+        session = files.sparkSession  # the query's own
+        small = is_small(session, size, [paths.history, paths.latest])
+        with governance.lock(table.name), interpreted(session, small):
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
             zone = governance.non_phi
