@@ -28,14 +28,9 @@ log = logging.getLogger("lakehouse.delta_log")
 
 def committed_files(spark: SparkSession, path: str) -> int:
     """How many data files the Delta table at `path` has, as this process last committed or read it."""
-    snapshot = _snapshot(spark, path)
-    if snapshot is not None:
-        try:
-            checksum = snapshot.checksumOpt()
-            if checksum.isDefined():
-                return int(checksum.get().numFiles())
-        except Exception as exc:  # a Delta without this checksum API: the public API answers
-            log.debug("no checksum in Delta's snapshot of %s: %s", path, exc)
+    checksum = _checksum(spark, path)
+    if checksum is not None:
+        return int(checksum.numFiles())
     from delta.tables import DeltaTable
 
     return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0])
@@ -44,15 +39,8 @@ def committed_files(spark: SparkSession, path: str) -> int:
 def committed_bytes(spark: SparkSession, path: str) -> int | None:
     """The size of the Delta table's data files at `path`, as this process last committed or read it; None where
     no checksum says (no table there, another Delta line)."""
-    snapshot = _snapshot(spark, path)
-    if snapshot is not None:
-        try:
-            checksum = snapshot.checksumOpt()
-            if checksum.isDefined():
-                return int(checksum.get().tableSizeBytes())
-        except Exception as exc:
-            log.debug("no checksum in Delta's snapshot of %s: %s", path, exc)
-    return None
+    checksum = _checksum(spark, path)
+    return int(checksum.tableSizeBytes()) if checksum is not None else None
 
 
 def committed_version(spark: SparkSession, path: str) -> int:
@@ -95,3 +83,15 @@ def _snapshot(spark: SparkSession, path: str) -> object | None:  # py4j: a Delta
     except Exception as exc:  # Spark Connect (no JVM), or a Delta without these: the public API answers
         log.debug("no Delta snapshot in the driver for %s: %s", path, exc)
         return None
+
+
+def _checksum(spark: SparkSession, path: str) -> object | None:  # py4j: the commit's VersionChecksum
+    snapshot = _snapshot(spark, path)
+    if snapshot is not None:
+        try:
+            checksum = snapshot.checksumOpt()
+            if checksum.isDefined():
+                return checksum.get()
+        except Exception as exc:  # a Delta without this checksum API: the public API answers
+            log.debug("no checksum in Delta's snapshot of %s: %s", path, exc)
+    return None
