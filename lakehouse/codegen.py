@@ -22,8 +22,8 @@ from lakehouse.delta_log import committed_bytes
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# A batch whose files hold up to this many bytes (about 10,000 DMS records)...
-SMALL_BATCH_BYTES = 1 << 20
+# A batch whose files hold up to this many bytes as landed (a few thousand CSV records; gzip may hold 10x more)...
+SMALL_BATCH_BYTES = 256 << 10
 # ...into tables of up to this many bytes each (a MERGE rewrites whole files of the table).
 SMALL_TABLE_BYTES = 16 << 20
 INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
