@@ -246,13 +246,14 @@ def apply_changes(
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of
     # them committed before a crash), so they run side by side: one's planning and commit overlap another's
     # Spark jobs, and a MERGE that rewrites one file keeps one core busy, not both.
-    writes = [quarantine, ledger, history_versions, latest_rows]
+    first, then = [quarantine, ledger, history_versions], [latest_rows]
     if non_phi is not None and table.non_phi:
-        writes.append(non_phi_zone)
+        then.append(non_phi_zone)
     if history_first:
-        run_side_by_side([quarantine, ledger, history_versions])
-        writes = [write for write in writes if write not in (quarantine, ledger, history_versions)]
-    run_side_by_side(writes)
+        run_side_by_side(first)
+        run_side_by_side(then)
+    else:
+        run_side_by_side(first + then)
     metrics.versions = {name: versions[name] for name in ("history", "latest")}
 
 
