@@ -44,6 +44,9 @@ ENGINE_CONF: dict[str, str] = {
     # Every MERGE source of the engine is already materialized and immutable (a local checkpoint of the
     # batch's plan, or a local relation), so Delta's own copy of it would be work done twice.
     "spark.databricks.delta.merge.materializeSource": "none",
+    # History is partitioned by `_is_current`: Delta's shuffle by partition values before a MERGE's write would
+    # send every current version to one task (one core writing the whole current partition, on any cluster).
+    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
 }
 
 LOCAL_CONF: dict[str, str] = {

@@ -7,6 +7,10 @@ whose changes are history's: it would add the pre- and post-image of every chang
 Delta keeps file statistics only for the columns reads filter on (keys, validity, batch id): the MERGEs
 prune files by key and "as of" queries by validity, and statistics of every other column would only
 cost each write (Parquet's own row-group statistics are still written for all of them).
+History is partitioned by `_is_current` (after any configured partition columns): a batch re-closes current
+versions and adds new ones, so its MERGE rewrites files of current versions only, and the closed versions,
+which grow with every day of a snapshot feed, are written once and never again (a table created before this
+layout keeps its own; the MERGE is correct on both).
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ def _key_stats(table: TableConfig) -> list[str]:
     return [k for k in table.primary_key if table.columns[k] != "boolean" and k not in table.partition_by]
 
 
+def history_partitions(table: TableConfig) -> list[str]:
+    """History's partition columns: the configured ones, then `_is_current` (current versions apart from closed)."""
+    return [*table.partition_by, "_is_current"]
+
+
 def history_properties(table: TableConfig) -> dict[str, str]:
     stats = [*_key_stats(table), "_valid_from", "_valid_to", "_batch_id"]
     stats += [c for c in derived_history_columns(table) if DIMENSION_COLUMNS[c][0] == "TIMESTAMP"]
@@ -141,7 +150,7 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     from delta.tables import DeltaTable
 
     tables = [
-        (paths.history, history_ddl(table), table.partition_by, history_properties(table)),
+        (paths.history, history_ddl(table), history_partitions(table), history_properties(table)),
         (paths.latest, latest_ddl(table), table.partition_by, latest_properties(table)),
         (paths.quarantine, QUARANTINE_DDL, [], QUARANTINE_PROPERTIES),
     ]

@@ -215,6 +215,7 @@ def apply_changes(
                 within=in_key_range("t."),
                 derived=derived_history_columns(table),
                 reclose=counts["reclosed"] > 0,
+                current_only=counts["reclosed_closed"] == 0,
                 nullable=table.nullable_key,
             )
             crash_point(table.name, batch_id, "after_history")
@@ -330,7 +331,8 @@ class _Steps:
 
 
 def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
-    """Fill the batch's counts from the plan; return what the MERGEs need to know (re-closes, existing versions).
+    """Fill the batch's counts from the plan; return what the MERGEs need to know (re-closes, of closed versions
+    among them, existing versions).
 
     A U of a key with no live version before it counts as inserted (it is the key's first live row), never
     as updated; it and a D of such a key also count as `unknown_keys`.
@@ -347,11 +349,12 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
         _count(F.col("_action") == "unchanged").alias("unchanged"),
         _count(F.col("_action") == "replay").alias("replayed"),
         _count(F.col("_action") == "update").alias("reclosed"),
+        _count((F.col("_action") == "update") & ~F.col("_old_is_current")).alias("reclosed_closed"),
         _count(F.col("_existing")).alias("existing"),
     ).first()
     for name in ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "unknown_keys"):
         setattr(metrics, name, int(row[name] or 0))
-    return {"reclosed": int(row["reclosed"] or 0), "existing": int(row["existing"] or 0)}
+    return {name: int(row[name] or 0) for name in ("reclosed", "reclosed_closed", "existing")}
 
 
 def _report_unknown_keys(

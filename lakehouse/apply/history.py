@@ -152,6 +152,7 @@ def merge_history(
     within: Column | None = None,
     derived: dict[str, str] | None = None,
     reclose: bool = True,
+    current_only: bool = False,
     nullable: Sequence[str] = (),
 ) -> None:
     """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op.
@@ -159,12 +160,19 @@ def merge_history(
     `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
     and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`. `reclose=False` (the plan has no
     `update` rows, e.g. a first load) lets Delta take its insert-only path: no target file is rewritten.
+    `current_only` (the plan re-closes no closed version: no late change lands between two closed ones) matches
+    current versions only, so Delta reads and rewrites only history's `_is_current` partition
+    (`tables.history_partitions`). Inserts lose no match by it: a version with a new row's key and sequence would be
+    among the existing versions the plan read (those open at the batch's oldest change), so the plan has that row
+    as a replay, never as an insert.
     `nullable` key columns are matched NULL-safe.
     """
     derived = derived or {}
     on = F.expr(f"{key_condition(key, nullable)} AND t._sequence = s._sequence")
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within
+    if current_only:  # a literal on the partition column: Delta leaves the closed versions' files alone
+        on = on & F.expr("t._is_current = true")
     actions = ["insert", "update"] if reclose else ["insert"]
     source = plan.where(F.col("_action").isin(*actions)).select(
         *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
