@@ -272,6 +272,13 @@ def test_every_table_reads_back_in_trino_as_spark_reads_it(spark, trino: TrinoSe
     log(f"tables holding each kind of value: {counts}; partitioned: {[t.name for t in partitioned]}")
     assert all(seen.values()), seen
     assert partitioned, "the demo has a partitioned table (PECOS by state)"
+    history_partitions = {
+        table: spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["partitionColumns"]
+        for (database, table), path in lake.registered.items()
+        if database == lake.databases["phi"] and table.endswith("_history")
+    }
+    log(f"PHI history tables read back partitioned by _is_current: {len(history_partitions)}")
+    assert history_partitions and all(cols[-1] == "_is_current" for cols in history_partitions.values())
 
 
 def test_timestamps_are_read_to_the_millisecond(spark, trino: TrinoServer, lake: Lake) -> None:
