@@ -110,7 +110,7 @@ def test_a_late_change_between_two_closed_versions_recloses_the_closed_one(spark
     assert_df_equality(_chain(spark, config), expected, ignore_nullable=True)
 
 
-def test_a_history_created_before_the_partitioning_keeps_its_layout_and_gets_the_same_rows(
+def test_a_history_created_before_the_partitioning_keeps_its_layout_gets_the_same_rows_and_can_be_moved(
     spark, tmp_path, monkeypatch
 ):
     def feed(config) -> None:
@@ -133,10 +133,30 @@ def test_a_history_created_before_the_partitioning_keeps_its_layout_and_gets_the
 
     old_history = table_paths(old, old.tables["people"]).history
     assert spark.sql(f"DESCRIBE DETAIL delta.`{old_history}`").first()["partitionColumns"] == []
+    _same_tables(spark, old, new)
+
+    # The README's move to the partitioned layout, then one more batch on both lakes.
+    (
+        spark.read.format("delta")
+        .load(old_history)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .partitionBy("_is_current")
+        .save(old_history)
+    )
+    for config in (old, new):
+        _land_day(config, 14, [1, 3], 8)  # 3 comes back after its delete
+        run(spark, config)
+    assert spark.sql(f"DESCRIBE DETAIL delta.`{old_history}`").first()["partitionColumns"] == ["_is_current"]
+    _same_tables(spark, old, new)
+
+
+def _same_tables(spark, one, other) -> None:
     for kind in ("history", "latest"):
         assert_df_equality(
-            comparable(read(spark, old, kind)),
-            comparable(read(spark, new, kind)),
+            comparable(read(spark, one, kind)),
+            comparable(read(spark, other, kind)),
             ignore_nullable=True,
             ignore_row_order=True,
         )
