@@ -135,21 +135,20 @@ def test_a_history_created_before_the_partitioning_keeps_its_layout_gets_the_sam
     assert spark.sql(f"DESCRIBE DETAIL delta.`{old_history}`").first()["partitionColumns"] == []
     _same_tables(spark, old, new)
 
-    # The README's move to the partitioned layout, then one more batch on both lakes.
-    (
-        spark.read.format("delta")
-        .load(old_history)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("overwriteSchema", "true")
-        .partitionBy("_is_current")
-        .save(old_history)
-    )
+    # The README's move to the partitioned layout, as the README prints it, then one more batch on both lakes.
+    exec(_readme_move(), {"spark": spark, "HISTORY": old_history})
     for config in (old, new):
         _land_day(config, 14, [1, 3], 8)  # 3 comes back after its delete
         run(spark, config)
     assert spark.sql(f"DESCRIBE DETAIL delta.`{old_history}`").first()["partitionColumns"] == ["_is_current"]
     _same_tables(spark, old, new)
+
+
+def _readme_move() -> str:
+    """The README's snippet moving a history to the partitioned layout (the Python block of "History's layout")."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**History's layout.**") :]
+    return section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
 
 
 def _same_tables(spark, one, other) -> None:
