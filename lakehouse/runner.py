@@ -188,7 +188,9 @@ def start_query(
     ledger = LedgerIndex(paths.ledger)  # this query's: read at its first batch, then kept up to date
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
-        started, (oldest, size) = datetime.now(UTC), batch_file_stats(files)
+        started, clock = datetime.now(UTC), time.monotonic()
+        oldest, size = batch_file_stats(files)
+        file_stats = time.monotonic() - clock
         session = files.sparkSession  # the query's own
         small = is_small(session, size, [paths.history, paths.latest])
         with governance.lock(table.name), interpreted(session, small):
@@ -196,6 +198,7 @@ def start_query(
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
             zone = governance.non_phi
             metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=zone, ledger=ledger)
+            metrics.steps["file_stats"] = round(file_stats, 3)
             metrics.lag_seconds = lag_seconds(started, oldest)
             # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
             metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config
+from lakehouse.jvm_calls import cache_function_lookups
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -114,6 +115,7 @@ def build_spark(
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    cache_function_lookups()
     if not verbose:
         spark.sparkContext.setLogLevel("ERROR")
     return spark

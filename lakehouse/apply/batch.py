@@ -88,10 +88,13 @@ def apply_batch(
     # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
     # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
-    contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
-    files = classify_files(
-        marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id, ledger
-    )
+    step = _Steps(metrics)
+    with step("parse"):
+        contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
+    with step("ledger_lookup"):
+        files = classify_files(
+            marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id, ledger
+        )
     apply_changes(
         marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files, policy=policy
     )
