@@ -197,7 +197,9 @@ def start_query(
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
             zone = governance.non_phi
-            metrics = apply_batch(files, batch_id, table=table, paths=paths, policy=policy, non_phi=zone, ledger=ledger)
+            metrics = apply_batch(
+                files, batch_id, table=table, paths=paths, policy=policy, non_phi=zone, ledger=ledger, small=small
+            )
             metrics.steps["file_stats"] = round(file_stats, 3)
             metrics.lag_seconds = lag_seconds(started, oldest)
             # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.

@@ -1,4 +1,5 @@
-"""A small micro-batch runs Spark's expressions interpreted, in its own query's session only, with the same result."""
+"""A small micro-batch runs Spark's expressions interpreted, in its own query's session only, and its rows in one
+partition, with the same result."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ def test_a_small_batch_runs_interpreted_in_its_query_only_and_writes_what_genera
     spark, tmp_path, monkeypatch
 ):
     """The same files (inserts, updates, a late change, a delete, a key change, a quarantined row) into two lakes,
-    one as a small batch and one with the size limit at zero: the same history, latest and quarantine."""
+    one as a small batch (interpreted, one partition) and one with the size limit at zero: the same history, latest
+    and quarantine."""
     modes: list[str | None] = []
+    one_partition: list[bool] = []
     real = runner.apply_batch
 
     def recording(files, *args, **kwargs):
         modes.append(files.sparkSession.conf.get(MODE, None))
+        one_partition.append(kwargs["small"])
         return real(files, *args, **kwargs)
 
     monkeypatch.setattr(runner, "apply_batch", recording)
@@ -35,6 +39,7 @@ def test_a_small_batch_runs_interpreted_in_its_query_only_and_writes_what_genera
     run(spark, compiled)
 
     assert modes[0] == "NO_CODEGEN" and modes[1] != "NO_CODEGEN", modes
+    assert one_partition == [True, False]  # the small batch's rows in one partition too
     assert spark.conf.get(MODE, None) == before  # the query's own session was set, not the one that started it
     assert_same_tables(spark, small, compiled)
 

@@ -67,12 +67,14 @@ def apply_batch(
     policy: DataFrame | None = None,
     non_phi: NonPhiZone | None = None,
     ledger: LedgerIndex | None = None,
+    small: bool = False,
 ) -> BatchMetrics:
     """Apply the DMS files of one micro-batch to the table's Delta tables; return its metrics.
 
     `policy` (a snapshot of the consent policy) is required for a table with `consent:`; `non_phi`
     writes the masked, consented rows to the non-PHI zone too. `ledger` is the streaming query's index of
-    its file ledger (read once, not each batch).
+    its file ledger (read once, not each batch). `small` (a few small files into small tables,
+    `codegen.is_small`): the batch's rows stay in one partition, so its dedup, counts and plan shuffle nothing.
     """
     started = time.monotonic()
     metrics = BatchMetrics(table=table.name, batch_id=batch_id)
@@ -87,7 +89,11 @@ def apply_batch(
         )
     # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
     # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
+    if small:  # one partition is already clustered by any key: no shuffle before the dedup's window
+        changes = changes.coalesce(1)
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
+    if small:  # a checkpoint forgets that it is one partition; this says it again (no shuffle for the counts)
+        marked = marked.coalesce(1)
     step = _Steps(metrics)
     with step("parse"):
         contents = marked.where(~F.col("_synthetic")).groupBy("_source_file", "_content_hash").count().collect()
@@ -96,7 +102,15 @@ def apply_batch(
             marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id, ledger
         )
     apply_changes(
-        marked, batch_id, table=table, paths=paths, metrics=metrics, non_phi=non_phi, files=files, policy=policy
+        marked,
+        batch_id,
+        table=table,
+        paths=paths,
+        metrics=metrics,
+        non_phi=non_phi,
+        files=files,
+        policy=policy,
+        one_partition=small,
     )
     if ledger is not None:  # the batch's writes (its ledger append among them) are committed
         ledger.add([digest for digest, _rows in files.applied.values()])
@@ -115,6 +129,7 @@ def apply_changes(
     files: BatchFiles | None = None,
     policy: DataFrame | None = None,
     history_first: bool = False,
+    one_partition: bool = False,
 ) -> None:
     """Write a change stream (rows marked with `_reason` and `_duplicate`) to quarantine, history and latest.
 
@@ -126,7 +141,8 @@ def apply_changes(
     `history_first`: changes computed from latest itself (a snapshot's diff) must be in history before latest
     changes. A rerun after a crash between the two then diffs against the same latest, finds the same changes,
     and history takes them as replays; written side by side, latest could commit alone, and the rerun's diff
-    would find nothing to do while history never had the day.
+    would find nothing to do while history never had the day. `one_partition`: a small batch's plan is made in
+    one partition (no shuffle).
     """
     spark = marked.sparkSession
     business = list(table.columns)
@@ -193,8 +209,15 @@ def apply_changes(
     # (A local checkpoint is not a cache: Spark's ContextCleaner frees its blocks once the plan is gone.) The
     # plan's counts materialize it, in the same job, before anything is written.
     plan = plan_history(
-        changes, existing, key=table.primary_key, values=business, ignore=table.tracked_ignore
+        changes,
+        existing,
+        key=table.primary_key,
+        values=business,
+        ignore=table.tracked_ignore,
+        one_partition=one_partition,
     ).localCheckpoint(eager=False)
+    if one_partition:
+        plan = plan.coalesce(1)
     with step("plan"):
         counts = _count_plan(plan, metrics)
     metrics.replayed += file_replays

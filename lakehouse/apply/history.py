@@ -28,7 +28,13 @@ def _c(name: str) -> Column:
 
 
 def plan_history(
-    changes: DataFrame, existing: DataFrame, *, key: list[str], values: list[str], ignore: list[str] = ()
+    changes: DataFrame,
+    existing: DataFrame,
+    *,
+    key: list[str],
+    values: list[str],
+    ignore: list[str] = (),
+    one_partition: bool = False,
 ) -> DataFrame:
     """Combine new `changes` with the `existing` history rows of their keys.
 
@@ -40,7 +46,8 @@ def plan_history(
     version of its key before it; a moving U of a key change, `_key_moved`, is not one).
 
     One shuffle and one sort by key: each step looks at the neighbouring rows that still count (lag/lead
-    IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in.
+    IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in. `one_partition` (a
+    small batch's few rows): no shuffle at all, the rows are planned in one partition.
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
     old = existing.select(
@@ -59,7 +66,10 @@ def plan_history(
     )
     # Existing rows first on a tie: a new row with an existing row's sequence is a replay of it.
     ordered = Window.partitionBy(*[_c(k) for k in key]).orderBy(F.col("_sequence"), F.col("_existing").desc())
-    rows = old.unionByName(new).withColumn(
+    rows = old.unionByName(new)
+    if one_partition:  # one partition is already clustered by key: the windows below shuffle nothing
+        rows = rows.coalesce(1)
+    rows = rows.withColumn(
         "_replay",
         ~F.col("_existing") & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False)),
     )
