@@ -87,10 +87,10 @@ def apply_batch(
         changes = flag_changes(
             changes, policy, patient_col=table.consent.patient_column, device_col=table.consent.device_column
         )
-    # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
-    # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
     if small:  # one partition is already clustered by any key: no shuffle before the dedup's window
         changes = changes.coalesce(1)
+    # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks
+    # once the DataFrame is gone). Lazily: the files' contents below materialize it, in the same job.
     marked = mark_duplicates(changes, table.primary_key, business).localCheckpoint(eager=False)
     if small:  # a checkpoint forgets that it is one partition; this says it again (no shuffle for the counts)
         marked = marked.coalesce(1)
