@@ -16,9 +16,6 @@ Run (writes benchmarks/results/history-layout-<date>.json):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -29,10 +26,10 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.report import save_report
 from lakehouse.apply.history import merge_history
 from lakehouse.session import build_spark
 
-RESULTS = Path(__file__).parent / "results"
 ROWS_PER_FILE = 250_000
 COLUMNS = ["k", "v", "_valid_from", "_valid_to", "_is_current", "_sequence"]
 
@@ -163,17 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         spark.stop()
         shutil.rmtree(root, ignore_errors=True)
-    report = {
-        "benchmark": "history-layout",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "params": {"current": args.current, "closed_per_key": args.closed, "rounds": args.rounds},
-        "points": points,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"history-layout-{dt.date.today().isoformat()}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {path}")
+    save_report(
+        "history-layout", {"current": args.current, "closed_per_key": args.closed, "rounds": args.rounds}, points=points
+    )
 
 
 if __name__ == "__main__":

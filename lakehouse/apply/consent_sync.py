@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply.non_phi import (
     ADMIT,
+    BUCKET,
     HISTORY_META,
     LATEST_META,
     NonPhiZone,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 NO_POLICY = "no policy"
 # The version of what the zone's columns become from a table's configuration: raise it when `non_phi.to_zone`
 # changes a column's name or type, and every zone is rebuilt by its table's next run.
-ZONE_LAYOUT = 2
+ZONE_LAYOUT = 3  # 3: partitioned by `_key_bucket`
 
 
 def applied_path(zone: NonPhiZone, table: TableConfig) -> str:
@@ -110,6 +111,7 @@ def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
     `zone_is_synced` needs no Spark.
     """
     layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
+    layout.append(zone.buckets)
     text = json.dumps([*layout, HISTORY_META, LATEST_META]) + str(pseudonym("lakehouse non-PHI zone", zone.key))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -142,11 +144,13 @@ def _stored_stamp(spark: SparkSession, applied: str) -> str | None:
 
 
 def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> bool:
-    """Whether the zone's tables have the columns and types this version of the engine writes."""
-    expected = zone_schemas(spark, table, zone.key)
+    """Whether the zone's tables have the columns, types and partitioning this version of the engine writes."""
+    expected = zone_schemas(spark, table, zone)
     for kind, path in (("history", zone.history(table)), ("latest", zone.latest(table))):
         actual = spark.read.format("delta").load(path).schema
         if [(f.name, f.dataType) for f in actual] != [(f.name, f.dataType) for f in expected[kind]]:  # type: ignore[attr-defined]
+            return False
+        if spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["partitionColumns"] != [BUCKET]:  # type: ignore[index]
             return False
     return True
 
@@ -158,7 +162,8 @@ def rebuild(
     versions = spark.read.format("delta").load(phi_history)
     rows = _admitted_rows(spark, versions, table, zone, policy)
     for path, frame in _zone_frames(rows, table, zone):
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+        writer = frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        writer.partitionBy(BUCKET).save(path)
         crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
     return "non-PHI zone rebuilt from the PHI history"
 
