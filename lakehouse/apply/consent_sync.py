@@ -162,8 +162,8 @@ def rebuild(
     versions = spark.read.format("delta").load(phi_history)
     rows = _admitted_rows(spark, versions, table, zone, policy)
     for path, frame in _zone_frames(rows, table, zone):
-        writer = frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        writer.partitionBy(BUCKET).save(path)
+        writer = frame.repartition(BUCKET).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        writer.partitionBy(BUCKET).save(path)  # one file per bucket, not one per bucket and input partition
         crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
     return "non-PHI zone rebuilt from the PHI history"
 
