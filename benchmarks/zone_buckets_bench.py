@@ -5,9 +5,10 @@ What is measured
     zone of `--rows` patients, one current version each, in history and latest. One batch then updates one
     patient: the engine's own `write_non_phi` MERGEs the update into the zone's history (the old version
     closed, the new one inserted) and latest. The zone's keys are pseudonyms: with one bucket (the layout
-    before buckets) Delta reads every key of both tables to find the touched file; with 16 it reads the
-    batch's bucket. Both layouts hold the same rows; each batch runs on a fresh copy of its base, layouts
-    alternately, `--rounds` times; the median seconds are reported, with the ratio.
+    before buckets) Delta reads every key of both tables to find the touched file; with n (`--buckets`,
+    8 is the default of `privacy.zone_buckets`) it reads the batch's bucket, 1/n of the zone. Every layout
+    holds the same rows; each batch runs on a fresh copy of its base, layouts alternately, `--rounds`
+    times; the median seconds are reported, with each one's ratio to one bucket.
 
 Run (writes benchmarks/results/zone-buckets-<date>.json):
     python -m benchmarks.zone_buckets_bench                     # zones of 100k and 2M patients, 3 rounds
@@ -94,8 +95,10 @@ def one_batch(spark: SparkSession, table: TableConfig, zone: NonPhiZone, base: P
     return seconds
 
 
-def run_size(spark: SparkSession, table: TableConfig, key: MaskingKey, root: Path, rows: int, rounds: int) -> dict:
-    zones = {b: NonPhiZone(str(root / f"zone-{b}"), key, str(root / "privacy"), False, b) for b in (1, 16)}
+def run_size(
+    spark: SparkSession, table: TableConfig, key: MaskingKey, root: Path, rows: int, rounds: int, buckets: list[int]
+) -> dict:
+    zones = {b: NonPhiZone(str(root / f"zone-{b}"), key, str(root / "privacy"), False, b) for b in [1, *buckets]}
     bases = {b: root / f"base-{b}" for b in zones}
     for b, zone in zones.items():
         write_base(spark, table, zone, rows, bases[b])
@@ -109,7 +112,7 @@ def run_size(spark: SparkSession, table: TableConfig, key: MaskingKey, root: Pat
     return {
         "zone_rows": rows,
         **{f"buckets_{b}": {"seconds_p50": p50[b], "seconds": seconds[b]} for b in zones},
-        "one_over_sixteen": round(p50[1] / p50[16], 2),
+        **{f"one_over_{b}": round(p50[1] / p50[b], 2) for b in buckets},
     }
 
 
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 2_000_000], help="patients in the zone")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--buckets", type=int, nargs="+", default=[8, 16], help="bucket counts beside one bucket")
     args = parser.parse_args(argv)
     spark = build_spark(None, app_name="lakehouse-zone-buckets", extra_conf={"spark.sql.shuffle.partitions": "8"})
     table, key = patients_table(), MaskingKey(secrets.token_bytes(32))
@@ -124,17 +128,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         points = []
         for rows in args.rows:
-            point = run_size(spark, table, key, root, rows, args.rounds)
+            point = run_size(spark, table, key, root, rows, args.rounds, args.buckets)
             points.append(point)
+            others = ", ".join(
+                f"{b} buckets {point[f'buckets_{b}']['seconds_p50']:6.2f} s ({point[f'one_over_{b}']}x)"
+                for b in args.buckets
+            )
             print(
-                f"zone of {rows:>10,} patients: one-row batch, 1 bucket {point['buckets_1']['seconds_p50']:6.2f} s, "
-                f"16 buckets {point['buckets_16']['seconds_p50']:6.2f} s: {point['one_over_sixteen']}x",
+                f"zone of {rows:>10,} patients: one-row batch, "
+                f"1 bucket {point['buckets_1']['seconds_p50']:6.2f} s, {others}",
                 flush=True,
             )
     finally:
         spark.stop()
         shutil.rmtree(root, ignore_errors=True)
-    save_report("zone-buckets", {"rows": args.rows, "rounds": args.rounds}, points=points)
+    save_report("zone-buckets", {"rows": args.rows, "rounds": args.rounds, "buckets": args.buckets}, points=points)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,11 @@ versions no batch touches through `consent_sync`; forget and re-admission throug
 The zone's tables are partitioned by `_key_bucket`, a hash of the (masked) key into `privacy.zone_buckets`
 buckets. Its keys are pseudonyms, random in value, so the files' min/max statistics cannot narrow a MERGE
 to the batch's keys the way the PHI tables' key ranges do: without the buckets every MERGE read every
-key of the zone (a one-row batch into 8M zone rows: 5.9 s, 2.7 s with 16 buckets). The batch's buckets
+key of the zone (a one-row MERGE into 8M zone rows: 5.9 s, 2.7 s with 16 buckets). The batch's buckets
 go into the MERGE as a literal, which names no pseudonym (the commit's description keeps the condition).
+A batch of k keys reads about 1 - (1 - 1/n)^k of the zone's n buckets, and writes a file into each: the
+buckets pay off for batches of fewer keys than buckets (`benchmarks/zone_buckets_bench.py`,
+`benchmarks/privacy_bench.py --zone-buckets`).
 
 Its root is separate from the PHI lake (its own bucket on AWS); the privacy log and the consent each
 table applied stay in the PHI lake (`<lake>/_privacy`), since they hold ids and exact dates.
@@ -66,7 +69,7 @@ class NonPhiZone:
     key: MaskingKey
     privacy: str
     consented_only: bool = True
-    buckets: int = 16
+    buckets: int = 8
 
     def history(self, table: TableConfig) -> str:
         return f"{self.root.rstrip('/')}/{table.name}/history"
