@@ -155,11 +155,25 @@ def _java() -> str:
     return os.path.realpath(java)
 
 
+def classpath_stamp(jars: Path) -> str:
+    """The name, size and modification time of every jar in `jars`: what the JVM checks before it maps an archive.
+
+    A reinstall of the same Spark at the same path gives the jars new times; the JVM then refuses the old archive
+    without a word, so the archive is keyed by them and made again."""
+    if not jars.is_dir():
+        return ""
+    entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(jars) if e.is_file())
+    return hashlib.sha256(repr(entries).encode()).hexdigest()
+
+
 def class_archive() -> Path:
     """Where the class archive of this Java, this Spark and these Delta jars is kept (made or not)."""
     import pyspark
 
-    key = "\n".join([_java(), str(Path(pyspark.__file__).resolve().parent), pyspark.__version__, delta_packages()])
+    spark_home = Path(pyspark.__file__).resolve().parent
+    key = "\n".join(
+        [_java(), str(spark_home), pyspark.__version__, delta_packages(), classpath_stamp(spark_home / "jars")]
+    )
     return cache_root() / "cds" / f"spark-{pyspark.__version__}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsa"
 
 

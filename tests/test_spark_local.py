@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,17 @@ def test_the_shared_session_maps_the_class_archive_the_test_run_made(spark):
     pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
     assert class_archive().is_file()
     assert str(class_archive()) in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_archive_is_keyed_by_the_jars_as_the_jvm_checks_them(tmp_path):
+    """A reinstall of the same Spark at the same path changes its jars' times: the JVM would refuse the old archive."""
+    jar = tmp_path / "spark-core.jar"
+    jar.write_bytes(b"jar")
+    before = spark_local.classpath_stamp(tmp_path)
+    assert spark_local.classpath_stamp(tmp_path) == before
+    os.utime(jar, ns=(1_000_000_000, 1_000_000_000))
+    assert spark_local.classpath_stamp(tmp_path) != before
+    assert spark_local.classpath_stamp(tmp_path / "absent") == ""
 
 
 def test_a_local_start_is_given_the_archive_only_when_there_is_one(tmp_path, monkeypatch):
