@@ -511,10 +511,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def stream_samples(
-    spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300
+    spark: SparkSession, root: Path, samples: int, rows: int = 10_000, timeout: float = 300, gap: float = 0.0
 ) -> tuple[list[float], TableRun, list[dict]]:
     """One-row files landed one by one under the real stream (1 s trigger) on a fresh table of `rows` rows: each
-    file's seconds until its row is visible in latest (the first, a warm-up, dropped), the run, the progress."""
+    file's seconds until its row is visible in latest (the first, a warm-up, dropped), the run, the progress.
+
+    Each file lands `gap` seconds after the one before it became visible: 0 is back to back (the stream never
+    idles); DMS lands a table's file every `CdcMaxBatchInterval` (60 s by default), so a stream mostly waits."""
     shutil.rmtree(root, ignore_errors=True)  # a fresh table and checkpoint
     config = people_config(root)
     table = config.tables["people"]
@@ -526,7 +529,11 @@ def stream_samples(
     query = start_query(spark, config, table, run, trigger={"processingTime": "1 second"})
     try:
         keys = range(rows + 1, rows + samples + 2)
-        seconds = [land_and_wait(query, landing, root / "staging", paths.latest, k, timeout) for k in keys][1:]
+        seconds = []
+        for k in keys:
+            seconds.append(land_and_wait(query, landing, root / "staging", paths.latest, k, timeout))
+            time.sleep(gap)
+        seconds = seconds[1:]
         time.sleep(1.5)  # the last trigger's progress
         progress = [p if isinstance(p, dict) else json.loads(p.json) for p in query.recentProgress]
     finally:

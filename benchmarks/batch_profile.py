@@ -83,7 +83,7 @@ def _apply_bench():
     return module
 
 
-def child(samples: int, rows: int) -> dict:
+def child(samples: int, rows: int, gap: float) -> dict:
     from lakehouse.session import build_spark
 
     root = Path(tempfile.mkdtemp(prefix="batch-profile-"))
@@ -95,7 +95,7 @@ def child(samples: int, rows: int) -> dict:
         extra_conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()},
     )
     try:
-        latency, run, progress = _apply_bench().stream_samples(spark, root / "t", samples, rows)
+        latency, run, progress = _apply_bench().stream_samples(spark, root / "t", samples, rows, gap=gap)
     finally:
         spark.stop()
     jobs = _jobs(_events(events))
@@ -120,10 +120,12 @@ def child(samples: int, rows: int) -> dict:
 # --- the parent ----------------------------------------------------------------------------------------
 
 
-def run_child(tree: Path, samples: int, rows: int) -> dict:
+def run_child(tree: Path, samples: int, rows: int, gap: float) -> dict:
     from benchmarks import trees  # the parent's: a child runs on a tree that may not have it
 
-    return trees.run_child(Path(__file__).resolve(), tree, ["--samples", str(samples), "--rows", str(rows)])
+    return trees.run_child(
+        Path(__file__).resolve(), tree, ["--samples", str(samples), "--rows", str(rows), "--gap", str(gap)]
+    )
 
 
 def summarize(profiles: list[dict]) -> dict:
@@ -168,22 +170,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--samples", type=int, default=10, help="one-row batches per round (plus one warm-up)")
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the table")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="seconds between a row visible and the next file (default 0: back to back)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="profiles per checkout")
     parser.add_argument("--trees", type=Path, nargs="+", default=[HERE], help="checkouts to profile, alternately")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.samples, args.rows)))
+        print(json.dumps(child(args.samples, args.rows, args.gap)))
         return
     from benchmarks import trees
 
     roots = [t.resolve() for t in args.trees]
-    profiles = trees.alternate(roots, args.rounds, lambda tree: run_child(tree, args.samples, args.rows))
+    profiles = trees.alternate(roots, args.rounds, lambda tree: run_child(tree, args.samples, args.rows, args.gap))
     report = {
         "benchmark": "batch-profile",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "params": {"samples": args.samples, "rows": args.rows, "rounds": args.rounds, "trigger": "1 second"},
+        "params": {
+            "samples": args.samples,
+            "rows": args.rows,
+            "gap_seconds": args.gap,
+            "rounds": args.rounds,
+            "trigger": "1 second",
+        },
         "trees": {tree: {"summary": summarize(p), "profiles": p} for tree, p in profiles.items()},
     }
     for tree, result in report["trees"].items():

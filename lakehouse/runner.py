@@ -23,6 +23,7 @@ from lakehouse.apply.ledger import LedgerIndex
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
 from lakehouse.codegen import interpreted, is_small
 from lakehouse.config import Config, TableConfig
+from lakehouse.delta_log import StateWarmer
 from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
@@ -186,6 +187,7 @@ def start_query(
     _sync_noted(spark, config, table, governance, run, table_policy(spark, table, governance))
 
     ledger = LedgerIndex(paths.ledger)  # this query's: read at its first batch, then kept up to date
+    warming = StateWarmer(spark) if "processingTime" in trigger else None  # a next batch is coming
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
         started, clock = datetime.now(UTC), time.monotonic()
@@ -193,6 +195,8 @@ def start_query(
         file_stats = time.monotonic() - clock
         session = files.sparkSession  # the query's own
         small = is_small(session, size, [paths.history, paths.latest])
+        if warming is not None:
+            warming.wait()
         with governance.lock(table.name), interpreted(session, small):
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
@@ -204,6 +208,9 @@ def start_query(
             metrics.lag_seconds = lag_seconds(started, oldest)
             # Compaction and VACUUM when due, by the table's own writer, after the batch's writes.
             metrics.maintenance_seconds = upkeep.after_batch(spark, batch_id)["seconds"]
+        if warming is not None:
+            zone = governance.non_phi if table.non_phi else None
+            warming.start([paths.history, paths.latest, *([zone.history(table), zone.latest(table)] if zone else [])])
         run.batches.append(metrics)
         report(metrics)
 

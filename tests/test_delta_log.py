@@ -7,7 +7,7 @@ import uuid
 import pytest
 from delta.tables import DeltaTable
 
-from lakehouse.delta_log import committed_files, committed_version, table_properties
+from lakehouse.delta_log import StateWarmer, committed_files, committed_version, table_properties, warm_state
 
 KEYS = ["delta.checkpointInterval", "delta.logRetentionDuration"]
 
@@ -81,3 +81,37 @@ def test_properties_set_by_another_writer_are_seen(spark, tmp_path):
     before = table_properties(spark, path, KEYS)["delta.checkpointInterval"]  # None, or the session's default
     deltalake.DeltaTable(path).alter.set_table_properties({"delta.checkpointInterval": "7"})
     assert before != "7" and table_properties(spark, path, KEYS)["delta.checkpointInterval"] == "7"
+
+
+def _merge_one_row(spark, path: str, key: int) -> None:
+    source = spark.createDataFrame([(key, key * 10)], "k long, v long")
+    DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), "t.k = s.k").whenMatchedUpdateAll().execute()
+
+
+def test_a_warmed_state_spares_the_next_merge_its_rebuild(spark, tmp_path):
+    """After `warm_state`, the next MERGE into the table runs fewer Spark jobs: the state of the version it reads was
+    built once, between the batches, and Delta reuses it (the same snapshot: no commit came between)."""
+    path = str(tmp_path / "t")
+    spark.range(0, 1000, numPartitions=4).selectExpr("id AS k", "id AS v").write.format("delta").save(path)
+    _merge_one_row(spark, path, 1)
+    _, cold = _jobs_run_by(spark, lambda: _merge_one_row(spark, path, 2))
+    _, warming = _jobs_run_by(spark, lambda: warm_state(spark, [path, str(tmp_path / "no-table-here")]))
+    version = committed_version(spark, path)
+    _, warm = _jobs_run_by(spark, lambda: _merge_one_row(spark, path, 3))
+    assert warming, "building the state is Spark jobs"
+    assert len(warm) < len(cold), f"the MERGE after the warm-up ran {len(warm)} jobs, a cold one {len(cold)}"
+    assert committed_version(spark, path) == version + 1
+    assert DeltaTable.forPath(spark, path).toDF().where("k IN (2, 3)").orderBy("k").collect() == [(2, 20), (3, 30)]
+
+
+def test_the_warmer_builds_one_state_at_a_time_and_the_next_batch_waits_for_it(spark, tmp_path):
+    path = str(tmp_path / "t")
+    spark.range(0, 100).selectExpr("id AS k", "id AS v").write.format("delta").save(path)
+    warmer = StateWarmer(spark)
+    warmer.start([path])
+    thread = warmer._thread
+    warmer.start([path])  # waits for the first before it starts the second
+    assert thread is not None and not thread.is_alive()
+    warmer.wait()
+    assert warmer._thread is None
+    warmer.wait()  # nothing started: returns
