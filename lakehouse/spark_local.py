@@ -18,6 +18,7 @@ classpath) starts without it, silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -25,11 +26,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from lakehouse.errors import LakehouseError
+
+# A class archive no local start has used for this many days is deleted when a new one is made.
+ARCHIVE_UNUSED_DAYS = 7
 
 LOG4J2 = """\
 # lakehouse: Spark's log at ERROR on stderr (run with -v for Spark's defaults)
@@ -143,6 +148,8 @@ def local_conf(conf: dict[str, str], *, verbose: bool = False) -> dict[str, str]
     archive = class_archive()
     if archive.is_file() and "ArchiveClassesAtExit" not in (options[0] or ""):
         options.append(f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off")
+        with contextlib.suppress(OSError):  # used: `remove_unused_archives` keeps it
+            os.utime(archive)
     if any(options):
         out["spark.driver.extraJavaOptions"] = " ".join(filter(None, options))
     return out
@@ -208,9 +215,28 @@ def make_class_archive() -> Path | None:
         )
     if done.returncode == 0 and staging.is_file():
         staging.replace(target)  # atomic: a concurrent start maps all of it or nothing
+        remove_unused_archives(target.parent, keep=target)
         return target
     staging.unlink(missing_ok=True)
     return None
+
+
+def remove_unused_archives(folder: Path, *, keep: Path, days: float = ARCHIVE_UNUSED_DAYS) -> list[Path]:
+    """Delete the class archives of `folder` (~170 MB each) no start has used for `days`, except `keep`.
+
+    Every local start marks the archive it is given as used (`local_conf`), so an archive of another install
+    still in use stays; one of a removed or reinstalled venv goes. A start that maps one at that very moment
+    keeps its mapping (the file's space is freed when the JVM exits)."""
+    cutoff = time.time() - days * 86400
+    removed = []
+    for path in folder.glob("*.jsa"):
+        try:
+            if path != keep and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours: left alone
+            continue
+    return removed
 
 
 def _load_classes(archive: Path, work: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -63,3 +64,20 @@ def test_an_archive_the_jvm_cannot_use_starts_spark_without_it_and_without_a_wor
     assert done.returncode == 0, done.stderr
     assert "rows 3" in done.stdout
     assert "archive" not in (done.stdout + done.stderr).lower()
+
+
+def test_a_new_archive_removes_those_no_start_has_used_for_a_week(tmp_path, monkeypatch):
+    """Each reinstall of Spark makes a new archive (~170 MB); the ones of removed installs must not pile up."""
+    week = spark_local.ARCHIVE_UNUSED_DAYS * 86400
+    old, recent, current = (tmp_path / f"{name}.jsa" for name in ("old", "recent", "current"))
+    for path in (old, recent, current):
+        path.write_bytes(b"archive")
+    for path in (old, current):
+        os.utime(path, (time.time() - week - 60, time.time() - week - 60))
+    assert spark_local.remove_unused_archives(tmp_path, keep=current) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.jsa", "recent.jsa"]
+
+    monkeypatch.setattr(spark_local, "class_archive", lambda: current)
+    monkeypatch.setattr(spark_local, "delta_jars", lambda verbose=False: [])
+    spark_local.local_conf({})  # a start given the archive marks it as used
+    assert current.stat().st_mtime > time.time() - 60
