@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from lakehouse.config import Config, TableConfig
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 
@@ -143,6 +143,28 @@ def latest_ddl(table: TableConfig) -> str:
 def schema_of(spark: SparkSession, ddl: str) -> StructType:
     """Parse a DDL column list (works on Spark 3.5 and 4)."""
     return spark.createDataFrame([], ddl).schema
+
+
+# Up to this many rows, `rows_frame` writes them into the plan as literals.
+MAX_LITERAL_ROWS = 256
+
+
+def rows_frame(spark: SparkSession, rows: list[tuple], ddl: str) -> DataFrame:
+    """A DataFrame of a few Python `rows` with the columns of `ddl`.
+
+    A few rows (a batch's files, one log entry) become literals of the plan: `createDataFrame` would send them
+    through a Python worker, a process and a job stage of their own, for each small write of every batch.
+    """
+    if not rows or len(rows) > MAX_LITERAL_ROWS:
+        return spark.createDataFrame(rows, ddl)
+    from pyspark.sql import functions as F
+
+    fields = schema_of(spark, ddl).fields
+    structs = [
+        F.struct(*[F.lit(value).cast(f.dataType).alias(f.name) for f, value in zip(fields, row, strict=True)])
+        for row in rows
+    ]
+    return spark.range(1).select(F.inline(F.array(*structs)))
 
 
 def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:

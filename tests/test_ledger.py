@@ -152,3 +152,26 @@ def test_a_query_index_tells_new_files_without_reading_the_ledger_and_replays_by
     shutil.move(copy, path)
     again = classify_files(spark, path, {"s3://landing/t/3.csv": (digest("a"), 2)}, 2, index)
     assert again.replayed == {"s3://landing/t/3.csv": "batch 1, 1.csv"} and not again.applied
+
+
+def test_a_few_rows_are_written_as_literals_with_create_dataframe_s_values(spark):
+    """The ledger's append (and the logs' entries) go through `rows_frame`: the same rows and types as
+    `createDataFrame`, without a Python worker (no RDD of pickled rows in the plan) up to MAX_LITERAL_ROWS."""
+    from datetime import datetime
+
+    from chispa import assert_df_equality
+
+    from lakehouse.tables import MAX_LITERAL_ROWS, rows_frame
+
+    ddl = f"{LEDGER_DDL}, at TIMESTAMP, note STRING"
+    rows = [
+        ("ab" * 32, "s3://landing/a.csv", 7, 3, datetime(2026, 3, 1, 12, 30, 1, 5), None),
+        ("cd" * 32, "b", 8, 0, None, "x"),
+    ]
+    literal = rows_frame(spark, rows, ddl)
+    assert_df_equality(literal, spark.createDataFrame(rows, ddl), ignore_nullable=True)
+    plan = literal._jdf.queryExecution().optimizedPlan().toString()
+    assert "LogicalRDD" not in plan and "ExistingRDD" not in plan, plan
+    many = [(str(i), "f", i, 1) for i in range(MAX_LITERAL_ROWS + 1)]
+    assert rows_frame(spark, many, LEDGER_DDL).count() == len(many)
+    assert rows_frame(spark, [], LEDGER_DDL).schema == schema_of(spark, LEDGER_DDL)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.sources.dms_files import is_load_file
-from lakehouse.tables import LEDGER_DDL
+from lakehouse.tables import LEDGER_DDL, rows_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -128,4 +128,4 @@ def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: in
     if not new:
         return
     rows = [(digest, file, batch_id, count) for file, (digest, count) in sorted(new.items())]
-    spark.createDataFrame(rows, LEDGER_DDL).write.format("delta").mode("append").save(path)
+    rows_frame(spark, rows, LEDGER_DDL).write.format("delta").mode("append").save(path)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.non_phi import NonPhiZone
+from lakehouse.tables import rows_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,14 +81,14 @@ def forgotten_frame(spark: SparkSession, zone: NonPhiZone) -> DataFrame | None:
     blocked = sorted(forgotten(read_events(spark, zone)))
     if not blocked:
         return None
-    return spark.createDataFrame([(p,) for p in blocked], "patient STRING")
+    return rows_frame(spark, [(p,) for p in blocked], "patient STRING")
 
 
 def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
     """Add one event to the log (one Delta commit)."""
     tables = json.dumps(event.tables, sort_keys=True) if event.tables is not None else None
     row = (event.event, event.patient, event.forget_id, tables, event.rows_removed, event.vacuumed, event.at)
-    spark.createDataFrame([row], LOG_DDL).write.format("delta").mode("append").save(log_path(zone))
+    rows_frame(spark, [row], LOG_DDL).write.format("delta").mode("append").save(log_path(zone))
 
 
 def now() -> datetime:

@@ -27,7 +27,7 @@ from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.metrics import BatchMetrics, report
 from lakehouse.sources.snapshot import date_from_name, file_name, load_snapshot
-from lakehouse.tables import ensure_tables, schema_of, table_paths
+from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
 
 log = logging.getLogger("lakehouse.snapshot")
 
@@ -104,7 +104,7 @@ def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: di
             json.dumps(stats, default=str, sort_keys=True),
         )
     ]
-    source = spark.createDataFrame(row, SNAPSHOT_LOG_DDL)
+    source = rows_frame(spark, row, SNAPSHOT_LOG_DDL)
     (
         DeltaTable.forPath(spark, path)
         .alias("t")
