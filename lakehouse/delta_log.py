@@ -95,11 +95,11 @@ def warm_state(spark: SparkSession, paths: list[str]) -> None:
         except Exception as exc:  # stopped meanwhile, or a Delta without it: the next batch builds it
             log.debug("no state built for %s: %s", path, exc)
 
-    from pyspark.util import inheritable_thread_target
+    from lakehouse.spark_threads import in_callers_context
 
     # Side by side (each build is a few one-task jobs), in the caller's job group: a stopping query cancels them.
     with ThreadPoolExecutor(max_workers=max(1, len(paths)), thread_name_prefix="lakehouse-state") as pool:
-        list(pool.map(inheritable_thread_target(build), paths))
+        list(pool.map(in_callers_context(build), paths))
 
 
 class StateWarmer:
@@ -114,10 +114,10 @@ class StateWarmer:
 
     def start(self, paths: list[str]) -> None:
         """Build the state of the tables at `paths` (after the one started before, if any, ended)."""
-        from pyspark.util import inheritable_thread_target
+        from lakehouse.spark_threads import in_callers_context
 
         self.wait()
-        target = inheritable_thread_target(lambda: warm_state(self._spark, paths))  # the query's job group
+        target = in_callers_context(lambda: warm_state(self._spark, paths))  # the query's job group
         self._thread = threading.Thread(target=target, name="lakehouse-warm-state", daemon=True)
         self._thread.start()
 

@@ -21,7 +21,6 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
-from pyspark.util import inheritable_thread_target
 
 from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
@@ -40,6 +39,7 @@ from lakehouse.masking import pseudonym, pseudonym_prefix
 from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
+from lakehouse.spark_threads import in_callers_context
 from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns
 
 log = logging.getLogger("lakehouse.batch")
@@ -289,13 +289,8 @@ def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None
 
     Every task runs to its end; then the first error is raised, or the results are returned in order.
     """
-    from pyspark import SparkContext
-
-    # With a SparkContext, each thread takes the caller's job group and properties; before one (a run that may
-    # start none), there is nothing to inherit.
-    wrap = inheritable_thread_target if SparkContext._active_spark_context is not None else (lambda task: task)
     with ThreadPoolExecutor(max_workers=at_once or len(tasks), thread_name_prefix="lakehouse") as pool:
-        futures = [pool.submit(wrap(task)) for task in tasks]
+        futures = [pool.submit(in_callers_context(task)) for task in tasks]
     errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
         raise errors[0]
