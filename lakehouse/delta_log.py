@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -95,11 +95,10 @@ def warm_state(spark: SparkSession, paths: list[str]) -> None:
         except Exception as exc:  # stopped meanwhile, or a Delta without it: the next batch builds it
             log.debug("no state built for %s: %s", path, exc)
 
-    from lakehouse.spark_threads import in_callers_context
+    from lakehouse.spark_threads import run_side_by_side
 
     # Side by side (each build is a few one-task jobs), in the caller's job group: a stopping query cancels them.
-    with ThreadPoolExecutor(max_workers=max(1, len(paths)), thread_name_prefix="lakehouse-state") as pool:
-        list(pool.map(in_callers_context(build), paths))
+    run_side_by_side([partial(build, path) for path in paths])
 
 
 class StateWarmer:

@@ -166,7 +166,7 @@ class TableMaintenance:
     def _compact(self, spark: SparkSession, names: list[str]) -> dict[str, dict[str, int]]:
         from delta.exceptions import DeltaConcurrentModificationException
 
-        from lakehouse.apply.batch import run_side_by_side
+        from lakehouse.spark_threads import run_side_by_side
 
         def one(name: str) -> dict[str, int]:
             try:
@@ -195,7 +195,7 @@ class TableMaintenance:
         return time.time() - touched >= self.settings.vacuum.every_hours * 3600
 
     def _vacuum(self, spark: SparkSession) -> list[str]:
-        from lakehouse.apply.batch import run_side_by_side
+        from lakehouse.spark_threads import run_side_by_side
 
         hours = self.settings.vacuum.retention_hours
         run_side_by_side([lambda p=p: vacuum(spark, p, hours) for p in self.tables.values()])

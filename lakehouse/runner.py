@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lakehouse.apply.batch import apply_batch, run_side_by_side
+from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.ledger import LedgerIndex
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
@@ -33,6 +33,7 @@ from lakehouse.policy.job import build_policy_table, policy_is_current, policy_s
 from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
 from lakehouse.sources.snapshot import FILE_GLOBS
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import ensure_tables, table_paths
 
 if TYPE_CHECKING:

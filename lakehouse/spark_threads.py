@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,3 +29,16 @@ def in_callers_context(task: Callable[..., T]) -> Callable[..., T]:
         if session is not None:
             return inheritable_thread_target(session)(task)  # type: ignore[arg-type]
     return inheritable_thread_target(task)
+
+
+def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None) -> list[T]:
+    """Run independent tasks in threads (Spark schedules their jobs together), `at_once` at a time.
+
+    Every task runs to its end; then the first error is raised, or the results are returned in order.
+    """
+    with ThreadPoolExecutor(max_workers=at_once or max(1, len(tasks)), thread_name_prefix="lakehouse") as pool:
+        futures = [pool.submit(in_callers_context(task)) for task in tasks]
+    errors = [error for error in (f.exception() for f in futures) if error is not None]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row
@@ -39,14 +37,13 @@ from lakehouse.masking import pseudonym, pseudonym_prefix
 from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
-from lakehouse.spark_threads import in_callers_context
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns
 
 log = logging.getLogger("lakehouse.batch")
 
 MAX_KEYS_TO_COLLECT = 500_000
 UNKNOWN_KEY_EXAMPLES = 5
-T = TypeVar("T")
 # Up to this many changes, their keys are broadcast to pick the existing history versions: history is
 # then filtered where it is read, instead of being shuffled to meet the keys (tens of MB at most).
 MAX_KEYS_TO_BROADCAST = 1_000_000
@@ -282,19 +279,6 @@ def apply_changes(
     else:
         run_side_by_side(first + then)
     metrics.versions = {name: versions[name] for name in ("history", "latest")}
-
-
-def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None) -> list[T]:
-    """Run independent tasks in threads (Spark schedules their jobs together), `at_once` at a time.
-
-    Every task runs to its end; then the first error is raised, or the results are returned in order.
-    """
-    with ThreadPoolExecutor(max_workers=at_once or len(tasks), thread_name_prefix="lakehouse") as pool:
-        futures = [pool.submit(in_callers_context(task)) for task in tasks]
-    errors = [error for error in (f.exception() for f in futures) if error is not None]
-    if errors:
-        raise errors[0]
-    return [f.result() for f in futures]
 
 
 def _first_counts(marked: DataFrame, table: TableConfig, replay: Column, *, keys: bool = False) -> Row:

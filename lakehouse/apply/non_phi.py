@@ -224,7 +224,7 @@ def write_non_phi(
 
     `forgotten`: the pseudonyms of forgotten patients (`forget.forgotten_frame`), read for every write.
     """
-    from lakehouse.apply.batch import run_side_by_side
+    from lakehouse.spark_threads import run_side_by_side
 
     versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))
     rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten).localCheckpoint(eager=True)

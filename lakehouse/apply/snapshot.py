@@ -21,12 +21,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.apply.batch import apply_changes, run_side_by_side
+from lakehouse.apply.batch import apply_changes
 from lakehouse.changes.snapshot_diff import snapshot_changes
 from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.metrics import BatchMetrics, report
 from lakehouse.sources.snapshot import date_from_name, file_name, load_snapshot
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
 
 log = logging.getLogger("lakehouse.snapshot")
