@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, MaintenanceSettings, TableConfig
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import TablePaths
 
 if TYPE_CHECKING:
@@ -166,8 +167,6 @@ class TableMaintenance:
     def _compact(self, spark: SparkSession, names: list[str]) -> dict[str, dict[str, int]]:
         from delta.exceptions import DeltaConcurrentModificationException
 
-        from lakehouse.spark_threads import run_side_by_side
-
         def one(name: str) -> dict[str, int]:
             try:
                 return compact(spark, self.tables[name])
@@ -195,7 +194,6 @@ class TableMaintenance:
         return time.time() - touched >= self.settings.vacuum.every_hours * 3600
 
     def _vacuum(self, spark: SparkSession) -> list[str]:
-        from lakehouse.spark_threads import run_side_by_side
 
         hours = self.settings.vacuum.retention_hours
         run_side_by_side([lambda p=p: vacuum(spark, p, hours) for p in self.tables.values()])

@@ -45,6 +45,7 @@ from lakehouse.apply.keys import key_condition
 from lakehouse.config import Config, DateShiftSettings, TableConfig
 from lakehouse.masking import DateShift, MaskingKey, mask_columns, masked_column, sequence_tokens
 from lakehouse.policy.build import FLAG_COL, FLAG_DATE_COL, MISSING_COL, flag_changes
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import history_properties, latest_properties
 
 if TYPE_CHECKING:
@@ -224,7 +225,6 @@ def write_non_phi(
 
     `forgotten`: the pseudonyms of forgotten patients (`forget.forgotten_frame`), read for every write.
     """
-    from lakehouse.spark_threads import run_side_by_side
 
     versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))
     rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten).localCheckpoint(eager=True)
