@@ -48,6 +48,11 @@ ENGINE_CONF: dict[str, str] = {
     # History is partitioned by `_is_current`: Delta's shuffle by partition values before a MERGE's write would
     # send every current version to one task (one core writing the whole current partition, on any cluster).
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
+    # A join whose every shuffled partition of one side is this small hashes that side instead of sorting both
+    # (a MERGE's join of a batch with the files it touches, a snapshot's diff): 100k changes into 10M rows and a
+    # 340B day measured 3-10% faster. Bounded per partition, so it cannot run out of memory the way a bigger
+    # hash table would.
+    "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold": "64m",
 }
 
 LOCAL_CONF: dict[str, str] = {

@@ -110,7 +110,7 @@ DAY2 = [
 ]  # E_SOLO is gone
 
 
-def pecos_config(root: Path) -> Config:
+def pecos_config(root: Path, types: dict[str, str] | None = None) -> Config:
     return Config.model_validate(
         {
             "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
@@ -122,7 +122,7 @@ def pecos_config(root: Path) -> Config:
                     "nullable_key_columns": ["org_pac_id"],
                     "partition_by": ["state"],
                     "npi_columns": ["npi"],
-                    "columns": {normalise_header(h): "string" for h in HEADER},
+                    "columns": {normalise_header(h): "string" for h in HEADER} | (types or {}),
                 }
             },
         }
@@ -282,3 +282,39 @@ def test_a_refused_snapshot_fails_the_run_with_its_message_and_is_logged(spark, 
         ("2026-10-30", "refused"),
         ("2026-11-02", "applied"),
     ]
+
+
+def test_a_quarantined_row_holds_its_key_and_a_malformed_record_is_quarantined_not_padded(spark, tmp_path):
+    """Day 2 breaks A's row (a letter in its numeric ind_pac_id), B's record (one field short) and C's (one field
+    too many): all three are quarantined with their reason and text, and all three keep their day-1 row; E, gone
+    from the file, is deleted. Before, a quarantined row's key counted as gone (the diff deleted the clinician),
+    and Spark padded a short record with NULL and cut a long one to fit, then applied them."""
+    config = pecos_config(tmp_path, types={"ind_pac_id": "bigint"})
+    folder = tmp_path / "landing" / "pecos"
+    first = [A_BOSTON, B_SOLO, C_DALLAS, E_SOLO]
+    broken_a = [A_BOSTON[0], "11x", *A_BOSTON[2:]]
+    short_b = B_SOLO[:-1]  # adrs_id missing: Spark would read NULL there
+    long_c = [*C_DALLAS[:3], "Chen", "Jr", *C_DALLAS[4:]]  # "Chen, Jr" unquoted: one field too many
+    day1 = apply_snapshot(
+        spark, config, "clinicians", str(write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", first))
+    )
+    day2 = apply_snapshot(
+        spark,
+        config,
+        "clinicians",
+        str(write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", [broken_a, short_b, long_c])),
+    )
+    assert (day1.metrics[0].inserted, day1.metrics[0].quarantined) == (4, 0)
+    (m,) = day2.metrics
+    assert (m.quarantined, m.inserted, m.updated, m.deleted) == (3, 0, 0, 1)  # only E, gone from the file, is deleted
+    paths = table_paths(config, config.tables["clinicians"])
+    latest = {r.npi: r for r in load(spark, paths.latest).collect()}
+    assert sorted(latest) == sorted([A, B, C])
+    assert (latest[A].ind_pac_id, latest[B].adrs_id, latest[C].provider_first_name) == (111, "TX7330B1", "Cy")
+    reasons = sorted(r.reason for r in load(spark, paths.quarantine).collect())
+    assert reasons == ["malformed_record", "malformed_record", "type_mismatch"]
+    malformed = load(spark, paths.quarantine).where("reason = 'malformed_record'").orderBy("raw").collect()
+    assert all("field count is not the header's 12" in r.detail for r in malformed)
+    assert [r.raw.split(",")[0] for r in malformed] == sorted([B, C])  # the record's own text
+    deletes = load(spark, paths.history).where("_is_deleted").select("npi").collect()
+    assert [r.npi for r in deletes] == [E]

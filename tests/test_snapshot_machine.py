@@ -4,7 +4,8 @@ A snapshot feed has no change files: each day's changes are the diff of its snap
 history and latest are written from them. A crash can fall between those two writes (each is committed on
 its own), and the rerun of the day diffs against whatever latest then holds. The promise, after any sequence
 of days, crashes (a write failing before or after its commit) and reruns: latest is the newest applied
-snapshot, history as of every applied day is that day's snapshot, and no version is in history twice.
+snapshot, history as of every applied day is that day's snapshot, and no version is in history twice. A
+broken record (quarantined) leaves its key as the day before had it: it is neither deleted nor changed.
 The real `apply_snapshot` runs on a CSV feed; the writes are made to fail where they really commit.
 """
 
@@ -40,6 +41,7 @@ NAMES = ["Ann", "Bo", "Cy"]
 FIRST_DAY = date(2026, 11, 1)
 # Where a day's apply fails: a write raising before it commits, or right after its commit.
 CRASHES = ["before_history", "after_history", "before_latest", "after_latest"]
+BROKEN = "<a record with a field too many>"
 
 
 class Crash(Exception):
@@ -83,8 +85,9 @@ class SnapshotMachine(RuleBasedStateMachine):
 
     def _write(self, day: date, rows: dict[str, str]) -> str:
         path = self.folder / f"people_{day.isoformat()}.csv"
+        records = [[k, "Ann", "Bo"] if v == BROKEN else [k, v] for k, v in sorted(rows.items())]
         with path.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([["id", "name"], *sorted(rows.items())])
+            csv.writer(f).writerows([["id", "name"], *records])
         return str(path)
 
     def _apply(self, path: str, crash: str | None) -> bool:
@@ -113,16 +116,18 @@ class SnapshotMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.pending is None)
     @rule(
-        edits=st.dictionaries(st.sampled_from(KEYS), st.sampled_from([*NAMES, None]), max_size=3),
+        edits=st.dictionaries(st.sampled_from(KEYS), st.sampled_from([*NAMES, None, BROKEN]), max_size=3),
         crash=st.sampled_from([None, *CRASHES]),
     )
     def next_day(self, edits: dict[str, str | None], crash: str | None) -> None:
-        """The next day's snapshot: some rows inserted, renamed or gone (None), the rest as they were."""
+        """The next day's snapshot: some rows inserted, renamed, gone (None) or broken (a record with a field too
+        many: quarantined, and its key keeps the row it had), the rest as they were."""
         day = FIRST_DAY + timedelta(days=len(self.days))
-        rows = {**self.rows, **{k: v for k, v in edits.items() if v is not None}}
-        rows = {k: v for k, v in rows.items() if edits.get(k, "") is not None}
-        path = self._write(day, rows)
-        if not rows:  # an empty snapshot would delete every row: refused, nothing written
+        written = {**self.rows, **{k: v for k, v in edits.items() if v is not None}}
+        written = {k: v for k, v in written.items() if edits.get(k, "") is not None}
+        rows = {k: self.rows[k] if v == BROKEN else v for k, v in written.items() if v != BROKEN or k in self.rows}
+        path = self._write(day, written)
+        if not written:  # an empty snapshot would delete every row: refused, nothing written
             with pytest.raises(InputError, match="has no rows"):
                 apply_snapshot(self.spark, self.config, "people", path)
             Path(path).unlink()
@@ -202,4 +207,17 @@ def test_a_day_crashed_between_its_writes_is_told_by_its_rerun(spark, tmp_path, 
     machine.next_day(edits={"1": "Cy", "2": None, "3": "Ann"}, crash=crash)
     machine.every_applied_day_is_told()
     machine.rerun()
+    machine.every_applied_day_is_told()
+
+
+def test_a_broken_record_keeps_its_key_through_a_crash_and_the_next_days(spark, tmp_path):
+    """Before, the diff took a quarantined record's key as gone: the key was deleted the day its record broke."""
+    SnapshotMachine.spark, SnapshotMachine.root = spark, tmp_path
+    machine = SnapshotMachine()
+    machine.start()
+    machine.next_day(edits={"1": "Ann", "2": "Bo"}, crash=None)
+    machine.next_day(edits={"1": BROKEN, "2": "Cy", "3": BROKEN}, crash="after_history")  # 3 is new: none kept
+    machine.rerun()
+    machine.every_applied_day_is_told()
+    machine.next_day(edits={"2": BROKEN}, crash=None)  # 1 is whole again, 2 breaks
     machine.every_applied_day_is_told()

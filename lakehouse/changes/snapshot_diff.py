@@ -39,7 +39,10 @@ def snapshot_changes(
     """The changes that turn `current` (business columns of the live rows) into `snapshot`.
 
     `snapshot` may carry `_reason`/`_detail`/`_raw` (rows to quarantine, never diffed) and `_duplicate`
-    (identical repeats, counted and skipped). `nullable` key columns may be NULL and are matched NULL-safe.
+    (identical repeats, counted and skipped). A row the source quarantined holds its key: a live row that agrees
+    with it on every key column it has a value for is not deleted by this snapshot (a bad value today does not
+    mean the entity is gone; a NULL key part of a quarantined row is unknown, so it holds every value).
+    `nullable` key columns may be NULL and are matched NULL-safe.
     Returns business columns plus the change-stream columns `apply_changes` expects.
     """
     has = set(snapshot.columns)
@@ -85,6 +88,8 @@ def snapshot_changes(
     in_current = F.col("_in_current").isNotNull()
     op = F.when(in_snapshot & ~in_current, F.lit("I")).when(in_snapshot & ~same, F.lit("U")).when(~in_snapshot, "D")
     changes = joined.withColumn("_op", op).where(F.col("_op").isNotNull())
+    if "_reason" in has:
+        changes = _hold_quarantined_keys(changes, snapshot, key)
     effective = F.lit(datetime.combine(day, time())).cast("timestamp")
     business = [_c(c) if c in key else F.when(in_snapshot, _c(c)).otherwise(_c(_current(c))).alias(c) for c in values]
     lineage = {
@@ -114,3 +119,22 @@ def snapshot_changes(
         "_duplicate",
     )
     return applied.unionByName(skipped).withColumn("_synthetic", F.lit(False))
+
+
+def _hold(name: str) -> str:
+    return f"__held_{name}"
+
+
+def _hold_quarantined_keys(changes: DataFrame, snapshot: DataFrame, key: list[str]) -> DataFrame:
+    """`changes` without the deletes of live rows a quarantined row of `snapshot` names (NULL key parts hold any).
+
+    The quarantined rows of a day are few: they are broadcast, and each delete is checked against all of them.
+    """
+    has_key = F.lit(False)
+    for k in key:
+        has_key = has_key | _c(k).isNotNull()
+    held = snapshot.where(F.col("_reason").isNotNull() & has_key).select(*[_c(k).alias(_hold(k)) for k in key])
+    names = F.lit(True)
+    for k in key:
+        names = names & (F.col(_hold(k)).isNull() | (_c(_hold(k)) == _c(k)))
+    return changes.join(F.broadcast(held), (F.col("_op") == "D") & names, "left_anti")

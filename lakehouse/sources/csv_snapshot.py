@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 NPI_PREFIX = "80840"  # the card issuer prefix the NPI check digit is computed with (ISO 7812)
+MALFORMED = "_malformed"  # Spark's corrupt-record column: the record's text when its field count is wrong
 
 
 def normalise_header(name: str) -> str:
@@ -80,17 +81,31 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
         for k in table.primary_key
         if k not in table.nullable_key
     ]
+    malformed = F.col(MALFORMED).isNotNull() if MALFORMED in raw.columns else F.lit(False)
+    header = len([c for c in raw.columns if c != MALFORMED])
+    malformed_detail = F.when(
+        malformed,
+        F.lit(
+            f"the record's field count is not the header's {header}: its values cannot be matched to their "
+            "columns (an unquoted delimiter or quote in a value?); the key's current row is kept"
+        ),
+    )
     reason = F.coalesce(
+        F.when(malformed, F.lit("malformed_record")),
         *[F.when(x.isNotNull(), F.lit("null_key")) for x in null_key],
         *[F.when(x.isNotNull(), F.lit("invalid_npi")) for x in bad_npi],
         *[F.when(x.isNotNull(), F.lit("type_mismatch")) for x in failures],
     )
-    detail = F.coalesce(*null_key, *bad_npi, *failures)
+    detail = F.coalesce(malformed_detail, *null_key, *bad_npi, *failures)
+    values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns if c != MALFORMED]))
+    # A malformed record's fields may sit in the wrong columns: of its key only the first column is kept, a
+    # file's leading field (a NULL key part of a quarantined row holds every value, see `snapshot_changes`).
+    unsure = set(table.primary_key[1:])
     return cleaned.select(
-        *[cast[c].alias(c) for c in columns],
+        *[(F.when(~malformed, cast[c]) if c in unsure else cast[c]).alias(c) for c in columns],
         reason.alias("_reason"),
         detail.alias("_detail"),
-        F.when(reason.isNotNull(), F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns]))).alias("_raw"),
+        F.when(malformed, F.col(MALFORMED)).when(reason.isNotNull(), values).alias("_raw"),
     )
 
 
@@ -125,22 +140,28 @@ def one_row_per_key(rows: DataFrame, key: list[str], columns: list[str]) -> Data
 
 def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
     """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
     name = file_name(path)
     day = date_from_name(name, feed.date)
-    raw = (
+    reader = (
         spark.read.option("header", True)
         .option("sep", feed.delimiter)
         .option("encoding", feed.encoding)
         .option("multiLine", True)  # quoted values may hold line breaks
         .option("mode", "PERMISSIVE")
-        .csv(path)
     )
-    renamed = raw.toDF(*[normalise_header(c) for c in raw.columns])
-    missing = [c for c in feed.columns if c not in renamed.columns]
+    header = reader.csv(path).columns  # the header's names, as Spark makes them unique
+    # Every value a string, plus the text of a record whose field count is not the header's.
+    schema = StructType([StructField(c, StringType()) for c in header] + [StructField(MALFORMED, StringType())])
+    raw = reader.schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
+    renamed = raw.toDF(*[normalise_header(c) if c != MALFORMED else c for c in raw.columns])
+    header_names = [c for c in renamed.columns if c != MALFORMED]
+    missing = [c for c in feed.columns if c not in header_names]
     if missing:
         raise InputError(
             f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case); "
-            f"found {renamed.columns}. Fix the feed's columns in the configuration or the file.",
+            f"found {header_names}. Fix the feed's columns in the configuration or the file.",
             table=table.name,
         )
     if raw.limit(1).count() == 0:
