@@ -110,7 +110,7 @@ DAY2 = [
 ]  # E_SOLO is gone
 
 
-def pecos_config(root: Path, types: dict[str, str] | None = None) -> Config:
+def pecos_config(root: Path, types: dict[str, str] | None = None, **feed: str) -> Config:
     return Config.model_validate(
         {
             "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
@@ -123,6 +123,7 @@ def pecos_config(root: Path, types: dict[str, str] | None = None) -> Config:
                     "partition_by": ["state"],
                     "npi_columns": ["npi"],
                     "columns": {normalise_header(h): "string" for h in HEADER} | (types or {}),
+                    **feed,
                 }
             },
         }
@@ -318,3 +319,33 @@ def test_a_quarantined_row_holds_its_key_and_a_malformed_record_is_quarantined_n
     assert [r.raw.split(",")[0] for r in malformed] == sorted([B, C])  # the record's own text
     deletes = load(spark, paths.history).where("_is_deleted").select("npi").collect()
     assert [r.npi for r in deletes] == [E]
+
+
+def test_bytes_that_are_not_the_feeds_encoding_are_quarantined_and_the_right_encoding_reads_them(spark, tmp_path):
+    """A Windows-1252 file read as UTF-8: the reader would turn its 'é' into U+FFFD and apply a changed name.
+    The row is quarantined with a hint instead; with `encoding: windows-1252` the same file is applied as written."""
+    renamed = [*A_BOSTON[:3], "Lée", *A_BOSTON[4:]]
+
+    def write_cp1252(root: Path) -> Path:
+        folder = root / "landing" / "pecos"
+        folder.mkdir(parents=True)
+        path = folder / "DAC_NationalDownloadableFile_2026-11-01.csv"
+        with path.open("w", newline="", encoding="cp1252") as f:
+            csv.writer(f).writerows([HEADER, renamed, B_SOLO])
+        return path
+
+    utf8 = pecos_config(tmp_path / "utf8")
+    result = apply_snapshot(spark, utf8, "clinicians", str(write_cp1252(tmp_path / "utf8")))
+    (m,) = result.metrics
+    assert (m.inserted, m.quarantined) == (1, 1)
+    (row,) = load(spark, table_paths(utf8, utf8.tables["clinicians"]).quarantine).collect()
+    assert row.reason == "invalid_encoding" and "provider_last_name" in row.detail and "windows-1252" in row.detail
+
+    config = pecos_config(tmp_path / "cp1252", encoding="windows-1252")
+    result = apply_snapshot(spark, config, "clinicians", str(write_cp1252(tmp_path / "cp1252")))
+    assert (result.metrics[0].inserted, result.metrics[0].quarantined) == (2, 0)
+    names = {
+        r.npi: r.provider_last_name
+        for r in load(spark, table_paths(config, config.tables["clinicians"]).latest).collect()
+    }
+    assert names == {A: "Lée", B: "Diaz"}

@@ -3,7 +3,11 @@
 Header names are normalised to snake_case, values typed with try_cast, NPIs zero-padded to 10 digits
 and checked with the NPI Luhn rule. Rows that cannot be applied keep their raw text and a reason:
 invalid_npi, null_key, type_mismatch, duplicate_key (a second, different row for a key already in the
-snapshot; the first by content order is kept, so the pick does not depend on file order).
+snapshot; the first by content order is kept, so the pick does not depend on file order), malformed_record
+(a record whose field count is not the header's, which Spark's reader would pad with NULLs or cut to fit) and
+invalid_encoding (bytes that are not text in the feed's `encoding`, which the reader would replace).
+A quarantined row still holds its key: the snapshot diff does not delete that key's live row (of a malformed
+record's key only the first column is trusted, so it holds every live row with that value).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
 
 NPI_PREFIX = "80840"  # the card issuer prefix the NPI check digit is computed with (ISO 7812)
 MALFORMED = "_malformed"  # Spark's corrupt-record column: the record's text when its field count is wrong
+REPLACEMENT = "\ufffd"  # what the reader makes of bytes that are not text in the feed's encoding
 
 
 def normalise_header(name: str) -> str:
@@ -90,13 +95,25 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
             "columns (an unquoted delimiter or quote in a value?); the key's current row is kept"
         ),
     )
+    # The reader turns bytes that are not text in the feed's encoding into U+FFFD: a changed value, never data.
+    replaced = [
+        F.when(
+            F.col(f"`{c}`").contains(REPLACEMENT),
+            F.lit(
+                f"column {c} has bytes that are not {feed.encoding} text (shown as {REPLACEMENT}); if the file is in "
+                "another encoding, set the feed's `encoding` (e.g. windows-1252)"
+            ),
+        )
+        for c in columns
+    ]
     reason = F.coalesce(
         F.when(malformed, F.lit("malformed_record")),
+        *[F.when(x.isNotNull(), F.lit("invalid_encoding")) for x in replaced],
         *[F.when(x.isNotNull(), F.lit("null_key")) for x in null_key],
         *[F.when(x.isNotNull(), F.lit("invalid_npi")) for x in bad_npi],
         *[F.when(x.isNotNull(), F.lit("type_mismatch")) for x in failures],
     )
-    detail = F.coalesce(malformed_detail, *null_key, *bad_npi, *failures)
+    detail = F.coalesce(malformed_detail, *replaced, *null_key, *bad_npi, *failures)
     values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns if c != MALFORMED]))
     # A malformed record's fields may sit in the wrong columns: of its key only the first column is kept, a
     # file's leading field (a NULL key part of a quarantined row holds every value, see `snapshot_changes`).
