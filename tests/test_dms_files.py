@@ -472,3 +472,17 @@ def test_a_file_with_a_byte_order_mark_cut_inside_a_character_keeps_its_complete
 
     assert [(r["_row"], r.get("_reason"), r.get("id")) for r in rows] == [(0, None, "1"), (1, "truncated", None)]
     assert rows[1]["_raw"] == "U,t2,2,Zo"
+
+
+def test_parquet_binary_values_are_hex_and_a_column_without_a_text_form_quarantines_the_file() -> None:
+    """DMS writes BLOB / bytea columns of a Parquet file as bytes: Arrow's cast to text failed on any byte that is
+    not UTF-8 (the whole batch failed with a stack trace). A column with no text form quarantines every row."""
+    photo = pa.array([b"\xff\x00A", None], pa.binary())
+    content = parquet(people_parquet(2, Op=["I", "U"], name=photo))
+
+    rows = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+
+    assert [r["name"] for r in rows] == ["ff0041", None]
+    nested = parquet(people_parquet(1, Op=["I"], name=pa.array([[1, 2]], pa.list_(pa.int64()))))
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", nested, source(format="parquet"))
+    assert row["_reason"] == "unparseable" and "Parquet column name of type list<" in row["_detail"]

@@ -12,7 +12,8 @@ rules). The choices follow what DMS writes into the files:
 * time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp
   (DMS writes UTC); Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string;
 * text, JSON, UUID, enums, arrays, XML → string; binary columns (`bytea`, `BLOB`, `varbinary`) → string
-  too, since DMS writes them as text, not bytes; SQL Server `timestamp` is a row version → string.
+  too, since DMS writes them as text in CSV (a Parquet file's bytes are read as lowercase hex);
+  SQL Server `timestamp` is a row version → string.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ A row that cannot be mapped comes out with a `_reason`, never dropped:
   row, unless the missing ones are `optional_columns` or the file has an earlier layout;
 * DMS ends every CSV record with a newline, so a file that does not end with one was cut short: its
   last record is `truncated` (the complete records before it are applied);
-* a UTF-8 byte order mark is not data.
+* a UTF-8 byte order mark is not data;
+* a Parquet column's bytes (BLOB, bytea) are read as lowercase hex; a column with no text form (a nested
+  type) makes every row of the file `unparseable`.
 
 Every row carries the SHA-256 of its file's (decompressed) content: the file ledger recognizes a file
 delivered again under another name by it.
@@ -317,7 +319,12 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         for position in range(table.num_rows):
             yield _error(path, position, is_load, reason, f"Parquet {detail}", "")
         return
-    strings = {n: table.column(n).cast(pa.string()).to_pylist() for n in table.column_names}
+    try:
+        strings = {n: _strings(n, table.column(n)) for n in table.column_names}
+    except _UnreadableColumn as exc:
+        for position in range(table.num_rows):
+            yield _error(path, position, is_load, "unparseable", str(exc), "")
+        return
     for position in range(table.num_rows):
         row = _row(path, position, is_load, _op="I", _absent=",".join(absent) or None)
         for name, values in strings.items():
@@ -328,3 +335,20 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         if not has_op and not is_load:
             row["_op"] = None  # a CDC file without Op: unknown operation, quarantined downstream
         yield row
+
+
+class _UnreadableColumn(Exception):
+    """A Parquet column whose type has no text form here."""
+
+
+def _strings(name: str, column: Any) -> list[str | None]:
+    """A Parquet column's values as text: binary values (BLOB, bytea) as lowercase hex, others as Arrow casts them."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return [None if v is None else v.hex() for v in column.to_pylist()]
+    try:
+        return column.cast(pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _UnreadableColumn(f"Parquet column {name} of type {kind} has no text form: {exc}") from None
