@@ -174,20 +174,18 @@ def check_named_columns(names: list[str], source: DmsSource) -> tuple[str, str, 
 
 
 def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iterator[Row]:
-    data = data.removeprefix(codecs.BOM_UTF8)  # a byte order mark is not data
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.reason != "unexpected end of data":
-            yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {exc}", "")
-            return
-        text = data[: exc.start].decode("utf-8")  # cut inside a character: a file cut short (below)
+    # The text is read as a stream, never decoded whole: a DMS full-load file may be 1 GB, and its text (with
+    # the reader's own copy of it) would take several times that in the executor's Python worker.
+    text = _Text(data)
+    if text.error:
+        yield _error(path, -1, is_load, "unparseable", f"not UTF-8 text: {text.error}", "")
+        return
     # DMS ends every record with a newline: without one at the end, the file was cut inside its last record.
-    truncated = text != "" and not text.endswith("\n")
+    truncated = text.truncated
     layout = _CsvLayout(path, is_load, source)
     position = 0
     pending: tuple[int, list[str]] | None = None  # the record read last: the cut one if nothing follows it
-    for start, record, error in _records(text, source.delimiter):
+    for start, record, error in _records(text.lines(), source.delimiter):
         if pending is not None:
             row = layout.record(position, pending[1])
             if row is not None:
@@ -213,9 +211,52 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
             yield row
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
+class _Text:
+    """A file's bytes as UTF-8 text read line by line: checked first in chunks (no decoded copy of the whole file),
+    without a byte order mark, and without a multibyte character the file was cut inside."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        self.end = len(data)
+        self.error = ""
+        self.truncated = False
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        view = memoryview(data)
+        for offset in range(self.start, len(data), self.CHUNK):
+            try:
+                decoder.decode(view[offset : offset + self.CHUNK])
+            except UnicodeDecodeError as exc:
+                held = len(exc.object) - len(view[offset : offset + self.CHUNK])  # bytes carried from the chunk before
+                at = offset + exc.start - held
+                self.error = f"byte 0x{data[at]:02x} at byte {at} of the file: {exc.reason}"
+                return
+        self.end -= len(decoder.getstate()[0])  # a character cut at the end: the file was cut short (see truncated)
+        self.truncated = self.end > self.start and data[self.end - 1 : self.end] != b"\n"
+
+    def lines(self) -> io.TextIOWrapper:
+        raw = io.BytesIO(self.data if self.end == len(self.data) else self.data[: self.end])
+        raw.seek(self.start)
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+    def rest(self, start: int) -> str:
+        """The file's text from line `start` (as the CSV reader counts lines), up to MAX_RAW_CHARS characters."""
+        out: list[str] = []
+        size = 0
+        for number, line in enumerate(self.lines()):
+            if number >= start:
+                out.append(line)
+                size += len(line)
+                if size >= MAX_RAW_CHARS:
+                    break
+        return "".join(out)
+
+
+def _records(lines: io.TextIOWrapper, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
     """(first line index, fields, error) of every non-blank record; an error ends the file."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
         start = reader.line_num  # lines consumed so far: the next record starts on the line after
         try:
@@ -229,24 +270,19 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
             yield start, record, ""
 
 
-def _rest(text: str, start: int) -> str:
-    # The lines are split as the reader splits them, so the remainder is the file's own text.
-    return "".join(io.StringIO(text, newline="").readlines()[start:])
-
-
-def _cut(path: str, position: int, is_load: bool, text: str, start: int) -> Row:
+def _cut(path: str, position: int, is_load: bool, text: _Text, start: int) -> Row:
     detail = (
         f"the file ends inside the record starting at line {start + 1} (no final newline: DMS ends every record "
         "with one, so the file was cut short); the complete records before it were read"
     )
-    return _error(path, position, is_load, "truncated", detail, _rest(text, start))
+    return _error(path, position, is_load, "truncated", detail, text.rest(start))
 
 
-def _unparseable(path: str, position: int, is_load: bool, text: str, start: int, error: str) -> Row:
+def _unparseable(path: str, position: int, is_load: bool, text: _Text, start: int, error: str) -> Row:
     # The rest of the file cannot be split into records reliably: keep it as one row, from the first line of
     # the broken record (an unclosed quote is only reported at the end of the file).
     detail = f"CSV error in the record starting at line {start + 1}: {error}"
-    return _error(path, position, is_load, "unparseable", detail, _rest(text, start))
+    return _error(path, position, is_load, "unparseable", detail, text.rest(start))
 
 
 class _CsvLayout:
