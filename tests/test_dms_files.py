@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse.config import DmsSource
-from lakehouse.sources.dms_files import is_load_file, parse_file
+from lakehouse.sources.dms_files import PARQUET_SLICE_ROWS, is_load_file, parse_file
 from tests.dms_tables import PEOPLE
 
 CDC = "s3://bucket/dms/people/20260301-120000000.csv"
@@ -503,3 +503,24 @@ def test_a_large_csv_file_is_parsed_without_holding_its_text() -> None:
         tracemalloc.stop()
     assert rows == 200_000
     assert peak < len(content) / 2, f"the parse held {peak / 1e6:.1f} MB for a {len(content) / 1e6:.1f} MB file"
+
+
+def test_a_large_parquet_file_is_made_python_values_a_slice_at_a_time() -> None:
+    """All of a Parquet file's values became Python strings at once (a 1 GB DMS file: many GB in the worker); now
+    a slice of rows at a time, and the rows keep their positions in the file across slices."""
+    import tracemalloc
+
+    rows = 5 * PARQUET_SLICE_ROWS + 7
+    ids = list(range(rows))
+    content = parquet(people_parquet(rows, Op=["U"] * rows, id=ids, name=[f"Name {i}" for i in ids]))
+    del ids
+    tracemalloc.start()
+    try:
+        wrong = 0
+        for i, r in enumerate(parse_file(CDC.replace(".csv", ".parquet"), content, source(format="parquet"))):
+            wrong += (r["_row"], r["id"], r["name"]) != (i, str(i), f"Name {i}")
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (i + 1, wrong) == (rows, 0)
+    assert peak < 25e6, f"the parse held {peak / 1e6:.1f} MB"

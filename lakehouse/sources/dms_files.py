@@ -36,6 +36,7 @@ from lakehouse.config import DmsSource
 
 Row = dict[str, Any]
 MAX_RAW_CHARS = 100_000  # a quarantined remainder of a broken file is kept up to this size
+PARQUET_SLICE_ROWS = 20_000  # a Parquet file's rows made Python values at a time
 csv.field_size_limit(2**31 - 1)  # a large text column is data, not an error
 
 
@@ -356,21 +357,27 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
             yield _error(path, position, is_load, reason, f"Parquet {detail}", "")
         return
     try:
-        strings = {n: _strings(n, table.column(n)) for n in table.column_names}
+        for name in table.column_names:  # every column has a text form, or no row of the file is read
+            _strings(name, table.column(name).slice(0, 0))
     except _UnreadableColumn as exc:
         for position in range(table.num_rows):
             yield _error(path, position, is_load, "unparseable", str(exc), "")
         return
-    for position in range(table.num_rows):
-        row = _row(path, position, is_load, _op="I", _absent=",".join(absent) or None)
-        for name, values in strings.items():
-            if name.lower() == "op":
-                row["_op"] = values[position]
-            else:
-                row[by_lower[name.lower()]] = values[position]
-        if not has_op and not is_load:
-            row["_op"] = None  # a CDC file without Op: unknown operation, quarantined downstream
-        yield row
+    # Arrow holds the file's values compactly; as Python strings they are made a slice at a time (a DMS file may
+    # be 1 GB, and all its values at once as Python objects many times that).
+    for first in range(0, table.num_rows, PARQUET_SLICE_ROWS):
+        part = table.slice(first, PARQUET_SLICE_ROWS)
+        strings = {n: _strings(n, part.column(n)) for n in part.column_names}
+        for i in range(part.num_rows):
+            row = _row(path, first + i, is_load, _op="I", _absent=",".join(absent) or None)
+            for name, values in strings.items():
+                if name.lower() == "op":
+                    row["_op"] = values[i]
+                else:
+                    row[by_lower[name.lower()]] = values[i]
+            if not has_op and not is_load:
+                row["_op"] = None  # a CDC file without Op: unknown operation, quarantined downstream
+            yield row
 
 
 class _UnreadableColumn(Exception):
