@@ -99,34 +99,33 @@ def parse_file(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
     """Yield one row per record of the file at `path` (its bytes in `content`)."""
     digest = None
     file_time = dms_file_time(path)
-    for row in _parse(path, content, source):
+    data, problem = _decompressed(path, content)
+    for row in [problem] if problem else _parse(path, data, source):
         if digest is None:  # computed once, and only for a file that has rows
-            digest = hashlib.sha256(_decompressed(path, content)).hexdigest()
+            digest = hashlib.sha256(data).hexdigest()
         row["_content_hash"] = digest
         row["_file_time"] = file_time
         yield row
 
 
-def _decompressed(path: str, content: bytes) -> bytes:
+def _decompressed(path: str, content: bytes) -> tuple[bytes, Row | None]:
+    """The file's content (decompressed once for a .gz name), or its bytes as they are and the row saying why not."""
     if not path.lower().endswith(".gz"):
-        return content
+        return content, None
+    is_load = is_load_file(path)
     try:
-        return gzip.decompress(content)
-    except (OSError, EOFError, zlib.error):
-        return content
+        return gzip.decompress(content), None
+    except EOFError as exc:
+        detail = f"the gzip stream ends early (the file was cut short): {exc}"
+        return content, _error(path, -1, is_load, "truncated", detail, "")
+    except (OSError, zlib.error) as exc:
+        return content, _error(path, -1, is_load, "unparseable", f"not a readable gzip file: {exc}", "")
 
 
-def _parse(path: str, content: bytes, source: DmsSource) -> Iterator[Row]:
+def _parse(path: str, data: bytes, source: DmsSource) -> Iterator[Row]:
+    """The rows of a file's (decompressed) content."""
     is_load = is_load_file(path)
     name = posixpath.basename(path).lower()
-    try:
-        data = gzip.decompress(content) if name.endswith(".gz") else content
-    except EOFError as exc:
-        yield _error(path, -1, is_load, "truncated", f"the gzip stream ends early (the file was cut short): {exc}", "")
-        return
-    except (OSError, zlib.error) as exc:
-        yield _error(path, -1, is_load, "unparseable", f"not a readable gzip file: {exc}", "")
-        return
     stem = name.removesuffix(".gz")
     if stem.endswith(".csv") and source.format == "csv":
         yield from _parse_csv(path, data, is_load, source)
