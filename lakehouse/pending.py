@@ -79,6 +79,16 @@ def landed_files(folder: Path, *, glob: str | None = None) -> set[str]:
     return found
 
 
+def unread_files(folder: str, glob: str) -> list[str]:
+    """Names of the files in a local landing `folder` that a query reading `glob` never takes (a `.zip` where CSVs
+    are read): said in the run's notes, never passed over in silence. Empty for a folder that is not local."""
+    landing = local_path(folder)
+    if landing is None or not landing.is_dir() or any(c in folder for c in "*?[{"):
+        return []
+    skipped = landed_files(landing) - landed_files(landing, glob=glob)
+    return sorted(os.path.basename(f) for f in skipped)
+
+
 def _numbered(folder: Path) -> dict[int, Path]:
     """`<n>` and `<n>.compact` files of a checkpoint log folder, by batch number."""
     if not folder.is_dir():

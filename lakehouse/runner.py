@@ -28,7 +28,7 @@ from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
 from lakehouse.ownership import hold
-from lakehouse.pending import Pending, pending
+from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
 from lakehouse.sources.dms import read_dms_stream
@@ -404,6 +404,11 @@ def _apply_feed(
     settings = config.snapshots[feed]
     try:
         state = pending(settings.path, feed_checkpoint(config, feed), glob=FILE_GLOBS[settings.kind])
+        unread = unread_files(settings.path, FILE_GLOBS[settings.kind])
+        if unread:
+            shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+            for run in runs.values():
+                run.notes.append(f"not read (a {settings.kind} feed reads {FILE_GLOBS[settings.kind]}): {shown}")
         if not _nothing_new(state, list(runs.values())):
             with hold(config, [feed], job=job):
                 start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()

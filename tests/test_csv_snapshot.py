@@ -349,3 +349,20 @@ def test_bytes_that_are_not_the_feeds_encoding_are_quarantined_and_the_right_enc
         for r in load(spark, table_paths(config, config.tables["clinicians"]).latest).collect()
     }
     assert names == {A: "Lée", B: "Diaz"}
+
+
+def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_path):
+    """A zipped download or a stray file in a CSV feed's folder was passed over in silence ("nothing new")."""
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", DAY1)
+    (folder / "DAC_NationalDownloadableFile_2026-11-02.zip").write_bytes(b"PK")
+    (folder / "readme.txt").write_text("x")
+    (folder / "_SUCCESS").write_text("")  # hidden from file sources: not a file the feed could read
+    (first,) = run_once(spark, config)
+    assert first.ok, first.error
+    assert [b.batch_id for b in first.batches] == [20261101]
+    note = (
+        "not read (a csv feed reads *.{csv,CSV,csv.gz,CSV.gz}): DAC_NationalDownloadableFile_2026-11-02.zip, readme.txt"
+    )
+    assert note in first.notes
