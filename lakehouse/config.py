@@ -55,6 +55,7 @@ DMS_SETTINGS = {
     "header": "S3Settings AddColumnName",
     "op_in_full_load": "S3Settings IncludeOpForFullLoad",
     "delimiter": "S3Settings CsvDelimiter",
+    "null_value": "S3Settings CsvNullValue",
     "timestamp_column": "S3Settings TimestampColumnName",
     "change_seq_column": "the add-column rule with expression $AR_H_CHANGE_SEQ",
     "before_image_prefix": "the add-before-image-columns rule's column-prefix",
@@ -64,6 +65,7 @@ DMS_NAMES = {
     "addcolumnname": "header",
     "includeopforfullload": "op_in_full_load",
     "csvdelimiter": "delimiter",
+    "csvnullvalue": "null_value",
     "timestampcolumnname": "timestamp_column",
     "bucketfolder": "path",
     "bucketname": "path",
@@ -80,6 +82,9 @@ DMS_WITHOUT_KEY = {
     "cdcpath": "CDC files are read from the table's `path`",
     "csvrowdelimiter": "records end with a newline, as DMS writes them by default",
     "preservetransactions": "not supported: the transaction-order files are not read",
+    "usecsvnosupvalue": "not supported: a column missing from the source's supplemental log would be applied as "
+    "CsvNoSupValue (or NULL) over its real value; log all columns at the source",
+    "csvnosupvalue": "not supported: see UseCsvNoSupValue; log all columns at the source",
 }
 
 
@@ -110,6 +115,8 @@ class DmsSource(_Model):
     header: bool = False  # DMS AddColumnName=true writes a header row in every CSV file
     op_in_full_load: bool = False  # DMS IncludeOpForFullLoad
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    # DMS CsvNullValue: the text DMS writes for NULL (an empty field is then an empty string); unset: empty is NULL
+    null_value: str | None = None
     timestamp_column: str | None = None  # DMS TimestampColumnName (commit time on CDC rows)
     change_seq_column: str | None = None  # an add-column rule with expression $AR_H_CHANGE_SEQ
     before_image_prefix: str | None = None  # add-before-image-columns rule, e.g. "BI_"

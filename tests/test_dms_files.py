@@ -524,3 +524,15 @@ def test_a_large_parquet_file_is_made_python_values_a_slice_at_a_time() -> None:
         tracemalloc.stop()
     assert (i + 1, wrong) == (rows, 0)
     assert peak < 25e6, f"the parse held {peak / 1e6:.1f} MB"
+
+
+def test_with_csv_null_value_that_text_is_null_and_an_empty_field_is_an_empty_string() -> None:
+    """DMS's default writes NULL and '' alike as an empty field (both read as NULL); with CsvNullValue set the two
+    differ, and an empty name must stay an empty string."""
+    text = "I,t1,1,,9.5,s1,NULL\n"
+
+    (default,) = parse(CDC, text)
+    (marked,) = parse(CDC, text, source(null_value="NULL"))
+
+    assert (default["name"], default["BI_id"]) == (None, "NULL")
+    assert (marked["name"], marked["BI_id"]) == ("", None)

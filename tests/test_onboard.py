@@ -122,6 +122,24 @@ def test_cdc_inserts_only_without_op_is_refused_naming_the_settings(tmp_path):
         onboard_dms(*edited(tmp_path, "postgres", inserts_only))
 
 
+def test_csv_null_value_is_carried_and_no_sup_value_is_refused(tmp_path):
+    """CsvNullValue changes what an empty field means; UseCsvNoSupValue would write a marker over real values."""
+
+    def null_value(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(CsvNullValue="NULL")
+
+    (source,) = [
+        t["source"] for t in yaml.safe_load(onboard_dms(*edited(tmp_path, "postgres", null_value)))["tables"].values()
+    ][:1]
+    assert source["null_value"] == "NULL"
+
+    def no_sup(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(UseCsvNoSupValue=True, CsvNoSupValue="_NOSUP_")
+
+    with pytest.raises(ConfigError, match="UseCsvNoSupValue=true"):
+        onboard_dms(*edited(tmp_path, "postgres", no_sup))
+
+
 def test_an_unsupported_transformation_rule_is_named(tmp_path):
     def unknown_rule(data):
         mappings = json.loads(data["tasks"]["ReplicationTasks"][0]["TableMappings"])

@@ -143,6 +143,8 @@ def table_entry(
         source["header"] = task.target.add_column_name
         if task.target.delimiter != ",":
             source["delimiter"] = task.target.delimiter
+        if task.target.null_value is not None:
+            source["null_value"] = task.target.null_value
     source["op_in_full_load"] = task.target.include_op_for_full_load
     if task.target.timestamp_column:
         source["timestamp_column"] = task.target.timestamp_column
@@ -189,6 +191,12 @@ def onboard_dms(
         raise ConfigError(
             "S3Settings CdcInsertsOnly=true without IncludeOpForFullLoad writes CDC files without the Op column; "
             "the engine needs it: set IncludeOpForFullLoad=true (Op is then I on every row) or CdcInsertsOnly=false"
+        )
+    if task.target.no_sup_value:
+        raise ConfigError(
+            "S3Settings UseCsvNoSupValue=true writes CsvNoSupValue for every column the source's supplemental log "
+            "lacks; applied, it would overwrite the real values: log all columns at the source (Oracle: ALTER TABLE "
+            "... ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS) and set UseCsvNoSupValue=false"
         )
     if task.target.preserve_transactions:
         raise ConfigError(

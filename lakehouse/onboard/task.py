@@ -39,6 +39,8 @@ class S3Target:
     include_op_for_full_load: bool = False
     timestamp_column: str | None = None
     delimiter: str = ","
+    null_value: str | None = None
+    no_sup_value: bool = False
     cdc_inserts_only: bool = False
     preserve_transactions: bool = False
 
@@ -91,6 +93,9 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         include_op_for_full_load=_flag(s.get("includeopforfullload", False)),
         timestamp_column=str(s["timestampcolumnname"]) if s.get("timestampcolumnname") else None,
         delimiter=str(s.get("csvdelimiter") or ","),
+        # CsvNullValue "" (describe-endpoints prints the default so) is the default: an empty field is NULL.
+        null_value=str(s["csvnullvalue"]) if s.get("csvnullvalue") else None,
+        no_sup_value=_flag(s.get("usecsvnosupvalue", False)),
         cdc_inserts_only=_flag(s.get("cdcinsertsonly", False)),
         preserve_transactions=_flag(s.get("preservetransactions", False)),
     )

@@ -315,7 +315,11 @@ class _CsvLayout:
             raw = _to_csv_line(record, self.source.delimiter)
             return _error(self.path, position, self.is_load, "schema_drift", detail, raw)
         row = _row(self.path, position, self.is_load, _op=record[0] if self.has_op else "I")
-        row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
+        null = self.source.null_value
+        if null is None:  # DMS's default: NULL and '' are both an empty field, read as NULL
+            row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
+        else:  # CsvNullValue: that text is NULL, and an empty field is an empty string
+            row.update({name: (value if value != null else None) for name, value in zip(layout, values, strict=True)})
         if self.absent:
             row["_absent"] = self.absent
         return row
