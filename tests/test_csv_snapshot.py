@@ -366,3 +366,24 @@ def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_pat
         "not read (a csv feed reads *.{csv,CSV,csv.gz,CSV.gz}): DAC_NationalDownloadableFile_2026-11-02.zip, readme.txt"
     )
     assert note in first.notes
+
+
+def test_quotes_inside_a_value_are_read_as_rfc_4180_writes_them(spark, tmp_path):
+    """A doubled quote inside a quoted value is one quote, and a backslash is just a character. With Spark's
+    default escape (a backslash) the facility name kept its quotes doubled, and a value ending in a backslash ran
+    into the records after it."""
+    config = pecos_config(tmp_path)
+    quoted = [*A_BOSTON[:6], 'ACME "BEST" CLINIC', *A_BOSTON[7:]]
+    backslash = [*B_SOLO[:3], "Diaz, Jr\\", *B_SOLO[4:]]
+    path = write(
+        tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv", [quoted, backslash, C_DALLAS]
+    )
+    assert '"ACME ""BEST"" CLINIC"' in path.read_text() and '"Diaz, Jr\\"' in path.read_text()
+    (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
+    assert (m.inserted, m.quarantined) == (3, 0)
+    rows = {r.npi: r for r in load(spark, table_paths(config, config.tables["clinicians"]).latest).collect()}
+    assert (rows[A].facility_name, rows[B].provider_last_name, rows[C].provider_last_name) == (
+        'ACME "BEST" CLINIC',
+        "Diaz, Jr\\",
+        "Chen",
+    )

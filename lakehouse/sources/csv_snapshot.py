@@ -166,6 +166,9 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
         .option("sep", feed.delimiter)
         .option("encoding", feed.encoding)
         .option("multiLine", True)  # quoted values may hold line breaks
+        # RFC 4180: a quote inside a quoted value is doubled. Spark's default escape is a backslash, which kept
+        # `"ACME ""BEST"" CLINIC"` with its quotes and let a value ending in `\` swallow the records after it.
+        .option("escape", '"')
         .option("mode", "PERMISSIVE")
     )
     header = reader.csv(path).columns  # the header's names, as Spark makes them unique
