@@ -190,5 +190,7 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
             "refused (nothing was written). Check the download.",
             table=table.name,
         )
+    # Read once: the diff takes the applicable rows, the quarantined ones and the keys those hold from it.
     rows = one_row_per_key(typed_rows(renamed, feed, table), table.primary_key, list(feed.columns))
+    rows = rows.localCheckpoint(eager=False)
     return LoadedSnapshot(file=name, date=day, tables={table.name: rows})
