@@ -58,12 +58,16 @@ def _config(root: Path, trigger_seconds: float = 1) -> dict:
     }
 
 
-def _wait_for_batch(proc: subprocess.Popen, deadline: float) -> str:
+def _wait_for_batch(proc: subprocess.Popen, deadline: float, stderr: Path) -> str:
     for line in proc.stdout:  # type: ignore[union-attr]
         if '"event": "batch"' in line:
             return line
         assert time.monotonic() < deadline, "no batch reported in time"
-    raise AssertionError("the stream ended before reporting a batch")
+    proc.wait(timeout=60)
+    raise AssertionError(
+        f"the stream ended (rc {proc.returncode}) before reporting a batch; its stderr ends:\n"
+        + stderr.read_text(errors="replace")[-4000:]
+    )
 
 
 @pytest.mark.slow
@@ -72,19 +76,21 @@ def test_stream_applies_files_as_they_land_and_stops_cleanly_on_sigterm(tmp_path
     config.write_text(yaml.safe_dump(_config(tmp_path), sort_keys=False))
     landing = tmp_path / "landing" / "people"
     write_dms_csv(landing, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1", "", ""]])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lakehouse.cli", "--config", str(config), "stream"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.cli", "--config", str(config), "stream"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
-        assert '"applied": 1' in _wait_for_batch(proc, deadline)
+        assert '"applied": 1' in _wait_for_batch(proc, deadline, stderr)
         write_dms_csv(landing, "20260301-090000000.csv", [["U", "2026-03-01 09:00:00", "1", "Ann B", "2", seq(1), "1"]])
-        assert '"updated": 1' in _wait_for_batch(proc, deadline)
+        assert '"updated": 1' in _wait_for_batch(proc, deadline, stderr)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
