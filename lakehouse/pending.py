@@ -85,8 +85,9 @@ def unread_files(folder: str, glob: str) -> list[str]:
     landing = local_path(folder)
     if landing is None or not landing.is_dir() or any(c in folder for c in "*?[{"):
         return []
-    skipped = landed_files(landing) - landed_files(landing, glob=glob)
-    return sorted(os.path.basename(f) for f in skipped)
+    patterns = expand_braces(glob)
+    names = (os.path.basename(f) for f in landed_files(landing))
+    return sorted(n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
 def _numbered(folder: Path) -> dict[int, Path]:

@@ -226,10 +226,11 @@ class _Text:
         decoder = codecs.getincrementaldecoder("utf-8")()
         view = memoryview(data)
         for offset in range(self.start, len(data), self.CHUNK):
+            chunk = view[offset : offset + self.CHUNK]
             try:
-                decoder.decode(view[offset : offset + self.CHUNK])
+                decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                held = len(exc.object) - len(view[offset : offset + self.CHUNK])  # bytes carried from the chunk before
+                held = len(exc.object) - len(chunk)  # bytes carried over from the chunk before
                 at = offset + exc.start - held
                 self.error = f"byte 0x{data[at]:02x} at byte {at} of the file: {exc.reason}"
                 return
@@ -315,11 +316,9 @@ class _CsvLayout:
             raw = _to_csv_line(record, self.source.delimiter)
             return _error(self.path, position, self.is_load, "schema_drift", detail, raw)
         row = _row(self.path, position, self.is_load, _op=record[0] if self.has_op else "I")
-        null = self.source.null_value
-        if null is None:  # DMS's default: NULL and '' are both an empty field, read as NULL
-            row.update({name: (value if value != "" else None) for name, value in zip(layout, values, strict=True)})
-        else:  # CsvNullValue: that text is NULL, and an empty field is an empty string
-            row.update({name: (value if value != null else None) for name, value in zip(layout, values, strict=True)})
+        # DMS's default writes NULL (and '') as an empty field; with CsvNullValue, that text is NULL and '' is ''.
+        null = "" if self.source.null_value is None else self.source.null_value
+        row.update({name: (value if value != null else None) for name, value in zip(layout, values, strict=True)})
         if self.absent:
             row["_absent"] = self.absent
         return row
