@@ -1,16 +1,25 @@
 r"""Apply one snapshot file (what the EventBridge-triggered Lambda passes: the bucket and key of a new export).
 
     spark-submit batch/snapshot_load.py --config s3://artifacts/config/aws.yaml \
-        --bucket landing --key opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip [--feed opais]
+        --bucket landing --key opais/OPA_CE_DAILY_PUBLIC_2026-11-23.zip [--feed opais] [--allow_deletes true]
 
-Locally `--bucket` may be omitted and `--key` be a file path. An out-of-order snapshot is refused: exit 2.
+Locally `--bucket` may be omitted and `--key` be a file path. An out-of-order snapshot is refused: exit 2, as is
+one that would delete more of a table than the feed's max_delete_fraction, unless `--allow_deletes true` (a real
+mass delete, applied on purpose: start the job again with it).
 """
 
 from lakehouse.cli import feed_for
+from lakehouse.errors import InputError
 from lakehouse.jobs import glue_job, load_job_config, main
 from lakehouse.ownership import hold
 from lakehouse.runner import configure_metrics
 from lakehouse.session import build_spark
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if str(value or "false").lower() not in ("true", "false"):
+        raise InputError(f"--{name} takes true or false, not {value!r}")
+    return str(value).lower() == "true"
 
 
 def work(args: dict) -> int:
@@ -19,13 +28,14 @@ def work(args: dict) -> int:
     config = load_job_config(args)
     path = f"s3://{args['bucket']}/{args['key']}" if args["bucket"] else args["key"]
     feed = feed_for(config, path, args["feed"])
+    allow_deletes = _flag(args["allow_deletes"], "allow_deletes")
     spark = build_spark(config, app_name=args["JOB_NAME"])
     configure_metrics(config)
     with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"]):
-        result = apply_snapshot(spark, config, feed, path)
+        result = apply_snapshot(spark, config, feed, path, allow_deletes=allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     return 0
 
 
 if __name__ == "__main__":
-    main(work, required=["key"], optional=["bucket", "feed"])
+    main(work, required=["key"], optional=["bucket", "feed", "allow_deletes"])

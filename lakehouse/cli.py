@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     load = snapshot_sub.add_parser("load", help="apply one snapshot file now (local path or s3://)")
     load.add_argument("file")
     load.add_argument("--feed", help="the configured feed it belongs to (default: the only feed of its kind)")
+    load.add_argument(
+        "--allow-deletes",
+        action="store_true",
+        help="apply it even if it deletes more of a table than the feed's max_delete_fraction",
+    )
 
     policy = sub.add_parser("policy", help="the consent policy table")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -253,7 +258,7 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
         spark = _spark(config, args, "lakehouse-snapshot")
         configure_metrics(config)
         with hold(config, [feed], job="lakehouse snapshot load"):
-            result = apply_snapshot(spark, config, feed, path)
+            result = apply_snapshot(spark, config, feed, path, allow_deletes=args.allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     for m in result.metrics:
         print(

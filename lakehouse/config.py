@@ -215,6 +215,9 @@ class OpaisFeed(_Model):
     kind: Literal["opais"] = "opais"
     path: str
     date: SnapshotDate = SnapshotDate()
+    # A snapshot that would delete more than this share of a table's live rows (and at least 10 of them, or every
+    # row of a smaller table) is refused: a file cut short, emptied or filtered deletes every key it lacks. 1 = off.
+    max_delete_fraction: float = Field(default=0.1, gt=0, le=1)
 
     def tables(self, name: str) -> dict[str, TableConfig]:
         from lakehouse.sources.opais_entities import ENTITIES
@@ -241,6 +244,9 @@ class CsvSnapshotFeed(_Model):
     kind: Literal["csv"] = "csv"
     path: str
     date: SnapshotDate = SnapshotDate()
+    # A snapshot that would delete more than this share of a table's live rows (and at least 10 of them, or every
+    # row of a smaller table) is refused: a file cut short, emptied or filtered deletes every key it lacks. 1 = off.
+    max_delete_fraction: float = Field(default=0.1, gt=0, le=1)
     primary_key: list[str] = Field(min_length=1)
     nullable_key_columns: list[str] = []  # key parts that may be empty (compared NULL-safe), e.g. org_pac_id
     partition_by: list[str] = []

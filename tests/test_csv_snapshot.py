@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
-from lakehouse.config import Config
+from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, too_many_deletes
+from lakehouse.cli import main
+from lakehouse.config import Config, CsvSnapshotFeed
 from lakehouse.runner import run_once
 from lakehouse.sources.csv_snapshot import normalise_header, npi_is_valid, npi_valid
 from lakehouse.tables import table_paths
@@ -110,24 +113,27 @@ DAY2 = [
 ]  # E_SOLO is gone
 
 
-def pecos_config(root: Path, types: dict[str, str] | None = None, **feed: str) -> Config:
-    return Config.model_validate(
-        {
-            "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
-            "snapshots": {
-                "clinicians": {
-                    "kind": "csv",
-                    "path": str(root / "landing" / "pecos"),
-                    "primary_key": KEY,
-                    "nullable_key_columns": ["org_pac_id"],
-                    "partition_by": ["state"],
-                    "npi_columns": ["npi"],
-                    "columns": {normalise_header(h): "string" for h in HEADER} | (types or {}),
-                    **feed,
-                }
-            },
-        }
-    )
+def pecos_settings(root: Path, types: dict[str, str] | None = None, **feed: object) -> dict:
+    """The configuration's YAML, as a dict."""
+    return {
+        "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
+        "snapshots": {
+            "clinicians": {
+                "kind": "csv",
+                "path": str(root / "landing" / "pecos"),
+                "primary_key": KEY,
+                "nullable_key_columns": ["org_pac_id"],
+                "partition_by": ["state"],
+                "npi_columns": ["npi"],
+                "columns": {normalise_header(h): "string" for h in HEADER} | (types or {}),
+                **feed,
+            }
+        },
+    }
+
+
+def pecos_config(root: Path, types: dict[str, str] | None = None, **feed: object) -> Config:
+    return Config.model_validate(pecos_settings(root, types, **feed))
 
 
 @pytest.fixture(scope="module")
@@ -387,3 +393,63 @@ def test_quotes_inside_a_value_are_read_as_rfc_4180_writes_them(spark, tmp_path)
         "Diaz, Jr\\",
         "Chen",
     )
+
+
+@pytest.mark.parametrize(
+    ("deletes", "live", "refused"),
+    [
+        (0, 0, False),
+        (9, 40, False),  # 22%, but fewer than 10 rows: a small table's ordinary day
+        (10, 40, True),
+        (10, 101, False),  # under 10%
+        (11, 101, True),
+        (3, 3, True),  # every row of a small table
+        (2, 3, False),
+    ],
+)
+def test_a_snapshot_is_refused_for_deleting_more_than_a_tenth_and_at_least_ten_rows(deletes, live, refused):
+    assert too_many_deletes(deletes, live, CsvSnapshotFeed.model_fields["max_delete_fraction"].default) is refused
+
+
+def clinicians(count: int) -> list[list[str]]:
+    return [
+        [with_check_digit(f"2{i:08d}"), f"{i}", f"I2010010100{i:04d}", f"Last{i}", "Ann", "UROLOGY", *SOLO, "AUSTIN",
+         "TX", "733011234", f"TX7330{i:04d}"]
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_a_file_cut_short_is_refused_for_its_deletes_and_applied_when_the_operator_allows_them(spark, tmp_path, capsys):
+    """A download cut half-way reads as a snapshot without half the clinicians: every key it lacks would be
+    deleted (and exported as deleted). The run refuses it and writes nothing; `snapshot load --allow-deletes`
+    applies it when the source really dropped them."""
+    settings = pecos_settings(tmp_path)
+    config = Config.model_validate(settings)
+    folder = tmp_path / "landing" / "pecos"
+    write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", clinicians(40))
+    (first,) = run_once(spark, config)
+    assert first.ok, first.error
+    day2 = write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", clinicians(40)[:39])  # one gone: applied
+    data = day2.read_bytes()
+    day3 = folder / "DAC_NationalDownloadableFile_2026-11-03.csv"
+    day3.write_bytes(data[: data.index(b"Last20,")])  # cut inside the 21st clinician's record
+    (second,) = run_once(spark, config)
+    assert not second.ok and "would delete more of a table than max_delete_fraction 0.1" in second.error
+    # 20 clinicians are whole, and the cut record's NPI holds its row (the record is quarantined)
+    assert "clinicians: 18 of 39 live rows, 46%" in second.error and "--allow-deletes" in second.error
+    assert [(m.deleted, m.inserted) for m in second.batches] == [(1, 0)]  # day 2, and nothing of day 3
+    paths = table_paths(config, config.tables["clinicians"])
+    assert load(spark, paths.latest).count() == 39
+    assert load(spark, paths.history).where("_batch_id = 20261103").count() == 0
+    log = {
+        (r.source_file[-14:-4], r.status) for r in load(spark, f"{config.paths.lake}/_snapshots/clinicians").collect()
+    }
+    assert log == {("2026-11-01", "applied"), ("2026-11-02", "applied"), ("2026-11-03", "refused")}
+
+    yaml_file = tmp_path / "lakehouse.yaml"
+    yaml_file.write_text(yaml.safe_dump(settings))
+    assert main(["--config", str(yaml_file), "snapshot", "load", str(day3), "--allow-deletes"]) == 0
+    assert re.search(
+        r"clinicians\s+inserted\s+0\s+updated\s+0\s+deleted\s+18\s+quarantined\s+1", capsys.readouterr().out
+    )
+    assert load(spark, paths.latest).count() == 21

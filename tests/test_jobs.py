@@ -61,7 +61,7 @@ def test_apply_once_job_applies_a_table_and_exits_zero(tmp_path):
 
 
 @pytest.mark.slow
-def test_snapshot_load_job_takes_a_key_and_refuses_an_older_snapshot(tmp_path):
+def test_snapshot_load_job_takes_a_key_refuses_an_older_snapshot_and_allows_deletes_when_told(tmp_path):
     folder = tmp_path / "landing" / "pecos"
     day1, day2 = write_pecos(folder, clinicians=20)
     feed = {
@@ -82,6 +82,15 @@ def test_snapshot_load_job_takes_a_key_and_refuses_an_older_snapshot(tmp_path):
     assert refused.returncode == 2
     output = refused.stdout + refused.stderr  # spark-submit merges the Python driver's stderr into its stdout
     assert "older than" in output and "Traceback" not in output
+    # A day keeping 5 of its rows would delete more than a tenth of the table: applied only when allowed.
+    day3 = folder / day2.name.replace("2026-03-02", "2026-03-03")
+    day3.write_text("".join(day2.read_text(encoding="utf-8").splitlines(keepends=True)[:6]), encoding="utf-8")
+    allowed = spark_submit(
+        "batch/snapshot_load.py", "--config", str(config), "--key", str(day3), "--allow_deletes", "true"
+    )
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+    assert "2026-03-03: applied" in allowed.stdout
+    assert DeltaTable(str(tmp_path / "lake" / "pecos" / "latest")).to_pyarrow_table().num_rows == 5
 
 
 def test_a_job_with_a_bad_config_says_so_in_one_line(tmp_path):

@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 import lakehouse.apply.batch as batch
-from lakehouse.apply.snapshot import apply_snapshot
+from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, too_many_deletes
 from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.tables import table_paths
@@ -129,6 +129,12 @@ class SnapshotMachine(RuleBasedStateMachine):
         path = self._write(day, written)
         if not written:  # an empty snapshot would delete every row: refused, nothing written
             with pytest.raises(InputError, match="has no rows"):
+                apply_snapshot(self.spark, self.config, "people", path)
+            Path(path).unlink()
+            return
+        deletes = len(set(self.rows) - set(rows))
+        if too_many_deletes(deletes, len(self.rows), self.config.snapshots["people"].max_delete_fraction):
+            with pytest.raises(SnapshotRefused, match=f"would delete .* people: {deletes} of {len(self.rows)} live"):
                 apply_snapshot(self.spark, self.config, "people", path)
             Path(path).unlink()
             return

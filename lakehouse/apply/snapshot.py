@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from functools import partial
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.apply.batch import apply_changes
@@ -43,7 +43,42 @@ TABLES_AT_ONCE = 4
 
 
 class SnapshotRefused(InputError):
-    """The snapshot is older than (or a different file for the same day as) one already applied."""
+    """The snapshot is older than (or a different file for the same day as) one already applied, or would delete
+    more of a table than its feed allows."""
+
+
+# Below this many deletes a snapshot is never refused for them, unless it would empty the table.
+DELETE_GUARD_MIN_ROWS = 10
+
+
+@dataclass
+class _TableDiff:
+    name: str
+    changes: DataFrame
+    live: int  # rows in latest before the snapshot (counted only when it deletes some)
+    deletes: int
+    seconds: float  # the diff's
+
+
+def too_many_deletes(deletes: int, live: int, max_fraction: float) -> bool:
+    """True when a snapshot deleting `deletes` of a table's `live` rows should be refused: more than `max_fraction`
+    of them, and at least DELETE_GUARD_MIN_ROWS (or every row of a smaller table)."""
+    return deletes > max_fraction * live and deletes >= min(live, DELETE_GUARD_MIN_ROWS)
+
+
+def check_deletes(diffs: list[_TableDiff], feed: str, file: str, max_fraction: float) -> None:
+    """Refuse a snapshot that would delete too much of any of its tables (a file cut short, emptied or filtered
+    deletes every key it lacks), naming each such table and the way to apply it anyway."""
+    over = [d for d in diffs if too_many_deletes(d.deletes, d.live, max_fraction)]
+    if not over:
+        return
+    tables = "; ".join(f"{d.name}: {d.deletes:,} of {d.live:,} live rows, {d.deletes / d.live:.0%}" for d in over)
+    raise SnapshotRefused(
+        f"snapshot {file} would delete more of a table than max_delete_fraction {max_fraction:g} (snapshots.{feed}) "
+        f"allows ({tables}); a file cut short, emptied or filtered deletes every key it lacks, so nothing was written. "
+        f"If the source really dropped them, apply it with `lakehouse snapshot load <file> --feed {feed} "
+        "--allow-deletes`, or raise max_delete_fraction"
+    )
 
 
 @dataclass
@@ -135,8 +170,11 @@ def already_applied(config: Config, feed_name: str, path: str) -> SnapshotResult
     return SnapshotResult(feed=feed_name, file=name, date=day, status="already_applied")
 
 
-def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: str) -> SnapshotResult:
-    """Apply the snapshot file at `path` to every table of the feed; refuse it if it is out of order."""
+def apply_snapshot(
+    spark: SparkSession, config: Config, feed_name: str, path: str, *, allow_deletes: bool = False
+) -> SnapshotResult:
+    """Apply the snapshot file at `path` to every table of the feed; refuse it if it is out of order, or if it
+    would delete more of a table than the feed's `max_delete_fraction` (unless `allow_deletes`)."""
     started = time.monotonic()
     feed = config.snapshots[feed_name]
     tables = config.feed_tables(feed_name)
@@ -157,16 +195,17 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
 
-    def apply_table(name: str) -> BatchMetrics:
-        table_started = time.monotonic()
+    def diff_table(name: str) -> _TableDiff:
+        diff_started = time.monotonic()
         table = tables[name]
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
         business = list(table.columns)
-        current = spark.read.format("delta").load(paths.latest).select(*[F.col(f"`{c}`") for c in business])
+        latest = spark.read.format("delta").load(paths.latest)
+        current = latest.select(*[F.col(f"`{c}`") for c in business])
         # Materialized and cut loose from latest, which this very apply rewrites (a cache of it would be
-        # invalidated by that MERGE and recomputed against the new state); by the first count of
-        # `apply_changes`, before anything is written.
+        # invalidated by that MERGE and recomputed against the new state); by the count of deletes below,
+        # before anything is written.
         changes = snapshot_changes(
             loaded.tables[name],
             current,
@@ -178,17 +217,30 @@ def apply_snapshot(spark: SparkSession, config: Config, feed_name: str, path: st
             source_file=result.file,
             batch_id=batch_id,
         ).localCheckpoint(eager=False)
-        metrics = BatchMetrics(table=name, batch_id=batch_id)
+        deletes = changes.where((F.col("_op") == "D") & F.col("_reason").isNull()).count()
+        live = latest.count() if deletes else 0
+        return _TableDiff(name, changes, live, deletes, seconds=time.monotonic() - diff_started)
+
+    def apply_table(diff: _TableDiff) -> BatchMetrics:
+        table_started = time.monotonic()
+        table = tables[diff.name]
+        metrics = BatchMetrics(table=diff.name, batch_id=batch_id)
         # The changes are a diff against latest: history commits first (see `apply_changes`).
-        apply_changes(changes, batch_id, table=table, paths=paths, metrics=metrics, history_first=True)
+        apply_changes(
+            diff.changes, batch_id, table=table, paths=table_paths(config, table), metrics=metrics, history_first=True
+        )
         metrics.files = 1
-        metrics.seconds = round(time.monotonic() - table_started, 3)
+        metrics.seconds = round(diff.seconds + time.monotonic() - table_started, 3)
         report(metrics)
         return metrics
 
-    # The tables are independent Delta tables; applied side by side, one table's commits and planning
-    # overlap another's Spark jobs. Every table is attempted; the log is written only if all succeeded.
-    result.metrics = run_side_by_side([partial(apply_table, name) for name in tables], at_once=TABLES_AT_ONCE)
+    # The tables are independent Delta tables; diffed and applied side by side, one table's commits and planning
+    # overlap another's Spark jobs. Every table is diffed before any is written, so a snapshot refused for its
+    # deletes writes nothing; the log is written only if every table was applied.
+    diffs = run_side_by_side([partial(diff_table, name) for name in tables], at_once=TABLES_AT_ONCE)
+    if not allow_deletes:
+        check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)
+    result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
     result.seconds = round(time.monotonic() - started, 3)
     return result
