@@ -76,8 +76,9 @@ def check_deletes(diffs: list[_TableDiff], feed: str, file: str, max_fraction: f
     raise SnapshotRefused(
         f"snapshot {file} would delete more of a table than max_delete_fraction {max_fraction:g} (snapshots.{feed}) "
         f"allows ({tables}); a file cut short, emptied or filtered deletes every key it lacks, so nothing was written. "
-        f"If the source really dropped them, apply it with `lakehouse snapshot load <file> --feed {feed} "
-        "--allow-deletes`, or raise max_delete_fraction"
+        f"An incomplete file: land the whole one and apply it with `lakehouse snapshot load <file> --feed {feed}` (a "
+        "run does not read a file name twice). If the source really dropped the rows: the same command with "
+        "--allow-deletes, or raise max_delete_fraction"
     )
 
 
