@@ -10,6 +10,7 @@ history, for all eight entities.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +99,11 @@ def opais(spark, tmp_path_factory, postgres):
     older.write_bytes(files[0].read_bytes())
     with pytest.raises(SnapshotRefused) as refused:
         apply_snapshot(spark, config, "opais", str(older))
+    # An export of a quarter of the entities (filtered upstream, or cut and re-zipped) would delete most rows.
+    partial_export = folder / "OPA_CE_DAILY_PUBLIC_2026-11-03.zip"
+    write_export(partial_export, entities=ENTITY_COUNT // 4, seed=3, day=30, zip=True)
+    with pytest.raises(SnapshotRefused) as too_many_deletes:
+        apply_snapshot(spark, config, "opais", str(partial_export))
     return {
         "config": config,
         "settings": settings,
@@ -106,6 +112,7 @@ def opais(spark, tmp_path_factory, postgres):
         "day2": day2,
         "again": again,
         "refused": refused.value,
+        "too_many_deletes": too_many_deletes.value,
         "full_load": full_load,
         "after_crash": after_crash,
         "incremental": incremental,
@@ -194,6 +201,14 @@ def test_the_same_export_twice_changes_nothing(opais):
 
 def test_an_older_export_after_a_newer_one_is_refused(opais):
     assert "older than" in str(opais["refused"])
+
+
+def test_an_export_that_would_delete_most_rows_is_refused_and_writes_nothing(opais):
+    """Refused before any table is written: latest still equals day 2's export (test_latest_equals_the_newest_export)
+    and the message names each table that would lose too much."""
+    message = str(opais["too_many_deletes"])
+    assert "would delete more of a table than max_delete_fraction 0.1 (snapshots.opais)" in message
+    assert re.search(r"dim_ce: \d+ of \d+ live rows", message) and "nothing was written" in message
 
 
 def test_effective_time_is_the_snapshot_date_not_the_clock(spark, opais):
