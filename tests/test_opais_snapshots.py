@@ -11,6 +11,7 @@ history, for all eight entities.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 import lakehouse.apply.snapshot as snapshot_apply
 from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
 from lakehouse.config import Config
+from lakehouse.errors import InputError
 from lakehouse.sinks.postgres import ExportBusyError, connect, export_lock
 from lakehouse.sinks.postgres_export import export_postgres
 from lakehouse.sources.opais import parse_export
@@ -250,3 +252,22 @@ def test_a_second_export_at_once_waits_then_refuses(spark, opais):
 
 def test_every_dimension_table_reads_with_delta_rs(spark, opais):
     assert assert_readable_by_delta_rs(spark, opais["config"].paths.lake) == 3 * len(ENTITIES) + 1  # + the log
+
+
+def test_a_dimension_made_again_is_not_taken_as_exported(spark, postgres, tmp_path):
+    """Found by review: a lake rebuilt from its snapshots starts its versions again, and the export took a table
+    whose version is below the exported one as up to date (and, once past it, would have exported only the versions
+    after it). It now stops with what to do."""
+    settings = replace(postgres, schema="remade")
+    config = opais_config(tmp_path, settings.schema)
+    folder = tmp_path / "landing" / "opais"
+    folder.mkdir(parents=True)
+    days = [folder / f"OPA_CE_DAILY_PUBLIC_2026-11-0{day + 1}.zip" for day in (0, 1)]
+    for day, path in enumerate(days):
+        write_export(path, entities=ENTITY_COUNT // 4, seed=5, day=day * 30, zip=True)
+        apply_snapshot(spark, config, "opais", str(path))
+    assert {r.mode for r in export_postgres(spark, config, settings=settings)} == {"full"}
+    shutil.rmtree(tmp_path / "lake")
+    apply_snapshot(spark, config, "opais", str(days[0]))  # the lake made again, from day 1 only
+    with pytest.raises(InputError, match=r"the Delta table was made again.*DELETE FROM remade.lakehouse_export"):
+        export_postgres(spark, config, settings=settings)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
-from lakehouse.errors import ConfigError
+from lakehouse.errors import ConfigError, InputError
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
@@ -31,8 +31,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lakehouse.export")
 
-# A change-feed version older than the table's log retention is gone; the export then reloads in full.
-_CDF_GONE = ("VersionNotFound", "DELTA_CHANGE_DATA_FILE_NOT_FOUND", "not available", "does not exist")
+# A change-feed version older than the table's log retention is gone; the export then reloads in full. Delta says so
+# in several ways: a commit cleaned from the log (the state at the first version wanted cannot be rebuilt), a change
+# file vacuumed, a version not there.
+_CDF_GONE = (
+    "VersionNotFound",
+    "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
+    "DELTA_TRUNCATED_TRANSACTION_LOG",
+    "Could not find any delta files",
+    "Unable to reconstruct state",
+    "not available",
+    "does not exist",
+)
 
 
 @dataclass
@@ -101,20 +111,22 @@ def changed_rows(
     full = spark.read.format("delta").option("versionAsOf", until).load(history).select(*columns)
     if since is None:
         return full, "full"
-    feed = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", since + 1)
-        .option("endingVersion", until)
-        .load(history)
-        .where(F.col("_change_type").isin("insert", "update_postimage"))
-    )
     newest = Window.partitionBy(*[F.col(f"`{k}`") for k in [*key, "_sequence"]]).orderBy(
         F.col("_commit_version").desc()
     )
-    rows = feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1").select(*columns)
     try:
-        rows.limit(1).collect()  # the feed's files are resolved here: fail now, not inside the transaction
+        # The state at the first version wanted is rebuilt when the feed is made (its commits may be cleaned from the
+        # log), and its files are resolved by the first row: fail here, not inside the transaction.
+        feed = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", since + 1)
+            .option("endingVersion", until)
+            .load(history)
+            .where(F.col("_change_type").isin("insert", "update_postimage"))
+        )
+        rows = feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1").select(*columns)
+        rows.limit(1).collect()
     except Exception as exc:
         if not any(marker in str(exc) for marker in _CDF_GONE):
             raise
@@ -160,6 +172,14 @@ def export_postgres(
                     continue
                 until = int(DeltaTable.forPath(spark, history).history(1).select("version").first()[0])
                 since = exported_version(conn, schema, name)
+                if since is not None and since > until:
+                    raise InputError(
+                        f"{schema}.{name} holds version {since} of {history}, which is at version {until}: the Delta "
+                        f"table was made again, and its versions are not the ones exported. To export it in full, "
+                        f"delete its bookkeeping row (DELETE FROM {schema}.lakehouse_export WHERE table_name = "
+                        f"'{name}'), then export again",
+                        table=name,
+                    )
                 result = ExportResult(name, since, until, mode="up_to_date")
                 if since is None or since < until:
                     columns = export_columns(spark, history, name)
