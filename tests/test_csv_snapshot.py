@@ -274,6 +274,23 @@ def test_run_applies_snapshots_landed_together_by_the_date_in_their_names_never_
     assert [b.inserted for b in first.batches] == [6, 1, 0]
 
 
+def test_releases_named_alike_are_dated_by_their_folders(spark, tmp_path):
+    """CMS names every release DAC_NationalDownloadableFile.csv: landed in folders named by their dates, each is read
+    (the folders were not looked into before, and the files were passed over in silence) and applied in date order."""
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    for day, rows, stamp in (("2026-11-02", DAY2, 1_000), ("2026-11-01", DAY1, 2_000)):
+        os.utime(write(folder / day, "DAC_NationalDownloadableFile.csv", rows), (stamp, stamp))
+    (run,) = run_once(spark, config)
+    assert run.ok, run.error
+    assert [(b.batch_id, b.inserted, b.deleted) for b in run.batches] == [(20261101, 6, 0), (20261102, 1, 2)]
+    log = load(spark, f"{config.paths.lake}/_snapshots/clinicians").collect()
+    assert sorted((str(r.snapshot_date), r.source_file, r.status) for r in log) == [
+        ("2026-11-01", "DAC_NationalDownloadableFile.csv", "applied"),
+        ("2026-11-02", "DAC_NationalDownloadableFile.csv", "applied"),
+    ]
+
+
 def test_a_refused_snapshot_fails_the_run_with_its_message_and_is_logged(spark, tmp_path):
     config = pecos_config(tmp_path)
     folder = tmp_path / "landing" / "pecos"

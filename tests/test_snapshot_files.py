@@ -8,7 +8,7 @@ import pytest
 
 from lakehouse.config import SnapshotDate
 from lakehouse.errors import InputError
-from lakehouse.sources.snapshot import date_from_name, file_name, local_copy
+from lakehouse.sources.snapshot import date_from_name, date_from_path, file_name, local_copy
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,24 @@ from lakehouse.sources.snapshot import date_from_name, file_name, local_copy
 )
 def test_the_date_comes_from_the_file_name(name, day):
     assert date_from_name(name, SnapshotDate()) == day
+
+
+@pytest.mark.parametrize(
+    ("path", "day"),
+    [
+        ("/landing/pecos/2026-10-31/DAC_NationalDownloadableFile_2026-11-01.csv", date(2026, 11, 1)),  # the name's
+        ("/landing/pecos/2026-11-01/DAC_NationalDownloadableFile.csv", date(2026, 11, 1)),
+        ("file:/landing/pecos/20261101/DAC_NationalDownloadableFile.csv", date(2026, 11, 1)),
+        ("s3://landing/pecos/2026-11-01/DAC_NationalDownloadableFile.csv", date(2026, 11, 1)),
+    ],
+)
+def test_a_name_without_a_date_is_dated_by_its_folder(path, day):
+    assert date_from_path(path, SnapshotDate()) == day
+
+
+def test_a_path_without_a_date_says_how_to_fix_it():
+    with pytest.raises(InputError, match=r"no date in its name.*a folder named by its date"):
+        date_from_path("s3://landing/pecos/DAC_NationalDownloadableFile.csv", SnapshotDate())
 
 
 def test_a_name_without_a_date_says_how_to_fix_it():

@@ -26,7 +26,7 @@ from lakehouse.changes.snapshot_diff import snapshot_changes
 from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.metrics import BatchMetrics, report
-from lakehouse.sources.snapshot import date_from_name, file_name, load_snapshot
+from lakehouse.sources.snapshot import date_from_path, file_name, load_snapshot
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
 
@@ -164,7 +164,7 @@ def already_applied(config: Config, feed_name: str, path: str) -> SnapshotResult
     if feed.date.source != "name":
         return None
     name = file_name(path)
-    day = date_from_name(name, feed.date)
+    day = date_from_path(path, feed.date)
     applied = applied_snapshots_local(log_path(config, feed_name))
     if applied is None or (day, name) not in applied:
         return None
@@ -183,7 +183,7 @@ def apply_snapshot(
     history_log = log_path(config, feed_name)
     applied = _applied(spark, history_log)
     if feed.date.source == "name":
-        result.date = date_from_name(result.file, feed.date)
+        result.date = date_from_path(path, feed.date)
         if not check_order(applied, result.file, result.date):
             result.status = "already_applied"
             return result
@@ -254,7 +254,7 @@ def refuse(spark: SparkSession, config: Config, feed_name: str, path: str, error
     day = None
     if feed.date.source == "name":
         try:
-            day = date_from_name(name, feed.date)
+            day = date_from_path(path, feed.date)
         except InputError:
             day = None
     result = SnapshotResult(feed=feed_name, file=name, date=day, status="refused", detail=str(error))

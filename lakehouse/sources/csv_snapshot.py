@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import CsvSnapshotFeed, TableConfig
 from lakehouse.errors import InputError
-from lakehouse.sources.snapshot import LoadedSnapshot, date_from_name, file_name
+from lakehouse.sources.snapshot import LoadedSnapshot, date_from_path, file_name
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -160,7 +160,7 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
     from pyspark.sql.types import StringType, StructField, StructType
 
     name = file_name(path)
-    day = date_from_name(name, feed.date)
+    day = date_from_path(path, feed.date)
     reader = (
         spark.read.option("header", True)
         .option("sep", feed.delimiter)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from lakehouse.config import OpaisFeed, TableConfig
 from lakehouse.errors import InputError
 from lakehouse.sources.opais import log_progress, parse_export
-from lakehouse.sources.snapshot import LoadedSnapshot, date_from_name, file_name, local_copy
+from lakehouse.sources.snapshot import LoadedSnapshot, date_from_path, file_name, local_copy
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,7 +37,7 @@ def load_opais(spark: SparkSession, feed: OpaisFeed, path: str, tables: dict[str
             "dimensions, so it is refused (nothing was written). Check the download."
         )
     if feed.date.source == "name":
-        day = date_from_name(name, feed.date)
+        day = date_from_path(path, feed.date)
     elif parsed.stats.max_edit_date is None:
         raise InputError(f"snapshot {name}: no editDate anywhere, so it has no content date; use date.source: name")
     else:

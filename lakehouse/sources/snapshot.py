@@ -49,6 +49,7 @@ def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed)
         spark.readStream.format("binaryFile")
         .schema(STREAM_SCHEMA)
         .option("pathGlobFilter", FILE_GLOBS[feed.kind])
+        .option("recursiveFileLookup", "true")  # a file may land in a folder named by its date (date_from_path)
         .load(feed.path)
     )
 
@@ -62,7 +63,7 @@ def snapshot_order(path: str, setting: SnapshotDate) -> tuple[date, str]:
     name = file_name(path)
     if setting.source == "name":
         try:
-            return date_from_name(name, setting), name
+            return date_from_path(path, setting), name
         except InputError:
             return date.max, name
     return date.min, name
@@ -74,17 +75,29 @@ def file_name(path: str) -> str:
 
 
 def date_from_name(name: str, setting: SnapshotDate) -> date:
-    """The snapshot's date from its file name, per the feed's pattern (year, month, day groups)."""
+    """The snapshot's date from a file or folder name, per the feed's pattern (year, month, day groups)."""
     match = re.search(setting.pattern, name)
     if not match:
         raise InputError(
             f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; rename it "
-            "(e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip) or set the feed's date.pattern / date.source: content"
+            "(e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip), land it in a folder named by its date "
+            "(pecos/2026-11-01/DAC_NationalDownloadableFile.csv) or set the feed's date.pattern / date.source: content"
         )
     try:
         return date(*(int(g) for g in match.groups()))
     except ValueError as exc:
         raise InputError(f"snapshot file {name!r}: {match.group(0)!r} is not a valid date ({exc})") from None
+
+
+def date_from_path(path: str, setting: SnapshotDate) -> date:
+    """The snapshot's date from its file name or, when the name has none, from the name of the folder holding it:
+    CMS names every release of its national file DAC_NationalDownloadableFile.csv, so one lands it as
+    pecos/2026-11-01/DAC_NationalDownloadableFile.csv."""
+    name = file_name(path)
+    folder = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
+    if not re.search(setting.pattern, name) and folder and re.search(setting.pattern, file_name(folder)):
+        return date_from_name(file_name(folder), setting)
+    return date_from_name(name, setting)
 
 
 @contextmanager
