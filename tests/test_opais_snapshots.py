@@ -254,10 +254,10 @@ def test_every_dimension_table_reads_with_delta_rs(spark, opais):
     assert assert_readable_by_delta_rs(spark, opais["config"].paths.lake) == 3 * len(ENTITIES) + 1  # + the log
 
 
-def test_a_dimension_made_again_is_not_taken_as_exported(spark, postgres, tmp_path):
-    """Found by review: a lake rebuilt from its snapshots starts its versions again, and the export took a table
+def test_a_dimension_made_again_is_not_taken_as_exported_and_the_others_are(spark, postgres, tmp_path):
+    """Found by review: a dimension rebuilt from the snapshots starts its versions again, and the export took a table
     whose version is below the exported one as up to date (and, once past it, would have exported only the versions
-    after it). It now stops with what to do."""
+    after it). It now stops that table with what to do, and the other tables are still exported."""
     settings = replace(postgres, schema="remade")
     config = opais_config(tmp_path, settings.schema)
     folder = tmp_path / "landing" / "opais"
@@ -267,7 +267,15 @@ def test_a_dimension_made_again_is_not_taken_as_exported(spark, postgres, tmp_pa
         write_export(path, entities=ENTITY_COUNT // 4, seed=5, day=day * 30, zip=True)
         apply_snapshot(spark, config, "opais", str(path))
     assert {r.mode for r in export_postgres(spark, config, settings=settings)} == {"full"}
-    shutil.rmtree(tmp_path / "lake")
-    apply_snapshot(spark, config, "opais", str(days[0]))  # the lake made again, from day 1 only
-    with pytest.raises(InputError, match=r"the Delta table was made again.*DELETE FROM remade.lakehouse_export"):
+    exported = _pg_versions(settings)
+    lake = tmp_path / "lake"
+    shutil.rmtree(lake / "dim_ce")  # dim_ce made again from day 1; the others get day 1 as a newer change
+    shutil.rmtree(lake / "_snapshots")
+    apply_snapshot(spark, config, "opais", str(days[0]), allow_deletes=True)
+    message = r"export of 1 table\(s\) failed .* dim_ce: .*made again.*DELETE FROM"
+    with pytest.raises(InputError, match=message) as failed:
         export_postgres(spark, config, settings=settings)
+    assert "dim_ce_npi" in str(failed.value).split("dim_ce: ")[0]  # named among the exported
+    now = _pg_versions(settings)
+    assert now["dim_ce"] == exported["dim_ce"]
+    assert all(now[t] > exported[t] for t in ENTITIES if t != "dim_ce")

@@ -10,6 +10,7 @@ from there: the rows converge to those of a clean run. The first export of a tab
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import tempfile
 import time
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
-from lakehouse.errors import ConfigError, InputError
+from lakehouse.errors import ConfigError, InputError, LakehouseError
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
+    import psycopg
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
@@ -149,10 +151,12 @@ def export_postgres(
     settings: PostgresSettings | None = None,
     crash_hook: Callable[[], None] | None = None,
 ) -> list[ExportResult]:
-    """Export every configured dimension; one transaction per table, under the schema's export lock."""
-    from delta.tables import DeltaTable
+    """Export every configured dimension; one transaction per table, under the schema's export lock.
 
-    from lakehouse.sinks.postgres import apply_rows, connect, export_lock, exported_version, init_db
+    A table whose export fails (an input or user error) does not keep the others from being exported; the export
+    then raises, naming each failed table and why.
+    """
+    from lakehouse.sinks.postgres import connect, export_lock, init_db
 
     if config.postgres is None:
         raise ConfigError("no `postgres:` section in the configuration: nothing to export to", file=config.source_file)
@@ -163,49 +167,75 @@ def export_postgres(
     with connect(settings) as conn:
         init_db(conn, schema)
         with export_lock(conn, schema, timeout=config.postgres.lock_timeout_seconds):
+            failures = []
             for name in config.export_tables():
-                started = time.monotonic()
-                table = config.table(name)
-                history = table_paths(config, table).history
-                if not DeltaTable.isDeltaTable(spark, history):
-                    results.append(ExportResult(name, None, None, mode="skipped"))
-                    continue
-                until = int(DeltaTable.forPath(spark, history).history(1).select("version").first()[0])
-                since = exported_version(conn, schema, name)
-                if since is not None and since > until:
-                    raise InputError(
-                        f"{schema}.{name} holds version {since} of {history}, which is at version {until}: the Delta "
-                        f"table was made again, and its versions are not the ones exported. To export it in full, "
-                        f"delete its bookkeeping row (DELETE FROM {schema}.lakehouse_export WHERE table_name = "
-                        f"'{name}'), then export again",
-                        table=name,
-                    )
-                result = ExportResult(name, since, until, mode="up_to_date")
-                if since is None or since < until:
-                    columns = export_columns(spark, history, name)
-                    rows, result.mode = changed_rows(
-                        spark, history, key=table.primary_key, columns=columns, since=since, until=until
-                    )
-                    result.rows = apply_rows(
-                        conn,
-                        schema=schema,
-                        table=name,
-                        rows=to_arrow(rows),
-                        delta_path=history,
-                        version=until,
-                        run_id=run_id,
-                        crash_hook=crash_hook,
-                    )
-                result.seconds = round(time.monotonic() - started, 3)
-                log.info(
-                    '{"event": "export", "table": "%s", "mode": "%s", "from_version": %s, "to_version": %s, '
-                    '"rows": %d, "seconds": %s}',
-                    name,
-                    result.mode,
-                    "null" if since is None else since,
-                    until,
-                    result.rows,
-                    result.seconds,
-                )
-                results.append(result)
+                try:
+                    results.append(_export_table(spark, config, conn, schema, name, run_id, crash_hook))
+                except LakehouseError as exc:  # the other tables are still exported; this one says why not
+                    log.error('{"event": "export_failed", "table": "%s", "error": %s}', name, json.dumps(str(exc)))
+                    failures.append(f"{name}: {exc}")
+    if failures:
+        exported = ", ".join(r.table for r in results) or "none"
+        raise InputError(
+            f"the export of {len(failures)} table(s) failed (exported: {exported}): " + "; ".join(failures)
+        )
     return results
+
+
+def _export_table(
+    spark: SparkSession,
+    config: Config,
+    conn: psycopg.Connection,
+    schema: str,
+    name: str,
+    run_id: str,
+    crash_hook: Callable[[], None] | None,
+) -> ExportResult:
+    """Export one dimension in one transaction: its change feed since the exported version, or all of it."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.sinks.postgres import apply_rows, exported_version
+
+    started = time.monotonic()
+    table = config.table(name)
+    history = table_paths(config, table).history
+    if not DeltaTable.isDeltaTable(spark, history):
+        return ExportResult(name, None, None, mode="skipped")
+    until = int(DeltaTable.forPath(spark, history).history(1).select("version").first()[0])
+    since = exported_version(conn, schema, name)
+    if since is not None and since > until:
+        raise InputError(
+            f"{schema}.{name} holds version {since} of {history}, which is at version {until}: the Delta "
+            f"table was made again, and its versions are not the ones exported. To export it in full, "
+            f"delete its bookkeeping row (DELETE FROM {schema}.lakehouse_export WHERE table_name = "
+            f"'{name}'), then export again",
+            table=name,
+        )
+    result = ExportResult(name, since, until, mode="up_to_date")
+    if since is None or since < until:
+        columns = export_columns(spark, history, name)
+        rows, result.mode = changed_rows(
+            spark, history, key=table.primary_key, columns=columns, since=since, until=until
+        )
+        result.rows = apply_rows(
+            conn,
+            schema=schema,
+            table=name,
+            rows=to_arrow(rows),
+            delta_path=history,
+            version=until,
+            run_id=run_id,
+            crash_hook=crash_hook,
+        )
+    result.seconds = round(time.monotonic() - started, 3)
+    log.info(
+        '{"event": "export", "table": "%s", "mode": "%s", "from_version": %s, "to_version": %s, '
+        '"rows": %d, "seconds": %s}',
+        name,
+        result.mode,
+        "null" if since is None else since,
+        until,
+        result.rows,
+        result.seconds,
+    )
+    return result
