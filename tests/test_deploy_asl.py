@@ -603,6 +603,27 @@ def test_emr_flow_run_always_ends_with_the_cluster_terminated(
     assert any(says in m for m in messages), messages
 
 
+def test_emr_flow_run_with_a_snapshot_without_its_bucket_loads_none_and_tears_the_cluster_down(sfn_server: str) -> None:
+    """Found by review: the flow checked only the snapshot's key, and the step's path lookup of its bucket then failed
+    the execution in a way no Catch takes, with the cluster still running and protected from termination."""
+    client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
+    emr = client_for("emr", sfn_server)
+    before = {c["Id"] for c in emr.list_clusters()["Clusters"]}
+    definition = load("emr_flow.asl.json")
+    make_runnable(definition["States"])
+
+    snapshot = {"key": SNAPSHOT["key"]}
+    execution, entered, messages = execute(sfn_server, definition, "emr-no-bucket", {"snapshot": snapshot})
+
+    assert (execution["status"], execution.get("error")) == ("FAILED", "Lakehouse.PartialFailure")
+    assert "SnapshotInputIncomplete" in entered and "SnapshotLoadStep" not in entered
+    assert entered[-2:] == ["NotifyPartial", "PartialFailure"]
+    [cluster] = [c["Id"] for c in emr.list_clusters()["Clusters"] if c["Id"] not in before]
+    described = emr.describe_cluster(ClusterId=cluster)["Cluster"]
+    assert described["Status"]["State"] == "TERMINATED" and described["TerminationProtected"] is False
+    assert any("needs both bucket and key" in m for m in messages), messages
+
+
 def test_emr_flow_run_that_cannot_create_the_cluster_notifies_and_fails(sfn_server: str) -> None:
     client_for("sns", sfn_server).create_topic(Name=TOPIC.rsplit(":", 1)[-1])
     definition = load("emr_flow.asl.json")

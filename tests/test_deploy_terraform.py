@@ -410,6 +410,14 @@ def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict
     assert "aws_security_group.glue_jobs[*].id" in connection["security_group_id_list"]
     assert resources["aws_vpc_endpoint.interface"]["for_each"] == "${local.interface_services}"
     assert "secretsmanager" in locals_(tf)["interface_services"]
+    # Found by review: the group has no default egress, and its S3 and DynamoDB rules existed only when Terraform
+    # made the gateway endpoints (the variable says the account may have them): the job could not read its script.
+    # Nor could Glue reach PyPI for the wheel's dependencies through the subnet's NAT.
+    gateways = resources["aws_vpc_security_group_egress_rule.glue_to_gateways"]
+    assert gateways["for_each"] == "${data.aws_prefix_list.gateway}"
+    assert blocks(tf, "data")["aws_prefix_list.gateway"]["for_each"].startswith("${local.glue_vpc == 1 ?")
+    https_out = resources["aws_vpc_security_group_egress_rule.glue_https_out"]
+    assert (https_out["cidr_ipv4"], https_out["from_port"]) == ("${var.glue_jobs_https_egress_cidr}", 443)
 
 
 PLUGINS = Path("/opt/tf-plugins")

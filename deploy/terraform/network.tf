@@ -72,11 +72,30 @@ resource "aws_vpc_security_group_egress_rule" "glue_to_endpoints" {
   to_port                      = 443
 }
 
+# The S3 and DynamoDB prefix lists exist in every region, whoever made the gateway endpoints: these (with
+# vpc_route_table_ids) or the account's own. The job reads its script, wheel, config and tables from S3 and takes
+# Delta's log locks in DynamoDB, so it needs both either way.
+data "aws_prefix_list" "gateway" {
+  for_each = local.glue_vpc == 1 ? toset(["s3", "dynamodb"]) : toset([])
+  name     = "com.amazonaws.${var.region}.${each.key}"
+}
+
 resource "aws_vpc_security_group_egress_rule" "glue_to_gateways" {
-  for_each          = local.gateway_services
+  for_each          = data.aws_prefix_list.gateway
   security_group_id = aws_security_group.glue_jobs[0].id
   description       = "HTTPS to ${each.key} through its gateway endpoint"
-  prefix_list_id    = aws_vpc_endpoint.gateway[each.key].prefix_list_id
+  prefix_list_id    = each.value.id
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+# Glue installs the wheel's dependencies (--additional-python-modules) from PyPI through the subnet's NAT.
+resource "aws_vpc_security_group_egress_rule" "glue_https_out" {
+  count             = local.glue_vpc * (var.glue_jobs_https_egress_cidr == "" ? 0 : 1)
+  security_group_id = aws_security_group.glue_jobs[0].id
+  description       = "HTTPS to PyPI (or its mirror) for the job's Python modules"
+  cidr_ipv4         = var.glue_jobs_https_egress_cidr
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

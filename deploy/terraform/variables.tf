@@ -198,6 +198,12 @@ variable "postgres_port" {
   default     = 5432
 }
 
+variable "glue_jobs_https_egress_cidr" {
+  description = "Where the export job may open HTTPS besides the VPC endpoints: PyPI through the subnet's NAT for the wheel's dependencies (0.0.0.0/0), a PyPI mirror's range, or \"\" for none (the modules then come from elsewhere)."
+  type        = string
+  default     = "0.0.0.0/0"
+}
+
 variable "vpc_route_table_ids" {
   description = "Route tables of glue_connection_subnet_id, for the S3 and DynamoDB gateway endpoints (empty: the account already has them)."
   type        = list(string)
