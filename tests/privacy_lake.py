@@ -49,6 +49,7 @@ class Consent:
     device: str | None
     allowed: bool
     signed: datetime
+    consent_id: int = 0
 
 
 @dataclass
@@ -189,16 +190,24 @@ class PrivacyLake:
         at = self.tick(1)
         signed = signed or at
         self.consent_ids += 1
-        self.consents.append(Consent(pid, device, allowed, signed))
+        self.consents.append(Consent(pid, device, allowed, signed, self.consent_ids))
+        return self.land("consents", [self._consent_record("I", self.consents[-1], at)])
+
+    def delete_consent(self, index: int) -> Path:
+        """Delete the `index`-th live consent record at the source (a correction, an erasure): DMS writes a D row."""
+        record = self.consents.pop(index)
+        return self.land("consents", [self._consent_record("D", record, self.tick(1))])
+
+    def _consent_record(self, op: str, consent: Consent, at: datetime) -> list[str | None]:
         values = {
             "dms_commit_ts": _ts(at),
-            "consent_id": self.consent_ids,
-            "patient_id": pid,
-            "device_id": device,
-            "allow_enhanced_analytics": "t" if allowed else "f",
-            "consented_at": _ts(signed),
+            "consent_id": consent.consent_id,
+            "patient_id": consent.patient,
+            "device_id": consent.device,
+            "allow_enhanced_analytics": "t" if consent.allowed else "f",
+            "consented_at": _ts(consent.signed),
         }
-        return self.land("consents", [["I", *[values[c] for c in CONSENT_COLUMNS]]])
+        return [op, *[values[c] for c in CONSENT_COLUMNS]]
 
     # --- the engine ---------------------------------------------------------------------------------------
 

@@ -248,6 +248,18 @@ def test_local_store_round_trips_and_upserts_atomically(tmp_path):
     assert json.loads((tmp_path / "policy" / "policy.jsonl").read_text().splitlines()[0])["patient_id"] == 0
 
 
+def test_replace_removes_the_keys_a_build_no_longer_has_in_both_stores(aws, dynamo_store, tmp_path):
+    """Found by review: the build only upserted, so a patient whose consent records were deleted at the source kept
+    the old "allowed" row for good. A build now replaces the policy: a key it no longer has is gone (not consented)."""
+    for store in (LocalPolicyStore(tmp_path / "policy"), dynamo_store):
+        store.replace(rows(60))  # more than two DynamoDB batches
+        kept = [PolicyRow(0, "dev-0", False, D("2025-01-01")), *rows(60)[1:20]]  # one changed, 19 as they were
+        stats = store.replace(kept)
+        assert (stats.rows, stats.deleted) == (20, 40)
+        assert set(store.snapshot()) == set(kept)
+        assert store.replace([]).deleted == 20 and store.snapshot() == []
+
+
 def test_policy_built_in_spark_round_trips_through_a_store(spark, tmp_path):
     store = LocalPolicyStore(tmp_path)
     store.write(policy_rows(policy_frame(spark, POLICY)))

@@ -140,6 +140,14 @@ class PrivacyMachine(RuleBasedStateMachine):
         self._consent(patient, allowed, device=device, signed=signed)
         self._run()  # the consents table, the policy build, then every zone table's consent sync
 
+    @precondition(lambda self: bool(self.lake.consents))
+    @rule(data=st.data())
+    def consent_deleted(self, data: st.DataObject) -> None:
+        """A consent record deleted at the source: the policy is built from the records left (none: not consented)."""
+        index = data.draw(st.integers(0, len(self.lake.consents) - 1), label="consent")
+        self.events.append(("consents", self.lake.delete_consent(index)))
+        self._run()
+
     @rule(patient=st.sampled_from(PATIENTS))
     def forget(self, patient: int) -> None:
         self.lake.forget(patient)
@@ -341,3 +349,31 @@ def test_privacy_promises_hold_after_any_sequence_of_events_larger_budget(spark)
     examples = int(os.environ.get("LAKEHOUSE_PRIVACY_EXAMPLES", "10"))
     steps = int(os.environ.get("LAKEHOUSE_PRIVACY_STEPS", "10"))
     run_state_machine_as_test(PrivacyMachine, settings=_settings(examples, steps, shrink=True))
+
+
+def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):
+    """Found by review: the policy build only upserted, so a patient whose one consent record was deleted at the
+    source kept the old "allowed" row in the policy store, and stayed in the zone for good."""
+    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 0
+    machine = PrivacyMachine()
+    try:
+        machine.consented_patients({PATIENTS[0], PATIENTS[1]})
+        machine.patient_changes(PATIENTS[0], delete=False, late=0)
+        machine.patient_changes(PATIENTS[1], delete=False, late=0)
+        machine.promises_hold()
+        assert machine.lake.non_phi("patients").count() == 2
+        machine.consent_deleted(_Draw(0))  # PATIENTS[0]'s only record
+        machine.promises_hold()
+        assert machine.lake.non_phi("patients").count() == 1
+    finally:
+        machine.teardown()
+
+
+class _Draw:
+    """Stands in for Hypothesis's `data` in an explicit example: every draw gives `value`."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def draw(self, strategy: object, label: str | None = None) -> object:
+        return self.value

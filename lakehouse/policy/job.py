@@ -72,8 +72,11 @@ def build_policy_table(spark: SparkSession, config: Config) -> WriteStats:
         date_col=settings.date_column,
     )
     version = table_version(latest)  # read before the build: a newer version only makes the marker stale
-    stats = policy_store(settings).write(policy_rows(policy))
-    log.info(json.dumps({"event": "policy_build", "store": settings.store, "rows": stats.rows}))
+    # The build is the whole policy: a key it no longer has (its consent records deleted at the source) leaves.
+    stats = policy_store(settings).replace(policy_rows(policy))
+    log.info(
+        json.dumps({"event": "policy_build", "store": settings.store, "rows": stats.rows, "removed": stats.deleted})
+    )
     marker = _built_from(config)
     if marker is not None and version is not None:
         os.makedirs(os.path.dirname(marker), exist_ok=True)

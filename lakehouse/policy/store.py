@@ -3,7 +3,9 @@
 Idempotency: an item's key is (patient_id, device_id) and a write puts the whole item, so writing
 the same rows twice leaves the same table. A write always overwrites, whatever the stored
 ``policy_date``: the policy is rebuilt from the whole consent source, so the newest build is the
-truth, corrections dated in the past included. Rows absent from a write are left as they are.
+truth, corrections dated in the past included. `write` leaves rows absent from it as they are;
+`replace`, which the policy build uses, removes them: a consent record deleted at the source takes
+its patient's row out of the policy (no row: not consented), where an upsert kept the old "allowed".
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +48,7 @@ class WriteStats:
     requests: int
     retries: int
     retried_rows: int
+    deleted: int = 0  # keys removed by `replace`
 
 
 class PolicyStore(Protocol):
@@ -54,6 +58,10 @@ class PolicyStore(Protocol):
 
     def snapshot(self) -> list[PolicyRow]:
         """Every stored row, ordered by (patient_id, device_id)."""
+        ...
+
+    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
+        """Make the stored rows exactly `rows`: upsert them, then remove every other key."""
         ...
 
 
@@ -155,8 +163,28 @@ class DynamoDbPolicyStore:
             retried_rows=sum(r[2] for r in results),
         )
 
-    def _send(self, items: list[dict[str, Any]]) -> tuple[int, int, int]:
-        pending = [{"PutRequest": {"Item": item}} for item in items]
+    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
+        """Upsert `rows`, then delete every stored key not among them (a reader between the two sees the keys of
+        both builds, as before the build; never a patient missing that both builds hold)."""
+        rows = unique_rows(rows)
+        written = self.write(rows)
+        keep = {(r.patient_id, r.device_id) for r in rows}
+        gone = [_key_item(r) for r in self.snapshot() if (r.patient_id, r.device_id) not in keep]
+        chunks = [gone[i : i + BATCH_SIZE] for i in range(0, len(gone), BATCH_SIZE)]
+        with ThreadPoolExecutor(max_workers=self.writers) as pool:
+            results = list(pool.map(partial(self._send, request="DeleteRequest", field="Key"), chunks))
+        return WriteStats(
+            rows=written.rows,
+            requests=written.requests + sum(r[0] for r in results),
+            retries=written.retries + sum(r[1] for r in results),
+            retried_rows=written.retried_rows + sum(r[2] for r in results),
+            deleted=len(gone),
+        )
+
+    def _send(
+        self, items: list[dict[str, Any]], request: str = "PutRequest", field: str = "Item"
+    ) -> tuple[int, int, int]:
+        pending = [{request: {field: item}} for item in items]
         requests = retries = retried_rows = 0
         while True:
             response = self._call("batch_write_item", RequestItems={self.table_name: pending})
@@ -230,6 +258,13 @@ def _to_item(row: PolicyRow, table: str) -> dict[str, Any]:
     }
 
 
+def _key_item(row: PolicyRow) -> dict[str, Any]:
+    return {
+        "patient_id": {"N": str(row.patient_id)},
+        "device_id": {"S": ALL_DEVICES if row.device_id is None else row.device_id},
+    }
+
+
 def _from_item(item: dict[str, Any]) -> PolicyRow:
     device = item["device_id"]["S"]
     stored_date = item.get("policy_date", {}).get("S")
@@ -257,11 +292,23 @@ class LocalPolicyStore:
         new = unique_rows(rows)
         merged = {(r.patient_id, r.device_id): r for r in self.snapshot()}
         merged.update({(r.patient_id, r.device_id): r for r in new})
+        self._store(merged.values())
+        return WriteStats(rows=len(new), requests=1, retries=0, retried_rows=0)
+
+    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
+        """Make the file hold exactly `rows`, in one rename."""
+        new = unique_rows(rows)
+        keep = {(r.patient_id, r.device_id) for r in new}
+        gone = sum((r.patient_id, r.device_id) not in keep for r in self.snapshot())
+        self._store(new)
+        return WriteStats(rows=len(new), requests=1, retries=0, retried_rows=0, deleted=gone)
+
+    def _store(self, rows: Iterable[PolicyRow]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".policy-", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                for row in _ordered(merged.values()):
+                for row in _ordered(rows):
                     out.write(json.dumps(_to_json(row), separators=(",", ":")) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
@@ -269,7 +316,6 @@ class LocalPolicyStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return WriteStats(rows=len(new), requests=1, retries=0, retried_rows=0)
 
     def snapshot(self) -> list[PolicyRow]:
         """Every stored row; an empty list before the first write."""
