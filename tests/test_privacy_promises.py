@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
 import signal
 import threading
 import time
@@ -86,6 +87,49 @@ def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_reg
     lake.land(table, [r.split(",") for r in first.read_text().splitlines()])
     lake.run()
     assert set(zone_rows_of(lake, P).values()) == {0}
+
+
+def test_a_forget_finished_while_a_batch_computed_its_zone_rows_is_not_undone_by_the_batch(lake, monkeypatch):
+    """Found by review: a batch read the forgotten list, and while it computed its rows a forget ran to its end (intent,
+    deletes, record); the batch's MERGEs then wrote the patient's new version back, and forget said "already"."""
+    import lakehouse.apply.batch as batch
+
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    assert zone_rows_of(lake, P)["patients.history"] == 1
+    real, forgets = batch.write_non_phi, []
+
+    def forget_first(plan, *, table, **kwargs):
+        if table.name == "patients" and not forgets:
+            forgets.append(lake.forget(P))  # between the batch's read of the privacy log and its MERGEs
+        real(plan, table=table, **kwargs)
+
+    monkeypatch.setattr(batch, "write_non_phi", forget_first)
+    lake.land("patients", [lake.patient(P)])
+    lake.run(["patients"])
+    assert forgets and forgets[0].rows["patients.history"] == 1
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+
+def test_a_failed_policy_build_keeps_the_tables_it_flags_from_running_on_the_old_policy(lake):
+    """Found by review: locally, a run whose policy build failed applied the other tables with the policy before the
+    withdrawal it had just read (the deployed flows stop there); such tables are now not applied, saying why."""
+    from lakehouse.runner import run_once
+    from tests.privacy_lake import DMS_TABLES
+
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    lake.consent(P, False)
+    lake.land("patients", [lake.patient(P)])
+    store = lake.home / "policy"
+    shutil.rmtree(store)
+    store.write_text("not a folder: the policy cannot be written")
+    runs = {r.table: r for r in run_once(lake.spark, lake.config, DMS_TABLES)}
+    assert runs["consents"].error
+    assert "not applied: the consent source consents or the policy build failed" in (runs["patients"].error or "")
+    assert lake.phi("patients").count() == 1 and zone_rows_of(lake, P)["patients.history"] == 1
 
 
 def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regrant_on(lake, spark):

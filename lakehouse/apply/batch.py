@@ -20,12 +20,13 @@ from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from lakehouse.apply import privacy_log
+from lakehouse.apply.forget import remove_forgotten_since
 from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
-from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
@@ -264,7 +265,11 @@ def apply_changes(
         zone = non_phi
         assert zone is not None
         with step("non_phi"):
-            write_non_phi(plan, table=table, zone=zone, policy=policy, forgotten=forgotten_frame(spark, zone))
+            blocked = privacy_log.forgotten(privacy_log.read_events(spark, zone))
+            write_non_phi(
+                plan, table=table, zone=zone, policy=policy, forgotten=privacy_log.patients_frame(spark, blocked)
+            )
+            remove_forgotten_since(spark, table, zone, blocked)
         crash_point(table.name, batch_id, "after_non_phi")
 
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of

@@ -111,6 +111,22 @@ def forget_patient(
     return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed)
 
 
+def remove_forgotten_since(spark: SparkSession, table: TableConfig, zone: NonPhiZone, blocked: set[str]) -> None:
+    """After a batch's zone MERGEs: delete the rows of patients forgotten since the batch read `blocked`.
+
+    A forget that began while the batch computed its rows (with the older list) may have deleted the patient's
+    rows before the batch's MERGEs committed, which then wrote them back. Read after those commits, the log names
+    such a patient, and its rows go; a forget that begins later deletes what the batch wrote itself.
+    """
+    late = privacy_log.forgotten(privacy_log.read_events(spark, zone)) - blocked
+    frame = privacy_log.patients_frame(spark, late)
+    if frame is None or table.consent is None:
+        return
+    for path in (zone.history(table), zone.latest(table)):
+        delete_patients(spark, path, table.consent.patient_column, frame)
+    log.info(json.dumps({"event": "forgotten_during_batch", "table": table.name, "patients": len(late)}))
+
+
 def readmit_patient(spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, policy: DataFrame) -> bool:
     """Lift a forget: record the re-admission, then restore what the consent policy admits of the patient.
 

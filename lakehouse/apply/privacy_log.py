@@ -78,10 +78,14 @@ def forgotten(events: list[Event]) -> set[str]:
 
 def forgotten_frame(spark: SparkSession, zone: NonPhiZone) -> DataFrame | None:
     """The forgotten pseudonyms as a one-column frame `patient`, or None when there are none."""
-    blocked = sorted(forgotten(read_events(spark, zone)))
-    if not blocked:
+    return patients_frame(spark, forgotten(read_events(spark, zone)))
+
+
+def patients_frame(spark: SparkSession, patients: set[str]) -> DataFrame | None:
+    """Pseudonyms as a one-column frame `patient`, or None when there are none."""
+    if not patients:
         return None
-    return rows_frame(spark, [(p,) for p in blocked], "patient STRING")
+    return rows_frame(spark, [(p,) for p in sorted(patients)], "patient STRING")
 
 
 def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
