@@ -356,7 +356,18 @@ def run_once(
     for table in dms:  # the policy is rebuilt from the consent source before the tables it flags
         if table.name == source:
             table_task(table)()
-    rest = [table_task(table) for table in dms if table.name != source]
+    failed = runs[source].error if source in runs else None
+    rest = []
+    for table in dms:
+        if table.name == source:
+            continue
+        if failed and table.consent is not None:  # never flagged with a stale policy (the deployed flows agree)
+            runs[table.name].error = (
+                f"not applied: the consent source {source} or the policy build failed ({failed}), and this table's "
+                "rows are flagged by the policy; fix that and run again"
+            )
+            continue
+        rest.append(table_task(table))
     rest += [functools.partial(_apply_feed, session, config, feed, feed_runs[feed], job=job) for feed in feeds]
     if rest:
         run_side_by_side(rest, at_once=config.stream.tables_at_once)
