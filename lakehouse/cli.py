@@ -332,18 +332,24 @@ def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argpars
 
 def _sync(spark: SparkSession, config: Config, governance: Governance, *, rebuild: bool) -> int:
     from lakehouse.apply.consent_sync import rebuild as rebuild_zone
+    from lakehouse.ownership import hold
     from lakehouse.runner import sync_zone, table_policy
     from lakehouse.tables import table_paths
 
     zone = governance.non_phi
     assert zone is not None
-    for table in (t for t in config.tables.values() if t.non_phi):
-        policy = table_policy(spark, table, governance)
-        if rebuild:
-            note = rebuild_zone(spark, table, zone, phi_history=table_paths(config, table).history, policy=policy)
-        else:
-            note = sync_zone(spark, config, table, governance, policy)
-        print(f"{table.name}: {note or 'the zone already follows the consent policy'}")
+    tables = [t for t in config.tables.values() if t.non_phi]
+    units = [unit for unit, members in config.write_units().items() if any(t.name in members for t in tables)]
+    # The tables' writers' leases: a running stream syncs its tables itself (at its policy's refresh), and a sync
+    # beside it could leave a withdrawn patient's versions that the stream admitted under its older policy.
+    with hold(config, units, job="lakehouse privacy sync"):
+        for table in tables:
+            policy = table_policy(spark, table, governance)
+            if rebuild:
+                note = rebuild_zone(spark, table, zone, phi_history=table_paths(config, table).history, policy=policy)
+            else:
+                note = sync_zone(spark, config, table, governance, policy)
+            print(f"{table.name}: {note or 'the zone already follows the consent policy'}")
     return 0
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -130,6 +133,30 @@ def test_a_failed_policy_build_keeps_the_tables_it_flags_from_running_on_the_old
     assert runs["consents"].error
     assert "not applied: the consent source consents or the policy build failed" in (runs["patients"].error or "")
     assert lake.phi("patients").count() == 1 and zone_rows_of(lake, P)["patients.history"] == 1
+
+
+def test_privacy_sync_waits_for_no_writer_of_its_tables_and_then_syncs(lake, capsys):
+    """Found by review: `privacy sync` ran beside a stream that still flagged batches with its older policy, and the
+    stream, finding the new policy's stamp stored, kept a withdrawn patient's newest versions. It now takes the
+    tables' leases: refused, naming the holder, while a writer runs (the stream syncs its tables itself)."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    script = (
+        "import time; from lakehouse.config import load_config; from lakehouse.ownership import hold\n"
+        f"with hold(load_config({str(LOCAL_YAML)!r}), ['patients'], job='other-job'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert other.stdout.readline().strip() == "held"
+    try:
+        assert main(["--config", str(LOCAL_YAML), "privacy", "sync"]) == 2
+        assert "other-job" in capsys.readouterr().err
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["--config", str(LOCAL_YAML), "privacy", "sync"]) == 0
+    assert "patients: the zone already follows the consent policy" in capsys.readouterr().out
 
 
 def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regrant_on(lake, spark):
