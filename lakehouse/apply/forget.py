@@ -118,9 +118,11 @@ def remove_forgotten_since(spark: SparkSession, table: TableConfig, zone: NonPhi
     rows before the batch's MERGEs committed, which then wrote them back. Read after those commits, the log names
     such a patient, and its rows go; a forget that begins later deletes what the batch wrote itself.
     """
+    if table.consent is None:  # a forget deletes from the tables with consent only
+        return
     late = privacy_log.forgotten(privacy_log.read_events(spark, zone)) - blocked
     frame = privacy_log.patients_frame(spark, late)
-    if frame is None or table.consent is None:
+    if frame is None:
         return
     for path in (zone.history(table), zone.latest(table)):
         delete_patients(spark, path, table.consent.patient_column, frame)

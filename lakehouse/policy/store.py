@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,15 +152,7 @@ class DynamoDbPolicyStore:
     def write(self, rows: Iterable[PolicyRow]) -> WriteStats:
         """Upsert `rows` (put overwrites the whole item). A failed write may be rerun: it converges."""
         items = [_to_item(row, self.table_name) for row in unique_rows(rows)]
-        chunks = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
-        with ThreadPoolExecutor(max_workers=self.writers) as pool:
-            results = list(pool.map(self._send, chunks))
-        return WriteStats(
-            rows=len(items),
-            requests=sum(r[0] for r in results),
-            retries=sum(r[1] for r in results),
-            retried_rows=sum(r[2] for r in results),
-        )
+        return self._send_all([{"PutRequest": {"Item": item}} for item in items], rows=len(items))
 
     def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
         """Upsert `rows`, then delete every stored key not among them (a reader between the two sees the keys of
@@ -170,21 +161,28 @@ class DynamoDbPolicyStore:
         written = self.write(rows)
         keep = {(r.patient_id, r.device_id) for r in rows}
         gone = [_key_item(r) for r in self.snapshot() if (r.patient_id, r.device_id) not in keep]
-        chunks = [gone[i : i + BATCH_SIZE] for i in range(0, len(gone), BATCH_SIZE)]
-        with ThreadPoolExecutor(max_workers=self.writers) as pool:
-            results = list(pool.map(partial(self._send, request="DeleteRequest", field="Key"), chunks))
+        deleted = self._send_all([{"DeleteRequest": {"Key": key}} for key in gone], rows=0)
         return WriteStats(
             rows=written.rows,
-            requests=written.requests + sum(r[0] for r in results),
-            retries=written.retries + sum(r[1] for r in results),
-            retried_rows=written.retried_rows + sum(r[2] for r in results),
+            requests=written.requests + deleted.requests,
+            retries=written.retries + deleted.retries,
+            retried_rows=written.retried_rows + deleted.retried_rows,
             deleted=len(gone),
         )
 
-    def _send(
-        self, items: list[dict[str, Any]], request: str = "PutRequest", field: str = "Item"
-    ) -> tuple[int, int, int]:
-        pending = [{request: {field: item}} for item in items]
+    def _send_all(self, requests: list[dict[str, Any]], *, rows: int) -> WriteStats:
+        """BatchWriteItem `requests` (puts or deletes) 25 at a time on `writers` threads."""
+        chunks = [requests[i : i + BATCH_SIZE] for i in range(0, len(requests), BATCH_SIZE)]
+        with ThreadPoolExecutor(max_workers=self.writers) as pool:
+            results = list(pool.map(self._send, chunks))
+        return WriteStats(
+            rows=rows,
+            requests=sum(r[0] for r in results),
+            retries=sum(r[1] for r in results),
+            retried_rows=sum(r[2] for r in results),
+        )
+
+    def _send(self, pending: list[dict[str, Any]]) -> tuple[int, int, int]:
         requests = retries = retried_rows = 0
         while True:
             response = self._call("batch_write_item", RequestItems={self.table_name: pending})

@@ -194,7 +194,7 @@ def _export_table(
     """Export one dimension in one transaction: its change feed since the exported version, or all of it."""
     from delta.tables import DeltaTable
 
-    from lakehouse.sinks.postgres import apply_rows, exported_version
+    from lakehouse.sinks.postgres import EXPORT_TABLE, apply_rows, exported_version
 
     started = time.monotonic()
     table = config.table(name)
@@ -207,7 +207,7 @@ def _export_table(
         raise InputError(
             f"{schema}.{name} holds version {since} of {history}, which is at version {until}: the Delta "
             f"table was made again, and its versions are not the ones exported. To export it in full, "
-            f"delete its bookkeeping row (DELETE FROM {schema}.lakehouse_export WHERE table_name = "
+            f"delete its bookkeeping row (DELETE FROM {schema}.{EXPORT_TABLE} WHERE table_name = "
             f"'{name}'), then export again",
             table=name,
         )
