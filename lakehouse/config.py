@@ -251,6 +251,9 @@ class CsvSnapshotFeed(_Model):
     nullable_key_columns: list[str] = []  # key parts that may be empty (compared NULL-safe), e.g. org_pac_id
     partition_by: list[str] = []
     columns: dict[str, str]
+    # Older names of a column in the file's header (normalised) → the column they fill, e.g. CMS's headers before
+    # 2024 (`lst_nm: provider_last_name`). Used only when the header lacks the column's own name.
+    header_aliases: dict[str, str] = {}
     npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "UTF-8"
@@ -266,6 +269,9 @@ class CsvSnapshotFeed(_Model):
             unknown = [c for c in getattr(self, key) if c not in self.columns]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not in columns {list(self.columns)}")
+        unknown = sorted({c for c in self.header_aliases.values() if c not in self.columns})
+        if unknown:
+            raise ValueError(f"header_aliases fill {unknown}, which are not in columns {list(self.columns)}")
         if self.date.source == "content":
             raise ValueError("date.source 'content' is not available for CSV snapshots: use 'name'")
         return self

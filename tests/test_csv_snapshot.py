@@ -21,9 +21,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, too_many_deletes
 from lakehouse.cli import main
-from lakehouse.config import Config, CsvSnapshotFeed
+from lakehouse.config import Config, CsvSnapshotFeed, read_yaml
+from lakehouse.demo_snapshots import write_pecos
 from lakehouse.runner import run_once
-from lakehouse.sources.csv_snapshot import normalise_header, npi_is_valid, npi_valid
+from lakehouse.sources.csv_snapshot import header_columns, normalise_header, npi_is_valid, npi_valid
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
 
@@ -32,6 +33,7 @@ HEADER = [
     "org_pac_id", "City/Town", "State", "ZIP Code", "adrs_id",
 ]  # fmt: skip
 KEY = ["npi", "ind_enrl_id", "org_pac_id", "adrs_id"]
+LOCAL_YAML = Path(__file__).resolve().parents[1] / "config" / "local.yaml"
 
 
 def with_check_digit(first9: str) -> str:
@@ -470,3 +472,46 @@ def test_a_file_cut_short_is_refused_for_its_deletes_and_applied_when_the_operat
         r"clinicians\s+inserted\s+0\s+updated\s+0\s+deleted\s+18\s+quarantined\s+1", capsys.readouterr().out
     )
     assert load(spark, paths.latest).count() == 21
+
+
+# CMS's header before 2024 (e.g. the 2023 releases): short names where today's file has words.
+HEADER_BEFORE_2024 = {
+    "Provider Last Name": "lst_nm", "Provider First Name": "frst_nm", "Provider Middle Name": "mid_nm",
+    "Facility Name": "org_nm", "City/Town": "cty", "State": "st", "ZIP Code": "zip", "Telephone Number": "phn_numbr",
+}  # fmt: skip
+
+
+def test_a_cms_file_with_the_header_before_2024_reads_as_todays_through_the_shipped_feed(spark, tmp_path):
+    shipped = read_yaml(LOCAL_YAML.read_text(encoding="utf-8"))["snapshots"]["pecos_clinicians"]
+    (today,) = write_pecos(tmp_path / "today", clinicians=12)[:1]
+    with today.open(encoding="utf-8", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    old = [HEADER_BEFORE_2024.get(h, h) for h in header]
+    assert old != header and "lst_nm" in old
+    before = tmp_path / "before" / today.name
+    before.parent.mkdir()
+    with before.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([old, *rows])
+
+    latest = {}
+    for name, path in (("today", today), ("before", before)):
+        settings = pecos_settings(tmp_path / f"lake_{name}")
+        settings["snapshots"] = {"clinicians": {**shipped, "path": str(path.parent)}}
+        config = Config.model_validate(settings)
+        apply_snapshot(spark, config, "clinicians", str(path))
+        latest[name] = load(spark, table_paths(config, config.tables["clinicians"]).latest).drop("_source_file")
+
+    assert latest["today"].count() > 10
+    assert latest["before"].where("provider_last_name IS NULL OR city_town IS NULL").count() == 0
+    assert_df_equality(latest["before"], latest["today"], ignore_row_order=True, ignore_column_order=True)
+
+
+def test_an_alias_never_replaces_a_column_the_header_has():
+    feed = CsvSnapshotFeed.model_validate(
+        {"path": "x", "primary_key": ["npi"], "columns": {"npi": "string", "state": "string"},
+         "header_aliases": {"st": "state", "State Code": "state"}}
+    )  # fmt: skip
+    assert header_columns(["NPI", "State", "st"], feed) == ["npi", "state", "st"]
+    assert header_columns(["NPI", "st", "State Code"], feed) == ["npi", "state", "state_code"]
+    with pytest.raises(ValueError, match=r"header_aliases fill \['city'\]"):
+        CsvSnapshotFeed.model_validate({**feed.model_dump(), "header_aliases": {"cty": "city"}})

@@ -32,6 +32,22 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
 
+def header_columns(header: list[str], feed: CsvSnapshotFeed) -> list[str]:
+    """The header's names normalised; an older name (`header_aliases`) takes its column's name when the header
+    has neither that name nor an earlier alias of it: `lst_nm` → provider_last_name in a CMS file from before 2024."""
+    aliases = {normalise_header(old): column for old, column in feed.header_aliases.items()}
+    names = [normalise_header(c) for c in header]
+    taken = set(names)
+    columns = []
+    for n in names:
+        target = aliases.get(n)
+        if target is not None and target not in taken:
+            taken.add(target)
+            n = target
+        columns.append(n)
+    return columns
+
+
 def npi_is_valid(npi: str | None) -> bool:
     """True for a 10-digit NPI whose last digit is the Luhn check digit of 80840 + its first nine digits."""
     if npi is None or not re.fullmatch(r"[0-9]{10}", npi):
@@ -175,13 +191,14 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
     # Every value a string, plus the text of a record whose field count is not the header's.
     schema = StructType([StructField(c, StringType()) for c in header] + [StructField(MALFORMED, StringType())])
     raw = reader.schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
-    renamed = raw.toDF(*[normalise_header(c) if c != MALFORMED else c for c in raw.columns])
+    renamed = raw.toDF(*header_columns(header, feed), MALFORMED)
     header_names = [c for c in renamed.columns if c != MALFORMED]
     missing = [c for c in feed.columns if c not in header_names]
     if missing:
         raise InputError(
-            f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case); "
-            f"found {header_names}. Fix the feed's columns in the configuration or the file.",
+            f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case and "
+            f"applying the feed's header_aliases); found {header_names}. Fix the feed's columns or header_aliases "
+            "in the configuration, or the file.",
             table=table.name,
         )
     if raw.limit(1).count() == 0:
