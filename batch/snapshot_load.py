@@ -34,6 +34,8 @@ def work(args: dict) -> int:
     with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"]):
         result = apply_snapshot(spark, config, feed, path, allow_deletes=allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
+    if result.detail:
+        print(f"  {result.detail}")
     return 0
 
 

@@ -260,6 +260,8 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
         with hold(config, [feed], job="lakehouse snapshot load"):
             result = apply_snapshot(spark, config, feed, path, allow_deletes=args.allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
+    if result.detail:
+        print(f"  {result.detail}")
     for m in result.metrics:
         print(
             f"  {m.table:<26} inserted {m.inserted:>7}  updated {m.updated:>7}  deleted {m.deleted:>7}"

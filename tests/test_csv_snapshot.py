@@ -490,16 +490,18 @@ def test_a_cms_file_with_the_header_before_2024_reads_as_todays_through_the_ship
     assert old != header and "lst_nm" in old
     before = tmp_path / "before" / today.name
     before.parent.mkdir()
-    with before.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([old, *rows])
+    with before.open("w", encoding="utf-8", newline="") as f:  # with a column today's file no longer has
+        csv.writer(f).writerows([[*old, "hosp_afl_1"], *[[*row, "010001"] for row in rows]])
 
-    latest = {}
+    latest, detail = {}, {}
     for name, path in (("today", today), ("before", before)):
         settings = pecos_settings(tmp_path / f"lake_{name}")
         settings["snapshots"] = {"clinicians": {**shipped, "path": str(path.parent)}}
         config = Config.model_validate(settings)
-        apply_snapshot(spark, config, "clinicians", str(path))
+        detail[name] = apply_snapshot(spark, config, "clinicians", str(path)).detail
         latest[name] = load(spark, table_paths(config, config.tables["clinicians"]).latest).drop("_source_file")
+
+    assert detail == {"today": "", "before": "header columns no column reads, ignored: hosp_afl_1"}
 
     assert latest["today"].count() > 10
     assert latest["before"].where("provider_last_name IS NULL OR city_town IS NULL").count() == 0

@@ -283,11 +283,26 @@ def test_free_text_is_kept_verbatim(tmp_path: Path) -> None:
     assert parsed.tables["dim_ce_contract_pharmacy"].to_pylist()[0]["comments"] == comment
 
 
-def test_unknown_fields_are_ignored(tmp_path: Path) -> None:
+def test_unknown_fields_are_ignored_and_counted_by_their_path(tmp_path: Path) -> None:
     odd = entity(ceStatus={"code": 3, "flags": [True, None]}, contractPharmacies=[contract(wholesaler=[1, {"a": 2}])])
     odd["streetAddress"]["county"] = "SUFFOLK"
-    path = write_json(tmp_path, [odd], exportDate="2024-02-16", meta={"count": 1})
-    assert parse_export(path).tables == parse_export(write_json(tmp_path, [entity()], name="plain.json")).tables
+    odd["authorizingOfficial"]["email"] = "ao@example.org"
+    odd["contractPharmacies"][0]["address"]["county"] = "SUFFOLK"
+    other = entity(ce_id=2, id340b="CH09999B", ceStatus=None, npiNumbers=[{"npiNumber": "1234567893", "taxonomy": "x"}])
+    path = write_json(tmp_path, [odd, other], exportDate="2024-02-16", meta={"count": 1})
+    parsed = parse_export(path)
+    plain = [entity(), entity(ce_id=2, id340b="CH09999B", npiNumbers=[{"npiNumber": "1234567893"}])]
+    assert parsed.tables == parse_export(write_json(tmp_path, plain, name="plain.json")).tables
+    assert parsed.stats.unknown_fields == {
+        "authorizingOfficial.email": 1,
+        "ceStatus": 2,
+        "contractPharmacies[].address.county": 1,
+        "contractPharmacies[].wholesaler": 1,
+        "npiNumbers[].taxonomy": 1,
+        "streetAddress.county": 1,
+    }
+    assert parse_export(path, parts=2).stats.unknown_fields == parsed.stats.unknown_fields
+    assert parse_export(write_json(tmp_path, plain, name="again.json")).stats.unknown_fields == {}
 
 
 def test_utf8_byte_order_mark_is_skipped(tmp_path: Path) -> None:

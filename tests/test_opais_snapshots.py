@@ -197,6 +197,13 @@ def test_the_interrupted_snapshot_converged_and_was_logged_once(spark, opais):
         assert history.groupBy(*entity.primary_key, "effective_stp").count().where("count > 1").count() == 0, table
 
 
+def test_fields_no_column_reads_are_named_in_the_result_with_their_counts(opais):
+    """The generator writes fields no column reads (as HRSA may add one): ignored, never in silence."""
+    detail = opais["day1"].detail
+    listed = "contractPharmacies[].wholesaler (1)"
+    assert detail == f"JSON fields no column reads, ignored (objects that have them): {listed}"
+
+
 def test_the_same_export_twice_changes_nothing(opais):
     assert opais["again"].status == "already_applied"
 

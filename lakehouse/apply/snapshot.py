@@ -243,6 +243,7 @@ def apply_snapshot(
         check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)
     result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
+    result.detail = "; ".join(loaded.notes)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -210,4 +210,6 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
     # Read once: the diff takes the applicable rows, the quarantined ones and the keys those hold from it.
     rows = one_row_per_key(typed_rows(renamed, feed, table), table.primary_key, list(feed.columns))
     rows = rows.localCheckpoint(eager=False)
-    return LoadedSnapshot(file=name, date=day, tables={table.name: rows})
+    ignored = [c for c in header_names if c not in feed.columns]
+    notes = [f"header columns no column reads, ignored: {', '.join(ignored)}"] if ignored else []
+    return LoadedSnapshot(file=name, date=day, tables={table.name: rows}, notes=notes)

@@ -95,6 +95,8 @@ class ParseStats:
     repeated identically within an entity, kept once, per table. contract_conflicts: contract ids repeated
     within an entity with other content (one version kept), with the first (id340b, ce_id, contract_id).
     pharmacy_conflicts: pharmacy ids whose contracts disagree on name, address or phone, with the first ids.
+    unknown_fields: JSON keys no column reads (`contractPharmacies[].address.county`), with the number of objects
+    that have them: ignored, and reported.
     """
 
     file: str
@@ -110,6 +112,7 @@ class ParseStats:
     contract_conflict_examples: list[tuple[str, int, int]] = field(default_factory=list)
     pharmacy_conflicts: int = 0
     pharmacy_conflict_examples: list[int] = field(default_factory=list)
+    unknown_fields: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The stats as JSON-ready values (for the batch's metrics record)."""
@@ -260,6 +263,7 @@ def _stats(flattener: Flattener, tables: dict[str, pa.Table], file: str) -> Pars
         contract_conflict_examples=sorted(flattener.contract_conflicts)[:EXAMPLES],
         pharmacy_conflicts=len(flattener.pharmacy_conflicts),
         pharmacy_conflict_examples=sorted(flattener.pharmacy_conflicts)[:EXAMPLES],
+        unknown_fields=dict(sorted(flattener.unknown_fields.items())),
     )
 
 

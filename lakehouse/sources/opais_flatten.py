@@ -199,6 +199,30 @@ SPECS = {table: _spec(_fields(table)) for table in SOURCES}
 ID_SPEC = _spec([("id340B", "string"), ("ceId", "bigint")])
 CONTRACT_SPEC = _spec(_fields("dim_ce_contract_pharmacy") + _fields("dim_pharmacy"))  # a contract and its pharmacy
 CONTRACT_WIDTH = len(SOURCES["dim_ce_contract_pharmacy"])
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The JSON keys the parser reads from one kind of object, and from each of its sub-objects."""
+
+    top: frozenset[str]
+    subs: tuple[tuple[str, frozenset[str]], ...]
+
+
+def _fields_of(spec: Spec, *more: str) -> Fields:
+    subs: dict[str, set[str]] = {}
+    for sub, keys in spec.segments:
+        if sub is not None:
+            subs.setdefault(sub, set()).update(keys)
+    top = {key for sub, keys in spec.segments if sub is None for key in keys}
+    return Fields(frozenset(top | set(subs) | set(more)), tuple((sub, frozenset(keys)) for sub, keys in subs.items()))
+
+
+ENTITY_FIELDS = _fields_of(
+    SPECS["dim_ce"], *ID_SPEC.segments[0][1], *ONE_CHILD.values(), *CHILD_ARRAYS.values(), "contractPharmacies"
+)
+CHILD_FIELDS = {name: _fields_of(SPECS[name]) for name in [*ONE_CHILD, *CHILD_ARRAYS]}
+CONTRACT_FIELDS = _fields_of(CONTRACT_SPEC)
 CE_EDIT_DATE = list(SOURCES["dim_ce"]).index("edit_date")
 CONTRACT_EDIT_DATE = list(SOURCES["dim_ce_contract_pharmacy"]).index("edit_date")
 PHARMACY_ID = list(SOURCES["dim_ce_contract_pharmacy"]).index("pharmacy_id")
@@ -379,6 +403,19 @@ class Flattener:
         self.contract_conflicts: list[tuple[str, int, int]] = []
         self.pharmacies: dict[int, tuple[dt.datetime | None, list[Any]]] = {}
         self.pharmacy_conflicts: set[int] = set()
+        self.unknown_fields: dict[str, int] = {}  # JSON path of a key the parser does not read → objects with it
+
+    def _unknown(self, obj: dict[str, Any], fields: Fields, where: str) -> None:
+        """Count the keys of `obj` (and of its sub-objects) that no column reads: a field HRSA added is ignored,
+        but never in silence."""
+        if not obj.keys() <= fields.top:
+            for key in obj.keys() - fields.top:
+                path = where + key
+                self.unknown_fields[path] = self.unknown_fields.get(path, 0) + 1
+        for sub, keys in fields.subs:
+            value = obj.get(sub)
+            if type(value) is dict and not value.keys() <= keys:
+                self._unknown(value, Fields(keys, ()), f"{where}{sub}.")
 
     def add(self, entity: Any, position: int) -> None:
         """Flatten one element of coveredEntities, read up to byte `position`."""
@@ -391,12 +428,14 @@ class Flattener:
             self.entities += 1
             return
         values = _values(entity, SPECS["dim_ce"])
+        self._unknown(entity, ENTITY_FIELDS, "")
         self._saw(_edit_date(values, CE_EDIT_DATE, SPECS["dim_ce"]))
         self.out["dim_ce"].add((*parent, *values, index))
         for name, key in ONE_CHILD.items():
             child = _object(entity.get(key), key)
             if child is not None:
                 self.out[name].add((*parent, *_inside(key, _values, child, SPECS[name]), index))
+                self._unknown(child, CHILD_FIELDS[name], f"{key}.")
         for name, key in CHILD_ARRAYS.items():
             self._children(name, parent, _array(entity.get(key), key), key)
         self._contracts(parent, _array(entity.get("contractPharmacies"), "contractPharmacies"))
@@ -428,6 +467,7 @@ class Flattener:
                 values = _values(_object(item, "") or {}, spec)
             except BadValue as exc:
                 raise exc.inside(f"{key}[{j}]") from None
+            self._unknown(item, CHILD_FIELDS[name], f"{key}[].")
             ckey = content_key(values)
             if ckey in seen:
                 self.duplicates[name] += 1
@@ -445,6 +485,7 @@ class Flattener:
                 values, attributes, edit_date = _contract_values(item)
             except BadValue as exc:
                 raise exc.inside(f"contractPharmacies[{j}]") from None
+            self._unknown(item, CONTRACT_FIELDS, "contractPharmacies[].")
             self._saw(edit_date)
             if values[PHARMACY_ID] is not None:
                 self._pharmacy(values[PHARMACY_ID], edit_date, attributes)
@@ -500,6 +541,8 @@ class Flattener:
             self.duplicates[name] += count
         self.contract_conflicts += other.contract_conflicts
         self.pharmacy_conflicts |= other.pharmacy_conflicts
+        for path, count in other.unknown_fields.items():
+            self.unknown_fields[path] = self.unknown_fields.get(path, 0) + count
         for pharmacy_id, (edit_date, attributes) in other.pharmacies.items():
             self._pharmacy(pharmacy_id, edit_date, attributes)
 

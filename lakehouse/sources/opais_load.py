@@ -55,8 +55,14 @@ def load_opais(spark: SparkSession, feed: OpaisFeed, path: str, tables: dict[str
                 }
             )
         )
+    notes = []
+    if parsed.stats.unknown_fields:
+        unknown = {"event": "snapshot_unknown_fields", "file": name, "fields": parsed.stats.unknown_fields}
+        log.warning(json.dumps(unknown))
+        listed = ", ".join(f"{path} ({count:,})" for path, count in parsed.stats.unknown_fields.items())
+        notes.append(f"JSON fields no column reads, ignored (objects that have them): {listed}")
     frames = {
         table_name: arrow_to_spark(spark, parsed.tables[table_name], table.source.business_columns)
         for table_name, table in tables.items()
     }
-    return LoadedSnapshot(file=name, date=day, tables=frames, stats=parsed.stats.as_dict())
+    return LoadedSnapshot(file=name, date=day, tables=frames, stats=parsed.stats.as_dict(), notes=notes)

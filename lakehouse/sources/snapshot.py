@@ -36,6 +36,7 @@ class LoadedSnapshot:
     date: date
     tables: dict[str, DataFrame]
     stats: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the reader saw and did not take, for the run's notes
 
 
 def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed) -> DataFrame:
