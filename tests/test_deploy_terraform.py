@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.hcl_eval import evaluate
 from tests.terraform_values import TERRAFORM, parse_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -491,3 +492,91 @@ def test_the_lag_alarm_watches_a_metric_the_engine_publishes(tf: dict[str, dict]
     assert alarm["namespace"] == "lakehouse" and metric["Unit"] == "Seconds" and metric["Value"] == 12.5
     assert {d["Name"] for d in metric["Dimensions"]} == set(alarm["dimensions"])
     assert alarm["statistic"] == "Maximum" and alarm["comparison_operator"] == "GreaterThanThreshold"
+
+
+# ------------------------------------------------------------------------------- what S3 keeps, how long
+
+
+def lifecycle_rules(bucket: str) -> dict[str, dict]:
+    """The lifecycle rules of one pipeline bucket by id, as Terraform renders them: `each.key` is the bucket's
+    key in local.buckets, `dynamic "rule"` blocks are expanded."""
+    from tests.terraform_values import Terraform
+
+    terraform = Terraform({"environment": "test"})
+    body = blocks(parse_dir(TERRAFORM), "resource")["aws_s3_bucket_lifecycle_configuration.pipeline"]
+    scope = terraform.scope.child(each={"key": bucket, "value": {}})
+    rules = [evaluate(rule, scope) for rule in body.get("rule", [])]
+    for dynamic in body.get("dynamic", []):
+        for name, block in dynamic.items():
+            assert name == "rule", name
+            for index, item in enumerate(evaluate(block["for_each"], scope)):
+                rules.append(evaluate(one(block, "content"), scope.child(rule={"key": index, "value": item})))
+    return {rule["id"]: rule for rule in rules}
+
+
+def max_file_age_hours() -> float:
+    """The stream's `max_file_age_hours` in config/aws.yaml, or the engine's default where it is not set."""
+    from lakehouse.config import StreamSettings
+
+    raw = yaml.safe_load((ROOT / "config" / "aws.yaml").read_text())
+    default = StreamSettings.model_fields["max_file_age_hours"].default
+    return float((raw.get("stream") or {}).get("max_file_age_hours", default))
+
+
+def test_a_forgotten_patients_old_files_leave_the_nonphi_lake_a_day_after_vacuum() -> None:
+    # A VACUUM after `privacy forget` only puts delete markers on a versioned bucket: the noncurrent versions
+    # (Parquet files, cleaned _delta_log files) stayed readable by GetObjectVersion for 30 more days.
+    nonphi = lifecycle_rules("nonphi_lake")["expire-noncurrent-versions"]
+    assert one(nonphi, "filter") == {}
+    assert one(nonphi, "noncurrent_version_expiration") == {"noncurrent_days": 1}
+    assert one(nonphi, "expiration") == {"expired_object_delete_marker": True}
+    # The PHI zone erases nothing by design (history keeps every version): its old versions stay a recovery net.
+    phi = lifecycle_rules("phi_lake")["expire-noncurrent-versions"]
+    assert one(phi, "noncurrent_version_expiration") == {"noncurrent_days": 30}
+    # Neither lake ever expires a current object (that would delete live table files).
+    expiring = [
+        f"{lake}: {rule['id']}"
+        for lake in ("phi_lake", "nonphi_lake")
+        for rule in lifecycle_rules(lake).values()
+        if "days" in (one(rule, "expiration") if "expiration" in rule else {})
+    ]
+    assert expiring == []
+
+
+def test_the_routed_dms_copies_expire_well_after_the_streams_max_file_age() -> None:
+    from tests.terraform_values import Terraform
+
+    terraform = Terraform({"environment": "test"})
+    copies = lifecycle_rules("in_process")["expire-routed-dms-copies"]
+    prefix = one(copies, "filter")["prefix"]
+    # the folder the landing router copies to, and the one every DMS table of config/aws.yaml reads
+    router = locals_(parse_dir(TERRAFORM))["lambdas"]["landing_router"]["environment"]
+    assert prefix == terraform.evaluate(router["TARGET_PREFIX"]) + "/"
+    tables = yaml.safe_load((ROOT / "config" / "aws.yaml").read_text())["tables"]
+    dms_paths = [t["source"]["path"] for t in tables.values() if t["source"]["kind"] == "dms"]
+    assert dms_paths and all(p.startswith(f"s3://${{IN_PROCESS_BUCKET}}/{prefix}p_date=*/") for p in dms_paths)
+    # a file older than max_file_age is never taken again; the rest is the margin for an outage or a replay
+    days = one(copies, "expiration")["days"]
+    assert days == terraform.vars["in_process_expiration_days"] == 30
+    assert days * 24 >= max_file_age_hours() + 21 * 24
+    condition = one(variables(parse_dir(TERRAFORM))["in_process_expiration_days"], "validation")["condition"]
+    floor = re.search(r"var\.in_process_expiration_days > (\d+)", condition)
+    assert floor and int(floor.group(1)) * 24 >= max_file_age_hours(), condition
+    # the copy is derived (the original stays in the landing bucket): its old versions go after a day
+    assert one(copies, "noncurrent_version_expiration") == {"noncurrent_days": 1}
+    assert one(lifecycle_rules("in_process")["expire-noncurrent-versions"], "noncurrent_version_expiration") == {
+        "noncurrent_days": 1
+    }
+
+
+def test_athena_query_results_expire_from_the_artifacts_bucket() -> None:
+    from tests.terraform_values import Terraform
+
+    terraform = Terraform({"environment": "test"})
+    results = lifecycle_rules("artifacts")["expire-athena-results"]
+    workgroup = blocks(parse_dir(TERRAFORM), "resource")["aws_athena_workgroup.pipeline"]
+    location = terraform.evaluate(one(one(workgroup, "configuration"), "result_configuration")["output_location"])
+    assert location == f"{terraform.local('artifacts_uri')}/{one(results, 'filter')['prefix']}"
+    assert one(results, "expiration") == {"days": terraform.vars["athena_results_expiration_days"]}
+    assert terraform.vars["athena_results_expiration_days"] == 7
+    assert one(results, "noncurrent_version_expiration") == {"noncurrent_days": 1}

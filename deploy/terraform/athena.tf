@@ -16,7 +16,7 @@ resource "aws_athena_workgroup" "pipeline" {
     }
 
     result_configuration {
-      output_location = "${local.artifacts_uri}/athena-results/"
+      output_location = "${local.artifacts_uri}/${local.athena_results_prefix}"
 
       encryption_configuration {
         encryption_option = "SSE_KMS"

@@ -35,6 +35,8 @@ locals {
   bootstrap_uri  = "${local.artifacts_uri}/emr/install-wheel.sh"
   rds_ca_key     = "certs/rds-global-bundle.pem"
   in_process_dms = "${var.in_process_prefix}/"
+  # Where the Athena workgroup writes query results (s3.tf expires them).
+  athena_results_prefix = "athena-results/"
 
   # Every table the engine writes, and the units one job writes at a time: each DMS table alone, each
   # snapshot feed with all its tables. The policy's source table runs before the policy build, the rest after.

@@ -1,5 +1,6 @@
 # The pipeline's buckets: SSE-KMS with the pipeline key, versioned, public access blocked, TLS only,
-# server access logs to the access-logs bucket, lifecycle rules for old versions and failed uploads.
+# server access logs to the access-logs bucket, lifecycle rules for old versions, failed uploads, the router's
+# copies and Athena's results.
 
 resource "aws_s3_bucket" "pipeline" {
   # checkov:skip=CKV2_AWS_62:Only the landing bucket has consumers of its events (aws_s3_bucket_notification.landing); the others are written by the pipeline itself.
@@ -83,6 +84,32 @@ resource "aws_s3_bucket_logging" "pipeline" {
   target_prefix = "${each.key}/"
 }
 
+# How long S3 keeps what the pipeline deletes or overwrites (deploy/README.md, "What S3 keeps, and how long").
+locals {
+  # Days a deleted or overwritten object's old version stays readable (GetObjectVersion), by bucket.
+  #   nonphi_lake  1: a VACUUM after `lakehouse privacy forget` (or a consent withdrawal) only puts delete
+  #                markers here; the old Parquet and _delta_log files must not outlive the forget's horizon.
+  #   phi_lake    30: the PHI zone erases nothing by design (history keeps every version, deletes included),
+  #                so its old versions hold nothing the tables do not; they are the way back from a deleted
+  #                table folder or a VACUUM run at 0 hours, noticed within a month.
+  #   in_process   1: the router's copies; every original stays in the landing bucket.
+  noncurrent_version_days = {
+    landing     = 90
+    in_process  = 1
+    phi_lake    = 30
+    nonphi_lake = 1
+    artifacts   = 90
+  }
+
+  # Current objects that expire, one prefix per bucket at most: the router's copies of the DMS files (read
+  # within stream.max_file_age_hours, then never again) and Athena's query results (PHI rows, and rows of
+  # patients forgotten since, outside the zones). Their old versions go a day later.
+  current_object_expiry = {
+    in_process = { rule = "expire-routed-dms-copies", prefix = local.in_process_dms, days = var.in_process_expiration_days }
+    artifacts  = { rule = "expire-athena-results", prefix = local.athena_results_prefix, days = var.athena_results_expiration_days }
+  }
+}
+
 resource "aws_s3_bucket_lifecycle_configuration" "pipeline" {
   for_each = aws_s3_bucket.pipeline
   bucket   = each.value.id
@@ -96,13 +123,33 @@ resource "aws_s3_bucket_lifecycle_configuration" "pipeline" {
     }
   }
 
-  # Delta keeps its own history in the lakes; older S3 versions are only a safety net there.
+  # A delete marker left with no version behind it is removed too (listings skip no dead keys).
   rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"
     filter {}
     noncurrent_version_expiration {
-      noncurrent_days = contains(["phi_lake", "nonphi_lake"], each.key) ? 30 : 90
+      noncurrent_days = local.noncurrent_version_days[each.key]
+    }
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  dynamic "rule" {
+    for_each = contains(keys(local.current_object_expiry), each.key) ? [local.current_object_expiry[each.key]] : []
+    content {
+      id     = rule.value.rule
+      status = "Enabled"
+      filter {
+        prefix = rule.value.prefix
+      }
+      expiration {
+        days = rule.value.days
+      }
+      noncurrent_version_expiration {
+        noncurrent_days = 1
+      }
     }
   }
 

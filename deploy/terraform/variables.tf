@@ -104,6 +104,28 @@ variable "in_process_prefix" {
   default     = "dms"
 }
 
+variable "in_process_expiration_days" {
+  description = "Days the landing router's copy of a DMS file stays in the in-process bucket (the original stays in landing). The stream never takes a file older than stream.max_file_age_hours (168 h in config/aws.yaml) again; the rest is the margin for an outage, a restarted checkpoint or a replayed batch."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.in_process_expiration_days > 7 && floor(var.in_process_expiration_days) == var.in_process_expiration_days
+    error_message = "in_process_expiration_days must be a whole number of days above 7 (stream.max_file_age_hours is 168 h): a copy must not expire before the stream has read it."
+  }
+}
+
+variable "athena_results_expiration_days" {
+  description = "Days Athena's query results (PHI rows, and rows of patients forgotten since) stay under s3://<artifacts>/athena-results/."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.athena_results_expiration_days >= 1 && floor(var.athena_results_expiration_days) == var.athena_results_expiration_days
+    error_message = "athena_results_expiration_days must be a whole number of days, at least 1."
+  }
+}
+
 variable "pipeline_name" {
   description = "Key of the control item (attribute `pipeline`) that holds the current p_date and p_hour."
   type        = string
