@@ -317,6 +317,11 @@ def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argpars
     from lakehouse.masking import pseudonym_prefix
 
     result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours)
+    if not result.known:
+        print(
+            f"warning: no table's PHI history holds patient {args.patient!r}: check the id. The forget is recorded "
+            "all the same, so rows of this id that arrive later stay out of the non-PHI zone."
+        )
     if result.already:
         print(f"patient {pseudonym_prefix(result.patient)}… was forgotten before: nothing to do")
         return 0

@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 from pyspark.sql import functions as F
 
 from lakehouse.apply.forget import readmit_patient
-from lakehouse.apply.non_phi import ADMIT, LATEST_META, history_columns, latest_columns, zone_rows
+from lakehouse.apply.non_phi import ADMIT, LATEST_META, history_columns, latest_columns, non_phi_zone, zone_rows
 from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.masking import pseudonym, sequence_token
 from lakehouse.policy.job import policy_snapshot
@@ -77,6 +77,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         self.forgotten: set[int] = set()
         self.events: list[tuple[str, Path]] = []  # (table, file) of every event a clean run also sees
         self.crashes = 0
+        self.rotated = False
         self.dirty = False
         self.lines = LogLines()
         self.output: list[str] = []  # what processes of their own printed
@@ -153,6 +154,17 @@ class PrivacyMachine(RuleBasedStateMachine):
         self.lake.forget(patient)
         self.forgotten.add(patient)
         self.dirty = True
+
+    @precondition(lambda self: not self.rotated)
+    @rule()
+    def rotate_key(self) -> None:
+        """The masking key is rotated: the next run rebuilds the zone under the new key; forgotten patients stay out."""
+        key = secrets.token_hex(32)
+        self.lake.key, self.lake.environment["LAKEHOUSE_MASKING_KEY"] = key, key
+        os.environ.update(self.lake.environment)
+        self.lake.zone = non_phi_zone(self.lake.config)
+        self.rotated = True
+        self._run()
 
     @precondition(lambda self: bool(self.forgotten))
     @rule(data=st.data())

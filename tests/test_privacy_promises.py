@@ -28,9 +28,10 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.apply.forget import readmit_patient
-from lakehouse.apply.non_phi import LATEST_META
+from lakehouse.apply.forget import forget_patient, readmit_patient
+from lakehouse.apply.non_phi import LATEST_META, non_phi_zone
 from lakehouse.cli import main
+from lakehouse.errors import InputError
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.runner import run_stream
@@ -90,6 +91,44 @@ def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_reg
     lake.land(table, [r.split(",") for r in first.read_text().splitlines()])
     lake.run()
     assert set(zone_rows_of(lake, P).values()) == {0}
+
+
+def test_a_forgotten_patient_stays_out_when_the_masking_key_is_rotated(lake, monkeypatch):
+    """Found by review: the privacy log held forgotten patients by their pseudonym under the old key only; the
+    zone's rebuild under a new key matched none of them and wrote every forgotten, consented patient back."""
+    for patient, device in ((P, "DV-0041"), (Q, "DV-0042")):
+        lake.consent(patient, True, signed=START - timedelta(days=30))
+        a_patient_with_a_device_and_sessions(lake, patient, device)
+    lake.run()
+    lake.forget(P)
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+    new_key = secrets.token_hex(32)
+    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", new_key)
+    lake.key, lake.environment["LAKEHOUSE_MASKING_KEY"] = new_key, new_key
+    lake.zone = non_phi_zone(lake.config)
+    lake.land("patients", [lake.patient(Q)])  # the next run rebuilds the zone under the new key
+    lake.run()
+
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    assert zone_rows_of(lake, Q)["patients.history"] == 2  # the zone was rebuilt under the new key
+    assert lake.forget(P).already  # still forgotten, as the log is read under the new key
+
+
+def test_forget_takes_the_id_as_the_source_writes_it_and_says_when_no_history_holds_it(lake, capsys):
+    """Found by review: ` 4101` was hashed as typed (the zone hashes the bigint 4101): 0 rows removed, the patient
+    stayed. The id is now read as the patient column's type; one that is not of it, or unknown, is said so."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0041")
+    lake.run()
+
+    result = forget_patient(lake.spark, lake.config, lake.zone, f" 00{P}")
+    assert result.known and result.rows["patients.history"] == 1
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    with pytest.raises(InputError, match=r"patient id '4101.5' is not a bigint \(the type of patients.patient_id\)"):
+        forget_patient(lake.spark, lake.config, lake.zone, f"{P}.5")
+    assert main(["--config", str(LOCAL_YAML), "privacy", "forget", "--patient", "999999"]) == 0
+    assert "warning: no table's PHI history holds patient '999999': check the id" in capsys.readouterr().out
 
 
 def test_a_forget_finished_while_a_batch_computed_its_zone_rows_is_not_undone_by_the_batch(lake, monkeypatch):

@@ -55,6 +55,7 @@ class Forgotten:
     vacuumed: bool = False
     resumed: bool = False  # an interrupted forget was finished
     already: bool = False  # the patient was forgotten before: nothing was done
+    known: bool = True  # the PHI history holds rows of the patient (else: a mistyped id, or one not arrived yet)
 
 
 def _targets(config: Config, zone: NonPhiZone) -> list[tuple[str, TableConfig, str]]:
@@ -76,20 +77,24 @@ def forget_patient(
     targets = [(n, t, p) for n, t, p in _targets(config, zone) if DeltaTable.isDeltaTable(spark, p)]
     if vacuum_hours is not None:
         check_vacuum_hours(spark, [p for _, _, p in targets], vacuum_hours)
+    patient_id = patient_key(spark, config, patient_id)
     patient = pseudonym(patient_id, zone.key)
     assert patient is not None
+    known = _in_phi_history(spark, config, patient_id)
     events = [e for e in privacy_log.read_events(spark, zone) if e.patient == patient]
     finished = {e.forget_id for e in events if e.event == "forgotten"}
     started = {e.forget_id: e for e in events if e.event == "forget_started" and e.forget_id not in finished}
     if not started and patient in privacy_log.forgotten(events):
+        if all(e.patient_id is None for e in events):  # recorded before ids were kept: keep it now (key rotation)
+            privacy_log.append(spark, zone, Event("forgotten", patient, privacy_log.now(), patient_id=patient_id))
         if vacuum_hours is not None:
             vacuum(spark, [p for _, _, p in targets], vacuum_hours)
-        return Forgotten(patient=patient, already=True, vacuumed=vacuum_hours is not None)
+        return Forgotten(patient=patient, already=True, vacuumed=vacuum_hours is not None, known=known)
     if started:
         intent, resumed = next(iter(started.values())), True
     else:
         versions = {name: _version(spark, path) for name, _, path in targets}
-        intent = Event("forget_started", patient, privacy_log.now(), uuid.uuid4().hex, versions)
+        intent = Event("forget_started", patient, privacy_log.now(), uuid.uuid4().hex, versions, patient_id=patient_id)
         privacy_log.append(spark, zone, intent)
         resumed = False
     crash_point("privacy", "forget", "after_intent")
@@ -103,12 +108,50 @@ def forget_patient(
     if vacuum_hours is not None:
         vacuum(spark, [p for _, _, p in targets], vacuum_hours)
         vacuumed = True
-    record = Event("forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed)
+    record = Event(
+        "forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed, patient_id
+    )
     privacy_log.append(spark, zone, record)
     log.info(
         json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
     )
-    return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed)
+    return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed, known=known)
+
+
+def patient_key(spark: SparkSession, config: Config, patient_id: str) -> str:
+    """`patient_id` as the zone hashes it: cast to the patient column's type and back to text (` 42` → `42` for
+    a bigint column), so a forget finds the patient's rows; InputError when it is not a value of that type."""
+    tables = [t for t in zone_tables(config) if t.consent is not None]
+    if not tables:
+        return patient_id
+    table = tables[0]
+    column = table.consent.patient_column  # type: ignore[union-attr]
+    column_type = table.columns[column]
+    value = (
+        spark.createDataFrame([(patient_id,)], "patient_id STRING")
+        .select(F.expr(f"try_cast(patient_id AS {column_type})").cast("string"))  # '4.2' is no bigint, never 4
+        .first()[0]  # type: ignore[index]
+    )
+    if value is None:
+        raise InputError(
+            f"patient id {patient_id!r} is not a {column_type} (the type of {table.name}.{column}): nothing was "
+            "done. Pass the id as the source database writes it."
+        )
+    return value
+
+
+def _in_phi_history(spark: SparkSession, config: Config, patient_id: str) -> bool:
+    """Whether any PHI history of a table with consent holds a row of the patient."""
+    from delta.tables import DeltaTable
+
+    for table in zone_tables(config):
+        history = table_paths(config, table).history
+        if table.consent is None or not DeltaTable.isDeltaTable(spark, history):
+            continue
+        column = F.col(f"`{table.consent.patient_column}`").cast("string")
+        if not spark.read.format("delta").load(history).where(column == patient_id).isEmpty():
+            return True
+    return False
 
 
 def remove_forgotten_since(spark: SparkSession, table: TableConfig, zone: NonPhiZone, blocked: set[str]) -> None:
@@ -135,11 +178,12 @@ def readmit_patient(spark: SparkSession, config: Config, zone: NonPhiZone, patie
     Returns False when the patient was not forgotten (nothing is recorded; the rows are re-synced all the
     same, which also finishes a re-admission a crash interrupted).
     """
+    patient_id = patient_key(spark, config, patient_id)
     patient = pseudonym(patient_id, zone.key)
     assert patient is not None
     was_forgotten = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
     if was_forgotten:
-        privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now()))
+        privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now(), patient_id=patient_id))
     for table in zone_tables(config):
         if table.consent is None:
             continue

@@ -8,8 +8,11 @@ One Delta table of events, appended to, never rewritten:
   Delta commits of that forget's own deletes; `rows_removed`; `vacuumed`).
 - ``readmitted``: the recorded re-admission that lifts the block.
 
-It lives in the PHI lake, not in the zone: it links pseudonyms to exact times. A zone written by an
-older version kept its records in `<non_phi_lake>/_privacy/forgotten`; those patients stay forgotten.
+It lives in the PHI lake, not in the zone: it links pseudonyms to exact times, and each event keeps the patient's
+raw id (`patient_id`), so a patient stays blocked when the masking key changes: events are read under the key in
+use (their `patient` is recomputed from `patient_id`). Events recorded before ids were kept carry only the
+pseudonym of their key. A zone written by an older version kept its records in `<non_phi_lake>/_privacy/forgotten`;
+those patients stay forgotten.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.apply.non_phi import NonPhiZone
+from lakehouse.masking import pseudonym
 from lakehouse.tables import rows_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 LOG_DDL = (
-    "event STRING, patient STRING, forget_id STRING, tables STRING, rows_removed BIGINT, vacuumed BOOLEAN, at TIMESTAMP"
+    "event STRING, patient STRING, forget_id STRING, tables STRING, rows_removed BIGINT, vacuumed BOOLEAN, "
+    "at TIMESTAMP, patient_id STRING"
 )
 BLOCKING = ("forget_started", "forgotten")
 
@@ -42,6 +47,7 @@ class Event:
     tables: dict[str, int] | None = None
     rows_removed: int | None = None
     vacuumed: bool | None = None
+    patient_id: str | None = None  # the raw id (None in events recorded before ids were kept)
 
 
 def log_path(zone: NonPhiZone) -> str:
@@ -60,7 +66,10 @@ def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
         for row in spark.read.format("delta").load(log_path(zone)).collect():
             tables = json.loads(row.tables) if row.tables else None
-            events.append(Event(row.event, row.patient, row.at, row.forget_id, tables, row.rows_removed, row.vacuumed))
+            patient_id = row.asDict().get("patient_id")
+            patient = row.patient if patient_id is None else pseudonym(patient_id, zone.key)
+            values = (row.forget_id, tables, row.rows_removed, row.vacuumed, patient_id)
+            events.append(Event(row.event, patient, row.at, *values))  # type: ignore[arg-type]
     if DeltaTable.isDeltaTable(spark, _legacy_path(zone)):
         for row in spark.read.format("delta").load(_legacy_path(zone)).collect():
             events.append(Event("forgotten", row.patient, row.forgotten_at, None, None, row.rows_removed, row.vacuumed))
@@ -92,7 +101,8 @@ def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
     """Add one event to the log (one Delta commit)."""
     tables = json.dumps(event.tables, sort_keys=True) if event.tables is not None else None
     row = (event.event, event.patient, event.forget_id, tables, event.rows_removed, event.vacuumed, event.at)
-    rows_frame(spark, [row], LOG_DDL).write.format("delta").mode("append").save(log_path(zone))
+    frame = rows_frame(spark, [(*row, event.patient_id)], LOG_DDL)
+    frame.write.format("delta").mode("append").option("mergeSchema", "true").save(log_path(zone))  # ids added later
 
 
 def now() -> datetime:
