@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame
+
+_EPOCH = datetime(1970, 1, 1)
 
 # History's bookkeeping columns an "as of" answer leaves out (it keeps the validity interval).
 AS_OF_HIDDEN = [c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")]
@@ -171,13 +173,18 @@ def utc_naive(value: datetime) -> datetime:
 
 def rows_of_spark(frame: DataFrame, *, key: Sequence[str], limit: int) -> Rows:
     """The same answer from a Spark DataFrame: its count, and its first `limit` rows in key order."""
+    from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampType
 
-    zoned = {f.name for f in frame.schema.fields if isinstance(f.dataType, TimestampType)}
-    head = frame.orderBy(*key).limit(limit).collect() if limit > 0 else []
-    # PySpark turns a TIMESTAMP into a naive datetime in the Python process's local time zone.
+    # PySpark would turn a TIMESTAMP into a naive datetime in the Python process's zone: east of UTC the open end
+    # 9999-12-31 23:59:59 is in the year 10000 (an error), and a fall-back's repeated hour is ambiguous. The
+    # instant is read as microseconds instead, and made a naive UTC datetime here.
+    zoned = [isinstance(f.dataType, TimestampType) for f in frame.schema.fields]
+    columns = [F.col("`" + c.replace("`", "``") + "`") for c in frame.columns]
+    exact = [F.unix_micros(c).alias(n) if z else c for c, n, z in zip(columns, frame.columns, zoned, strict=True)]
+    head = frame.orderBy(*key).limit(limit).select(*exact).collect() if limit > 0 else []
     rows = [
-        tuple(utc_naive(v) if c in zoned and v is not None else v for c, v in zip(frame.columns, r, strict=True))
+        tuple(_EPOCH + timedelta(microseconds=v) if z and v is not None else v for z, v in zip(zoned, r, strict=True))
         for r in head
     ]
     return Rows(columns=list(frame.columns), rows=rows, total=frame.count(), reader="spark")

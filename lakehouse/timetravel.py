@@ -7,7 +7,7 @@ since Athena has no Delta time travel. `latest_at` uses Delta's own version/time
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import TableConfig
@@ -50,11 +50,14 @@ def athena_as_of_sql(table: TableConfig, at: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an ISO-8601 time ('2026-03-02', '2026-03-02 10:00:00', '2026-03-02T10:00:00.5') as UTC."""
+    """Parse an ISO-8601 time as a naive UTC time: one without an offset is UTC ('2026-03-02',
+    '2026-03-02 10:00:00', '2026-03-02T10:00:00.5'); one with an offset is converted
+    ('2026-03-02T10:00:00+02:00' is 08:00 UTC, as is '2026-03-02T08:00:00Z')."""
     try:
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).replace(tzinfo=None)
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise LakehouseError(f"{text!r} is not a time; write it as ISO 8601, e.g. 2026-03-02 10:00:00") from None
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
 def _read(spark: SparkSession, path: str) -> DataFrame:

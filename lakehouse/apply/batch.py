@@ -190,7 +190,12 @@ def apply_changes(
         return within_ranges(f"{alias}`{key}`", ranges)
 
     history = spark.read.format("delta").load(paths.history)
-    open_versions = F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.lit(first["min_valid_from"]))
+    # The oldest change's instant, exactly: collected, it is a naive datetime in the driver's zone whose `fold` tells
+    # the two 01:30s of a fall-back apart; as a literal PySpark would read it with time.mktime, which drops the
+    # fold and picks either (an hour late misses the version the change belongs in).
+    oldest = first["min_valid_from"]
+    oldest_micros = int(oldest.replace(microsecond=0).timestamp()) * 1_000_000 + oldest.microsecond
+    open_versions = F.col("_valid_to").isNull() | (F.col("_valid_to") >= F.timestamp_micros(F.lit(oldest_micros)))
     few_keys = keys is not None and len(keys) <= MAX_KEYS_AS_LITERALS
     if few_keys and len(table.primary_key) == 1 and not table.nullable_key:
         # A few keys: a literal IN list (Delta skips files by it too), no job to broadcast them.

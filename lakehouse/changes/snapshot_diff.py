@@ -8,7 +8,7 @@ applying the same snapshot twice changes nothing.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -90,7 +90,9 @@ def snapshot_changes(
     changes = joined.withColumn("_op", op).where(F.col("_op").isNotNull())
     if "_reason" in has:
         changes = _hold_quarantined_keys(changes, snapshot, key)
-    effective = F.lit(datetime.combine(day, time())).cast("timestamp")
+    # The day's midnight read in the session's time zone (UTC): PySpark would read a datetime literal in the
+    # driver's own zone (a New York laptop's snapshot would be valid from 05:00 UTC).
+    effective = F.lit(day.isoformat()).cast("timestamp")
     business = [_c(c) if c in key else F.when(in_snapshot, _c(c)).otherwise(_c(_current(c))).alias(c) for c in values]
     lineage = {
         "_sequence": sequence_column(F.lit(False), effective, F.lit(None), F.lit(""), F.lit(0)),
