@@ -306,6 +306,7 @@ class DateShiftSettings(_Model):
 
 
 _DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
+_BIRTH = re.compile(r"birth|(^|_)dob($|_)|(^|_)born($|_)", re.IGNORECASE)  # column names of a birth date
 
 
 class TableConfig(_Model):
@@ -362,12 +363,17 @@ class TableConfig(_Model):
                 [c for c in business if c not in rules],
                 "columns {} have no rule in phi_columns: every column of a table that goes to the non-PHI zone "
                 "needs one. Add `keep` for a column that is not PHI (it passes as it is), else one of "
-                "pseudonym, redact, year, zip3, age_cap, last4, shift",
+                "pseudonym, redact, year, birth_year, zip3, age_cap, last4, shift",
             ),
             (
                 [c for c, m in rules.items() if m == "keep" and business.get(c) in _DATE_TYPES],
                 "columns {} are dates marked keep; a date reaches the non-PHI zone only as its year (`year`, "
                 "HIPAA Safe Harbor) or shifted per patient (`shift` with non_phi_dates: {{shift_days: N}})",
+            ),
+            (
+                [c for c, m in rules.items() if m == "year" and _BIRTH.search(c)],
+                "columns {} look like birth dates marked year; a birth year of someone 90 or older is an identifier "
+                "(HIPAA Safe Harbor): use birth_year, which publishes those as one category (the year 90 years ago)",
             ),
             (
                 [c for c, m in rules.items() if m == "shift" and not shifting],

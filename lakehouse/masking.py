@@ -14,6 +14,9 @@ same results on DataFrames. Methods:
 - ``zip3``: first 3 digits of a 5-digit ZIP or ZIP+4 (``12345-6789`` or ``123456789``), the 17
   HIPAA Safe Harbor restricted prefixes → ``000``, anything else → NULL.
 - ``age_cap``: ages over 89 → 90 (Safe Harbor's "90 or older"), others unchanged.
+- ``birth_year``: ``year`` of a birth date, but a year that makes the person 90 or older this year becomes the
+  year 90 years ago: one category, "born then or before" (Safe Harbor allows no date element, the year included,
+  that indicates an age over 89).
 - ``last4``: the last 4 characters kept, every other character replaced by ``*`` (the length is
   kept); values shorter than 5 characters are fully ``*``.
 - ``keep``: not PHI, passed as it is (an explicit rule, so the choice is visible in the YAML).
@@ -23,7 +26,7 @@ same results on DataFrames. Methods:
   164.514(b)(1)), not Safe Harbor, which allows the year only.
 
 Every method maps NULL to NULL. Strings are trimmed of spaces (only ``' '``, as Spark's ``trim``)
-for ``year`` and ``zip3``; ``pseudonym`` and ``last4`` use the value as it is.
+for ``year``, ``birth_year`` and ``zip3``; ``pseudonym`` and ``last4`` use the value as it is.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
 
-MaskMethod = Literal["pseudonym", "redact", "year", "zip3", "age_cap", "last4", "keep", "shift"]
+MaskMethod = Literal["pseudonym", "redact", "year", "birth_year", "zip3", "age_cap", "last4", "keep", "shift"]
+OLDEST_AGE = 90  # Safe Harbor's top category: "90 or older"
 MASK_METHODS: tuple[str, ...] = get_args(MaskMethod)
 
 MIN_KEY_BYTES = 32
@@ -170,6 +174,15 @@ def year(value: date | str | None) -> int | None:
         return None
 
 
+def birth_year(value: date | str | None, today: date | None = None) -> int | None:
+    """The year of a birth date; one that makes the person 90 or older this year → the year 90 years ago."""
+    born = year(value)
+    if born is None:
+        return None
+    oldest = (today or date.today()).year - OLDEST_AGE
+    return max(born, oldest)
+
+
 def zip3(value: str | None) -> str | None:
     """First 3 digits of a ZIP or ZIP+4, restricted areas as '000'; malformed → NULL."""
     if value is None:
@@ -275,9 +288,12 @@ def masked_column(df: DataFrame, name: str, method: str, *, key: MaskingKey) -> 
     if method == "pseudonym":
         _expect(name, method, dtype, (T.StringType, T.IntegralType), "a string or integer column")
         return _keyed_udf(_hmac_hex(key), "pseudonym", "string")(col.cast("string"))
-    if method == "year":
+    if method in ("year", "birth_year"):
         _expect(name, method, dtype, (T.DateType, T.TimestampType, T.TimestampNTZType, T.StringType), "a date")
-        return _year_of_string(col) if isinstance(dtype, T.StringType) else F.year(col)
+        born = _year_of_string(col) if isinstance(dtype, T.StringType) else F.year(col)
+        if method == "year":
+            return born
+        return F.when(born.isNotNull(), F.greatest(born, F.year(F.current_date()) - OLDEST_AGE))  # NULL stays NULL
     if method == "shift":
         _expect(name, method, dtype, (T.DateType, T.TimestampType, T.TimestampNTZType), "a date or timestamp column")
         if isinstance(dtype, T.DateType):

@@ -108,14 +108,15 @@ def history_partitions(table: TableConfig) -> list[str]:
     return [*table.partition_by, "_is_current"]
 
 
-def history_properties(table: TableConfig) -> dict[str, str]:
-    stats = [*_key_stats(table), "_valid_from", "_valid_to", "_batch_id"]
+def history_properties(table: TableConfig, *, lineage: bool = True) -> dict[str, str]:
+    stats = [*_key_stats(table), "_valid_from", "_valid_to", *(["_batch_id"] if lineage else [])]
     stats += [c for c in derived_history_columns(table) if DIMENSION_COLUMNS[c][0] == "TIMESTAMP"]
     return table_properties(change_feed=table.change_feed, stats_columns=stats)
 
 
-def latest_properties(table: TableConfig) -> dict[str, str]:
-    return table_properties(change_feed=False, stats_columns=[*_key_stats(table), "_valid_from", "_batch_id"])
+def latest_properties(table: TableConfig, *, lineage: bool = True) -> dict[str, str]:
+    stats = [*_key_stats(table), "_valid_from", *(["_batch_id"] if lineage else [])]
+    return table_properties(change_feed=False, stats_columns=stats)
 
 
 QUARANTINE_PROPERTIES = table_properties(

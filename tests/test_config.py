@@ -515,7 +515,7 @@ def test_every_column_of_a_non_phi_table_needs_a_rule_and_keep_says_not_phi(tmp_
     error = str(config_error(write(tmp_path, zone_document({"id": "pseudonym"}))))
     assert "table people" in error and "columns name, born have no rule" in error and "`keep`" in error
 
-    config = load_config(write(tmp_path, zone_document({"id": "pseudonym", "name": "keep", "born": "year"})))
+    config = load_config(write(tmp_path, zone_document({"id": "pseudonym", "name": "keep", "born": "birth_year"})))
     assert config.tables["people"].phi_columns["name"] == "keep"
 
 
@@ -526,11 +526,11 @@ def test_a_date_reaches_the_non_phi_zone_only_as_its_year_or_shifted(tmp_path: P
     assert "needs non_phi_dates: {shift_days: N}" in str(config_error(write(tmp_path, shifted)))
     shifted["tables"]["people"]["non_phi_dates"] = {"shift_days": 30}
     assert load_config(write(tmp_path, shifted)).tables["people"].non_phi_dates.shift_days == 30
-    wrong = zone_document({"id": "pseudonym", "name": "shift", "born": "year"}, non_phi_dates={"shift_days": 30})
+    wrong = zone_document({"id": "pseudonym", "name": "shift", "born": "birth_year"}, non_phi_dates={"shift_days": 30})
     assert "columns name say shift, which needs a date" in str(config_error(write(tmp_path, wrong)))
 
 
 def test_the_consent_patient_column_and_keys_stay_distinct_pseudonyms(tmp_path: Path) -> None:
-    error = str(config_error(write(tmp_path, zone_document({"id": "redact", "name": "keep", "born": "year"}))))
+    error = str(config_error(write(tmp_path, zone_document({"id": "redact", "name": "keep", "born": "birth_year"}))))
     assert "primary key columns id must stay distinct" in error
     assert "the consent patient column id must be a pseudonym" in error

@@ -14,6 +14,7 @@ from lakehouse.masking import (
     DateShift,
     MaskingKey,
     age_cap,
+    birth_year,
     last4,
     mask_columns,
     pseudonym,
@@ -221,6 +222,37 @@ def test_spark_typed_masks_agree_with_python(spark):
     ]
     expected = [(i, pseudonym(p, KEY), year(b), year(s), age_cap(a)) for i, p, b, s, a in rows]
     assert [tuple(r) for r in masked.orderBy("i").collect()] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(date(1937, 1, 1), 1937), (date(1936, 12, 31), 1936), (date(1935, 5, 5), 1936), ("1900-02-28", 1936),
+     (date(2026, 1, 1), 2026), ("1935-02-30", None), (None, None)],
+)  # fmt: skip
+def test_birth_year_publishes_90_or_older_as_one_category(value, expected):
+    """Found by review: `year` published 1930 as it is, an age over 89 (Safe Harbor lets no date element show it)."""
+    assert birth_year(value, today=date(2026, 12, 5)) == expected
+
+
+def test_spark_birth_year_agrees_with_python_today(spark):
+    today = date.today()
+    born = [date(today.year - 89, 1, 1), date(today.year - 90, 12, 31), date(1901, 1, 1), None]
+    rows = [(i, b, b.isoformat() if b else None) for i, b in enumerate(born)]
+    df = spark.createDataFrame(rows, "i int, d date, s string")
+    masked = mask_columns(df, {"d": "birth_year", "s": "birth_year"}, key=KEY).orderBy("i").collect()
+    assert [(r.d, r.s) for r in masked] == [(birth_year(b), birth_year(b)) for b in born]
+    assert [r.d for r in masked] == [today.year - 89, today.year - 90, today.year - 90, None]
+
+
+def test_a_birth_date_marked_year_is_refused_at_load_with_the_rule_to_use():
+    from lakehouse.config import TableConfig
+
+    table = TableConfig.model_validate(
+        {"name": "people", "primary_key": ["id"], "phi_columns": {"id": "pseudonym", "date_of_birth": "year"},
+         "source": {"kind": "dms", "path": "x", "columns": {"id": "bigint", "date_of_birth": "date"}}}
+    )  # fmt: skip
+    (problem,) = table.non_phi_problems()
+    assert "columns date_of_birth look like birth dates marked year" in problem and "birth_year" in problem
 
 
 def test_spark_redact_keeps_the_column_type(spark):

@@ -30,7 +30,7 @@ from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
-from lakehouse.config import TableConfig
+from lakehouse.config import SnapshotTableSource, TableConfig
 from lakehouse.delta_log import committed_version
 from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
@@ -375,13 +375,15 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
 def _report_unknown_keys(
     plan: DataFrame, table: TableConfig, batch_id: int, metrics: BatchMetrics, non_phi: NonPhiZone | None
 ) -> None:
-    """A warning line with the count and a few example keys (pseudonym prefixes for a table with PHI, key at hand).
+    """A warning line with the count and a few example keys (pseudonym prefixes, key at hand, but of public data).
 
-    For a table with `consent:` or `phi_columns` every key column not marked `keep` is shown as the first
-    characters of its pseudonym (HMAC with the non-PHI zone's key, as that zone shows it: enough to find the
-    row there, not the whole pseudonym); without the key only the count.
+    Only a snapshot feed's keys (public 340B and CMS data) are shown as they are. Of a DMS table every key column
+    not marked `keep` is shown as the first characters of its pseudonym (HMAC with the non-PHI zone's key, as that
+    zone shows it: enough to find the row there, not the whole pseudonym); without the key only the count. A
+    table that is not in the zone may still hold PHI (the consent records, a PHI-only table), and the line goes
+    to logs that more people read than the lake.
     """
-    phi = table.consent is not None or table.non_phi
+    phi = not isinstance(table.source, SnapshotTableSource)
     examples: list[str] = []
     if not phi or non_phi is not None:
         rows = (

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 NO_POLICY = "no policy"
 # The version of what the zone's columns become from a table's configuration: raise it when `non_phi.to_zone`
 # changes a column's name or type, and every zone is rebuilt by its table's next run.
-ZONE_LAYOUT = 3  # 3: partitioned by `_key_bucket`
+ZONE_LAYOUT = 4  # 3: partitioned by `_key_bucket`; 4: no `_batch_id`, technical dates years when shifting
 
 
 def applied_path(zone: NonPhiZone, table: TableConfig) -> str:

@@ -52,10 +52,10 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 BUCKET = "_key_bucket"  # the zone tables' partition column: a hash of the masked key (see the module's docstring)
-# The technical columns of the zone: no commit time, change-seq or file name (they are dates); the batch id is
-# the lineage.
-HISTORY_META = ["_op", "_is_deleted", "_valid_from", "_valid_to", "_is_current", "_sequence", "_batch_id", BUCKET]
-LATEST_META = ["_op", "_valid_from", "_sequence", "_batch_id", BUCKET]
+# The technical columns of the zone: no commit time, change-seq or file name (they are dates), and no batch id
+# (batches are numbered in time: a clock that orders and, with the batch log, dates a patient's changes).
+HISTORY_META = ["_op", "_is_deleted", "_valid_from", "_valid_to", "_is_current", "_sequence", BUCKET]
+LATEST_META = ["_op", "_valid_from", "_sequence", BUCKET]
 ADMIT = "_admit"  # the version belongs in the zone (consented at its validity, not forgotten)
 
 
@@ -128,10 +128,11 @@ def admitted(versions: DataFrame, *, table: TableConfig, policy: DataFrame | Non
 def to_zone(rows: DataFrame, *, table: TableConfig, key: MaskingKey) -> DataFrame:
     """The zone's columns of `rows` (history or latest columns, plus `_admit` when present), every one masked."""
     shifting = isinstance(table.non_phi_dates, DateShiftSettings)
-    dates = "shift" if shifting else "year"
-    rules: dict[str, str] = {**table.phi_columns, "_valid_from": dates, "_valid_to": dates}
+    # The technical dates are years even when the table shifts its dates: one commit time (or the policy's date, or
+    # the load's 1970-01-01) is shared by many patients, so shifted copies of it would give their offsets away.
+    rules: dict[str, str] = {**table.phi_columns, "_valid_from": "year", "_valid_to": "year"}
     if table.consent:
-        rules |= {FLAG_COL: "keep", FLAG_DATE_COL: dates}
+        rules |= {FLAG_COL: "keep", FLAG_DATE_COL: "year"}
     shift = None
     if shifting and table.consent:
         shift = DateShift(table.consent.patient_column, table.non_phi_dates.shift_days)  # type: ignore[union-attr]
@@ -206,8 +207,8 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
 
     schemas = zone_schemas(spark, table, zone)
     for path, schema, properties in (
-        (zone.history(table), schemas["history"], history_properties(table)),
-        (zone.latest(table), schemas["latest"], latest_properties(table)),
+        (zone.history(table), schemas["history"], history_properties(table, lineage=False)),
+        (zone.latest(table), schemas["latest"], latest_properties(table, lineage=False)),
     ):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(BUCKET)
         for name, value in properties.items():
