@@ -16,12 +16,13 @@ layout keeps its own; the MERGE is correct on both).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, TableConfig
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 
@@ -160,9 +161,13 @@ def rows_frame(spark: SparkSession, rows: list[tuple], ddl: str) -> DataFrame:
         return spark.createDataFrame(rows, ddl)
     from pyspark.sql import functions as F
 
+    def literal(value: object) -> Column:
+        # A naive datetime (UTC here) as text: F.lit would read it in the machine's time zone, not the session's.
+        return F.lit(value.isoformat(sep=" ") if isinstance(value, datetime) else value)
+
     fields = schema_of(spark, ddl).fields
     structs = [
-        F.struct(*[F.lit(value).cast(f.dataType).alias(f.name) for f, value in zip(fields, row, strict=True)])
+        F.struct(*[literal(value).cast(f.dataType).alias(f.name) for f, value in zip(fields, row, strict=True)])
         for row in rows
     ]
     return spark.range(1).select(F.inline(F.array(*structs)))

@@ -148,3 +148,14 @@ def test_delta_rs_and_spark_answer_alike_in_any_zone(spark, typed, local_zone, z
 )
 def test_a_time_with_an_offset_is_converted_to_utc(text, expected):
     assert parse_time(text) == expected
+
+
+def test_a_few_rows_written_as_literals_keep_their_utc_times_in_any_zone(spark, local_zone):
+    """The snapshot log's and the privacy log's times are UTC `now()`s written through `rows_frame`."""
+    from lakehouse.tables import rows_frame
+
+    local_zone("Asia/Kolkata")
+    at = datetime(2026, 3, 2, 10, 0, 0, 250_000)
+    frame = rows_frame(spark, [(1, at, date(2026, 3, 2))], "n INT, at TIMESTAMP, day DATE")
+    (row,) = frame.select(F.unix_micros("at").alias("at"), F.col("day").cast("string").alias("day")).collect()
+    assert (row["at"], row["day"]) == (micros(at), "2026-03-02")
