@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, MaintenanceSettings, TableConfig
+from lakehouse.pending import local_path
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import TablePaths
 
@@ -153,6 +154,24 @@ class TableMaintenance:
         if "compacted" in done or "vacuumed" in done:
             log.info(json.dumps({"event": "maintenance", "table": self.table, "batch_id": batch_id, **done}))
         return done
+
+    def vacuum_when_idle(self, spark: SparkSession) -> list[str]:
+        """VACUUM when due although no batch ran: a table that gets no file runs no batch, and what a forget deleted
+        from it stayed readable by time travel for as long. Returns the tables vacuumed (none when not due)."""
+        if not self.vacuum_may_be_due() or not self._vacuum_due(spark):
+            return []
+        vacuumed = self._vacuum(spark)
+        log.info(json.dumps({"event": "maintenance", "table": self.table, "batch_id": None, "vacuumed": vacuumed}))
+        return vacuumed
+
+    def vacuum_may_be_due(self) -> bool:
+        """False when the marker, on local disk, says no VACUUM is due (told without Spark); True otherwise."""
+        if not self.settings.vacuum.enabled:
+            return False
+        marker = local_path(self.marker)
+        if marker is None or not marker.exists():
+            return True
+        return time.time() - marker.stat().st_mtime >= self.settings.vacuum.every_hours * 3600
 
     def _compaction_due(self, files: dict[str, int]) -> list[str]:
         settings = self.settings.compaction

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger("lakehouse.runner")
+IDLE_VACUUM_CHECK_SECONDS = 600  # how often a stream looks for a VACUUM due on a table that runs no batch
 
 
 @dataclass
@@ -392,6 +393,8 @@ def _apply_table(
         if idle and not zone_synced(table, governance):
             with hold(config, [table.name], job=job):  # no file to apply: the consent sync alone, no query
                 _sync_alone(session(), config, table, run, governance)
+        if idle:
+            _vacuum_idle(session, config, table, run, governance, job=job)
         if not idle:
             with hold(config, [table.name], job=job):
                 trigger = {"availableNow": True}
@@ -405,6 +408,25 @@ def _apply_table(
     except Exception as exc:  # one table's failure must not stop the others; it is reported
         _failed([run], table.name, exc)
     run.seconds = round(time.monotonic() - started, 3)
+
+
+def _vacuum_idle(
+    session: Callable[[], SparkSession],
+    config: Config,
+    table: TableConfig,
+    run: TableRun,
+    governance: Governance,
+    *,
+    job: str | None,
+) -> None:
+    """The VACUUM a table with nothing new is due (no batch ran to do it); on local disk, told without Spark."""
+    upkeep = table_maintenance(config, table, table_paths(config, table), governance.non_phi)
+    if not upkeep.vacuum_may_be_due():
+        return
+    with hold(config, [table.name], job=job):
+        vacuumed = upkeep.vacuum_when_idle(session())
+    if vacuumed:
+        run.notes.append(f"vacuumed (no batch ran): {', '.join(vacuumed)}")
 
 
 def _apply_feed(
@@ -482,11 +504,15 @@ def _run_stream(
         feed_runs = _feed_runs(config, feed)
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
     next_sync = time.monotonic() + config.stream.trigger_seconds
+    next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
     while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
         if zone_runs and time.monotonic() >= next_sync:
             sync_between_batches(spark, config, zone_runs, governance)
             next_sync = time.monotonic() + config.stream.trigger_seconds
+        if time.monotonic() >= next_vacuum:
+            vacuum_between_batches(spark, config, dms, governance)
+            next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
     for query, runs in queries:
         _stop_between_batches(query)
         if query.exception() is not None:
@@ -517,6 +543,22 @@ def sync_between_batches(
         if note:
             run.notes.append(note)
             log.info('{"event": "consent_sync", "table": "%s", "note": "%s"}', table.name, note)
+
+
+def vacuum_between_batches(
+    spark: SparkSession, config: Config, tables: list[TableConfig], governance: Governance
+) -> None:
+    """The VACUUM of each table that is due and between batches (a stream's idle tables run no batch to do it)."""
+    for table in tables:
+        lock = governance.lock(table.name)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            table_maintenance(config, table, table_paths(config, table), governance.non_phi).vacuum_when_idle(spark)
+        except Exception as exc:  # the stream goes on; the next check tries again
+            log.error('{"event": "vacuum_failed", "table": "%s", "error": %r}', table.name, _error_text(exc))
+        finally:
+            lock.release()
 
 
 def _stop_between_batches(query: StreamingQuery, wait_seconds: float = 120) -> None:

@@ -186,3 +186,39 @@ def test_vacuum_keeps_every_version_within_the_retention(spark, workdir):
     for version, rows in before.items():
         assert_df_equality(latest_at(spark, paths.latest, version=version), rows, ignore_row_order=True)
     assert_df_equality(as_of(spark, paths.history, datetime(2026, 3, 2, 12)), as_of_before, ignore_row_order=True)
+
+
+def test_a_table_that_gets_no_file_is_vacuumed_when_due_by_the_run_and_by_the_stream(spark, workdir):
+    """Found by review: VACUUM ran only after a batch, so a table that got no file kept what a forget deleted
+    readable by time travel for as long as it stayed idle."""
+    from lakehouse.runner import vacuum_between_batches
+
+    columns = {"ts": "string", "id": "int", "v": "string"}
+    source = {"kind": "dms", "columns": columns, "timestamp_column": "ts"}
+    config = make_config(workdir, {"t": {"primary_key": ["id"], "source": source}})
+    settings = {"compaction": {"method": "none"}, "vacuum": {"retention_hours": 0, "every_hours": 1}}
+    config = config.model_copy(update={"maintenance": MaintenanceSettings.model_validate(settings)})
+    table = config.tables["t"]
+    write_dms_csv(Path(table.source.path), "20260301-100000000.csv", [["I", "2026-03-01 10:00:00", "1", "a"]])
+    (first,) = run_once(spark, config, ["t"])
+    assert first.ok and len(first.batches) == 1
+    paths = table_paths(config, table)
+    marker = Path(paths.checkpoint) / "_vacuumed"
+
+    def replaced_file_of_latest() -> set[Path]:
+        before = set(Path(paths.latest).rglob("*.parquet"))
+        DeltaTable.forPath(spark, paths.latest).update("id = 1", {"v": "'b'"})  # stands in for a forget's rewrite
+        os.utime(marker, (marker.stat().st_mtime - 7200,) * 2)  # the last VACUUM was two hours ago
+        return before
+
+    stale = replaced_file_of_latest()
+    (idle,) = run_once(spark, config, ["t"])
+    assert idle.ok and idle.batches == [] and "nothing new" in idle.notes
+    assert "vacuumed (no batch ran): history, latest, quarantine, ledger" in idle.notes
+    assert not stale & set(Path(paths.latest).rglob("*.parquet"))
+    (again,) = run_once(spark, config, ["t"])
+    assert not [n for n in again.notes if n.startswith("vacuumed")]  # not due again for an hour
+
+    stale = replaced_file_of_latest()
+    vacuum_between_batches(spark, config, [table], Governance.of(config))
+    assert not stale & set(Path(paths.latest).rglob("*.parquet"))
