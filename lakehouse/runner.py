@@ -417,13 +417,16 @@ def _vacuum_idle(
     run: TableRun,
     governance: Governance,
     *,
+    unit: str | None = None,
     job: str | None,
 ) -> None:
-    """The VACUUM a table with nothing new is due (no batch ran to do it); on local disk, told without Spark."""
+    """The VACUUM a table with nothing new is due (no batch ran to do it); on local disk, told without Spark.
+
+    `unit`: the write unit whose lease it takes (the table's own, or its snapshot feed's)."""
     upkeep = table_maintenance(config, table, table_paths(config, table), governance.non_phi)
     if not upkeep.vacuum_may_be_due():
         return
-    with hold(config, [table.name], job=job):
+    with hold(config, [unit or table.name], job=job):
         vacuumed = upkeep.vacuum_when_idle(session())
     if vacuumed:
         run.notes.append(f"vacuumed (no batch ran): {', '.join(vacuumed)}")
@@ -445,6 +448,9 @@ def _apply_feed(
         if not _nothing_new(state, list(runs.values())):
             with hold(config, [feed], job=job):
                 start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()
+        else:
+            for name, table in config.feed_tables(feed).items():
+                _vacuum_idle(session, config, table, runs[name], Governance(), unit=feed, job=job)
     except Exception as exc:
         _failed(list(runs.values()), feed, exc)
     for run in runs.values():

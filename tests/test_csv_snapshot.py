@@ -13,6 +13,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -517,3 +518,34 @@ def test_an_alias_never_replaces_a_column_the_header_has():
     assert header_columns(["NPI", "st", "State Code"], feed) == ["npi", "state", "state_code"]
     with pytest.raises(ValueError, match=r"header_aliases fill \['city'\]"):
         CsvSnapshotFeed.model_validate({**feed.model_dump(), "header_aliases": {"cty": "city"}})
+
+
+def test_a_snapshot_feeds_tables_get_their_upkeep_log_retention_and_vacuum_when_due(spark, tmp_path):
+    """Found by review: only DMS tables had upkeep; a feed's tables kept Delta's default log retention (not the
+    configured export horizon) and the files each day's MERGE replaced piled up, never vacuumed."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.config import MaintenanceSettings
+    from lakehouse.delta_log import table_properties
+
+    settings = {"compaction": {"method": "none"}, "vacuum": {"retention_hours": 0, "every_hours": 1}}
+    config = pecos_config(tmp_path).model_copy(update={"maintenance": MaintenanceSettings.model_validate(settings)})
+    folder = tmp_path / "landing" / "pecos"
+    apply_snapshot(spark, config, "clinicians", str(write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", DAY1)))
+    paths = table_paths(config, config.tables["clinicians"])
+    wanted = config.maintenance.table_properties()["delta.logRetentionDuration"]  # the export's fallback horizon
+    assert table_properties(spark, paths.history, ["delta.logRetentionDuration"]) == {
+        "delta.logRetentionDuration": wanted
+    }
+    day1_files = set(Path(paths.latest).rglob("*.parquet"))
+    marker = Path(paths.checkpoint) / "_vacuumed"
+    os.utime(marker, (marker.stat().st_mtime - 7200,) * 2)  # the last VACUUM was two hours ago
+
+    apply_snapshot(spark, config, "clinicians", str(write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", DAY2)))
+    live = {Path(urlparse(f).path) for f in spark.read.format("delta").load(paths.latest).inputFiles()}
+    assert day1_files - live  # day 2 replaced some of latest's files ...
+    assert set(Path(paths.latest).rglob("*.parquet")) == live  # ... and its VACUUM, due, removed them
+    operations = {r[0] for r in DeltaTable.forPath(spark, paths.history).history().select("operation").collect()}
+    assert "VACUUM END" in operations or set(Path(paths.history).rglob("*.parquet")) == {
+        Path(urlparse(f).path) for f in spark.read.format("delta").load(paths.history).inputFiles()
+    }

@@ -25,6 +25,7 @@ from lakehouse.apply.batch import apply_changes
 from lakehouse.changes.snapshot_diff import snapshot_changes
 from lakehouse.config import Config
 from lakehouse.errors import InputError
+from lakehouse.maintenance import table_maintenance
 from lakehouse.metrics import BatchMetrics, report
 from lakehouse.sources.snapshot import date_from_path, file_name, load_snapshot
 from lakehouse.spark_threads import run_side_by_side
@@ -195,6 +196,11 @@ def apply_snapshot(
             return result
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
+    # The tables' upkeep, as a DMS table's query has it: properties (log retention, the export's horizon) before
+    # the tables are created, compaction and VACUUM when due after the apply (each day rewrites the dimensions).
+    upkeeps = [table_maintenance(config, t, table_paths(config, t), None) for t in tables.values()]
+    for upkeep in upkeeps:
+        upkeep.start(spark)
 
     def diff_table(name: str) -> _TableDiff:
         diff_started = time.monotonic()
@@ -244,6 +250,8 @@ def apply_snapshot(
     result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
     result.detail = "; ".join(loaded.notes)
+    for upkeep in upkeeps:
+        upkeep.after_batch(spark, batch_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
