@@ -36,10 +36,24 @@ log = logging.getLogger("lakehouse.ownership")
 
 _held: dict[str, int] = {}  # unit key -> depth, for re-entrance in this process
 _held_lock = threading.Lock()
+_leases: dict[str, Any] = {}  # unit key -> the lease this process holds on it
 
 
 class UnitBusyError(LakehouseError):
     """Another job holds the lease of a unit this job would write: nothing was written; run it again later."""
+
+
+class LeaseLostError(LakehouseError):
+    """This job's lease on a unit was taken over or is about to expire unrenewed: it must stop writing it."""
+
+
+def check_held(config: Config, unit: str) -> None:
+    """Raise LeaseLostError when this process's lease on `unit` is lost, or so close to expiring unrenewed that
+    another job could take it during a batch: a writer that went on would write beside that job. Called before a
+    batch writes; a unit this process does not hold (a test, a job without leases) passes."""
+    lease = _leases.get(f"{_scope(config)}#{unit}")
+    if lease is not None:
+        lease.check()
 
 
 def holder_id(job: str | None = None) -> str:
@@ -71,7 +85,11 @@ def _hold_one(config: Config, unit: str, *, job: str | None) -> Iterator[None]:
             return
         lease = _lease(config, unit, holder_id(job))
         with lease:
-            yield
+            _leases[key] = lease
+            try:
+                yield
+            finally:
+                _leases.pop(key, None)
     finally:
         with _held_lock:
             _held[key] -= 1
@@ -120,6 +138,9 @@ class FileLease:
         self._fd = fd
         return self
 
+    def check(self) -> None:
+        """A flock is held until the process ends: never lost."""
+
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
@@ -150,6 +171,8 @@ class DynamoDbLease:
         self._dynamodb = client("dynamodb", region=settings.region)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self.valid_until = 0.0  # this process's view: when the lease expires unless renewed before
+        self.lost = False  # another holder took it (a renewal's condition failed)
 
     def __enter__(self) -> DynamoDbLease:
         now = time.time()
@@ -174,13 +197,27 @@ class DynamoDbLease:
             raise _busy(
                 self.unit, held.get("holder", {}).get("S", "another job"), held.get("since", {}).get("S", "?"), until
             ) from None
+        self.valid_until = now + self.settings.lease_seconds
         log.info(json.dumps({"event": "lease_taken", "unit": self.unit, "holder": self.holder, "table": self.table}))
         self._renewer = threading.Thread(target=self._renew, name=f"lease-{self.unit}", daemon=True)
         self._renewer.start()
         return self
 
+    def check(self) -> None:
+        """LeaseLostError when the lease was taken over, or has gone two renewal periods unrenewed (a third of the
+        lease is left: less than a long batch may need)."""
+        left = self.valid_until - time.time()
+        if self.lost or left < self.settings.lease_seconds / 3:
+            why = "another job took it over" if self.lost else f"it was not renewed and expires in {max(left, 0):.0f} s"
+            raise LeaseLostError(
+                f"the lease on unit {self.unit!r} is no longer safely held ({why}; lease table {self.table}): this job "
+                "stops writing before its next batch, so two jobs never write one table. What it committed stays; "
+                "the input not yet applied is applied by the next run. Check the DynamoDB table's reachability."
+            )
+
     def _renew(self) -> None:
         while not self._stop.wait(self.settings.lease_seconds / 3):
+            started = time.time()
             try:
                 self._dynamodb.update_item(
                     TableName=self.table,
@@ -192,8 +229,14 @@ class DynamoDbLease:
                         ":me": {"S": self.holder},
                     },
                 )
-            except Exception as exc:  # the next renewal tries again; the lease is only lost once it expires
+            except self._dynamodb.exceptions.ConditionalCheckFailedException:
+                self.lost = True  # the item has another holder now
+                log.error(json.dumps({"event": "lease_lost", "unit": self.unit, "holder": self.holder}))
+                return
+            except Exception as exc:  # the next renewal tries again; `check` stops the writes if it keeps failing
                 log.warning(json.dumps({"event": "lease_not_renewed", "unit": self.unit, "error": str(exc)[:500]}))
+            else:
+                self.valid_until = started + self.settings.lease_seconds
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

@@ -27,7 +27,7 @@ from lakehouse.delta_log import StateWarmer
 from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
-from lakehouse.ownership import hold
+from lakehouse.ownership import check_held, hold
 from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
@@ -200,6 +200,7 @@ def start_query(
         if warming is not None:
             warming.wait()
         with governance.lock(table.name), interpreted(session, small):
+            check_held(config, table.name)  # a lease lost (DynamoDB unreachable too long): no write beside its taker
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
             zone = governance.non_phi
@@ -270,7 +271,7 @@ def feed_checkpoint(config: Config, feed: str) -> str:
 def _error_text(exc: BaseException) -> str:
     """The useful line of an error raised inside foreachBatch (Spark wraps it in a long trace)."""
     text = str(exc)
-    for marker in ("lakehouse.errors.", "pyspark.errors."):
+    for marker in ("lakehouse.errors.", "lakehouse.ownership.", "pyspark.errors."):
         if marker in text:
             tail = text.split(marker)[-1]
             return tail.split("\n")[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.config import Config
-from lakehouse.ownership import UnitBusyError, hold
+from lakehouse.ownership import LeaseLostError, UnitBusyError, check_held, hold
 from tests.conftest import make_config
 from tests.dms_tables import PEOPLE
 
@@ -135,3 +135,50 @@ def test_run_once_reports_a_busy_table_and_applies_the_others(tmp_path: Path, sp
     assert "being written by other-job" in runs["people"].error and not runs["people"].batches
     assert runs["others"].ok and len(runs["others"].batches) == 1
     assert not (tmp_path / "lake" / "people").exists()  # refused before its first write
+
+
+def test_a_writer_whose_lease_was_taken_over_stops_before_its_next_batch(tmp_path: Path, aws, monkeypatch, spark):
+    """Found by review: a failed renewal was only logged; a job cut off from DynamoDB longer than the lease kept
+    writing beside the job that took the unit over. Now its renewal finds the other holder and its batch stops."""
+    from lakehouse.runner import run_once
+    from lakehouse.tables import table_paths
+    from tests.conftest import write_dms_csv
+    from tests.dms_tables import seq
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    config = dynamodb_config(tmp_path, aws, lease_seconds=30)  # renewed every 10 s
+    dynamodb, table = aws.client("dynamodb"), "lakehouse-test-leases"
+    row = ["I", "2026-03-01 09:00:00", "1", "Ann", "1", seq(1), ""]
+    write_dms_csv(tmp_path / "landing" / "people", "20260301-090000000.csv", [row])
+    with hold(config, ["people"], job="this-job"):
+        taker = {"unit": {"S": "people"}, "holder": {"S": "taker ip-10-0-0-2 pid 9"}, "since": {"S": "now"},
+                 "expires_at": {"N": str(int(time.time()) + 600)}}  # fmt: skip
+        dynamodb.put_item(TableName=table, Item=taker)  # it expired unrenewed, and another job took it
+        deadline = time.time() + 25
+        while time.time() < deadline:
+            try:
+                check_held(config, "people")
+            except LeaseLostError:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the renewal never found the lease taken over")
+        (run,) = run_once(spark, config, ["people"])
+    assert not run.ok and "another job took it over" in run.error and not run.batches
+    latest = Path(table_paths(config, config.tables["people"]).latest)
+    assert not list(latest.rglob("*.parquet"))  # nothing written beside the taker
+    item = dynamodb.get_item(TableName=table, Key={"unit": {"S": "people"}})["Item"]
+    assert item["holder"]["S"] == "taker ip-10-0-0-2 pid 9"  # not given back: it is the taker's
+
+
+def test_a_lease_left_unrenewed_for_two_periods_stops_the_writes(tmp_path: Path, aws, monkeypatch) -> None:
+    from lakehouse import ownership
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    config = dynamodb_config(tmp_path, aws, lease_seconds=30)
+    with hold(config, ["people"], job="this-job"):
+        check_held(config, "people")
+        lease = ownership._leases["lakehouse-test-leases#people"]
+        lease.valid_until = time.time() + 9  # two renewals failed (DynamoDB unreachable): 9 of 30 s left
+        with pytest.raises(LeaseLostError, match=r"it was not renewed and expires in \d+ s"):
+            check_held(config, "people")

@@ -27,6 +27,7 @@ from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.maintenance import table_maintenance
 from lakehouse.metrics import BatchMetrics, report
+from lakehouse.ownership import check_held
 from lakehouse.sources.snapshot import date_from_path, file_name, load_snapshot
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
@@ -247,6 +248,7 @@ def apply_snapshot(
     diffs = run_side_by_side([partial(diff_table, name) for name in tables], at_once=TABLES_AT_ONCE)
     if not allow_deletes:
         check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)
+    check_held(config, feed_name)  # a lease lost while the file was parsed and diffed: nothing written
     result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
     result.detail = "; ".join(loaded.notes)
