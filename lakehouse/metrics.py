@@ -39,6 +39,7 @@ class BatchMetrics:
     unknown_key_examples: list[str] = field(default_factory=list)  # pseudonym prefixes for tables with PHI
     optional_absent: int = 0  # rows of files without an optional column: NULL written for it
     replayed_files: list[str] = field(default_factory=list)  # "file = batch N, first file": content applied before
+    reloaded_files: list[str] = field(default_factory=list)  # "LOAD file = batch N, file": a table reload (README)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     duplicate_sequence_keys: int = 0  # how many keys had duplicate sequences (a count: keys may be PHI)
     seconds: float = 0.0

@@ -215,6 +215,11 @@ def start_query(
             zone = governance.non_phi if table.non_phi else None
             warming.start([paths.history, paths.latest, *([zone.history(table), zone.latest(table)] if zone else [])])
         run.batches.append(metrics)
+        if metrics.reloaded_files:
+            run.notes.append(
+                f"table reload ({'; '.join(metrics.reloaded_files)}): not taken as a new full state, its rows sort "
+                "before every CDC row; see README 'A table reload'"
+            )
         report(metrics)
 
     return (

@@ -322,3 +322,25 @@ def test_a_file_starting_with_a_byte_order_mark_is_applied(spark, contracts):
         ("I", "bo@example.com"),
         ("U", "bo@new.example.com"),
     ]
+
+
+def test_a_table_reload_is_told_in_the_batch_record_the_log_and_the_runs_notes(spark, tmp_path, caplog):
+    """DMS "Reload table data" writes LOAD files again under the first load's names. It is not taken as a new full
+    state (a known limit, README 'A table reload'), but never passed in silence: it used to show only as `late`."""
+    from tests.dms_tables import land, people_config
+    from tests.dms_tables import run as run_people
+
+    config = people_config(tmp_path)
+    land(config, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1", "", ""]])
+    land(config, "20260302-090000000.csv", [["U", "2026-03-02 09:00:00", "1", "Ann2", "1", seq(1), "1"]])
+    first = run_people(spark, config)
+    assert not [n for n in first.notes if "table reload" in n]
+    folder = Path(config.tables["people"].source.path) / "reload"  # as the landing router puts a new delivery
+    write_dms_csv(folder, "LOAD00000001.csv", [["2026-04-01 08:00:00", "1", "Ann3", "1", "", ""]])
+    with caplog.at_level(logging.WARNING, logger="lakehouse.batch"):
+        second = run_people(spark, config)
+    (batch,) = second.batches
+    (reload,) = batch.reloaded_files
+    assert reload.startswith("LOAD00000001.csv = batch 0, ") and reload.endswith("/people/LOAD00000001.csv")
+    assert any('"event": "table_reload"' in m for m in caplog.messages)
+    assert [n for n in second.notes if n.startswith("table reload (LOAD00000001.csv = batch 0") and "README" in n]

@@ -25,7 +25,7 @@ from lakehouse.apply.forget import remove_forgotten_since
 from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
-from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files
+from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files, reloaded_files
 from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
@@ -98,6 +98,21 @@ def apply_batch(
     with step("ledger_lookup"):
         files = classify_files(
             marked.sparkSession, paths.ledger, {r[0]: (r[1], int(r[2])) for r in contents}, batch_id, ledger
+        )
+        reloads = reloaded_files(marked.sparkSession, paths.ledger, files, batch_id)
+    metrics.reloaded_files = [f"{_name(f)} = {where}" for f, where in sorted(reloads.items())]
+    if reloads:
+        log.warning(
+            json.dumps(
+                {
+                    "event": "table_reload",
+                    "table": table.name,
+                    "batch_id": batch_id,
+                    "files": metrics.reloaded_files,
+                    "note": "a DMS table reload is not taken as a new full state: its rows sort before every CDC "
+                    "row, keys it lacks stay; rebuild the table from the reload (README: 'A table reload')",
+                }
+            )
         )
     apply_changes(
         marked,
