@@ -10,6 +10,7 @@ by name, so a new construct in the deploy fails loudly instead of being rendered
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "contains": lambda items, value: value in items,
     "max": max,
     "lower": str.lower,
+    "jsonencode": lambda value: json.dumps(value, separators=(",", ":")),
 }
 
 

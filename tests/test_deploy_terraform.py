@@ -494,6 +494,107 @@ def test_the_lag_alarm_watches_a_metric_the_engine_publishes(tf: dict[str, dict]
     assert alarm["statistic"] == "Maximum" and alarm["comparison_operator"] == "GreaterThanThreshold"
 
 
+# --------------------------------------------------------------------------------- the stream's liveness
+
+
+def matches(pattern: dict, event: dict) -> bool:
+    """EventBridge's matching for the pattern forms the deploy uses: lists of exact values or of {"prefix": ...},
+    and nested objects; a field the event lacks matches nothing."""
+    for key, wanted in pattern.items():
+        if key not in event:
+            return False
+        value = event[key]
+        if isinstance(wanted, dict):
+            if not isinstance(value, dict) or not matches(wanted, value):
+                return False
+        elif not any(value.startswith(w["prefix"]) if isinstance(w, dict) else value == w for w in wanted):
+            return False
+    return True
+
+
+def readme_stream_step_name() -> str:
+    """The step name of README section 5's `aws emr add-steps` command (the prod example)."""
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    command = readme[readme.index("aws emr add-steps") :]
+    return re.search(r'"Name": "([^"]+)"', command).group(1)
+
+
+def stream_step_event(**detail: str) -> dict:
+    """An EMR Step Status Change event in the shape EMR sends (its documentation's example, fields renamed)."""
+    return {
+        "source": "aws.emr",
+        "detail-type": "EMR Step Status Change",
+        "detail": {
+            "severity": "ERROR",
+            "actionOnFailure": "CONTINUE",
+            "stepId": "s-ZYXWVUTSRQPON",
+            "name": readme_stream_step_name(),
+            "clusterId": "j-123456789ABCD",
+            "state": "FAILED",
+            "message": "Step s-ZYXWVUTSRQPON (lakehouse-prod-dms-stream) in Amazon EMR cluster j-123456789ABCD "
+            "(lakehouse-prod-stream) failed at 2026-12-02 03:00 UTC.",
+            **detail,
+        },
+    }
+
+
+def test_a_failed_stream_step_matches_the_stream_rule_and_nothing_else_does(tf: dict[str, dict]) -> None:
+    # The stream is an EMR step with ActionOnFailure CONTINUE: one failed query (a LeaseLostError, input it
+    # cannot read) stops it, the step ends FAILED and the cluster idles on. Its lag alarm sees missing data then,
+    # as when nothing lands, so this rule is what says the stream is down.
+    from tests.terraform_values import Terraform
+
+    rule = blocks(tf, "resource")["aws_cloudwatch_event_rule.stream_step_failed"]
+    pattern = json.loads(Terraform({"environment": "prod"}).evaluate(rule["event_pattern"]))
+    assert matches(pattern, stream_step_event())  # the step README section 5 adds, as named there
+    assert matches(pattern, stream_step_event(name=f"{readme_stream_step_name()}-patients"))  # one per --tables
+    assert not matches(pattern, stream_step_event(state="COMPLETED"))
+    assert not matches(pattern, stream_step_event(state="CANCELLED"))  # cancelled by hand (README section 5)
+    # the EMR flow's own steps: the flow catches their failures and notifies itself
+    asl = (ROOT / "deploy" / "stepfunctions" / "emr_flow.asl.json").read_text()
+    flow_steps = re.findall(r"\"Name\.\$\": \"States\.Format\('([a-z_]+) \{\}'", asl)
+    assert {"apply_once", "policy_build", "export_postgres", "snapshot_load"} <= set(flow_steps)
+    for step in flow_steps:
+        assert not matches(pattern, stream_step_event(name=f"{step} manual-20261202T030000"))
+    assert not matches(pattern, {**stream_step_event(), "source": "aws.glue"})
+
+
+def test_a_failed_stream_step_reaches_the_alerts_topic_readably(tf: dict[str, dict]) -> None:
+    resources, data = blocks(tf, "resource"), blocks(tf, "data")
+    target = resources["aws_cloudwatch_event_target.stream_step_failed"]
+    assert target["rule"] == "${aws_cloudwatch_event_rule.stream_step_failed.name}"
+    assert target["arn"] == "${aws_sns_topic.alerts.arn}"
+    transformer = one(target, "input_transformer")
+    event = stream_step_event()
+    values = {}
+    for name, path in transformer["input_paths"].items():
+        value: Any = event
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        values[name] = value
+    text = transformer["input_template"]
+    for name, value in values.items():
+        text = text.replace(f"<{name}>", value)
+    message = json.loads(text)  # a JSON string: SNS mails it as plain text
+    for fact in ("j-123456789ABCD", readme_stream_step_name(), "FAILED", event["detail"]["message"]):
+        assert fact in message, (fact, message)
+    assert "<" not in message and "stream" in message
+
+    # The topic is encrypted with the pipeline key: EventBridge needs the topic policy and the key policy.
+    publish = [
+        s
+        for s in data["aws_iam_policy_document.alerts_topic"]["statement"]
+        if "events.amazonaws.com" in one(s, "principals")["identifiers"]
+    ]
+    assert publish and publish[0]["actions"] == ["sns:Publish"]
+    assert publish[0]["resources"] == ["${aws_sns_topic.alerts.arn}"]
+    assert resources["aws_sns_topic.alerts"]["kms_master_key_id"] == "${aws_kms_key.pipeline.arn}"
+    key_policy = {s.get("sid"): s for s in data["aws_iam_policy_document.kms_key"]["statement"]}
+    events_on_key = key_policy["KeyPolicyEventsAndAlarms"]
+    assert "events.amazonaws.com" in one(events_on_key, "principals")["identifiers"]
+    assert {"kms:GenerateDataKey", "kms:Decrypt"} <= set(events_on_key["actions"])
+
+
 # ------------------------------------------------------------------------------- what S3 keeps, how long
 
 

@@ -109,6 +109,9 @@ resource "aws_cloudwatch_metric_alarm" "engine" {
 
 # The stream falls behind: the age of a batch's oldest file at its start (the batch record's lag_seconds,
 # published as LagSeconds) stays above 15 minutes. A stream that keeps up shows about one trigger interval.
+# Missing data is not breaching: the engine publishes only when a batch runs, and a stream with nothing to
+# apply runs none, so no data is also the normal quiet hours. No metric is published every trigger to serve as a
+# heartbeat; a stream that stopped is announced by its EMR step's failure instead (events.tf, stream_step_failed).
 resource "aws_cloudwatch_metric_alarm" "stream_lag" {
   for_each            = toset(var.dms_tables) # the stream applies the DMS tables; snapshot feeds are daily
   alarm_name          = "${local.name}-${replace(each.value, "_", "-")}-stream-lag"

@@ -1,4 +1,5 @@
-# EventBridge: new 340B exports -> snapshot trigger; the Glue flow's schedule; Glue job failures -> SNS.
+# EventBridge: new 340B exports -> snapshot trigger; the Glue flow's schedule; Glue job failures and the
+# stream's failed EMR step -> SNS.
 
 resource "aws_cloudwatch_event_rule" "snapshot_created" {
   name        = "${local.name}-snapshot-created"
@@ -108,5 +109,42 @@ resource "aws_cloudwatch_event_target" "glue_job_failed" {
       cause = "$.detail.message"
     }
     input_template = "\"lakehouse: Glue job <job> run <run> ended <state>: <cause>\""
+  }
+}
+
+# The always-on stream is an EMR step (README section 5, ActionOnFailure CONTINUE): when one of its queries
+# fails (a LeaseLostError, input it cannot read) the whole stream stops, the step ends FAILED and the cluster
+# idles on. Nothing else notices: the stream's metrics are published per batch, so a dead stream looks like
+# one that has nothing to apply (cloudwatch.tf). Only steps named local.stream_step_name (or starting with
+# it: one step per --tables set) match; the EMR flow's own steps are caught and notified by the flow. A step
+# cancelled by hand ends CANCELLED and is not announced.
+resource "aws_cloudwatch_event_rule" "stream_step_failed" {
+  name        = "${local.name}-stream-step-failed"
+  description = "The lakehouse stream's EMR step failed: the stream is down"
+
+  event_pattern = jsonencode({
+    source        = ["aws.emr"]
+    "detail-type" = ["EMR Step Status Change"]
+    detail = {
+      name  = [{ prefix = local.stream_step_name }]
+      state = ["FAILED"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "stream_step_failed" {
+  rule      = aws_cloudwatch_event_rule.stream_step_failed.name
+  target_id = "alerts"
+  arn       = aws_sns_topic.alerts.arn
+
+  input_transformer {
+    input_paths = {
+      cluster = "$.detail.clusterId"
+      step    = "$.detail.name"
+      step_id = "$.detail.stepId"
+      state   = "$.detail.state"
+      cause   = "$.detail.message"
+    }
+    input_template = "\"lakehouse: the stream is down. EMR step <step> (<step_id>) on cluster <cluster> ended <state>: <cause> The driver's error is in emr-logs/<cluster>/containers/ (the step's own log: emr-logs/<cluster>/steps/<step_id>/); fix the cause and add the step again (deploy/README.md section 5).\""
   }
 }

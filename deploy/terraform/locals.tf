@@ -16,6 +16,10 @@ locals {
   }
   access_logs_bucket = "${local.name}-access-logs${var.bucket_suffix}"
 
+  # The name (or the start of the names) of the always-on stream's EMR step (README section 5): a failed
+  # step of that name is announced on the alerts topic (events.tf).
+  stream_step_name = "${local.name}-dms-stream"
+
   # DynamoDB tables: the consent policy, the router's control items, the Lambdas' claims, the jobs' leases
   # (one writer per table) and Delta's S3 commit log (the DynamoDB log store).
   dynamodb_tables = {

@@ -52,6 +52,11 @@ output "emr_instance_profile" {
   value       = aws_iam_instance_profile.emr_instance.name
 }
 
+output "stream_step_name" {
+  description = "Name of the stream's EMR step: a FAILED step of this name (or starting with it) is announced on the alerts topic."
+  value       = local.stream_step_name
+}
+
 output "emr_service_role" {
   description = "EMR service role."
   value       = aws_iam_role.emr_service.name
