@@ -306,7 +306,7 @@ class DateShiftSettings(_Model):
 
 
 _DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
-_BIRTH = re.compile(r"birth|(^|_)dob($|_)|(^|_)born($|_)", re.IGNORECASE)  # column names of a birth date
+_BIRTH = re.compile(r"birth|dob(?![a-z])|born(?![a-z])")  # a birth date's column name, lowercased: patientDob
 
 
 class TableConfig(_Model):
@@ -371,7 +371,7 @@ class TableConfig(_Model):
                 "HIPAA Safe Harbor) or shifted per patient (`shift` with non_phi_dates: {{shift_days: N}})",
             ),
             (
-                [c for c, m in rules.items() if m == "year" and _BIRTH.search(c)],
+                [c for c, m in rules.items() if m == "year" and _BIRTH.search(c.lower())],
                 "columns {} look like birth dates marked year; a birth year of someone 90 or older is an identifier "
                 "(HIPAA Safe Harbor): use birth_year, which publishes those as one category (the year 90 years ago)",
             ),

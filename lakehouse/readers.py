@@ -156,14 +156,21 @@ def valid_from_bounds_local(path: str) -> tuple[datetime, datetime] | None:
 def applied_snapshots_local(log: str) -> list[tuple[date, str]] | None:
     """(date, file) of the snapshots a feed's log (`<lake>/_snapshots/<feed>`) holds as applied; None where
     delta-rs cannot tell (not local, no log yet)."""
+    entries = snapshot_log_local(log)
+    return None if entries is None else [(day, file) for day, file, status, _ in entries if status == "applied"]
+
+
+def snapshot_log_local(log: str) -> list[tuple[date, str, str, str | None]] | None:
+    """(date, file, status, detail) of every entry of a feed's log; None where delta-rs cannot tell."""
     try:
         table = open_local(log)
     except TableNotFoundError:
         return None
-    rows = None if table is None else _query(table, "SELECT snapshot_date, source_file FROM t WHERE status = 'applied'")
+    rows = None if table is None else _query(table, "SELECT snapshot_date, source_file, status, detail FROM t")
     if rows is None:
         return None
-    return list(zip(rows["snapshot_date"].to_pylist(), rows["source_file"].to_pylist(), strict=True))
+    columns = [rows[c].to_pylist() for c in ("snapshot_date", "source_file", "status", "detail")]
+    return list(zip(*columns, strict=True))
 
 
 def utc_naive(value: datetime) -> datetime:

@@ -21,13 +21,14 @@ from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.ledger import LedgerIndex
 from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
+from lakehouse.apply.snapshot import refusals_pending
 from lakehouse.codegen import interpreted, is_small
 from lakehouse.config import Config, TableConfig
 from lakehouse.delta_log import StateWarmer
 from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
-from lakehouse.ownership import check_held, hold
+from lakehouse.ownership import LeaseLostError, check_held, hold
 from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot
@@ -406,6 +407,8 @@ def _apply_table(
                 trigger = {"availableNow": True}
                 query = start_query(session(), config, table, run, trigger=trigger, governance=governance, path=path)
                 query.awaitTermination()
+            if not run.batches:  # nothing new after all (told only by the query where `pending` cannot tell: S3)
+                _vacuum_idle(session, config, table, run, governance, job=job)
         if table.name == source and not (idle and policy_is_current(config)):
             stats = build_policy_table(session(), config)
             if governance.policy is not None:
@@ -454,9 +457,13 @@ def _apply_feed(
         if not _nothing_new(state, list(runs.values())):
             with hold(config, [feed], job=job):
                 start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()
-        else:
+        if not any(run.batches for run in runs.values()):  # no file applied: the VACUUM no apply did, when due
             for name, table in config.feed_tables(feed).items():
                 _vacuum_idle(session, config, table, runs[name], Governance(), unit=feed, job=job)
+        refused = refusals_pending(session, config, feed)
+        for run in runs.values():
+            if refused and run.error is None:
+                run.error = refused
     except Exception as exc:
         _failed(list(runs.values()), feed, exc)
     for run in runs.values():
@@ -519,12 +526,19 @@ def _run_stream(
     next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
     while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
-        if zone_runs and time.monotonic() >= next_sync:
-            sync_between_batches(spark, config, zone_runs, governance)
-            next_sync = time.monotonic() + config.stream.trigger_seconds
-        if time.monotonic() >= next_vacuum:
-            vacuum_between_batches(spark, config, dms, governance)
-            next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
+        try:
+            if zone_runs and time.monotonic() >= next_sync:
+                sync_between_batches(spark, config, zone_runs, governance)
+                next_sync = time.monotonic() + config.stream.trigger_seconds
+            if time.monotonic() >= next_vacuum:
+                vacuum_between_batches(spark, config, dms, governance)
+                next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
+        except LeaseLostError as exc:  # the stream stops: another job writes these tables now
+            log.error('{"event": "stream_stopped", "error": %r}', str(exc))
+            for _, runs in queries:
+                for run in runs:
+                    run.error = run.error or str(exc)
+            break
     for query, runs in queries:
         _stop_between_batches(query)
         if query.exception() is not None:
@@ -546,6 +560,11 @@ def sync_between_batches(
         if not lock.acquire(blocking=False):
             continue
         try:
+            check_held(config, table.name)  # LeaseLostError stops the stream (it is not caught below)
+        except LeaseLostError:
+            lock.release()
+            raise
+        try:
             note = sync_zone(spark, config, table, governance, table_policy(spark, table, governance))
         except Exception as exc:  # the stream goes on; the next interval or batch tries again
             log.error('{"event": "consent_sync_failed", "table": "%s", "error": %r}', table.name, _error_text(exc))
@@ -566,7 +585,10 @@ def vacuum_between_batches(
         if not lock.acquire(blocking=False):
             continue
         try:
+            check_held(config, table.name)
             table_maintenance(config, table, table_paths(config, table), governance.non_phi).vacuum_when_idle(spark)
+        except LeaseLostError:
+            raise  # the stream stops
         except Exception as exc:  # the stream goes on; the next check tries again
             log.error('{"event": "vacuum_failed", "table": "%s", "error": %r}', table.name, _error_text(exc))
         finally:

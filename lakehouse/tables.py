@@ -90,12 +90,15 @@ def derived_history_columns(table: TableConfig) -> dict[str, str]:
     return {name: expr for name, (_, expr) in DIMENSION_COLUMNS.items()} if table.source.kind == "snapshot" else {}
 
 
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+
+
 def table_properties(*, change_feed: bool, stats_columns: list[str]) -> dict[str, str]:
     """The Delta properties the engine sets on the tables it creates."""
     return {
         "delta.enableChangeDataFeed": "true" if change_feed else "false",
         "delta.enableDeletionVectors": "false",
-        "delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in stats_columns),
+        STATS_COLUMNS: ",".join(f"`{c}`" for c in stats_columns),
     }
 
 

@@ -309,6 +309,8 @@ def test_a_refused_snapshot_fails_the_run_with_its_message_and_is_logged(spark, 
         ("2026-10-30", "refused"),
         ("2026-11-02", "applied"),
     ]
+    (third,) = run_once(spark, config)
+    assert third.ok, third.error  # an older file refused stays refused: nothing is pending
 
 
 def test_a_quarantined_row_holds_its_key_and_a_malformed_record_is_quarantined_not_padded(spark, tmp_path):
@@ -465,6 +467,12 @@ def test_a_file_cut_short_is_refused_for_its_deletes_and_applied_when_the_operat
         (r.source_file[-14:-4], r.status) for r in load(spark, f"{config.paths.lake}/_snapshots/clinicians").collect()
     }
     assert log == {("2026-11-01", "applied"), ("2026-11-02", "applied"), ("2026-11-03", "refused")}
+    # The refused file is in the stream's checkpoint: the next run (a flow's retry) found "nothing new" and passed,
+    # and the deployed flow reported success (found by review). It fails until the refusal is resolved.
+    (third,) = run_once(spark, config)
+    assert not third.ok and "nothing new" in third.notes
+    still = "DAC_NationalDownloadableFile_2026-11-03.csv (2026-11-03) was refused and is still not applied"
+    assert still in third.error
 
     yaml_file = tmp_path / "lakehouse.yaml"
     yaml_file.write_text(yaml.safe_dump(settings))
@@ -473,6 +481,8 @@ def test_a_file_cut_short_is_refused_for_its_deletes_and_applied_when_the_operat
         r"clinicians\s+inserted\s+0\s+updated\s+0\s+deleted\s+18\s+quarantined\s+1", capsys.readouterr().out
     )
     assert load(spark, paths.latest).count() == 21
+    (fourth,) = run_once(spark, config)
+    assert fourth.ok, fourth.error  # resolved: applied by the operator
 
 
 # CMS's header before 2024 (e.g. the 2023 releases): short names where today's file has words.

@@ -253,6 +253,10 @@ def test_a_birth_date_marked_year_is_refused_at_load_with_the_rule_to_use():
     )  # fmt: skip
     (problem,) = table.non_phi_problems()
     assert "columns date_of_birth look like birth dates marked year" in problem and "birth_year" in problem
+    camel = table.model_copy(
+        update={"phi_columns": {"id": "pseudonym", "date_of_birth": "birth_year", "patientDob": "year"}}
+    )
+    assert [p for p in camel.non_phi_problems() if "columns patientDob look like birth dates" in p]
 
 
 def test_spark_redact_keeps_the_column_type(spark):

@@ -182,3 +182,35 @@ def test_a_lease_left_unrenewed_for_two_periods_stops_the_writes(tmp_path: Path,
         lease.valid_until = time.time() + 9  # two renewals failed (DynamoDB unreachable): 9 of 30 s left
         with pytest.raises(LeaseLostError, match=r"it was not renewed and expires in \d+ s"):
             check_held(config, "people")
+
+
+def test_a_stream_whose_idle_tables_lease_was_taken_over_stops(tmp_path: Path, aws, monkeypatch, spark) -> None:
+    """Found by review: a table that gets no file runs no batch, so its lease was never checked while the stream
+    went on with that table's upkeep between batches (consent sync, VACUUM) beside the job that took it over."""
+    import threading
+
+    from lakehouse import runner
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    monkeypatch.setattr(runner, "IDLE_VACUUM_CHECK_SECONDS", 1)
+    config = dynamodb_config(tmp_path, aws, lease_seconds=30)
+    dynamodb, table = aws.client("dynamodb"), "lakehouse-test-leases"
+    (tmp_path / "landing" / "people").mkdir(parents=True)
+    stop, result = threading.Event(), {}
+    stream = threading.Thread(target=lambda: result.update(runs=runner.run_stream(spark, config, ["people"], stop)))
+    stream.start()
+    try:
+        deadline = time.time() + 60
+        while "Item" not in dynamodb.get_item(TableName=table, Key={"unit": {"S": "people"}}):
+            assert time.time() < deadline, "the stream never took its lease"
+            time.sleep(0.5)
+        taker = {"unit": {"S": "people"}, "holder": {"S": "taker ip-10-0-0-2 pid 9"}, "since": {"S": "now"},
+                 "expires_at": {"N": str(int(time.time()) + 600)}}  # fmt: skip
+        dynamodb.put_item(TableName=table, Item=taker)
+        stream.join(timeout=60)
+        assert not stream.is_alive(), "the stream went on beside the job that took its table over"
+    finally:
+        stop.set()
+        stream.join(timeout=120)
+    (run,) = result["runs"]
+    assert "another job took it over" in run.error

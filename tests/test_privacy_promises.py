@@ -421,3 +421,27 @@ def test_a_killed_run_leaves_no_plain_phi_in_spark_local_folders_and_the_next_st
     assert not left.exists()
     assert leaks(scratch, lake.phi_bytes()) == {}
     assert lake.phi("therapy_sessions").count() == 3 and lake.non_phi("therapy_sessions").count() == 3
+
+
+def test_forget_records_an_older_version_kept_in_the_zone_are_moved_to_the_phi_lake(lake, spark):
+    """Found by review: `<non_phi_lake>/_privacy/forgotten` (pseudonyms with exact forget times) was read but
+    never moved: the zone's readers could see it for good."""
+    from lakehouse.apply.privacy_log import _legacy_path, forgotten, log_path, read_events
+
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    legacy = _legacy_path(lake.zone)
+    old = [(pseudonym(P, lake.zone.key), START, 1, False)]
+    spark.createDataFrame(
+        old, "patient STRING, forgotten_at TIMESTAMP, rows_removed BIGINT, vacuumed BOOLEAN"
+    ).write.format("delta").save(legacy)
+
+    assert pseudonym(P, lake.zone.key) in forgotten(read_events(spark, lake.zone))
+    assert not Path(legacy).exists()
+    assert spark.read.format("delta").load(log_path(lake.zone)).count() == 1
+    assert pseudonym(P, lake.zone.key) in forgotten(read_events(spark, lake.zone))  # read again: still, once
+    assert spark.read.format("delta").load(log_path(lake.zone)).count() == 1
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}  # still forgotten: the batch takes its versions out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -32,6 +33,7 @@ from lakehouse.apply.non_phi import (
     history_columns,
     latest_columns,
     pseudonyms,
+    zone_properties,
     zone_rows,
     zone_schemas,
 )
@@ -41,6 +43,7 @@ from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym
 from lakehouse.pending import local_path, table_version
 from lakehouse.policy.build import POLICY_COLUMNS, POLICY_SCHEMA
+from lakehouse.tables import STATS_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -112,6 +115,8 @@ def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
     """
     layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
     layout.append(zone.buckets)
+    if "birth_year" in table.phi_columns.values():  # its "90 or older" year moves each January: rebuilt then
+        layout.append(date.today().year)
     text = json.dumps([*layout, HISTORY_META, LATEST_META]) + str(pseudonym("lakehouse non-PHI zone", zone.key))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -159,8 +164,17 @@ def rebuild(
     spark: SparkSession, table: TableConfig, zone: NonPhiZone, *, phi_history: str, policy: DataFrame | None
 ) -> str:
     """Write the table's zone history and latest anew from the PHI history (after a layout change or key rotation)."""
+    from delta.tables import DeltaTable
+
     versions = spark.read.format("delta").load(phi_history)
     rows = _admitted_rows(spark, versions, table, zone, policy)
+    # An overwrite keeps the table's properties: statistics columns of an older layout (its `_batch_id`) would
+    # name a column the new schema lacks, and Delta refuses the overwrite. They are set to this layout's first.
+    for kind in ("history", "latest"):
+        path = getattr(zone, kind)(table)
+        if DeltaTable.isDeltaTable(spark, path):
+            stats = zone_properties(table, kind)[STATS_COLUMNS]
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{stats}')")
     for path, frame in _zone_frames(rows, table, zone):
         writer = frame.repartition(BUCKET).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         writer.partitionBy(BUCKET).save(path)  # one file per bucket, not one per bucket and input partition

@@ -198,6 +198,13 @@ def zone_schemas(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> d
     return {"history": history.schema, "latest": history.select(*latest_columns(table)).schema}
 
 
+def zone_properties(table: TableConfig, kind: str) -> dict[str, str]:
+    """The zone's history or latest table properties (statistics without the PHI zone's lineage columns)."""
+    if kind == "history":
+        return history_properties(table, lineage=False)
+    return latest_properties(table, lineage=False)
+
+
 def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> None:
     """Create the zone's history and latest tables, with the masked columns' types, if absent.
 
@@ -207,8 +214,8 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
 
     schemas = zone_schemas(spark, table, zone)
     for path, schema, properties in (
-        (zone.history(table), schemas["history"], history_properties(table, lineage=False)),
-        (zone.latest(table), schemas["latest"], latest_properties(table, lineage=False)),
+        (zone.history(table), schemas["history"], zone_properties(table, "history")),
+        (zone.latest(table), schemas["latest"], zone_properties(table, "latest")),
     ):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(BUCKET)
         for name, value in properties.items():

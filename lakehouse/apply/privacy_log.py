@@ -11,8 +11,9 @@ One Delta table of events, appended to, never rewritten:
 It lives in the PHI lake, not in the zone: it links pseudonyms to exact times, and each event keeps the patient's
 raw id (`patient_id`), so a patient stays blocked when the masking key changes: events are read under the key in
 use (their `patient` is recomputed from `patient_id`). Events recorded before ids were kept carry only the
-pseudonym of their key. A zone written by an older version kept its records in `<non_phi_lake>/_privacy/forgotten`;
-those patients stay forgotten.
+pseudonym of their key. A zone written by an older version kept its records in `<non_phi_lake>/_privacy/forgotten`,
+where the zone's readers could see them: the first read moves them into the log (those patients stay forgotten)
+and deletes them there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from delta.tables import DeltaTable
 
 from lakehouse.apply.non_phi import NonPhiZone
 from lakehouse.masking import pseudonym
@@ -59,9 +62,10 @@ def _legacy_path(zone: NonPhiZone) -> str:
 
 
 def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
-    """Every event, oldest first (legacy records of an older layout as `forgotten` events)."""
-    from delta.tables import DeltaTable
+    """Every event, oldest first (legacy records of an older layout moved in first, as `forgotten` events)."""
 
+    if DeltaTable.isDeltaTable(spark, _legacy_path(zone)):
+        _move_legacy(spark, zone)
     events: list[Event] = []
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
         for row in spark.read.format("delta").load(log_path(zone)).collect():
@@ -70,11 +74,25 @@ def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
             patient = row.patient if patient_id is None else pseudonym(patient_id, zone.key)
             values = (row.forget_id, tables, row.rows_removed, row.vacuumed, patient_id)
             events.append(Event(row.event, patient, row.at, *values))  # type: ignore[arg-type]
-    if DeltaTable.isDeltaTable(spark, _legacy_path(zone)):
-        for row in spark.read.format("delta").load(_legacy_path(zone)).collect():
-            events.append(Event("forgotten", row.patient, row.forgotten_at, None, None, row.rows_removed, row.vacuumed))
     order = {"forget_started": 0, "forgotten": 1, "readmitted": 2}
     return sorted(events, key=lambda e: (e.at, order.get(e.event, 3)))
+
+
+def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
+    """Move the records an older version kept in the zone (`<non_phi_lake>/_privacy/forgotten`: pseudonyms with
+    exact times, where the zone's readers could see them) into the log, then delete them there. Rerun after a
+    crash between the two, it appends none twice."""
+    legacy = spark.read.format("delta").load(_legacy_path(zone)).collect()
+    logged = set()
+    if DeltaTable.isDeltaTable(spark, log_path(zone)):
+        logged = {(r.patient, r.at) for r in spark.read.format("delta").load(log_path(zone)).collect()}
+    for row in legacy:
+        if (row.patient, row.forgotten_at) not in logged:
+            append(spark, zone, Event("forgotten", row.patient, row.forgotten_at, None, None, row.rows_removed,
+                                      row.vacuumed))  # fmt: skip
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(_legacy_path(zone))
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
 def forgotten(events: list[Event]) -> set[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -129,6 +130,45 @@ def check_order(applied: list[tuple[date, str]], name: str, day: date) -> bool:
             "would run history backwards, so it is refused (nothing was written; remove it from the landing folder)"
         )
     return True
+
+
+def unresolved_refusals(entries: list[tuple[date, str, str, str | None]]) -> list[tuple[date, str, str | None]]:
+    """The refused snapshots of a feed's log (date, file, status, detail) that are still not applied: dated after
+    the newest applied one (a refusal for going backwards, or for a day applied already, resolves itself)."""
+    newest = max((day for day, _, status, _ in entries if status == "applied"), default=None)
+    applied = {(day, file) for day, file, status, _ in entries if status == "applied"}
+    return sorted(
+        {
+            (day, file, detail)
+            for day, file, status, detail in entries
+            if status == "refused" and (day, file) not in applied and (newest is None or day > newest)
+        },
+        key=lambda e: (e[0], e[1]),
+    )
+
+
+def refusals_pending(session: Callable[[], SparkSession], config: Config, feed_name: str) -> str | None:
+    """Why the feed's run must fail while a refused snapshot is still not applied (None when none is): the file is
+    in the stream's checkpoint, so without this the next run (a flow's retry) would say "nothing new" and pass."""
+    from lakehouse.readers import snapshot_log_local
+
+    path = log_path(config, feed_name)
+    entries = snapshot_log_local(path)
+    if entries is None:
+        spark = session()
+        if not DeltaTable.isDeltaTable(spark, path):
+            return None
+        rows = spark.read.format("delta").load(path).select("snapshot_date", "source_file", "status", "detail")
+        entries = [(r[0], r[1], r[2], r[3]) for r in rows.collect()]
+    pending = unresolved_refusals(entries)
+    if not pending:
+        return None
+    day, file, detail = pending[-1]
+    return (
+        f"snapshot {file} ({day}) was refused and is still not applied ({detail}). Apply it if it is right "
+        f"(`lakehouse snapshot load <path>/{file} --allow-deletes`, or the snapshot job with --allow_deletes true), "
+        "or land a corrected or newer file; until then every run of this feed fails here"
+    )
 
 
 def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: dict[str, object]) -> None:
