@@ -5,7 +5,8 @@ r"""Apply one snapshot file (what the EventBridge-triggered Lambda passes: the b
 
 Locally `--bucket` may be omitted and `--key` be a file path. An out-of-order snapshot is refused: exit 2, as is
 one that would delete more of a table than the feed's max_delete_fraction, unless `--allow_deletes true` (a real
-mass delete, applied on purpose: start the job again with it).
+mass delete, applied on purpose: start the job again with it). A feed another job writes (the flow's run) is
+waited for, up to `--lease_wait_seconds` (default 3600), then refused (exit 2).
 """
 
 from lakehouse.cli import feed_for
@@ -14,6 +15,8 @@ from lakehouse.jobs import glue_job, load_job_config, main
 from lakehouse.ownership import hold
 from lakehouse.runner import configure_metrics
 from lakehouse.session import build_spark
+
+DEFAULT_LEASE_WAIT_SECONDS = 3600  # within the job's timeout; the flow's apply of a feed takes minutes
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -31,7 +34,10 @@ def work(args: dict) -> int:
     allow_deletes = _flag(args["allow_deletes"], "allow_deletes")
     spark = build_spark(config, app_name=args["JOB_NAME"])
     configure_metrics(config)
-    with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"]):
+    # The flow's run of this feed may hold it (started before the file landed, it does not see it): wait for it
+    # rather than leave the file to the next day's flow.
+    wait = float(args["lease_wait_seconds"] or DEFAULT_LEASE_WAIT_SECONDS)
+    with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"], wait_seconds=wait):
         result = apply_snapshot(spark, config, feed, path, allow_deletes=allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")
     if result.detail:
@@ -40,4 +46,4 @@ def work(args: dict) -> int:
 
 
 if __name__ == "__main__":
-    main(work, required=["key"], optional=["bucket", "feed", "allow_deletes"])
+    main(work, required=["key"], optional=["bucket", "feed", "allow_deletes", "lease_wait_seconds"])

@@ -64,17 +64,24 @@ def holder_id(job: str | None = None) -> str:
     return " ".join(parts)
 
 
+LEASE_POLL_SECONDS = 15.0  # how often a job that waits for a unit asks again
+
+
 @contextmanager
-def hold(config: Config, units: list[str], *, job: str | None = None) -> Iterator[None]:
-    """Hold the leases of `units` (names from `config.write_units()`) for the duration of the block."""
+def hold(config: Config, units: list[str], *, job: str | None = None, wait_seconds: float = 0) -> Iterator[None]:
+    """Hold the leases of `units` (names from `config.write_units()`) for the duration of the block.
+
+    `wait_seconds`: how long to wait for a unit another job holds before giving up (UnitBusyError); 0 refuses at
+    once. A job started for one file (the snapshot load) waits, since nothing else would apply its file soon."""
+    deadline = time.monotonic() + wait_seconds
     with ExitStack() as stack:
         for unit in sorted(dict.fromkeys(units)):  # one order everywhere: two jobs never wait on each other
-            stack.enter_context(_hold_one(config, unit, job=job))
+            stack.enter_context(_hold_one(config, unit, job=job, deadline=deadline))
         yield
 
 
 @contextmanager
-def _hold_one(config: Config, unit: str, *, job: str | None) -> Iterator[None]:
+def _hold_one(config: Config, unit: str, *, job: str | None, deadline: float) -> Iterator[None]:
     key = f"{_scope(config)}#{unit}"
     with _held_lock:
         depth = _held.get(key, 0)
@@ -83,8 +90,7 @@ def _hold_one(config: Config, unit: str, *, job: str | None) -> Iterator[None]:
         if depth:
             yield
             return
-        lease = _lease(config, unit, holder_id(job))
-        with lease:
+        with _taken(config, unit, job, deadline) as lease:
             _leases[key] = lease
             try:
                 yield
@@ -95,6 +101,26 @@ def _hold_one(config: Config, unit: str, *, job: str | None) -> Iterator[None]:
             _held[key] -= 1
             if not _held[key]:
                 del _held[key]
+
+
+@contextmanager
+def _taken(config: Config, unit: str, job: str | None, deadline: float) -> Iterator[Any]:
+    """The unit's lease, taken as soon as it is free or refused at `deadline` (UnitBusyError)."""
+    while True:
+        lease = _lease(config, unit, holder_id(job))
+        try:
+            lease.__enter__()
+            break
+        except UnitBusyError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.info(json.dumps({"event": "lease_wait", "unit": unit, "busy": str(exc).split(":")[0]}))
+            time.sleep(min(LEASE_POLL_SECONDS, left))
+    try:
+        yield lease
+    finally:
+        lease.__exit__(None, None, None)
 
 
 def _scope(config: Config) -> str:

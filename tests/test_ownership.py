@@ -214,3 +214,22 @@ def test_a_stream_whose_idle_tables_lease_was_taken_over_stops(tmp_path: Path, a
         stream.join(timeout=120)
     (run,) = result["runs"]
     assert "another job took it over" in run.error
+
+
+def test_a_job_may_wait_for_a_unit_until_its_holder_is_done(tmp_path: Path, monkeypatch) -> None:
+    """The snapshot load waits for the flow's run of its feed (found by review: refused, its file waited a day)."""
+    from lakehouse import ownership
+
+    monkeypatch.setattr(ownership, "LEASE_POLL_SECONDS", 0.5)
+    config = local_config(tmp_path)
+    other = hold_in_another_process(config, "people", 3)
+    try:
+        with pytest.raises(UnitBusyError), hold(config, ["people"], wait_seconds=1):
+            pytest.fail("the lease was given twice")
+        started = time.monotonic()
+        with hold(config, ["people"], job="waiting-job", wait_seconds=30):
+            waited = time.monotonic() - started
+        assert 1 < waited < 25  # taken once the other job let go (it held the unit for 3 s)
+    finally:
+        other.kill()
+        other.wait()
