@@ -161,11 +161,12 @@ def applied_snapshots_local(log: str) -> list[tuple[date, str]] | None:
 
 
 def snapshot_log_local(log: str) -> list[tuple[date, str, str, str | None]] | None:
-    """(date, file, status, detail) of every entry of a feed's log; None where delta-rs cannot tell."""
+    """(date, file, status, detail) of every entry of a feed's log ([] when a local one has none yet); None where
+    delta-rs cannot tell."""
     try:
         table = open_local(log)
     except TableNotFoundError:
-        return None
+        return []
     rows = None if table is None else _query(table, "SELECT snapshot_date, source_file, status, detail FROM t")
     if rows is None:
         return None

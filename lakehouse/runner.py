@@ -407,8 +407,8 @@ def _apply_table(
                 trigger = {"availableNow": True}
                 query = start_query(session(), config, table, run, trigger=trigger, governance=governance, path=path)
                 query.awaitTermination()
-            if not run.batches:  # nothing new after all (told only by the query where `pending` cannot tell: S3)
-                _vacuum_idle(session, config, table, run, governance, job=job)
+                if not run.batches:  # nothing new after all (told by the query where `pending` cannot: S3)
+                    _vacuum_idle(session, config, table, run, governance, job=job)
         if table.name == source and not (idle and policy_is_current(config)):
             stats = build_policy_table(session(), config)
             if governance.policy is not None:
@@ -454,12 +454,21 @@ def _apply_feed(
             shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
             for run in runs.values():
                 run.notes.append(f"not read (a {settings.kind} feed reads {FILE_GLOBS[settings.kind]}): {shown}")
-        if not _nothing_new(state, list(runs.values())):
+        ran = not _nothing_new(state, list(runs.values()))
+        tables = config.feed_tables(feed)
+        due = [
+            n
+            for n, t in tables.items()
+            if table_maintenance(config, t, table_paths(config, t), None).vacuum_may_be_due()
+        ]
+        if ran or due:
+            # One lease over the query and the upkeep: a snapshot load waiting for the feed never slips in between.
             with hold(config, [feed], job=job):
-                start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()
-        if not any(run.batches for run in runs.values()):  # no file applied: the VACUUM no apply did, when due
-            for name, table in config.feed_tables(feed).items():
-                _vacuum_idle(session, config, table, runs[name], Governance(), unit=feed, job=job)
+                if ran:
+                    start_feed_query(session(), config, feed, runs, trigger={"availableNow": True}).awaitTermination()
+                if not any(run.batches for run in runs.values()):  # no file applied: the VACUUM no apply did
+                    for name in due:
+                        _vacuum_idle(session, config, tables[name], runs[name], Governance(), unit=feed, job=job)
         refused = refusals_pending(session, config, feed)
         for run in runs.values():
             if refused and run.error is None:

@@ -559,3 +559,17 @@ def test_a_snapshot_feeds_tables_get_their_upkeep_log_retention_and_vacuum_when_
     assert "VACUUM END" in operations or set(Path(paths.history).rglob("*.parquet")) == {
         Path(urlparse(f).path) for f in spark.read.format("delta").load(paths.history).inputFiles()
     }
+
+
+def test_a_refusal_is_pending_only_while_no_file_of_its_day_or_later_is_applied():
+    from datetime import date as day
+
+    from lakehouse.apply.snapshot import unresolved_refusals
+
+    applied = [(day(2026, 11, 2), "b.csv", "applied", None)]
+    cut = (day(2026, 11, 3), "c.csv", "refused", "too many deletes")
+    assert unresolved_refusals([*applied, cut]) == [(day(2026, 11, 3), "c.csv", "too many deletes")]
+    assert unresolved_refusals([*applied, cut, (day(2026, 11, 3), "c.csv", "applied", None)]) == []  # --allow-deletes
+    assert unresolved_refusals([*applied, cut, (day(2026, 11, 4), "d.csv", "applied", None)]) == []  # a newer one
+    assert unresolved_refusals([*applied, (day(2026, 11, 1), "a.csv", "refused", "older")]) == []  # never to apply
+    assert unresolved_refusals([*applied, (None, "x.zip", "refused", "unreadable")]) == []  # no date: never compared

@@ -218,6 +218,7 @@ def test_an_export_that_would_delete_most_rows_is_refused_and_writes_nothing(opa
     message = str(opais["too_many_deletes"])
     assert "would delete more of a table than max_delete_fraction 0.1 (snapshots.opais)" in message
     assert re.search(r"dim_ce: \d+ of \d+ live rows", message) and "nothing was written" in message
+    assert opais["too_many_deletes"].day is not None  # logged with the refusal, whatever dates the feed
 
 
 def test_effective_time_is_the_snapshot_date_not_the_clock(spark, opais):

@@ -82,14 +82,23 @@ def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
     """Move the records an older version kept in the zone (`<non_phi_lake>/_privacy/forgotten`: pseudonyms with
     exact times, where the zone's readers could see them) into the log, then delete them there. Rerun after a
     crash between the two, it appends none twice."""
-    legacy = spark.read.format("delta").load(_legacy_path(zone)).collect()
+    from pyspark.errors import AnalysisException
+
+    try:
+        legacy = spark.read.format("delta").load(_legacy_path(zone)).collect()
+    except AnalysisException:  # another reader (a table beside this one) has just moved it
+        return
     logged = set()
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
         logged = {(r.patient, r.at) for r in spark.read.format("delta").load(log_path(zone)).collect()}
-    for row in legacy:
-        if (row.patient, row.forgotten_at) not in logged:
-            append(spark, zone, Event("forgotten", row.patient, row.forgotten_at, None, None, row.rows_removed,
-                                      row.vacuumed))  # fmt: skip
+    rows = [
+        ("forgotten", r.patient, None, None, r.rows_removed, r.vacuumed, r.forgotten_at, None)
+        for r in legacy
+        if (r.patient, r.forgotten_at) not in logged
+    ]
+    if rows:  # one commit
+        frame = rows_frame(spark, rows, LOG_DDL)
+        frame.write.format("delta").mode("append").option("mergeSchema", "true").save(log_path(zone))
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(_legacy_path(zone))
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)

@@ -47,7 +47,10 @@ TABLES_AT_ONCE = 4
 
 class SnapshotRefused(InputError):
     """The snapshot is older than (or a different file for the same day as) one already applied, or would delete
-    more of a table than its feed allows."""
+    more of a table than its feed allows. `day`: its date, when known (a content-dated file's is known only once
+    it was read)."""
+
+    day: date | None = None
 
 
 # Below this many deletes a snapshot is never refused for them, unless it would empty the table.
@@ -117,6 +120,15 @@ def check_order(applied: list[tuple[date, str]], name: str, day: date) -> bool:
     """False if this very file was applied already; raises SnapshotRefused if it would go backwards."""
     if (day, name) in applied:
         return False
+    try:
+        _check_order(applied, name, day)
+    except SnapshotRefused as exc:
+        exc.day = day  # logged with the refusal (a content-dated file's date is known only here)
+        raise
+    return True
+
+
+def _check_order(applied: list[tuple[date, str]], name: str, day: date) -> None:
     for applied_day, applied_file in applied:
         if applied_day == day:
             raise SnapshotRefused(
@@ -129,7 +141,6 @@ def check_order(applied: list[tuple[date, str]], name: str, day: date) -> bool:
             f"snapshot {name} is dated {day}, older than {newest[1]} ({newest[0]}) already applied; applying it "
             "would run history backwards, so it is refused (nothing was written; remove it from the landing folder)"
         )
-    return True
 
 
 def unresolved_refusals(entries: list[tuple[date, str, str, str | None]]) -> list[tuple[date, str, str | None]]:
@@ -141,7 +152,10 @@ def unresolved_refusals(entries: list[tuple[date, str, str, str | None]]) -> lis
         {
             (day, file, detail)
             for day, file, status, detail in entries
-            if status == "refused" and (day, file) not in applied and (newest is None or day > newest)
+            if status == "refused"
+            and day is not None
+            and (day, file) not in applied
+            and (newest is None or day > newest)
         },
         key=lambda e: (e[0], e[1]),
     )
@@ -287,7 +301,11 @@ def apply_snapshot(
     # deletes writes nothing; the log is written only if every table was applied.
     diffs = run_side_by_side([partial(diff_table, name) for name in tables], at_once=TABLES_AT_ONCE)
     if not allow_deletes:
-        check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)
+        try:
+            check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)
+        except SnapshotRefused as exc:
+            exc.day = result.date
+            raise
     check_held(config, feed_name)  # a lease lost while the file was parsed and diffed: nothing written
     result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
     _write_log(spark, history_log, result, loaded.stats)
@@ -302,8 +320,8 @@ def refuse(spark: SparkSession, config: Config, feed_name: str, path: str, error
     """Record a refused snapshot in the feed's log (once) and report it; the file stays where it landed."""
     name = file_name(path)
     feed = config.snapshots[feed_name]
-    day = None
-    if feed.date.source == "name":
+    day = error.day
+    if day is None and feed.date.source == "name":
         try:
             day = date_from_path(path, feed.date)
         except InputError:
