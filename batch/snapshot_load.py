@@ -25,6 +25,16 @@ def _flag(value: str | None, name: str) -> bool:
     return str(value).lower() == "true"
 
 
+def _seconds(value: str | None, name: str, default: float) -> float:
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise InputError(f"--{name} takes a number of seconds (0 or more), not {value!r}")
+    return seconds
+
+
 def work(args: dict) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
 
@@ -32,11 +42,11 @@ def work(args: dict) -> int:
     path = f"s3://{args['bucket']}/{args['key']}" if args["bucket"] else args["key"]
     feed = feed_for(config, path, args["feed"])
     allow_deletes = _flag(args["allow_deletes"], "allow_deletes")
-    spark = build_spark(config, app_name=args["JOB_NAME"])
-    configure_metrics(config)
     # The flow's run of this feed may hold it (started before the file landed, it does not see it): wait for it
     # rather than leave the file to the next day's flow.
-    wait = float(args["lease_wait_seconds"] or DEFAULT_LEASE_WAIT_SECONDS)
+    wait = _seconds(args["lease_wait_seconds"], "lease_wait_seconds", DEFAULT_LEASE_WAIT_SECONDS)
+    spark = build_spark(config, app_name=args["JOB_NAME"])
+    configure_metrics(config)
     with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"], wait_seconds=wait):
         result = apply_snapshot(spark, config, feed, path, allow_deletes=allow_deletes)
     print(f"{feed}: {result.file} dated {result.date}: {result.status} in {result.seconds}s")

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Config, MaintenanceSettings, TableConfig
 from lakehouse.pending import local_path
@@ -220,7 +220,8 @@ class TableMaintenance:
         return list(self.tables)
 
 
-def _file_system(spark: SparkSession, path: str) -> tuple[object, object]:  # py4j: a Hadoop FileSystem, a Path
+def file_system(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """The Hadoop FileSystem of `path` (local or s3://) and its Path, through py4j."""
     jvm = spark.sparkContext._jvm
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
@@ -228,7 +229,7 @@ def _file_system(spark: SparkSession, path: str) -> tuple[object, object]:  # py
 
 def marker_time(spark: SparkSession, path: str) -> float | None:
     """The modification time (epoch seconds) of the file at `path` (local or s3://), None if there is none."""
-    fs, hadoop_path = _file_system(spark, path)
+    fs, hadoop_path = file_system(spark, path)
     if not fs.exists(hadoop_path):
         return None
     return fs.getFileStatus(hadoop_path).getModificationTime() / 1000
@@ -236,7 +237,7 @@ def marker_time(spark: SparkSession, path: str) -> float | None:
 
 def touch(spark: SparkSession, path: str) -> None:
     """Write an empty file at `path` (local or s3://), replacing it: its modification time is now."""
-    fs, hadoop_path = _file_system(spark, path)
+    fs, hadoop_path = file_system(spark, path)
     fs.create(hadoop_path, True).close()
 
 

@@ -100,3 +100,16 @@ def test_a_job_with_a_bad_config_says_so_in_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert "tables.x.source" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_snapshot_load_with_a_bad_lease_wait_says_so_in_one_line(tmp_path):
+    feed = {"kind": "opais", "path": str(tmp_path)}
+    config = write_config(tmp_path, {"paths": paths(tmp_path), "snapshots": {"opais": feed}})
+    done = subprocess.run(
+        [sys.executable, "batch/snapshot_load.py", "--config", str(config), "--key", str(tmp_path / "x.zip"),
+         "--feed", "opais", "--lease_wait_seconds", "an hour"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--lease_wait_seconds takes a number of seconds (0 or more), not 'an hour'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from delta.tables import DeltaTable
 
 from lakehouse.apply.non_phi import NonPhiZone
+from lakehouse.maintenance import file_system
 from lakehouse.masking import pseudonym
 from lakehouse.tables import rows_frame
 
@@ -91,17 +92,14 @@ def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
     logged = set()
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
         logged = {(r.patient, r.at) for r in spark.read.format("delta").load(log_path(zone)).collect()}
-    rows = [
-        ("forgotten", r.patient, None, None, r.rows_removed, r.vacuumed, r.forgotten_at, None)
+    moved = [
+        Event("forgotten", r.patient, r.forgotten_at, rows_removed=r.rows_removed, vacuumed=r.vacuumed)
         for r in legacy
         if (r.patient, r.forgotten_at) not in logged
     ]
-    if rows:  # one commit
-        frame = rows_frame(spark, rows, LOG_DDL)
-        frame.write.format("delta").mode("append").option("mergeSchema", "true").save(log_path(zone))
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(_legacy_path(zone))
-    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+    append_all(spark, zone, moved)
+    fs, path = file_system(spark, _legacy_path(zone))
+    fs.delete(path, True)
 
 
 def forgotten(events: list[Event]) -> set[str]:
@@ -126,9 +124,19 @@ def patients_frame(spark: SparkSession, patients: set[str]) -> DataFrame | None:
 
 def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
     """Add one event to the log (one Delta commit)."""
-    tables = json.dumps(event.tables, sort_keys=True) if event.tables is not None else None
-    row = (event.event, event.patient, event.forget_id, tables, event.rows_removed, event.vacuumed, event.at)
-    frame = rows_frame(spark, [(*row, event.patient_id)], LOG_DDL)
+    append_all(spark, zone, [event])
+
+
+def append_all(spark: SparkSession, zone: NonPhiZone, events: list[Event]) -> None:
+    """Add events to the log in one Delta commit (none: no commit)."""
+    if not events:
+        return
+    rows = [
+        (e.event, e.patient, e.forget_id, json.dumps(e.tables, sort_keys=True) if e.tables is not None else None,
+         e.rows_removed, e.vacuumed, e.at, e.patient_id)
+        for e in events
+    ]  # fmt: skip
+    frame = rows_frame(spark, rows, LOG_DDL)
     frame.write.format("delta").mode("append").option("mergeSchema", "true").save(log_path(zone))  # ids added later
 
 
