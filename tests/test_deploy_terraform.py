@@ -289,6 +289,63 @@ def test_iam_policies_are_least_privilege(tf: dict[str, dict]) -> None:
     assert len(list(statements(tf))) > 30  # the check looked at the real policies
 
 
+PIPELINE_KEY = "${aws_kms_key.pipeline.arn}"
+
+
+def undelegated_key_actions(parsed: dict[str, dict]) -> list[str]:
+    """KMS actions a role is granted on the pipeline key that the key's policy does not delegate to the account's
+    IAM: AWS ignores such a grant (a key policy must allow what IAM allows), so the call is denied on AWS."""
+    key_policy = {s.get("sid"): s for s in blocks(parsed, "data")["aws_iam_policy_document.kms_key"]["statement"]}
+    delegated = set(key_policy["KeyPolicyAccountAdministration"]["actions"])
+    found = []
+    for address, statement in statements(parsed):
+        if address == "aws_iam_policy_document.kms_key" or PIPELINE_KEY not in statement.get("resources", []):
+            continue
+        for action in statement.get("actions", []):
+            if action.startswith("kms:") and action not in delegated:
+                found.append(f"{address} statement {statement.get('sid')}: {action}")
+    return found
+
+
+def test_every_kms_action_granted_on_the_pipeline_key_is_delegated_by_its_key_policy(tf: dict[str, dict]) -> None:
+    # EMR's EBS encryption needs GenerateDataKeyWithoutPlaintext: granted to its role, it was not in the key policy.
+    assert undelegated_key_actions(tf) == []
+    granted = [s for _, s in statements(tf) if PIPELINE_KEY in s.get("resources", [])]
+    assert len(granted) >= 5  # the check looked at the real grants
+
+
+def test_the_key_policy_check_fails_on_an_action_the_key_does_not_delegate(tmp_path: Path) -> None:
+    for path in TERRAFORM.glob("*.tf"):
+        shutil.copy(path, tmp_path / path.name)
+    source = (tmp_path / "kms.tf").read_text()
+    broken = source.replace('      "kms:GenerateDataKeyWithoutPlaintext",\n', "", 1)
+    assert broken != source
+    (tmp_path / "kms.tf").write_text(broken)
+    assert any("GenerateDataKeyWithoutPlaintext" in v for v in undelegated_key_actions(parse_dir(tmp_path)))
+
+
+def test_whoever_starts_an_encrypted_state_machine_may_use_its_key(tf: dict[str, dict]) -> None:
+    # StartExecution encrypts the execution's input with the state machine's key: the nightly schedule's role
+    # had states:StartExecution only, so every scheduled run failed on AWS (FailedInvocations, no alarm).
+    machines = {
+        f"${{{address}.arn}}": one(body, "encryption_configuration")["kms_key_id"]
+        for address, body in blocks(tf, "resource").items()
+        if address.startswith("aws_sfn_state_machine.")
+    }
+    assert set(machines.values()) == {PIPELINE_KEY}
+    starters = 0
+    for address, body in blocks(tf, "data").items():
+        if not address.startswith("aws_iam_policy_document."):
+            continue
+        grants = body.get("statement", [])
+        started = [r for s in grants if "states:StartExecution" in s.get("actions", []) for r in s["resources"]]
+        for machine in started:
+            starters += 1
+            on_key = {a for s in grants if machines[machine] in s.get("resources", []) for a in s["actions"]}
+            assert {"kms:GenerateDataKey", "kms:Decrypt"} <= on_key, (address, machine)
+    assert starters >= 1
+
+
 def test_least_privilege_check_fails_on_a_wildcard_action(tmp_path: Path) -> None:
     for path in TERRAFORM.glob("*.tf"):
         shutil.copy(path, tmp_path / path.name)

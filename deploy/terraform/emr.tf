@@ -71,11 +71,33 @@ data "aws_iam_policy_document" "emr_service_pass" {
     }
   }
 
+  # EBS encryption of the nodes' volumes (the security configuration): EMR creates them with the
+  # pipeline key, so the key's policy must delegate these actions too (kms.tf).
   statement {
-    sid       = "UsePipelineKeyForVolumes"
-    effect    = "Allow"
-    actions   = ["kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]
+    sid    = "UsePipelineKeyForVolumes"
+    effect = "Allow"
+    actions = [
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:Encrypt",
+      "kms:GenerateDataKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
+      "kms:ReEncryptFrom",
+      "kms:ReEncryptTo",
+    ]
     resources = [aws_kms_key.pipeline.arn]
+  }
+
+  statement {
+    sid       = "GrantPipelineKeyToVolumes"
+    effect    = "Allow"
+    actions   = ["kms:CreateGrant"]
+    resources = [aws_kms_key.pipeline.arn]
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
   }
 }
 

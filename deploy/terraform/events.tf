@@ -78,6 +78,14 @@ data "aws_iam_policy_document" "events_start_glue_flow" {
     actions   = ["states:StartExecution"]
     resources = [aws_sfn_state_machine.glue_flow.arn]
   }
+
+  # The state machine is encrypted with the pipeline key: whoever starts an execution encrypts its input.
+  statement {
+    sid       = "EncryptExecutionInput"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.pipeline.arn]
+  }
 }
 
 # A Glue job run that ends FAILED, TIMEOUT or ERROR, whoever started it (Step Functions, the snapshot

@@ -51,9 +51,10 @@ data "aws_iam_policy_document" "spark_jobs" {
   }
 
   statement {
-    sid     = "ReadWriteLakesAndInProcess"
-    effect  = "Allow"
-    actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject"]
+    sid    = "ReadWriteLakesAndInProcess"
+    effect = "Allow"
+    # AbortMultipartUpload: S3A and EMRFS abort a failed task's or commit's upload (else its parts stay).
+    actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
     resources = [
       "${aws_s3_bucket.pipeline["in_process"].arn}/*",
       "${aws_s3_bucket.pipeline["phi_lake"].arn}/*",
@@ -64,7 +65,7 @@ data "aws_iam_policy_document" "spark_jobs" {
   statement {
     sid     = "WriteScratchAndLogs"
     effect  = "Allow"
-    actions = ["s3:PutObject", "s3:DeleteObject"]
+    actions = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
     resources = [
       "${aws_s3_bucket.pipeline["artifacts"].arn}/glue-temp/*",
       "${aws_s3_bucket.pipeline["artifacts"].arn}/emr-logs/*",

@@ -36,6 +36,7 @@ data "aws_iam_policy_document" "kms_key" {
       "kms:EnableKeyRotation",
       "kms:Encrypt",
       "kms:GenerateDataKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
       "kms:GetKeyPolicy",
       "kms:GetKeyRotationStatus",
       "kms:ListGrants",

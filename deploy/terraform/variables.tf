@@ -249,7 +249,7 @@ variable "emr_release_label" {
 }
 
 variable "emr_subnet_id" {
-  description = "Private subnet of the transient EMR cluster (tag it for-use-with-amazon-emr-managed-policies=true)."
+  description = "Private subnet of the transient EMR cluster (tag it and its VPC for-use-with-amazon-emr-managed-policies=true)."
   type        = string
 }
 
