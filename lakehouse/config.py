@@ -26,7 +26,7 @@ from pydantic import (
 
 from lakehouse.errors import ConfigError
 from lakehouse.masking import MaskMethod
-from lakehouse.sources.db_types import EXAMPLES, spark_type
+from lakehouse.sources.db_types import EXAMPLES, MAX_DECIMAL, decimal_problem, spark_type
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -42,6 +42,12 @@ def _spark_types(columns: dict[str, str]) -> dict[str, str]:
             raise ValueError(
                 f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, bigint, "
                 f"double, decimal(18,2), date, timestamp, boolean, or a source database type such as {EXAMPLES}"
+            )
+        problem = decimal_problem(spark)
+        if problem:  # Spark refuses it only when a batch casts: every batch of the table would fail
+            raise ValueError(
+                f"column {name!r} has type {type_!r}: {problem}; a Spark decimal takes a precision from 1 to "
+                f"{MAX_DECIMAL} and a scale from 0 to the precision (wider numbers: string)"
             )
         mapped[name] = spark
     return mapped

@@ -141,6 +141,35 @@ def test_source_database_types_are_taken_as_written_and_mapped_to_spark_types(tm
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("type_", ["decimal(2,5)", "decimal(39,2)", "decimal(0,0)"])
+def test_a_decimal_spark_cannot_hold_is_refused_at_load_naming_table_and_column(tmp_path: Path, type_: str) -> None:
+    """Spark refuses scale > precision and precision outside 1..38 only when a batch casts: every batch failed."""
+    table = people()
+    table["source"]["columns"]["amount"] = type_
+    path = write(tmp_path, document(people=table))
+
+    error = config_error(path)
+
+    assert error.key == "tables.people.source.columns"
+    assert f"column 'amount' has type {type_!r}" in str(error)
+    assert "precision from 1 to 38" in str(error) and "scale" in str(error)
+
+
+def test_mysql_double_with_precision_and_scale_stays_double_precision(tmp_path: Path) -> None:
+    table = people()
+    table["source"]["columns"] = {
+        "ts": "string", "id": "bigint", "a": "double(10,2)", "b": "double(10,2) unsigned",
+        "c": "double precision(10,2)", "d": "real(10,2)", "e": "float(10,2)", "f": "float(24)", "g": "float(25)",
+    }  # fmt: skip
+
+    columns = load_config(write(tmp_path, document(people=table))).tables["people"].source.columns
+
+    assert columns == {
+        "ts": "string", "id": "bigint", "a": "double", "b": "double", "c": "double", "d": "double",
+        "e": "float", "f": "float", "g": "double",
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("dms_name", "ours"),
     [

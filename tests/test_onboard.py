@@ -122,6 +122,129 @@ def test_cdc_inserts_only_without_op_is_refused_naming_the_settings(tmp_path):
         onboard_dms(*edited(tmp_path, "postgres", inserts_only))
 
 
+def test_cdc_inserts_and_updates_without_op_is_refused_naming_the_settings(tmp_path):
+    """Without IncludeOpForFullLoad, DMS writes CdcInsertsAndUpdates records with no Op: nothing says I from U."""
+
+    def inserts_and_updates(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(CdcInsertsAndUpdates=True, IncludeOpForFullLoad=False)
+
+    with pytest.raises(ConfigError, match="CdcInsertsAndUpdates=true without IncludeOpForFullLoad") as info:
+        onboard_dms(*edited(tmp_path, "postgres", inserts_and_updates))
+    assert "set IncludeOpForFullLoad=true" in str(info.value)
+
+
+@pytest.mark.parametrize("setting", ["CdcInsertsOnly", "CdcInsertsAndUpdates"])
+def test_cdc_without_deletes_with_op_is_onboarded_with_a_warning_that_deletes_never_arrive(tmp_path, setting):
+    def without_deletes(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update({setting: True, "IncludeOpForFullLoad": True})
+
+    text = onboard_dms(*edited(tmp_path, "postgres", without_deletes))
+
+    warning = [line for line in text.splitlines() if line.startswith("# WARNING") and setting in line]
+    assert warning and "deletes" in warning[0], text[:600]
+    assert "WARNING" not in onboard_dms(*files("postgres"))  # the captured task writes deletes
+
+
+def test_rfc4180_false_is_refused_saying_why_and_what_to_set(tmp_path):
+    """With Rfc4180=false DMS writes values as they are: `"Smith, J"` is two fields, `"Doc" Smith` eats the file."""
+
+    def not_rfc4180(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(Rfc4180=False)
+
+    with pytest.raises(ConfigError, match="Rfc4180=false") as info:
+        onboard_dms(*edited(tmp_path, "postgres", not_rfc4180))
+    assert "quot" in str(info.value) and "set Rfc4180=true" in str(info.value)
+    assert "employee" in entries_of(*edited(tmp_path, "oracle", not_rfc4180))  # Parquet: the setting is CSV's only
+
+
+def entries_of(endpoints: Path, tasks: Path, columns: Path) -> dict:
+    return yaml.safe_load(onboard_dms(endpoints, tasks, columns))["tables"]
+
+
+def postgres_catalog(tmp_path: Path, rows: list[str]) -> Path:
+    """A `psql --csv` listing of information_schema.columns with udt_name and character_maximum_length."""
+    columns = tmp_path / "columns.csv"
+    header = "table_schema,table_name,column_name,ordinal_position,data_type,udt_name,character_maximum_length,"
+    columns.write_text(header + "numeric_precision,numeric_scale,is_primary_key\n" + "\n".join(rows) + "\n")
+    return columns
+
+
+def test_postgres_bit_columns_are_bit_strings_as_dms_writes_them(tmp_path):
+    """DMS maps PostgreSQL BIT(n) and BIT VARYING(n) to STRING(n): `10101010` is not a boolean."""
+    columns = postgres_catalog(
+        tmp_path,
+        [
+            "public,readings,reading_id,1,integer,int4,,32,0,YES",
+            "public,readings,flags,2,bit,bit,8,,,NO",
+            "public,readings,flag,3,bit,bit,1,,,NO",
+            "public,readings,mask,4,bit varying,varbit,16,,,NO",
+        ],
+    )
+    endpoints, tasks, _ = files("postgres")
+
+    readings = entries_of(endpoints, tasks, columns)["readings"]["source"]["columns"]
+
+    assert (readings["flags"], readings["flag"], readings["mask"]) == ("string", "string", "string")
+
+
+def test_postgres_arrays_enums_and_extension_types_are_text_and_arrays_are_lobs(tmp_path):
+    """DMS writes ARRAY, ENUM, COMPOSITE, HSTORE as text; the catalog says ARRAY / USER-DEFINED, udt_name which."""
+    columns = postgres_catalog(
+        tmp_path,
+        [
+            "public,readings,reading_id,1,integer,int4,,32,0,YES",
+            "public,readings,tags,2,ARRAY,_text,,,,NO",
+            "public,readings,samples,3,ARRAY,_int4,,,,NO",
+            "public,readings,mood,4,USER-DEFINED,mood,,,,NO",
+            "public,readings,attrs,5,USER-DEFINED,hstore,,,,NO",
+            "public,readings,taken_on,6,USER-DEFINED,date,,,,NO",  # an enum that happens to be called date
+        ],
+    )
+
+    def non_lob_before_images(data):
+        mappings = json.loads(data["tasks"]["ReplicationTasks"][0]["TableMappings"])
+        rule = mappings["rules"][3]
+        rule["object-locator"]["table-name"] = "readings"
+        rule["before-image-def"]["column-filter"] = "non-lob"
+        data["tasks"]["ReplicationTasks"][0]["TableMappings"] = json.dumps(mappings)
+
+    endpoints, tasks, _ = edited(tmp_path, "postgres", non_lob_before_images)
+
+    readings = entries_of(endpoints, tasks, columns)["readings"]["source"]["columns"]
+
+    assert readings == {
+        "dms_commit_ts": "string",
+        "reading_id": "int",
+        "tags": "string",
+        "samples": "string",
+        "mood": "string",
+        "attrs": "string",
+        "taken_on": "string",
+        "dms_change_seq": "string",
+        # ARRAY and HSTORE are NCLOB to DMS: no before-image under non-lob; an ENUM is STRING(64)
+        "BI_reading_id": "int",
+        "BI_mood": "string",
+        "BI_taken_on": "string",
+    }
+
+
+def test_oracle_number_with_scale_above_precision_or_negative_is_double_as_dms_writes_it(tmp_path):
+    """DMS writes these NUMBERs as REAL8; decimal(2,5) was refused by Spark at every batch."""
+    columns = tmp_path / "columns.csv"
+    columns.write_text(
+        "OWNER,TABLE_NAME,COLUMN_NAME,COLUMN_ID,DATA_TYPE,DATA_PRECISION,DATA_SCALE,PK\n"
+        "HR,EMPLOYEES,EMPLOYEE_ID,1,NUMBER,6,0,Y\n"
+        "HR,EMPLOYEES,RATE,2,NUMBER,2,5,\n"
+        "HR,EMPLOYEES,BUDGET,3,NUMBER,7,-2,\n"
+        "HR,EMPLOYEES,SALARY,4,NUMBER,8,2,\n"
+    )
+    endpoints, tasks, _ = files("oracle")
+
+    employee = entries_of(endpoints, tasks, columns)["employee"]["source"]["columns"]
+
+    assert (employee["rate"], employee["budget"], employee["salary"]) == ("double", "double", "decimal(8,2)")
+
+
 def test_csv_null_value_is_carried_and_no_sup_value_is_refused(tmp_path):
     """CsvNullValue changes what an empty field means; UseCsvNoSupValue would write a marker over real values."""
 

@@ -2,10 +2,10 @@
 
 Field names are those of the catalogs, any case: PostgreSQL / MySQL / SQL Server `information_schema.
 columns` (table_schema, table_name, column_name, ordinal_position, data_type, character_maximum_length,
-numeric_precision, numeric_scale; MySQL's column_type and column_key), Oracle ALL_TAB_COLUMNS (owner,
-table_name, column_name, column_id, data_type, data_precision, data_scale). The primary key comes from
-a `column_key` of PRI (MySQL) or a `primary_key` / `is_primary_key` / `pk` field (true, or the column's
-position in the key); `--key` on the command line names it otherwise.
+numeric_precision, numeric_scale; PostgreSQL's udt_name; MySQL's column_type and column_key), Oracle
+ALL_TAB_COLUMNS (owner, table_name, column_name, column_id, data_type, data_precision, data_scale). The
+primary key comes from a `column_key` of PRI (MySQL) or a `primary_key` / `is_primary_key` / `pk` field
+(true, or the column's position in the key); `--key` on the command line names it otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import ConfigError
+from lakehouse.sources.db_types import spark_type
 
 _FIELDS = {
     "schema": ("table_schema", "owner", "schema", "schema_name"),
@@ -26,6 +27,8 @@ _FIELDS = {
     "position": ("ordinal_position", "column_id", "position"),
     "full_type": ("column_type",),
     "type": ("data_type", "type", "udt_name"),
+    "udt": ("udt_name",),
+    "length": ("character_maximum_length",),
     "precision": ("numeric_precision", "data_precision", "precision"),
     "scale": ("numeric_scale", "data_scale", "scale"),
     "key": ("primary_key", "is_primary_key", "pk", "column_key", "key"),
@@ -52,10 +55,24 @@ def _pick(row: dict[str, Any], name: str) -> Any:
 
 
 def _declared(row: dict[str, Any]) -> str:
-    """The type as declared: MySQL's column_type, else data_type with precision and scale where they count."""
+    """The type as declared: MySQL's column_type, else data_type with precision and scale where they count.
+
+    PostgreSQL's data_type says only ARRAY or USER-DEFINED for arrays, enums, composites and extension types;
+    its udt_name says which (`_int4` is an int4 array): an array is given as its udt_name, a user-defined type
+    as its udt_name where that names a text type (hstore, citext…), else as `user-defined <udt_name>`, which
+    is text too (an enum named `date` is not a date). bit and bit varying keep their length.
+    """
     if _pick(row, "full_type"):
         return str(_pick(row, "full_type"))
     base = str(_pick(row, "type") or "")
+    udt, length = _pick(row, "udt"), _pick(row, "length")
+    if base.lower() == "array":
+        return str(udt) if udt else "array"
+    if base.lower() == "user-defined":
+        known = udt is not None and spark_type(str(udt), "postgres") == "string"
+        return str(udt) if known else f"user-defined {udt or ''}".strip()
+    if base.lower() in ("bit", "bit varying") and length is not None:
+        return f"{base}({length})"
     precision, scale = _pick(row, "precision"), _pick(row, "scale")
     if base.lower() not in _SIZED or "(" in base or precision is None:
         return base

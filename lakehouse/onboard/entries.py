@@ -19,12 +19,15 @@ from pydantic import ValidationError
 
 from lakehouse.errors import ConfigError
 from lakehouse.onboard.columns import SourceTable, read_columns
-from lakehouse.onboard.task import DmsTask, read_task
+from lakehouse.onboard.task import DmsTask, check_target, read_task
 from lakehouse.sources.db_types import spark_type
 
 CHANGE_SEQ = "$ar_h_change_seq"
+# DMS's LOB types (BLOB, CLOB, NCLOB): no before-image under column-filter non-lob. PostgreSQL arrays (_int4,
+# int[]), hstore, tsvector and tsquery are NCLOB / CLOB to DMS; an enum is STRING(64).
 _LOB = re.compile(r"^(text|ntext|tinytext|mediumtext|longtext|clob|nclob|blob|tinyblob|mediumblob|longblob|bytea"
-                  r"|json|jsonb|xml|xmltype|image|long|long raw)$|\(max\)$", re.IGNORECASE)  # fmt: skip
+                  r"|json|jsonb|xml|xmltype|image|long|long raw|array|hstore|tsvector|tsquery)$|\(max\)$|^_|\[\]$",
+                  re.IGNORECASE)  # fmt: skip
 _RENAMES = {"rename", "convert-lowercase", "convert-uppercase", "add-prefix", "remove-prefix", "replace-prefix",
             "add-suffix", "remove-suffix", "replace-suffix"}  # fmt: skip
 
@@ -187,22 +190,7 @@ def onboard_dms(
 ) -> str:
     """The `tables:` YAML of every table the task replicates, checked by the configuration's own models."""
     task = read_task(endpoints, tasks, task_id)
-    if task.target.cdc_inserts_only and not task.target.include_op_for_full_load:
-        raise ConfigError(
-            "S3Settings CdcInsertsOnly=true without IncludeOpForFullLoad writes CDC files without the Op column; "
-            "the engine needs it: set IncludeOpForFullLoad=true (Op is then I on every row) or CdcInsertsOnly=false"
-        )
-    if task.target.no_sup_value:
-        raise ConfigError(
-            "S3Settings UseCsvNoSupValue=true writes CsvNoSupValue for every column the source's supplemental log "
-            "lacks; applied, it would overwrite the real values: log all columns at the source (Oracle: ALTER TABLE "
-            "... ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS) and set UseCsvNoSupValue=false"
-        )
-    if task.target.preserve_transactions:
-        raise ConfigError(
-            "S3Settings PreserveTransactions=true writes all tables' changes into CdcPath in transaction order; "
-            "the engine reads one folder per table: set it to false"
-        )
+    warnings = check_target(task.target)
     tables = selected(task, read_columns(columns))
     if not tables:
         raise ConfigError(f"no table of {columns} is selected by the selection rules of task {task.identifier}")
@@ -212,7 +200,7 @@ def onboard_dms(
         name = yaml_name(name)
         entries[yaml_name(f"{table.schema}_{name}") if name in entries else name] = entry
     _validate(entries)
-    return _render(task, entries)
+    return _render(task, entries, warnings)
 
 
 def _validate(entries: dict[str, dict[str, Any]]) -> None:
@@ -225,7 +213,7 @@ def _validate(entries: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"the generated entries do not validate: {problems}") from None
 
 
-def _render(task: DmsTask, entries: dict[str, dict[str, Any]]) -> str:
+def _render(task: DmsTask, entries: dict[str, dict[str, Any]], warnings: list[str]) -> str:
     t = task.target
     settings = (
         f"DataFormat={t.data_format}, AddColumnName={str(t.add_column_name).lower()}, IncludeOpForFullLoad="
@@ -236,5 +224,6 @@ def _render(task: DmsTask, entries: dict[str, dict[str, Any]]) -> str:
         f"# S3 target s3://{t.bucket}/{t.folder}: {settings}).",
         "# Columns are in the order DMS writes them after Op. Add `consent:` / `phi_columns:` where a table",
         "# holds PHI, and the `paths:` of your environment.",
+        *(f"# WARNING: {w}." for w in warnings),
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump({"tables": entries}, sort_keys=False, allow_unicode=True)

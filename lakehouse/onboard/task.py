@@ -42,7 +42,9 @@ class S3Target:
     null_value: str | None = None
     no_sup_value: bool = False
     cdc_inserts_only: bool = False
+    cdc_inserts_and_updates: bool = False
     preserve_transactions: bool = False
+    rfc4180: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,57 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         null_value=str(s["csvnullvalue"]) if s.get("csvnullvalue") else None,
         no_sup_value=_flag(s.get("usecsvnosupvalue", False)),
         cdc_inserts_only=_flag(s.get("cdcinsertsonly", False)),
+        cdc_inserts_and_updates=_flag(s.get("cdcinsertsandupdates", False)),
         preserve_transactions=_flag(s.get("preservetransactions", False)),
+        rfc4180=_flag(s.get("rfc4180", True)),
     )
+
+
+def check_target(t: S3Target) -> list[str]:
+    """Refuse the settings whose files the engine cannot read right; the warnings for those it can read.
+
+    Raises ConfigError naming the setting, why, and what to set; returns warning lines for the YAML header.
+    """
+    for setting, on, ops in (
+        ("CdcInsertsOnly", t.cdc_inserts_only, "I"),
+        ("CdcInsertsAndUpdates", t.cdc_inserts_and_updates, "I or U"),
+    ):
+        # DMS then writes CDC records without Op: every row would be quarantined (no header) or taken as
+        # an insert (header), and a key change would never delete its old key.
+        if on and not t.include_op_for_full_load:
+            raise ConfigError(
+                f"S3Settings {setting}=true without IncludeOpForFullLoad writes CDC files without the Op column; "
+                f"the engine needs it: set IncludeOpForFullLoad=true (Op is then {ops} on every row) or {setting}=false"
+            )
+    if t.data_format == "csv" and not t.rfc4180:
+        raise ConfigError(
+            "S3Settings Rfc4180=false writes CSV values as they are, without quotes around a value that holds the "
+            "delimiter, a quote or a newline and without doubling its quotes; the engine reads RFC 4180 quoting, so "
+            'such a value would be split, lose its quotes, or (a value starting with a quote, `"Doc" Smith`) run into '
+            "the following records: set Rfc4180=true (the default) or DataFormat=parquet"
+        )
+    if t.no_sup_value:
+        raise ConfigError(
+            "S3Settings UseCsvNoSupValue=true writes CsvNoSupValue for every column the source's supplemental log "
+            "lacks; applied, it would overwrite the real values: log all columns at the source (Oracle: ALTER TABLE "
+            "... ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS) and set UseCsvNoSupValue=false"
+        )
+    if t.preserve_transactions:
+        raise ConfigError(
+            "S3Settings PreserveTransactions=true writes all tables' changes into CdcPath in transaction order; "
+            "the engine reads one folder per table: set it to false"
+        )
+    if t.cdc_inserts_only:
+        return [
+            "CdcInsertsOnly=true: DMS writes only the source's inserts; updates and deletes never arrive, so the "
+            "tables keep each row as first inserted and rows deleted at the source stay"
+        ]
+    if t.cdc_inserts_and_updates:
+        return [
+            "CdcInsertsAndUpdates=true: DMS writes no deletes; rows deleted at the source stay in latest and "
+            "history as open versions"
+        ]
+    return []
 
 
 def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None) -> DmsTask:

@@ -6,14 +6,19 @@ PostgreSQL, MySQL, Oracle and SQL Server print in their catalogs, and DMS's own 
 rules). The choices follow what DMS writes into the files:
 
 * whole numbers by range: `int4` → int, `int8` → bigint; unsigned MySQL types take the next wider type;
-  MySQL `tinyint(1)` and SQL Server `bit` are booleans; Oracle `NUMBER(p)` is int / bigint / decimal(p,0);
+  MySQL `tinyint(1)` and SQL Server `bit` are booleans (a PostgreSQL `bit(n)`, DMS's STRING(n), is string);
+  Oracle `NUMBER(p)` is int / bigint / decimal(p,0);
 * `numeric(p,s)` → decimal(p,s) up to 38 digits (Spark's limit), wider → string; a `numeric` or Oracle
-  `NUMBER` without precision → decimal(38,10);
+  `NUMBER` without precision → decimal(38,10); Oracle `NUMBER(p,s)` with a negative scale or one above the
+  precision → double (DMS writes REAL8); PostgreSQL's `numeric(5,-2)` → decimal(7,0), `numeric(2,5)` →
+  decimal(5,5). No mapping gives a decimal Spark refuses (precision 1..38, scale 0..precision);
+* floating point by size, never narrower than the source: `float(p)` by its bits (≤ 24 float, else double),
+  MySQL `float(M,D)` float, `double`, `double(M,D)`, `real(M,D)` and MySQL's / Oracle's `real` double;
 * time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp
   (DMS writes UTC); Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string;
-* text, JSON, UUID, enums, arrays, XML → string; binary columns (`bytea`, `BLOB`, `varbinary`) → string
-  too, since DMS writes them as text in CSV (a Parquet file's bytes are read as lowercase hex);
-  SQL Server `timestamp` is a row version → string.
+* text, JSON, UUID, enums, arrays, PostgreSQL user-defined types, XML → string; binary columns (`bytea`,
+  `BLOB`, `varbinary`) → string too, since DMS writes them as text in CSV (a Parquet file's bytes are read
+  as lowercase hex); SQL Server `timestamp` is a row version → string.
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ def spark_type(declared: str, dialect: Dialect = "") -> str | None:
     text = " ".join(str(declared).strip().lower().split())
     if not dialect and SPARK_TYPE.match(text):  # the YAML's own Spark types (a source's tinyint, date… differ)
         return text.replace(" ", "")
-    if text.endswith("[]") or text.startswith("_"):  # PostgreSQL arrays: DMS writes their text form
+    if text.endswith("[]") or text.startswith("_") or text.startswith("user-defined"):
+        # PostgreSQL arrays (udt_name _int4, int[]) and USER-DEFINED types (enums, composites, extension types
+        # such as hstore): DMS maps ARRAY, COMPOSITE, HSTORE to NCLOB and ENUM to STRING, i.e. their text form
         return "string"
     unsigned = "unsigned" in text
     match = _DECLARED.match(_WORDS.sub("", text).strip())
@@ -83,16 +90,22 @@ def spark_type(declared: str, dialect: Dialect = "") -> str | None:
     args = [a.strip() for a in (match["args"] or "").split(",") if a.strip()]
     if base in _DECIMALS:
         return _decimal(base, args, dialect)
+    if base == "bit" and dialect == "postgres":
+        return "string"  # DMS maps PostgreSQL BIT(n), BIT(1) too, to STRING(n): the 0/1 digits as text
     if base in ("tinyint", "bit"):
         # MySQL tinyint(1) and SQL Server bit are booleans; a bare tinyint is 0..255 (SQL Server) or signed
         # (MySQL): smallint holds both. bit(n > 1) is a bit string.
         if args == ["1"] or (base == "bit" and not args):
             return "boolean"
         return "smallint" if base == "tinyint" else "string"
-    if base in ("float", "double") and args:
+    if base == "float" and len(args) == 1:  # float(p): p bits of mantissa, single precision up to 24
         return "float" if _int(args[0], 53) <= 24 else "double"
     if base == "float":
-        return "double"  # SQL Server and Oracle float default to double precision
+        # MySQL float(M,D) is its 4-byte float; a bare float is double in SQL Server and Oracle (MySQL's
+        # single-precision one is read exactly as a double)
+        return "float" if args else "double"
+    if base in ("double", "double precision") or (base == "real" and (args or dialect in ("mysql", "oracle"))):
+        return "double"  # MySQL double(M,D), real(M,D), MySQL's and Oracle's real: 8 bytes (M,D only round)
     if base == "date" and dialect == "oracle":
         return "timestamp"  # an Oracle DATE has a time of day
     if base == "timestamp" and dialect == "sqlserver":
@@ -109,18 +122,40 @@ def _int(text: str, default: int) -> int:
 
 
 def _decimal(base: str, args: list[str], dialect: Dialect) -> str:
-    if not args or args[0] in ("*", ""):
-        scale = _int(args[1], 10) if len(args) > 1 else None
-        return f"decimal({MAX_DECIMAL},{scale})" if scale is not None else UNBOUNDED_DECIMAL
-    precision = _int(args[0], MAX_DECIMAL)
+    """A decimal Spark can hold (precision 1..38, 0 <= scale <= precision), or what DMS writes instead."""
+    oracle = base == "number" or dialect == "oracle"
+    if not args or (args[0] in ("*", "") and len(args) < 2):
+        return UNBOUNDED_DECIMAL
+    precision = MAX_DECIMAL if args[0] in ("*", "") else _int(args[0], MAX_DECIMAL)
     scale = int(args[1]) if len(args) > 1 and args[1].lstrip("-").isdigit() else 0
-    if scale < 0:  # Oracle NUMBER(p,-s) rounds to tens, hundreds…: whole numbers of up to p-s digits
-        precision, scale = min(precision - scale, MAX_DECIMAL), 0
+    if precision < 1:
+        return UNBOUNDED_DECIMAL
+    if oracle and not 0 <= scale <= precision:
+        return "double"  # DMS writes NUMBER(p,s) with a negative scale or one above the precision as REAL8
+    if scale < 0:  # PostgreSQL numeric(p,-s) rounds to tens, hundreds…: whole numbers of up to p-s digits
+        precision, scale = precision - scale, 0
+    elif scale > precision:  # numeric(2,5) holds 0.00012: all its digits are after the point
+        precision = scale
     if precision > MAX_DECIMAL:
         return "string"  # wider than Spark's decimals: kept as DMS wrote it
-    if scale == 0 and (base == "number" or dialect == "oracle"):
+    if scale == 0 and oracle:
         return "int" if precision <= 9 else "bigint" if precision <= 18 else f"decimal({precision},0)"
     return f"decimal({precision},{scale})"
+
+
+def decimal_problem(spark: str) -> str | None:
+    """Why Spark cannot hold `decimal(p,s)` (it refuses it only when a batch casts), or None.
+
+    >>> decimal_problem("decimal(2,5)")
+    'scale 5 is above precision 2'
+    """
+    match = re.fullmatch(r"decimal\((\d+),(\d+)\)", spark.replace(" ", ""))
+    if match is None:
+        return None
+    precision, scale = int(match[1]), int(match[2])
+    if not 1 <= precision <= MAX_DECIMAL:
+        return f"precision {precision} is outside 1..{MAX_DECIMAL}"
+    return f"scale {scale} is above precision {precision}" if scale > precision else None
 
 
 def _widen(spark: str) -> str:
