@@ -406,6 +406,9 @@ def _cmd_onboard(args: argparse.Namespace) -> int:
     if args.output:
         args.output.write_text(text, encoding="utf-8")
         print(f"table entries written to {args.output}")
+        for line in text.splitlines():  # the header's warnings are said here too, not only in the file
+            if line.startswith("# WARNING: "):
+                print(line[2:])
     else:
         print(text, end="")
     return 0

@@ -62,6 +62,7 @@ DMS_SETTINGS = {
     "op_in_full_load": "S3Settings IncludeOpForFullLoad",
     "delimiter": "S3Settings CsvDelimiter",
     "null_value": "S3Settings CsvNullValue",
+    "no_sup_value": "S3Settings CsvNoSupValue (with UseCsvNoSupValue=true)",
     "timestamp_column": "S3Settings TimestampColumnName",
     "change_seq_column": "the add-column rule with expression $AR_H_CHANGE_SEQ",
     "before_image_prefix": "the add-before-image-columns rule's column-prefix",
@@ -72,6 +73,7 @@ DMS_NAMES = {
     "includeopforfullload": "op_in_full_load",
     "csvdelimiter": "delimiter",
     "csvnullvalue": "null_value",
+    "csvnosupvalue": "no_sup_value",
     "timestampcolumnname": "timestamp_column",
     "bucketfolder": "path",
     "bucketname": "path",
@@ -82,15 +84,14 @@ DMS_NAMES = {
 # DMS settings that have no key here, and why.
 DMS_WITHOUT_KEY = {
     "compressiontype": "GZIP files are recognised by their .gz name; nothing to configure",
-    "cdcinsertsandupdates": "files without D rows need no setting",
+    "cdcinsertsandupdates": "files without D rows need no setting (with IncludeOpForFullLoad=true: without it, "
+    "CDC files have no Op column)",
     "cdcinsertsonly": "the engine needs the Op column in CDC files: keep CdcInsertsOnly=false",
     "datepartitionenabled": "dated sub-folders are read recursively; nothing to configure",
     "cdcpath": "CDC files are read from the table's `path`",
     "csvrowdelimiter": "records end with a newline, as DMS writes them by default",
     "preservetransactions": "not supported: the transaction-order files are not read",
-    "usecsvnosupvalue": "not supported: a column missing from the source's supplemental log would be applied as "
-    "CsvNoSupValue (or NULL) over its real value; log all columns at the source",
-    "csvnosupvalue": "not supported: see UseCsvNoSupValue; log all columns at the source",
+    "usecsvnosupvalue": "set no_sup_value to the task's CsvNoSupValue",
 }
 
 
@@ -123,6 +124,9 @@ class DmsSource(_Model):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     # DMS CsvNullValue: the text DMS writes for NULL (an empty field is then an empty string); unset: empty is NULL
     null_value: str | None = None
+    # DMS CsvNoSupValue (UseCsvNoSupValue=true): the text DMS writes for a column the source's supplemental log lacks
+    # (Oracle with PRIMARY KEY logging): an update did not change it, so it keeps the key's value before the update
+    no_sup_value: str | None = Field(default=None, min_length=1)
     timestamp_column: str | None = None  # DMS TimestampColumnName (commit time on CDC rows)
     change_seq_column: str | None = None  # an add-column rule with expression $AR_H_CHANGE_SEQ
     before_image_prefix: str | None = None  # add-before-image-columns rule, e.g. "BI_"
@@ -160,6 +164,11 @@ class DmsSource(_Model):
         unknown = [c for c in self.optional_columns if c not in self.columns]
         if unknown:
             raise ValueError(f"optional_columns names {unknown}, which are not in columns {list(self.columns)}")
+        if self.no_sup_value is not None and self.no_sup_value == (self.null_value or ""):
+            raise ValueError(
+                f"no_sup_value {self.no_sup_value!r} (DMS CsvNoSupValue) is also the text of NULL (null_value): an "
+                "unchanged column and a NULL could not be told apart; give DMS a CsvNoSupValue no value holds"
+            )
         if self.before_image_prefix and not self.before_image_columns:
             raise ValueError(
                 f"before_image_prefix {self.before_image_prefix!r} (DMS {DMS_SETTINGS['before_image_prefix']}) "
@@ -263,6 +272,10 @@ class CsvSnapshotFeed(_Model):
     npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "UTF-8"
+    # A file that does not end with a line break may have been cut short inside its last record, which still reads
+    # with every field (a cut key is a new key, and the real one is deleted): that record is held, quarantined as
+    # unterminated_record. false only for a producer whose files never end with a line break.
+    require_final_newline: bool = True
 
     @field_validator("columns")
     @classmethod

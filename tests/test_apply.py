@@ -172,3 +172,46 @@ def test_of_one_change_in_two_files_the_row_of_the_first_file_by_name_is_kept_wh
         ("20260301-100000000.csv", False),
         ("20260302-080000000.csv", True),
     }
+
+
+def test_columns_dms_wrote_as_no_sup_value_keep_the_keys_value_before_the_update(spark, tmp_path):
+    """Oracle with PRIMARY KEY supplemental logging: an update carries the key and the columns it changed, DMS writes
+    CsvNoSupValue for the others (UseCsvNoSupValue=true). They keep the key's value before the update, through two
+    partial updates in one file, a later batch, a delete (which carries the filled values) and a real NULL."""
+    config = people_config(tmp_path, no_sup_value="_NOSUP_")
+    land(
+        config,
+        "LOAD00000001.csv",
+        [
+            ["2026-03-01 08:00:00.000000", "1", "Ann", "10", "", ""],
+            ["2026-03-01 08:00:00.000000", "2", "Bob", "20", "", ""],
+        ],
+    )
+    land(
+        config,
+        "20260301-090000000.csv",
+        [
+            ["U", "2026-03-01 09:00:00.000000", "1", "_NOSUP_", "11", seq(1), "_NOSUP_"],
+            ["U", "2026-03-01 09:00:01.000000", "1", "Ann Lee", "_NOSUP_", seq(2), "_NOSUP_"],
+            ["U", "2026-03-01 09:00:02.000000", "2", "", "_NOSUP_", seq(3), "_NOSUP_"],  # a real NULL name
+        ],
+    )
+    result = run(spark, config)
+    assert result.batches[0].quarantined == 0
+    land(config, "20260301-100000000.csv", [["U", "2026-03-01 10:00:00.000000", "1", "_NOSUP_", "12", seq(4), ""]])
+    run(spark, config)
+    land(config, "20260301-110000000.csv", [["D", "2026-03-01 11:00:00.000000", "2", "_NOSUP_", "_NOSUP_", seq(5), ""]])
+    run(spark, config)
+
+    expected = spark.createDataFrame([(1, "Ann Lee", 12.0)], "id bigint, name string, score double")
+    assert_df_equality(latest_rows(spark, config), expected, ignore_nullable=True)
+    versions = read(spark, config, "history").orderBy("id", "_sequence").select("id", "name", "score", "_op").collect()
+    assert [tuple(v) for v in versions] == [
+        (1, "Ann", 10.0, "I"),
+        (1, "Ann", 11.0, "U"),
+        (1, "Ann Lee", 11.0, "U"),
+        (1, "Ann Lee", 12.0, "U"),
+        (2, "Bob", 20.0, "I"),
+        (2, None, 20.0, "U"),
+        (2, None, 20.0, "D"),
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from lakehouse.config import DmsSource
 from lakehouse.sources.dms_files import PARQUET_SLICE_ROWS, is_load_file, parse_file
@@ -536,3 +537,26 @@ def test_with_csv_null_value_that_text_is_null_and_an_empty_field_is_an_empty_st
 
     assert (default["name"], default["BI_id"]) == (None, "NULL")
     assert (marked["name"], marked["BI_id"]) == ("", None)
+
+
+def test_csv_no_sup_value_is_null_and_names_its_columns_in_csv_and_parquet() -> None:
+    """DMS's CsvNoSupValue (a column not in the source's supplemental log) is no value: NULL, named in `_unsupplied`
+    so an update keeps the column's value before it; a real NULL stays a NULL."""
+    marker = source(no_sup_value="_NOSUP_")
+    (row,) = parse(CDC, "U,t1,1,_NOSUP_,_NOSUP_,s1,\n", marker)
+    assert (row["name"], row["score"], row["_unsupplied"], row.get("_reason")) == (None, None, "name,score", None)
+    (full,) = parse(CDC, "U,t1,1,,9.5,s1,\n", marker)
+    assert (full["name"], full["score"], full.get("_unsupplied")) == (None, "9.5", None)
+    (unset,) = parse(CDC, "U,t1,1,_NOSUP_,9.5,s1,\n")
+    assert (unset["name"], unset.get("_unsupplied")) == ("_NOSUP_", None)
+
+    content = parquet(
+        {"Op": ["U"], "ts": ["t1"], "ID": ["1"], "name": ["_NOSUP_"], "score": [9.5], "seq": ["s1"], "BI_id": [None]}
+    )
+    (pq_row,) = parse_file(CDC.replace(".csv", ".parquet"), content, source(format="parquet", no_sup_value="_NOSUP_"))
+    assert (pq_row["id"], pq_row["name"], pq_row["_unsupplied"]) == ("1", None, "name")
+
+
+def test_a_no_sup_value_that_is_also_the_null_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="also the text of NULL"):
+        source(no_sup_value="NULL", null_value="NULL")

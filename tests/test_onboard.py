@@ -245,8 +245,9 @@ def test_oracle_number_with_scale_above_precision_or_negative_is_double_as_dms_w
     assert (employee["rate"], employee["budget"], employee["salary"]) == ("double", "double", "decimal(8,2)")
 
 
-def test_csv_null_value_is_carried_and_no_sup_value_is_refused(tmp_path):
-    """CsvNullValue changes what an empty field means; UseCsvNoSupValue would write a marker over real values."""
+def test_csv_null_value_and_no_sup_value_are_carried_and_a_no_sup_value_without_its_text_is_refused(tmp_path):
+    """CsvNullValue changes what an empty field means; CsvNoSupValue marks a column an update did not carry (the
+    engine keeps its value); UseCsvNoSupValue without a CsvNoSupValue writes NULL over real values."""
 
     def null_value(data):
         data["endpoints"]["Endpoints"][1]["S3Settings"].update(CsvNullValue="NULL")
@@ -259,8 +260,38 @@ def test_csv_null_value_is_carried_and_no_sup_value_is_refused(tmp_path):
     def no_sup(data):
         data["endpoints"]["Endpoints"][1]["S3Settings"].update(UseCsvNoSupValue=True, CsvNoSupValue="_NOSUP_")
 
-    with pytest.raises(ConfigError, match="UseCsvNoSupValue=true"):
-        onboard_dms(*edited(tmp_path, "postgres", no_sup))
+    sources = [
+        t["source"] for t in yaml.safe_load(onboard_dms(*edited(tmp_path, "postgres", no_sup)))["tables"].values()
+    ]
+    assert {s["no_sup_value"] for s in sources} == {"_NOSUP_"}
+
+    def no_text(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(UseCsvNoSupValue=True)
+
+    with pytest.raises(ConfigError, match="UseCsvNoSupValue=true without CsvNoSupValue"):
+        onboard_dms(*edited(tmp_path, "postgres", no_text))
+
+    def same_as_null(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(
+            UseCsvNoSupValue=True, CsvNoSupValue="NULL", CsvNullValue="NULL"
+        )
+
+    with pytest.raises(ConfigError, match="is also CsvNullValue"):
+        onboard_dms(*edited(tmp_path, "postgres", same_as_null))
+
+
+def test_an_oracle_task_without_no_sup_value_is_onboarded_with_a_warning_about_unlogged_columns(tmp_path):
+    """With PRIMARY KEY supplemental logging, an Oracle update carries NULL for every column it did not change."""
+    endpoints, tasks, columns = files("oracle")
+    header = [line for line in onboard_dms(endpoints, tasks, columns).splitlines() if line.startswith("#")]
+    assert any("WARNING: Oracle source without UseCsvNoSupValue" in line for line in header)
+
+    def no_sup(data):
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(UseCsvNoSupValue=True, CsvNoSupValue="_NOSUP_")
+
+    marked = onboard_dms(*edited(tmp_path, "oracle", no_sup))
+    assert "Oracle source" not in marked
+    assert {t["source"]["no_sup_value"] for t in yaml.safe_load(marked)["tables"].values()} == {"_NOSUP_"}
 
 
 def test_an_unsupported_transformation_rule_is_named(tmp_path):
@@ -307,6 +338,11 @@ def test_the_command_writes_the_entries_and_reports_errors_in_one_line(tmp_path,
     assert "patients" in yaml.safe_load(output.read_text())["tables"]
     assert main([*args, "--task-id", "nope"]) == 2
     assert "no task 'nope'" in capsys.readouterr().err
+
+    oracle = [str(p) for p in files("oracle")]
+    oracle_args = ["onboard", "dms", "--endpoint", oracle[0], "--task", oracle[1], "--columns", oracle[2]]
+    assert main([*oracle_args, "--output", str(tmp_path / "oracle.yaml")]) == 0
+    assert "WARNING: Oracle source without UseCsvNoSupValue" in capsys.readouterr().out  # not only in the file
 
 
 # --- the generated configuration ingests files of each task ---------------------------------------------------

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from delta.tables import DeltaTable
 
 
+UNSUPPLIED = "_unsupplied"  # the columns of a change DMS wrote as CsvNoSupValue, comma-separated (sources.dms_files)
+
+
 def _c(name: str) -> Column:
     return F.col("`" + name + "`")
 
@@ -63,12 +66,18 @@ def plan_history(
         F.lit(None).cast("timestamp").alias("_old_valid_to"),
         F.lit(None).cast("boolean").alias("_old_is_current"),
         (F.col("_key_moved") if "_key_moved" in changes.columns else F.lit(False)).alias("_key_moved"),
+        *([F.col(UNSUPPLIED)] if UNSUPPLIED in changes.columns else []),
     )
+    unsupplied = UNSUPPLIED in changes.columns  # a source with DMS's CsvNoSupValue (`DmsSource.no_sup_value`)
+    if unsupplied:
+        old = old.withColumn(UNSUPPLIED, F.lit(None).cast("string"))
     # Existing rows first on a tie: a new row with an existing row's sequence is a replay of it.
     ordered = Window.partitionBy(*[_c(k) for k in key]).orderBy(F.col("_sequence"), F.col("_existing").desc())
     rows = old.unionByName(new)
     if one_partition:  # one partition is already clustered by key: the windows below shuffle nothing
         rows = rows.coalesce(1)
+    if unsupplied:
+        rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered)
     rows = rows.withColumn(
         "_replay",
         ~F.col("_existing") & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False)),
@@ -101,6 +110,22 @@ def plan_history(
     )
     planned = _intervals(rows, key=key, values=values, ordered=ordered)
     return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
+
+
+def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window) -> DataFrame:
+    """An update's columns DMS wrote as CsvNoSupValue (absent from the source's supplemental log: the update did
+    not change them) take the key's value before it: that of the nearest earlier row of the key that carried it.
+
+    A late update fills from the versions before it; versions after it, already written, are not filled again.
+    """
+    named = F.split(F.col(UNSUPPLIED), ",")
+    before = ordered.rowsBetween(Window.unboundedPreceding, -1)
+    filled = {}
+    for c in columns:
+        missing = F.coalesce(F.array_contains(named, c), F.lit(False))
+        carried = F.last(F.when(~missing, F.struct(_c(c).alias("v"))), ignorenulls=True).over(before)
+        filled[c] = F.when(missing & (F.col("_op") == "U"), carried.getField("v")).otherwise(_c(c))
+    return rows.withColumns(filled).drop(UNSUPPLIED)
 
 
 def _nearest(

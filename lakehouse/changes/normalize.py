@@ -141,6 +141,7 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         F.lit(False).alias("_key_moved"),
         F.col("_content_hash"),
         F.col("_absent"),
+        *([F.col("_unsupplied")] if source.no_sup_value is not None else []),
     )
 
 

@@ -148,6 +148,8 @@ def table_entry(
             source["delimiter"] = task.target.delimiter
         if task.target.null_value is not None:
             source["null_value"] = task.target.null_value
+    if task.target.use_no_sup_value:
+        source["no_sup_value"] = task.target.no_sup_value
     source["op_in_full_load"] = task.target.include_op_for_full_load
     if task.target.timestamp_column:
         source["timestamp_column"] = task.target.timestamp_column
@@ -190,7 +192,7 @@ def onboard_dms(
 ) -> str:
     """The `tables:` YAML of every table the task replicates, checked by the configuration's own models."""
     task = read_task(endpoints, tasks, task_id)
-    warnings = check_target(task.target)
+    warnings = check_target(task.target, task.dialect)
     tables = selected(task, read_columns(columns))
     if not tables:
         raise ConfigError(f"no table of {columns} is selected by the selection rules of task {task.identifier}")

@@ -40,7 +40,8 @@ class S3Target:
     timestamp_column: str | None = None
     delimiter: str = ","
     null_value: str | None = None
-    no_sup_value: bool = False
+    use_no_sup_value: bool = False
+    no_sup_value: str | None = None
     cdc_inserts_only: bool = False
     cdc_inserts_and_updates: bool = False
     preserve_transactions: bool = False
@@ -97,7 +98,8 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         delimiter=str(s.get("csvdelimiter") or ","),
         # CsvNullValue "" (describe-endpoints prints the default so) is the default: an empty field is NULL.
         null_value=str(s["csvnullvalue"]) if s.get("csvnullvalue") else None,
-        no_sup_value=_flag(s.get("usecsvnosupvalue", False)),
+        use_no_sup_value=_flag(s.get("usecsvnosupvalue", False)),
+        no_sup_value=str(s["csvnosupvalue"]) if s.get("csvnosupvalue") else None,
         cdc_inserts_only=_flag(s.get("cdcinsertsonly", False)),
         cdc_inserts_and_updates=_flag(s.get("cdcinsertsandupdates", False)),
         preserve_transactions=_flag(s.get("preservetransactions", False)),
@@ -105,10 +107,11 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
     )
 
 
-def check_target(t: S3Target) -> list[str]:
+def check_target(t: S3Target, dialect: str | None = None) -> list[str]:
     """Refuse the settings whose files the engine cannot read right; the warnings for those it can read.
 
     Raises ConfigError naming the setting, why, and what to set; returns warning lines for the YAML header.
+    `dialect` is the source engine's (an Oracle source's updates may lack columns, see below).
     """
     for setting, on, ops in (
         ("CdcInsertsOnly", t.cdc_inserts_only, "I"),
@@ -128,28 +131,44 @@ def check_target(t: S3Target) -> list[str]:
             'such a value would be split, lose its quotes, or (a value starting with a quote, `"Doc" Smith`) run into '
             "the following records: set Rfc4180=true (the default) or DataFormat=parquet"
         )
-    if t.no_sup_value:
+    if t.use_no_sup_value and not t.no_sup_value:
         raise ConfigError(
-            "S3Settings UseCsvNoSupValue=true writes CsvNoSupValue for every column the source's supplemental log "
-            "lacks; applied, it would overwrite the real values: log all columns at the source (Oracle: ALTER TABLE "
-            "... ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS) and set UseCsvNoSupValue=false"
+            "S3Settings UseCsvNoSupValue=true without CsvNoSupValue writes NULL for a column the source's supplemental "
+            "log lacks, and an update would be applied with NULL over its real value: set CsvNoSupValue to a text no "
+            "value holds (e.g. _NOSUP_), which the engine reads as 'unchanged'"
+        )
+    if t.use_no_sup_value and t.no_sup_value == (t.null_value or ""):
+        raise ConfigError(
+            f"S3Settings CsvNoSupValue {t.no_sup_value!r} is also CsvNullValue: an unchanged column and a NULL could "
+            "not be told apart; give them different texts"
         )
     if t.preserve_transactions:
         raise ConfigError(
             "S3Settings PreserveTransactions=true writes all tables' changes into CdcPath in transaction order; "
             "the engine reads one folder per table: set it to false"
         )
+    warnings = []
+    if dialect == "oracle" and not t.use_no_sup_value:
+        warnings.append(
+            "Oracle source without UseCsvNoSupValue: an update carries only the columns in the table's supplemental "
+            "log, so with PRIMARY KEY logging (what AddSupplementalLogging sets) every column it did not change "
+            "arrives as NULL and is applied as NULL. Log all columns at the source (ALTER TABLE ... ADD SUPPLEMENTAL "
+            "LOG DATA (ALL) COLUMNS), or write CSV with UseCsvNoSupValue=true and a CsvNoSupValue: the engine then "
+            "keeps those columns' values"
+        )
     if t.cdc_inserts_only:
         return [
+            *warnings,
             "CdcInsertsOnly=true: DMS writes only the source's inserts; updates and deletes never arrive, so the "
-            "tables keep each row as first inserted and rows deleted at the source stay"
+            "tables keep each row as first inserted and rows deleted at the source stay",
         ]
     if t.cdc_inserts_and_updates:
         return [
+            *warnings,
             "CdcInsertsAndUpdates=true: DMS writes no deletes; rows deleted at the source stay in latest and "
-            "history as open versions"
+            "history as open versions",
         ]
-    return []
+    return warnings
 
 
 def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None) -> DmsTask:

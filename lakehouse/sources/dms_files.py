@@ -28,7 +28,7 @@ import io
 import posixpath
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +79,7 @@ def output_columns(source: DmsSource) -> list[str]:
         "_file_time",
         "_content_hash",
         "_absent",
+        "_unsupplied",
         "_reason",
         "_detail",
         "_raw",
@@ -321,6 +322,7 @@ class _CsvLayout:
         row.update({name: (value if value != null else None) for name, value in zip(layout, values, strict=True)})
         if self.absent:
             row["_absent"] = self.absent
+        _mark_unsupplied(row, layout, self.source.no_sup_value)
         return row
 
     def _read_header(self, header: list[str]) -> None:
@@ -367,6 +369,7 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         return
     # Arrow holds the file's values compactly; as Python strings they are made a slice at a time (a DMS file may
     # be 1 GB, and all its values at once as Python objects many times that).
+    named = [by_lower[n.lower()] for n in table.column_names if n.lower() != "op"]
     for first in range(0, table.num_rows, PARQUET_SLICE_ROWS):
         part = table.slice(first, PARQUET_SLICE_ROWS)
         strings = {n: _strings(n, part.column(n)) for n in part.column_names}
@@ -379,7 +382,20 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
                     row[by_lower[name.lower()]] = values[i]
             if not has_op and not is_load:
                 row["_op"] = None  # a CDC file without Op: unknown operation, quarantined downstream
+            _mark_unsupplied(row, named, source.no_sup_value)
             yield row
+
+
+def _mark_unsupplied(row: Row, names: Iterable[str], marker: str | None) -> None:
+    """Columns holding DMS's CsvNoSupValue (not in the source's supplemental log, so not known to have changed):
+    NULL here, named in `_unsupplied`, and an update takes the key's value before it (`apply.history`)."""
+    if marker is None:
+        return
+    unsupplied = [name for name in names if row.get(name) == marker]
+    for name in unsupplied:
+        row[name] = None
+    if unsupplied:
+        row["_unsupplied"] = ",".join(unsupplied)
 
 
 class _UnreadableColumn(Exception):
