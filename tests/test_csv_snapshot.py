@@ -9,6 +9,8 @@ the rest; day 2 again is a no-op; an older file after it is refused. Each test s
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import os
 import re
 from datetime import datetime
@@ -24,8 +26,15 @@ from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, too_many_d
 from lakehouse.cli import main
 from lakehouse.config import Config, CsvSnapshotFeed, read_yaml
 from lakehouse.demo_snapshots import write_pecos
+from lakehouse.errors import InputError
 from lakehouse.runner import run_once
-from lakehouse.sources.csv_snapshot import header_columns, normalise_header, npi_is_valid, npi_valid
+from lakehouse.sources.csv_snapshot import (
+    header_columns,
+    load_csv_snapshot,
+    normalise_header,
+    npi_is_valid,
+    npi_valid,
+)
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
 
@@ -69,11 +78,11 @@ def test_headers_normalise_to_snake_case():
     ]  # fmt: skip
 
 
-def write(folder: Path, name: str, rows: list[list[str]]) -> Path:
+def write(folder: Path, name: str, rows: list[list[str]], *, line_end: str = "\r\n") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     with path.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([HEADER, *rows])
+        csv.writer(f, lineterminator=line_end).writerows([HEADER, *rows])
     return path
 
 
@@ -377,6 +386,87 @@ def test_bytes_that_are_not_the_feeds_encoding_are_quarantined_and_the_right_enc
         for r in load(spark, table_paths(config, config.tables["clinicians"]).latest).collect()
     }
     assert names == {A: "Lée", B: "Diaz"}
+
+
+def test_a_file_cut_inside_its_last_key_holds_that_record_and_the_keys_row(spark, tmp_path):
+    """Found by review: a download stopped inside the last record's adrs_id (the file's last column, a key part)
+    still gives a record with every field, so the cut key was inserted and the real one deleted. A file that does
+    not end with a line break holds its last record (unterminated_record, in the quarantine and the load's notes):
+    its key keeps its row, the rest of the file applies. Files ending in LF or CRLF apply whole."""
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    day1 = write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", [A_BOSTON, B_SOLO, C_DALLAS], line_end="\n")
+    first = apply_snapshot(spark, config, "clinicians", str(day1))
+    assert (first.metrics[0].inserted, first.metrics[0].quarantined, first.detail) == (3, 0, "")
+    renamed = [*A_BOSTON[:3], "Lee-Smith", *A_BOSTON[4:]]
+    day2 = write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", [renamed, B_SOLO, C_DALLAS])
+    data = day2.read_bytes()
+    assert data.endswith(b",TX7500C1\r\n")
+    day2.write_bytes(data[:-4])  # stopped inside C's adrs_id: TX7500
+    second = apply_snapshot(spark, config, "clinicians", str(day2))
+    (m,) = second.metrics
+    assert (m.inserted, m.updated, m.deleted, m.quarantined) == (0, 1, 0, 1)
+    paths = table_paths(config, config.tables["clinicians"])
+    latest = sorted((r.npi, r.adrs_id, r.provider_last_name) for r in load(spark, paths.latest).collect())
+    assert latest == sorted([(A, "MA0213A1", "Lee-Smith"), (B, "TX7330B1", "Diaz"), (C, "TX7500C1", "Chen")])
+    (held,) = load(spark, paths.quarantine).collect()
+    assert held.reason == "unterminated_record" and '"adrs_id":"TX7500"' in held.raw
+    assert "does not end with a line break" in held.detail
+    assert "does not end with a line break" in second.detail and "unterminated_record" in second.detail
+
+
+def test_a_file_cut_inside_the_first_key_column_of_its_last_record_is_refused(spark, tmp_path):
+    """A record cut inside its first field keeps no whole key column: no key could be held for it, and the
+    clinician it names would be deleted. Such a file is refused; a file of only a header is refused as empty."""
+    config = pecos_config(tmp_path)
+    feed, table = config.snapshots["clinicians"], config.tables["clinicians"]
+    path = write(tmp_path, "DAC_NationalDownloadableFile_2026-11-01.csv", [A_BOSTON, B_SOLO, C_DALLAS])
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(C.encode()) + 4])  # the last record is the first four digits of C's NPI
+    with pytest.raises(InputError, match="does not end with a line break") as refused:
+        load_csv_snapshot(spark, feed, str(path), table)
+    assert "no whole key column" in str(refused.value) and "nothing was written" in str(refused.value)
+    path.write_text(",".join(HEADER), encoding="utf-8")
+    with pytest.raises(InputError, match="has no rows"):
+        load_csv_snapshot(spark, feed, str(path), table)
+
+
+def test_a_feed_whose_files_never_end_with_a_line_break_may_apply_their_last_record(spark, tmp_path):
+    """`require_final_newline: false`, for a producer that never ends its files with a line break, applies the last
+    record of such a file; by default, and in the shipped feed, it is held. A gzipped file is checked where its
+    text ends, not where its bytes do."""
+    text = io.StringIO()
+    csv.writer(text).writerows([HEADER, A_BOSTON, B_SOLO])
+    body = gzip.compress(text.getvalue().removesuffix("\r\n").encode())
+    counts = {}
+    for strict in (True, False):
+        config = pecos_config(tmp_path / str(strict), **({} if strict else {"require_final_newline": False}))
+        path = Path(config.snapshots["clinicians"].path) / "DAC_NationalDownloadableFile_2026-11-01.csv.gz"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(body)
+        (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
+        counts[strict] = (m.inserted, m.quarantined)
+    assert counts == {True: (1, 1), False: (2, 0)}
+    shipped = read_yaml(LOCAL_YAML.read_text(encoding="utf-8"))["snapshots"]["pecos_clinicians"]
+    assert CsvSnapshotFeed.model_validate(shipped).require_final_newline
+
+
+def test_a_valid_row_applies_beside_a_quarantined_row_of_its_key_whichever_sorts_first(spark, tmp_path):
+    """Found by review: repeats were ranked with the quarantined rows of their key. A's bad row sorts first by
+    content, so its good row was quarantined as a duplicate_key "of the first, kept" (nothing was kept); B's bad
+    value read as NULL, so its good row with an empty value could be skipped as the same row again. The good rows
+    apply, the bad ones are quarantined for what is wrong with them."""
+    config = pecos_config(tmp_path, types={"ind_pac_id": "bigint"})
+    bad_a = [A_BOSTON[0], "11x", *A_BOSTON[2:]]
+    bad_b, blank_b = [B_SOLO[0], "22x", *B_SOLO[2:]], [B_SOLO[0], "", *B_SOLO[2:]]
+    path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv",
+                 [bad_a, A_BOSTON, blank_b, bad_b])  # fmt: skip
+    (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
+    assert (m.inserted, m.quarantined, m.duplicates) == (2, 2, 0)
+    paths = table_paths(config, config.tables["clinicians"])
+    assert {r.npi: r.ind_pac_id for r in load(spark, paths.latest).collect()} == {A: 111, B: None}
+    quarantined = sorted((r.reason, r.raw) for r in load(spark, paths.quarantine).collect())
+    assert [(reason, "11x" in raw or "22x" in raw) for reason, raw in quarantined] == [("type_mismatch", True)] * 2
 
 
 def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_path):

@@ -2,16 +2,20 @@
 
 Header names are normalised to snake_case, values typed with try_cast, NPIs zero-padded to 10 digits
 and checked with the NPI Luhn rule. Rows that cannot be applied keep their raw text and a reason:
-invalid_npi, null_key, type_mismatch, duplicate_key (a second, different row for a key already in the
-snapshot; the first by content order is kept, so the pick does not depend on file order), malformed_record
-(a record whose field count is not the header's, which Spark's reader would pad with NULLs or cut to fit) and
-invalid_encoding (bytes that are not text in the feed's `encoding`, which the reader would replace).
+invalid_npi, null_key, type_mismatch, duplicate_key (a second, different valid row for a key already in the
+snapshot; the first by content order is kept, so the pick does not depend on file order; a quarantined row of
+the key takes no part), malformed_record (a record whose field count is not the header's, which Spark's reader
+would pad with NULLs or cut to fit), invalid_encoding (bytes that are not text in the feed's `encoding`, which
+the reader would replace; a U+FFFD written in the file is taken for one too) and unterminated_record (the last
+record of a file that does not end with a line break: a download cut inside it still reads with every field).
 A quarantined row still holds its key: the snapshot diff does not delete that key's live row (of a malformed
-record's key only the first column is trusted, so it holds every live row with that value).
+record's key only the first column is trusted, of an unterminated one no column its last field may be cut in,
+so it holds every live row with the values it has).
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,11 @@ if TYPE_CHECKING:
 NPI_PREFIX = "80840"  # the card issuer prefix the NPI check digit is computed with (ISO 7812)
 MALFORMED = "_malformed"  # Spark's corrupt-record column: the record's text when its field count is wrong
 REPLACEMENT = "\ufffd"  # what the reader makes of bytes that are not text in the feed's encoding
+UNTERMINATED = "_unterminated"  # true on the last record of a file that does not end with a line break
+UNTERMINATED_DETAIL = (
+    "the file does not end with a line break, so it may have been cut short inside its last record: that record "
+    "is held (quarantined as unterminated_record), not applied, and its key keeps its current row"
+)
 
 
 def normalise_header(name: str) -> str:
@@ -78,8 +87,13 @@ def npi_valid(column: str) -> Column:
     return F.col(f"`{column}`").rlike(r"^[0-9]{10}$") & F.coalesce(check, F.lit(False))
 
 
-def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> DataFrame:
-    """Raw string columns → typed business columns plus `_reason`, `_detail`, `_raw` (pure)."""
+def typed_rows(
+    raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig, *, cut_columns: list[str] | tuple[str, ...] = ()
+) -> DataFrame:
+    """Raw string columns → typed business columns plus `_reason`, `_detail`, `_raw` (pure).
+
+    `cut_columns`: the columns the record marked `_unterminated` may be cut in; it keeps none of them.
+    """
     from pyspark.sql import functions as F
 
     columns = feed.columns
@@ -103,7 +117,9 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
         if k not in table.nullable_key
     ]
     malformed = F.col(MALFORMED).isNotNull() if MALFORMED in raw.columns else F.lit(False)
-    header = len([c for c in raw.columns if c != MALFORMED])
+    unterminated = F.col(UNTERMINATED) if UNTERMINATED in raw.columns else F.lit(False)
+    fields = [c for c in raw.columns if c not in (MALFORMED, UNTERMINATED)]
+    header = len(fields)
     malformed_detail = F.when(
         malformed,
         F.lit(
@@ -123,19 +139,26 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
         for c in columns
     ]
     reason = F.coalesce(
+        F.when(unterminated, F.lit("unterminated_record")),  # before malformed_record: a cut record is short
         F.when(malformed, F.lit("malformed_record")),
         *[F.when(x.isNotNull(), F.lit("invalid_encoding")) for x in replaced],
         *[F.when(x.isNotNull(), F.lit("null_key")) for x in null_key],
         *[F.when(x.isNotNull(), F.lit("invalid_npi")) for x in bad_npi],
         *[F.when(x.isNotNull(), F.lit("type_mismatch")) for x in failures],
     )
-    detail = F.coalesce(malformed_detail, *replaced, *null_key, *bad_npi, *failures)
-    values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns if c != MALFORMED]))
+    cut = F.when(unterminated, F.lit(UNTERMINATED_DETAIL))
+    detail = F.coalesce(cut, malformed_detail, *replaced, *null_key, *bad_npi, *failures)
+    values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in fields]))
     # A malformed record's fields may sit in the wrong columns: of its key only the first column is kept, a
     # file's leading field (a NULL key part of a quarantined row holds every value, see `snapshot_changes`).
     unsure = set(table.primary_key[1:])
+
+    def kept(c: str) -> Column:
+        value = F.when(~malformed, cast[c]) if c in unsure else cast[c]
+        return F.when(~unterminated, value) if c in cut_columns else value
+
     return cleaned.select(
-        *[(F.when(~malformed, cast[c]) if c in unsure else cast[c]).alias(c) for c in columns],
+        *[kept(c).alias(c) for c in columns],
         reason.alias("_reason"),
         detail.alias("_detail"),
         F.when(malformed, F.col(MALFORMED)).when(reason.isNotNull(), values).alias("_raw"),
@@ -143,16 +166,19 @@ def typed_rows(raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig) -> Dat
 
 
 def one_row_per_key(rows: DataFrame, key: list[str], columns: list[str]) -> DataFrame:
-    """Mark repeats: the same row again → `_duplicate`; a different row for a key already seen → duplicate_key.
+    """Mark repeats among the valid rows: the same row again → `_duplicate`; a different row for a key already
+    seen → duplicate_key.
 
-    The row kept for a key is the first by content, so the pick does not depend on the file's order.
+    The row kept for a key is the first by content, so the pick does not depend on the file's order. Rows already
+    quarantined keep their reason and take no part: a valid row of their key applies (they would otherwise rank
+    first and leave nothing kept, or, their bad value read as NULL, make a good row look like a repeat of theirs).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     content = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
-    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in key]).orderBy("_content")
     valid = F.col("_reason").isNull()
+    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in key], valid).orderBy("_content")
     ranked = rows.withColumn("_content", content).withColumns(
         {
             "_rank": F.when(valid, F.row_number().over(by_key)),
@@ -169,6 +195,82 @@ def one_row_per_key(rows: DataFrame, key: list[str], columns: list[str]) -> Data
         F.when(conflict, F.col("_content")).otherwise(F.col("_raw")).alias("_raw"),
         (valid & (F.col("_rank") > 1) & ~conflict).alias("_duplicate"),
     )
+
+
+def line_breaks(encoding: str) -> tuple[bytes, ...]:
+    """The bytes a line feed or a carriage return is in `encoding` (both byte orders of UTF-16 and UTF-32, whose
+    byte order only the file's BOM tells); an encoding Python does not know is taken as ASCII-compatible."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        name = "ascii"
+    names = [f"{name}-le", f"{name}-be"] if name in ("utf-16", "utf-32") else [name]
+    return tuple(c.encode(n) for n in names for c in "\n\r")
+
+
+def ends_with_line_break(spark: SparkSession, path: str, encoding: str) -> bool:
+    """True when the text of the file at `path` ends with a line feed or a carriage return (CRLF, LF or CR).
+
+    Read through Hadoop's FileSystem as Spark reads the file (local, s3://): a plain file's last bytes only; a
+    compressed one (.gz) is decompressed on the driver, twice: for its length, then for its last bytes.
+    """
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(conf)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hadoop_path)
+    io_utils = jvm.org.apache.commons.io.IOUtils
+    breaks = line_breaks(encoding)
+    width = max(len(b) for b in breaks)
+    if codec is None:
+        stream = fs.open(hadoop_path)
+        try:
+            stream.seek(max(fs.getFileStatus(hadoop_path).getLen() - width, 0))
+            tail = bytes(iter(stream.read, -1))
+        finally:
+            stream.close()
+        return tail.endswith(breaks)
+    stream = codec.createInputStream(fs.open(hadoop_path))
+    try:
+        size = io_utils.skip(stream, 2**63 - 1)
+    finally:
+        stream.close()
+    stream = codec.createInputStream(fs.open(hadoop_path))
+    try:
+        io_utils.skipFully(stream, max(size - width, 0))
+        tail = bytes(iter(stream.read, -1))
+    finally:
+        stream.close()
+    return tail.endswith(breaks)
+
+
+def hold_last_record(raw: DataFrame, table: TableConfig, name: str) -> tuple[DataFrame, list[str]]:
+    """`raw` with `_unterminated` true on its last record, and the key columns that record's last field may be cut in.
+
+    The cut may lie anywhere in the record's last field: the header's last column, or a short record's last value.
+    The record holds its key by the key columns before it (of a malformed record, only the first: its fields may
+    sit in the wrong columns); with none of them left, no key could be held and the file is refused.
+    """
+    from pyspark.sql import functions as F
+
+    # A multi-line CSV file is read whole by one task, in order: the greatest id is the file's last record.
+    positioned = raw.withColumn("_position", F.monotonically_increasing_id())
+    last = positioned.orderBy(F.col("_position").desc()).first()
+    fields = [c for c in raw.columns if c != MALFORMED]
+    present = [i for i, c in enumerate(fields) if last[c] is not None]
+    end = len(fields) - 1 if last[MALFORMED] is None else max(present, default=0)
+    key = table.primary_key
+    whole = [k for k in key if fields.index(k) < end and (last[MALFORMED] is None or k == key[0])]
+    if all(last[k] is None for k in whole):
+        raise InputError(
+            f"snapshot {name} does not end with a line break, so it may have been cut short, and its last record "
+            f"has no whole key column {key} to hold that key's row by (it would be deleted): the file is refused "
+            "(nothing was written). Land the whole file; if the feed's files never end with a line break, set its "
+            "require_final_newline: false.",
+            table=table.name,
+        )
+    marked = positioned.withColumn(UNTERMINATED, F.col("_position") == last["_position"]).drop("_position")
+    return marked, [k for k in key if k not in whole]
 
 
 def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
@@ -207,9 +309,13 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
             "refused (nothing was written). Check the download.",
             table=table.name,
         )
-    # Read once: the diff takes the applicable rows, the quarantined ones and the keys those hold from it.
-    rows = one_row_per_key(typed_rows(renamed, feed, table), table.primary_key, list(feed.columns))
-    rows = rows.localCheckpoint(eager=False)
     ignored = [c for c in header_names if c not in feed.columns]
     notes = [f"header columns no column reads, ignored: {', '.join(ignored)}"] if ignored else []
+    cut_columns: list[str] = []
+    if feed.require_final_newline and not ends_with_line_break(spark, path, feed.encoding):
+        renamed, cut_columns = hold_last_record(renamed, table, name)
+        notes.append(UNTERMINATED_DETAIL)
+    # Read once: the diff takes the applicable rows, the quarantined ones and the keys those hold from it.
+    typed = typed_rows(renamed, feed, table, cut_columns=cut_columns)
+    rows = one_row_per_key(typed, table.primary_key, list(feed.columns)).localCheckpoint(eager=False)
     return LoadedSnapshot(file=name, date=day, tables={table.name: rows}, notes=notes)
