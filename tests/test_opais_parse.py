@@ -103,9 +103,9 @@ def one(path: Path, table: str) -> dict[str, Any]:
     return row
 
 
-def failure(path: Path) -> SnapshotError:
+def failure(path: Path, **options: Any) -> SnapshotError:
     with pytest.raises(SnapshotError) as caught:
-        parse_export(path)
+        parse_export(path, **options)
     return caught.value
 
 
@@ -237,7 +237,12 @@ def test_leading_zeros_and_letters_in_identifiers_are_kept(tmp_path: Path) -> No
             entity(
                 npiNumbers=[{"npiNumber": "0123456789", "state": "PR"}],
                 medicaidNumbers=[{"medicaidNumber": "00A12", "state": "CT"}],
-                primaryContact={"phoneNumber": "0617555012", "phoneNumberExtension": "007"},
+                primaryContact={
+                    "name": "Li Wei",
+                    "title": "CFO",
+                    "phoneNumber": "0617555012",
+                    "phoneNumberExtension": "007",
+                },
             )
         ],
     )
@@ -268,12 +273,32 @@ def test_absent_null_and_empty_arrays_mean_no_children(tmp_path: Path, missing: 
     assert parsed.tables["dim_pharmacy"].num_rows == 0
 
 
-def test_absent_optional_fields_are_null(tmp_path: Path) -> None:
+def test_fields_absent_from_an_entity_are_null_in_its_rows(tmp_path: Path) -> None:
     bare = {"ceId": 9, "id340B": "X9"}
-    parsed = parse_export(write_json(tmp_path, [bare]))
-    ce = parsed.tables["dim_ce"].to_pylist()[0]
+    parsed = parse_export(write_json(tmp_path, [entity(), bare]))  # the other entity has every field
+    ce = parsed.tables["dim_ce"].to_pylist()[1]
     assert ce == {column: None for column in ENTITIES["dim_ce"].columns} | {"id340b": "X9", "ce_id": 9}
-    assert [parsed.tables[t].num_rows for t in ("dim_ce_street_address", "dim_ce_billing_address")] == [0, 0]
+    assert [parsed.tables[t].num_rows for t in ("dim_ce_street_address", "dim_ce_billing_address")] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [{}, dict.fromkeys(address(), None), dict.fromkeys(address(), "")],
+    ids=["empty-object", "nulls", "empty-strings"],
+)
+def test_an_address_object_without_values_is_no_address_like_an_absent_one(tmp_path: Path, empty: dict) -> None:
+    """An empty address written as {} (or as fields all null or "") instead of left out must not make an all-NULL
+    row: HRSA changing how it writes one would then insert and delete addresses. Like absent and null, and like an
+    element of the arrays, it is no child."""
+    none = entity(streetAddress=ABSENT, billingAddress=None, shippingAddresses=[])
+    nothing = parse_export(write_json(tmp_path, [entity(2, "B"), none], name="absent.json"))
+    empties = entity(streetAddress=empty, billingAddress=empty, shippingAddresses=[empty, None])
+    parsed = parse_export(write_json(tmp_path, [entity(2, "B"), empties]))
+    assert parsed.tables == nothing.tables
+    assert parsed.stats.rows["dim_ce_street_address"] == 1  # entity B's
+    numbers = entity(npiNumbers=[{"npiNumber": None, "state": ""}], medicaidNumbers=[{}])
+    counts = parse_export(write_json(tmp_path, [entity(2, "B"), numbers], name="numbers.json")).stats.rows
+    assert (counts["dim_ce_npi"], counts["dim_ce_medicaid"]) == (1, 1)  # entity B's
 
 
 def test_free_text_is_kept_verbatim(tmp_path: Path) -> None:
@@ -303,6 +328,130 @@ def test_unknown_fields_are_ignored_and_counted_by_their_path(tmp_path: Path) ->
     }
     assert parse_export(path, parts=2).stats.unknown_fields == parsed.stats.unknown_fields
     assert parse_export(write_json(tmp_path, plain, name="again.json")).stats.unknown_fields == {}
+
+
+def renamed(obj: dict[str, Any], **names: str) -> dict[str, Any]:
+    """obj with keys renamed (old=new), as HRSA might rename a field."""
+    return {names.get(key, key): value for key, value in obj.items()}
+
+
+def test_a_field_renamed_in_every_entity_refuses_the_file_naming_it_its_columns_and_the_new_names(
+    tmp_path: Path,
+) -> None:
+    """Read as absent, participating and editDate renamed by HRSA would be NULL in every dim_ce row: an update of
+    every row, exported as such to PostgreSQL. The file is refused instead, like a cut one, saying what to do."""
+    names = {"participating": "isParticipating", "editDate": "lastEditDate"}
+    error = failure(write_json(tmp_path, [renamed(entity(i, f"E{i}"), **names) for i in range(3)]))
+    message = str(error)
+    assert "participating (dim_ce.participating), editDate (dim_ce.edit_date)" in message
+    assert "isParticipating (3), lastEditDate (3)" in message  # the likely new names
+    assert "SOURCES in lakehouse/sources/opais_flatten.py" in message
+    assert "Nothing of this snapshot was applied" in message and isinstance(error, InputError)
+    assert (error.file, error.entity_index) == (str(tmp_path / EXPORT_NAME), None)
+
+
+def _in_contracts(e: dict[str, Any], **names: str) -> dict[str, Any]:
+    return e | {"contractPharmacies": [renamed(c, **names) for c in e["contractPharmacies"]]}
+
+
+def _in_contract_addresses(e: dict[str, Any], **names: str) -> dict[str, Any]:
+    contracts = [c | {"address": renamed(c["address"], **names)} for c in e["contractPharmacies"]]
+    return e | {"contractPharmacies": contracts}
+
+
+@pytest.mark.parametrize(
+    ("rename", "missing", "new"),
+    [
+        (
+            lambda e: e | {"authorizingOfficial": renamed(e["authorizingOfficial"], title="jobTitle")},
+            "authorizingOfficial.title (dim_ce.authorizing_official_title)",
+            "authorizingOfficial.jobTitle (2)",
+        ),
+        (
+            lambda e: renamed(e, primaryContact="contact"),
+            "primaryContact (dim_ce.primary_contact_name, dim_ce.primary_contact_title",
+            "contact (2)",
+        ),
+        (
+            lambda e: e | {"streetAddress": renamed(e["streetAddress"], city="cityName")},
+            "streetAddress.city (dim_ce_street_address.city)",
+            "streetAddress.cityName (2)",
+        ),
+        (
+            lambda e: e | {"npiNumbers": [renamed(n, npiNumber="npi") for n in e["npiNumbers"]]},
+            "npiNumbers[].npiNumber (dim_ce_npi.npi_number)",
+            "npiNumbers[].npi (2)",
+        ),
+        (
+            lambda e: _in_contracts(e, editDate="lastEditDate"),
+            "contractPharmacies[].editDate (dim_ce_contract_pharmacy.edit_date)",
+            "contractPharmacies[].lastEditDate (3)",
+        ),
+        (
+            lambda e: _in_contract_addresses(e, zip="zipCode"),
+            "contractPharmacies[].address.zip (dim_pharmacy.zip)",
+            "contractPharmacies[].address.zipCode (3)",
+        ),
+    ],
+    ids=["sub-object", "object", "one-child", "array", "contracts", "contract-address"],
+)
+def test_a_field_renamed_in_every_object_of_its_kind_refuses_the_file(
+    tmp_path: Path, rename: Any, missing: str, new: str
+) -> None:
+    entities = [entity(1, "A"), entity(2, "B", contractPharmacies=[contract(1), contract(2)])]
+    message = str(failure(write_json(tmp_path, [rename(e) for e in entities])))
+    assert missing in message and new in message
+
+
+def test_a_field_null_everywhere_or_absent_from_some_objects_is_read_as_null(tmp_path: Path) -> None:
+    entities = [
+        entity(1, "A", participating=None, editDate=ABSENT, contractPharmacies=[contract(pharmacyId=ABSENT)]),
+        entity(2, "B", participating=None, contractPharmacies=[contract(2, pharmacyId=None)]),
+    ]
+    parsed = parse_export(write_json(tmp_path, entities))
+    assert [(r["participating"], r["edit_date"] is None) for r in parsed.tables["dim_ce"].to_pylist()] == [
+        (None, True),
+        (None, False),
+    ]
+    assert [r["pharmacy_id"] for r in parsed.tables["dim_ce_contract_pharmacy"].to_pylist()] == [None, None]
+
+
+def test_optional_fields_and_children_no_entity_has_do_not_refuse_the_file(tmp_path: Path) -> None:
+    """A small export may lack in every entity what HRSA leaves out when it has no value (a subName, a grant,
+    a termination, an extension, an address's second line) and the children no entity has."""
+    bare_address = {"addressLine1": "1 MAIN ST", "city": "BOSTON", "state": "MA", "zip": "02134"}
+    plain = entity(
+        subName=ABSENT,
+        terminationDate=ABSENT,
+        grantNumber=ABSENT,
+        streetAddress=bare_address,
+        billingAddress=ABSENT,
+        shippingAddresses=ABSENT,
+        medicaidNumbers=ABSENT,
+        npiNumbers=ABSENT,
+        contractPharmacies=[contract(address=bare_address, terminationDate=ABSENT, comments=ABSENT)],
+    )
+    parsed = parse_export(write_json(tmp_path, [plain]))
+    assert parsed.stats.rows["dim_ce"] == parsed.stats.rows["dim_pharmacy"] == 1
+
+
+def test_fields_seen_by_any_process_count_for_the_whole_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte ranges in parallel: a field only the last range has is in the file; renamed in every range it is not,
+    and the message is the one a single process gives. The same when the parts are every n-th entity instead."""
+    from lakehouse.sources import opais_parts
+
+    last_only = [entity(i, f"E{i}", notes="z" * 400, editDate=ABSENT) for i in range(9)] + [entity(9, "E9")]
+    present = write_json(tmp_path, last_only, name="present.json")
+    gone = write_json(tmp_path, [renamed(e, editDate="lastEditDate") for e in last_only], name="gone.json")
+    with caplog.at_level(logging.INFO, logger="lakehouse.opais"):
+        assert parse_export(present, parts=3).stats.entities == 10
+        assert str(failure(gone)) == str(failure(gone, parts=3))
+    assert not [m for m in caplog.messages if SPLIT_REFUSED in m]  # read in byte ranges
+    monkeypatch.setattr(opais_parts.sys, "executable", "/bin/false")  # every n-th entity, each part here
+    assert parse_export(present, parts=3).stats.entities == 10
+    assert "editDate (dim_ce.edit_date)" in str(failure(gone, parts=3))
 
 
 def test_utf8_byte_order_mark_is_skipped(tmp_path: Path) -> None:

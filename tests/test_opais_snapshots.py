@@ -10,8 +10,10 @@ history, for all eight entities.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import zipfile
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +25,13 @@ from pyspark.sql import functions as F
 import lakehouse.apply.snapshot as snapshot_apply
 from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
 from lakehouse.config import Config
-from lakehouse.errors import InputError
+from lakehouse.errors import InputError, SnapshotError
 from lakehouse.sinks.postgres import ExportBusyError, connect, export_lock
 from lakehouse.sinks.postgres_export import export_postgres
 from lakehouse.sources.opais import parse_export
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.sources.opais_load import arrow_to_spark
-from lakehouse.sources.opais_synth import write_export
+from lakehouse.sources.opais_synth import EXPORT_NAME, write_export
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
 from tests.delta_readers import assert_readable_by_delta_rs
@@ -106,6 +108,13 @@ def opais(spark, tmp_path_factory, postgres):
     write_export(partial_export, entities=ENTITY_COUNT // 4, seed=3, day=30, zip=True)
     with pytest.raises(SnapshotRefused) as too_many_deletes:
         apply_snapshot(spark, config, "opais", str(partial_export))
+    # Day 2's export with two fields renamed by HRSA: read as NULL, they would change every dim_ce row.
+    renamed = folder / "OPA_CE_DAILY_PUBLIC_2026-11-04.zip"
+    _rename_fields(files[1], renamed, participating="isParticipating", editDate="lastEditDate")
+    try:
+        renamed_fields = apply_snapshot(spark, config, "opais", str(renamed))
+    except SnapshotError as exc:
+        renamed_fields = exc
     return {
         "config": config,
         "settings": settings,
@@ -115,11 +124,21 @@ def opais(spark, tmp_path_factory, postgres):
         "again": again,
         "refused": refused.value,
         "too_many_deletes": too_many_deletes.value,
+        "renamed_fields": renamed_fields,
         "full_load": full_load,
         "after_crash": after_crash,
         "incremental": incremental,
         "up_to_date": up_to_date,
     }
+
+
+def _rename_fields(source: Path, target: Path, **names: str) -> None:
+    """The export at `source` with fields of every entity renamed (old=new), as HRSA might rename them."""
+    with zipfile.ZipFile(source) as archive:
+        document = json.loads(archive.read(EXPORT_NAME))
+    document["coveredEntities"] = [{names.get(k, k): v for k, v in e.items()} for e in document["coveredEntities"]]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(EXPORT_NAME, json.dumps(document))
 
 
 def _pg_versions(settings) -> dict[str, int]:
@@ -219,6 +238,21 @@ def test_an_export_that_would_delete_most_rows_is_refused_and_writes_nothing(opa
     assert "would delete more of a table than max_delete_fraction 0.1 (snapshots.opais)" in message
     assert re.search(r"dim_ce: \d+ of \d+ live rows", message) and "nothing was written" in message
     assert opais["too_many_deletes"].day is not None  # logged with the refusal, whatever dates the feed
+
+
+def test_an_export_with_renamed_fields_is_refused_as_it_is_read_and_writes_nothing(spark, opais):
+    """Found by review: participating and editDate renamed were read as NULL, an update of every dim_ce row (exported
+    to PostgreSQL) that the delete guard does not see. The file is refused like a cut one: latest still holds day 2
+    (test_latest_equals_the_newest_export) and the snapshot log has no day 2026-11-04
+    (test_the_interrupted_snapshot_converged_and_was_logged_once)."""
+    error = opais["renamed_fields"]
+    assert isinstance(error, SnapshotError), error
+    message = str(error)
+    assert "participating (dim_ce.participating), editDate (dim_ce.edit_date)" in message
+    entities = parse_export(opais["files"][1]).stats.entities
+    assert f"isParticipating ({entities}), lastEditDate ({entities})" in message  # in every entity: the new names
+    assert "Nothing of this snapshot was applied" in message
+    assert delta(spark, opais, "dim_ce", "latest").where(F.col("participating").isNull()).count() == 0
 
 
 def test_effective_time_is_the_snapshot_date_not_the_clock(spark, opais):

@@ -15,8 +15,14 @@ Rules the parser keeps (see `lakehouse.sources.opais_entities` for the tables):
 - `participating` is the string "TRUE"/"FALSE" (any case; JSON booleans too). Any other value is an
   error naming the entity and the value: it decides 340B eligibility, so a guess would be worse than a
   stopped load, and a NULL would turn every entity into an update if HRSA changed the encoding.
-- an absent array, `null` and `[]` mean no children (a `null` element is skipped); absent optional fields
-  are NULL; text is kept verbatim (never stripped); fields the parser does not know are ignored.
+- an absent array, `null` and `[]` mean no children (a `null` element is skipped); an object without a value
+  (`{}`, or only nulls and "") is no child either, as a streetAddress or billingAddress or as an NPI, Medicaid
+  number or shipping address (a contract without a contractId is an error); a field absent from an entity is
+  NULL there; text is kept verbatim (never stripped); fields the parser does not know are ignored, and counted
+  by their path.
+- a field a column reads that no object of its kind in the whole file has (not even as `null`) is an error naming
+  it, its columns and the unknown fields beside it (a rename?): read as NULL it would update every row. Fields HRSA
+  leaves out when they have no value are exempt (`OPTIONAL_FIELDS` in `lakehouse.sources.opais_flatten`).
 - children without an id (NPIs, Medicaid numbers, shipping addresses) are keyed by `content_key`; a
   child repeated within an entity is kept once. A contract id repeated within an entity with other
   content keeps one version chosen like a pharmacy (below) and is counted as a conflict.
@@ -44,7 +50,7 @@ import pyarrow as pa
 
 from lakehouse.errors import SnapshotError
 from lakehouse.sources.json_items import JsonProblem, Span, array_items, array_items_after
-from lakehouse.sources.opais_flatten import SCHEMAS, BadValue, Flattener, content_key
+from lakehouse.sources.opais_flatten import SCHEMAS, BadValue, Flattener, content_key, split_path
 
 __all__ = [
     "SCHEMAS",
@@ -315,6 +321,26 @@ def _flush(flattener: Flattener, file: str, position: int) -> None:
         raise _snapshot_error(exc, file, flattener, position) from None
 
 
+def _check_fields(flattener: Flattener, file: str) -> None:
+    """Refuse a file in which no object of a kind has a field a column reads (after every part is merged: each
+    process saw part of the file), naming the fields, their columns and the unknown fields of the same objects."""
+    missing = flattener.missing_fields()
+    if not missing:
+        return
+    kinds = {split_path(path)[0] for path in missing}
+    fields = ", ".join(f"{path} ({', '.join(columns)})" for path, columns in missing.items())
+    unknown = [f"{path} ({n:,})" for path, n in flattener.unknown_fields.items() if split_path(path)[0] in kinds]
+    what = "a field that columns are read from is" if len(missing) == 1 else "fields that columns are read from are"
+    raise SnapshotError(
+        f"{what} in no object of that kind in the file: {fields}; unknown fields in the same objects (renamed?): "
+        f"{', '.join(sorted(unknown)) or 'none'}. Read as NULL, every row would change (and the PostgreSQL export "
+        "with it), so the file is refused. If HRSA renamed or dropped a field, change the parser to read the new name "
+        "(SOURCES in lakehouse/sources/opais_flatten.py; a field that may be left out goes in OPTIONAL_FIELDS) and "
+        "rerun; if the file is damaged or not the export, replace it with a whole one",
+        file=file,
+    )
+
+
 def parse_export(
     path: str | Path,
     *,
@@ -330,7 +356,8 @@ def parse_export(
     PROGRESS_SECONDS seconds, and once at the end. Raises SnapshotError, naming the file, the entity
     (0-based) and the byte position, if anything in the file cannot be read; then nothing is returned. The
     position is the byte offset of the problem in the JSON (the end of its entity for a bad value; the end
-    of the file when it is cut short).
+    of the file when it is cut short). A field a column reads that no object of its kind in the file has is
+    a SnapshotError too, of the whole file (no entity, no position).
 
     `parts` processes flatten the entities (default: one per core for a large export, see
     `lakehouse.sources.opais_parts`): each decodes and flattens one byte range of the file. The tables hold
@@ -355,6 +382,7 @@ def parse_export(
         flattener = flatten(path, file, chunk_rows, 0, 1, ticker)
     else:
         flattener = flatten_in_parts(path, file, chunk_rows, parts, ticker)
+    _check_fields(flattener, file)
     try:
         tables = flattener.tables()
     except BadValue as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
@@ -203,29 +203,100 @@ CONTRACT_WIDTH = len(SOURCES["dim_ce_contract_pharmacy"])
 
 @dataclass(frozen=True)
 class Fields:
-    """The JSON keys the parser reads from one kind of object, and from each of its sub-objects."""
+    """The JSON keys the parser reads from one kind of object, found at `path` ("", "contractPharmacies[].",
+    "contractPharmacies[].address."), and from each of its sub-objects."""
 
+    path: str
     top: frozenset[str]
-    subs: tuple[tuple[str, frozenset[str]], ...]
+    subs: tuple[tuple[str, Fields], ...]
 
 
-def _fields_of(spec: Spec, *more: str) -> Fields:
+def _fields_of(spec: Spec, path: str, *more: str) -> Fields:
     subs: dict[str, set[str]] = {}
     for sub, keys in spec.segments:
         if sub is not None:
             subs.setdefault(sub, set()).update(keys)
     top = {key for sub, keys in spec.segments if sub is None for key in keys}
-    return Fields(frozenset(top | set(subs) | set(more)), tuple((sub, frozenset(keys)) for sub, keys in subs.items()))
+    inner = tuple((sub, Fields(f"{path}{sub}.", frozenset(keys), ())) for sub, keys in subs.items())
+    return Fields(path, frozenset(top | set(subs) | set(more)), inner)
 
 
 ENTITY_FIELDS = _fields_of(
-    SPECS["dim_ce"], *ID_SPEC.segments[0][1], *ONE_CHILD.values(), *CHILD_ARRAYS.values(), "contractPharmacies"
+    SPECS["dim_ce"], "", *ID_SPEC.segments[0][1], *ONE_CHILD.values(), *CHILD_ARRAYS.values(), "contractPharmacies"
 )
-CHILD_FIELDS = {name: _fields_of(SPECS[name]) for name in [*ONE_CHILD, *CHILD_ARRAYS]}
-CONTRACT_FIELDS = _fields_of(CONTRACT_SPEC)
+CHILD_PATHS = {name: f"{key}." for name, key in ONE_CHILD.items()} | {
+    name: f"{key}[]." for name, key in CHILD_ARRAYS.items()
+}
+CHILD_FIELDS = {name: _fields_of(SPECS[name], path) for name, path in CHILD_PATHS.items()}
+CONTRACT_FIELDS = _fields_of(CONTRACT_SPEC, "contractPharmacies[].")
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """The JSON path of a field as (the path of the kind of object that holds it, its key):
+    "contractPharmacies[].editDate" is ("contractPharmacies[].", "editDate"), "participating" ("", "participating")."""
+    head, dot, key = path.rpartition(".")
+    return head + dot, key
+
+
+def _feeds() -> dict[str, tuple[str, ...]]:
+    """The JSON path of every field a column reads (a sub-object's key too) → the columns ("table.column") it feeds."""
+    where = CHILD_PATHS | dict.fromkeys(("dim_ce_contract_pharmacy", "dim_pharmacy"), CONTRACT_FIELDS.path)
+    feeds: dict[str, list[str]] = {}
+    for table, sources in SOURCES.items():
+        for column, source in sources.items():
+            for path in [source] if isinstance(source, str) else [source[0], ".".join(source)]:
+                feeds.setdefault(where.get(table, "") + path, []).append(f"{table}.{column}")
+    return {path: tuple(columns) for path, columns in feeds.items()}
+
+
+FEEDS = _feeds()
+# Fields HRSA leaves out of an object when they have no value (and so does `opais_synth`): a smaller export may
+# lack one in every object, and then it is NULL in every row. Every other field a column reads is REQUIRED: at least
+# one object of its kind in the file must have it (as null, even), whenever the file has an object of that kind with
+# a value in it. A file without one is refused (`Flattener.missing_fields`): a field HRSA renamed or dropped would
+# otherwise be NULL in every row, an update of every row that the delete guard does not see, exported as such. Whole
+# children (streetAddress, an array, an element of one) may be missing from a file: their rows go, which the
+# snapshot's delete guard watches.
+OPTIONAL_FIELDS = frozenset(
+    {
+        "subName",
+        "terminationDate",  # an entity's, like its terminationReason: only a terminated one has it
+        "terminationReason",
+        "grantNumber",
+        "primaryContact.phoneNumberExtension",
+        "contractPharmacies[].terminationDate",
+        "contractPharmacies[].comments",
+        *(
+            f"{path}{key}"
+            for path in (*CHILD_PATHS.values(), "contractPharmacies[].address.")
+            for key in ("addressLine2", "zip4")
+        ),
+    }
+)
+REQUIRED = {path: columns for path, columns in FEEDS.items() if path not in OPTIONAL_FIELDS}
+
+
+def _keys_by_kind(paths: Iterable[str]) -> dict[str, frozenset[str]]:
+    kinds: dict[str, set[str]] = {}
+    for kind, key in map(split_path, paths):
+        kinds.setdefault(kind, set()).add(key)
+    return {kind: frozenset(keys) for kind, keys in kinds.items()}
+
+
+REQUIRED_KEYS = _keys_by_kind(REQUIRED)  # path of a kind of object → the keys REQUIRED of it
 CE_EDIT_DATE = list(SOURCES["dim_ce"]).index("edit_date")
 CONTRACT_EDIT_DATE = list(SOURCES["dim_ce_contract_pharmacy"]).index("edit_date")
 PHARMACY_ID = list(SOURCES["dim_ce_contract_pharmacy"]).index("pharmacy_id")
+
+
+def _empty(obj: dict[str, Any]) -> bool:
+    """Whether the object holds no value: {} or only nulls and empty strings. Such a child is no child (like an
+    absent or null one): HRSA writing an empty address one way or the other does not make and drop a row of NULLs."""
+    # A loop, not all(...): this runs for every child, and its first value mostly answers.
+    for value in obj.values():  # noqa: SIM110
+        if value is not None and value != "":
+            return False
+    return True
 
 
 def _object(value: Any, where: str) -> dict[str, Any] | None:
@@ -404,18 +475,36 @@ class Flattener:
         self.pharmacies: dict[int, tuple[dt.datetime | None, list[Any]]] = {}
         self.pharmacy_conflicts: set[int] = set()
         self.unknown_fields: dict[str, int] = {}  # JSON path of a key the parser does not read → objects with it
+        self.seen: dict[str, set[str]] = {}  # path of a kind of object (Fields.path) → keys its objects have
+        self.complete: set[str] = set()  # kinds whose REQUIRED keys are all seen: no need to look again
 
-    def _unknown(self, obj: dict[str, Any], fields: Fields, where: str) -> None:
-        """Count the keys of `obj` (and of its sub-objects) that no column reads: a field HRSA added is ignored,
-        but never in silence."""
+    def _keys(self, obj: dict[str, Any], fields: Fields) -> None:
+        """Note the keys of `obj` (and of its sub-objects), an object of the kind `fields` describes: those no
+        column reads are counted (a field HRSA added is ignored, but never in silence), and the keys are seen (a
+        field HRSA renamed or dropped is in no object of its kind). An object without values shows nothing."""
         if not obj.keys() <= fields.top:
             for key in obj.keys() - fields.top:
-                path = where + key
+                path = fields.path + key
                 self.unknown_fields[path] = self.unknown_fields.get(path, 0) + 1
-        for sub, keys in fields.subs:
+        if fields.path not in self.complete and not _empty(obj):
+            seen = self.seen.setdefault(fields.path, set())
+            seen.update(obj)
+            if REQUIRED_KEYS.get(fields.path, frozenset()) <= seen:
+                self.complete.add(fields.path)
+        for sub, inner in fields.subs:
             value = obj.get(sub)
-            if type(value) is dict and not value.keys() <= keys:
-                self._unknown(value, Fields(keys, ()), f"{where}{sub}.")
+            if type(value) is dict and (inner.path not in self.complete or not value.keys() <= inner.top):
+                self._keys(value, inner)
+
+    def missing_fields(self) -> dict[str, tuple[str, ...]]:
+        """The REQUIRED fields that no object of their kind has, of the kinds the file has objects of (with a
+        value), each with the columns it feeds; in column order."""
+        missing = {}
+        for path, columns in REQUIRED.items():
+            kind, key = split_path(path)
+            if kind in self.seen and key not in self.seen[kind]:
+                missing[path] = columns
+        return missing
 
     def add(self, entity: Any, position: int) -> None:
         """Flatten one element of coveredEntities, read up to byte `position`."""
@@ -428,14 +517,16 @@ class Flattener:
             self.entities += 1
             return
         values = _values(entity, SPECS["dim_ce"])
-        self._unknown(entity, ENTITY_FIELDS, "")
+        self._keys(entity, ENTITY_FIELDS)
         self._saw(_edit_date(values, CE_EDIT_DATE, SPECS["dim_ce"]))
         self.out["dim_ce"].add((*parent, *values, index))
         for name, key in ONE_CHILD.items():
             child = _object(entity.get(key), key)
             if child is not None:
-                self.out[name].add((*parent, *_inside(key, _values, child, SPECS[name]), index))
-                self._unknown(child, CHILD_FIELDS[name], f"{key}.")
+                child_values = _inside(key, _values, child, SPECS[name])
+                self._keys(child, CHILD_FIELDS[name])
+                if not _empty(child):
+                    self.out[name].add((*parent, *child_values, index))
         for name, key in CHILD_ARRAYS.items():
             self._children(name, parent, _array(entity.get(key), key), key)
         self._contracts(parent, _array(entity.get("contractPharmacies"), "contractPharmacies"))
@@ -467,7 +558,9 @@ class Flattener:
                 values = _values(_object(item, "") or {}, spec)
             except BadValue as exc:
                 raise exc.inside(f"{key}[{j}]") from None
-            self._unknown(item, CHILD_FIELDS[name], f"{key}[].")
+            self._keys(item, CHILD_FIELDS[name])
+            if _empty(item):
+                continue  # {} or only nulls: no child, like a null element
             ckey = content_key(values)
             if ckey in seen:
                 self.duplicates[name] += 1
@@ -485,7 +578,7 @@ class Flattener:
                 values, attributes, edit_date = _contract_values(item)
             except BadValue as exc:
                 raise exc.inside(f"contractPharmacies[{j}]") from None
-            self._unknown(item, CONTRACT_FIELDS, "contractPharmacies[].")
+            self._keys(item, CONTRACT_FIELDS)
             self._saw(edit_date)
             if values[PHARMACY_ID] is not None:
                 self._pharmacy(values[PHARMACY_ID], edit_date, attributes)
@@ -543,6 +636,8 @@ class Flattener:
         self.pharmacy_conflicts |= other.pharmacy_conflicts
         for path, count in other.unknown_fields.items():
             self.unknown_fields[path] = self.unknown_fields.get(path, 0) + count
+        for path, keys in other.seen.items():
+            self.seen.setdefault(path, set()).update(keys)
         for pharmacy_id, (edit_date, attributes) in other.pharmacies.items():
             self._pharmacy(pharmacy_id, edit_date, attributes)
 
