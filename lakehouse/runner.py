@@ -31,7 +31,7 @@ from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, repor
 from lakehouse.ownership import LeaseLostError, check_held, hold
 from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
-from lakehouse.policy.snapshot import PolicySnapshot
+from lakehouse.policy.snapshot import PolicySnapshot, fingerprint_of
 from lakehouse.sources.dms import read_dms_stream
 from lakehouse.sources.snapshot import FILE_GLOBS
 from lakehouse.spark_threads import run_side_by_side
@@ -115,14 +115,13 @@ def sync_zone(
     zone = governance.non_phi
     if zone is None or not table.non_phi:
         return None
-    snapshot = governance.policy if policy is not None else None
     return sync_consent(
         spark,
         table,
         zone,
         phi_history=table_paths(config, table).history,
         policy=policy,
-        fingerprint=snapshot.fingerprint if snapshot is not None else None,
+        fingerprint=fingerprint_of(policy) if policy is not None else None,
         synced=governance.synced,
     )
 
@@ -522,12 +521,15 @@ def _run_stream(
     governance = Governance.of(config, dms)
     queries: list[tuple[StreamingQuery, list[TableRun]]] = []
     zone_runs: list[tuple[TableConfig, TableRun]] = []
+    policy_source: StreamPolicy | None = None
     for table in dms:
         run = TableRun(table.name)
         query = start_query(spark, config, table, run, trigger=trigger, governance=governance)
         queries.append((query, [run]))
         if governance.non_phi is not None and table.non_phi:
             zone_runs.append((table, run))
+        if config.policy is not None and table.name == config.policy.source_table:
+            policy_source = StreamPolicy(config, run, retry_seconds=config.stream.trigger_seconds)
     for feed in feeds:
         feed_runs = _feed_runs(config, feed)
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
@@ -536,6 +538,8 @@ def _run_stream(
     while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
         try:
+            if policy_source is not None:
+                policy_source.rebuild_when_applied(spark, governance)
             if zone_runs and time.monotonic() >= next_sync:
                 sync_between_batches(spark, config, zone_runs, governance)
                 next_sync = time.monotonic() + config.stream.trigger_seconds
@@ -554,6 +558,40 @@ def _run_stream(
             for run in runs:
                 run.error = _error_text(query.exception())
     return [run for _, runs in queries for run in runs]
+
+
+@dataclass
+class StreamPolicy:
+    """A stream that applies the consent source rebuilds the policy after each batch of it, as `run` does after the
+    source's query: without it, a withdrawal applied to the source never reached the policy, so the zone kept the
+    patient until someone ran `lakehouse policy build`. The next sync or batch of each table reads the new policy.
+
+    A failed build is logged and tried again after `retry_seconds`; the tables go on with the policy they have.
+    """
+
+    config: Config
+    run: TableRun  # the consent source's
+    retry_seconds: float
+    built: int = -1  # batches of the source the stored policy was built after; -1: not built by this stream yet
+    retry_at: float = 0.0
+
+    def rebuild_when_applied(self, spark: SparkSession, governance: Governance) -> None:
+        batches = len(self.run.batches)
+        if self.built == -1 and policy_is_current(self.config):
+            self.built = batches
+        if batches == self.built or time.monotonic() < self.retry_at:
+            return
+        try:
+            stats = build_policy_table(spark, self.config)
+        except Exception as exc:  # the stream goes on; tried again later
+            self.retry_at = time.monotonic() + self.retry_seconds
+            log.error('{"event": "policy_build_failed", "error": %r}', _error_text(exc))
+            return
+        self.built = batches
+        if governance.policy is not None:
+            governance.policy.invalidate()
+        self.run.notes.append(f"policy rebuilt: {stats.rows} rows")
+        log.info('{"event": "policy_rebuilt", "rows": %d, "source_batches": %d}', stats.rows, batches)
 
 
 def sync_between_batches(

@@ -32,6 +32,16 @@ def fingerprint(rows: list[PolicyRow]) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+def fingerprint_of(frame: DataFrame) -> str | None:
+    """The fingerprint of the rows a `PolicySnapshot.current` frame was made of.
+
+    Not the snapshot's `fingerprint` read later: tables share one snapshot, and another table's refresh between
+    a table's `current` and its sync would stamp the sync with a policy it did not apply (that table then never
+    syncs the newer one).
+    """
+    return getattr(frame, "_lakehouse_policy_fingerprint", None)
+
+
 class PolicySnapshot:
     """The policy DataFrame, read again from the store once it is older than `refresh_seconds`.
 
@@ -68,6 +78,7 @@ class PolicySnapshot:
                 self._frame, self._loaded_at = frame, now
                 self.rows, self.loads = len(rows), self.loads + 1
                 self.fingerprint = fingerprint(rows)
+                frame._lakehouse_policy_fingerprint = self.fingerprint  # travels with the frame: see fingerprint_of
             return self._frame
 
     def stored_fingerprint(self) -> str:
