@@ -244,11 +244,12 @@ def apply_snapshot(
             result.status = "already_applied"
             return result
     loaded = load_snapshot(spark, feed, path, tables)
+    # A content-dated file named as one applied for its date may be that file again, or a new export whose newest
+    # edit is no newer (HRSA's fixed name, a day of deletions only): told apart by its diff below, never by name.
+    same_day_and_name = False
     if feed.date.source == "content":  # the date is known only now
         result.date = loaded.date
-        if not check_order(applied, result.file, result.date):
-            result.status = "already_applied"
-            return result
+        same_day_and_name = not check_order(applied, result.file, result.date)
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
     # The tables' upkeep, as a DMS table's query has it: properties (log retention, the export's horizon) before
@@ -300,6 +301,19 @@ def apply_snapshot(
     # overlap another's Spark jobs. Every table is diffed before any is written, so a snapshot refused for its
     # deletes writes nothing; the log is written only if every table was applied.
     diffs = run_side_by_side([partial(diff_table, name) for name in tables], at_once=TABLES_AT_ONCE)
+    if same_day_and_name:
+        changed = sum(d.changes.where(F.col("_reason").isNull()).count() for d in diffs)
+        if not changed:
+            result.status = "already_applied"
+            return result
+        refused = SnapshotRefused(
+            f"snapshot {result.file} is dated {result.date} by its newest edit, as the {result.file} already applied "
+            f"for that day, but its content differs ({changed} changes against latest): its changes cannot be dated "
+            "after that day's. Land the exports under names with their date and set the feed's date.source: name, "
+            "or wait for an export with a newer edit (it applies these changes too)"
+        )
+        refused.day = result.date
+        raise refused
     if not allow_deletes:
         try:
             check_deletes(diffs, feed_name, result.file, feed.max_delete_fraction)

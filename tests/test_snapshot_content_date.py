@@ -1,0 +1,55 @@
+"""A feed dated by its content (`date.source: content`, the newest editDate): a file is known by its diff, not
+its name and date.
+
+Found by review: HRSA's export has one fixed name; a day that only removes entities moves no editDate, so the
+new export had the (date, name) of the one applied before, was reported `already_applied`, and its deletes
+waited, unsaid, for a later export, which then dated them wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
+from lakehouse.config import Config
+from lakehouse.sources.opais_synth import write_export
+
+NAME = "OPA_CE_DAILY_PUBLIC.JSON"
+
+
+def content_dated(root: Path) -> Config:
+    return Config.model_validate(
+        {
+            "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
+            "snapshots": {"opais": {"kind": "opais", "path": str(root / "landing"), "date": {"source": "content"}}},
+        }
+    )
+
+
+def edits(entity: dict) -> list[str]:
+    return [entity["editDate"], *[c["editDate"] for c in entity.get("contractPharmacies") or [] if c.get("editDate")]]
+
+
+def test_a_new_export_with_the_same_newest_edit_and_name_is_refused_and_the_same_file_is_already_applied(
+    spark, tmp_path
+):
+    config = content_dated(tmp_path)
+    path = tmp_path / "landing" / NAME
+    path.parent.mkdir(parents=True)
+    write_export(path, entities=12, seed=5, day=0)
+    assert apply_snapshot(spark, config, "opais", str(path)).status == "applied"
+    assert apply_snapshot(spark, config, "opais", str(path)).status == "already_applied"  # the same file again
+
+    export = json.loads(path.read_text(encoding="utf-8-sig"))
+    entities = export["coveredEntities"]
+    newest = max(max(edits(e)) for e in entities)  # the content date: the newest edit of an entity or a contract
+    gone = next(e for e in entities if max(edits(e)) < newest)
+    export["coveredEntities"] = [e for e in entities if e is not gone]  # a day of one removal: no newer edit
+    path.write_text(json.dumps(export), encoding="utf-8")
+
+    with pytest.raises(SnapshotRefused, match=r"content differs \(\d+ changes against latest\)") as refused:
+        apply_snapshot(spark, config, "opais", str(path))
+    assert str(refused.value.day) == newest[:10]
