@@ -154,6 +154,53 @@ def test_a_forget_finished_while_a_batch_computed_its_zone_rows_is_not_undone_by
     assert set(zone_rows_of(lake, P).values()) == {0}
 
 
+def forget_while_the_sync_computes(lake: PrivacyLake, monkeypatch, patient: int) -> list:
+    """Run a forget of `patient` to its end while the consent sync computes the zone rows of `patients` (after it read
+    the privacy log, before its writes); the list of the forgets done."""
+    import lakehouse.apply.consent_sync as consent_sync
+
+    real, forgets = consent_sync.zone_rows, []
+
+    def forget_first(versions, *, table, **kwargs):
+        if table.name == "patients" and not forgets:
+            forgets.append(lake.forget(patient))
+        return real(versions, table=table, **kwargs)
+
+    monkeypatch.setattr(consent_sync, "zone_rows", forget_first)
+    return forgets
+
+
+def test_a_forget_finished_while_a_consent_sync_computed_its_rows_is_not_undone_by_the_sync(lake, monkeypatch):
+    """Found by review: a re-grant's sync read the privacy log, and while it computed the patient's rows a forget ran
+    to its end; the sync then appended the patient's rows back, for good (later writes block the patient, and no
+    one removes what is there)."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    lake.consent(P, False)
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    lake.consent(P, True)  # a re-grant the same day: the patient's version comes back, by the sync alone
+    forgets = forget_while_the_sync_computes(lake, monkeypatch, P)
+    lake.run()
+    assert forgets and not forgets[0].already
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+
+def test_a_forget_finished_while_the_zone_is_rebuilt_is_not_undone_by_the_rebuild(lake, monkeypatch, capsys):
+    """Found by review: `privacy sync --rebuild` (and a key rotation's rebuild) read the privacy log, and while it
+    computed the zone's rows a forget ran to its end; the rebuild's overwrite then wrote the patient back, for good."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0050")
+    lake.run()
+    assert zone_rows_of(lake, P)["patients.history"] == 1
+    forgets = forget_while_the_sync_computes(lake, monkeypatch, P)
+    assert main(["--config", str(LOCAL_YAML), "privacy", "sync", "--rebuild"]) == 0
+    assert "patients: non-PHI zone rebuilt from the PHI history" in capsys.readouterr().out
+    assert forgets and forgets[0].rows["patients.history"] == 1
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+
 def test_a_failed_policy_build_keeps_the_tables_it_flags_from_running_on_the_old_policy(lake):
     """Found by review: locally, a run whose policy build failed applied the other tables with the policy before the
     withdrawal it had just read (the deployed flows stop there); such tables are now not applied, saying why."""

@@ -10,7 +10,9 @@ applied a policy, whose zone has an older layout, or whose masking key changed (
 longer join, nor could a forget find them), is rebuilt whole the same way.
 
 Every step is idempotent and the applied policy is written last: a crash anywhere is finished by the
-next sync. The check costs nothing while the policy is unchanged (its fingerprint is remembered), and
+next sync. A forget runs beside a sync (it takes no lease): after its writes a sync or rebuild reads the
+privacy log again and deletes the patients forgotten since it first read it (`remove_forgotten_since`).
+The check costs nothing while the policy is unchanged (its fingerprint is remembered), and
 `zone_is_synced` answers it without Spark for a local lake, so `lakehouse run` starts no query for a
 table with nothing new whose zone already follows the stored policy.
 """
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import date
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from lakehouse.apply import privacy_log
 from lakehouse.apply.non_phi import (
     ADMIT,
     BUCKET,
@@ -37,7 +41,6 @@ from lakehouse.apply.non_phi import (
     zone_rows,
     zone_schemas,
 )
-from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.config import TableConfig
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym
@@ -47,6 +50,8 @@ from lakehouse.tables import STATS_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("lakehouse.privacy")
 
 NO_POLICY = "no policy"
 # The version of what the zone's columns become from a table's configuration: raise it when `non_phi.to_zone`
@@ -167,7 +172,7 @@ def rebuild(
     from delta.tables import DeltaTable
 
     versions = spark.read.format("delta").load(phi_history)
-    rows = _admitted_rows(spark, versions, table, zone, policy)
+    rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
     # An overwrite keeps the table's properties: statistics columns of an older layout (its `_batch_id`) would
     # name a column the new schema lacks, and Delta refuses the overwrite. They are set to this layout's first.
     for kind in ("history", "latest"):
@@ -179,6 +184,7 @@ def rebuild(
         writer = frame.repartition(BUCKET).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         writer.partitionBy(BUCKET).save(path)  # one file per bucket, not one per bucket and input partition
         crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
+    remove_forgotten_since(spark, table, zone, blocked)
     return "non-PHI zone rebuilt from the PHI history"
 
 
@@ -199,12 +205,13 @@ def resync_patients(
     versions = (
         spark.read.format("delta").load(phi_history).join(ids, F.col(f"`{column}`") == F.col("__patient"), "left_semi")
     )
-    rows = _admitted_rows(spark, versions, table, zone, policy)
-    blocked = pseudonyms(patients, "patient_id", key=zone.key).localCheckpoint(eager=True)
+    rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
+    resynced = pseudonyms(patients, "patient_id", key=zone.key).localCheckpoint(eager=True)
     for path, frame in _zone_frames(rows, table, zone):
-        delete_patients(spark, path, column, blocked)
+        delete_patients(spark, path, column, resynced)
         crash_point(table.name, "sync", "after_delete_" + path.rsplit("/", 1)[1])
         frame.write.format("delta").mode("append").save(path)
+    remove_forgotten_since(spark, table, zone, blocked)
 
 
 def delete_patients(spark: SparkSession, path: str, column: str, patients: DataFrame) -> None:
@@ -223,12 +230,37 @@ def delete_patients(spark: SparkSession, path: str, column: str, patients: DataF
     )
 
 
+def remove_forgotten_since(spark: SparkSession, table: TableConfig, zone: NonPhiZone, blocked: set[str]) -> None:
+    """After a write of the zone: delete the rows of the patients forgotten since the writer read `blocked`.
+
+    Every writer of the zone (a batch's MERGEs, a consent sync's appends, a rebuild's overwrites) reads the privacy
+    log, computes its rows without the patients it blocks, then writes. `privacy forget` takes no lease: one that
+    began in between (with the older list) may have deleted the patient's rows before the write committed, which then
+    wrote them back, and no later writer would remove them (they block the patient, so they never touch its rows).
+    Read after the write, the log names such a patient, and its rows go; a forget that begins later deletes what the
+    write wrote itself. A crash between the write and this step is left to the writer's rerun, which reads the log
+    anew: a batch is replayed, a sync done again (the applied policy is written after it), and a failed
+    `privacy sync --rebuild` is run again.
+    """
+    if table.consent is None:  # a forget deletes from the tables with consent only
+        return
+    late = privacy_log.forgotten(privacy_log.read_events(spark, zone)) - blocked
+    frame = privacy_log.patients_frame(spark, late)
+    if frame is None:
+        return
+    for path in (zone.history(table), zone.latest(table)):
+        delete_patients(spark, path, table.consent.patient_column, frame)
+    log.info(json.dumps({"event": "forgotten_during_write", "table": table.name, "patients": len(late)}))
+
+
 def _admitted_rows(
     spark: SparkSession, versions: DataFrame, table: TableConfig, zone: NonPhiZone, policy: DataFrame | None
-) -> DataFrame:
-    forgotten = forgotten_frame(spark, zone)
+) -> tuple[DataFrame, set[str]]:
+    """The zone rows `versions` admits now, and the forgotten pseudonyms they leave out (`remove_forgotten_since`)."""
+    blocked = privacy_log.forgotten(privacy_log.read_events(spark, zone))
+    forgotten = privacy_log.patients_frame(spark, blocked)
     rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten)
-    return rows.where(F.col(ADMIT)).drop(ADMIT).localCheckpoint(eager=True)
+    return rows.where(F.col(ADMIT)).drop(ADMIT).localCheckpoint(eager=True), blocked
 
 
 def _zone_frames(rows: DataFrame, table: TableConfig, zone: NonPhiZone) -> list[tuple[str, DataFrame]]:

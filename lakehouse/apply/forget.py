@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply import privacy_log
 from lakehouse.apply.consent_sync import delete_patients, resync_patients
+from lakehouse.apply.consent_sync import remove_forgotten_since as remove_forgotten_since  # apply/batch's
 from lakehouse.apply.non_phi import NonPhiZone, zone_tables
 from lakehouse.apply.privacy_log import Event
 from lakehouse.config import Config, TableConfig
@@ -152,24 +153,6 @@ def _in_phi_history(spark: SparkSession, config: Config, patient_id: str) -> boo
         if not spark.read.format("delta").load(history).where(column == patient_id).isEmpty():
             return True
     return False
-
-
-def remove_forgotten_since(spark: SparkSession, table: TableConfig, zone: NonPhiZone, blocked: set[str]) -> None:
-    """After a batch's zone MERGEs: delete the rows of patients forgotten since the batch read `blocked`.
-
-    A forget that began while the batch computed its rows (with the older list) may have deleted the patient's
-    rows before the batch's MERGEs committed, which then wrote them back. Read after those commits, the log names
-    such a patient, and its rows go; a forget that begins later deletes what the batch wrote itself.
-    """
-    if table.consent is None:  # a forget deletes from the tables with consent only
-        return
-    late = privacy_log.forgotten(privacy_log.read_events(spark, zone)) - blocked
-    frame = privacy_log.patients_frame(spark, late)
-    if frame is None:
-        return
-    for path in (zone.history(table), zone.latest(table)):
-        delete_patients(spark, path, table.consent.patient_column, frame)
-    log.info(json.dumps({"event": "forgotten_during_batch", "table": table.name, "patients": len(late)}))
 
 
 def readmit_patient(spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, policy: DataFrame) -> bool:
