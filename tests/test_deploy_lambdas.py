@@ -214,6 +214,29 @@ def test_router_redelivery_copies_to_the_same_key_once_even_after_the_hour_moved
     assert target_keys(router) == ["dms/p_date=2026-11-23/p_hour=09/cpap/patients/20261123-091700000.csv"]
 
 
+def test_router_keeps_each_version_of_a_key_rewritten_while_its_folder_is_open(router: dict) -> None:
+    """Found by review: DMS rewrites LOAD files under their first names on a reload. The new version was copied over
+    the first (the stream, which knows files by path, never read it), and a late redelivery of the first version
+    copied that back over the reload."""
+    key = "dms/cpap/patients/LOAD00000001.csv"
+    first = land(router, key, b"I,2026-11-23 09:00:01,1,Ada\n")
+    router["module"].handler(s3_notification((router["landing"], key, first)), None)
+    reload = land(router, key, b"I,2026-11-23 09:30:00,1,Ada Lovelace\n")
+    router["module"].handler(s3_notification((router["landing"], key, reload)), None)
+    router["module"].handler(s3_notification((router["landing"], key, first)), None)  # late, redelivered
+
+    folder = "dms/p_date=2026-11-23/p_hour=09/cpap/patients"
+    beside = f"{folder}/version={reload['VersionId']}/LOAD00000001.csv"
+    assert target_keys(router) == sorted([f"{folder}/LOAD00000001.csv", beside])
+    body = {k: router["s3"].get_object(Bucket=router["target"], Key=k)["Body"].read() for k in target_keys(router)}
+    assert body == {
+        f"{folder}/LOAD00000001.csv": b"I,2026-11-23 09:00:01,1,Ada\n",
+        beside: b"I,2026-11-23 09:30:00,1,Ada Lovelace\n",
+    }
+    listed = router["s3"].list_object_versions(Bucket=router["target"]).get("Versions", [])
+    assert len(listed) == 2  # nothing was copied over another version
+
+
 def test_router_recopies_a_destination_lost_after_the_first_delivery(router: dict) -> None:
     put = land(router, "dms/cpap/devices/20261123-092000000.csv")
     event = s3_notification((router["landing"], "dms/cpap/devices/20261123-092000000.csv", put))

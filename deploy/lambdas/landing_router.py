@@ -30,6 +30,7 @@ import functools
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,11 @@ def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) 
     etag = head["ETag"].strip('"')
     version = obj.version_id or head.get("VersionId")
     proposed = destination_key(settings.target_prefix, read_partition_folder(dynamodb, settings), relative)
+    if _holds_another_version(s3, settings.target_bucket, proposed, etag):
+        # A new version of a key already copied into the open folder (DMS rewrites LOAD files under their first
+        # names on a reload): copied over it, it would never be read (the file source knows files by path), and a
+        # late event of the older version would copy that back. Each version keeps its own path.
+        proposed = version_beside(proposed, version or etag)
     identity = f"landing-router#{obj.bucket}/{source_key}#{version or etag}"
     earlier = claim(
         dynamodb, settings.dedup_table, identity, {"destination": proposed}, ttl_days=settings.dedup_ttl_days
@@ -150,6 +156,24 @@ def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) 
         "destination": f"s3://{settings.target_bucket}/{destination}",
         "outcome": "copied" if copied else "already there",
     }
+
+
+def version_beside(key: str, version: str) -> str:
+    """`key` in a `version=<id>/` folder beside its name: read by the table's recursive listing, never the same path
+    as another version's (a name of its own would lose the DMS file name the engine orders by)."""
+    folder, _, name = key.rpartition("/")
+    tag = re.sub(r"[^A-Za-z0-9._-]", "_", version)
+    return f"{folder}/version={tag}/{name}" if folder else f"version={tag}/{name}"
+
+
+def _holds_another_version(s3: Any, target: str, dest: str, etag: str) -> bool:
+    try:
+        existing = s3.head_object(Bucket=target, Key=dest)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return etag not in {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}
 
 
 def copy_once(s3: Any, bucket: str, key: str, version: str | None, head: dict, target: str, dest: str) -> bool:
