@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import random
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 
+from lakehouse.config import load_config
 from lakehouse.errors import ConfigError, InputError, RetryableError
 from lakehouse.masking import MaskingKey, pseudonym
 from lakehouse.policy import (
@@ -30,6 +32,7 @@ from lakehouse.secrets import masking_key
 D = date.fromisoformat
 CONSENT_SCHEMA = "pid bigint, serial string, ok string, signed_at timestamp"
 KEY_TEXT = "0123456789abcdef" * 4
+LOCAL_YAML = Path(__file__).resolve().parents[1] / "config" / "local.yaml"
 
 
 def rows(n: int) -> list[PolicyRow]:
@@ -66,6 +69,36 @@ def test_build_policy_keeps_the_newest_record_per_patient_and_device(spark):
             (2, "B", False, D("2024-05-01")),
             (3, "C", False, D("2024-01-01")),
             (4, "D", False, D("2023-01-01")),
+        ],
+        POLICY_SCHEMA,
+    )
+    assert_df_equality(policy, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_build_policy_a_refusal_without_a_date_wins_and_a_grant_without_one_loses_to_every_dated_record(spark):
+    """Found by review: a record without a date ranked as the oldest, so a withdrawal whose date was missing lost to
+    any dated grant and the patient stayed allowed: more permissive than the input. An undated refusal may be the
+    newest record: it wins over every grant of its scope. An undated grant cannot say from when: it loses."""
+    consents = spark.createDataFrame(
+        [
+            (5, None, "Y", datetime(2024, 1, 1)),
+            (5, None, "N", None),  # withdrawn, the date missing: withdrawn
+            (6, "F", "Y", datetime(2024, 6, 1)),
+            (6, "F", "Y", None),
+            (6, "F", None, None),  # not a yes, undated: a refusal that wins
+            (7, None, "Y", None),
+            (7, None, "Y", datetime(2024, 2, 1)),  # the dated grant wins over the undated one
+            (8, "G", "Y", None),  # only an undated grant: kept as it is, and admits nothing (flag_changes)
+        ],
+        CONSENT_SCHEMA,
+    )
+    policy = build_policy(consents, patient_col="pid", device_col="serial", allowed_col="ok", date_col="signed_at")
+    expected = spark.createDataFrame(
+        [
+            (5, None, False, None),
+            (6, "F", False, None),
+            (7, None, True, D("2024-02-01")),
+            (8, "G", True, None),
         ],
         POLICY_SCHEMA,
     )
@@ -117,6 +150,58 @@ def test_flag_changes_newest_applicable_policy_wins_and_missing_patients_are_not
         f"id int, patient bigint, device string, {FLAG_COL} int, {FLAG_DATE_COL} date, {MISSING_COL} boolean",
     )
     assert_df_equality(flagged, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_flag_changes_an_undated_refusal_wins_at_either_level_and_an_undated_grant_consents_to_nothing(spark):
+    """Found by review: an undated policy row ranked as the oldest against the other level's row, and an undated
+    grant flagged 1 with no date. A refusal without a date now wins over every grant, of the patient or of the
+    device; a grant without a date flags 0 (it cannot say from when the patient consented)."""
+    policy = [
+        PolicyRow(20, None, False, None),  # patient 20 withdrew, date missing...
+        PolicyRow(20, "G", True, D("2024-05-01")),  # ...over a dated grant of one device
+        PolicyRow(21, None, True, D("2024-01-01")),  # patient 21 consents for all devices...
+        PolicyRow(21, "H", False, None),  # ...but withdrew device H, date missing
+        PolicyRow(22, None, True, None),  # an undated grant alone
+        PolicyRow(23, None, True, None),  # an undated grant...
+        PolicyRow(23, "K", True, D("2024-02-01")),  # ...and a dated one for device K: from its day on
+    ]
+    changes = spark.createDataFrame(
+        [(1, 20, "G"), (2, 21, "H"), (3, 21, "Z"), (4, 22, "Z"), (5, 23, "K"), (6, 23, "Z")],
+        "id int, patient bigint, device string",
+    )
+    flagged = flag_changes(changes, policy_frame(spark, policy), patient_col="patient", device_col="device")
+    expected = spark.createDataFrame(
+        [
+            (1, 20, "G", 0, None, False),
+            (2, 21, "H", 0, None, False),
+            (3, 21, "Z", 1, D("2024-01-01"), False),
+            (4, 22, "Z", 0, None, False),
+            (5, 23, "K", 1, D("2024-02-01"), False),
+            (6, 23, "Z", 0, None, False),
+        ],
+        f"id int, patient bigint, device string, {FLAG_COL} int, {FLAG_DATE_COL} date, {MISSING_COL} boolean",
+    )
+    assert_df_equality(flagged, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_the_zone_admits_no_version_on_a_grant_without_a_date(spark, monkeypatch):
+    """Found by review: the zone took a NULL policy date as "consented since always" and admitted every version of
+    a patient with an undated grant, those from before any consent too. No date, no version."""
+    from lakehouse.apply.non_phi import ADMIT, admitted
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", "/tmp/lakehouse-home")
+    patients = load_config(LOCAL_YAML).tables["patients"]  # consent: {patient_column: patient_id}
+    versions = spark.createDataFrame(
+        [(30, datetime(2023, 6, 1)), (31, datetime(2023, 6, 1)), (31, datetime(2024, 6, 1))],
+        "patient_id bigint, _valid_from timestamp",
+    )
+    policy = policy_frame(spark, [PolicyRow(30, None, True, None), PolicyRow(31, None, True, D("2024-01-01"))])
+    rows = admitted(versions, table=patients, policy=policy, consented_only=True)
+    assert sorted((r.patient_id, r._valid_from.year, r[ADMIT]) for r in rows.collect()) == [
+        (30, 2023, False),
+        (31, 2023, False),
+        (31, 2024, True),
+    ]
 
 
 def test_flag_changes_without_device_uses_patient_level_rows_only_and_broadcasts(spark):

@@ -109,6 +109,8 @@ def admitted(versions: DataFrame, *, table: TableConfig, policy: DataFrame | Non
 
     The flags a version got when it was applied are history (the PHI zone keeps them); what decides the
     zone is the policy now. The policy's date is a day: a version valid from that day on is admitted.
+    Without a date nothing is: a grant that cannot say from when admits no version (`flag_changes`
+    flags it 0 too).
     """
     if table.consent is None:
         return versions.withColumn(ADMIT, F.lit(not consented_only))
@@ -121,7 +123,7 @@ def admitted(versions: DataFrame, *, table: TableConfig, policy: DataFrame | Non
         device_col=table.consent.device_column,
     ).drop(MISSING_COL)
     since = F.col(FLAG_DATE_COL).cast("timestamp")
-    consented = (F.col(FLAG_COL) == 1) & (since.isNull() | (F.col("_valid_from") >= since))
+    consented = (F.col(FLAG_COL) == 1) & (F.col("_valid_from") >= since)  # NULL `since`: not consented
     return flagged.withColumn(ADMIT, F.coalesce(consented, F.lit(False)) | F.lit(not consented_only))
 
 
@@ -231,7 +233,7 @@ def write_non_phi(
 ) -> None:
     """Bring the zone's history and latest up to date for every version and key in the batch's `plan`.
 
-    `forgotten`: the pseudonyms of forgotten patients (`forget.forgotten_frame`), read for every write.
+    `forgotten`: the pseudonyms of forgotten patients (`privacy_log.patients_frame`), read for every write.
     """
 
     versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))

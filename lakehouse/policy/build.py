@@ -28,9 +28,14 @@ def build_policy(
     """One policy row per (patient_id, device_id) from consent records: the newest record wins.
 
     Rules:
-    - records are ordered by `date_col` (a date, timestamp or ISO string); the newest wins, a
-      record without a date is the oldest; on a tie of dates a refusal beats a consent, so the
-      result is deterministic and never more permissive than the input;
+    - records are ordered by `date_col` (a date, timestamp or ISO string); the newest wins; on a
+      tie of dates a refusal beats a consent, so the result is deterministic and never more
+      permissive than the input;
+    - a record without a date is read the way that gives the least consent: a refusal without a
+      date may be the newest record, so it wins over every record of its scope (its row has a NULL
+      ``policy_date``, and `flag_changes` ranks it above the other level's rows too); a grant
+      without a date cannot say from when, so every dated record beats it, and alone it is kept
+      with a NULL ``policy_date``, which consents to nothing (`flag_changes`);
     - `allowed_col` is cast to boolean (true/false, t/f, y/n, yes/no, 1/0); anything else,
       NULL included, is a refusal: only an explicit yes is consent;
     - a NULL `device_col` (or `device_col=None`) is a patient-level record, for all devices;
@@ -51,8 +56,12 @@ def build_policy(
         F.coalesce(_col(allowed_col).cast("boolean"), F.lit(False)).alias("allow_enhanced_analytics"),
         _col(date_col).cast("timestamp").alias("_signed_at"),
     ).where(F.col("patient_id").isNotNull())
+    undated = F.col("_signed_at").isNull()
+    refusal = ~F.col("allow_enhanced_analytics")
+    # Undated refusals first, then the dated records newest first, undated grants last (see the rules).
+    certainty = F.when(undated & refusal, 0).when(~undated, 1).otherwise(2)
     newest_first = Window.partitionBy("patient_id", "device_id").orderBy(
-        F.col("_signed_at").desc_nulls_last(), F.col("allow_enhanced_analytics").asc()
+        certainty.asc(), F.col("_signed_at").desc(), F.col("allow_enhanced_analytics").asc()
     )
     return (
         records.withColumn("_rank", F.row_number().over(newest_first))
@@ -74,8 +83,12 @@ def flag_changes(
     Adds ``license_agreement_accepted_flag`` (int, 1 = consented), ``license_agreement_policy_date``
     and ``_policy_missing`` (true when no policy row applies; the caller counts, then drops it).
     A change's applicable rows are its patient's patient-level row and, when `device_col` is given,
-    its (patient, device) row; of those the newest wins, on a tie the refusal. No applicable row
-    → flag 0 and NULL date: no record of consent is no consent. `policy` must hold one row per
+    its (patient, device) row; of those the newest wins, on a tie the refusal. A row without a
+    ``policy_date`` gives the least consent: a refusal without one wins over both levels' grants
+    (it may be the newest), a grant without one loses to every dated row and, chosen, flags 0 with
+    a NULL date (it cannot say from when the patient consented, and the non-PHI zone admits a
+    version only from the date on). No applicable row → flag 0 and NULL date: no record of consent
+    is no consent. So flag 1 always comes with a date. `policy` must hold one row per
     (patient_id, device_id), as `build_policy` and the policy stores give. Row count is unchanged.
     """
     from pyspark.sql import functions as F
@@ -108,7 +121,9 @@ def flag_changes(
         out.withColumn("_policy", chosen)
         .withColumns(
             {
-                FLAG_COL: F.when(F.col("_policy.allowed"), 1).otherwise(0).cast("int"),
+                FLAG_COL: F.when(F.col("_policy.allowed") & F.col("_policy.policy_date").isNotNull(), 1)
+                .otherwise(0)
+                .cast("int"),
                 FLAG_DATE_COL: F.col("_policy.policy_date"),
                 MISSING_COL: F.col("_policy").isNull(),
             }
@@ -118,16 +133,19 @@ def flag_changes(
 
 
 def _candidate(prefix: str) -> Column:
-    """A matched policy row as a struct ordered so that `greatest` picks newest, then refusal."""
+    """A matched policy row as a struct ordered so that `greatest` picks newest, then refusal.
+
+    Without a date, a refusal ranks as the newest and a grant as the oldest (the least consent)."""
     from pyspark.sql import functions as F
 
     matched = F.col(f"{prefix}patient_id").isNotNull()
     allowed = F.col(f"{prefix}allow_enhanced_analytics")
     policy_date = F.col(f"{prefix}policy_date")
+    undated = F.when(allowed, F.lit("0001-01-01")).otherwise(F.lit("9999-12-31")).cast("date")
     return F.when(
         matched,
         F.struct(
-            F.coalesce(policy_date, F.lit("0001-01-01").cast("date")).alias("rank_date"),
+            F.coalesce(policy_date, undated).alias("rank_date"),
             (~allowed).alias("refused"),
             allowed.alias("allowed"),
             policy_date.alias("policy_date"),
