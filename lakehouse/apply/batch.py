@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from lakehouse.apply import privacy_log
-from lakehouse.apply.forget import remove_forgotten_since
+from lakehouse.apply.consent_sync import remove_forgotten_since
 from lakehouse.apply.history import merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest

@@ -28,7 +28,6 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply import privacy_log
 from lakehouse.apply.consent_sync import delete_patients, resync_patients
-from lakehouse.apply.consent_sync import remove_forgotten_since as remove_forgotten_since  # apply/batch's
 from lakehouse.apply.non_phi import NonPhiZone, zone_tables
 from lakehouse.apply.privacy_log import Event
 from lakehouse.config import Config, TableConfig
