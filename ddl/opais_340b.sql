@@ -2,9 +2,11 @@
 -- Generated from lakehouse/sources/opais_entities.py by lakehouse.sinks.postgres.render_ddl(); a test
 -- fails when this file and the code differ. Replace {schema} with the target schema (init_db does).
 -- Every statement is idempotent. A version is keyed by (key..., effective_stp); an open version has
--- expiration_stp '9999-12-31 23:59:59' and current_version_flg 'Y'. Rows are inserted or updated, never deleted:
--- a key that left the export is a current version with change_type 'DELETE'. The <dimension>_live views
--- hold the live current rows, ce_contract_pharmacy_live joins them for BI; COMMENT ON says what each
+-- expiration_stp '9999-12-31 23:59:59' and current_version_flg 'Y'. An export inserts or updates versions; a full
+-- export (the first, a Delta table made again, a change feed gone) replaces the table's rows with the Delta
+-- history. A key that left the export is a current version with change_type 'DELETE'. The <dimension>_live
+-- views hold the live current rows, ce_contract_pharmacy_live joins them for BI (a view whose columns
+-- changed is dropped and made again by init_db, keeping its grants); COMMENT ON says what each
 -- table, view and column holds. _sequence and _batch_id are the Delta history's lineage; exported_version
 -- is the Delta version of the history table that last changed the row.
 
@@ -18,8 +20,10 @@ CREATE TABLE IF NOT EXISTS {schema}.lakehouse_export (
     rows_received    BIGINT NOT NULL,
     rows_written     BIGINT NOT NULL,
     exported_at      TIMESTAMPTZ NOT NULL,
-    run_id           TEXT NOT NULL
+    run_id           TEXT NOT NULL,
+    delta_table_id   TEXT
 );
+ALTER TABLE {schema}.lakehouse_export ADD COLUMN IF NOT EXISTS delta_table_id TEXT;
 
 -- dim_ce: covered entities
 CREATE TABLE IF NOT EXISTS {schema}.dim_ce (
@@ -283,9 +287,10 @@ COMMENT ON COLUMN {schema}.lakehouse_export.table_name IS 'the exported dimensio
 COMMENT ON COLUMN {schema}.lakehouse_export.delta_path IS 'location of the dimension''s Delta history table';
 COMMENT ON COLUMN {schema}.lakehouse_export.exported_version IS 'the last Delta version exported: the next export reads the change feed after it';
 COMMENT ON COLUMN {schema}.lakehouse_export.rows_received IS 'rows the last export read from the change feed';
-COMMENT ON COLUMN {schema}.lakehouse_export.rows_written IS 'rows the last export inserted or updated';
+COMMENT ON COLUMN {schema}.lakehouse_export.rows_written IS 'rows the last export inserted, updated or (a full export) deleted';
 COMMENT ON COLUMN {schema}.lakehouse_export.exported_at IS 'when the last export committed';
 COMMENT ON COLUMN {schema}.lakehouse_export.run_id IS 'the run that made the last export';
+COMMENT ON COLUMN {schema}.lakehouse_export.delta_table_id IS 'id of the Delta table exported (its metadata id): a table made again at the same path has another, and is exported in full; NULL in a row written before this column, whose table is exported in full once';
 COMMENT ON TABLE {schema}.dim_ce IS 'covered entities: history. One row per version (SCD2) from the HRSA 340B OPAIS daily export. A change closes the current version (expiration_stp set, current_version_flg N) and adds the new one; a key that leaves the export gets a current version with change_type DELETE that keeps its last values. Current live rows: current_version_flg = ''Y'' AND change_type <> ''DELETE'' (the view dim_ce_live).';
 COMMENT ON COLUMN {schema}.dim_ce.id340b IS '340B ID of the covered entity, as HRSA assigns it (e.g. DSH050108)';
 COMMENT ON COLUMN {schema}.dim_ce.ce_id IS 'HRSA''s numeric id of the covered entity (ceId); with id340b, the entity''s key';

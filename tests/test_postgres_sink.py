@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace as dc_replace
 from pathlib import Path
+from uuid import uuid4
 
 import psycopg
 import pyarrow as pa
@@ -20,7 +23,9 @@ import pyarrow.ipc
 import pytest
 from psycopg import sql
 
-from lakehouse.errors import ConfigError, InputError
+from lakehouse.config import Config
+from lakehouse.errors import ConfigError, InputError, LakehouseError
+from lakehouse.sinks.delta_changes import file_missing, to_arrow
 from lakehouse.sinks.postgres import (
     ExportBusyError,
     PostgresConnectError,
@@ -30,13 +35,17 @@ from lakehouse.sinks.postgres import (
     arrow_schema,
     connect,
     export_lock,
+    exported_state,
     exported_version,
     init_db,
     needs_export,
     render_ddl,
     row_by_row_baseline,
 )
+from lakehouse.sinks.postgres.comments import COLUMNS
+from lakehouse.sinks.postgres_export import export_postgres
 from lakehouse.sources.opais_entities import ENTITIES
+from lakehouse.tables import table_paths
 
 ROOT = Path(__file__).parent.parent
 T0, T1 = dt.datetime(2026, 3, 1, 6, 0), dt.datetime(2026, 3, 2, 6, 0)
@@ -516,7 +525,7 @@ def test_a_change_feed_cut_by_log_retention_is_exported_in_full(spark, tmp_path)
     before a checkpoint; so does this test."""
     from pyspark.sql import functions as F
 
-    from lakehouse.sinks.postgres_export import changed_rows
+    from lakehouse.sinks.delta_changes import changed_rows
 
     path = tmp_path / "history"
     for version, ids in enumerate([(0, 1), (2,), (3,), (4,)]):
@@ -536,3 +545,297 @@ def test_a_change_feed_cut_by_log_retention_is_exported_in_full(spark, tmp_path)
 
     assert export(since=2) == ([4], "incremental")  # version 3 is still in the log
     assert export(since=1) == ([0, 1, 2, 3, 4], "full")  # version 2 is not
+
+
+# --- full exports replace; a Delta table made again is exported in full ---------------------------------------------
+
+SPARK_TYPES = {"effective_stp": "timestamp", "expiration_stp": "timestamp", "current_version_flg": "string"}
+SPARK_TYPES |= {"change_type": "string", "_sequence": "string", "_batch_id": "bigint"}
+OLD_BOOKKEEPING = """CREATE TABLE {}.lakehouse_export (
+    table_name TEXT PRIMARY KEY, delta_path TEXT NOT NULL, exported_version BIGINT NOT NULL,
+    rows_received BIGINT NOT NULL, rows_written BIGINT NOT NULL, exported_at TIMESTAMPTZ NOT NULL, run_id TEXT NOT NULL
+)"""
+
+
+def export_config(root: Path, schema: str, *, tables: dict | None = None, export: list[str] | None = None) -> Config:
+    """The 340B feed's eight dimensions (and `tables`) under root/lake; `export` of them (default: the eight) into
+    `schema`."""
+    document = {
+        "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
+        "tables": tables or {},
+        "snapshots": {"opais": {"kind": "opais", "path": str(root / "landing" / "opais")}},
+        "postgres": {"schema": schema, "lock_timeout_seconds": 5, "tables": export or []},
+    }
+    return Config.model_validate(document)
+
+
+def history_of(config: Config, table: str = "dim_ce") -> str:
+    return table_paths(config, config.table(table)).history
+
+
+def commit_history(spark, path: str, rows: list[dict], table: str = "dim_ce") -> None:
+    """One commit of history rows, MERGEd by (key..., effective_stp) as the engine's history MERGE does (change feed
+    on: its updates are read from change files)."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.sources.opais_load import arrow_to_spark
+
+    frame = arrow_to_spark(spark, arrow(table, rows), ENTITIES[table].columns | SPARK_TYPES)
+    if not DeltaTable.isDeltaTable(spark, path):
+        frame.write.format("delta").option("delta.enableChangeDataFeed", "true").save(path)
+        return
+    on = " AND ".join(f"t.`{c}` = s.`{c}`" for c in [*ENTITIES[table].primary_key, "effective_stp"])
+    merge = DeltaTable.forPath(spark, path).alias("t").merge(frame.alias("s"), on)
+    merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+
+def delta_history(spark, path: str, table: str = "dim_ce") -> list[tuple]:
+    """Every history row of the Delta table's newest version, as `stored` reads them from PostgreSQL."""
+    names = arrow_schema(table).names
+    rows = pa.Table.from_batches(to_arrow(spark.read.format("delta").load(path).select(*names))).to_pylist()
+    naive = [[v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in row.values()] for row in rows]
+    return sorted(map(tuple, naive))
+
+
+def exported(spark, config: Config, schema: str, postgres) -> list[tuple[str, str, int | None]]:
+    """(table, mode, Delta version) of each table the export did not skip."""
+    results = export_postgres(spark, config, settings=dc_replace(postgres, schema=schema))
+    return [(r.table, r.mode, r.to_version) for r in results if r.mode != "skipped"]
+
+
+def made_again(spark, path: str, commits: int) -> None:
+    """Move the table aside and make it again from a later first snapshot, in `commits` commits."""
+    Path(path).rename(Path(path).with_name("history-moved-aside"))
+    commit_history(spark, path, [version("dim_ce", i, T1, edit=2) for i in (0, 1, 3, 9)])
+    for n in range(1, commits):
+        commit_history(spark, path, [version("dim_ce", 20 + n, T1, edit=2)])
+
+
+def live_keys_twice(conn, schema: str) -> list[tuple]:
+    query = "SELECT id340b, ce_id FROM {}.dim_ce_live GROUP BY 1, 2 HAVING count(*) > 1"
+    return conn.execute(sql.SQL(query).format(sql.Identifier(schema))).fetchall()
+
+
+@pytest.mark.parametrize("commits", [2, 3], ids=["same-version", "later-version"])
+def test_a_delta_table_made_again_at_a_version_not_below_the_exported_one_is_exported_in_full(
+    spark, postgres, conn, pg_schema, tmp_path, commits
+):
+    """Found by review: a table made again was caught only at a version below the exported one. At the same version it
+    was taken as up to date, above it its change feed was read from the old table's version on (rows skipped or
+    mixed). The export keeps the Delta table's id with the version: another id is a full export, which replaces the
+    table's rows."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    commit_history(spark, path, changes("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 1)]
+    made_again(spark, path, commits)
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", commits - 1)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert live_keys_twice(conn, pg_schema) == []
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", commits - 1)]
+
+
+def test_deleting_a_tables_bookkeeping_row_exports_it_again_as_exactly_its_delta_history(
+    spark, postgres, conn, pg_schema, tmp_path
+):
+    """README's way to export a table again in full (it was the remedy for a table made again at a lower version).
+    Found by review: a full export only upserted, so the versions of the table made again from a later first snapshot
+    were added beside the old ones, each key current twice."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    commit_history(spark, path, changes("dim_ce"))
+    exported(spark, config, pg_schema, postgres)
+    made_again(spark, path, 1)
+    delete = "DELETE FROM {}.lakehouse_export WHERE table_name = 'dim_ce'"
+    conn.execute(sql.SQL(delete).format(sql.Identifier(pg_schema)))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert live_keys_twice(conn, pg_schema) == []
+
+
+def test_a_bookkeeping_row_from_before_table_ids_exports_its_table_in_full_once(
+    spark, postgres, conn, pg_schema, tmp_path
+):
+    """A database from before the table id: init_db adds the column (NULL in the rows there). Such a row cannot tell
+    a table made again at its version from the one exported, so that table is exported in full, once."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, [version("dim_ce", i, T1, edit=2) for i in (0, 1, 3, 9)])  # the table made again
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+    conn.execute(sql.SQL(OLD_BOOKKEEPING).format(sql.Identifier(pg_schema)))
+    init_db(conn, pg_schema)
+    rows = arrow("dim_ce", full_load("dim_ce"))  # what the old table held at version 0
+    apply_rows(conn, schema=pg_schema, table="dim_ce", rows=rows, delta_path=path, version=0, run_id="before")
+    query = sql.SQL("SELECT table_name, delta_table_id FROM {}.lakehouse_export").format(sql.Identifier(pg_schema))
+    assert conn.execute(query).fetchall() == [("dim_ce", None)]
+
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert conn.execute(query).fetchone()[1] is not None
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", 0)]
+
+
+def test_a_full_export_replaces_the_tables_rows_in_the_transaction_of_its_bookkeeping(conn, db):
+    export(conn, db, "dim_ce", full_load("dim_ce"), 1)
+    export(conn, db, "dim_ce", changes("dim_ce"), 2)
+    later = [version("dim_ce", i, T1, edit=2) for i in (0, 1, 3, 9)]
+
+    def crash() -> None:
+        raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        export(conn, db, "dim_ce", later, 1, replace=True, delta_table_id="id-2", crash_hook=crash)
+    assert stored(conn, db, "dim_ce") == merged(full_load("dim_ce"), changes("dim_ce"), table="dim_ce")
+    assert exported_version(conn, db, "dim_ce") == 2
+    # 6 versions replaced by 4: the 4 versions of T0 deleted, 2 inserted and 2 updated (0 and 9 at T1)
+    assert export(conn, db, "dim_ce", later, 1, replace=True, delta_table_id="id-2") == 4 + 4
+    assert stored(conn, db, "dim_ce") == merged(later, table="dim_ce")
+    assert exported_state(conn, db, "dim_ce") == (1, PATH, "id-2")
+    with pytest.raises(StaleVersionError, match="already holds version 1 of this Delta table"):
+        export(conn, db, "dim_ce", full_load("dim_ce"), 0, replace=True, delta_table_id="id-2")
+    assert stored(conn, db, "dim_ce") == merged(later, table="dim_ce")
+
+
+# --- a new or changed column -----------------------------------------------------------------------------------------
+
+
+def test_a_new_dimension_column_is_asked_for_with_its_alter_table_then_joins_the_views(conn, db, monkeypatch):
+    """Found by review: the views were made before the columns were checked, so a column added to an entity failed
+    with PostgreSQL's `column "region" does not exist`; once added, CREATE OR REPLACE VIEW refused a column before
+    effective_stp ("cannot change name of view column"). Grants on the views outlive their making again."""
+    export(conn, db, "dim_ce", full_load("dim_ce"), 1)
+    conn.execute(
+        sql.SQL("GRANT SELECT ON {}.dim_ce_live, {}.ce_contract_pharmacy_live TO PUBLIC").format(
+            sql.Identifier(db), sql.Identifier(db)
+        )
+    )
+    entity = ENTITIES["dim_ce"]
+    columns = dict(entity.columns)
+    at = list(columns).index("sub_name")
+    columns = dict([*list(columns.items())[:at], ("region", "string"), *list(columns.items())[at:]])
+    monkeypatch.setitem(ENTITIES, "dim_ce", dc_replace(entity, columns=columns))
+    monkeypatch.setitem(COLUMNS, "region", "HRSA region of the covered entity")
+
+    alter = f"ALTER TABLE {db}.dim_ce ADD COLUMN region TEXT"
+    with pytest.raises(LakehouseError, match=rf"{db}\.dim_ce lacks columns \['region'\].*{re.escape(alter)}"):
+        init_db(conn, db)
+    conn.execute(alter)
+    init_db(conn, db)
+    view = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'dim_ce_live' "
+        "ORDER BY ordinal_position",
+        (db,),
+    ).fetchall()
+    assert [c for (c,) in view] == [*columns, "effective_stp"]
+    export(conn, db, "dim_ce", full_load("dim_ce"), 2)  # the rows now carry region
+    live = conn.execute(sql.SQL("SELECT region FROM {}.dim_ce_live ORDER BY 1").format(sql.Identifier(db)))
+    assert live.fetchall() == [(f"region {i}",) for i in range(4)]
+    grants = conn.execute(
+        "SELECT c.relname, a.grantee, a.privilege_type FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace,"
+        " aclexplode(c.relacl) a WHERE s.nspname = %s AND a.grantee = 0 ORDER BY 1",
+        (db,),
+    ).fetchall()
+    assert grants == [("ce_contract_pharmacy_live", 0, "SELECT"), ("dim_ce_live", 0, "SELECT")]
+
+
+def test_a_column_of_a_type_every_copy_would_refuse_is_named_with_the_statements_that_change_it(conn, db):
+    """Found by review: columns were compared by name only. participating as CHAR(1) 'Y'/'N' (flags as ID304B's seed
+    DDL kept them) passed init_db, then refused every export of dim_ce ("value too long for type character(1)")."""
+    schema = sql.Identifier(db)
+    conn.execute(sql.SQL("DROP VIEW {}.ce_contract_pharmacy_live, {}.dim_ce_live").format(schema, schema))
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {}.dim_ce ALTER COLUMN participating TYPE CHAR(1) USING "
+            "CASE WHEN participating THEN 'Y' ELSE 'N' END"
+        ).format(schema)
+    )
+    message = (
+        rf"{db}\.dim_ce\.participating is character\(1\), where the export writes boolean values: PostgreSQL would "
+        rf"refuse them.*DROP VIEW IF EXISTS {db}\.ce_contract_pharmacy_live, {db}\.dim_ce_live; "
+        rf"ALTER TABLE {db}\.dim_ce ALTER COLUMN participating TYPE BOOLEAN"
+    )
+    with pytest.raises(LakehouseError, match=message):
+        init_db(conn, db)
+
+
+# --- tables the sink does not know ------------------------------------------------------------------------------------
+
+
+def test_a_configured_table_the_sink_has_no_ddl_for_fails_alone_saying_what_to_do(
+    spark, postgres, conn, pg_schema, tmp_path
+):
+    """Found by review: postgres.tables naming a table with a change feed that is no 340B dimension raised ValueError
+    from the sink, which stopped the export of the tables after it and ended the job with a traceback."""
+    people = {"kind": "dms", "path": str(tmp_path / "landing" / "people"), "columns": {"id": "bigint"}}
+    tables = {"people": {"primary_key": ["id"], "source": people, "change_feed": True}}
+    config = export_config(tmp_path, pg_schema, tables=tables, export=["people", "dim_ce"])
+    spark.range(3).write.format("delta").save(history_of(config, "people"))
+    commit_history(spark, history_of(config), full_load("dim_ce"))
+    message = (
+        r"export of 1 table\(s\) failed \(exported: dim_ce\): people: postgres.tables names people, which is not one "
+        r"of the 340B dimensions .* Remove it from postgres.tables"
+    )
+    with pytest.raises(InputError, match=message):
+        export_postgres(spark, config, settings=dc_replace(postgres, schema=pg_schema))
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, history_of(config))
+
+
+# --- a change feed whose files are gone -------------------------------------------------------------------------------
+
+
+def test_a_change_feed_whose_files_were_vacuumed_is_exported_in_full(spark, postgres, conn, pg_schema, tmp_path):
+    """VACUUM deletes the change files of versions not yet exported: the feed fails as it is read (not as it is made),
+    with a java.io.FileNotFoundException; the table is exported in full instead."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
+    commit_history(spark, path, changes("dim_ce"))
+    commit_history(spark, path, [version("dim_ce", 5, T1)])
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(check, "false")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+    finally:
+        spark.conf.unset(check)
+    with pytest.raises(Exception) as gone:  # what Spark raises: a FileNotFoundException, known by its class
+        spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 1).load(path).collect()
+    assert file_missing(gone.value)
+    newest = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first().version  # VACUUM commits too
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", newest)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+
+
+def test_a_change_file_missing_on_s3_is_known_by_its_exception_not_its_text(
+    spark, postgres, conn, pg_schema, tmp_path, monkeypatch
+):
+    """Found by review: the fallback matched error texts. S3A says 'No such file or directory: s3a://...' where the
+    local file system says 'File ... does not exist': on S3 a vacuumed change file failed every export of the table.
+    Spark raises the same class for both; here it carries S3A's text, as Spark 3.5 builds it for a task."""
+    from py4j.protocol import Py4JJavaError
+
+    import lakehouse.sinks.delta_changes as delta_changes
+
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    exported(spark, config, pg_schema, postgres)
+    commit_history(spark, path, changes("dim_ce"))
+    jvm = spark.sparkContext._jvm
+    missing = jvm.java.io.FileNotFoundException(f"No such file or directory: s3a://lake/dim_ce/history/{uuid4()}")
+    with contextlib.suppress(Exception):  # Spark 3.5 wraps it so (Spark 4 otherwise: the plain one will do)
+        missing = jvm.org.apache.spark.sql.errors.QueryExecutionErrors.readCurrentFileNotFoundError(missing)
+    failure = jvm.org.apache.spark.SparkException("Job aborted due to stage failure: " + missing.toString(), missing)
+    real, calls = delta_changes.to_arrow, []
+
+    def read_once_missing(rows):
+        calls.append(1)
+        if len(calls) == 1:
+            raise Py4JJavaError("An error occurred while calling o42.collectToPython.\n", failure)
+        return real(rows)
+
+    monkeypatch.setattr(delta_changes, "to_arrow", read_once_missing)
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 1)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)

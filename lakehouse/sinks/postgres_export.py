@@ -4,7 +4,11 @@ Per table: the last exported Delta version is read from the bookkeeping table; t
 inserted or re-closed since then (the change feed's inserts and update post-images, the newest per
 version of a key) are bulk-upserted, and the new version is recorded in the same PostgreSQL
 transaction. A crash anywhere leaves PostgreSQL at the last committed version, and a rerun exports
-from there: the rows converge to those of a clean run. The first export of a table is a full load.
+from there: the rows converge to those of a clean run.
+
+A full export replaces the table's rows with the Delta history, in the same transaction: the first export of a
+table, a Delta table made again (its id, kept with the version, differs: moved aside and rebuilt at the same path),
+a bookkeeping row from before the id was kept, and a change feed that is gone (log retention, vacuumed files).
 """
 
 from __future__ import annotations
@@ -22,29 +26,17 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
 from lakehouse.errors import ConfigError, InputError, LakehouseError
+from lakehouse.sinks.delta_changes import export_rows, table_state, to_arrow  # noqa: F401 (benchmarks import to_arrow)
+from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
     import psycopg
-    import pyarrow as pa
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
-    from lakehouse.sinks.postgres import PostgresSettings
+    from lakehouse.sinks.postgres import ExportedState, PostgresSettings
 
 log = logging.getLogger("lakehouse.export")
-
-# A change-feed version older than the table's log retention is gone; the export then reloads in full. Delta says so
-# in several ways: a commit cleaned from the log (the state at the first version wanted cannot be rebuilt), a change
-# file vacuumed, a version not there.
-_CDF_GONE = (
-    "VersionNotFound",
-    "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
-    "DELTA_TRUNCATED_TRANSACTION_LOG",
-    "Could not find any delta files",
-    "Unable to reconstruct state",
-    "not available",
-    "does not exist",
-)
 
 
 @dataclass
@@ -103,47 +95,6 @@ def export_columns(spark: SparkSession, history: str, table: str) -> list[str]:
     return [c for c in pg_columns(table) if c in present]
 
 
-def changed_rows(
-    spark: SparkSession, history: str, *, key: list[str], columns: list[str], since: int | None, until: int
-) -> tuple[DataFrame, str]:
-    """History rows written after version `since` up to `until` (all rows at `until` when `since` is None)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    full = spark.read.format("delta").option("versionAsOf", until).load(history).select(*columns)
-    if since is None:
-        return full, "full"
-    newest = Window.partitionBy(*[F.col(f"`{k}`") for k in [*key, "_sequence"]]).orderBy(
-        F.col("_commit_version").desc()
-    )
-    try:
-        # The state at the first version wanted is rebuilt when the feed is made (its commits may be cleaned from the
-        # log), and its files are resolved by the first row: fail here, not inside the transaction.
-        feed = (
-            spark.read.format("delta")
-            .option("readChangeFeed", "true")
-            .option("startingVersion", since + 1)
-            .option("endingVersion", until)
-            .load(history)
-            .where(F.col("_change_type").isin("insert", "update_postimage"))
-        )
-        rows = feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1").select(*columns)
-        rows.limit(1).collect()
-    except Exception as exc:
-        if not any(marker in str(exc) for marker in _CDF_GONE):
-            raise
-        log.warning("change feed of %s since version %s is gone (log retention); exporting in full", history, since)
-        return full, "full"
-    return rows, "incremental"
-
-
-def to_arrow(rows: DataFrame) -> list[pa.RecordBatch]:
-    """Collect a DataFrame as Arrow batches (no Python row objects)."""
-    if hasattr(rows, "toArrow"):  # Spark 4
-        return rows.toArrow().to_batches()
-    return rows._collect_as_arrow()  # Spark 3.5: the Arrow path toPandas uses
-
-
 def export_postgres(
     spark: SparkSession,
     config: Config,
@@ -194,37 +145,40 @@ def _export_table(
     """Export one dimension in one transaction: its change feed since the exported version, or all of it."""
     from delta.tables import DeltaTable
 
-    from lakehouse.sinks.postgres import EXPORT_TABLE, apply_rows, exported_version
+    from lakehouse.sinks.postgres import apply_rows, exported_state
 
     started = time.monotonic()
+    if name not in ENTITIES:
+        raise ConfigError(
+            f"postgres.tables names {name}, which is not one of the 340B dimensions ({', '.join(ENTITIES)}): the "
+            "PostgreSQL export writes only those, into the tables of ddl/opais_340b.sql. Remove it from "
+            "postgres.tables; the other tables are exported",
+            file=config.source_file,
+            key="postgres.tables",
+        )
     table = config.table(name)
     history = table_paths(config, table).history
     if not DeltaTable.isDeltaTable(spark, history):
         return ExportResult(name, None, None, mode="skipped")
-    until = int(DeltaTable.forPath(spark, history).history(1).select("version").first()[0])
-    since = exported_version(conn, schema, name)
-    if since is not None and since > until:
-        raise InputError(
-            f"{schema}.{name} holds version {since} of {history}, which is at version {until}: the Delta "
-            f"table was made again, and its versions are not the ones exported. To export it in full, "
-            f"delete its bookkeeping row (DELETE FROM {schema}.{EXPORT_TABLE} WHERE table_name = "
-            f"'{name}'), then export again",
-            table=name,
-        )
-    result = ExportResult(name, since, until, mode="up_to_date")
+    until, table_id = table_state(spark, history)
+    state = exported_state(conn, schema, name)
+    since = _incremental_from(state, name, until, table_id)
+    result = ExportResult(name, None if state is None else state.version, until, mode="up_to_date")
     if since is None or since < until:
         columns = export_columns(spark, history, name)
-        rows, result.mode = changed_rows(
+        rows, result.mode = export_rows(
             spark, history, key=table.primary_key, columns=columns, since=since, until=until
         )
         result.rows = apply_rows(
             conn,
             schema=schema,
             table=name,
-            rows=to_arrow(rows),
+            rows=rows,
             delta_path=history,
             version=until,
             run_id=run_id,
+            delta_table_id=table_id,
+            replace=result.mode == "full",
             crash_hook=crash_hook,
         )
     result.seconds = round(time.monotonic() - started, 3)
@@ -233,9 +187,26 @@ def _export_table(
         '"rows": %d, "seconds": %s}',
         name,
         result.mode,
-        "null" if since is None else since,
+        "null" if result.from_version is None else result.from_version,
         until,
         result.rows,
         result.seconds,
     )
     return result
+
+
+def _incremental_from(state: ExportedState | None, name: str, until: int, table_id: str) -> int | None:
+    """The version after which the change feed holds what PostgreSQL lacks, or None for a full export: the first
+    export, and whenever the exported versions may not be this Delta table's."""
+    if state is None:
+        return None
+    if state.delta_table_id == table_id and state.version <= until:
+        return state.version
+    if state.delta_table_id is None:
+        why = "its bookkeeping row predates the Delta table id, so a table made again cannot be told apart"
+    elif state.delta_table_id != table_id:
+        why = f"the Delta table was made again (id {table_id}; version {state.version} was of {state.delta_table_id})"
+    else:
+        why = f"the Delta table is at version {until}, below the exported {state.version} (restored from a copy?)"
+    log.warning(json.dumps({"event": "export_in_full", "table": name, "reason": why}))
+    return None

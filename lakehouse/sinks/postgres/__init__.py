@@ -3,7 +3,8 @@
 The only package that imports psycopg. One export of one table is one transaction: the rows are
 COPYed into a temporary table, upserted set-based into the dimension (a history version is identified
 by its key plus `effective_stp`), and the table's bookkeeping row in `lakehouse_export` is moved to
-the Delta version the rows came from. A crash anywhere leaves the old rows and the old version, so a
+the Delta version (and Delta table id) the rows came from. A full export (`replace=True`) also deletes
+the versions its rows do not hold. A crash anywhere leaves the old rows and the old version, so a
 rerun exports the same version again and converges to the state of a clean run.
 
     settings = PostgresSettings.from_secret("prod/lakehouse/pg", client=secrets_client, sslmode="verify-full",
@@ -37,8 +38,10 @@ except ImportError as exc:  # pragma: no cover
 from lakehouse.sinks.postgres.base import EXPORT_TABLE, OPEN_END
 from lakehouse.sinks.postgres.bookkeeping import (
     ExportBusyError,
+    ExportedState,
     StaleVersionError,
     export_lock,
+    exported_state,
     exported_version,
     needs_export,
 )
@@ -50,6 +53,7 @@ __all__ = [
     "EXPORT_TABLE",
     "OPEN_END",
     "ExportBusyError",
+    "ExportedState",
     "PostgresConnectError",
     "PostgresSettings",
     "StaleVersionError",
@@ -58,6 +62,7 @@ __all__ = [
     "connect",
     "ddl_statements",
     "export_lock",
+    "exported_state",
     "exported_version",
     "init_db",
     "needs_export",

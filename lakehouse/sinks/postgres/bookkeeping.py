@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -23,6 +23,15 @@ class ExportBusyError(RetryableError):
 
 class StaleVersionError(LakehouseError):
     """The Delta version is not newer than the one already exported; nothing was written."""
+
+
+class ExportedState(NamedTuple):
+    """A table's bookkeeping row: the last exported Delta version, the table's path and its Delta table id (None in a
+    row written before the id was kept)."""
+
+    version: int
+    delta_path: str
+    delta_table_id: str | None
 
 
 def _lock_key(kind: str, name: str) -> tuple[int, int]:
@@ -73,10 +82,15 @@ def _fetch(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> lis
 
 def exported_version(conn: psycopg.Connection, schema: str, table: str) -> int | None:
     """The last Delta version exported into `schema.table`, or None before the first export."""
+    state = exported_state(conn, schema, table)
+    return None if state is None else state.version
+
+
+def exported_state(conn: psycopg.Connection, schema: str, table: str) -> ExportedState | None:
+    """The bookkeeping row of `schema.table` (version, Delta path, Delta table id), or None before the first export."""
     _entity(table)
     with conn.transaction(), conn.cursor() as cur:
-        row = _bookkeeping(cur, schema, table, lock=False)
-    return None if row is None else row[0]
+        return _bookkeeping(cur, schema, table, lock=False)
 
 
 def needs_export(conn: psycopg.Connection, schema: str, table: str, version: int) -> bool:
@@ -85,11 +99,14 @@ def needs_export(conn: psycopg.Connection, schema: str, table: str, version: int
     return last is None or version > last
 
 
-def _bookkeeping(cur: psycopg.Cursor, schema: str, table: str, *, lock: bool) -> tuple[int, str] | None:
-    query = sql.SQL("SELECT exported_version, delta_path FROM {}.{} WHERE table_name = %s{}").format(
+def _bookkeeping(cur: psycopg.Cursor, schema: str, table: str, *, lock: bool) -> ExportedState | None:
+    query = sql.SQL("SELECT exported_version, delta_path, delta_table_id FROM {}.{} WHERE table_name = %s{}").format(
         sql.Identifier(schema), sql.Identifier(EXPORT_TABLE), sql.SQL(" FOR UPDATE" if lock else "")
     )
     try:
-        return cur.execute(query, (table,)).fetchone()
-    except psycopg.errors.UndefinedTable:
-        raise LakehouseError(f"{schema}.{EXPORT_TABLE} does not exist: run init_db(conn, {schema!r}) first") from None
+        row = cur.execute(query, (table,)).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        raise LakehouseError(
+            f"{schema}.{EXPORT_TABLE} does not exist or predates this version: run init_db(conn, {schema!r}) first"
+        ) from None
+    return None if row is None else ExportedState(*row)

@@ -87,9 +87,11 @@ EXPORT_COLUMNS = {
     "delta_path": "location of the dimension's Delta history table",
     "exported_version": "the last Delta version exported: the next export reads the change feed after it",
     "rows_received": "rows the last export read from the change feed",
-    "rows_written": "rows the last export inserted or updated",
+    "rows_written": "rows the last export inserted, updated or (a full export) deleted",
     "exported_at": "when the last export committed",
     "run_id": "the run that made the last export",
+    "delta_table_id": "id of the Delta table exported (its metadata id): a table made again at the same path has "
+    "another, and is exported in full; NULL in a row written before this column, whose table is exported in full once",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -10,7 +12,7 @@ from lakehouse.errors import LakehouseError
 from lakehouse.sinks.postgres.base import EXPORT_TABLE, OPEN_END, _check_schema, _entity, _require_idle
 from lakehouse.sinks.postgres.bookkeeping import _lock_key
 from lakehouse.sinks.postgres.comments import ABOUT, comment_statements
-from lakehouse.sinks.postgres.views import view_statements
+from lakehouse.sinks.postgres.views import JOIN_VIEW, JOINED, drop_changed_views, live_view, view_statements
 from lakehouse.sources.opais_entities import ENTITIES
 
 _PG_TYPES = {"string": "TEXT", "bigint": "BIGINT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP"}
@@ -50,8 +52,12 @@ _EXPORT_DDL = f"""CREATE TABLE IF NOT EXISTS {{schema}}.{EXPORT_TABLE} (
     rows_received    BIGINT NOT NULL,
     rows_written     BIGINT NOT NULL,
     exported_at      TIMESTAMPTZ NOT NULL,
-    run_id           TEXT NOT NULL
+    run_id           TEXT NOT NULL,
+    delta_table_id   TEXT
 )"""
+# A bookkeeping table made before the Delta table's id was kept gets the column (NULL in its rows: such a table is
+# exported in full once, since its row cannot tell a table made again from the one exported).
+_EXPORT_UPGRADE = f"ALTER TABLE {{schema}}.{EXPORT_TABLE} ADD COLUMN IF NOT EXISTS delta_table_id TEXT"
 
 
 def pg_columns(table: str) -> dict[str, str]:
@@ -77,7 +83,7 @@ def ddl_statements() -> list[tuple[str, str]]:
     version is keyed by (primary key..., effective_stp); the partial index serves "current row of this
     key" lookups; the views give BI users the live current rows (see views.py).
     """
-    out = [(f"table {EXPORT_TABLE}", _EXPORT_DDL)]
+    out = [(f"table {EXPORT_TABLE}", _EXPORT_DDL), (f"column {EXPORT_TABLE}.delta_table_id", _EXPORT_UPGRADE)]
     for name, entity in ENTITIES.items():
         width = max(map(len, pg_columns(name)))
         lines = [f"    {col:<{width}} {type_}," for col, type_ in pg_columns(name).items()]
@@ -103,9 +109,11 @@ def render_ddl() -> str:
         "-- Generated from lakehouse/sources/opais_entities.py by lakehouse.sinks.postgres.render_ddl(); a test",
         "-- fails when this file and the code differ. Replace {schema} with the target schema (init_db does).",
         "-- Every statement is idempotent. A version is keyed by (key..., effective_stp); an open version has",
-        f"-- expiration_stp '{OPEN_END}' and current_version_flg 'Y'. Rows are inserted or updated, never deleted:",
-        "-- a key that left the export is a current version with change_type 'DELETE'. The <dimension>_live views",
-        "-- hold the live current rows, ce_contract_pharmacy_live joins them for BI; COMMENT ON says what each",
+        f"-- expiration_stp '{OPEN_END}' and current_version_flg 'Y'. An export inserts or updates versions; a full",
+        "-- export (the first, a Delta table made again, a change feed gone) replaces the table's rows with the Delta",
+        "-- history. A key that left the export is a current version with change_type 'DELETE'. The <dimension>_live",
+        "-- views hold the live current rows, ce_contract_pharmacy_live joins them for BI (a view whose columns",
+        "-- changed is dropped and made again by init_db, keeping its grants); COMMENT ON says what each",
         "-- table, view and column holds. _sequence and _batch_id are the Delta history's lineage; exported_version",
         "-- is the Delta version of the history table that last changed the row.",
         "",
@@ -128,35 +136,88 @@ def init_db(conn: psycopg.Connection, schema: str) -> list[str]:
     """Create the schema, the bookkeeping table and the dimensions unless they exist; return what was ensured.
 
     Idempotent and safe to run concurrently (a transaction-level advisory lock serialises DDL per schema).
-    Raises if an existing table lacks columns this version of the code writes.
+    Raises a LakehouseError naming the statements to run when an existing table lacks columns this version of the
+    code writes, or has one of a type that would refuse them; nothing is changed then. A view whose columns changed
+    (a column added to a dimension) is dropped and made again in the same transaction, with its grants.
     """
     _check_schema(schema)
     _require_idle(conn)
     ensured = [f"schema {schema}"]
+    statements = ddl_statements()
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", _lock_key("ddl", schema))
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        for what, statement in ddl_statements():
-            cur.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))  # type: ignore[arg-type]
-            kind, name = what.split()
-            if kind != "comments":
-                ensured.append(f"{kind} {schema}.{name}")
-        _check_columns(cur, schema)
+        for stage in (("table", "column", "index"), ("view",), ("comments",)):
+            if stage == ("view",):  # the views read the tables' columns: check those first
+                _check_columns(cur, schema)
+                grants = drop_changed_views(cur, schema)
+            for what, statement in statements:
+                kind, name = what.split()
+                if kind in stage:
+                    cur.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))  # type: ignore[arg-type]
+                    if kind != "comments":
+                        ensured.append(f"{kind} {schema}.{name}")
+            if stage == ("view",):
+                for grant in grants:
+                    cur.execute(grant)
     return ensured
+
+
+def _name(*parts: str) -> str:
+    """A qualified name as a DBA writes it: quoted only where it has to be."""
+    return ".".join(p if re.fullmatch(r"[a-z_][a-z0-9_]*", p) else '"' + p.replace('"', '""') + '"' for p in parts)
+
+
+def _views_reading(schema: str, table: str) -> str:
+    views = [JOIN_VIEW] if table in JOINED.values() else []
+    return ", ".join(_name(schema, v) for v in [*views, live_view(table)])
 
 
 def _check_columns(cur: psycopg.Cursor, schema: str) -> None:
     cur.execute(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+        """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace s ON s.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+           WHERE s.nspname = %s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped""",
         (schema,),
     )
-    found: dict[str, set[str]] = {}
-    for table, column in cur.fetchall():
-        found.setdefault(table, set()).add(column)
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    for table, column, type_name, category in cur.fetchall():
+        found.setdefault(table, {})[column] = (type_name, category)
     for name in ENTITIES:
-        missing = [c for c in pg_columns(name) if c not in found.get(name, set())]
+        wanted = pg_columns(name)
+        missing = [c for c in wanted if c not in found.get(name, {})]
         if missing:
-            raise LakehouseError(
-                f"table {schema}.{name} exists without columns {missing}: it predates this DDL. "
-                "Add them (ALTER TABLE ... ADD COLUMN, see ddl/opais_340b.sql) and rerun."
+            alter = "; ".join(
+                f"ALTER TABLE {_name(schema, name)} ADD COLUMN {_name(c)} {_bare_type(wanted[c])}" for c in missing
             )
+            raise LakehouseError(
+                f"table {schema}.{name} lacks columns {missing}: it predates this DDL (ddl/opais_340b.sql). Nothing "
+                f"was changed. Add them, then rerun: {alter}"
+            )
+        spark_types = _entity(name).columns | _HISTORY_TYPES | {"exported_version": "bigint"}
+        for column, spark_type in spark_types.items():
+            type_name, category = found[name][column]
+            if _refuses(spark_type, type_name, category):
+                raise LakehouseError(
+                    f"{schema}.{name}.{column} is {type_name}, where the export writes {_PG_TYPES[spark_type].lower()} "
+                    "values: PostgreSQL would refuse them (or shift them) in every export of the table. Nothing was "
+                    "changed. Change the column (with a USING clause where its values need converting), then rerun, "
+                    f"which makes the views again: DROP VIEW IF EXISTS {_views_reading(schema, name)}; "
+                    f"ALTER TABLE {_name(schema, name)} ALTER COLUMN {_name(column)} TYPE {_bare_type(wanted[column])}"
+                )
+
+
+def _refuses(spark_type: str, type_name: str, category: str) -> bool:
+    """Whether a column of `type_name` (of pg_type category `category`) refuses every value of `spark_type` the export
+    writes: a string into a number or a boolean, and so on. A timestamp with time zone would take the naive UTC
+    values in the session's time zone: shifted, so refused too. A narrower type of the same kind (INTEGER for BIGINT,
+    VARCHAR(1)) refuses only values too big for it; PostgreSQL names those."""
+    if spark_type == "timestamp":
+        return not (type_name.startswith("timestamp") and type_name.endswith("without time zone"))
+    return category != {"string": "S", "bigint": "N", "boolean": "B"}[spark_type]
+
+
+def _bare_type(spec: str) -> str:
+    """The type of a column's DDL without its constraints: what ALTER TABLE ... ADD COLUMN takes on a filled table."""
+    return re.split(r" (?:NOT NULL|DEFAULT|CHECK)\b", spec, maxsplit=1)[0]

@@ -1,4 +1,5 @@
-"""One export of one table in one transaction: COPY into a staging table, a set-based upsert, the bookkeeping.
+"""One export of one table in one transaction: COPY into a staging table, a set-based upsert (a full export also
+deletes the versions it does not hold), the bookkeeping.
 
 Also ID304B's row-by-row way (`row_by_row_baseline`), for the benchmarks only.
 """
@@ -29,13 +30,21 @@ def apply_rows(
     delta_path: str,
     version: int,
     run_id: str,
+    delta_table_id: str | None = None,
+    replace: bool = False,
     crash_hook: Callable[[], None] | None = None,
 ) -> int:
     """Upsert history rows into `schema.table` and record `version` as exported, in one transaction.
 
     rows: the net post-images since the last export, one per (key..., effective_stp), with the table's
     columns in any order (`exported_version` may be absent: it is set to `version`). A stored version
-    whose values are unchanged is left alone. Returns the rows inserted or updated.
+    whose values are unchanged is left alone. Returns the rows inserted, updated or deleted.
+
+    replace=True: `rows` are the whole history of the Delta table (a full export): the stored versions they do not
+    hold are deleted in the same transaction, so the table holds exactly them, and `version` may be at or below the
+    exported one (a Delta table made again starts its versions again), unless `delta_table_id` is the one recorded:
+    a full export of an older version of the same table is refused. `delta_table_id` (the Delta table's metadata id)
+    is recorded with the version.
 
     Raises StaleVersionError when `version` is not newer than the exported one (see `needs_export`), and
     InputError when PostgreSQL refuses the rows; either way nothing is committed. `crash_hook` runs after
@@ -52,7 +61,7 @@ def apply_rows(
     target, stage = sql.Identifier(schema, table), sql.Identifier(f"lakehouse_stage_{table}")
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", _lock_key("table", f"{schema}.{table}"))
-        _refuse_stale(cur, schema, table, version, delta_path)
+        _refuse_stale(cur, schema, table, version, delta_path, replace=replace, table_id=delta_table_id)
         cur.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 stage, _names(columns), target
@@ -60,7 +69,8 @@ def apply_rows(
         )
         try:
             received = _copy_csv(cur, stage, columns, _batches(rows, columns, table))
-            written = cur.execute(_upsert(entity, target, stage, columns), {"version": version}).rowcount
+            deleted = _delete_others(cur, entity, target, stage) if replace else 0
+            written = cur.execute(_upsert(entity, target, stage, columns), {"version": version}).rowcount + deleted
         except psycopg.errors.CardinalityViolation:
             raise InputError(
                 "two rows share a (key, effective_stp): rows must be one per history version. "
@@ -76,8 +86,17 @@ def apply_rows(
             ) from None
         if crash_hook is not None:
             crash_hook()
-        _record(cur, schema, table, delta_path, version, run_id, received, written)
+        _record(cur, schema, table, delta_path, version, run_id, received, written, delta_table_id, replace=replace)
     return written
+
+
+def _delete_others(cur: psycopg.Cursor, entity: Entity, target: sql.Identifier, stage: sql.Identifier) -> int:
+    """Delete the stored versions the staged rows do not hold (a full export); unchanged ones stay unwritten."""
+    cur.execute(sql.SQL("ANALYZE {}").format(stage))  # a temporary table has no statistics: plan the anti-join on some
+    key = [*entity.primary_key, "effective_stp"]
+    match = sql.SQL(" AND ").join(sql.SQL("s.{0} = t.{0}").format(sql.Identifier(c)) for c in key)
+    query = sql.SQL("DELETE FROM {} AS t WHERE NOT EXISTS (SELECT FROM {} AS s WHERE {})").format(target, stage, match)
+    return cur.execute(query).rowcount
 
 
 def _upsert(entity: Entity, target: sql.Identifier, stage: sql.Identifier, columns: list[str]) -> sql.Composed:
@@ -99,37 +118,56 @@ def _upsert(entity: Entity, target: sql.Identifier, stage: sql.Identifier, colum
     )
 
 
-def _refuse_stale(cur: psycopg.Cursor, schema: str, table: str, version: int, delta_path: str) -> None:
+def _refuse_stale(
+    cur: psycopg.Cursor, schema: str, table: str, version: int, delta_path: str, *, replace: bool, table_id: str | None
+) -> None:
+    """Refuse a version that is not newer than the exported one; a full export (`replace`), only an older version of
+    the Delta table whose id is recorded."""
     row = _bookkeeping(cur, schema, table, lock=True)
     if row is None:
         return
-    last, last_path = row
-    if last_path != delta_path:
+    if row.delta_path != delta_path:
         raise InputError(
-            f"{schema}.{table} was exported from {last_path}, not {delta_path}: versions of two Delta tables "
+            f"{schema}.{table} was exported from {row.delta_path}, not {delta_path}: versions of two Delta tables "
             f"are not comparable. If the table moved, update {schema}.{EXPORT_TABLE}.delta_path, then rerun",
             table=table,
         )
-    if version <= last:
+    if not replace and version <= row.version:
         raise StaleVersionError(
-            f"{schema}.{table} already holds Delta version {last}; version {version} is not newer. "
+            f"{schema}.{table} already holds Delta version {row.version}; version {version} is not newer. "
             "Nothing was written (skip tables for which needs_export() is False)"
+        )
+    if replace and table_id is not None and table_id == row.delta_table_id and version < row.version:
+        raise StaleVersionError(
+            f"{schema}.{table} already holds version {row.version} of this Delta table ({table_id}); a full export "
+            f"of its version {version} would go back. Nothing was written"
         )
 
 
 def _record(
-    cur: psycopg.Cursor, schema: str, table: str, path: str, version: int, run_id: str, received: int, written: int
+    cur: psycopg.Cursor,
+    schema: str,
+    table: str,
+    path: str,
+    version: int,
+    run_id: str,
+    received: int,
+    written: int,
+    table_id: str | None,
+    *,
+    replace: bool,
 ) -> None:
     done = cur.execute(
         sql.SQL(
             "INSERT INTO {} AS e (table_name, delta_path, exported_version, rows_received, rows_written, "
-            "exported_at, run_id) VALUES (%s, %s, %s, %s, %s, clock_timestamp(), %s) "
+            "exported_at, run_id, delta_table_id) VALUES (%s, %s, %s, %s, %s, clock_timestamp(), %s, %s) "
             "ON CONFLICT (table_name) DO UPDATE SET delta_path = EXCLUDED.delta_path, "
             "exported_version = EXCLUDED.exported_version, rows_received = EXCLUDED.rows_received, "
-            "rows_written = EXCLUDED.rows_written, exported_at = EXCLUDED.exported_at, run_id = EXCLUDED.run_id "
-            "WHERE e.exported_version < EXCLUDED.exported_version"
+            "rows_written = EXCLUDED.rows_written, exported_at = EXCLUDED.exported_at, run_id = EXCLUDED.run_id, "
+            "delta_table_id = EXCLUDED.delta_table_id "
+            "WHERE e.exported_version < EXCLUDED.exported_version OR %s"
         ).format(sql.Identifier(schema, EXPORT_TABLE)),
-        (table, path, version, received, written, run_id),
+        (table, path, version, received, written, run_id, table_id, replace),
     )
     if done.rowcount != 1:  # unreachable under the table lock; kept as the last line of defence
         raise StaleVersionError(f"{schema}.{table} moved past version {version} during this export; rolled back")

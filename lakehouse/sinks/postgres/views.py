@@ -4,12 +4,20 @@ A deletion is exported as the current version of its key with `change_type = 'DE
 keeps it), so "current_version_flg = 'Y'" alone returns deleted entities. Each `<dimension>_live`
 view keeps only the live current rows; `ce_contract_pharmacy_live` joins the current covered entities
 with their current contracts and pharmacies through those views.
+
+CREATE OR REPLACE VIEW may only add columns at the end of a view: a column added to a dimension comes before
+`effective_stp` in its view, so `init_db` drops the views whose columns changed (`drop_changed_views`) and makes
+them again, with their grants, in its transaction.
 """
 
 from __future__ import annotations
 
 import textwrap
 
+import psycopg
+from psycopg import sql
+
+from lakehouse.errors import LakehouseError
 from lakehouse.sources.opais_entities import ENTITIES
 
 LIVE = "current_version_flg = 'Y' AND change_type <> 'DELETE'"
@@ -74,3 +82,49 @@ def view_statements() -> list[tuple[str, str]]:
         )
     )
     return out
+
+
+def drop_changed_views(cur: psycopg.Cursor, schema: str) -> list[sql.Composed]:
+    """Drop the views whose columns differ from the code's (CREATE OR REPLACE VIEW may only add columns at the end),
+    with the join view when it reads one of them; return the GRANTs that give their privileges back once made again.
+    """
+    wanted = {view: list(view_columns(view)) for view in [*map(live_view, ENTITIES), JOIN_VIEW]}
+    cur.execute(
+        """SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum) FROM pg_class c
+           JOIN pg_namespace s ON s.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE s.nspname = %s AND c.relkind = 'v' AND c.relname = ANY(%s) GROUP BY c.relname""",
+        (schema, list(wanted)),
+    )
+    existing = dict(cur.fetchall())
+    changed = {view for view, columns in existing.items() if columns != wanted[view]}
+    if JOIN_VIEW in existing and changed & {live_view(t) for t in JOINED.values()}:
+        changed.add(JOIN_VIEW)
+    if not changed:
+        return []
+    cur.execute(
+        """SELECT c.relname, a.privilege_type, a.is_grantable,
+                  CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+           FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace, aclexplode(c.relacl) a
+           WHERE s.nspname = %s AND c.relname = ANY(%s) AND a.grantee <> c.relowner""",
+        (schema, sorted(changed)),
+    )
+    grants = [
+        sql.SQL("GRANT {} ON {} TO {}{}").format(
+            sql.SQL(privilege),
+            sql.Identifier(schema, view),
+            sql.SQL("PUBLIC") if role is None else sql.Identifier(role),
+            sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+        )
+        for view, privilege, grantable, role in cur.fetchall()
+    ]
+    names = sql.SQL(", ").join(sql.Identifier(schema, v) for v in sorted(changed, key=lambda v: v != JOIN_VIEW))
+    try:
+        cur.execute(sql.SQL("DROP VIEW {}").format(names))
+    except psycopg.errors.DependentObjectsStillExist as exc:
+        raise LakehouseError(
+            f"the views {sorted(changed)} of schema {schema} have other columns in this version of the code, so "
+            f"they are made again, but other objects depend on them ({exc.diag.message_detail}). Nothing was "
+            "changed. Drop those objects, rerun, then make them again"
+        ) from None
+    return grants

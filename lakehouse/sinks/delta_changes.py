@@ -1,0 +1,134 @@
+"""What a Delta table changed after an exported version, read as Arrow: its change feed, or its whole history.
+
+The export reads the change feed after the version PostgreSQL holds. It reads the whole history instead when that
+feed is gone (the log cleaned past it, its files vacuumed), and when the table is not the one exported (made again
+at the same path: another table id, see `table_state`). Reading here ends before any PostgreSQL transaction starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("lakehouse.export")
+
+# A change-feed version older than the table's log retention is gone; the export then reloads in full. Delta says so
+# in several ways: a commit cleaned from the log (the state at the first version wanted cannot be rebuilt), a change
+# file vacuumed, a version not there. A file that is gone is known by its class (`file_missing`): each file system
+# words it its own way (local "File ... does not exist", S3A "No such file or directory: s3a://..."); the texts
+# below are for the other cases, and for errors that carry no Java exception (Spark Connect).
+_CDF_GONE = (
+    "VersionNotFound",
+    "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
+    "DELTA_TRUNCATED_TRANSACTION_LOG",
+    "Could not find any delta files",
+    "Unable to reconstruct state",
+    "not available",
+    "does not exist",
+    "No such file or directory",
+)
+
+
+def changed_rows(
+    spark: SparkSession, history: str, *, key: list[str], columns: list[str], since: int | None, until: int
+) -> tuple[DataFrame, str]:
+    """History rows written after version `since` up to `until` (all rows at `until` when `since` is None).
+
+    Reading them can still find a change file gone (vacuumed): `export_rows` reads them and falls back then.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    full = spark.read.format("delta").option("versionAsOf", until).load(history).select(*columns)
+    if since is None:
+        return full, "full"
+    newest = Window.partitionBy(*[F.col(f"`{k}`") for k in [*key, "_sequence"]]).orderBy(
+        F.col("_commit_version").desc()
+    )
+    try:
+        # The state at the first version wanted is rebuilt when the feed is made: its commits may be cleaned from
+        # the log.
+        feed = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", since + 1)
+            .option("endingVersion", until)
+            .load(history)
+            .where(F.col("_change_type").isin("insert", "update_postimage"))
+        )
+    except Exception as exc:
+        if not feed_gone(exc):
+            raise
+        log.warning("change feed of %s since version %s is gone (log retention); exporting in full", history, since)
+        return full, "full"
+    return feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1").select(*columns), "incremental"
+
+
+def export_rows(
+    spark: SparkSession, history: str, *, key: list[str], columns: list[str], since: int | None, until: int
+) -> tuple[list[pa.RecordBatch], str]:
+    """`changed_rows` read as Arrow batches (before any PostgreSQL transaction starts). A change feed whose files
+    are found gone only as they are read (vacuumed) is read in full instead: mode "full"."""
+    rows, mode = changed_rows(spark, history, key=key, columns=columns, since=since, until=until)
+    try:
+        return to_arrow(rows), mode
+    except Exception as exc:
+        if mode == "full" or not feed_gone(exc):
+            raise
+        log.warning("change files of %s after version %s are gone (vacuumed); exporting in full", history, since)
+    rows, mode = changed_rows(spark, history, key=key, columns=columns, since=None, until=until)
+    return to_arrow(rows), mode
+
+
+def feed_gone(exc: BaseException) -> bool:
+    """Whether reading a change feed failed because a version or file of it is gone (not some other failure)."""
+    return file_missing(exc) or any(marker in str(exc) for marker in _CDF_GONE)
+
+
+def file_missing(exc: BaseException) -> bool:
+    """Whether a Spark error is, or was caused by, a java.io.FileNotFoundException (Spark's own
+    SparkFileNotFoundException is one): a file the Delta log names is gone, whatever the file system calls it."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # Py4JJavaError, CapturedException
+    try:
+        for _ in range(20):  # a cause chain is short; a cycle would not end
+            if java is None:
+                return False
+            kind = java.getClass()
+            while kind is not None:
+                if kind.getName() == "java.io.FileNotFoundException":
+                    return True
+                kind = kind.getSuperclass()
+            java = java.getCause()
+    except Exception as inner:  # the JVM is gone, or no Java exception after all: the texts decide
+        log.debug("could not read the Java causes of %r: %s", exc, inner)
+    return False
+
+
+def table_state(spark: SparkSession, path: str) -> tuple[int, str]:
+    """The newest version of the Delta table at `path` and the table's id (the metadata id Delta gives a table when
+    it is made: a table made again at the same path has another). Both from one snapshot in the driver, without a
+    Spark job; through the public API where there is none (a log read and DESCRIBE DETAIL, which runs jobs)."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.delta_log import _snapshot
+
+    table = DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    snapshot = _snapshot(spark, path)
+    if snapshot is not None:
+        try:
+            return int(snapshot.version()), str(snapshot.metadata().id())
+        except Exception as exc:  # a Delta without these: the public API answers
+            log.debug("no metadata in Delta's snapshot of %s: %s", path, exc)
+    version = int(table.history(1).select("version").first()[0])
+    return version, str(table.detail().select("id").first()[0])
+
+
+def to_arrow(rows: DataFrame) -> list[pa.RecordBatch]:
+    """Collect a DataFrame as Arrow batches (no Python row objects)."""
+    if hasattr(rows, "toArrow"):  # Spark 4
+        return rows.toArrow().to_batches()
+    return rows._collect_as_arrow()  # Spark 3.5: the Arrow path toPandas uses
