@@ -566,27 +566,31 @@ class StreamPolicy:
     source's query: without it, a withdrawal applied to the source never reached the policy, so the zone kept the
     patient until someone ran `lakehouse policy build`. The next sync or batch of each table reads the new policy.
 
-    A failed build is logged and tried again after `retry_seconds`; the tables go on with the policy they have.
+    A build runs at most once per policy `refresh_seconds` (the tables read the policy that often anyway; a build
+    reads the whole consent source and the store). A failed build is logged and tried again after `retry_seconds`;
+    the tables go on with the policy they have.
     """
 
     config: Config
     run: TableRun  # the consent source's
     retry_seconds: float
     built: int = -1  # batches of the source the stored policy was built after; -1: not built by this stream yet
-    retry_at: float = 0.0
+    next_build: float = 0.0  # monotonic time before which no build starts (the interval, or a retry's wait)
 
     def rebuild_when_applied(self, spark: SparkSession, governance: Governance) -> None:
         batches = len(self.run.batches)
         if self.built == -1 and policy_is_current(self.config):
             self.built = batches
-        if batches == self.built or time.monotonic() < self.retry_at:
+        if batches == self.built or time.monotonic() < self.next_build:
             return
         try:
             stats = build_policy_table(spark, self.config)
         except Exception as exc:  # the stream goes on; tried again later
-            self.retry_at = time.monotonic() + self.retry_seconds
+            self.next_build = time.monotonic() + self.retry_seconds
             log.error('{"event": "policy_build_failed", "error": %r}', _error_text(exc))
             return
+        assert self.config.policy is not None
+        self.next_build = time.monotonic() + self.config.policy.refresh_seconds
         self.built = batches
         if governance.policy is not None:
             governance.policy.invalidate()

@@ -202,6 +202,10 @@ def test_columns_dms_wrote_as_no_sup_value_keep_the_keys_value_before_the_update
     run(spark, config)
     land(config, "20260301-110000000.csv", [["D", "2026-03-01 11:00:00.000000", "2", "_NOSUP_", "_NOSUP_", seq(5), ""]])
     run(spark, config)
+    # A key change without every column: the old key's values cannot reach the new key, so it is held, never NULLed.
+    land(config, "20260301-120000000.csv", [["U", "2026-03-01 12:00:00.000000", "9", "_NOSUP_", "13", seq(6), "1"]])
+    moved = run(spark, config).batches[0]
+    assert (moved.quarantined, moved.quarantine_reasons) == (1, {"unsupplied_key_change": 1})
 
     expected = spark.createDataFrame([(1, "Ann Lee", 12.0)], "id bigint, name string, score double")
     assert_df_equality(latest_rows(spark, config), expected, ignore_nullable=True)

@@ -57,3 +57,26 @@ def test_one_key_with_every_kind_of_change(spark):
         got.schema,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_an_update_without_its_patient_column_keeps_the_patient_and_the_consent_flags_of_the_version_before(spark):
+    """CsvNoSupValue: the update was flagged on a NULL patient id; the patient and its flags come from the version
+    before it, and it is not counted as a change no policy row applies to."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.apply.history import flags_follow_unsupplied
+
+    schema = CHANGE.replace("name STRING", "patient BIGINT, minutes INT, flag INT, since DATE")
+    existing = spark.createDataFrame(
+        [(1, 7, 30, 1, datetime(2025, 1, 1).date(), "I", "s10", None, t(10), "f0", 1, 0, None, True)],
+        schema + ", _valid_to TIMESTAMP, _is_current BOOLEAN",
+    )
+    changes = spark.createDataFrame([(1, None, 45, 0, None, "U", "s20", None, t(20), "f1", 1, 1)], schema).withColumns(
+        {"_unsupplied": F.lit("patient"), "_missing": F.lit(True)}
+    )
+
+    flagged = flags_follow_unsupplied(changes, ["patient"], ["flag", "since"], "_missing")
+    assert flagged.select("_unsupplied", "_missing").first() == ("patient,flag,since", False)
+    plan = plan_history(flagged, existing, key=["id"], values=["id", "patient", "minutes", "flag", "since"])
+    new = plan.where("_action = 'insert'").select("patient", "minutes", "flag", "since").first()
+    assert tuple(new) == (7, 45, 1, datetime(2025, 1, 1).date())

@@ -345,6 +345,17 @@ def test_replace_removes_the_keys_a_build_no_longer_has_in_both_stores(aws, dyna
         assert store.replace([]).deleted == 20 and store.snapshot() == []
 
 
+def test_replace_writes_only_the_rows_that_changed(dynamo_store):
+    """A stream rebuilds the policy after each batch of its consent source: a rebuild that changes one row of
+    sixty puts one row, not sixty (BatchWriteItem requests, 25 rows each)."""
+    dynamo_store.replace(rows(60))
+    assert dynamo_store.replace(rows(60)).requests == 0
+    changed = [PolicyRow(0, "dev-0", False, D("2025-01-01")), *rows(60)[1:]]
+    stats = dynamo_store.replace(changed)
+    assert (stats.rows, stats.requests, stats.deleted) == (60, 1, 0)
+    assert set(dynamo_store.snapshot()) == set(changed)
+
+
 def test_policy_built_in_spark_round_trips_through_a_store(spark, tmp_path):
     store = LocalPolicyStore(tmp_path)
     store.write(policy_rows(policy_frame(spark, POLICY)))

@@ -53,3 +53,11 @@ def test_a_new_export_with_the_same_newest_edit_and_name_is_refused_and_the_same
     with pytest.raises(SnapshotRefused, match=r"content differs \(\d+ changes against latest\)") as refused:
         apply_snapshot(spark, config, "opais", str(path))
     assert str(refused.value.day) == newest[:10]
+
+    # A newer export applies; the first file again (a batch replayed after a crash) is an older day's: applied.
+    newer = tmp_path / "landing" / "newer" / NAME
+    newer.parent.mkdir()
+    write_export(newer, entities=12, seed=5, day=30)
+    assert apply_snapshot(spark, config, "opais", str(newer)).status == "applied"
+    write_export(path, entities=12, seed=5, day=0)
+    assert apply_snapshot(spark, config, "opais", str(path)).status == "already_applied"

@@ -22,7 +22,7 @@ from pyspark.sql.types import NumericType
 
 from lakehouse.apply import privacy_log
 from lakehouse.apply.consent_sync import remove_forgotten_since
-from lakehouse.apply.history import merge_history, plan_history
+from lakehouse.apply.history import UNSUPPLIED, flags_follow_unsupplied, merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files, reloaded_files
@@ -30,7 +30,7 @@ from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
-from lakehouse.config import SnapshotTableSource, TableConfig
+from lakehouse.config import CONSENT_COLUMNS, SnapshotTableSource, TableConfig
 from lakehouse.delta_log import committed_version
 from lakehouse.errors import ConfigError, InputError
 from lakehouse.faults import crash_point
@@ -85,6 +85,9 @@ def apply_batch(
         changes = flag_changes(
             changes, policy, patient_col=table.consent.patient_column, device_col=table.consent.device_column
         )
+        if UNSUPPLIED in changes.columns:
+            ids = [c for c in (table.consent.patient_column, table.consent.device_column) if c]
+            changes = flags_follow_unsupplied(changes, ids, list(CONSENT_COLUMNS), MISSING_COL)
     if small:  # one partition is already clustered by any key: no shuffle before the dedup's window
         changes = changes.coalesce(1)
     # Parsed once: materialized and cut loose from the files (cheaper than a cache; Spark frees the blocks

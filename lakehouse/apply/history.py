@@ -112,6 +112,22 @@ def plan_history(
     return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
 
 
+def flags_follow_unsupplied(
+    changes: DataFrame, consent_columns: Sequence[str], flags: Sequence[str], missing: str
+) -> DataFrame:
+    """A change whose patient (or device) column DMS wrote as CsvNoSupValue was flagged on a NULL id: its consent
+    `flags` are taken from the key's version before it too, as that column is (`_fill_unsupplied`), and it is not
+    counted in `missing` (no policy row applies). The non-PHI zone flags again from the filled rows."""
+    named = F.split(F.col(UNSUPPLIED), ",")
+    lacking = F.lit(False)
+    for c in consent_columns:
+        lacking = lacking | F.coalesce(F.array_contains(named, c), F.lit(False))
+    carried = F.concat_ws(",", F.col(UNSUPPLIED), *[F.lit(f) for f in flags])
+    return changes.withColumns(
+        {UNSUPPLIED: F.when(lacking, carried).otherwise(F.col(UNSUPPLIED)), missing: F.col(missing) & ~lacking}
+    )
+
+
 def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window) -> DataFrame:
     """An update's columns DMS wrote as CsvNoSupValue (absent from the source's supplemental log: the update did
     not change them) take the key's value before it: that of the nearest earlier row of the key that carried it.

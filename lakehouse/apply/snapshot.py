@@ -250,6 +250,9 @@ def apply_snapshot(
     if feed.date.source == "content":  # the date is known only now
         result.date = loaded.date
         same_day_and_name = not check_order(applied, result.file, result.date)
+        if same_day_and_name and result.date < max(day for day, _name in applied):
+            result.status = "already_applied"  # an older day's file again (a replayed batch): nothing to diff
+            return result
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
     # The tables' upkeep, as a DMS table's query has it: properties (log retention, the export's horizon) before

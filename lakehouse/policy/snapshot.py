@@ -87,4 +87,5 @@ class PolicySnapshot:
 
     def invalidate(self) -> None:
         """Read the store again at the next `current` call (e.g. right after a policy build)."""
-        self._loaded_at = float("-inf")
+        with self._lock:  # not lost to a refresh in flight, which read the store before the build
+            self._loaded_at = float("-inf")

@@ -155,15 +155,19 @@ class DynamoDbPolicyStore:
         return self._send_all([{"PutRequest": {"Item": item}} for item in items], rows=len(items))
 
     def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
-        """Upsert `rows`, then delete every stored key not among them (a reader between the two sees the keys of
-        both builds, as before the build; never a patient missing that both builds hold)."""
+        """Upsert the rows of `rows` the store does not hold as they are, then delete every stored key not among
+        them (a reader between the two sees the keys of both builds, as before the build; never a patient missing
+        that both builds hold). Only the differences are written: a stream rebuilds the policy after each batch of
+        its consent source, and a policy of a million patients changes by a few rows."""
         rows = unique_rows(rows)
-        written = self.write(rows)
+        stored = self.snapshot()
+        held = set(stored)
+        written = self.write([r for r in rows if r not in held])
         keep = {(r.patient_id, r.device_id) for r in rows}
-        gone = [_key_item(r) for r in self.snapshot() if (r.patient_id, r.device_id) not in keep]
+        gone = [_key_item(r) for r in stored if (r.patient_id, r.device_id) not in keep]
         deleted = self._send_all([{"DeleteRequest": {"Key": key}} for key in gone], rows=0)
         return WriteStats(
-            rows=written.rows,
+            rows=len(rows),
             requests=written.requests + deleted.requests,
             retries=written.retries + deleted.retries,
             retried_rows=written.retried_rows + deleted.retried_rows,
