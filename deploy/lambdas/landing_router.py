@@ -166,26 +166,27 @@ def version_beside(key: str, version: str) -> str:
     return f"{folder}/version={tag}/{name}" if folder else f"version={tag}/{name}"
 
 
-def _holds_another_version(s3: Any, target: str, dest: str, etag: str) -> bool:
+def _copied_etags(s3: Any, target: str, dest: str) -> set[str] | None:
+    """The ETags `dest` answers to (its own, and the source's it was copied from), or None if it does not exist."""
     try:
         existing = s3.head_object(Bucket=target, Key=dest)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-            return False
+            return None
         raise
-    return etag not in {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}
+    return {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}
+
+
+def _holds_another_version(s3: Any, target: str, dest: str, etag: str) -> bool:
+    etags = _copied_etags(s3, target, dest)
+    return etags is not None and etag not in etags
 
 
 def copy_once(s3: Any, bucket: str, key: str, version: str | None, head: dict, target: str, dest: str) -> bool:
     """Copy unless `dest` already holds this source version (its ETag, or the source ETag it was copied from)."""
     etag = head["ETag"].strip('"')
-    try:
-        existing = s3.head_object(Bucket=target, Key=dest)
-        if etag in {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}:
-            return False
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey", "NotFound"}:
-            raise
+    if etag in (_copied_etags(s3, target, dest) or set()):
+        return False
     source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
     # SSE-KMS makes a copy's ETag differ from its source's: the source ETag is kept in the metadata.
     metadata = {**head.get("Metadata", {}), "source-etag": etag, "source-version-id": version or ""}
