@@ -726,6 +726,14 @@ class Config(_Model):
                 f"postgres.tables names {without}, whose history keeps no change feed (the export reads it): "
                 "set change_feed: true on them"
             )
+        from lakehouse.sources.opais_entities import ENTITIES  # the export's tables (ddl/opais_340b.sql)
+
+        foreign = [n for n in self.postgres.tables if n not in ENTITIES]
+        if foreign:
+            raise ValueError(
+                f"postgres.tables names {foreign}, which are not 340B dimensions: the PostgreSQL export writes only "
+                f"{list(ENTITIES)} (their tables are in ddl/opais_340b.sql); remove them from postgres.tables"
+            )
         return self
 
     @model_validator(mode="after")

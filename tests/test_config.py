@@ -422,6 +422,13 @@ def test_exported_tables_must_exist_and_keep_a_change_feed(tmp_path: Path, table
     assert "postgres.tables names" in error and expected in error
 
 
+def test_exported_tables_must_be_340b_dimensions(tmp_path: Path) -> None:
+    """The export writes the eight dimensions only: another table failed at export time (a ValueError once)."""
+    data = document(people={**people(), "change_feed": True})
+    data["postgres"] = {"tables": ["people"]}
+    assert "not 340B dimensions" in str(config_error(write(tmp_path, data)))
+
+
 def test_csv_snapshot_keys_must_be_columns(tmp_path: Path) -> None:
     data = document()
     data["snapshots"] = {"pecos": {"kind": "csv", "path": "p", "primary_key": ["npi"], "columns": {"NPI": "string"}}}
