@@ -55,6 +55,23 @@ def committed_version(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
+def table_state(spark: SparkSession, path: str) -> tuple[int, str]:
+    """The newest version of the Delta table at `path` and the table's id (the metadata id Delta gives a table when
+    it is made: a table made again at the same path has another). Both from one snapshot in the driver, without a
+    Spark job; through the public API where there is none (a log read and DESCRIBE DETAIL, which runs jobs)."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    snapshot = _snapshot(spark, path)
+    if snapshot is not None:
+        try:
+            return int(snapshot.version()), str(snapshot.metadata().id())
+        except Exception as exc:  # a Delta without these: the public API answers
+            log.debug("no metadata in Delta's snapshot of %s: %s", path, exc)
+    version = int(table.history(1).select("version").first()[0])
+    return version, str(table.detail().select("id").first()[0])
+
+
 def table_properties(spark: SparkSession, path: str, keys: list[str]) -> dict[str, str | None]:
     """The values of the table properties `keys` of the Delta table at `path`, at its newest version.
 

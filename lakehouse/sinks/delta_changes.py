@@ -2,7 +2,8 @@
 
 The export reads the change feed after the version PostgreSQL holds. It reads the whole history instead when that
 feed is gone (the log cleaned past it, its files vacuumed), and when the table is not the one exported (made again
-at the same path: another table id, see `table_state`). Reading here ends before any PostgreSQL transaction starts.
+at the same path: another table id, see `delta_log.table_state`). Reading here ends before any PostgreSQL
+transaction starts.
 """
 
 from __future__ import annotations
@@ -106,25 +107,6 @@ def file_missing(exc: BaseException) -> bool:
     except Exception as inner:  # the JVM is gone, or no Java exception after all: the texts decide
         log.debug("could not read the Java causes of %r: %s", exc, inner)
     return False
-
-
-def table_state(spark: SparkSession, path: str) -> tuple[int, str]:
-    """The newest version of the Delta table at `path` and the table's id (the metadata id Delta gives a table when
-    it is made: a table made again at the same path has another). Both from one snapshot in the driver, without a
-    Spark job; through the public API where there is none (a log read and DESCRIBE DETAIL, which runs jobs)."""
-    from delta.tables import DeltaTable
-
-    from lakehouse.delta_log import _snapshot
-
-    table = DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
-    snapshot = _snapshot(spark, path)
-    if snapshot is not None:
-        try:
-            return int(snapshot.version()), str(snapshot.metadata().id())
-        except Exception as exc:  # a Delta without these: the public API answers
-            log.debug("no metadata in Delta's snapshot of %s: %s", path, exc)
-    version = int(table.history(1).select("version").first()[0])
-    return version, str(table.detail().select("id").first()[0])
 
 
 def to_arrow(rows: DataFrame) -> list[pa.RecordBatch]:

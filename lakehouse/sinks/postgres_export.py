@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, PostgresTarget
+from lakehouse.delta_log import table_state
 from lakehouse.errors import ConfigError, InputError, LakehouseError
-from lakehouse.sinks.delta_changes import export_rows, table_state, to_arrow  # noqa: F401 (benchmarks import to_arrow)
+from lakehouse.sinks.delta_changes import export_rows, to_arrow  # noqa: F401 (benchmarks import to_arrow)
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.tables import table_paths
 
