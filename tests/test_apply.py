@@ -177,7 +177,8 @@ def test_of_one_change_in_two_files_the_row_of_the_first_file_by_name_is_kept_wh
 def test_columns_dms_wrote_as_no_sup_value_keep_the_keys_value_before_the_update(spark, tmp_path):
     """Oracle with PRIMARY KEY supplemental logging: an update carries the key and the columns it changed, DMS writes
     CsvNoSupValue for the others (UseCsvNoSupValue=true). They keep the key's value before the update, through two
-    partial updates in one file, a later batch, a delete (which carries the filled values) and a real NULL."""
+    partial updates in one file, a later batch, a delete (which carries the filled values), a real NULL and a key
+    change (which takes them from the old key)."""
     config = people_config(tmp_path, no_sup_value="_NOSUP_")
     land(
         config,
@@ -202,12 +203,13 @@ def test_columns_dms_wrote_as_no_sup_value_keep_the_keys_value_before_the_update
     run(spark, config)
     land(config, "20260301-110000000.csv", [["D", "2026-03-01 11:00:00.000000", "2", "_NOSUP_", "_NOSUP_", seq(5), ""]])
     run(spark, config)
-    # A key change without every column: the old key's values cannot reach the new key, so it is held, never NULLed.
+    # A key change without every column takes them from the old key; a later partial update of the new key too.
     land(config, "20260301-120000000.csv", [["U", "2026-03-01 12:00:00.000000", "9", "_NOSUP_", "13", seq(6), "1"]])
-    moved = run(spark, config).batches[0]
-    assert (moved.quarantined, moved.quarantine_reasons) == (1, {"unsupplied_key_change": 1})
+    run(spark, config)
+    land(config, "20260301-130000000.csv", [["U", "2026-03-01 13:00:00.000000", "9", "_NOSUP_", "14", seq(7), ""]])
+    run(spark, config)
 
-    expected = spark.createDataFrame([(1, "Ann Lee", 12.0)], "id bigint, name string, score double")
+    expected = spark.createDataFrame([(9, "Ann Lee", 14.0)], "id bigint, name string, score double")
     assert_df_equality(latest_rows(spark, config), expected, ignore_nullable=True)
     versions = read(spark, config, "history").orderBy("id", "_sequence").select("id", "name", "score", "_op").collect()
     assert [tuple(v) for v in versions] == [
@@ -215,7 +217,10 @@ def test_columns_dms_wrote_as_no_sup_value_keep_the_keys_value_before_the_update
         (1, "Ann", 11.0, "U"),
         (1, "Ann Lee", 11.0, "U"),
         (1, "Ann Lee", 12.0, "U"),
+        (1, "Ann Lee", 12.0, "D"),
         (2, "Bob", 20.0, "I"),
         (2, None, 20.0, "U"),
         (2, None, 20.0, "D"),
+        (9, "Ann Lee", 13.0, "U"),
+        (9, "Ann Lee", 14.0, "U"),
     ]

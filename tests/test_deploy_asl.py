@@ -329,8 +329,11 @@ def test_emr_cluster_can_start_under_the_managed_policy_with_python_3_11_and_the
         spark_defaults["spark.pyspark.python"] == spark_defaults["spark.pyspark.driver.python"] == "/usr/bin/python3.11"
     )
     assert spark_env["Configurations"][0]["Properties"]["PYSPARK_PYTHON"] == "/usr/bin/python3.11"
-    # boto3 takes no region from an EC2 node's metadata: the secrets' and the leases' clients read it here.
+    # boto3 takes no region from an EC2 node's metadata: the secrets' and the leases' clients read it. A step's
+    # driver runs in YARN's application master (--deploy-mode cluster), which spark-env.sh does not reach.
     assert spark_env["Configurations"][0]["Properties"]["AWS_REGION"] == REGION
+    assert spark_defaults["spark.yarn.appMasterEnv.AWS_REGION"] == spark_defaults["spark.executorEnv.AWS_REGION"]
+    assert spark_defaults["spark.yarn.appMasterEnv.AWS_REGION"] == REGION
     assert spark_defaults["spark.delta.logStore.s3.impl"] == "io.delta.storage.S3DynamoDBLogStore"
     assert spark_defaults["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == "lakehouse-test-delta-log"
     assert spark_defaults["spark.jars"].endswith("/jars/delta-storage-s3-dynamodb-3.3.2.jar")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -634,6 +635,25 @@ def test_a_delta_table_made_again_at_a_version_not_below_the_exported_one_is_exp
     assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
     assert live_keys_twice(conn, pg_schema) == []
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", commits - 1)]
+
+
+def test_a_table_put_back_from_an_older_copy_is_refused_with_what_to_do_before_anything_is_read(
+    spark, postgres, conn, pg_schema, tmp_path
+):
+    """The same Delta table (same id) at a version below the exported one: PostgreSQL holds changes it no longer has.
+    Found by review: it was read in full and then refused in PostgreSQL on every run, saying nothing of what to do."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    copy = tmp_path / "copy-at-version-0"
+    shutil.copytree(path, copy)
+    commit_history(spark, path, changes("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 1)]
+    shutil.rmtree(path)
+    shutil.copytree(copy, path)  # put back: the same table id, version 0
+    spark.catalog.clearCache()
+    with pytest.raises(InputError, match=r"below version 1 of the same table .*DELETE FROM"):
+        export_postgres(spark, config, settings=dc_replace(postgres, schema=pg_schema))
 
 
 def test_deleting_a_tables_bookkeeping_row_exports_it_again_as_exactly_its_delta_history(

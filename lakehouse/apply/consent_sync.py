@@ -56,7 +56,8 @@ log = logging.getLogger("lakehouse.privacy")
 NO_POLICY = "no policy"
 # The version of what the zone's columns become from a table's configuration: raise it when `non_phi.to_zone`
 # changes a column's name or type, and every zone is rebuilt by its table's next run.
-ZONE_LAYOUT = 4  # 3: partitioned by `_key_bucket`; 4: no `_batch_id`, technical dates years when shifting
+ZONE_LAYOUT = 5  # 3: partitioned by `_key_bucket`; 4: no `_batch_id`, technical dates years when shifting; 5: a
+# grant without a date admits nothing (a zone of 4 may hold versions it admitted "since always": rebuilt)
 
 
 def applied_path(zone: NonPhiZone, table: TableConfig) -> str:

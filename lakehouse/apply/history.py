@@ -78,6 +78,8 @@ def plan_history(
         rows = rows.coalesce(1)
     if unsupplied:
         rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered)
+        if one_partition:  # the fill's join shuffled the rows
+            rows = rows.coalesce(1)
     rows = rows.withColumn(
         "_replay",
         ~F.col("_existing") & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False)),
@@ -131,17 +133,29 @@ def flags_follow_unsupplied(
 def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window) -> DataFrame:
     """An update's columns DMS wrote as CsvNoSupValue (absent from the source's supplemental log: the update did
     not change them) take the key's value before it: that of the nearest earlier row of the key that carried it.
+    An update that moved its key (`_key_moved`) takes them from its old key, through the delete of the old key the
+    split made beside it (same sequence, file and row).
 
     A late update fills from the versions before it; versions after it, already written, are not filled again.
     """
     named = F.split(F.col(UNSUPPLIED), ",")
     before = ordered.rowsBetween(Window.unboundedPreceding, -1)
+    missing = {c: F.coalesce(F.array_contains(named, c), F.lit(False)) for c in columns}
+    carried = {
+        c: F.last(F.when(~missing[c], F.struct(_c(c).alias("v"))), ignorenulls=True).over(before).getField("v")
+        for c in columns
+    }
+    rows = rows.withColumn("__before", F.struct(*[carried[c].alias(c) for c in columns]))
+    lineage = ["_sequence", "_source_file", "_source_row"]
+    old_keys = rows.where((F.col("_op") == "D") & ~F.col("_existing")).select(
+        *lineage, F.col("__before").alias("__old_key")
+    )
+    rows = rows.join(old_keys, on=lineage, how="left")
     filled = {}
     for c in columns:
-        missing = F.coalesce(F.array_contains(named, c), F.lit(False))
-        carried = F.last(F.when(~missing, F.struct(_c(c).alias("v"))), ignorenulls=True).over(before)
-        filled[c] = F.when(missing & (F.col("_op") == "U"), carried.getField("v")).otherwise(_c(c))
-    return rows.withColumns(filled).drop(UNSUPPLIED)
+        value = F.when(F.col("_key_moved"), F.col("__old_key").getField(c)).otherwise(F.col("__before").getField(c))
+        filled[c] = F.when(missing[c] & (F.col("_op") == "U"), value).otherwise(_c(c))
+    return rows.withColumns(filled).drop(UNSUPPLIED, "__before", "__old_key")
 
 
 def _nearest(

@@ -177,20 +177,6 @@ def split_key_changes(changes: DataFrame, table: TableConfig) -> DataFrame:
     row = F.struct(*[F.col(_q(c)) for c in changes.columns])
     moving = F.struct(*[(F.lit(True) if c == "_key_moved" else F.col(_q(c))).alias(c) for c in changes.columns])
     rows = F.when(moved & differs, F.array(moving, F.struct(*old_key))).otherwise(F.array(row))
-    if "_unsupplied" in changes.columns:
-        # The columns such a change did not carry (CsvNoSupValue) have their values under the old key, which the new
-        # key's history does not see: written, they would be NULL. Held in quarantine, the old key stays as it was.
-        held = {
-            "_reason": F.lit("unsupplied_key_change"),
-            "_detail": F.concat(
-                F.lit("a key-changing update without the columns the source's log lacks ("),
-                F.col("_unsupplied"),
-                F.lit("): their values are under the old key; log all columns at the source"),
-            ),
-            "_raw": F.to_json(F.struct(*[F.col(_q(c)) for c in business])),
-        }
-        quarantined = F.struct(*[held.get(c, F.col(_q(c))).alias(c) for c in changes.columns])
-        rows = F.when(moved & differs & F.col("_unsupplied").isNotNull(), F.array(quarantined)).otherwise(rows)
     return changes.select(F.explode(rows).alias("__split")).select(
         *[F.col("__split")[c].alias(c) for c in changes.columns]
     )

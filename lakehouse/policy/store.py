@@ -41,9 +41,9 @@ class PolicyRow:
 
 @dataclass(frozen=True)
 class WriteStats:
-    """What a write did: rows written, requests sent, and how many retries throttling cost."""
+    """What a write did: its rows, requests sent, and how many retries throttling cost."""
 
-    rows: int
+    rows: int  # the rows given (for `replace`: the whole policy, of which only the changed ones are sent)
     requests: int
     retries: int
     retried_rows: int

@@ -203,11 +203,18 @@ def _incremental_from(state: ExportedState | None, name: str, until: int, table_
         return None
     if state.delta_table_id == table_id and state.version <= until:
         return state.version
+    if state.delta_table_id == table_id:  # the same table, older than what PostgreSQL holds: a copy put back?
+        raise InputError(
+            f"the Delta table of {name} is at version {until}, below version {state.version} of the same table already "
+            "exported (it was put back from an older copy?): PostgreSQL holds changes the table no longer has. Nothing "
+            f"was written. To make PostgreSQL hold exactly this table's history, delete its bookkeeping row (DELETE "
+            f"FROM <schema>.lakehouse_export WHERE table_name = '{name}') and export again: a full export replaces "
+            "its rows",
+            table=name,
+        )
     if state.delta_table_id is None:
         why = "its bookkeeping row predates the Delta table id, so a table made again cannot be told apart"
-    elif state.delta_table_id != table_id:
-        why = f"the Delta table was made again (id {table_id}; version {state.version} was of {state.delta_table_id})"
     else:
-        why = f"the Delta table is at version {until}, below the exported {state.version} (restored from a copy?)"
+        why = f"the Delta table was made again (id {table_id}; version {state.version} was of {state.delta_table_id})"
     log.warning(json.dumps({"event": "export_in_full", "table": name, "reason": why}))
     return None
