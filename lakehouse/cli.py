@@ -322,11 +322,17 @@ def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argpars
             f"warning: no table's PHI history holds patient {args.patient!r}: check the id. The forget is recorded "
             "all the same, so rows of this id that arrive later stay out of the non-PHI zone."
         )
-    if result.already:
+    if result.already and not result.rows:
         print(f"patient {pseudonym_prefix(result.patient)}… was forgotten before: nothing to do")
         return 0
-    done = "finished (an interrupted forget)" if result.resumed else "removed from the non-PHI zone"
-    print(f"patient {pseudonym_prefix(result.patient)}… {done}: {sum(result.rows.values())} rows")
+    if result.already:
+        print(
+            f"patient {pseudonym_prefix(result.patient)}… was forgotten before, but {sum(result.rows.values())} of "
+            "its rows were in the non-PHI zone again (a restore of the zone's files?): deleted"
+        )
+    else:
+        done = "finished (an interrupted forget)" if result.resumed else "removed from the non-PHI zone"
+        print(f"patient {pseudonym_prefix(result.patient)}… {done}: {sum(result.rows.values())} rows")
     for table, rows in result.rows.items():
         print(f"  {table:<28} {rows:>6}")
     if not result.vacuumed:

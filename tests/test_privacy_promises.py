@@ -115,6 +115,23 @@ def test_a_forgotten_patient_stays_out_when_the_masking_key_is_rotated(lake, mon
     assert lake.forget(P).already  # still forgotten, as the log is read under the new key
 
 
+def test_a_forget_run_again_deletes_rows_of_the_forgotten_patient_found_in_the_zone_again(lake):
+    """A repair: rows of a forgotten patient back in the zone (a restore of its files, a writer that raced the forget)
+    are deleted by running the forget again, which said "nothing to do" before."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0051")
+    lake.run()
+    devices = lake.zone.history(lake.config.tables["devices"])
+    before = lake.non_phi("devices").localCheckpoint()  # the zone's rows as a backup holds them
+    lake.forget(P)
+    before.write.format("delta").mode("append").save(devices)  # put back
+    assert zone_rows_of(lake, P)["devices.history"] == 1
+
+    again = lake.forget(P)
+    assert again.already and again.rows == {"devices.history": 1}
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+
 def test_forget_takes_the_id_as_the_source_writes_it_and_says_when_no_history_holds_it(lake, capsys):
     """Found by review: ` 4101` was hashed as typed (the zone hashes the bigint 4101): 0 rows removed, the patient
     stayed. The id is now read as the patient column's type; one that is not of it, or unknown, is said so."""

@@ -87,9 +87,10 @@ def forget_patient(
     if not started and patient in privacy_log.forgotten(events):
         if all(e.patient_id is None for e in events):  # recorded before ids were kept: keep it now (key rotation)
             privacy_log.append(spark, zone, Event("forgotten", patient, privacy_log.now(), patient_id=patient_id))
+        found = _delete_again(spark, targets, patient)
         if vacuum_hours is not None:
             vacuum(spark, [p for _, _, p in targets], vacuum_hours)
-        return Forgotten(patient=patient, already=True, vacuumed=vacuum_hours is not None, known=known)
+        return Forgotten(patient=patient, rows=found, already=True, vacuumed=vacuum_hours is not None, known=known)
     if started:
         intent, resumed = next(iter(started.values())), True
     else:
@@ -116,6 +117,24 @@ def forget_patient(
         json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
     )
     return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed, known=known)
+
+
+def _delete_again(spark: SparkSession, targets: list[tuple[str, TableConfig, str]], patient: str) -> dict[str, int]:
+    """A forget run again is a repair too: rows of the forgotten patient found in the zone (written back by a writer
+    that did not see the forget, a restore of the zone's files) are deleted; {table: rows found}, no new record."""
+    blocked = spark.createDataFrame([(patient,)], "patient STRING")
+    found = {}
+    for name, table, path in targets:
+        column = table.consent.patient_column  # type: ignore[union-attr]
+        rows = spark.read.format("delta").load(path).where(F.col(f"`{column}`") == patient).count()
+        if rows:
+            delete_patients(spark, path, column, blocked)
+            found[name] = rows
+    if found:
+        log.warning(
+            json.dumps({"event": "forgotten_rows_found_again", "patient": pseudonym_prefix(patient), "rows": found})
+        )
+    return found
 
 
 def patient_key(spark: SparkSession, config: Config, patient_id: str) -> str:
