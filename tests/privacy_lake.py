@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import re
+import secrets
 import signal
 import struct
 import subprocess
@@ -265,6 +266,14 @@ class PrivacyLake:
             micros = int((at - datetime(1970, 1, 1)).total_seconds()) * 1_000_000 + at.microsecond
             found.add(struct.pack("<q", micros))
         return found
+
+
+def fresh_lake(spark, home: Path, monkeypatch) -> PrivacyLake:
+    """A lake under `home` with a new masking key, both in the environment for the test (`monkeypatch`)."""
+    key = secrets.token_hex(32)
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
+    return PrivacyLake(home, key, spark)
 
 
 def policy_of(consents: list[Consent], patient: int | None, device: str | None) -> tuple[bool, date | None] | None:

@@ -258,6 +258,17 @@ def statements(parsed: dict[str, dict]) -> Iterator[tuple[str, dict]]:
                 yield address, statement
 
 
+def broken_copy(tmp_path: Path, name: str, old: str, new: str) -> dict[str, dict]:
+    """The Terraform parsed from a copy in `tmp_path` whose file `name` has its first `old` replaced by `new`."""
+    for path in TERRAFORM.glob("*.tf"):
+        shutil.copy(path, tmp_path / path.name)
+    source = (tmp_path / name).read_text()
+    broken = source.replace(old, new, 1)
+    assert broken != source, f"{old!r} is not in {name}"
+    (tmp_path / name).write_text(broken)
+    return parse_dir(tmp_path)
+
+
 def least_privilege_violations(parsed: dict[str, dict]) -> list[str]:
     """Allow statements with a wildcard action, or Resource "*" outside STAR_RESOURCE_ALLOWED; policies
     written inline (jsonencode) where this check cannot see them; managed policies not allowed above."""
@@ -315,13 +326,8 @@ def test_every_kms_action_granted_on_the_pipeline_key_is_delegated_by_its_key_po
 
 
 def test_the_key_policy_check_fails_on_an_action_the_key_does_not_delegate(tmp_path: Path) -> None:
-    for path in TERRAFORM.glob("*.tf"):
-        shutil.copy(path, tmp_path / path.name)
-    source = (tmp_path / "kms.tf").read_text()
-    broken = source.replace('      "kms:GenerateDataKeyWithoutPlaintext",\n', "", 1)
-    assert broken != source
-    (tmp_path / "kms.tf").write_text(broken)
-    assert any("GenerateDataKeyWithoutPlaintext" in v for v in undelegated_key_actions(parse_dir(tmp_path)))
+    broken = broken_copy(tmp_path, "kms.tf", '      "kms:GenerateDataKeyWithoutPlaintext",\n', "")
+    assert any("GenerateDataKeyWithoutPlaintext" in v for v in undelegated_key_actions(broken))
 
 
 def test_whoever_starts_an_encrypted_state_machine_may_use_its_key(tf: dict[str, dict]) -> None:
@@ -347,14 +353,9 @@ def test_whoever_starts_an_encrypted_state_machine_may_use_its_key(tf: dict[str,
 
 
 def test_least_privilege_check_fails_on_a_wildcard_action(tmp_path: Path) -> None:
-    for path in TERRAFORM.glob("*.tf"):
-        shutil.copy(path, tmp_path / path.name)
-    source = (tmp_path / "iam_lambda.tf").read_text()
-    broken = source.replace('actions   = ["glue:StartJobRun"]', 'actions   = ["glue:*"]', 1)
-    assert broken != source
-    (tmp_path / "iam_lambda.tf").write_text(broken)
+    broken = broken_copy(tmp_path, "iam_lambda.tf", 'actions   = ["glue:StartJobRun"]', 'actions   = ["glue:*"]')
 
-    violations = least_privilege_violations(parse_dir(tmp_path))
+    violations = least_privilege_violations(broken)
 
     assert violations == [
         "aws_iam_policy_document.snapshot_trigger statement StartSnapshotLoad: wildcard action 'glue:*'"
@@ -362,14 +363,11 @@ def test_least_privilege_check_fails_on_a_wildcard_action(tmp_path: Path) -> Non
 
 
 def test_least_privilege_check_fails_on_an_unexplained_star_resource(tmp_path: Path) -> None:
-    for path in TERRAFORM.glob("*.tf"):
-        shutil.copy(path, tmp_path / path.name)
-    source = (tmp_path / "iam_lambda.tf").read_text()
-    (tmp_path / "iam_lambda.tf").write_text(
-        source.replace('resources = [aws_glue_job.batch["snapshot_load"].arn]', 'resources = ["*"]', 1)
+    broken = broken_copy(
+        tmp_path, "iam_lambda.tf", 'resources = [aws_glue_job.batch["snapshot_load"].arn]', 'resources = ["*"]'
     )
 
-    assert [v for v in least_privilege_violations(parse_dir(tmp_path)) if "Resource '*'" in v]
+    assert [v for v in least_privilege_violations(broken) if "Resource '*'" in v]
 
 
 # ------------------------------------------------------------------------------------------- checkov

@@ -35,17 +35,14 @@ from lakehouse.errors import InputError
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.runner import run_stream
-from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, leaks
+from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, fresh_lake, leaks
 
 P, Q = 4101, 4102  # patients
 
 
 @pytest.fixture
 def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    key = secrets.token_hex(32)
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
-    return PrivacyLake(tmp_path, key, spark)
+    return fresh_lake(spark, tmp_path, monkeypatch)
 
 
 def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:

@@ -9,7 +9,6 @@ it would never apply that one.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from datetime import timedelta
@@ -21,17 +20,14 @@ from lakehouse.masking import pseudonym
 from lakehouse.policy.snapshot import PolicySnapshot, fingerprint, fingerprint_of
 from lakehouse.policy.store import LocalPolicyStore, PolicyRow
 from lakehouse.runner import run_stream
-from tests.privacy_lake import START, PrivacyLake
+from tests.privacy_lake import START, PrivacyLake, fresh_lake
 
 P = 4201
 
 
 @pytest.fixture
 def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    key = secrets.token_hex(32)
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
-    return PrivacyLake(tmp_path, key, spark)
+    return fresh_lake(spark, tmp_path, monkeypatch)
 
 
 def zone_rows(lake: PrivacyLake, table: str, patient: int) -> int:

@@ -7,7 +7,6 @@ every other bucket from disk: a batch that read them would fail.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from pathlib import Path
 
@@ -18,17 +17,14 @@ from pyspark.sql import functions as F
 from lakehouse.apply.consent_sync import applied_path
 from lakehouse.apply.non_phi import BUCKET, non_phi_zone
 from lakehouse.masking import pseudonym
-from tests.privacy_lake import ZONE_TABLES, PrivacyLake
+from tests.privacy_lake import ZONE_TABLES, PrivacyLake, fresh_lake
 
 PATIENTS = range(1, 41)
 
 
 @pytest.fixture
 def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    key = secrets.token_hex(32)
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
-    lake = PrivacyLake(tmp_path, key, spark)
+    lake = fresh_lake(spark, tmp_path, monkeypatch)
     for pid in PATIENTS:
         lake.consent(pid, True)
     lake.land("patients", [lake.patient(pid) for pid in PATIENTS])
