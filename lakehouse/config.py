@@ -325,6 +325,7 @@ class DateShiftSettings(_Model):
 
 
 _DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
+_INTEGER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|decimal\(\s*\d+\s*,\s*0\s*\)|decimal\(\s*\d+\s*\)")
 _BIRTH = re.compile(r"birth|dob(?![a-z])|born(?![a-z])")  # a birth date's column name, lowercased: patientDob
 
 
@@ -365,6 +366,14 @@ class TableConfig(_Model):
             unknown = [c for c in names if c not in business]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not business columns {list(business)}")
+        patient = self.consent.patient_column if self.consent else None
+        if patient and not _INTEGER_TYPE.fullmatch(business[patient].strip().lower()):
+            raise ValueError(
+                f"consent.patient_column {patient!r} is {business[patient]!r}: the consent policy "
+                "keys patients by integer id, so a text id such as '0042' would take the consent of 42 while its "
+                "pseudonym is that of '0042', and a withdrawal would not find its rows in the zone. Declare it as an "
+                "integer type (bigint), cast in the source if need be"
+            )
         if self.phi_columns:
             object.__setattr__(self, "non_phi", True)
         return self

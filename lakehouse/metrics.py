@@ -14,6 +14,10 @@ from typing import Any
 
 log = logging.getLogger("lakehouse.metrics")
 
+# The tasks a stream runs beside its batches, whose failures are counted as STREAM_TASK_FAILURES (deploy alarms).
+POLICY_BUILD, CONSENT_SYNC = "policy_build", "consent_sync"
+STREAM_TASK_FAILURES = "StreamTaskFailures"
+
 
 @dataclass
 class BatchMetrics:
@@ -92,6 +96,12 @@ class CloudWatchMetrics:
     def publish(self, metrics: BatchMetrics) -> None:
         self.client.put_metric_data(Namespace=self.namespace, MetricData=self.data(metrics))
 
+    def publish_failure(self, task: str) -> None:
+        """Count one failure of a stream's own task (dimensions Environment and Task)."""
+        dimensions = [{"Name": "Environment", "Value": self.environment}, {"Name": "Task", "Value": task}]
+        data = [{"MetricName": STREAM_TASK_FAILURES, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}]
+        self.client.put_metric_data(Namespace=self.namespace, MetricData=data)
+
 
 _sinks: list[CloudWatchMetrics] = []
 
@@ -112,3 +122,14 @@ def report(metrics: BatchMetrics) -> None:
             sink.publish(metrics)
         except Exception as exc:  # metrics are best effort once the data is safe
             log.warning(json.dumps({"event": "metrics_not_published", "table": metrics.table, "error": str(exc)}))
+
+
+def report_failure(task: str) -> None:
+    """Count a failure of a task the stream runs beside its batches and tries again (POLICY_BUILD, CONSENT_SYNC)
+    as StreamTaskFailures in CloudWatch, when configured: a log line alone is not seen on EMR,
+    and a policy that stays unbuilt keeps a withdrawn patient in the zone. The deploy alarms when it persists."""
+    for sink in _sinks:
+        try:
+            sink.publish_failure(task)
+        except Exception as exc:  # best effort, as `report`
+            log.warning(json.dumps({"event": "metrics_not_published", "task": task, "error": str(exc)}))

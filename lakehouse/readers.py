@@ -157,20 +157,21 @@ def applied_snapshots_local(log: str) -> list[tuple[date, str]] | None:
     """(date, file) of the snapshots a feed's log (`<lake>/_snapshots/<feed>`) holds as applied; None where
     delta-rs cannot tell (not local, no log yet)."""
     entries = snapshot_log_local(log)
-    return None if entries is None else [(day, file) for day, file, status, _ in entries if status == "applied"]
+    return None if entries is None else [(day, file) for day, file, status, *_ in entries if status == "applied"]
 
 
-def snapshot_log_local(log: str) -> list[tuple[date, str, str, str | None]] | None:
-    """(date, file, status, detail) of every entry of a feed's log ([] when a local one has none yet); None where
+def snapshot_log_local(log: str) -> list[tuple[date, str, str, str | None, datetime | None]] | None:
+    """(date, file, status, detail, logged_at) of every entry of a feed's log ([] when a local one has none yet); None where
     delta-rs cannot tell."""
     try:
         table = open_local(log)
     except TableNotFoundError:
         return []
-    rows = None if table is None else _query(table, "SELECT snapshot_date, source_file, status, detail FROM t")
+    names = ("snapshot_date", "source_file", "status", "detail", "logged_at")
+    rows = None if table is None else _query(table, f"SELECT {', '.join(names)} FROM t")
     if rows is None:
         return None
-    columns = [rows[c].to_pylist() for c in ("snapshot_date", "source_file", "status", "detail")]
+    columns = [rows[c].to_pylist() for c in names]
     return list(zip(*columns, strict=True))
 
 

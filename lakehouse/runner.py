@@ -27,7 +27,15 @@ from lakehouse.config import Config, TableConfig
 from lakehouse.delta_log import StateWarmer
 from lakehouse.lag import batch_file_stats, lag_seconds
 from lakehouse.maintenance import TableMaintenance, table_maintenance
-from lakehouse.metrics import BatchMetrics, CloudWatchMetrics, publish_to, report
+from lakehouse.metrics import (
+    CONSENT_SYNC,
+    POLICY_BUILD,
+    BatchMetrics,
+    CloudWatchMetrics,
+    publish_to,
+    report,
+    report_failure,
+)
 from lakehouse.ownership import LeaseLostError, check_held, hold
 from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
@@ -588,6 +596,7 @@ class StreamPolicy:
         except Exception as exc:  # the stream goes on; tried again later
             self.next_build = time.monotonic() + self.retry_seconds
             log.error('{"event": "policy_build_failed", "error": %r}', _error_text(exc))
+            report_failure(POLICY_BUILD)
             return
         assert self.config.policy is not None
         self.next_build = time.monotonic() + self.config.policy.refresh_seconds
@@ -619,6 +628,7 @@ def sync_between_batches(
             note = sync_zone(spark, config, table, governance, table_policy(spark, table, governance))
         except Exception as exc:  # the stream goes on; the next interval or batch tries again
             log.error('{"event": "consent_sync_failed", "table": "%s", "error": %r}', table.name, _error_text(exc))
+            report_failure(CONSENT_SYNC)
             continue
         finally:
             lock.release()

@@ -653,13 +653,20 @@ def test_a_snapshot_feeds_tables_get_their_upkeep_log_retention_and_vacuum_when_
 
 def test_a_refusal_is_pending_only_while_no_file_of_its_day_or_later_is_applied():
     from datetime import date as day
+    from datetime import datetime as at
 
     from lakehouse.apply.snapshot import unresolved_refusals
 
-    applied = [(day(2026, 11, 2), "b.csv", "applied", None)]
-    cut = (day(2026, 11, 3), "c.csv", "refused", "too many deletes")
+    applied = [(day(2026, 11, 2), "b.csv", "applied", None, at(2026, 11, 2, 6))]
+    cut = (day(2026, 11, 3), "c.csv", "refused", "too many deletes", at(2026, 11, 3, 6))
+    later = at(2026, 11, 3, 9)
     assert unresolved_refusals([*applied, cut]) == [(day(2026, 11, 3), "c.csv", "too many deletes")]
-    assert unresolved_refusals([*applied, cut, (day(2026, 11, 3), "c.csv", "applied", None)]) == []  # --allow-deletes
-    assert unresolved_refusals([*applied, cut, (day(2026, 11, 4), "d.csv", "applied", None)]) == []  # a newer one
-    assert unresolved_refusals([*applied, (day(2026, 11, 1), "a.csv", "refused", "older")]) == []  # never to apply
-    assert unresolved_refusals([*applied, (None, "x.zip", "refused", "unreadable")]) == []  # no date: never compared
+    assert unresolved_refusals([*applied, cut, (day(2026, 11, 3), "c.csv", "applied", None, later)]) == []  # forced
+    assert unresolved_refusals([*applied, cut, (day(2026, 11, 4), "d.csv", "applied", None, later)]) == []  # newer
+    assert unresolved_refusals([*applied, (day(2026, 11, 1), "a.csv", "refused", "older", later)]) == []  # never to apply
+    assert unresolved_refusals([*applied, (None, "x.zip", "refused", "unreadable", later)]) == []  # no date
+    assert unresolved_refusals([*applied, (day(2026, 11, 2), "e.csv", "refused", "second file", later)]) == []
+    # A content-dated file named as the one applied for its day, refused after it for a different content: pending.
+    changed = (day(2026, 11, 2), "b.csv", "refused", "content differs", later)
+    assert unresolved_refusals([*applied, changed]) == [(day(2026, 11, 2), "b.csv", "content differs")]
+    assert unresolved_refusals([*applied, changed, (day(2026, 11, 3), "b.csv", "applied", None, later)]) == []

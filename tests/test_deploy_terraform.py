@@ -220,6 +220,13 @@ def test_alarms_watch_glue_failures_executions_and_the_lakehouse_metrics(tf: dic
     engine = resources["aws_cloudwatch_metric_alarm.engine"]
     assert engine["namespace"] == "lakehouse"
     assert "QuarantinedRows" in locals_(tf)["engine_metrics"].values()
+    # The stream's failed policy builds and consent syncs: the names the engine counts them under.
+    from lakehouse.metrics import CONSENT_SYNC, POLICY_BUILD, STREAM_TASK_FAILURES
+
+    failing = resources["aws_cloudwatch_metric_alarm.stream_task_failed"]
+    assert (failing["namespace"], failing["metric_name"]) == ("lakehouse", STREAM_TASK_FAILURES)
+    assert failing["dimensions"] == {"Environment": "${var.environment}", "Task": "${each.value}"}
+    assert locals_(tf)["stream_tasks"] == [POLICY_BUILD, CONSENT_SYNC]
     assert '"Glue Job State Change"' in resources["aws_cloudwatch_event_rule.glue_job_failed"]["event_pattern"]
 
 

@@ -344,3 +344,18 @@ def test_a_table_reload_is_told_in_the_batch_record_the_log_and_the_runs_notes(s
     assert reload.startswith("LOAD00000001.csv = batch 0, ") and reload.endswith("/people/LOAD00000001.csv")
     assert any('"event": "table_reload"' in m for m in caplog.messages)
     assert [n for n in second.notes if n.startswith("table reload (LOAD00000001.csv = batch 0") and "README" in n]
+
+
+def test_a_table_reload_landing_in_the_same_batch_as_the_load_is_told_too(spark, tmp_path):
+    """The load and its reload in one batch (a stream stopped over the reload; the router copies the second version
+    of the key to `version=<id>/`): the reload is told against the first delivery, not passed as two loads."""
+    from tests.dms_tables import land, people_config
+    from tests.dms_tables import run as run_people
+
+    config = people_config(tmp_path)
+    land(config, "LOAD00000001.csv", [["2026-03-01 08:00:00", "1", "Ann", "1", "", ""]])
+    folder = Path(config.tables["people"].source.path) / "version=3HL4kqtJlcpXroDTDmJ"
+    write_dms_csv(folder, "LOAD00000001.csv", [["2026-04-01 08:00:00", "1", "Ann3", "1", "", ""]])
+    (batch,) = run_people(spark, config).batches
+    (reload,) = batch.reloaded_files
+    assert reload.startswith("LOAD00000001.csv = batch 0, ") and reload.endswith("/people/LOAD00000001.csv")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot
+from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, refusals_pending, refuse
 from lakehouse.config import Config
 from lakehouse.sources.opais_synth import write_export
 
@@ -53,11 +53,15 @@ def test_a_new_export_with_the_same_newest_edit_and_name_is_refused_and_the_same
     with pytest.raises(SnapshotRefused, match=r"content differs \(\d+ changes against latest\)") as refused:
         apply_snapshot(spark, config, "opais", str(path))
     assert str(refused.value.day) == newest[:10]
+    # Logged, and pending: the retry of the run (the file is in its checkpoint) must fail too, until a newer day.
+    refuse(spark, config, "opais", str(path), refused.value)
+    assert "is still not applied" in refusals_pending(lambda: spark, config, "opais")
 
-    # A newer export applies; the first file again (a batch replayed after a crash) is an older day's: applied.
+    # A newer export applies (and resolves the refusal); the first file again (a batch replayed after a crash) is an older day's: applied.
     newer = tmp_path / "landing" / "newer" / NAME
     newer.parent.mkdir()
     write_export(newer, entities=12, seed=5, day=30)
     assert apply_snapshot(spark, config, "opais", str(newer)).status == "applied"
+    assert refusals_pending(lambda: spark, config, "opais") is None
     write_export(path, entities=12, seed=5, day=0)
     assert apply_snapshot(spark, config, "opais", str(path)).status == "already_applied"

@@ -74,3 +74,34 @@ def test_a_policy_frame_carries_the_fingerprint_of_its_own_rows_not_of_a_later_r
     snapshot.invalidate()
     second = snapshot.current(spark)  # ...and table B refreshes it before A's sync stamps what it applied
     assert fingerprint_of(first) == fingerprint(first_rows) != snapshot.fingerprint == fingerprint_of(second)
+
+
+def test_a_failed_policy_build_is_counted_in_cloudwatch_and_tried_again_later(lake, spark, aws):
+    """A build that fails (here: the consent source was never written) is logged and counted as the alarm's metric,
+    then waits `retry_seconds` before the next try; the stream itself goes on."""
+    from datetime import UTC, datetime
+
+    from lakehouse.metrics import POLICY_BUILD, STREAM_TASK_FAILURES, BatchMetrics, CloudWatchMetrics, publish_to
+    from lakehouse.runner import StreamPolicy, TableRun
+    config = lake.config  # nothing run yet: the consent source is not there to build from
+    run = TableRun(table="consents", batches=[BatchMetrics(table="consents", batch_id=0)])
+    cloudwatch = aws.client("cloudwatch")
+    publish_to(CloudWatchMetrics(cloudwatch, namespace="lakehouse", environment="test"))
+    try:
+        policy = StreamPolicy(config, run, retry_seconds=60)
+        policy.rebuild_when_applied(spark, None)  # type: ignore[arg-type]  # not reached when the build fails
+        policy.rebuild_when_applied(spark, None)  # type: ignore[arg-type]  # within retry_seconds: not tried
+    finally:
+        publish_to(None)
+    assert policy.built == -1 and policy.next_build > time.monotonic() + 30
+    now = datetime.now(UTC)
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="lakehouse",
+        MetricName=STREAM_TASK_FAILURES,
+        Dimensions=[{"Name": "Environment", "Value": "test"}, {"Name": "Task", "Value": POLICY_BUILD}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(p["Sum"] for p in stats["Datapoints"]) == 1

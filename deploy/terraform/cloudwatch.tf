@@ -12,6 +12,8 @@ locals {
     timed_out = "ExecutionsTimedOut"
     aborted   = "ExecutionsAborted"
   }
+  # The stream's own tasks whose failures it counts (lakehouse/metrics.py: POLICY_BUILD, CONSENT_SYNC).
+  stream_tasks = ["policy_build", "consent_sync"]
   # Metrics the engine publishes per batch (namespace "lakehouse", dimensions Environment and Table).
   engine_metrics = {
     quarantined  = "QuarantinedRows"
@@ -123,6 +125,26 @@ resource "aws_cloudwatch_metric_alarm" "stream_lag" {
   period              = 300
   evaluation_periods  = 3
   threshold           = 900
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+# A task the stream runs beside its batches failed and keeps failing: the consent policy's rebuild after a batch of
+# the consent source, or a consent sync of an idle table (each is tried again every interval, and logged on the
+# driver, which on EMR is not in CloudWatch Logs). Every 5 minutes for 15: a withdrawal is not reaching the zone.
+resource "aws_cloudwatch_metric_alarm" "stream_task_failed" {
+  for_each            = toset(local.stream_tasks)
+  alarm_name          = "${local.name}-stream-${replace(each.value, "_", "-")}-failing"
+  alarm_description   = "The stream's ${each.value} has failed for 15 minutes: consent changes are not reaching the non-PHI zone (see the stream's ${each.value}_failed log lines; README, Consent and the two zones)."
+  namespace           = "lakehouse"
+  metric_name         = "StreamTaskFailures"
+  dimensions          = { Environment = var.environment, Task = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions

@@ -132,25 +132,34 @@ def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: in
 
 
 def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> dict[str, str]:
-    """The batch's new LOAD files whose name an earlier batch applied with other content: a table reload (DMS
+    """The batch's new LOAD files whose name an earlier batch, or an earlier delivery in this batch (the landing
+    router puts a second version of a key under `version=<id>/`), applied with other content: a table reload (DMS
     "Reload table data" writes the load again under the first load's names). file -> where the name was applied.
 
     Told, not handled: a reload's rows sort before every CDC row (DESIGN rule 1), see the README's known limit.
     """
     from pyspark.sql import functions as F
 
-    names = {posixpath.basename(f): f for f in files.to_record if is_load_file(f)}
-    if not names:
+    by_name: dict[str, list[str]] = {}
+    for file in sorted(files.to_record, key=lambda f: ("/version=" in f, f)):  # the first delivery first
+        if is_load_file(file):
+            by_name.setdefault(posixpath.basename(file), []).append(file)
+    if not by_name:
         return {}
     earlier = (
         spark.read.format("delta")
         .load(path)
-        .where((F.regexp_extract("source_file", r"([^/]*)$", 1).isin(sorted(names))) & (F.col("batch_id") < batch_id))
+        .where((F.regexp_extract("source_file", r"([^/]*)$", 1).isin(sorted(by_name))) & (F.col("batch_id") < batch_id))
         .select("source_file", "batch_id")
         .collect()
     )
-    found = {}
+    first_applied: dict[str, str] = {}
     for row in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"])):
-        name = posixpath.basename(row["source_file"])
-        found.setdefault(names[name], f"batch {row['batch_id']}, {row['source_file']}")
+        first_applied.setdefault(posixpath.basename(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}")
+    found = {}
+    for name, deliveries in by_name.items():
+        if name in first_applied:
+            found.update({file: first_applied[name] for file in deliveries})
+        else:
+            found.update({file: f"batch {batch_id}, {deliveries[0]}" for file in deliveries[1:]})
     return found

@@ -39,6 +39,7 @@ SNAPSHOT_LOG_DDL = (
     "snapshot_date DATE, source_file STRING, batch_id BIGINT, status STRING, detail STRING, "
     "logged_at TIMESTAMP, stats STRING"
 )
+SNAPSHOT_LOG_ENTRY = ("snapshot_date", "source_file", "status", "detail", "logged_at")  # what `unresolved_refusals` reads
 
 
 # How many of a feed's tables are applied at once (the 340B feed has eight).
@@ -143,19 +144,32 @@ def _check_order(applied: list[tuple[date, str]], name: str, day: date) -> None:
         )
 
 
-def unresolved_refusals(entries: list[tuple[date, str, str, str | None]]) -> list[tuple[date, str, str | None]]:
-    """The refused snapshots of a feed's log (date, file, status, detail) that are still not applied: dated after
-    the newest applied one (a refusal for going backwards, or for a day applied already, resolves itself)."""
-    newest = max((day for day, _, status, _ in entries if status == "applied"), default=None)
-    applied = {(day, file) for day, file, status, _ in entries if status == "applied"}
+def unresolved_refusals(
+    entries: list[tuple[date, str, str, str | None, datetime | None]],
+) -> list[tuple[date, str, str | None]]:
+    """The refused snapshots of a feed's log (date, file, status, detail, logged_at) that are still not resolved:
+    nothing newer applied since, and the file not applied after its refusal. A refusal for going backwards, or for
+    a second file of a day applied already, resolves itself; a content-dated file refused because it differs from
+    the same name already applied for its day stays pending until a newer day is applied."""
+    newest = max((day for day, _, status, _, _ in entries if status == "applied"), default=None)
+    applied_at: dict[tuple[date, str], list[datetime | None]] = {}
+    for day, file, status, _, logged_at in entries:
+        if status == "applied":
+            applied_at.setdefault((day, file), []).append(logged_at)
+
+    def pending(day: date, file: str, refused_at: datetime | None) -> bool:
+        if newest is not None and day < newest:
+            return False
+        if (day, file) not in applied_at:
+            return newest is None or day > newest
+        # The same file applied for its day: pending only if that was before it was refused (a changed file).
+        return refused_at is not None and all(at is not None and at < refused_at for at in applied_at[(day, file)])
+
     return sorted(
         {
             (day, file, detail)
-            for day, file, status, detail in entries
-            if status == "refused"
-            and day is not None
-            and (day, file) not in applied
-            and (newest is None or day > newest)
+            for day, file, status, detail, logged_at in entries
+            if status == "refused" and day is not None and pending(day, file, logged_at)
         },
         key=lambda e: (e[0], e[1]),
     )
@@ -172,8 +186,8 @@ def refusals_pending(session: Callable[[], SparkSession], config: Config, feed_n
         spark = session()
         if not DeltaTable.isDeltaTable(spark, path):
             return None
-        rows = spark.read.format("delta").load(path).select("snapshot_date", "source_file", "status", "detail")
-        entries = [(r[0], r[1], r[2], r[3]) for r in rows.collect()]
+        rows = spark.read.format("delta").load(path).select(*SNAPSHOT_LOG_ENTRY)
+        entries = [tuple(r) for r in rows.collect()]
     pending = unresolved_refusals(entries)
     if not pending:
         return None
@@ -205,6 +219,7 @@ def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: di
             source.alias("s"),
             "t.snapshot_date <=> s.snapshot_date AND t.source_file = s.source_file AND t.status = s.status",
         )
+        .whenMatchedUpdate("s.status = 'refused'", {"detail": "s.detail", "logged_at": "s.logged_at"})
         .whenNotMatchedInsertAll()
         .execute()
     )
