@@ -325,7 +325,14 @@ class DateShiftSettings(_Model):
 
 
 _DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
-_INTEGER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|decimal\(\s*\d+\s*,\s*0\s*\)|decimal\(\s*\d+\s*\)")
+
+
+def _root(path: str) -> str:
+    """A storage root compared as a location: s3a:// and s3n:// are s3://, without a trailing slash."""
+    return re.sub(r"^s3[an]://", "s3://", os.path.normpath(path) if "://" not in path else path.rstrip("/"))
+
+
+_INTEGER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|decimal\(\s*\d+\s*(,\s*0\s*)?\)")
 _BIRTH = re.compile(r"birth|dob(?![a-z])|born(?![a-z])")  # a birth date's column name, lowercased: patientDob
 
 
@@ -697,8 +704,16 @@ class Config(_Model):
         non_phi = [n for n, t in self.tables.items() if t.non_phi]
         if non_phi and not self.paths.non_phi_lake:
             raise ValueError(f"tables {non_phi} go to the non-PHI zone: set paths.non_phi_lake (its own root)")
-        if self.paths.non_phi_lake and self.paths.non_phi_lake.rstrip("/") == self.paths.lake.rstrip("/"):
-            raise ValueError("paths.non_phi_lake must be a root of its own, not paths.lake")
+        if self.paths.non_phi_lake:
+            zone = _root(self.paths.non_phi_lake)
+            for key in ("lake", "checkpoints"):
+                other = _root(getattr(self.paths, key))
+                if zone == other or zone.startswith(other + "/") or other.startswith(zone + "/"):
+                    raise ValueError(
+                        f"paths.non_phi_lake ({self.paths.non_phi_lake}) and paths.{key} ({getattr(self.paths, key)}) "
+                        "overlap: the non-PHI zone must be a root of its own, neither inside nor around the PHI "
+                        "lake and its checkpoints (its readers would read PHI)"
+                    )
         unflagged = [n for n in non_phi if self.tables[n].consent is None]
         if unflagged and self.privacy.consented_only:
             raise ValueError(

@@ -161,8 +161,8 @@ def applied_snapshots_local(log: str) -> list[tuple[date, str]] | None:
 
 
 def snapshot_log_local(log: str) -> list[tuple[date, str, str, str | None, datetime | None]] | None:
-    """(date, file, status, detail, logged_at) of every entry of a feed's log ([] when a local one has none yet); None where
-    delta-rs cannot tell."""
+    """(date, file, status, detail, logged_at) of every entry of a feed's log ([] when a local one has none yet);
+    None where delta-rs cannot tell."""
     try:
         table = open_local(log)
     except TableNotFoundError:

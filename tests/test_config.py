@@ -353,10 +353,38 @@ def test_a_table_with_phi_columns_needs_a_non_phi_root(tmp_path: Path) -> None:
     assert "paths.non_phi_lake" in str(error)
 
 
-def test_the_non_phi_root_must_not_be_the_phi_lake(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("lake", "non_phi", "checkpoints"),
+    [
+        ("lake", "lake/", "checkpoints"),
+        ("zone/phi", "zone", "checkpoints"),  # the PHI lake inside the zone: its readers would read PHI
+        ("lake", "lake/zone", "checkpoints"),
+        ("s3a://bucket/lake", "s3://bucket/lake/nonphi", "s3://bucket/cp"),
+        ("s3://phi/lake", "s3://shared", "s3a://shared/checkpoints"),
+    ],
+)
+def test_the_non_phi_root_is_neither_inside_nor_around_the_phi_lake(
+    tmp_path: Path, lake: str, non_phi: str, checkpoints: str
+) -> None:
     data = document()
-    data["paths"]["non_phi_lake"] = "lake"
+    data["paths"].update(lake=lake, non_phi_lake=non_phi, checkpoints=checkpoints)
     assert "root of its own" in str(config_error(write(tmp_path, data)))
+    data["paths"].update(lake="s3://phi/lake", non_phi_lake="s3://phi/lakehouse-zone", checkpoints="s3://phi/cp")
+    assert load_config(write(tmp_path, data)).paths.non_phi_lake == "s3://phi/lakehouse-zone"  # a name's prefix only
+
+
+def test_the_consent_patient_column_is_an_integer_id(tmp_path: Path) -> None:
+    """The policy keys patients by integer id, the zone by the column's text: '0042' would be consented as 42 and
+    pseudonymized as '0042', so its withdrawal would not find its zone rows (found by review)."""
+    person = people()
+    person["source"]["columns"]["id"] = "string"
+    data = document(people={**person, "consent": {"patient_column": "id"}})
+    policy = {"source_table": "people", "patient_column": "id", "allowed_column": "name", "date_column": "ts"}
+    data["policy"] = {**policy, "local_path": "policy"}
+    error = str(config_error(write(tmp_path, data)))
+    assert "consent.patient_column 'id' is 'string'" in error and "integer type" in error
+    person["source"]["columns"]["id"] = "decimal(12,0)"
+    assert load_config(write(tmp_path, data)).tables["people"].consent is not None
 
 
 def test_unknown_mask_method_is_named(tmp_path: Path) -> None:

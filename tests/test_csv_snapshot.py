@@ -663,7 +663,9 @@ def test_a_refusal_is_pending_only_while_no_file_of_its_day_or_later_is_applied(
     assert unresolved_refusals([*applied, cut]) == [(day(2026, 11, 3), "c.csv", "too many deletes")]
     assert unresolved_refusals([*applied, cut, (day(2026, 11, 3), "c.csv", "applied", None, later)]) == []  # forced
     assert unresolved_refusals([*applied, cut, (day(2026, 11, 4), "d.csv", "applied", None, later)]) == []  # newer
-    assert unresolved_refusals([*applied, (day(2026, 11, 1), "a.csv", "refused", "older", later)]) == []  # never to apply
+    assert (
+        unresolved_refusals([*applied, (day(2026, 11, 1), "a.csv", "refused", "older", later)]) == []
+    )  # never to apply
     assert unresolved_refusals([*applied, (None, "x.zip", "refused", "unreadable", later)]) == []  # no date
     assert unresolved_refusals([*applied, (day(2026, 11, 2), "e.csv", "refused", "second file", later)]) == []
     # A content-dated file named as the one applied for its day, refused after it for a different content: pending.

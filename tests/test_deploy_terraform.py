@@ -250,7 +250,7 @@ def test_saved_queries_answer_as_of_from_the_validity_columns(tf: dict[str, dict
     assert "(_valid_to IS NULL OR _valid_to > TIMESTAMP '${local.as_of}')" in queries
     assert "WHERE effective_stp <= TIMESTAMP '${local.as_of}'" in queries
     assert "expiration_stp > TIMESTAMP '${local.as_of}'" in queries
-    workgroup = blocks(tf, "resource")["aws_athena_workgroup.pipeline"]
+    workgroup = blocks(tf, "resource")["aws_athena_workgroup.zone"]
     engine = one(one(workgroup, "configuration"), "engine_version")
     assert engine["selected_engine_version"] == "Athena engine version 3"
 
@@ -737,9 +737,14 @@ def test_athena_query_results_expire_from_the_artifacts_bucket() -> None:
 
     terraform = Terraform({"environment": "test"})
     results = lifecycle_rules("artifacts")["expire-athena-results"]
-    workgroup = blocks(parse_dir(TERRAFORM), "resource")["aws_athena_workgroup.pipeline"]
-    location = terraform.evaluate(one(one(workgroup, "configuration"), "result_configuration")["output_location"])
-    assert location == f"{terraform.local('artifacts_uri')}/{one(results, 'filter')['prefix']}"
+    workgroup = blocks(parse_dir(TERRAFORM), "resource")["aws_athena_workgroup.zone"]
+    location = one(one(workgroup, "configuration"), "result_configuration")["output_location"]
+    zones = terraform.evaluate(workgroup["for_each"])
+    assert zones == {"phi": "lakehouse-test", "nonphi": "lakehouse-test-nonphi"}
+    locations = {zone: terraform.evaluate(location.replace("${each.key}", zone)) for zone in zones}
+    # One folder per zone's workgroup (its members see its results and query texts), both under the expiring prefix.
+    prefix = f"{terraform.local('artifacts_uri')}/{one(results, 'filter')['prefix']}"
+    assert locations == {"phi": f"{prefix}phi/", "nonphi": f"{prefix}nonphi/"}
     assert one(results, "expiration") == {"days": terraform.vars["athena_results_expiration_days"]}
     assert terraform.vars["athena_results_expiration_days"] == 7
     assert one(results, "noncurrent_version_expiration") == {"noncurrent_days": 1}

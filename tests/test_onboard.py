@@ -286,12 +286,21 @@ def test_an_oracle_task_without_no_sup_value_is_onboarded_with_a_warning_about_u
     header = [line for line in onboard_dms(endpoints, tasks, columns).splitlines() if line.startswith("#")]
     assert any("WARNING: Oracle source without UseCsvNoSupValue" in line for line in header)
 
-    def no_sup(data):
-        data["endpoints"]["Endpoints"][1]["S3Settings"].update(UseCsvNoSupValue=True, CsvNoSupValue="_NOSUP_")
+    def no_sup(data):  # this task writes Parquet: CSV, where the marker is written
+        settings = {"UseCsvNoSupValue": True, "CsvNoSupValue": "_NOSUP_", "DataFormat": "csv"}
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(settings)
 
     marked = onboard_dms(*edited(tmp_path, "oracle", no_sup))
     assert "Oracle source" not in marked
     assert {t["source"]["no_sup_value"] for t in yaml.safe_load(marked)["tables"].values()} == {"_NOSUP_"}
+
+    def parquet(data):  # the marker is CSV's only: Parquet gets NULL for an unlogged column, whatever the setting
+        no_sup(data)
+        data["endpoints"]["Endpoints"][1]["S3Settings"].update(DataFormat="parquet")
+
+    written = onboard_dms(*edited(tmp_path, "oracle", parquet))
+    assert "WARNING: Oracle source without UseCsvNoSupValue" in written
+    assert not [t for t in yaml.safe_load(written)["tables"].values() if "no_sup_value" in t["source"]]
 
 
 def test_an_unsupported_transformation_rule_is_named(tmp_path):

@@ -57,7 +57,8 @@ def test_a_new_export_with_the_same_newest_edit_and_name_is_refused_and_the_same
     refuse(spark, config, "opais", str(path), refused.value)
     assert "is still not applied" in refusals_pending(lambda: spark, config, "opais")
 
-    # A newer export applies (and resolves the refusal); the first file again (a batch replayed after a crash) is an older day's: applied.
+    # A newer export applies (and resolves the refusal); the first file again (a batch replayed after a crash) is
+    # an older day's: applied.
     newer = tmp_path / "landing" / "newer" / NAME
     newer.parent.mkdir()
     write_export(newer, entities=12, seed=5, day=30)

@@ -83,6 +83,7 @@ def test_a_failed_policy_build_is_counted_in_cloudwatch_and_tried_again_later(la
 
     from lakehouse.metrics import POLICY_BUILD, STREAM_TASK_FAILURES, BatchMetrics, CloudWatchMetrics, publish_to
     from lakehouse.runner import StreamPolicy, TableRun
+
     config = lake.config  # nothing run yet: the consent source is not there to build from
     run = TableRun(table="consents", batches=[BatchMetrics(table="consents", batch_id=0)])
     cloudwatch = aws.client("cloudwatch")

@@ -2,9 +2,13 @@
 # queries over every history table. Athena has no Delta time travel, so "as of" is a WHERE on the
 # validity columns; the 340B dimensions also carry effective_stp/expiration_stp (open end 9999-12-31).
 
-resource "aws_athena_workgroup" "pipeline" {
-  name          = local.name
-  description   = "lakehouse queries (Athena engine 3: native Delta reads)"
+# Two workgroups, one per zone, each with its own results folder: a workgroup's members see its query history
+# and results (the SQL text of a PHI query holds ids and dates), so non-PHI readers get the `-nonphi` one and
+# read access to its folder only. Both folders expire under athena-results/ (s3.tf).
+resource "aws_athena_workgroup" "zone" {
+  for_each      = { phi = local.name, nonphi = "${local.name}-nonphi" }
+  name          = each.value
+  description   = "lakehouse queries over the ${each.key == "phi" ? "PHI" : "non-PHI"} zone (Athena engine 3: native Delta reads)"
   force_destroy = false
 
   configuration {
@@ -16,7 +20,7 @@ resource "aws_athena_workgroup" "pipeline" {
     }
 
     result_configuration {
-      output_location = "${local.artifacts_uri}/${local.athena_results_prefix}"
+      output_location = "${local.artifacts_uri}/${local.athena_results_prefix}${each.key}/"
 
       encryption_configuration {
         encryption_option = "SSE_KMS"
@@ -24,6 +28,11 @@ resource "aws_athena_workgroup" "pipeline" {
       }
     }
   }
+}
+
+moved {
+  from = aws_athena_workgroup.pipeline
+  to   = aws_athena_workgroup.zone["phi"]
 }
 
 locals {
@@ -51,7 +60,7 @@ resource "aws_athena_named_query" "as_of" {
   for_each    = local.as_of_queries
   name        = "${local.name}-${replace(each.key, "_", "-")}-as-of"
   description = "The rows of ${each.key} that were live at a given time, from its Delta history table."
-  workgroup   = aws_athena_workgroup.pipeline.id
+  workgroup   = aws_athena_workgroup.zone["phi"].id
   database    = aws_glue_catalog_database.zone["phi"].name
   query       = each.value
 }

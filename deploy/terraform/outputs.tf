@@ -68,8 +68,13 @@ output "emr_security_configuration" {
 }
 
 output "athena_workgroup" {
-  description = "Athena workgroup (engine 3, encrypted results)."
-  value       = aws_athena_workgroup.pipeline.name
+  description = "Athena workgroup for the PHI zone (engine 3, encrypted results under athena-results/phi/)."
+  value       = aws_athena_workgroup.zone["phi"].name
+}
+
+output "athena_workgroup_non_phi" {
+  description = "Athena workgroup for non-PHI readers (results under athena-results/nonphi/, their only results access)."
+  value       = aws_athena_workgroup.zone["nonphi"].name
 }
 
 output "kms_key_arn" {

@@ -155,7 +155,9 @@ def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: 
     )
     first_applied: dict[str, str] = {}
     for row in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"])):
-        first_applied.setdefault(posixpath.basename(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}")
+        first_applied.setdefault(
+            posixpath.basename(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}"
+        )
     found = {}
     for name, deliveries in by_name.items():
         if name in first_applied:

@@ -39,7 +39,8 @@ SNAPSHOT_LOG_DDL = (
     "snapshot_date DATE, source_file STRING, batch_id BIGINT, status STRING, detail STRING, "
     "logged_at TIMESTAMP, stats STRING"
 )
-SNAPSHOT_LOG_ENTRY = ("snapshot_date", "source_file", "status", "detail", "logged_at")  # what `unresolved_refusals` reads
+# What `unresolved_refusals` reads of each entry.
+SNAPSHOT_LOG_ENTRY = ("snapshot_date", "source_file", "status", "detail", "logged_at")
 
 
 # How many of a feed's tables are applied at once (the 340B feed has eight).

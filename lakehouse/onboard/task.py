@@ -98,7 +98,8 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         delimiter=str(s.get("csvdelimiter") or ","),
         # CsvNullValue "" (describe-endpoints prints the default so) is the default: an empty field is NULL.
         null_value=str(s["csvnullvalue"]) if s.get("csvnullvalue") else None,
-        use_no_sup_value=_flag(s.get("usecsvnosupvalue", False)),
+        # CSV only: DMS writes no marker into Parquet, whatever the setting says (a NULL for an unlogged column).
+        use_no_sup_value=_flag(s.get("usecsvnosupvalue", False)) and data_format == "csv",
         no_sup_value=str(s["csvnosupvalue"]) if s.get("csvnosupvalue") else None,
         cdc_inserts_only=_flag(s.get("cdcinsertsonly", False)),
         cdc_inserts_and_updates=_flag(s.get("cdcinsertsandupdates", False)),
@@ -154,7 +155,7 @@ def check_target(t: S3Target, dialect: str | None = None) -> list[str]:
             "log, so with PRIMARY KEY logging (what AddSupplementalLogging sets) every column it did not change "
             "arrives as NULL and is applied as NULL. Log all columns at the source (ALTER TABLE ... ADD SUPPLEMENTAL "
             "LOG DATA (ALL) COLUMNS), or write CSV with UseCsvNoSupValue=true and a CsvNoSupValue: the engine then "
-            "keeps those columns' values"
+            "keeps those columns' values (Parquet output carries no such marker)"
         )
     if t.cdc_inserts_only:
         return [

@@ -64,14 +64,16 @@ def build_policy_table(spark: SparkSession, config: Config) -> WriteStats:
             f"the consent source table {settings.source_table} has not been applied yet ({latest}): "
             f"run `lakehouse run --table {settings.source_table}` first"
         )
+    # The build reads the version its marker will name (a consent committed meanwhile makes a later build).
+    version = table_version(latest)
+    reader = spark.read.format("delta")
     policy = build_policy(
-        spark.read.format("delta").load(latest),
+        (reader if version is None else reader.option("versionAsOf", version)).load(latest),
         patient_col=settings.patient_column,
         device_col=settings.device_column,
         allowed_col=settings.allowed_column,
         date_col=settings.date_column,
     )
-    version = table_version(latest)  # read before the build: a newer version only makes the marker stale
     # The build is the whole policy: a key it no longer has (its consent records deleted at the source) leaves.
     stats = policy_store(settings).replace(policy_rows(policy))
     log.info(
