@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType
 
 from lakehouse.apply.keys import key_condition
 
@@ -77,7 +78,8 @@ def plan_history(
     if one_partition:  # one partition is already clustered by key: the windows below shuffle nothing
         rows = rows.coalesce(1)
     if unsupplied:
-        rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered)
+        chained = _moves_chain(changes, key)
+        rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered, chained=chained)
         if one_partition:  # the fill's join shuffled the rows
             rows = rows.coalesce(1)
     rows = rows.withColumn(
@@ -130,32 +132,110 @@ def flags_follow_unsupplied(
     )
 
 
-def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window) -> DataFrame:
+_LINEAGE = ["_sequence", "_source_file", "_source_row"]  # a change, and the split's delete of its old key
+_MAX_ROUNDS = 64  # of `_follow_moves`, each following twice as many moves back as the one before
+
+
+def _moves_chain(changes: DataFrame, key: list[str]) -> bool:
+    """Whether a moving U that lacks columns reaches a key the batch deletes after it (a later move may leave from it:
+    1 -> 9 -> 12). It looks at the batch's changes alone (materialized by then, `apply.batch`): one small job, and a
+    second, a join of those moves with the batch's deletes, only when the batch moved a key without every column."""
+    if "_key_moved" not in changes.columns:
+        return False
+    reached = changes.where(F.col("_key_moved") & (F.col("_op") == "U") & F.col(UNSUPPLIED).isNotNull()).select(
+        *[_c(k).alias(f"__key{i}") for i, k in enumerate(key)], F.col("_sequence").alias("__reached")
+    )
+    if reached.isEmpty():
+        return False
+    deleted = changes.where(F.col("_op") == "D").select(*[_c(k) for k in key], F.col("_sequence").alias("__deleted"))
+    on = F.col("__deleted") > F.col("__reached")
+    for i, k in enumerate(key):
+        on = on & F.col(f"__key{i}").eqNullSafe(_c(k))
+    return not reached.join(deleted, on).isEmpty()
+
+
+def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window, *, chained: bool = False) -> DataFrame:
     """An update's columns DMS wrote as CsvNoSupValue (absent from the source's supplemental log: the update did
     not change them) take the key's value before it: that of the nearest earlier row of the key that carried it.
     An update that moved its key (`_key_moved`) takes them from its old key, through the delete of the old key the
-    split made beside it (same sequence, file and row).
+    split made beside it (same sequence, file and row), and carries them on: an update of the new key after it takes
+    them from it, in the same batch too.
+
+    `chained` (`_moves_chain`): a move may leave a key an earlier move of the batch reached (1 -> 9 -> 12) and take
+    what that move took in turn; the moves are followed back to a key's own values (`_follow_moves`). Otherwise one
+    window and one join fill every row, as many moves as the batch holds.
 
     A late update fills from the versions before it; versions after it, already written, are not filled again.
     """
     named = F.split(F.col(UNSUPPLIED), ",")
     before = ordered.rowsBetween(Window.unboundedPreceding, -1)
     missing = {c: F.coalesce(F.array_contains(named, c), F.lit(False)) for c in columns}
-    carried = {
-        c: F.last(F.when(~missing[c], F.struct(_c(c).alias("v"))), ignorenulls=True).over(before).getField("v")
+    moved = F.col("_key_moved") & (F.col("_op") == "U")
+    lineage = F.struct(*[F.col(n) for n in _LINEAGE])
+    # Per column, the nearest earlier row of the key that carries it (`v`), or a moving U that lacks it (`pending`:
+    # its value is the one it took from its old key, found below); `__move`, the nearest earlier moving U.
+    marks = {
+        c: F.when(~missing[c] | moved, F.struct(missing[c].alias("pending"), F.when(~missing[c], _c(c)).alias("v")))
         for c in columns
     }
-    rows = rows.withColumn("__before", F.struct(*[carried[c].alias(c) for c in columns]))
-    lineage = ["_sequence", "_source_file", "_source_row"]
-    old_keys = rows.where((F.col("_op") == "D") & ~F.col("_existing")).select(
-        *lineage, F.col("__before").alias("__old_key")
+    rows = rows.withColumns(
+        {
+            "__last": F.struct(*[F.last(marks[c], ignorenulls=True).over(before).alias(c) for c in columns]),
+            "__move": F.last(F.when(moved, lineage), ignorenulls=True).over(before),
+        }
     )
-    rows = rows.join(old_keys, on=lineage, how="left")
+    # Each move's values: its old key's before it, which the split's delete of that key (same lineage) holds.
+    moves = rows.where((F.col("_op") == "D") & ~F.col("_existing")).select(
+        lineage.alias("__id"), F.col("__last").alias("__state"), "__move"
+    )
+    if chained:
+        moves = _follow_moves(moves, {c: rows.schema[c].dataType for c in columns})
+    # A moving U looks up its own move; any other row the nearest moving U before it (used where it is pending).
+    lookup = F.when(~moved & F.col("__move").isNotNull(), F.col("__move")).otherwise(lineage)
+    rows = rows.withColumn("__lookup", lookup).join(
+        moves.select("__id", F.col("__state").alias("__moved")), F.col("__lookup") == F.col("__id"), "left"
+    )
     filled = {}
     for c in columns:
-        value = F.when(F.col("_key_moved"), F.col("__old_key").getField(c)).otherwise(F.col("__before").getField(c))
-        filled[c] = F.when(missing[c] & (F.col("_op") == "U"), value).otherwise(_c(c))
-    return rows.withColumns(filled).drop(UNSUPPLIED, "__before", "__old_key")
+        last, taken = F.col("__last").getField(c), F.col("__moved").getField(c)
+        state = F.when(moved | F.coalesce(last.getField("pending"), F.lit(False)), taken).otherwise(last)
+        filled[c] = F.when(missing[c] & (F.col("_op") == "U"), state.getField("v")).otherwise(_c(c))
+    return rows.withColumns(filled).drop(UNSUPPLIED, "__last", "__move", "__lookup", "__id", "__moved")
+
+
+def _follow_moves(moves: DataFrame, types: dict[str, DataType]) -> DataFrame:
+    """Resolve the moves whose old key's value is itself pending on an earlier move (pointer jumping): each round a
+    move takes, for the columns it still lacks, what the move it points to holds, and points where that one points;
+    the moves left to follow halve each round. A move points only to an earlier one, so no round goes in circles.
+    Each round is materialized (small: one row per delete of the batch), its pending moves counted."""
+
+    def pending(state: Column) -> Column:
+        lacking = F.lit(False)
+        for c in types:
+            lacking = lacking | F.coalesce(state.getField(c).getField("pending"), F.lit(False))
+        return lacking
+
+    moves = moves.localCheckpoint()
+    for _ in range(_MAX_ROUNDS):
+        if moves.where(pending(F.col("__state"))).isEmpty():
+            break
+        earlier = moves.select(
+            F.col("__id").alias("__to"), F.col("__state").alias("__took"), F.col("__move").alias("__then")
+        )
+        on = (F.col("__move") == F.col("__to")) & (F.col("__to._sequence") < F.col("__id._sequence"))
+        joined = moves.join(earlier, on, "left")
+        state = {}
+        for c, t in types.items():
+            own, took = F.col("__state").getField(c), F.col("__took").getField(c)
+            nothing = F.struct(F.lit(False).alias("pending"), F.lit(None).cast(t).alias("v"))  # no value before it
+            state[c] = F.when(F.coalesce(own.getField("pending"), F.lit(False)), F.coalesce(took, nothing)).otherwise(
+                own
+            )
+        resolved = F.struct(*[state[c].alias(c) for c in types])
+        moves = joined.select(
+            "__id", resolved.alias("__state"), F.when(pending(resolved), F.col("__then")).alias("__move")
+        ).localCheckpoint()
+    return moves
 
 
 def _nearest(
