@@ -140,16 +140,34 @@ def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) 
     etag = head["ETag"].strip('"')
     version = obj.version_id or head.get("VersionId")
     proposed = destination_key(settings.target_prefix, read_partition_folder(dynamodb, settings), relative)
-    if _holds_another_version(s3, settings.target_bucket, proposed, etag):
+    there = _copied_head(s3, settings.target_bucket, proposed)
+    older = False
+    if there is not None and etag not in _etags(there):
         # A new version of a key already copied into the open folder (DMS rewrites LOAD files under their first
         # names on a reload): copied over it, it would never be read (the file source knows files by path), and a
-        # late event of the older version would copy that back. Each version keeps its own path.
-        proposed = version_beside(proposed, version or etag)
+        # late event of the older version would copy that back. Each version keeps its own path, in a folder named
+        # by its time first: the engine orders a reload's rows after the first delivery's by it.
+        proposed = version_beside(proposed, version or etag, head.get("LastModified"))
+        older = _written_before(head, there)
     identity = f"landing-router#{obj.bucket}/{source_key}#{version or etag}"
     earlier = claim(
         dynamodb, settings.dedup_table, identity, {"destination": proposed}, ttl_days=settings.dedup_ttl_days
     )
     destination = earlier["destination"] if earlier else proposed
+    if older and not earlier:
+        # Its event came after a newer version's (a retry, a redrive): beside the newer one, it is ordered after it.
+        log.warning(
+            json.dumps(
+                {
+                    "event": "older_version_after_newer",
+                    "source": f"s3://{obj.bucket}/{source_key}",
+                    "version": version,
+                    "destination": f"s3://{settings.target_bucket}/{destination}",
+                    "note": "an older version of the key than the one already copied under its name: the engine "
+                    "orders it after that one, as a reload (README: 'A table reload')",
+                }
+            )
+        )
     copied = copy_once(s3, obj.bucket, source_key, version, head, settings.target_bucket, destination)
     return {
         "source": f"s3://{obj.bucket}/{source_key}",
@@ -158,38 +176,56 @@ def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) 
     }
 
 
-def version_beside(key: str, version: str) -> str:
-    """`key` in a `version=<id>/` folder beside its name: read by the table's recursive listing, never the same path
-    as another version's (a name of its own would lose the DMS file name the engine orders by)."""
+def version_beside(key: str, version: str, modified: dt.datetime | None) -> str:
+    """`key` in a `version=<UTC yyyymmddHHMMSSffffff>-<id>/` folder beside its name: read by the table's recursive
+    listing, never the same path as another version's (a name of its own would lose the DMS file name the engine
+    orders by). The time is the version's LastModified: S3's version ids do not sort, the times do, and the engine
+    orders a later delivery's rows by it (`changes.normalize`), as the ledger tells reloads in the folders' order."""
     folder, _, name = key.rpartition("/")
-    tag = re.sub(r"[^A-Za-z0-9._-]", "_", version)
+    when = (modified or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    tag = when.strftime("%Y%m%d%H%M%S%f") + "-" + re.sub(r"[^A-Za-z0-9._-]", "_", version)
     return f"{folder}/version={tag}/{name}" if folder else f"version={tag}/{name}"
 
 
-def _copied_etags(s3: Any, target: str, dest: str) -> set[str] | None:
-    """The ETags `dest` answers to (its own, and the source's it was copied from), or None if it does not exist."""
+def _copied_head(s3: Any, target: str, dest: str) -> dict | None:
+    """The HEAD of `dest`, or None if it does not exist."""
     try:
-        existing = s3.head_object(Bucket=target, Key=dest)
+        return s3.head_object(Bucket=target, Key=dest)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
             return None
         raise
+
+
+def _etags(existing: dict) -> set[str]:
+    """The ETags a copy answers to: its own, and the source's it was copied from."""
     return {existing["ETag"].strip('"'), existing.get("Metadata", {}).get("source-etag")}
 
 
-def _holds_another_version(s3: Any, target: str, dest: str, etag: str) -> bool:
-    etags = _copied_etags(s3, target, dest)
-    return etags is not None and etag not in etags
+def _written_before(head: dict, existing: dict) -> bool:
+    """Whether the source version `head` was written before the one copied to `existing` (when the copy says)."""
+    copied = existing.get("Metadata", {}).get("source-last-modified")
+    if not copied or head.get("LastModified") is None:
+        return False
+    return head["LastModified"] < dt.datetime.fromisoformat(copied)
 
 
 def copy_once(s3: Any, bucket: str, key: str, version: str | None, head: dict, target: str, dest: str) -> bool:
     """Copy unless `dest` already holds this source version (its ETag, or the source ETag it was copied from)."""
     etag = head["ETag"].strip('"')
-    if etag in (_copied_etags(s3, target, dest) or set()):
+    existing = _copied_head(s3, target, dest)
+    if existing is not None and etag in _etags(existing):
         return False
     source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
-    # SSE-KMS makes a copy's ETag differ from its source's: the source ETag is kept in the metadata.
-    metadata = {**head.get("Metadata", {}), "source-etag": etag, "source-version-id": version or ""}
+    # SSE-KMS makes a copy's ETag differ from its source's: the source ETag is kept in the metadata. So is the source's
+    # LastModified: an older version of the key routed after this one is told (route_object).
+    modified = head.get("LastModified")
+    metadata = {
+        **head.get("Metadata", {}),
+        "source-etag": etag,
+        "source-version-id": version or "",
+        **({"source-last-modified": modified.astimezone(dt.UTC).isoformat()} if modified else {}),
+    }
     extra = {"MetadataDirective": "REPLACE", "Metadata": metadata}
     if head.get("ContentType"):
         extra["ContentType"] = head["ContentType"]

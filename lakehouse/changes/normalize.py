@@ -12,6 +12,13 @@ so it compares the same in Spark, Athena and PostgreSQL:
   never as a number that could lose digits);
 * file name and row position decide only where there is no change-seq (full load, or no such
   column): with a change-seq they are blank, so the same change delivered twice has the same sequence.
+  A later delivery of a file name (a table reload: DMS writes LOAD00000001.csv again, and the landing
+  router copies the new version to `version=<UTC yyyymmddHHMMSSffffff>-<id>/` beside the first) sorts
+  after the first delivery and after any file name, later deliveries in the order of their times: its
+  file part is `~<time>/<name>` (`~` sorts after the letters and digits DMS names files with; the 22
+  characters before the name leave 26 of the 48 for it, which every DMS name fits). A file outside such
+  a folder keeps its name as file part, as it always had, so tables already applied keep their order (a
+  folder of the router's earlier form, `version=<id>`, has no time to order by: read as a plain file).
 
 The commit time (`_valid_from`) is the TimestampColumnName value; without one (or where it is empty),
 the time in the DMS file name (when DMS wrote the CDC file, at or just after the commit); full-load rows
@@ -29,6 +36,8 @@ from pyspark.sql import functions as F
 from lakehouse.config import TableConfig
 
 FILE_WIDTH = 48
+# The landing router's folder of a later delivery of a file name: `version=<UTC yyyymmddHHMMSSffffff>-<id>/<name>`.
+VERSION_FOLDER = r"/version=([0-9]{20})-[^/]*/[^/]*$"
 CHANGE_SEQ_WIDTH = 35
 # Full-load rows without a timestamp column: valid since a start that is unknown.
 LOAD_VALID_FROM = "1970-01-01 00:00:00"
@@ -70,6 +79,13 @@ def sequence_column(is_load: Column, commit_ts: Column, change_seq: Column, file
         F.when(has_seq, F.lit(" " * FILE_WIDTH)).otherwise(F.rpad(file, FILE_WIDTH, " ")),
         F.when(has_seq, F.lit("0" * 12)).otherwise(F.lpad(row.cast("string"), 12, "0")),
     )
+
+
+def file_order(path: Column) -> Column:
+    """The file part of the sequence: the file's name, or `~<time>/<name>` in a router's version folder."""
+    name = F.regexp_extract(path, r"([^/]*)$", 1)
+    delivered = F.regexp_extract(path, VERSION_FOLDER, 1)
+    return F.when(delivered != "", F.concat(F.lit("~"), delivered, F.lit("/"), name)).otherwise(name)
 
 
 def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFrame:
@@ -123,7 +139,7 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         )
     )
     raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])
-    file = F.regexp_extract(F.col("_file"), r"([^/]*)$", 1)
+    file = file_order(F.col("_file"))
     return parsed.select(
         *[_try_cast(c, t).alias(c) for c, t in typed.items()],
         F.col("_op"),
