@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import uuid
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -226,7 +227,9 @@ def test_router_keeps_each_version_of_a_key_rewritten_while_its_folder_is_open(r
     router["module"].handler(s3_notification((router["landing"], key, first)), None)  # late, redelivered
 
     folder = "dms/p_date=2026-11-23/p_hour=09/cpap/patients"
-    beside = f"{folder}/version={reload['VersionId']}/LOAD00000001.csv"
+    written = router["s3"].head_object(Bucket=router["landing"], Key=key, VersionId=reload["VersionId"])
+    stamp = written["LastModified"].astimezone(UTC).strftime("%Y%m%d%H%M%S%f")  # the folder sorts by time, then id
+    beside = f"{folder}/version={stamp}-{reload['VersionId']}/LOAD00000001.csv"
     assert target_keys(router) == sorted([f"{folder}/LOAD00000001.csv", beside])
     body = {k: router["s3"].get_object(Bucket=router["target"], Key=k)["Body"].read() for k in target_keys(router)}
     assert body == {
