@@ -240,6 +240,31 @@ def test_router_keeps_each_version_of_a_key_rewritten_while_its_folder_is_open(r
     assert len(listed) == 2  # nothing was copied over another version
 
 
+def test_router_puts_a_reload_landing_after_its_loads_folder_closed_in_a_version_folder(router: dict) -> None:
+    """Found by review: a reload in a later hourly folder kept its plain name, so without a timestamp column its rows
+    took the first load's sequences (quarantined as ties, or read as replays). A CDC file, never rewritten, is not
+    listed for versions."""
+    key = "dms/cpap/patients/LOAD00000001.csv"
+    first = land(router, key, b"I,2026-11-23 09:00:01,1,Ada\n")
+    router["module"].handler(s3_notification((router["landing"], key, first)), None)
+    router["dynamodb"].put_item(
+        TableName=router["CONTROL_TABLE"],
+        Item={"pipeline": {"S": "cpap"}, "p_date": {"S": "2026-11-23"}, "p_hour": {"S": "10"}},
+    )
+    reload = land(router, key, b"I,2026-11-23 10:30:00,1,Ada Lovelace\n")
+    router["module"].handler(s3_notification((router["landing"], key, reload)), None)
+    cdc = "dms/cpap/patients/20261123-103100000.csv"
+    router["module"].handler(s3_notification((router["landing"], cdc, land(router, cdc))), None)
+
+    written = router["s3"].head_object(Bucket=router["landing"], Key=key, VersionId=reload["VersionId"])
+    stamp = written["LastModified"].astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    assert target_keys(router) == [
+        "dms/p_date=2026-11-23/p_hour=09/cpap/patients/LOAD00000001.csv",
+        "dms/p_date=2026-11-23/p_hour=10/cpap/patients/20261123-103100000.csv",
+        f"dms/p_date=2026-11-23/p_hour=10/cpap/patients/version={stamp}-{reload['VersionId']}/LOAD00000001.csv",
+    ]
+
+
 def test_router_recopies_a_destination_lost_after_the_first_delivery(router: dict) -> None:
     put = land(router, "dms/cpap/devices/20261123-092000000.csv")
     event = s3_notification((router["landing"], "dms/cpap/devices/20261123-092000000.csv", put))

@@ -149,6 +149,16 @@ def route_object(obj: NewObject, settings: Settings, *, s3: Any, dynamodb: Any) 
         # by its time first: the engine orders a reload's rows after the first delivery's by it.
         proposed = version_beside(proposed, version or etag, head.get("LastModified"))
         older = _written_before(head, there)
+    elif (
+        there is None
+        and version
+        and _is_load_file(source_key)
+        and _has_earlier_version(s3, obj.bucket, source_key, version)
+    ):
+        # A reload landing once the first load's folder has closed: under its plain name it would take the first
+        # load's row sequences (no timestamp column), and be read as a replay of it. In its version folder, the
+        # engine orders its rows after the load's, as beside it.
+        proposed = version_beside(proposed, version, head.get("LastModified"))
     identity = f"landing-router#{obj.bucket}/{source_key}#{version or etag}"
     earlier = claim(
         dynamodb, settings.dedup_table, identity, {"destination": proposed}, ttl_days=settings.dedup_ttl_days
@@ -185,6 +195,22 @@ def version_beside(key: str, version: str, modified: dt.datetime | None) -> str:
     when = (modified or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     tag = when.strftime("%Y%m%d%H%M%S%f") + "-" + re.sub(r"[^A-Za-z0-9._-]", "_", version)
     return f"{folder}/version={tag}/{name}" if folder else f"version={tag}/{name}"
+
+
+_LOAD_FILE = re.compile(r"LOAD\d+\.[^/]*$")  # a DMS full-load file's name (LOAD00000001.csv, .parquet, .csv.gz)
+
+
+def _is_load_file(key: str) -> bool:
+    return bool(_LOAD_FILE.match(key.rpartition("/")[2]))
+
+
+def _has_earlier_version(s3: Any, bucket: str, key: str, version: str) -> bool:
+    """Whether the landing bucket holds a version of `key` written before `version` (a reload's first load; versions
+    older than the bucket's noncurrent-version expiry are gone and not seen). S3 lists a key's versions newest
+    first, which tells two versions written in the same second (LastModified has no finer grain) apart."""
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+    ids = [v["VersionId"] for page in pages for v in page.get("Versions", []) if v["Key"] == key]
+    return version in ids and ids.index(version) < len(ids) - 1
 
 
 def _copied_head(s3: Any, target: str, dest: str) -> dict | None:

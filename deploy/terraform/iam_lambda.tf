@@ -34,6 +34,14 @@ data "aws_iam_policy_document" "landing_router" {
     resources = [aws_s3_bucket.pipeline["landing"].arn, aws_s3_bucket.pipeline["in_process"].arn]
   }
 
+  # A LOAD file's earlier versions: a reload landing after its first load's folder closed goes to a version folder.
+  statement {
+    sid       = "ListLandedVersions"
+    effect    = "Allow"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [aws_s3_bucket.pipeline["landing"].arn]
+  }
+
   statement {
     sid       = "ReadLandedFiles"
     effect    = "Allow"
