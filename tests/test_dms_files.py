@@ -310,6 +310,24 @@ def test_parquet_with_an_op_column_takes_op_from_it() -> None:
     assert [(r["_row"], r["_is_load"]) for r in rows] == [(0, False), (1, False)]
 
 
+def test_a_table_column_named_op_is_told_from_dms_op_in_csv_headers_and_parquet() -> None:
+    """Found by review: a source column `op` (Oracle's OP) switched DMS's Op off in a CSV header (every delete read
+    as an insert) and was dropped from Parquet files (every row missing a column)."""
+    columns = {**PEOPLE["source"]["columns"], "OP": "string"}
+    src = source(columns=columns, header=True)
+    rows = parse(CDC, "Op,ts,id,name,score,seq,BI_id,OP\nI,t1,1,Ann,1.5,s1,,open\nD,t2,1,Ann,1.5,s2,1,shut\n", src)
+    assert [(r["_op"], r["OP"], r["id"]) for r in rows] == [("I", "open", "1"), ("D", "shut", "1")]
+    (load,) = parse(LOAD, "ts,id,name,score,seq,BI_id,OP\nt0,1,Ann,1.5,,,open\n", src)  # no Op in a full load
+    assert (load["_op"], load["OP"], load["_reason"] if "_reason" in load else None) == ("I", "open", None)
+
+    parquet_src = source(columns=columns, format="parquet")
+    content = parquet({"Op": ["U"], **people_parquet(), "OP": ["open"]})
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", content, parquet_src)
+    assert (row["_op"], row["OP"], row.get("_reason")) == ("U", "open", None)
+    (load_row,) = parse("s3://b/x/LOAD00000001.parquet", parquet({**people_parquet(), "OP": ["open"]}), parquet_src)
+    assert (load_row["_op"], load_row["OP"], load_row.get("_reason")) == ("I", "open", None)
+
+
 def test_parquet_load_file_without_op_is_an_insert() -> None:
     content = parquet({"ts": ["t1"], "ID": [1], "Name": ["Ann"], "score": [1.5], "seq": [None], "bi_id": [None]})
 

@@ -327,15 +327,21 @@ class _CsvLayout:
 
     def _read_header(self, header: list[str]) -> None:
         # The header says whether the file carries Op (AddColumnName names it "Op"), whatever op_in_full_load says.
-        self.has_op = (
-            bool(header) and header[0].strip().lower() == "op" and "op" not in {c.lower() for c in self.source.columns}
-        )
+        self.has_op = dms_op_index(header, self.source.columns) == 0
         names = header[1:] if self.has_op else header
         by_lower = {c.lower(): c for c in self.source.columns}
         reason, detail, absent = check_named_columns(names, self.source)
         self.problem = (reason, f"header: {detail}" if reason else "")
         self.header = [by_lower.get(n.strip().lower(), n) for n in names]
         self.absent = ",".join(absent)
+
+
+def dms_op_index(names: list[str], columns: Iterable[str]) -> int | None:
+    """Where DMS's `Op` is among a file's column names (a CSV header, a Parquet schema), or None: the first name that
+    is `op` in any case, unless the table has a column of that name (Oracle's OP) and the file holds it only once."""
+    ops = [i for i, name in enumerate(names) if name.strip().lower() == "op"]
+    own = any(c.lower() == "op" for c in columns)
+    return ops[0] if len(ops) > own else None
 
 
 def _to_csv_line(record: list[str], delimiter: str) -> str:
@@ -354,32 +360,34 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         yield _error(path, -1, is_load, "unparseable", f"not a readable Parquet file: {exc}", "")
         return
     by_lower = {c.lower(): c for c in source.columns}
-    has_op = "op" in {n.lower() for n in table.column_names}
-    reason, detail, absent = check_named_columns([n for n in table.column_names if n.lower() != "op"], source)
+    op_index = dms_op_index(table.column_names, source.columns)
+    has_op = op_index is not None
+    fields = [(i, n) for i, n in enumerate(table.column_names) if i != op_index]  # the table's own columns
+    reason, detail, absent = check_named_columns([n for _, n in fields], source)
     if reason:
         for position in range(table.num_rows):
             yield _error(path, position, is_load, reason, f"Parquet {detail}", "")
         return
     try:
-        for name in table.column_names:  # every column has a text form, or no row of the file is read
-            _strings(name, table.column(name).slice(0, 0))
+        for i, name in enumerate(table.column_names):  # every column has a text form, or no row of the file is read
+            _strings(name, table.column(i).slice(0, 0))
     except _UnreadableColumn as exc:
         for position in range(table.num_rows):
             yield _error(path, position, is_load, "unparseable", str(exc), "")
         return
     # Arrow holds the file's values compactly; as Python strings they are made a slice at a time (a DMS file may
     # be 1 GB, and all its values at once as Python objects many times that).
-    named = [by_lower[n.lower()] for n in table.column_names if n.lower() != "op"]
+    named = [by_lower[n.lower()] for _, n in fields]
     for first in range(0, table.num_rows, PARQUET_SLICE_ROWS):
         part = table.slice(first, PARQUET_SLICE_ROWS)
-        strings = {n: _strings(n, part.column(n)) for n in part.column_names}
+        strings = [(c, _strings(n, part.column(i))) for c, (i, n) in zip(named, fields, strict=True)]
+        ops = _strings("Op", part.column(op_index)) if has_op else None
         for i in range(part.num_rows):
-            row = _row(path, first + i, is_load, _op="I", _absent=",".join(absent) or None)
-            for name, values in strings.items():
-                if name.lower() == "op":
-                    row["_op"] = values[i]
-                else:
-                    row[by_lower[name.lower()]] = values[i]
+            row = _row(
+                path, first + i, is_load, _op=ops[i] if ops is not None else "I", _absent=",".join(absent) or None
+            )
+            for column, values in strings:
+                row[column] = values[i]
             if not has_op and not is_load:
                 row["_op"] = None  # a CDC file without Op: unknown operation, quarantined downstream
             _mark_unsupplied(row, named, source.no_sup_value)
