@@ -7,11 +7,12 @@ table in `run` exits 1 after the others have completed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ConfigError, InputError, LakehouseError
@@ -26,6 +27,40 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "config/local.yaml"
 
 
+def _whole(at_least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `at_least` (argparse names the option when it is not)."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < at_least:
+            raise argparse.ArgumentTypeError(f"expected {at_least} or more, got {value}")
+        return value
+
+    return whole
+
+
+def _hours(text: str) -> float:
+    """An argparse type: a number of hours, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, 0 or more, got {text!r}")
+    return value
+
+
+def _subcommands(parser: argparse.ArgumentParser, dest: str, named: list[argparse.Action]) -> Any:
+    """Required subcommands; `named` collects them so that their choices become their metavar once added
+    (argparse's "the following arguments are required" then says {load}, not the internal dest)."""
+    action = parser.add_subparsers(dest=dest, required=True)
+    named.append(action)
+    return action
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -37,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="show Spark's own log and the resolution of its jars"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    subcommands: list[argparse.Action] = []
+    sub = _subcommands(parser, "command", subcommands)
 
     run = sub.add_parser("run", help="apply everything that has landed, then stop (trigger availableNow)")
     run.add_argument("--table", action="append", help="only this table (repeatable)")
@@ -49,18 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     as_of = sub.add_parser("as-of", help="rows live at a time, from the history table's validity columns")
     as_of.add_argument("table")
     as_of.add_argument("--at", required=True, help="UTC time, ISO 8601: 2026-03-02 or '2026-03-02 10:00:00'")
-    as_of.add_argument("--limit", type=int, default=20)
+    as_of.add_argument("--limit", type=_whole(0), default=20, help="rows shown (default 20)")
     as_of.add_argument("--sql", action="store_true", help="print the same query for Athena instead of running it")
 
     latest = sub.add_parser("latest", help="the latest table, optionally at a Delta version or timestamp")
     latest.add_argument("table")
     group = latest.add_mutually_exclusive_group()
-    group.add_argument("--version", type=int)
-    group.add_argument("--timestamp")
-    latest.add_argument("--limit", type=int, default=20)
+    group.add_argument("--version", type=_whole(0))
+    group.add_argument("--timestamp", help="ISO 8601, UTC unless it has an offset: the table as of then")
+    latest.add_argument("--limit", type=_whole(0), default=20, help="rows shown (default 20)")
 
     snapshot = sub.add_parser("snapshot", help="snapshot feeds (340B OPAIS export, CMS PECOS CSV)")
-    snapshot_sub = snapshot.add_subparsers(dest="snapshot_command", required=True)
+    snapshot_sub = _subcommands(snapshot, "snapshot_command", subcommands)
     load = snapshot_sub.add_parser("load", help="apply one snapshot file now (local path or s3://)")
     load.add_argument("file")
     load.add_argument("--feed", help="the configured feed it belongs to (default: the only feed of its kind)")
@@ -71,37 +107,37 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     policy = sub.add_parser("policy", help="the consent policy table")
-    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policy_sub = _subcommands(policy, "policy_command", subcommands)
     policy_sub.add_parser("build", help="rebuild the policy from the consent source table and store it")
 
     privacy = sub.add_parser("privacy", help="the non-PHI zone: forget, re-admit, purge, consent sync")
-    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    privacy_sub = _subcommands(privacy, "privacy_command", subcommands)
     forget = privacy_sub.add_parser(
         "forget", help="remove a patient's rows from the non-PHI zone for good (rerun to finish an interrupted one)"
     )
     forget.add_argument("--patient", required=True, help="the patient id as the source has it")
     forget.add_argument(
         "--vacuum-hours",
-        type=float,
+        type=_hours,
         help="also VACUUM the zone's tables with this retention (>= the tables' 168 h unless Delta's check is off)",
     )
     readmit = privacy_sub.add_parser("readmit", help="lift a forget (recorded); the consent rules apply again")
     readmit.add_argument("--patient", required=True, help="the patient id as the source has it")
     purge = privacy_sub.add_parser("vacuum", help="VACUUM the non-PHI zone: purge files older versions still read")
-    purge.add_argument("--hours", type=float, default=168.0, help="retention in hours (default 168)")
+    purge.add_argument("--hours", type=_hours, default=168.0, help="retention in hours (default 168)")
     sync = privacy_sub.add_parser("sync", help="apply consent changes to the non-PHI zone now")
     sync.add_argument("--rebuild", action="store_true", help="rewrite the zone from the PHI zone (new key, layout)")
 
     db = sub.add_parser("db", help="the PostgreSQL database of the exported dimensions")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub = _subcommands(db, "db_command", subcommands)
     db_sub.add_parser("init", help="create the schema, dimension and bookkeeping tables (idempotent)")
 
     export = sub.add_parser("export", help="export dimensions")
-    export_sub = export.add_subparsers(dest="export_command", required=True)
+    export_sub = _subcommands(export, "export_command", subcommands)
     export_sub.add_parser("postgres", help="export the dimensions' history to PostgreSQL since the last export")
 
     onboard = sub.add_parser("onboard", help="write the YAML table entries of a source from what AWS has")
-    onboard_sub = onboard.add_subparsers(dest="onboard_command", required=True)
+    onboard_sub = _subcommands(onboard, "onboard_command", subcommands)
     dms = onboard_sub.add_parser(
         "dms",
         help="from `aws dms describe-endpoints` / `describe-replication-tasks` JSON and the source's column list",
@@ -117,7 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     dms.add_argument("--output", type=Path, help="write the YAML here (default: print it)")
 
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
-    demo.add_argument("--patients", type=int, default=200)
+    demo.add_argument("--patients", type=_whole(10), default=200, help="10 or more (default 200)")
+    for action in subcommands:
+        action.metavar = "{" + ",".join(action.choices) + "}"  # type: ignore[arg-type]
     return parser
 
 
@@ -205,7 +243,10 @@ def _cmd_as_of(args: argparse.Namespace, config: Config) -> int:
 def _cmd_latest(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.readers import format_rows, latest_local, read_or_spark, rows_of_spark
     from lakehouse.tables import table_paths
+    from lakehouse.timetravel import parse_time
 
+    if args.timestamp is not None:
+        parse_time(args.timestamp)  # a time it cannot read is refused before Spark starts
     table = config.table(args.table)
     latest, key = table_paths(config, table).latest, table.primary_key
 
@@ -292,7 +333,10 @@ def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
         from lakehouse.apply.forget import vacuum
 
         paths = [getattr(zone, kind)(t) for t in config.tables.values() if t.non_phi for kind in ("history", "latest")]
-        vacuum(spark, paths, args.hours)
+        try:
+            vacuum(spark, paths, args.hours)
+        except InputError as exc:  # its check speaks of `forget --vacuum-hours`; here the option is --hours
+            raise InputError(str(exc).replace("--vacuum-hours", "--hours")) from None
         print(f"vacuumed {len(paths)} tables of the non-PHI zone (retention {args.hours:g} hours)")
         return 0
     from lakehouse.runner import Governance
@@ -410,7 +454,14 @@ def _cmd_onboard(args: argparse.Namespace) -> int:
         keys[table.strip()] = [c.strip() for c in columns.split(",")]
     text = onboard_dms(args.endpoint, args.task, args.columns, task_id=args.task_id, landing=args.landing, keys=keys)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            what = "is a folder" if isinstance(exc, IsADirectoryError) else (exc.strerror or str(exc)).lower()
+            raise InputError(
+                f"cannot write the table entries to --output {args.output}: {what}. Pass a file path in an "
+                "existing folder (or leave --output out to print them)"
+            ) from None
         print(f"table entries written to {args.output}")
         for line in text.splitlines():  # the header's warnings are said here too, not only in the file
             if line.startswith("# WARNING: "):

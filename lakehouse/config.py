@@ -839,11 +839,33 @@ def _interpolate(value: Any, file: str, path: str) -> Any:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A value YAML's own types cannot hold (a date 2026-13-45, `!!int abc`) raises ValueError and the like
+        # deep inside PyYAML, without its place: an error naming the line instead.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            value = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"value {value}is not a valid {kind} ({exc}); quote it if it is text", node.start_mark
+            ) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a key must be a name (text or a number), not a {type(key).__name__} ({key!r}): write the key "
+                    "as plain text, e.g. `name: value`",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -865,9 +887,27 @@ def load_config(path: str | Path) -> Config:
     """Read, interpolate and validate a YAML configuration file."""
     file = str(path)
     try:
-        raw = read_yaml(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {Path(path).resolve()}") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"the configuration {Path(path).resolve()} is a folder: pass the YAML file, e.g. --config config/local.yaml"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the configuration is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}): save it as "
+            "UTF-8 (an editor's Latin-1 or UTF-16 is not read)",
+            file=file,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration: {exc.strerror or exc}; check the path and its permissions", file=file
+        ) from None
+    try:
+        raw = read_yaml(text)
+    except RecursionError:
+        raise ConfigError("not valid YAML: nested too deeply", file=file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=file) from None
     if not isinstance(raw, dict):

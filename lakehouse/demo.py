@@ -19,6 +19,8 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 
+from lakehouse.errors import InputError
+
 Row = dict[str, str | None]
 Action = Callable[[datetime], object]
 
@@ -509,13 +511,16 @@ def _write_cdc(folder: Path, table: str, changes: list[_Change], flushes: list[d
     return len(changes)
 
 
+MIN_PATIENTS = 10  # the scenario changes particular patients among the first ten
+
+
 def generate(landing: Path, *, seed: int = 7, patients: int = 200, days: int = 3) -> dict[str, int]:
     """Write DMS full-load + CDC files for the demo tables under landing/dms/cpap/<table>/.
 
     Returns the rows written per table (full load + CDC).
     """
-    if patients < 10 or days < 1:
-        raise ValueError("the demo needs at least 10 patients and 1 day")
+    if patients < MIN_PATIENTS or days < 1:
+        raise InputError(f"the demo needs at least {MIN_PATIENTS} patients and 1 day; got {patients} and {days}")
     rng = random.Random(seed)
     src = _Source(rng)
     _initial(src, patients)
@@ -589,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     for option, default in (("--seed", 7), ("--patients", 200), ("--days", 3)):
         parser.add_argument(option, type=int, default=default)
     args = parser.parse_args(argv)
+    if args.patients < MIN_PATIENTS or args.days < 1:
+        parser.error(f"the demo needs --patients {MIN_PATIENTS} or more and --days 1 or more")
     counts = generate(args.landing, seed=args.seed, patients=args.patients, days=args.days)
     for table, rows in counts.items():
         print(f"{table}: {rows} rows")

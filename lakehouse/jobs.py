@@ -8,7 +8,9 @@ EMR step and locally with `spark-submit` (no awsglue there: plain argparse).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from lakehouse.config import Config, load_config
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.logs import log_to_stdout
 
 if TYPE_CHECKING:
@@ -27,16 +29,90 @@ if TYPE_CHECKING:
 log = logging.getLogger("lakehouse.jobs")
 
 
+# AWS Glue's own job parameters ("special parameters"), which Glue passes to the script beside the job's own:
+# the run's ids, the job's default arguments of deploy/terraform/glue.tf, and the others Glue documents. Any
+# other name with an upper-case letter or a hyphen is Glue's too (TempDir, enable-*, continuous-log-logGroup);
+# the jobs' own arguments are lower_snake_case.
+GLUE_ARGUMENTS = frozenset(
+    {
+        "JOB_ID",
+        "JOB_RUN_ID",
+        "JOB_NAME",
+        "TempDir",
+        "RedshiftTempDir",
+        "scriptLocation",
+        "security_configuration",
+        "conf",
+        "class",
+        "job-language",
+        "job-bookmark-option",
+        "datalake-formats",
+        "additional-python-modules",
+        "python-modules-installer-option",
+        "extra-py-files",
+        "extra-jars",
+        "extra-files",
+        "user-jars-first",
+        "enable-metrics",
+        "enable-observability-metrics",
+        "enable-continuous-cloudwatch-log",
+        "enable-continuous-log-filter",
+        "enable-glue-datacatalog",
+        "enable-spark-ui",
+        "enable-job-insights",
+        "enable-auto-scaling",
+        "spark-event-logs-path",
+        "encryption-type",
+    }
+)
+
+
 def job_args(argv: list[str], *, required: list[str], optional: list[str] = ()) -> dict[str, str | None]:  # type: ignore[assignment]
-    """`--name value` arguments as Glue passes them (Glue adds its own, which are ignored)."""
-    parser = argparse.ArgumentParser(allow_abbrev=False)
+    """`--name value` arguments as Glue passes them: Glue's own (GLUE_ARGUMENTS) are ignored; any other
+    argument the job does not take is refused (usage and exit 2), so a misspelt `--tabel` never runs every table."""
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, epilog="AWS Glue's own arguments (--JOB_ID, --TempDir, --enable-..., ...) are ignored."
+    )
     parser.add_argument("--JOB_NAME", default="lakehouse-local")
     for name in required:
         parser.add_argument(f"--{name}", required=True)
     for name in optional:
         parser.add_argument(f"--{name}", default=None)
-    known, _ = parser.parse_known_args(argv)
+    known, rest = parser.parse_known_args(argv)
+    refused = _not_ours(rest, ["JOB_NAME", *required, *optional])
+    if refused:
+        takes = ", ".join(f"--{n}" for n in ["JOB_NAME", *required, *optional])
+        parser.error(
+            f"{'; '.join(refused)} (this job takes {takes}, each followed by its value; AWS Glue's own arguments "
+            "are ignored)"
+        )
     return vars(known)
+
+
+def _not_ours(rest: list[str], accepted: list[str]) -> list[str]:
+    """The problems of the arguments argparse did not know: each one that is not Glue's, and stray values."""
+    by_spelling = {name.lower(): name for name in accepted}
+    problems: list[str] = []
+    value_may_follow = False  # Glue passes `--name value`: the token after an ignored name is its value
+    for token in rest:
+        if not token.startswith("-") or (value_may_follow and re.fullmatch(r"-[0-9.]+", token)):
+            if not value_may_follow:
+                problems.append(f"unexpected value {token!r} (an argument takes one value: --name value)")
+            value_may_follow = False
+            continue
+        name = token.lstrip("-").split("=", 1)[0]
+        value_may_follow = "=" not in token
+        if name in GLUE_ARGUMENTS:
+            continue
+        spelling = name.lower().replace("-", "_")
+        close = difflib.get_close_matches(spelling, list(by_spelling), n=1, cutoff=0.75)
+        if close:
+            problems.append(f"unknown argument {token.split('=', 1)[0]}: did you mean --{by_spelling[close[0]]}?")
+        elif token.startswith("--") and (name != name.lower() or "-" in name):
+            continue  # Glue's naming (JOB_ID, TempDir, enable-metrics), not the jobs' lower_snake_case
+        else:
+            problems.append(f"unknown argument {token.split('=', 1)[0]}")
+    return problems
 
 
 # Every job accepts these (the Glue jobs' default arguments and the EMR steps pass them).
@@ -54,12 +130,21 @@ def load_job_config(args: dict[str, str | None]) -> Config:
     if parsed.scheme not in ("s3", "s3a"):
         config = load_config(location)
     else:
-        from lakehouse.aws import client
+        from lakehouse.aws import client, explained
 
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise ConfigError(f"--config {location}: expected s3://<bucket>/<key> of the YAML configuration")
         with tempfile.TemporaryDirectory(prefix="lakehouse-config-") as folder:
-            local = Path(folder) / Path(parsed.path).name
-            client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(local))
-            config = load_config(local)
+            local = Path(folder) / (Path(parsed.path).name or "config.yaml")
+            s3 = client("s3")
+            # Without s3:ListBucket on the bucket, S3 answers a missing object with 403, not 404.
+            permission = "s3:GetObject on it (and s3:ListBucket on its bucket, else a missing object is a 403)"
+            with explained(f"the configuration {location} (--config)", permission=permission, aws_client=s3):
+                s3.download_file(parsed.netloc, parsed.path.lstrip("/"), str(local))
+            try:
+                config = load_config(local)
+            except ConfigError as exc:  # name the object, not the temporary copy
+                raise ConfigError(str(exc).replace(str(local), location)) from None
         object.__setattr__(config, "source_file", location)
     update: dict[str, object] = {}
     if args.get("masking_key_secret_arn"):

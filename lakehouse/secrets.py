@@ -46,16 +46,14 @@ def masking_key(
 
 def _from_secrets_manager(secret_id: str, json_field: str | None, client: Any, region: str | None) -> bytes:
     sm = client if client is not None else aws.client("secretsmanager", region=region)
-    try:
+    # No credentials, a misspelt name, a denied role: one message naming the secret and what to do.
+    with aws.explained(
+        f"the masking key from secret {secret_id}",
+        permission="secretsmanager:GetSecretValue on it",
+        aws_client=sm,
+        key="privacy.key_secret_id",
+    ):
         response = sm.get_secret_value(SecretId=secret_id)
-    except Exception as exc:
-        code = aws.error_code(exc)
-        if code in ("ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"):
-            raise ConfigError(
-                f"cannot read the masking key from secret {secret_id}: {code}. "
-                "Check the secret's name, region and that this role may call secretsmanager:GetSecretValue."
-            ) from None
-        raise
     if response.get("SecretBinary") is not None and response.get("SecretString") is None:
         return bytes(response["SecretBinary"])
     text: str = response.get("SecretString") or ""

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import TableConfig
-from lakehouse.errors import LakehouseError, TableNotFoundError
+from lakehouse.errors import InputError, TableNotFoundError
 from lakehouse.tables import META_COLUMNS, derived_history_columns
 
 if TYPE_CHECKING:
@@ -56,8 +56,14 @@ def parse_time(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise LakehouseError(f"{text!r} is not a time; write it as ISO 8601, e.g. 2026-03-02 10:00:00") from None
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+        raise InputError(f"{text!r} is not a time; write it as ISO 8601, e.g. 2026-03-02 10:00:00") from None
+    try:
+        return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        raise InputError(
+            f"{text!r} is outside the times that can be read (years 1 to 9999) once converted to UTC; "
+            "give a time within them"
+        ) from None
 
 
 def _read(spark: SparkSession, path: str) -> DataFrame:
@@ -86,11 +92,25 @@ def as_of(spark: SparkSession, history_path: str, at: datetime) -> DataFrame:
 def latest_at(
     spark: SparkSession, latest_path: str, *, version: int | None = None, timestamp: str | None = None
 ) -> DataFrame:
-    """The latest table at a Delta version or commit timestamp (Delta time travel)."""
+    """The latest table at a Delta version or commit timestamp (Delta time travel).
+
+    `timestamp` is read as `parse_time` reads it (UTC unless it has an offset). A version or time the table's
+    commits do not cover is an InputError with Delta's reason (its first and last commit).
+    """
+    from pyspark.errors import AnalysisException
+
+    at = None if timestamp is None else parse_time(timestamp)
     _read(spark, latest_path)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    if timestamp is not None:
-        reader = reader.option("timestampAsOf", timestamp)
-    return reader.load(latest_path)
+    if at is not None:
+        reader = reader.option("timestampAsOf", at.isoformat(sep=" "))
+    try:
+        return reader.load(latest_path)
+    except AnalysisException as exc:
+        if version is None and at is None:
+            raise
+        asked = f"version {version}" if at is None else f"time {sql_time(at)} UTC"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{latest_path} cannot be read at {asked}: {reason}") from None

@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import ConfigError
+from lakehouse.onboard.task import read_text
 from lakehouse.sources.db_types import spark_type
 
 _FIELDS = {
@@ -90,10 +92,7 @@ def _key_rank(value: Any) -> int | None:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"column list not found: {Path(path).resolve()}") from None
+    text = read_text(path, "column list", encoding="utf-8-sig")
     if str(path).lower().endswith(".json"):
         try:
             data = json.loads(text)
@@ -101,10 +100,29 @@ def _rows(path: Path) -> list[dict[str, Any]]:
             raise ConfigError(f"column list {path} is not JSON: {exc}") from None
         rows = data.get("columns", data.get("rows", [])) if isinstance(data, dict) else data
     else:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise ConfigError(f"column list {path} is not CSV: {exc}") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ConfigError(f"column list {path}: expected rows of fields (a CSV header, or a JSON list of objects)")
     return [{str(k).strip().lower(): v for k, v in r.items()} for r in rows]
+
+
+def _position(value: Any, default: int, where: str) -> int:
+    """A column's place in its table (ordinal_position / column_id), 1-based; the row's place when absent."""
+    if value is None:
+        return default
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise ConfigError(
+            f"{where}: ordinal_position (or column_id) is {value!r}; expected the column's place in its table, "
+            "a whole number (1 for the first column)"
+        )
+    return int(number)
 
 
 def read_columns(path: Path) -> dict[tuple[str, str], SourceTable]:
@@ -117,7 +135,7 @@ def read_columns(path: Path) -> dict[tuple[str, str], SourceTable]:
         declared = _declared(row)
         if not declared:
             raise ConfigError(f"column list {path}, row {i + 1}: column {table}.{column} has no data type")
-        position = int(_pick(row, "position") or i + 1)
+        position = _position(_pick(row, "position"), i + 1, f"column list {path}, row {i + 1} ({table}.{column})")
         found.setdefault((str(schema), str(table)), []).append(
             (position, str(column), declared, _key_rank(_pick(row, "key")))
         )

@@ -10,6 +10,7 @@ setting to prefer. Unsupported rules and settings are errors that say which rule
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ def table_entry(
             primary_key = list((rule.get("primary-key-def") or {}).get("columns", []))
         elif target == "column" and action == "add-column":
             expression = str(rule.get("expression", ""))
+            if not rule.get("value"):
+                raise ConfigError(f"{where}: add-column rule {rule.get('rule-id')} has no value (the column's name)")
             added.append((str(rule["value"]), _spark(_dms_type(rule.get("data-type") or {}), "dms", where), expression))
         elif target == "column" and action == "add-before-image-columns":
             before = rule.get("before-image-def") or {}
@@ -196,6 +199,7 @@ def onboard_dms(
     tables = selected(task, read_columns(columns))
     if not tables:
         raise ConfigError(f"no table of {columns} is selected by the selection rules of task {task.identifier}")
+    _check_keys(keys or {}, tables, task.identifier)
     entries: dict[str, dict[str, Any]] = {}
     for table in tables:
         name, entry = table_entry(task, table, (keys or {}).get(table.name), landing.rstrip("/") if landing else None)
@@ -203,6 +207,22 @@ def onboard_dms(
         entries[yaml_name(f"{table.schema}_{name}") if name in entries else name] = entry
     _validate(entries)
     return _render(task, entries, warnings)
+
+
+def _check_keys(keys: dict[str, list[str]], tables: list[SourceTable], task: str) -> None:
+    """Refuse a --key for a table the task does not replicate: a misspelt name would leave its key unset."""
+    names = sorted({t.name for t in tables})
+    unknown = [name for name in keys if name not in names]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = [n for n in names if n.lower() == name.lower()] or difflib.get_close_matches(name, names, n=1)
+        hints.append(f"--key {name}=..." + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ConfigError(
+        f"{', '.join(hints)}: no such table among those task {task} replicates, which are {names} (their names "
+        "in the source, as the column list spells them); fix the name or drop the --key"
+    )
 
 
 def _validate(entries: dict[str, dict[str, Any]]) -> None:

@@ -58,13 +58,41 @@ class DmsTask:
     rules: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _json(path: Path, what: str) -> Any:
+def read_text(path: Path, what: str, *, encoding: str = "utf-8") -> str:
+    """The text of a file the user named, or a ConfigError saying why it cannot be read (`what` names it)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_text(encoding=encoding)
     except FileNotFoundError:
-        raise ConfigError(f"{what} file not found: {Path(path).resolve()}") from None
+        raise ConfigError(f"{what} not found: {Path(path).resolve()}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {Path(path).resolve()} is a folder: pass the file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _json(path: Path, what: str, key: str) -> dict[str, Any]:
+    """The JSON object of an `aws dms describe-*` output, checked to hold a list of objects under `key`."""
+    try:
+        document = json.loads(read_text(path, f"{what} file"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} file {path} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{what} file {path} holds a JSON {_kind(document)}; expected the object `aws dms {what}` prints, "
+            f'{{"{key}": [...]}}'
+        )
+    items = document.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{what} file {path}: {key} must be a list of objects, as `aws dms {what}` prints it")
+    return document
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _flag(value: Any) -> bool:
@@ -73,7 +101,10 @@ def _flag(value: Any) -> bool:
 
 def _settings(endpoint: dict[str, Any]) -> dict[str, Any]:
     """S3Settings with lower-case keys, completed from ExtraConnectionAttributes (`key=value;...`)."""
-    settings = {k.lower(): v for k, v in (endpoint.get("S3Settings") or {}).items()}
+    s3 = endpoint.get("S3Settings") or {}
+    if not isinstance(s3, dict):
+        raise ConfigError(f"endpoint {endpoint.get('EndpointIdentifier')}: S3Settings must be an object")
+    settings = {k.lower(): v for k, v in s3.items()}
     for pair in str(endpoint.get("ExtraConnectionAttributes") or "").split(";"):
         key, _, value = pair.partition("=")
         if key.strip():
@@ -174,8 +205,9 @@ def check_target(t: S3Target, dialect: str | None = None) -> list[str]:
 
 def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None) -> DmsTask:
     """The task (the only one, or `task_id`) with its endpoints, from the two describe-* outputs."""
-    endpoints = {e.get("EndpointArn"): e for e in _json(endpoints_file, "describe-endpoints").get("Endpoints", [])}
-    tasks = _json(tasks_file, "describe-replication-tasks").get("ReplicationTasks", [])
+    endpoints_doc = _json(endpoints_file, "describe-endpoints", "Endpoints")
+    endpoints = {e.get("EndpointArn"): e for e in endpoints_doc.get("Endpoints", [])}
+    tasks = _json(tasks_file, "describe-replication-tasks", "ReplicationTasks").get("ReplicationTasks", [])
     chosen = [t for t in tasks if task_id in (None, t.get("ReplicationTaskIdentifier"))]
     if len(chosen) != 1:
         names = [t.get("ReplicationTaskIdentifier") for t in tasks]
@@ -190,14 +222,33 @@ def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None
         )
     source = endpoints.get(task.get("SourceEndpointArn")) or {}
     engine = str(source.get("EngineName", "")).lower()
+    where = f"task {task.get('ReplicationTaskIdentifier')} in {tasks_file}"
     try:
         mappings = json.loads(task.get("TableMappings") or "{}")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"task {task.get('ReplicationTaskIdentifier')}: TableMappings is not JSON: {exc}") from None
-    rules = sorted(mappings.get("rules", []), key=lambda r: int(str(r.get("rule-id", 0)) or 0))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: TableMappings is not JSON: {exc}") from None
+    if not isinstance(mappings, dict):
+        raise ConfigError(
+            f'{where}: TableMappings holds a JSON {_kind(mappings)}; expected an object {{"rules": [...]}}'
+        )
+    rules = mappings.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ConfigError(f"{where}: TableMappings' rules must be a list of objects (the table-mapping rules)")
     return DmsTask(
         identifier=str(task.get("ReplicationTaskIdentifier")),
         dialect=DIALECTS.get(engine, ""),
         target=_target(target),
-        rules=rules,
+        rules=sorted(rules, key=lambda r: _rule_id(r, where)),
     )
+
+
+def _rule_id(rule: dict[str, Any], where: str) -> int:
+    """The rule's `rule-id` (DMS's are numbers, often written as text), the order the rules apply in."""
+    value = rule.get("rule-id", 0)
+    try:
+        return int(str(value).strip() or 0)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: rule {rule.get('rule-name') or '(no rule-name)'} has rule-id {value!r}; DMS rule ids are "
+            "numbers: fix it in the task's table mappings"
+        ) from None

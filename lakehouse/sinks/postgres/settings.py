@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 import psycopg
 from pydantic import SecretStr
 
+from lakehouse.aws import explained
 from lakehouse.errors import ConfigError, RetryableError
 from lakehouse.sinks.postgres.base import _check_schema
 
@@ -108,7 +109,20 @@ class PostgresSettings:
 
         overrides set what the secret does not hold: schema, sslmode, sslrootcert, dbname, ...
         """
-        response = client.get_secret_value(SecretId=secret_id)
+        # No credentials, a misspelt name, a denied role: one message naming the secret and what to do.
+        with explained(
+            f"the PostgreSQL credentials from secret {secret_id}",
+            permission="secretsmanager:GetSecretValue on it",
+            aws_client=client,
+            key="postgres.secret_id",
+        ):
+            response = client.get_secret_value(SecretId=secret_id)
+        if response.get("SecretString") is None:
+            raise ConfigError(
+                f"secret {secret_id} holds no SecretString; expected the RDS secret shape (JSON with username, "
+                "password, host, port)",
+                key="postgres.secret_id",
+            )
         return cls.from_secret_value(response["SecretString"], secret_id=secret_id, **overrides)
 
     @classmethod
