@@ -87,9 +87,12 @@ DMS_WITHOUT_KEY = {
     "cdcinsertsandupdates": "files without D rows need no setting (with IncludeOpForFullLoad=true: without it, "
     "CDC files have no Op column)",
     "cdcinsertsonly": "the engine needs the Op column in CDC files: keep CdcInsertsOnly=false",
-    "datepartitionenabled": "dated sub-folders are read recursively; nothing to configure",
+    "datepartitionenabled": "dated sub-folders are read recursively; nothing to configure (a DatePartitionTimezone "
+    "other than UTC names CDC files in local time: set TimestampColumnName, `lakehouse onboard dms` refuses it "
+    "otherwise)",
     "cdcpath": "CDC files are read from the table's `path`",
-    "csvrowdelimiter": "records end with a newline, as DMS writes them by default",
+    "csvrowdelimiter": "records end with a newline (\\n or \\r\\n), as DMS writes them by default; onboarding refuses "
+    "another",
     "preservetransactions": "not supported: the transaction-order files are not read",
     "usecsvnosupvalue": "set no_sup_value to the task's CsvNoSupValue",
 }

@@ -280,6 +280,30 @@ def test_csv_null_value_and_no_sup_value_are_carried_and_a_no_sup_value_without_
         onboard_dms(*edited(tmp_path, "postgres", same_as_null))
 
 
+def test_a_row_delimiter_other_than_a_line_break_and_local_time_file_names_are_refused(tmp_path):
+    """Found by review: CsvRowDelimiter \\r held every file's last record as cut short (any other text made a file
+    one cut record); DatePartitionTimezone names CDC files in local time, read as UTC when no timestamp column
+    dates the changes (off by the offset, an hour reordered at a daylight-saving change)."""
+
+    def settings(**values):
+        def change(data):
+            data["endpoints"]["Endpoints"][1]["S3Settings"].update(values)
+
+        return change
+
+    for delimiter in ("\\n", "\n", "\r\n"):
+        onboard_dms(*edited(tmp_path, "postgres", settings(CsvRowDelimiter=delimiter)))
+    with pytest.raises(ConfigError, match=r"CsvRowDelimiter '\\r' ends records"):
+        onboard_dms(*edited(tmp_path, "postgres", settings(CsvRowDelimiter="\\r")))
+
+    local = settings(DatePartitionEnabled=True, DatePartitionTimezone="Asia/Seoul", TimestampColumnName=None)
+    with pytest.raises(ConfigError, match="DatePartitionTimezone 'Asia/Seoul' names CDC files"):
+        onboard_dms(*edited(tmp_path, "postgres", local))
+    dated = settings(DatePartitionEnabled=True, DatePartitionTimezone="Asia/Seoul", TimestampColumnName="commit_ts")
+    onboard_dms(*edited(tmp_path, "postgres", dated))
+    onboard_dms(*edited(tmp_path, "postgres", settings(DatePartitionEnabled=False, DatePartitionTimezone="Asia/Seoul")))
+
+
 def test_an_oracle_task_without_no_sup_value_is_onboarded_with_a_warning_about_unlogged_columns(tmp_path):
     """With PRIMARY KEY supplemental logging, an Oracle update carries NULL for every column it did not change."""
     endpoints, tasks, columns = files("oracle")

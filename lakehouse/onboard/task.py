@@ -46,6 +46,8 @@ class S3Target:
     cdc_inserts_and_updates: bool = False
     preserve_transactions: bool = False
     rfc4180: bool = True
+    row_delimiter: str = "\n"
+    file_time_zone: str | None = None  # DatePartitionTimezone with DatePartitionEnabled: CDC file names' zone
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,13 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         cdc_inserts_and_updates=_flag(s.get("cdcinsertsandupdates", False)),
         preserve_transactions=_flag(s.get("preservetransactions", False)),
         rfc4180=_flag(s.get("rfc4180", True)),
+        # describe-endpoints prints the default as the escaped text "\\n".
+        row_delimiter=str(s.get("csvrowdelimiter") or "\n").replace("\\n", "\n").replace("\\r", "\r"),
+        file_time_zone=(
+            str(s["datepartitiontimezone"])
+            if _flag(s.get("datepartitionenabled", False)) and s.get("datepartitiontimezone")
+            else None
+        ),
     )
 
 
@@ -173,6 +182,19 @@ def check_target(t: S3Target, dialect: str | None = None) -> list[str]:
         raise ConfigError(
             f"S3Settings CsvNoSupValue {t.no_sup_value!r} is also CsvNullValue: an unchanged column and a NULL could "
             "not be told apart; give them different texts"
+        )
+    if t.data_format == "csv" and t.row_delimiter not in ("\n", "\r\n"):
+        raise ConfigError(
+            f"S3Settings CsvRowDelimiter {t.row_delimiter!r} ends records with another text than a line break; the "
+            "engine reads records ending in a newline (a file's last record without one is held as cut short): "
+            "set CsvRowDelimiter to \\n (the default) or DataFormat=parquet"
+        )
+    if t.file_time_zone and t.file_time_zone.upper() not in ("UTC", "GMT", "ETC/UTC") and not t.timestamp_column:
+        raise ConfigError(
+            f"S3Settings DatePartitionTimezone {t.file_time_zone!r} names CDC files by that zone's local time, and "
+            "without a TimestampColumnName the engine dates and orders changes by the file name's time, read as UTC "
+            "(off by the zone's offset; a daylight-saving change reorders an hour). Set TimestampColumnName (the "
+            "commit time, in UTC), or leave DatePartitionTimezone unset"
         )
     if t.preserve_transactions:
         raise ConfigError(
