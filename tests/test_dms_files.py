@@ -318,7 +318,7 @@ def test_a_table_column_named_op_is_told_from_dms_op_in_csv_headers_and_parquet(
     rows = parse(CDC, "Op,ts,id,name,score,seq,BI_id,OP\nI,t1,1,Ann,1.5,s1,,open\nD,t2,1,Ann,1.5,s2,1,shut\n", src)
     assert [(r["_op"], r["OP"], r["id"]) for r in rows] == [("I", "open", "1"), ("D", "shut", "1")]
     (load,) = parse(LOAD, "ts,id,name,score,seq,BI_id,OP\nt0,1,Ann,1.5,,,open\n", src)  # no Op in a full load
-    assert (load["_op"], load["OP"], load["_reason"] if "_reason" in load else None) == ("I", "open", None)
+    assert (load["_op"], load["OP"], load.get("_reason")) == ("I", "open", None)
 
     parquet_src = source(columns=columns, format="parquet")
     content = parquet({"Op": ["U"], **people_parquet(), "OP": ["open"]})
