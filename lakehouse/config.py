@@ -498,6 +498,18 @@ class SparkSettings(_Model):
     # Local runs: Spark's scratch folder (shuffle, spill; encrypted), default `spark-local` next to the lake.
     local_dir: str | None = None
 
+    @field_validator("conf")
+    @classmethod
+    def _session_in_utc(cls, conf: dict[str, str]) -> dict[str, str]:
+        zone = conf.get("spark.sql.session.timeZone")
+        if zone is not None and zone.strip().upper() not in ("UTC", "ETC/UTC", "Z", "+00:00", "GMT"):
+            raise ValueError(
+                f"spark.sql.session.timeZone {zone!r}: the engine reads DMS times, dates history and answers as-of "
+                "in UTC (a local zone would shift them, and its repeated fall-back hour would reorder changes); "
+                "remove the setting"
+            )
+        return conf
+
 
 class MetricsSettings(_Model):
     """Where batch records go besides the log: CloudWatch custom metrics on AWS."""

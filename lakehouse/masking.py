@@ -36,7 +36,7 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
 from lakehouse.errors import ConfigError
@@ -179,7 +179,7 @@ def birth_year(value: date | str | None, today: date | None = None) -> int | Non
     born = year(value)
     if born is None:
         return None
-    oldest = (today or date.today()).year - OLDEST_AGE
+    oldest = (today or datetime.now(UTC).date()).year - OLDEST_AGE  # a UTC year, as the Spark column's
     return max(born, oldest)
 
 

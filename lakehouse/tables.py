@@ -16,7 +16,7 @@ layout keeps its own; the MERGE is correct on both).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, TableConfig
@@ -150,6 +150,10 @@ def schema_of(spark: SparkSession, ddl: str) -> StructType:
     return spark.createDataFrame([], ddl).schema
 
 
+def _as_utc(value: object) -> object:
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
 # Up to this many rows, `rows_frame` writes them into the plan as literals.
 MAX_LITERAL_ROWS = 256
 
@@ -161,7 +165,9 @@ def rows_frame(spark: SparkSession, rows: list[tuple], ddl: str) -> DataFrame:
     through a Python worker, a process and a job stage of their own, for each small write of every batch.
     """
     if not rows or len(rows) > MAX_LITERAL_ROWS:
-        return spark.createDataFrame(rows, ddl)
+        # A naive datetime is UTC here; createDataFrame would take it in the machine's time zone.
+        utc = [tuple(_as_utc(v) for v in row) for row in rows]
+        return spark.createDataFrame(utc, ddl)
     from pyspark.sql import functions as F
 
     def literal(value: object) -> Column:

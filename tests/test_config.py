@@ -598,3 +598,13 @@ def test_the_consent_patient_column_and_keys_stay_distinct_pseudonyms(tmp_path: 
     error = str(config_error(write(tmp_path, zone_document({"id": "redact", "name": "keep", "born": "birth_year"}))))
     assert "primary key columns id must stay distinct" in error
     assert "the consent patient column id must be a pseudonym" in error
+
+
+def test_the_spark_session_stays_in_utc(tmp_path: Path) -> None:
+    """Found by review: a `spark.conf` time zone overrode the engine's UTC, shifting DMS times and as-of answers."""
+    data = document()
+    data["spark"] = {"conf": {"spark.sql.session.timeZone": "America/New_York"}}
+    assert "spark.sql.session.timeZone 'America/New_York'" in str(config_error(write(tmp_path, data)))
+    data["spark"]["conf"]["spark.sql.session.timeZone"] = "UTC"
+    assert load_config(write(tmp_path, data)).spark.conf["spark.sql.session.timeZone"] == "UTC"
+

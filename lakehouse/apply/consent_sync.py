@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import date
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -122,7 +122,7 @@ def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
     layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
     layout.append(zone.buckets)
     if "birth_year" in table.phi_columns.values():  # its "90 or older" year moves each January: rebuilt then
-        layout.append(date.today().year)
+        layout.append(datetime.now(UTC).year)  # the year of the cap's F.current_date(): the session's, UTC
     text = json.dumps([*layout, HISTORY_META, LATEST_META]) + str(pseudonym("lakehouse non-PHI zone", zone.key))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

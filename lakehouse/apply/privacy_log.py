@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from delta.tables import DeltaTable
@@ -69,12 +69,12 @@ def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
         _move_legacy(spark, zone)
     events: list[Event] = []
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
-        for row in spark.read.format("delta").load(log_path(zone)).collect():
+        for row in _with_utc_times(spark.read.format("delta").load(log_path(zone)), "at").collect():
             tables = json.loads(row.tables) if row.tables else None
             patient_id = row.asDict().get("patient_id")
             patient = row.patient if patient_id is None else pseudonym(patient_id, zone.key)
             values = (row.forget_id, tables, row.rows_removed, row.vacuumed, patient_id)
-            events.append(Event(row.event, patient, row.at, *values))  # type: ignore[arg-type]
+            events.append(Event(row.event, patient, _utc(row.at), *values))  # type: ignore[arg-type]
     order = {"forget_started": 0, "forgotten": 1, "readmitted": 2}
     return sorted(events, key=lambda e: (e.at, order.get(e.event, 3)))
 
@@ -86,20 +86,34 @@ def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
     from pyspark.errors import AnalysisException
 
     try:
-        legacy = spark.read.format("delta").load(_legacy_path(zone)).collect()
+        legacy = _with_utc_times(spark.read.format("delta").load(_legacy_path(zone)), "forgotten_at").collect()
     except AnalysisException:  # another reader (a table beside this one) has just moved it
         return
     logged = set()
     if DeltaTable.isDeltaTable(spark, log_path(zone)):
-        logged = {(r.patient, r.at) for r in spark.read.format("delta").load(log_path(zone)).collect()}
+        log = _with_utc_times(spark.read.format("delta").load(log_path(zone)), "at")
+        logged = {(r.patient, r.at) for r in log.collect()}
     moved = [
-        Event("forgotten", r.patient, r.forgotten_at, rows_removed=r.rows_removed, vacuumed=r.vacuumed)
+        Event("forgotten", r.patient, _utc(r.forgotten_at), rows_removed=r.rows_removed, vacuumed=r.vacuumed)
         for r in legacy
         if (r.patient, r.forgotten_at) not in logged
     ]
     append_all(spark, zone, moved)
     fs, path = file_system(spark, _legacy_path(zone))
     fs.delete(path, True)
+
+
+def _with_utc_times(frame: DataFrame, column: str) -> DataFrame:
+    """`frame` with its TIMESTAMP `column` collected as naive UTC datetimes (as the log writes them): collected as
+    it is, PySpark would make it the machine's local time, whose repeated fall-back hour sorts a later event first."""
+    from pyspark.sql import functions as F
+
+    utc = F.when(F.col(column).isNotNull(), F.unix_micros(column))
+    return frame.withColumn(column, utc)
+
+
+def _utc(micros: int | None) -> datetime | None:
+    return None if micros is None else datetime(1970, 1, 1) + timedelta(microseconds=micros)
 
 
 def forgotten(events: list[Event]) -> set[str]:
