@@ -94,7 +94,11 @@ def _not_ours(rest: list[str], accepted: list[str]) -> list[str]:
     by_spelling = {name.lower(): name for name in accepted}
     problems: list[str] = []
     value_may_follow = False  # Glue passes `--name value`: the token after an ignored name is its value
+    glue_value = False  # the token after a Glue argument is its value, even one like `--upgrade`
     for token in rest:
+        if glue_value:
+            glue_value = False
+            continue
         if not token.startswith("-") or (value_may_follow and re.fullmatch(r"-[0-9.]+", token)):
             if not value_may_follow:
                 problems.append(f"unexpected value {token!r} (an argument takes one value: --name value)")
@@ -103,13 +107,15 @@ def _not_ours(rest: list[str], accepted: list[str]) -> list[str]:
         name = token.lstrip("-").split("=", 1)[0]
         value_may_follow = "=" not in token
         if name in GLUE_ARGUMENTS:
+            glue_value = value_may_follow
             continue
         spelling = name.lower().replace("-", "_")
         close = difflib.get_close_matches(spelling, list(by_spelling), n=1, cutoff=0.75)
         if close:
             problems.append(f"unknown argument {token.split('=', 1)[0]}: did you mean --{by_spelling[close[0]]}?")
         elif token.startswith("--") and (name != name.lower() or "-" in name):
-            continue  # Glue's naming (JOB_ID, TempDir, enable-metrics), not the jobs' lower_snake_case
+            glue_value = value_may_follow  # Glue's naming (JOB_ID, TempDir, enable-metrics), not lower_snake_case
+            continue
         else:
             problems.append(f"unknown argument {token.split('=', 1)[0]}")
     return problems

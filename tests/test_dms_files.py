@@ -320,6 +320,11 @@ def test_a_table_column_named_op_is_told_from_dms_op_in_csv_headers_and_parquet(
     (load,) = parse(LOAD, "ts,id,name,score,seq,BI_id,OP\nt0,1,Ann,1.5,,,open\n", src)  # no Op in a full load
     assert (load["_op"], load["OP"], load.get("_reason")) == ("I", "open", None)
 
+    # The table's own OP absent from a file (an optional column): a CDC file's first `Op` is still DMS's.
+    optional = source(columns=columns, header=True, optional_columns=["OP"])
+    rows = parse(CDC, "Op,ts,id,name,score,seq,BI_id\nD,t2,1,Ann,1.5,s2,1\n", optional)
+    assert [(r["_op"], r.get("OP"), r.get("_reason")) for r in rows] == [("D", None, None)]
+
     parquet_src = source(columns=columns, format="parquet")
     content = parquet({"Op": ["U"], **people_parquet(), "OP": ["open"]})
     (row,) = parse("s3://b/x/20260301-120000000.parquet", content, parquet_src)

@@ -463,6 +463,8 @@ def test_stray_values_and_unknown_lowercase_arguments_are_refused_glues_own_are_
         "true",
         "--continuous-log-logGroup",
         "-1",
+        "--python-modules-installer-option",
+        "--upgrade",  # Glue's own argument with a value that looks like an option (found by review)
     ]
     args = job_args([*glue, "--config", "c", "--TempDir", "s3://t/"], required=["config"], optional=["table"])
     assert args == {"JOB_NAME": "lakehouse-local", "config": "c", "table": None}

@@ -327,7 +327,7 @@ class _CsvLayout:
 
     def _read_header(self, header: list[str]) -> None:
         # The header says whether the file carries Op (AddColumnName names it "Op"), whatever op_in_full_load says.
-        self.has_op = dms_op_index(header, self.source.columns) == 0
+        self.has_op = dms_op_index(header, self.source.columns, expected=self.has_op) == 0
         names = header[1:] if self.has_op else header
         by_lower = {c.lower(): c for c in self.source.columns}
         reason, detail, absent = check_named_columns(names, self.source)
@@ -336,12 +336,13 @@ class _CsvLayout:
         self.absent = ",".join(absent)
 
 
-def dms_op_index(names: list[str], columns: Iterable[str]) -> int | None:
+def dms_op_index(names: list[str], columns: Iterable[str], *, expected: bool) -> int | None:
     """Where DMS's `Op` is among a file's column names (a CSV header, a Parquet schema), or None: the first name that
-    is `op` in any case, unless the table has a column of that name (Oracle's OP) and the file holds it only once."""
+    is `op` in any case, unless the table has a column of that name (Oracle's OP) and the file holds it only once;
+    then it is DMS's if it comes first in a file that carries Op (`expected`: a CDC file, or Op in the full load)."""
     ops = [i for i, name in enumerate(names) if name.strip().lower() == "op"]
     own = any(c.lower() == "op" for c in columns)
-    return ops[0] if len(ops) > own else None
+    return ops[0] if len(ops) > own or (ops[:1] == [0] and expected) else None
 
 
 def _to_csv_line(record: list[str], delimiter: str) -> str:
@@ -360,7 +361,7 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         yield _error(path, -1, is_load, "unparseable", f"not a readable Parquet file: {exc}", "")
         return
     by_lower = {c.lower(): c for c in source.columns}
-    op_index = dms_op_index(table.column_names, source.columns)
+    op_index = dms_op_index(table.column_names, source.columns, expected=not is_load or source.op_in_full_load)
     has_op = op_index is not None
     fields = [(i, n) for i, n in enumerate(table.column_names) if i != op_index]  # the table's own columns
     reason, detail, absent = check_named_columns([n for _, n in fields], source)
