@@ -607,4 +607,3 @@ def test_the_spark_session_stays_in_utc(tmp_path: Path) -> None:
     assert "spark.sql.session.timeZone 'America/New_York'" in str(config_error(write(tmp_path, data)))
     data["spark"]["conf"]["spark.sql.session.timeZone"] = "UTC"
     assert load_config(write(tmp_path, data)).spark.conf["spark.sql.session.timeZone"] == "UTC"
-
