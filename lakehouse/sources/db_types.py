@@ -14,8 +14,10 @@ rules). The choices follow what DMS writes into the files:
   decimal(5,5). No mapping gives a decimal Spark refuses (precision 1..38, scale 0..precision);
 * floating point by size, never narrower than the source: `float(p)` by its bits (≤ 24 float, else double),
   MySQL `float(M,D)` float, `double`, `double(M,D)`, `real(M,D)` and MySQL's / Oracle's `real` double;
-* time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp
-  (DMS writes UTC); Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string;
+* time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp;
+  Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string. A type without a zone
+  (MySQL `datetime`, PostgreSQL `timestamp`, Oracle `DATE`/`TIMESTAMP`) holds the source's wall-clock value,
+  which DMS copies as it is: stored as a timestamp, it reads as that value in UTC (README, known limit);
 * text, JSON, UUID, enums, arrays, PostgreSQL user-defined types, XML → string; binary columns (`bytea`,
   `BLOB`, `varbinary`) → string too, since DMS writes them as text in CSV (a Parquet file's bytes are read
   as lowercase hex); SQL Server `timestamp` is a row version → string.
