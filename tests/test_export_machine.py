@@ -51,7 +51,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -75,6 +74,7 @@ from lakehouse.sinks.postgres_export import ExportResult, export_postgres
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.sources.opais_synth import EXPORT_NAME, iter_entities
 from lakehouse.tables import table_paths
+from tests.machine_settings import machine_settings
 
 DIMENSIONS = list(ENTITIES)
 FIRST_DAY = dt.date(2026, 11, 1)
@@ -451,20 +451,6 @@ class ExportMachine(RuleBasedStateMachine):
             pg_load._record, pg_sink.apply_rows = real_record, real_apply
 
 
-def _settings(examples: int, steps: int, *, shrink: bool) -> settings:
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=not shrink,
-        phases=phases,
-        database=None if not shrink else settings.default.database,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
-
-
 def _machine(spark, postgres, *, max_days: int) -> type[ExportMachine]:
     ExportMachine.spark, ExportMachine.postgres, ExportMachine.max_days = spark, postgres, max_days
     return ExportMachine
@@ -508,7 +494,7 @@ def test_the_export_converges_exactly_once_after_any_sequence_of_days_exports_ki
     examples = int(os.environ.get("LAKEHOUSE_EXPORT_EXAMPLES", "10"))
     steps = int(os.environ.get("LAKEHOUSE_EXPORT_STEPS", "10"))
     run_state_machine_as_test(
-        _machine(spark, postgres, max_days=days), settings=_settings(examples, steps, shrink=True)
+        _machine(spark, postgres, max_days=days), settings=machine_settings(examples, steps, shrink=True)
     )
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -52,6 +51,7 @@ from lakehouse.apply.privacy_log import forgotten_frame
 from lakehouse.masking import pseudonym, sequence_token
 from lakehouse.policy.job import policy_snapshot
 from tests.dms_tables import comparable as same_columns
+from tests.machine_settings import machine_settings
 from tests.privacy_lake import DMS_TABLES, START, ZONE_TABLES, LogLines, PrivacyLake, admitted, leaks
 
 PATIENTS = [7104201, 7104202, 7104203]
@@ -336,23 +336,9 @@ def clean_run(spark, events: list[tuple[str, Path]], home: Path, lake: PrivacyLa
     return twin
 
 
-def _settings(examples: int, steps: int, *, shrink: bool) -> settings:
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=not shrink,
-        phases=phases,
-        database=None if not shrink else settings.default.database,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
-
-
 def test_privacy_promises_hold_after_any_sequence_of_events(spark):
     PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 1
-    run_state_machine_as_test(PrivacyMachine, settings=_settings(1, 6, shrink=False))
+    run_state_machine_as_test(PrivacyMachine, settings=machine_settings(1, 6, shrink=False))
 
 
 @pytest.mark.search
@@ -360,7 +346,7 @@ def test_privacy_promises_hold_after_any_sequence_of_events_larger_budget(spark)
     PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 2
     examples = int(os.environ.get("LAKEHOUSE_PRIVACY_EXAMPLES", "10"))
     steps = int(os.environ.get("LAKEHOUSE_PRIVACY_STEPS", "10"))
-    run_state_machine_as_test(PrivacyMachine, settings=_settings(examples, steps, shrink=True))
+    run_state_machine_as_test(PrivacyMachine, settings=machine_settings(examples, steps, shrink=True))
 
 
 def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):

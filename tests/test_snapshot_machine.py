@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -35,6 +34,7 @@ from lakehouse.config import Config
 from lakehouse.errors import InputError
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
+from tests.machine_settings import machine_settings
 
 KEYS = ["1", "2", "3", "4", "5"]
 NAMES = ["Ann", "Bo", "Cy"]
@@ -174,19 +174,6 @@ class SnapshotMachine(RuleBasedStateMachine):
             assert {r.id: r.name for r in live.collect()} == rows, f"history as of {day}"
         versions = [(r.id, r._valid_from) for r in read.load(self.paths.history).collect()]
         assert len(versions) == len(set(versions)), "a version is in history twice"
-
-
-def machine_settings(examples: int, steps: int) -> settings:
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate],
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
 
 
 def test_every_applied_day_is_told_after_any_sequence_of_days_and_crashes(spark, tmp_path):
