@@ -67,6 +67,11 @@ GLUE_ARGUMENTS = frozenset(
 )
 
 
+# Glue's arguments whose value may look like an option (`--python-modules-installer-option --upgrade`); after any
+# other, a `--name` is an argument of its own, so a misspelt `--tabel` is never taken for a value.
+GLUE_OPTION_VALUES = frozenset({"python-modules-installer-option"})
+
+
 def job_args(argv: list[str], *, required: list[str], optional: list[str] = ()) -> dict[str, str | None]:  # type: ignore[assignment]
     """`--name value` arguments as Glue passes them: Glue's own (GLUE_ARGUMENTS) are ignored; any other
     argument the job does not take is refused (usage and exit 2), so a misspelt `--tabel` never runs every table."""
@@ -94,7 +99,7 @@ def _not_ours(rest: list[str], accepted: list[str]) -> list[str]:
     by_spelling = {name.lower(): name for name in accepted}
     problems: list[str] = []
     value_may_follow = False  # Glue passes `--name value`: the token after an ignored name is its value
-    glue_value = False  # the token after a Glue argument is its value, even one like `--upgrade`
+    glue_value = False  # the token after a GLUE_OPTION_VALUES argument is its value, even one like `--upgrade`
     for token in rest:
         if glue_value:
             glue_value = False
@@ -107,15 +112,14 @@ def _not_ours(rest: list[str], accepted: list[str]) -> list[str]:
         name = token.lstrip("-").split("=", 1)[0]
         value_may_follow = "=" not in token
         if name in GLUE_ARGUMENTS:
-            glue_value = value_may_follow
+            glue_value = value_may_follow and name in GLUE_OPTION_VALUES
             continue
         spelling = name.lower().replace("-", "_")
         close = difflib.get_close_matches(spelling, list(by_spelling), n=1, cutoff=0.75)
         if close:
             problems.append(f"unknown argument {token.split('=', 1)[0]}: did you mean --{by_spelling[close[0]]}?")
         elif token.startswith("--") and (name != name.lower() or "-" in name):
-            glue_value = value_may_follow  # Glue's naming (JOB_ID, TempDir, enable-metrics), not lower_snake_case
-            continue
+            continue  # Glue's naming (JOB_ID, TempDir, enable-metrics), not the jobs' lower_snake_case
         else:
             problems.append(f"unknown argument {token.split('=', 1)[0]}")
     return problems

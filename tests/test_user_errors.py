@@ -472,6 +472,8 @@ def test_stray_values_and_unknown_lowercase_arguments_are_refused_glues_own_are_
         (["--config", "c", "--table", "a", "b"], "unexpected value 'b'"),
         (["--config", "c", "--verbose"], "unknown argument --verbose"),
         (["--config", "c", "--tables=a"], "unknown argument --tables"),
+        (["--config", "c", "--enable-metrics", "--tabel", "x"], "a misspelt argument after a Glue one without a value"),
+        (["--config", "c", "--TempDir", "--tabel", "x"], "the same after a Glue-style name"),
     ):
         with pytest.raises(SystemExit) as exit_:
             job_args(argv, required=["config"], optional=["table"])

@@ -122,7 +122,9 @@ def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
     layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
     layout.append(zone.buckets)
     if "birth_year" in table.phi_columns.values():  # its "90 or older" year moves each January: rebuilt then
-        layout.append(datetime.now(UTC).year)  # the year of the cap's F.current_date(): the session's, UTC
+        # The year of the cap's F.current_date(), the session's UTC one ("utc": a zone stamped with a local year
+        # before is rebuilt once, its cap may be a year stale).
+        layout.append(["utc", datetime.now(UTC).year])
     text = json.dumps([*layout, HISTORY_META, LATEST_META]) + str(pseudonym("lakehouse non-PHI zone", zone.key))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
