@@ -333,10 +333,7 @@ def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
         from lakehouse.apply.forget import vacuum
 
         paths = [getattr(zone, kind)(t) for t in config.tables.values() if t.non_phi for kind in ("history", "latest")]
-        try:
-            vacuum(spark, paths, args.hours)
-        except InputError as exc:  # its check speaks of `forget --vacuum-hours`; here the option is --hours
-            raise InputError(str(exc).replace("--vacuum-hours", "--hours")) from None
+        vacuum(spark, paths, args.hours, option="--hours")
         print(f"vacuumed {len(paths)} tables of the non-PHI zone (retention {args.hours:g} hours)")
         return 0
     from lakehouse.runner import Governance

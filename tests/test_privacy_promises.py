@@ -441,6 +441,11 @@ def test_vacuum_hours_below_the_retention_is_a_clear_message_and_nothing_is_done
     assert "Nothing was done" in error and zone_rows_of(lake, P)["patients.history"] == 1
     assert not Path(lake.config.paths.lake, "_privacy", "log").exists()
 
+    # `privacy vacuum` names its own option in the same message.
+    assert main(["--config", str(LOCAL_YAML), "privacy", "vacuum", "--hours", "0"]) == 2
+    vacuum_error = capsys.readouterr().err
+    assert "--hours 0 is below" in vacuum_error and "--vacuum-hours" not in vacuum_error
+
 
 # --- 5. no PHI outside the zones ----------------------------------------------------------------------------------
 

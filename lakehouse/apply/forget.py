@@ -249,18 +249,19 @@ def _retention_hours(spark: SparkSession, path: str) -> float:
     return int(match.group(1)) * per_hour[match.group(2)]
 
 
-def check_vacuum_hours(spark: SparkSession, paths: list[str], hours: float) -> None:
-    """Refuse, before anything is done, a VACUUM that Delta's retention check would refuse half-way."""
+def check_vacuum_hours(spark: SparkSession, paths: list[str], hours: float, *, option: str = "--vacuum-hours") -> None:
+    """Refuse, before anything is done, a VACUUM that Delta's retention check would refuse half-way (`option`: the
+    command's name for `hours`, as the message tells the user what to pass)."""
     if hours < 0:
-        raise InputError(f"--vacuum-hours must be 0 or more, got {hours:g}")
+        raise InputError(f"{option} must be 0 or more, got {hours:g}")
     if spark.conf.get(RETENTION_CHECK, "true").lower() == "false" or not paths:
         return
     retention = max(_retention_hours(spark, p) for p in paths)
     if hours < retention:
         raise InputError(
-            f"--vacuum-hours {hours:g} is below the non-PHI tables' retention of {retention:g} hours, so Delta "
+            f"{option} {hours:g} is below the non-PHI tables' retention of {retention:g} hours, so Delta "
             "would refuse the VACUUM: files younger than that may still be read by a query or a writer that "
-            f"started on an older version. Nothing was done. Either pass --vacuum-hours {retention:g} or more "
+            f"started on an older version. Nothing was done. Either pass {option} {retention:g} or more "
             "(it removes the files replaced more than that long ago: run `lakehouse privacy vacuum` again once "
             f"{retention:g} hours have passed to purge this forget's), or, to purge the files now while nothing "
             f'else reads or writes the non-PHI zone, set `{RETENTION_CHECK}: "false"` under spark.conf in the '
@@ -268,10 +269,10 @@ def check_vacuum_hours(spark: SparkSession, paths: list[str], hours: float) -> N
         )
 
 
-def vacuum(spark: SparkSession, paths: list[str], hours: float) -> None:
+def vacuum(spark: SparkSession, paths: list[str], hours: float, *, option: str = "--vacuum-hours") -> None:
     """VACUUM each table: remove the files no version younger than `hours` reads (after `check_vacuum_hours`)."""
     from delta.tables import DeltaTable
 
-    check_vacuum_hours(spark, paths, hours)
+    check_vacuum_hours(spark, paths, hours, option=option)
     for path in paths:
         DeltaTable.forPath(spark, path).vacuum(hours)
