@@ -14,7 +14,10 @@ def work(args: dict) -> int:
     config = load_job_config(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
-        stats = build_policy_table(spark, config)
+        stats = build_policy_table(spark, config, job=args["JOB_NAME"])
+    if stats.newer_stored is not None:  # a newer build won: nothing to do
+        print("policy not written: the store holds one built from a newer version of the consent source")
+        return 0
     print(f"policy rebuilt: {stats.rows} rows in {stats.requests} requests ({stats.retries} retries)")
     return 0
 

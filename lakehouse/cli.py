@@ -314,8 +314,11 @@ def _cmd_snapshot(args: argparse.Namespace, config: Config) -> int:
 def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.policy.job import build_policy_table
 
-    stats = build_policy_table(_spark(config, args, "lakehouse-policy"), config)
+    stats = build_policy_table(_spark(config, args, "lakehouse-policy"), config, job="lakehouse policy build")
     policy = config.policy
+    if stats.newer_stored is not None:  # a newer build won: nothing to do
+        print(f"policy not written: the store holds one built from a newer version of {policy.source_table}")
+        return 0
     print(f"policy rebuilt from {policy.source_table}: {stats.rows} rows written to the {policy.store} store")
     return 0
 

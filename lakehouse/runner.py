@@ -417,7 +417,7 @@ def _apply_table(
                 if not run.batches:  # nothing new after all (told by the query where `pending` cannot: S3)
                     _vacuum_idle(session, config, table, run, governance, job=job)
         if table.name == source and not (idle and policy_is_current(config)):
-            stats = build_policy_table(session(), config)
+            stats = build_policy_table(session(), config, job=job)  # under the source's lease
             if governance.policy is not None:
                 governance.policy.invalidate()
             run.notes.append(f"policy rebuilt: {stats.rows} rows")

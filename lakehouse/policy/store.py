@@ -6,6 +6,14 @@ the same rows twice leaves the same table. A write always overwrites, whatever t
 truth, corrections dated in the past included. `write` leaves rows absent from it as they are;
 `replace`, which the policy build uses, removes them: a consent record deleted at the source takes
 its patient's row out of the policy (no row: not consented), where an upsert kept the old "allowed".
+
+Never backwards: `replace(rows, built_from=...)` records the consent table version the policy was built from
+and is refused (nothing written) when the store holds a policy built from a newer version of that table. A
+build that read the consents before a withdrawal and wrote after the build that read the withdrawal would
+otherwise put the patient back ("allowed") until the next consent batch. The record is claimed before the rows are
+written, so a build that fails half-way leaves the newer claim and its own rerun (same version) finishes it;
+two builds writing their rows at the same time are kept apart by the consent table's lease
+(`lakehouse.policy.job`), since a batch of rows cannot be written under a condition.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from lakehouse.errors import ConfigError, InputError, RetryableError
 
 BATCH_SIZE = 25  # DynamoDB's limit of items per BatchWriteItem
 ALL_DEVICES = "*"  # DynamoDB keys cannot be NULL: the sort key of a patient-level row
+BUILT_FROM_DEVICE = "#built_from"  # the sort key of the item naming the build the DynamoDB store holds
+_BUILT_FROM_KEY = {"patient_id": {"N": "-1"}, "device_id": {"S": BUILT_FROM_DEVICE}}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,20 @@ class PolicyRow:
 
 
 @dataclass(frozen=True)
+class BuiltFrom:
+    """The consent source table version a policy was built from; `table_id` is Delta's id of that table.
+
+    A table made again at its path has another id and starts its versions again: a build from it is not older.
+    """
+
+    table_id: str
+    version: int
+
+    def older_than(self, other: BuiltFrom) -> bool:
+        return other.table_id == self.table_id and self.version < other.version
+
+
+@dataclass(frozen=True)
 class WriteStats:
     """What a write did: its rows, requests sent, and how many retries throttling cost."""
 
@@ -48,6 +72,7 @@ class WriteStats:
     retries: int
     retried_rows: int
     deleted: int = 0  # keys removed by `replace`
+    newer_stored: BuiltFrom | None = None  # a refused `replace`: the newer build the store keeps (nothing written)
 
 
 class PolicyStore(Protocol):
@@ -59,9 +84,20 @@ class PolicyStore(Protocol):
         """Every stored row, ordered by (patient_id, device_id)."""
         ...
 
-    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
-        """Make the stored rows exactly `rows`: upsert them, then remove every other key."""
+    def replace(self, rows: Iterable[PolicyRow], *, built_from: BuiltFrom | None = None) -> WriteStats:
+        """Make the stored rows exactly `rows`: upsert them, then remove every other key.
+
+        With `built_from`, refused (nothing written, `newer_stored` set) when the stored policy was built from a
+        newer version of the same consent table; else `built_from` is recorded as the stored policy's."""
         ...
+
+    def built_from(self) -> BuiltFrom | None:
+        """The consent table version the stored policy was built from (None: never recorded)."""
+        ...
+
+
+def _refused(rows: list[PolicyRow], newer: BuiltFrom) -> WriteStats:
+    return WriteStats(rows=len(rows), requests=0, retries=0, retried_rows=0, newer_stored=newer)
 
 
 def unique_rows(rows: Iterable[PolicyRow]) -> list[PolicyRow]:
@@ -154,12 +190,18 @@ class DynamoDbPolicyStore:
         items = [_to_item(row, self.table_name) for row in unique_rows(rows)]
         return self._send_all([{"PutRequest": {"Item": item}} for item in items], rows=len(items))
 
-    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
+    def replace(self, rows: Iterable[PolicyRow], *, built_from: BuiltFrom | None = None) -> WriteStats:
         """Upsert the rows of `rows` the store does not hold as they are, then delete every stored key not among
         them (a reader between the two sees the keys of both builds, as before the build; never a patient missing
         that both builds hold). Only the differences are written: a stream rebuilds the policy after each batch of
-        its consent source, and a policy of a million patients changes by a few rows."""
+        its consent source, and a policy of a million patients changes by a few rows.
+
+        `built_from` is claimed first, by a conditional put of the store's record (see the module's docstring)."""
         rows = unique_rows(rows)
+        if built_from is not None:
+            newer = self._claim(built_from)
+            if newer is not None:
+                return _refused(rows, newer)
         stored = self.snapshot()
         held = set(stored)
         written = self.write([r for r in rows if r not in held])
@@ -173,6 +215,37 @@ class DynamoDbPolicyStore:
             retried_rows=written.retried_rows + deleted.retried_rows,
             deleted=len(gone),
         )
+
+    def _claim(self, built_from: BuiltFrom) -> BuiltFrom | None:
+        """Record `built_from` unless the store holds a build from a newer version of the same table (returned).
+
+        One conditional put: of two builds claiming at once, the older never overwrites the newer's record."""
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table_name,
+                Item={
+                    **_BUILT_FROM_KEY,
+                    "table_id": {"S": built_from.table_id},
+                    "version": {"N": str(built_from.version)},
+                },
+                ConditionExpression="attribute_not_exists(#v) OR #t <> :table OR #v <= :version",
+                ExpressionAttributeNames={"#v": "version", "#t": "table_id"},
+                ExpressionAttributeValues={
+                    ":table": {"S": built_from.table_id},
+                    ":version": {"N": str(built_from.version)},
+                },
+            )
+            return None
+        except Exception as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        return self.built_from() or built_from  # the record is never deleted; were it, refuse all the same
+
+    def built_from(self) -> BuiltFrom | None:
+        """The build the store holds, from its record (strongly consistent read)."""
+        item = self._call("get_item", TableName=self.table_name, Key=_BUILT_FROM_KEY, ConsistentRead=True).get("Item")
+        return BuiltFrom(item["table_id"]["S"], int(item["version"]["N"])) if item else None
 
     def _send_all(self, requests: list[dict[str, Any]], *, rows: int) -> WriteStats:
         """BatchWriteItem `requests` (puts or deletes) 25 at a time on `writers` threads."""
@@ -225,7 +298,9 @@ class DynamoDbPolicyStore:
                 ConsistentRead=True,
                 **extra,
             )
-            rows.extend(_from_item(item) for item in page.get("Items", []))
+            rows.extend(
+                _from_item(item) for item in page.get("Items", []) if item["device_id"]["S"] != BUILT_FROM_DEVICE
+            )
             start = page.get("LastEvaluatedKey")
             if not start:
                 return rows
@@ -252,6 +327,8 @@ class DynamoDbPolicyStore:
 def _to_item(row: PolicyRow, table: str) -> dict[str, Any]:
     if row.device_id == ALL_DEVICES:
         raise InputError(f"device_id {ALL_DEVICES!r} is reserved for patient-level policy rows", table=table)
+    if row.device_id == BUILT_FROM_DEVICE:
+        raise InputError(f"device_id {BUILT_FROM_DEVICE!r} is reserved for the store's own record", table=table)
     return {
         "patient_id": {"N": str(row.patient_id)},
         "device_id": {"S": ALL_DEVICES if row.device_id is None else row.device_id},
@@ -282,12 +359,13 @@ class LocalPolicyStore:
     """The policy table as `policy.jsonl` under a local directory (the embedded default; one writer).
 
     A write merges the rows into the stored ones and atomically replaces the file, so a reader
-    sees the old table or the new one, never half of it.
+    sees the old table or the new one, never half of it. `built_from.json` beside it names the build.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.directory = Path(path)
         self.file = self.directory / "policy.jsonl"
+        self.record = self.directory / "built_from.json"
 
     def write(self, rows: Iterable[PolicyRow]) -> WriteStats:
         """Upsert `rows` and replace the file in one rename."""
@@ -297,24 +375,44 @@ class LocalPolicyStore:
         self._store(merged.values())
         return WriteStats(rows=len(new), requests=1, retries=0, retried_rows=0)
 
-    def replace(self, rows: Iterable[PolicyRow]) -> WriteStats:
-        """Make the file hold exactly `rows`, in one rename."""
+    def replace(self, rows: Iterable[PolicyRow], *, built_from: BuiltFrom | None = None) -> WriteStats:
+        """Make the file hold exactly `rows`, in one rename; `built_from` is recorded first (or refused)."""
         new = unique_rows(rows)
+        if built_from is not None:
+            stored = self.built_from()
+            if stored is not None and built_from.older_than(stored):
+                return _refused(new, stored)
+            record = {"table_id": built_from.table_id, "version": built_from.version}
+            self._store_lines(self.record, [json.dumps(record) + "\n"])
         keep = {(r.patient_id, r.device_id) for r in new}
         gone = sum((r.patient_id, r.device_id) not in keep for r in self.snapshot())
         self._store(new)
         return WriteStats(rows=len(new), requests=1, retries=0, retried_rows=0, deleted=gone)
 
+    def built_from(self) -> BuiltFrom | None:
+        """The build the file holds, from `built_from.json` (None before the first recorded build)."""
+        try:
+            record = json.loads(self.record.read_text(encoding="utf-8"))
+            return BuiltFrom(str(record["table_id"]), int(record["version"]))
+        except FileNotFoundError:
+            return None
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(
+                "not a policy build record; delete it and rebuild the policy", file=str(self.record)
+            ) from None
+
     def _store(self, rows: Iterable[PolicyRow]) -> None:
+        self._store_lines(self.file, (json.dumps(_to_json(r), separators=(",", ":")) + "\n" for r in _ordered(rows)))
+
+    def _store_lines(self, path: Path, lines: Iterable[str]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".policy-", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                for row in _ordered(rows):
-                    out.write(json.dumps(_to_json(row), separators=(",", ":")) + "\n")
+                out.writelines(lines)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, self.file)
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
