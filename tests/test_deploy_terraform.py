@@ -160,7 +160,9 @@ def test_glue_jobs_run_the_batch_scripts_with_delta_and_the_wheel(tf: dict[str, 
         "apply_once": "batch/apply_once.py",
         "snapshot_load": "batch/snapshot_load.py",
         "export_postgres": "batch/export_postgres.py",
+        "privacy": "batch/privacy.py",
     }
+    assert set(variables(tf)["glue_workers"]["default"]) == set(jobs)  # a worker count for each job
     job = blocks(tf, "resource")["aws_glue_job.batch"]
     assert job["glue_version"] == "${var.glue_version}" and variables(tf)["glue_version"]["default"] in {"5.0", "5.1"}
     assert one(job, "command")["name"] == "glueetl"

@@ -517,10 +517,21 @@ def emr_steps() -> list[list[str]]:
     return steps
 
 
+def readme_job_runs() -> dict[str, list[dict[str, str]]]:
+    """The Arguments of deploy/README.md's `aws glue start-job-run` commands, by job key of local.glue_jobs."""
+    readme = (ROOT / "deploy/README.md").read_text(encoding="utf-8")
+    found: dict[str, list[dict[str, str]]] = {}
+    for command in re.findall(r"aws glue start-job-run [^\n]*", readme):
+        job = {"$JOB": "privacy"}[re.search(r'--job-name "?([^" ]+)"?', command).group(1)]
+        found.setdefault(job, []).append(json.loads(re.search(r"--arguments '(\{.*\})'", command).group(1)))
+    return found
+
+
 def test_every_argument_the_deploy_passes_is_accepted_by_each_job(tmp_path, capsys, monkeypatch):
-    """Glue's default arguments (glue.tf) and run arguments (the Glue flow, the snapshot trigger), plus what
-    Glue adds itself, and every EMR step's arguments: each job's own parser takes them all. The configuration
-    they name is replaced by a missing local file, so each job gets as far as reading it, and says so."""
+    """Glue's default arguments (glue.tf) and run arguments (the Glue flow, the snapshot trigger, the runs
+    deploy/README.md starts by hand), plus what Glue adds itself, and every EMR step's arguments: each job's own
+    parser takes them all. The configuration they name is replaced by a missing local file, so each job gets as
+    far as reading it, and says so."""
     from tests.terraform_values import parse_dir
 
     missing = str(tmp_path / "missing.yaml")
@@ -541,7 +552,10 @@ def test_every_argument_the_deploy_passes_is_accepted_by_each_job(tmp_path, caps
     dynamodb = SimpleNamespace(update_item=lambda **kwargs: None)
     trigger._start(glue, dynamodb, settings, "claim", "0", bucket="landing", key="opais/OPA_CE_DAILY_PUBLIC.zip")
     runs.setdefault("snapshot_load", []).extend(started)
-    assert set(runs) == {"apply_once", "policy_build", "export_postgres", "snapshot_load"} == set(glue_jobs)
+    by_hand = readme_job_runs()
+    assert len(by_hand["privacy"]) >= 6  # forget (with and without VACUUM), readmit, sync (and --rebuild), vacuum
+    runs.update(by_hand)
+    assert set(runs) == {"apply_once", "policy_build", "export_postgres", "snapshot_load", "privacy"} == set(glue_jobs)
 
     cases = []
     for key, spec in glue_jobs.items():
@@ -554,7 +568,7 @@ def test_every_argument_the_deploy_passes_is_accepted_by_each_job(tmp_path, caps
         cases.append((re.sub(r"^.*?/((batch|streaming)/\w+\.py)$", r"\1", step[script]), argv[script + 1 :]))
     scripts = {script for script, _ in cases}
     assert {"batch/apply_once.py", "batch/policy_build.py", "batch/snapshot_load.py"} <= scripts
-    assert {"batch/export_postgres.py", "streaming/dms_stream.py"} <= scripts
+    assert {"batch/export_postgres.py", "streaming/dms_stream.py", "batch/privacy.py"} <= scripts
     for script, argv in cases:
         code, err = run_job(script, argv, capsys)
         assert code == 2 and f"error: configuration file not found: {missing}" in err, (script, argv, err)

@@ -168,13 +168,14 @@ variable "glue_worker_type" {
 }
 
 variable "glue_workers" {
-  description = "Number of Glue workers per batch job."
+  description = "Number of Glue workers per batch job (a key for each job of local.glue_jobs)."
   type        = map(number)
   default = {
     policy_build    = 2
     apply_once      = 4
     snapshot_load   = 4
     export_postgres = 2
+    privacy         = 2
   }
 }
 
