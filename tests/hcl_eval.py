@@ -30,6 +30,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "replace": lambda s, old, new: s.replace(old, new),
     "startswith": lambda s, prefix: s.startswith(prefix),
     "endswith": lambda s, suffix: s.endswith(suffix),
+    "trimsuffix": lambda s, suffix: s.removesuffix(suffix),
     "join": lambda sep, items: sep.join(items),
     "keys": lambda obj: sorted(obj),  # Terraform returns an object's keys in lexicographic order
     "setproduct": lambda *lists: [list(p) for p in itertools.product(*lists)],

@@ -37,9 +37,17 @@ def deploy_module():
     return module
 
 
-@pytest.fixture(scope="module")
-def terraform() -> Terraform:
-    return Terraform(TF_VARS)
+# Terraform's folders, as shipped and as a deployment may set them: the router, the trigger, IAM and the lifecycle
+# rules follow the variables, so the configuration the jobs read must follow them too.
+FOLDERS = {
+    "default-folders": {},
+    "other-folders": {"dms_prefix": "replication/", "in_process_prefix": "cdc/routed", "snapshot_prefix": "hrsa/340b/"},
+}
+
+
+@pytest.fixture(scope="module", params=list(FOLDERS.values()), ids=list(FOLDERS))
+def terraform(request: pytest.FixtureRequest) -> Terraform:
+    return Terraform({**TF_VARS, **request.param})
 
 
 @pytest.fixture
@@ -95,6 +103,7 @@ def test_aws_config_as_deployed_names_what_terraform_made(deployed, terraform: T
     _, config = deployed
     buckets, tables = terraform.local("buckets"), terraform.local("dynamodb_tables")
 
+    assert config.paths.landing == f"s3://{buckets['in_process']}/{terraform.vars['in_process_prefix']}"
     assert config.paths.lake == f"s3://{buckets['phi_lake']}"
     assert config.paths.non_phi_lake == f"s3://{buckets['nonphi_lake']}"
     assert config.policy.dynamodb_table == tables["policy"]
@@ -182,8 +191,10 @@ def router(aws, terraform: Terraform, monkeypatch: pytest.MonkeyPatch):
         "SOURCE_PREFIX": terraform.vars["dms_prefix"],
         "DEDUP_TABLE": tables["dedup"],
     }
-    lambda_locals = Terraform(TF_VARS).locals["lambdas"]["landing_router"]["environment"]
+    lambda_locals = terraform.locals["lambdas"]["landing_router"]["environment"]
     assert set(lambda_locals) == set(environment)  # the same variables Terraform sets on the function
+    for name in ("PIPELINE", "TARGET_PREFIX", "SOURCE_PREFIX"):  # the values of variables (the rest name resources)
+        assert terraform.evaluate(lambda_locals[name]) == environment[name], name
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return module, s3, dynamodb, buckets, tables

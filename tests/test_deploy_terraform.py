@@ -719,7 +719,9 @@ def test_the_routed_dms_copies_expire_well_after_the_streams_max_file_age() -> N
     assert prefix == terraform.evaluate(router["TARGET_PREFIX"]) + "/"
     tables = yaml.safe_load((ROOT / "config" / "aws.yaml").read_text())["tables"]
     dms_paths = [t["source"]["path"] for t in tables.values() if t["source"]["kind"] == "dms"]
-    assert dms_paths and all(p.startswith(f"s3://${{IN_PROCESS_BUCKET}}/{prefix}p_date=*/") for p in dms_paths)
+    folder = "s3://${IN_PROCESS_BUCKET}/${IN_PROCESS_PREFIX:-dms}/p_date=*/"  # rendered from config_values
+    assert dms_paths and all(p.startswith(folder) for p in dms_paths)
+    assert terraform.evaluate(locals_(parse_dir(TERRAFORM))["config_values"]["IN_PROCESS_PREFIX"]) + "/" == prefix
     # a file older than max_file_age is never taken again; the rest is the margin for an outage or a replay
     days = one(copies, "expiration")["days"]
     assert days == terraform.vars["in_process_expiration_days"] == 30

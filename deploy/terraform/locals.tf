@@ -118,5 +118,8 @@ locals {
     AWS_REGION            = var.region
     MASKING_KEY_SECRET_ID = var.masking_key_secret_name
     POSTGRES_SECRET_ID    = var.postgres_secret_name
+    # The folders the router and the snapshot trigger use are the ones the engine reads.
+    IN_PROCESS_PREFIX = var.in_process_prefix
+    SNAPSHOT_PREFIX   = trimsuffix(var.snapshot_prefix, "/")
   }
 }

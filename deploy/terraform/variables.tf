@@ -93,15 +93,25 @@ variable "dms_prefix" {
 }
 
 variable "snapshot_prefix" {
-  description = "Folder of the landing bucket the HRSA 340B OPAIS exports arrive in."
+  description = "Folder of the landing bucket the HRSA 340B OPAIS exports arrive in (the opais feed's path in the rendered config/aws.yaml)."
   type        = string
   default     = "opais/340b/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.snapshot_prefix))
+    error_message = "snapshot_prefix is a folder of the landing bucket: no leading slash, one at the end (opais/340b/)."
+  }
 }
 
 variable "in_process_prefix" {
-  description = "Folder of the in-process bucket the landing router copies to (p_date=/p_hour= folders below it)."
+  description = "Folder of the in-process bucket the landing router copies to (p_date=/p_hour= folders below it), where the rendered config/aws.yaml's DMS tables read."
   type        = string
   default     = "dms"
+
+  validation {
+    condition     = can(regex("^[^/](.*[^/])?$", var.in_process_prefix))
+    error_message = "in_process_prefix is a folder of the in-process bucket without a leading or trailing slash (dms)."
+  }
 }
 
 variable "in_process_expiration_days" {
