@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import math
 import re
 import subprocess
 import sys
@@ -184,6 +185,69 @@ def test_every_task_has_retry_with_full_jitter_a_catch_and_a_timeout(name: str) 
             assert (retrier["MaxAttempts"], retrier["BackoffRate"], retrier["JitterStrategy"]) == (3, 2.0, "FULL"), (
                 f"{name}: {state_name} retries {retrier}"
             )
+
+
+def task_seconds(task: dict) -> float:
+    """The longest a task can take, retries included: each attempt up to its TimeoutSeconds, each retrier's
+    attempts and (jittered, so at most) back-off waits; a task failing with several retried errors uses them all."""
+    attempts, waits = 1, 0.0
+    for retrier in task.get("Retry", []):
+        interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+        attempts += retrier.get("MaxAttempts", 3)
+        waits += sum(
+            min(interval * rate**k, retrier.get("MaxDelaySeconds", math.inf))
+            for k in range(retrier.get("MaxAttempts", 3))
+        )
+    return attempts * task["TimeoutSeconds"] + waits
+
+
+def longest_run_seconds(states: dict, name: str, units: int, path: tuple[str, ...] = ()) -> float:
+    """The longest an execution can take from state `name` on, over every Next, Default, choice and catch, with
+    `units` items for each Map (in ceil(units / MaxConcurrency) rounds of its longest item)."""
+    assert name not in path, f"a loop {(*path, name)}: no execution timeout could cover its retries"
+    state = states[name]
+    own = 0.0
+    if state["Type"] == "Task":
+        own = task_seconds(state)
+    elif state["Type"] == "Wait":
+        own = state["Seconds"]  # a SecondsPath / TimestampPath wait would be unbounded: KeyError here
+    elif state["Type"] == "Map":
+        processor = state["ItemProcessor"]
+        rounds = math.ceil(units / (state.get("MaxConcurrency") or units))
+        own = rounds * longest_run_seconds(processor["States"], processor["StartAt"], units)
+    elif state["Type"] == "Parallel":
+        own = max(longest_run_seconds(b["States"], b["StartAt"], units) for b in state["Branches"])
+    following = [state.get("Next"), state.get("Default")]
+    following += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]
+    return own + max((longest_run_seconds(states, n, units, (*path, name)) for n in following if n), default=0.0)
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_the_execution_timeout_outlasts_every_retry_the_flow_allows(name: str) -> None:
+    """Found by review: the Glue flow timed out at 8 hours while one unit's four 110-minute attempts (a Glue TIMEOUT
+    is a States.TaskFailed, which is retried) and the rest could take longer, cutting the export, the summary and
+    the notices (and in the EMR flow the teardown). The timeout is derived from the deployed units and the retries."""
+    from tests.terraform_values import Terraform, parse_dir
+
+    deployed = Terraform({"environment": "test"}).vars  # local.apply_units, as tests/test_deploy_config.py reads it
+    units = len([t for t in deployed["dms_tables"] if t != deployed["policy_source_table"]]) + len(
+        deployed["snapshot_feeds"]
+    )
+    definition = load(name)
+    longest = longest_run_seconds(definition["States"], definition["StartAt"], units)
+    assert longest <= definition["TimeoutSeconds"] < longest + 3600, (name, longest)
+    assert math.ceil(8 / 4) == math.ceil(units / 4)  # the Comment's promise: up to 8 units fit the same rounds
+
+    # A Glue run ends by its own job timeout (TIMEOUT, retried as States.TaskFailed) within its task's timeout, so
+    # the task's timeout is the bound of an attempt used above.
+    stepfunctions = (ROOT / "deploy/terraform/stepfunctions.tf").read_text()
+    jobs = dict(re.findall(r'(\w+)\s*=\s*aws_glue_job\.batch\["(\w+)"\]\.name', stepfunctions))
+    glue_jobs = {k: v for d in parse_dir().values() for b in d.get("locals", []) for k, v in b.items()}["glue_jobs"]
+    raw = json.loads((ASL_DIR / name).read_text())  # the placeholders are inside strings
+    for state_name, task in tasks(raw).items():
+        if task["Resource"] == GLUE_SYNC:
+            job = jobs[task["Parameters"]["JobName"].removeprefix("${").removesuffix("}")]
+            assert glue_jobs[job]["timeout"] * 60 < task["TimeoutSeconds"], (state_name, job)
 
 
 def test_glue_flow_moves_the_folder_applies_consents_builds_the_policy_then_every_unit_then_the_export() -> None:
