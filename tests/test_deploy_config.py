@@ -41,7 +41,12 @@ def deploy_module():
 # rules follow the variables, so the configuration the jobs read must follow them too.
 FOLDERS = {
     "default-folders": {},
-    "other-folders": {"dms_prefix": "replication/", "in_process_prefix": "cdc/routed", "snapshot_prefix": "hrsa/340b/"},
+    "other-folders": {
+        "dms_prefix": "replication/",
+        "in_process_prefix": "cdc/routed",
+        "snapshot_prefix": "hrsa/340b/",
+        "pecos_prefix": "cms/pecos/",
+    },
 }
 
 
@@ -245,3 +250,6 @@ def test_snapshot_trigger_watches_the_folder_the_feed_reads(deployed, terraform:
     landing = terraform.local("buckets")["landing"]
     opais = config.snapshots["opais"].path
     assert opais.rstrip("/") + "/" == f"s3://{landing}/{terraform.vars['snapshot_prefix']}"
+    # the PECOS files: where the landing writers' policy lets them be uploaded (deploy/terraform/iam_landing.tf)
+    pecos = config.snapshots["pecos_clinicians"].path
+    assert pecos.rstrip("/") + "/" == f"s3://{landing}/{terraform.vars['pecos_prefix']}"

@@ -334,6 +334,37 @@ def test_every_kms_action_granted_on_the_pipeline_key_is_delegated_by_its_key_po
     assert len(granted) >= 5  # the check looked at the real grants
 
 
+def test_landing_writers_may_upload_where_the_pipeline_reads_with_the_pipeline_key(tf: dict[str, dict]) -> None:
+    # Found by review: the landing bucket encrypts with the pipeline key, whose key policy leaves its use to IAM, and
+    # nothing granted it to the bucket's writers (DMS's target role, the 340B and PECOS uploaders): every upload
+    # was refused. Terraform now makes the policy they are given (deploy/README.md section 1).
+    writer = {s["sid"]: s for a, s in statements(tf) if a == "aws_iam_policy_document.landing_writer"}
+    landing = '${aws_s3_bucket.pipeline["landing"].arn}'
+    folders = ("dms_prefix", "snapshot_prefix", "pecos_prefix")
+    assert writer["PutLandingFiles"]["resources"] == [f"{landing}/${{var.{folder}}}*" for folder in folders]
+    assert "s3:PutObject" in writer["PutLandingFiles"]["actions"]
+    assert writer["DmsClearsItsFolders"]["resources"] == [f"{landing}/${{var.dms_prefix}}*"]
+    key = writer["EncryptLandingFilesWithThePipelineKey"]
+    assert key["resources"] == [PIPELINE_KEY] and {"kms:GenerateDataKey", "kms:Encrypt"} <= set(key["actions"])
+    assert one(key, "condition")["variable"] == "kms:ViaService"
+    # the folders are the ones the router, the 340B trigger and the configuration's feeds use
+    resources = blocks(tf, "resource")
+    assert one(resources["aws_s3_bucket_notification.landing"], "lambda_function")["filter_prefix"] == (
+        "${var.dms_prefix}"
+    )
+    assert "prefix = var.snapshot_prefix" in resources["aws_cloudwatch_event_rule.snapshot_created"]["event_pattern"]
+    values = locals_(tf)["config_values"]
+    assert (values["SNAPSHOT_PREFIX"], values["PECOS_PREFIX"]) == (
+        '${trimsuffix(var.snapshot_prefix, "/")}',
+        '${trimsuffix(var.pecos_prefix, "/")}',
+    )
+    # a policy to attach, and its ARN and document among the outputs
+    policy = resources["aws_iam_policy.landing_writer"]["policy"]
+    assert policy == "${data.aws_iam_policy_document.landing_writer.json}"
+    outputs = {name for d in tf.values() for block in d.get("output", []) for name in block}
+    assert {"landing_writer_policy_arn", "landing_writer_policy", "kms_key_arn"} <= outputs
+
+
 def test_the_key_policy_check_fails_on_an_action_the_key_does_not_delegate(tmp_path: Path) -> None:
     broken = broken_copy(tmp_path, "kms.tf", '      "kms:GenerateDataKeyWithoutPlaintext",\n', "")
     assert any("GenerateDataKeyWithoutPlaintext" in v for v in undelegated_key_actions(broken))

@@ -118,8 +118,9 @@ locals {
     AWS_REGION            = var.region
     MASKING_KEY_SECRET_ID = var.masking_key_secret_name
     POSTGRES_SECRET_ID    = var.postgres_secret_name
-    # The folders the router and the snapshot trigger use are the ones the engine reads.
+    # The folders the router, the snapshot trigger and the landing writers use are the ones the engine reads.
     IN_PROCESS_PREFIX = var.in_process_prefix
     SNAPSHOT_PREFIX   = trimsuffix(var.snapshot_prefix, "/")
+    PECOS_PREFIX      = trimsuffix(var.pecos_prefix, "/")
   }
 }

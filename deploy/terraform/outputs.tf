@@ -81,3 +81,13 @@ output "kms_key_arn" {
   description = "The pipeline's KMS key."
   value       = aws_kms_key.pipeline.arn
 }
+
+output "landing_writer_policy_arn" {
+  description = "IAM policy to attach to whoever writes to the landing bucket: DMS's S3 target role, the 340B and PECOS uploaders (deploy/README.md section 1)."
+  value       = aws_iam_policy.landing_writer.arn
+}
+
+output "landing_writer_policy" {
+  description = "The same policy as a JSON document, for a role managed elsewhere."
+  value       = data.aws_iam_policy_document.landing_writer.json
+}

@@ -103,6 +103,17 @@ variable "snapshot_prefix" {
   }
 }
 
+variable "pecos_prefix" {
+  description = "Folder of the landing bucket the CMS PECOS (Doctors and Clinicians) files arrive in (the pecos_clinicians feed's path in the rendered config/aws.yaml)."
+  type        = string
+  default     = "pecos/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.pecos_prefix))
+    error_message = "pecos_prefix is a folder of the landing bucket: no leading slash, one at the end (pecos/)."
+  }
+}
+
 variable "in_process_prefix" {
   description = "Folder of the in-process bucket the landing router copies to (p_date=/p_hour= folders below it), where the rendered config/aws.yaml's DMS tables read."
   type        = string
