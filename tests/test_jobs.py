@@ -113,3 +113,30 @@ def test_a_snapshot_load_with_a_bad_lease_wait_says_so_in_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "--lease_wait_seconds takes a number of seconds (0 or more), not 'an hour'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_snapshot_load_hands_the_reader_the_key_the_trigger_passed_whole(aws, monkeypatch):
+    """Found by review: the trigger passes the key as S3 names it (decoded), the job made `s3://bucket/key` of it and
+    the reader decoded that URI's path again: `%2B` became `+`, and `#` started a fragment (the key was cut)."""
+    import importlib.util
+
+    from lakehouse.config import SnapshotDate
+    from lakehouse.sources.snapshot import date_from_path, file_name, local_copy
+
+    spec = importlib.util.spec_from_file_location("snapshot_load_job", ROOT / "batch" / "snapshot_load.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="landing")
+    name = "OPA_CE_DAILY_PUBLIC_2026-11-23 v%2B1+b #2 ?é.zip"
+    s3.put_object(Bucket="landing", Key=f"opais/340b/{name}", Body=b"the export")
+    s3.put_object(Bucket="landing", Key="opais/340b/OPA_CE_DAILY_PUBLIC_2026-11-23 v+1+b ", Body=b"another object")
+
+    uri = job.snapshot_uri("landing", f"opais/340b/{name}")
+
+    assert file_name(uri) == name
+    assert date_from_path(uri, SnapshotDate()).isoformat() == "2026-11-23"
+    with local_copy(uri) as local:
+        assert local.read_bytes() == b"the export"
+    assert job.snapshot_uri(None, "/data/opais/a #1.zip") == "/data/opais/a #1.zip"  # a local path stays a path
