@@ -358,6 +358,24 @@ def test_a_quarantined_row_holds_its_key_and_a_malformed_record_is_quarantined_n
     assert [r.npi for r in deletes] == [E]
 
 
+def test_a_quarantined_row_without_a_group_holds_only_the_solo_row_not_the_clinicians_group_rows(spark, tmp_path):
+    """Found by review: an empty org_pac_id (a nullable key part: no group practice) on a quarantined row was read as
+    "any group", so a duplicated solo row held the delete of the same clinician's group row at the same address
+    (the group row stayed current as long as the duplicate recurred). Read whole, the row's empty group is its
+    value: it holds only the solo row; a malformed record's unknown parts still hold any."""
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos"
+    a_solo = [*A_BOSTON[:6], *SOLO, *A_BOSTON[8:]]
+    day1 = write(folder, "DAC_NationalDownloadableFile_2026-11-01.csv", [A_BOSTON, a_solo, B_SOLO])
+    assert apply_snapshot(spark, config, "clinicians", str(day1)).metrics[0].inserted == 3
+    renamed_solo = [*a_solo[:3], "Lee-Smith", *a_solo[4:]]  # the solo row twice, differing: one is quarantined
+    day2 = write(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", [a_solo, renamed_solo, B_SOLO])
+    (m,) = apply_snapshot(spark, config, "clinicians", str(day2)).metrics
+    assert (m.quarantined, m.deleted) == (1, 1)  # the group row, gone from the file, is deleted
+    latest = load(spark, table_paths(config, config.tables["clinicians"]).latest).collect()
+    assert sorted((r.npi, r.org_pac_id) for r in latest) == sorted([(A, None), (B, None)])
+
+
 def test_bytes_that_are_not_the_feeds_encoding_are_quarantined_and_the_right_encoding_reads_them(spark, tmp_path):
     """A Windows-1252 file read as UTF-8: the reader would turn its 'é' into U+FFFD and apply a changed name.
     The row is quarantined with a hint instead; with `encoding: windows-1252` the same file is applied as written."""

@@ -89,7 +89,7 @@ def snapshot_changes(
     op = F.when(in_snapshot & ~in_current, F.lit("I")).when(in_snapshot & ~same, F.lit("U")).when(~in_snapshot, "D")
     changes = joined.withColumn("_op", op).where(F.col("_op").isNotNull())
     if "_reason" in has:
-        changes = _hold_quarantined_keys(changes, snapshot, key)
+        changes = _hold_quarantined_keys(changes, snapshot, key, nullable)
     # The day's midnight read in the session's time zone (UTC): PySpark would read a datetime literal in the
     # driver's own zone (a New York laptop's snapshot would be valid from 05:00 UTC).
     effective = F.lit(day.isoformat()).cast("timestamp")
@@ -127,16 +127,30 @@ def _hold(name: str) -> str:
     return f"__held_{name}"
 
 
-def _hold_quarantined_keys(changes: DataFrame, snapshot: DataFrame, key: list[str]) -> DataFrame:
-    """`changes` without the deletes of live rows a quarantined row of `snapshot` names (NULL key parts hold any).
+# A quarantined row's key parts are unknown (not NULL) when its record could not be read whole or typed.
+_KEY_UNKNOWN = ("unterminated_record", "malformed_record", "type_mismatch", "null_key")
 
+
+def _hold_quarantined_keys(
+    changes: DataFrame, snapshot: DataFrame, key: list[str], nullable: list[str] | tuple[str, ...] = ()
+) -> DataFrame:
+    """`changes` without the deletes of live rows a quarantined row of `snapshot` names.
+
+    A NULL key part holds any value, except in a `nullable` key column of a row read whole (a duplicate, a bad
+    encoding): there NULL is the row's value (a clinician without a group) and holds only the live rows without one.
     The quarantined rows of a day are few: they are broadcast, and each delete is checked against all of them.
     """
     has_key = F.lit(False)
     for k in key:
         has_key = has_key | _c(k).isNotNull()
-    held = snapshot.where(F.col("_reason").isNotNull() & has_key).select(*[_c(k).alias(_hold(k)) for k in key])
+    held = snapshot.where(F.col("_reason").isNotNull() & has_key).select(
+        *[_c(k).alias(_hold(k)) for k in key], F.col("_reason").isin(*_KEY_UNKNOWN).alias("__held_unknown")
+    )
     names = F.lit(True)
     for k in key:
-        names = names & (F.col(_hold(k)).isNull() | (_c(_hold(k)) == _c(k)))
+        held_k = F.col(_hold(k))
+        if k in nullable:
+            names = names & ((held_k.isNull() & F.col("__held_unknown")) | held_k.eqNullSafe(_c(k)))
+        else:
+            names = names & (held_k.isNull() | (held_k == _c(k)))
     return changes.join(F.broadcast(held), (F.col("_op") == "D") & names, "left_anti")
