@@ -4,7 +4,8 @@ One run over four tables, their files laid out as DMS writes them; each test sta
 
     patients      CSV, commit time, change-seq, before-image key; a file with a BOM; a file cut inside the
                   last field of its last record (BI_patient_id 1000024 → 10000)
-    patients_pq   Parquet; a CDC file without first_name, email, phone; one without only `phone` (optional)
+    patients_pq   Parquet; a load row with an empty change-seq; a CDC file without first_name, email, phone; one
+                  without only `phone` (optional)
     customers     a MySQL task with the defaults: no timestamp column, no change-seq; a CDC file delivered
                   again under a new name (in a later micro-batch); an update of a key the table never had
     orders        PostgreSQL without before-images, a table with PHI (its keys are pseudonyms): a primary-key
@@ -123,7 +124,7 @@ def land(config: Config) -> dict[str, list[Path]]:
         "first_name": ["Cy"],
         "email": ["cy@example.com"],
         "phone": ["555-0107"],
-        "dms_change_seq": [None],
+        "dms_change_seq": [""],  # a full load's change-seq: Parquet keeps "" apart from NULL (no sequence, not bad)
     }
     missing = {"Op": ["U"], "dms_commit_ts": [T + "09:00:00"], "patient_id": [7], "dms_change_seq": [seq(5)]}
     no_phone = {**pq_rows, "Op": ["U"], "dms_commit_ts": [T + "10:00:00"], "email": ["cy@new.example.com"]}

@@ -93,7 +93,10 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
     source = table.source
     typed = {c: t for c, t in source.columns.items() if c not in (source.timestamp_column, source.change_seq_column)}
     ts = F.col(_q(source.timestamp_column)) if source.timestamp_column else F.lit(None).cast("string")
-    seq = F.col(_q(source.change_seq_column)) if source.change_seq_column else F.lit(None).cast("string")
+    seq = F.lit(None).cast("string")
+    if source.change_seq_column:  # empty on a full load's rows where the file keeps "" apart from NULL (Parquet)
+        raw_seq = F.col(_q(source.change_seq_column))
+        seq = F.when(F.trim(raw_seq) != "", raw_seq)
     key_null = F.lit(False)
     for k in table.primary_key:
         key_null = key_null | F.col(_q(k)).isNull()
