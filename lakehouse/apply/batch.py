@@ -236,6 +236,7 @@ def apply_changes(
         values=business,
         ignore=table.tracked_ignore,
         one_partition=one_partition,
+        keys_moved=metrics.key_changes > 0,
     ).localCheckpoint(eager=False)
     if one_partition:
         plan = plan.coalesce(1)

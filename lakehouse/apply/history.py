@@ -39,6 +39,7 @@ def plan_history(
     values: list[str],
     ignore: list[str] = (),
     one_partition: bool = False,
+    keys_moved: bool = True,
 ) -> DataFrame:
     """Combine new `changes` with the `existing` history rows of their keys.
 
@@ -51,7 +52,8 @@ def plan_history(
 
     One shuffle and one sort by key: each step looks at the neighbouring rows that still count (lag/lead
     IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in. `one_partition` (a
-    small batch's few rows): no shuffle at all, the rows are planned in one partition.
+    small batch's few rows): no shuffle at all, the rows are planned in one partition. `keys_moved=False` (the
+    batch's counts found no key change) spares the job that looks for chained key moves.
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
     old = existing.select(
@@ -78,7 +80,7 @@ def plan_history(
     if one_partition:  # one partition is already clustered by key: the windows below shuffle nothing
         rows = rows.coalesce(1)
     if unsupplied:
-        chained = _moves_chain(changes, key)
+        chained = keys_moved and _moves_chain(changes, key)
         rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered, chained=chained)
         if one_partition:  # the fill's join shuffled the rows
             rows = rows.coalesce(1)
