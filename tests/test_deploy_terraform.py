@@ -506,6 +506,9 @@ def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict
     assert "aws_security_group.glue_jobs[*].id" in connection["security_group_id_list"]
     assert resources["aws_vpc_endpoint.interface"]["for_each"] == "${local.interface_services}"
     assert "secretsmanager" in locals_(tf)["interface_services"]
+    # Found by review: the job's security configuration has it encrypt with the pipeline key, and in a subnet without
+    # NAT it had no route to KMS.
+    assert '"kms"' in locals_(tf)["interface_services"]
     # Found by review: the group has no default egress, and its S3 and DynamoDB rules existed only when Terraform
     # made the gateway endpoints (the variable says the account may have them): the job could not read its script.
     # Nor could Glue reach PyPI for the wheel's dependencies through the subnet's NAT.

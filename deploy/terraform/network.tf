@@ -1,12 +1,13 @@
 # How the export job reaches RDS PostgreSQL in its VPC (only when glue_connection_subnet_id and vpc_id are
 # set): a security group for the job's network interfaces, the rule that lets it into the database's
 # security group on 5432, and the VPC endpoints the job's other calls need from inside the VPC (S3 and
-# DynamoDB gateways; Secrets Manager, CloudWatch metrics and logs, STS interfaces). A Glue job with a network
+# DynamoDB gateways; Secrets Manager, CloudWatch metrics and logs, STS and KMS interfaces: the job's security
+# configuration has it encrypt with the pipeline key, so it must reach KMS too). A Glue job with a network
 # connection has no route to the internet unless the subnet has a NAT: see deploy/README.md.
 
 locals {
   glue_vpc           = var.glue_connection_subnet_id != "" && var.vpc_id != "" ? 1 : 0
-  interface_services = var.glue_connection_subnet_id != "" && var.vpc_id != "" ? toset(["secretsmanager", "monitoring", "logs", "sts"]) : toset([])
+  interface_services = var.glue_connection_subnet_id != "" && var.vpc_id != "" ? toset(["secretsmanager", "monitoring", "logs", "sts", "kms"]) : toset([])
   gateway_services   = var.glue_connection_subnet_id != "" && var.vpc_id != "" && length(var.vpc_route_table_ids) > 0 ? toset(["s3", "dynamodb"]) : toset([])
 }
 
