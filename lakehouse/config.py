@@ -337,6 +337,15 @@ def _root(path: str) -> str:
 
 _INTEGER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|decimal\(\s*\d+\s*(,\s*0\s*)?\)")
 _BIRTH = re.compile(r"birth|dob(?![a-z])|born(?![a-z])")  # a birth date's column name, lowercased: patientDob
+# A word of a column name that says it holds a date or time: admit_date, dischargeDt, created_at, dob, visit_ts.
+_DATE_WORD = re.compile(r"(?!(up|candi|man|vali)date)\w*(date|time|dt)|ts|timestamp|dob|dod|birth\w*|born|death|died")
+_LAST_DATE_WORD = re.compile(r"day|at|on")  # only as a name's last word: created_at, updated_on, visit_day
+
+
+def _looks_like_a_date(column: str) -> bool:
+    """Whether a column's name says it holds a date or time."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column).lower().split("_")
+    return any(_DATE_WORD.fullmatch(w) for w in words) or bool(_LAST_DATE_WORD.fullmatch(words[-1]))
 
 
 class TableConfig(_Model):
@@ -355,6 +364,8 @@ class TableConfig(_Model):
     non_phi: bool = False  # write this table to the non-PHI zone (implied by phi_columns)
     # How dates reach the non-PHI zone: as their year (HIPAA Safe Harbor, the default) or shifted per patient.
     non_phi_dates: Literal["year"] | DateShiftSettings = "year"
+    # Text columns whose names look like dates but hold none (a time zone's name): `keep` passes them.
+    not_dates: list[str] = []
     # Delta's change data feed on history: on for the 340B dimensions (the PostgreSQL export reads it), off
     # elsewhere unless asked for, since it adds the pre- and post-image of every re-closed version to each MERGE.
     change_feed: bool = False
@@ -407,6 +418,19 @@ class TableConfig(_Model):
                 [c for c, m in rules.items() if m == "keep" and business.get(c) in _DATE_TYPES],
                 "columns {} are dates marked keep; a date reaches the non-PHI zone only as its year (`year`, "
                 "HIPAA Safe Harbor) or shifted per patient (`shift` with non_phi_dates: {{shift_days: N}})",
+            ),
+            (
+                [
+                    c
+                    for c, m in rules.items()
+                    if m in ("keep", "last4")
+                    and business.get(c) == "string"
+                    and _looks_like_a_date(c)
+                    and c not in self.not_dates
+                ],
+                "columns {} are text whose names say date or time, marked keep or last4: a date kept as text reaches "
+                "the non-PHI zone whole. Give them `year` (it reads the year from the text) or `redact`; a column that "
+                "holds no date goes in the table's not_dates",
             ),
             (
                 [c for c, m in rules.items() if m == "year" and _BIRTH.search(c.lower())],
@@ -733,7 +757,8 @@ class Config(_Model):
         if unflagged and self.privacy.consented_only:
             raise ValueError(
                 f"tables {unflagged} go to the non-PHI zone, which only takes consented rows: give them "
-                "consent.patient_column, or set privacy.consented_only: false"
+                "consent.patient_column (a table about no patient can set privacy.consented_only: false, but that "
+                "admits every row of every table, withdrawn patients' too)"
             )
         problems = [f"table {n}: {p}" for n in non_phi for p in self.tables[n].non_phi_problems()]
         if problems:

@@ -594,6 +594,21 @@ def test_a_date_reaches_the_non_phi_zone_only_as_its_year_or_shifted(tmp_path: P
     assert "columns name say shift, which needs a date" in str(config_error(write(tmp_path, wrong)))
 
 
+def test_text_named_as_a_date_is_not_kept_whole_in_the_non_phi_zone(tmp_path: Path) -> None:
+    """Found by review: only date-typed columns were refused `keep`, and the README advises declaring zone-less
+    times as text: an `admit_date` string kept (or `last4`: '******03-02') put exact dates in the zone."""
+    rules = {"id": "pseudonym", "name": "keep", "born": "birth_year"}
+    for column, method in (("admit_date", "keep"), ("dischargeDt", "last4"), ("created_at", "keep")):
+        data = zone_document({**rules, column: method})
+        data["tables"]["people"]["source"]["columns"][column] = "string"
+        assert f"columns {column} are text whose names say date or time" in str(config_error(write(tmp_path, data)))
+        data["tables"]["people"]["not_dates"] = [column]  # the owner says it holds no date
+        assert load_config(write(tmp_path, data)).tables["people"].not_dates == [column]
+    data = zone_document({**rules, "admit_date": "year", "update_count": "keep"})
+    data["tables"]["people"]["source"]["columns"] |= {"admit_date": "string", "update_count": "string"}
+    assert load_config(write(tmp_path, data)).tables["people"].phi_columns["admit_date"] == "year"
+
+
 def test_the_consent_patient_column_and_keys_stay_distinct_pseudonyms(tmp_path: Path) -> None:
     error = str(config_error(write(tmp_path, zone_document({"id": "redact", "name": "keep", "born": "birth_year"}))))
     assert "primary key columns id must stay distinct" in error
