@@ -435,6 +435,31 @@ def test_optional_fields_and_children_no_entity_has_do_not_refuse_the_file(tmp_p
     assert parsed.stats.rows["dim_ce"] == parsed.stats.rows["dim_pharmacy"] == 1
 
 
+@pytest.mark.parametrize(
+    ("names", "missing", "new"),
+    [
+        ({"terminationDate": "terminatedDate"}, "terminationDate (dim_ce.termination_date)", "terminatedDate (2)"),
+        ({"subName": "SubName"}, "subName (dim_ce.sub_name)", "SubName (2)"),
+    ],
+    ids=["similar", "case"],
+)
+def test_an_optional_field_renamed_in_every_entity_refuses_the_file(
+    tmp_path: Path, names: dict[str, str], missing: str, new: str
+) -> None:
+    """Found by review: a field HRSA may leave out (a terminated entity's terminationDate) renamed in every entity
+    was read as a day without it: every terminated entity turned un-terminated, the update the delete guard does
+    not see. An unknown field of the same objects that looks like its new name refuses the file."""
+    entities = [
+        renamed(entity(i, f"E{i}", terminationDate="2026-01-0" + str(i), subName="CLINIC"), **names) for i in (1, 2)
+    ]
+    message = str(failure(write_json(tmp_path, entities)))
+    assert missing in message and new in message
+    unrelated = [
+        entity(i, f"E{i}", terminationDate=ABSENT, wholesaler="X") for i in (1, 2)
+    ]  # a day without, a new field
+    assert parse_export(write_json(tmp_path, unrelated, name="other.json")).stats.rows["dim_ce"] == 2
+
+
 def test_fields_seen_by_any_process_count_for_the_whole_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ column at once. A datetime Arrow cannot parse sends that column back to Python, 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -284,6 +285,7 @@ def _keys_by_kind(paths: Iterable[str]) -> dict[str, frozenset[str]]:
 
 
 REQUIRED_KEYS = _keys_by_kind(REQUIRED)  # path of a kind of object → the keys REQUIRED of it
+KNOWN_KEYS = _keys_by_kind(FEEDS)  # … → every key a column reads, REQUIRED or OPTIONAL
 CE_EDIT_DATE = list(SOURCES["dim_ce"]).index("edit_date")
 CONTRACT_EDIT_DATE = list(SOURCES["dim_ce_contract_pharmacy"]).index("edit_date")
 PHARMACY_ID = list(SOURCES["dim_ce_contract_pharmacy"]).index("pharmacy_id")
@@ -476,7 +478,7 @@ class Flattener:
         self.pharmacy_conflicts: set[int] = set()
         self.unknown_fields: dict[str, int] = {}  # JSON path of a key the parser does not read → objects with it
         self.seen: dict[str, set[str]] = {}  # path of a kind of object (Fields.path) → keys its objects have
-        self.complete: set[str] = set()  # kinds whose REQUIRED keys are all seen: no need to look again
+        self.complete: set[str] = set()  # kinds whose keys (KNOWN_KEYS) are all seen: no need to look again
 
     def _keys(self, obj: dict[str, Any], fields: Fields) -> None:
         """Note the keys of `obj` (and of its sub-objects), an object of the kind `fields` describes: those no
@@ -489,7 +491,7 @@ class Flattener:
         if fields.path not in self.complete and not _empty(obj):
             seen = self.seen.setdefault(fields.path, set())
             seen.update(obj)
-            if REQUIRED_KEYS.get(fields.path, frozenset()) <= seen:
+            if KNOWN_KEYS.get(fields.path, frozenset()) <= seen:
                 self.complete.add(fields.path)
         for sub, inner in fields.subs:
             value = obj.get(sub)
@@ -498,13 +500,20 @@ class Flattener:
 
     def missing_fields(self) -> dict[str, tuple[str, ...]]:
         """The REQUIRED fields that no object of their kind has, of the kinds the file has objects of (with a
-        value), each with the columns it feeds; in column order."""
+        value), each with the columns it feeds; in column order. An OPTIONAL field no object has counts too when an
+        unknown field of its objects looks like its new name (terminatedDate, SubName): a rename, not a day without."""
         missing = {}
-        for path, columns in REQUIRED.items():
+        for path, columns in FEEDS.items():
             kind, key = split_path(path)
-            if kind in self.seen and key not in self.seen[kind]:
+            absent = kind in self.seen and key not in self.seen[kind]
+            if absent and (path not in OPTIONAL_FIELDS or self._renamed(kind, key)):
                 missing[path] = columns
         return missing
+
+    def _renamed(self, kind: str, key: str) -> bool:
+        unknown = [k for k in (split_path(p) for p in self.unknown_fields) if k[0] == kind]
+        names = {k.lower(): k for _kind, k in unknown}
+        return key.lower() in names or bool(difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.8))
 
     def add(self, entity: Any, position: int) -> None:
         """Flatten one element of coveredEntities, read up to byte `position`."""
