@@ -460,6 +460,13 @@ def test_an_optional_field_renamed_in_every_entity_refuses_the_file(
     assert parse_export(write_json(tmp_path, unrelated, name="other.json")).stats.rows["dim_ce"] == 2
 
 
+def test_an_unpaired_surrogate_escape_refuses_the_file_naming_it(tmp_path: Path) -> None:
+    """Found by review: JSON allows an escaped lone surrogate (a UTF-16 source's broken text), Python decodes it, and
+    storing it failed with a bare UnicodeEncodeError naming neither file nor value."""
+    error = failure(write_json(tmp_path, [entity(1, "A"), entity(2, "B", name="VALLEY \ud800 CLINIC")]))
+    assert "unpaired surrogate" in str(error) and "VALLEY" in str(error) and error.file == str(tmp_path / EXPORT_NAME)
+
+
 def test_fields_seen_by_any_process_count_for_the_whole_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

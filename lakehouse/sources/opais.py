@@ -240,6 +240,12 @@ def _snapshot_error(exc: BadValue, file: str, flattener: Flattener, position: in
     return SnapshotError(str(exc), file=file, entity_index=exc.entity, position=flattener.positions[exc.entity])
 
 
+_SURROGATE = (
+    "a text value holds an unpaired surrogate (an escape such as \\ud800 without its pair), which is no character "
+    "and cannot be stored; fix the value at the source or replace the file"
+)
+
+
 def _read(flattener: Flattener, items: Iterator[tuple[Any, int]], file: str, ticker: _Ticker) -> int:
     """Feed every entity of `items` to the flattener; any problem becomes a SnapshotError. Returns bytes read."""
     position = 0
@@ -251,6 +257,8 @@ def _read(flattener: Flattener, items: Iterator[tuple[Any, int]], file: str, tic
         raise _snapshot_error(exc, file, flattener, position) from None
     except JsonProblem as exc:
         raise SnapshotError(exc.problem, file=file, entity_index=flattener.entities, position=exc.position) from None
+    except UnicodeEncodeError as exc:
+        raise SnapshotError(f"{_SURROGATE} ({exc.object[:80]!r})", file=file, entity_index=flattener.entities) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         where = {"file": file, "entity_index": flattener.entities, "position": position}
         raise SnapshotError(f"the ZIP is damaged or cut short ({exc})", **where) from exc
@@ -319,6 +327,8 @@ def _flush(flattener: Flattener, file: str, position: int) -> None:
         flattener.flush()
     except BadValue as exc:
         raise _snapshot_error(exc, file, flattener, position) from None
+    except UnicodeEncodeError as exc:  # found when the rows became Arrow: in an entity before `position`
+        raise SnapshotError(f"{_SURROGATE} ({exc.object[:80]!r})", file=file, position=position) from None
 
 
 def _check_fields(flattener: Flattener, file: str) -> None:
