@@ -250,11 +250,13 @@ def start_feed_query(
     refused snapshot (older than one applied, or a second file for a day) is logged and fails the run.
     """
     from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, refuse
-    from lakehouse.sources.snapshot import read_snapshot_stream, snapshot_order
+    from lakehouse.sources.snapshot import content_dates, read_snapshot_stream, snapshot_order
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
         paths = [path for (path,) in files.select("path").collect()]
-        for path in sorted(paths, key=lambda p: snapshot_order(p, config.snapshots[feed].date)):
+        setting = config.snapshots[feed].date
+        dates = content_dates(paths) if setting.source == "content" and len(paths) > 1 else {}
+        for path in sorted(paths, key=lambda p: snapshot_order(p, setting, dates.get(p))):
             try:
                 result = apply_snapshot(spark, config, feed, path)
             except SnapshotRefused as exc:

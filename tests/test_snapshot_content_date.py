@@ -66,3 +66,20 @@ def test_a_new_export_with_the_same_newest_edit_and_name_is_refused_and_the_same
     assert refusals_pending(lambda: spark, config, "opais") is None
     write_export(path, entities=12, seed=5, day=0)
     assert apply_snapshot(spark, config, "opais", str(path)).status == "already_applied"
+
+
+def test_exports_of_several_days_in_one_batch_apply_oldest_content_first(spark, tmp_path):
+    """Found by review: HRSA names every export alike, so a backfill of two days landed at once had one sort key;
+    applied in listing order, the newer day first, the older one was refused and its day never reached history.
+    The batch's content-dated files are ordered by their content dates (a parse each) whatever their folders."""
+    from lakehouse.runner import run_once
+
+    config = content_dated(tmp_path)
+    for folder, day in (("a-newer", 30), ("b-older", 0)):  # the path order is the wrong order
+        (tmp_path / "landing" / folder).mkdir(parents=True)
+        write_export(tmp_path / "landing" / folder / NAME, entities=12, seed=5, day=day)
+    runs = run_once(spark, config)
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    log = spark.read.format("delta").load(f"{config.paths.lake}/_snapshots/opais").orderBy("snapshot_date").collect()
+    assert [r.status for r in log] == ["applied", "applied"]
+    assert log[0].snapshot_date < log[1].snapshot_date

@@ -55,19 +55,38 @@ def read_snapshot_stream(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed)
     )
 
 
-def snapshot_order(path: str, setting: SnapshotDate) -> tuple[date, str]:
+def snapshot_order(path: str, setting: SnapshotDate, content_date: date | None = None) -> tuple[date, str, str]:
     """The order snapshot files are applied in: the date in the name, then the name (never a modification time).
 
     A name without a date sorts last: the dated files are applied, then it fails the run with its message.
-    With `date.source: content` the date is only known after parsing, so such files go in name order.
+    With `date.source: content` the date is only known after parsing: by `content_date` when given
+    (`content_dates`), else such files go in name order. The whole path breaks a tie (HRSA's fixed name).
     """
     name = file_name(path)
     if setting.source == "name":
         try:
-            return date_from_path(path, setting), name
+            return date_from_path(path, setting), name, path
         except InputError:
-            return date.max, name
-    return date.min, name
+            return date.max, name, path
+    return content_date or date.min, name, path
+
+
+def content_dates(paths: list[str]) -> dict[str, date]:
+    """The content date (newest editDate) of each 340B export, by a parse of each: for a batch of several
+    content-dated files, whose names cannot order them (HRSA names every day's export alike) and which, applied
+    newest first, would refuse the older ones and lose their days from history. A file that cannot be read sorts
+    last (date.max), where its apply reports the problem."""
+    from lakehouse.sources.opais import parse_export
+
+    dates = {}
+    for path in paths:
+        try:
+            with local_copy(path) as local:
+                newest = parse_export(local).stats.max_edit_date
+        except Exception:  # a bad file or a failed download: its apply names the problem
+            newest = None
+        dates[path] = newest.date() if newest else date.max
+    return dates
 
 
 def file_name(path: str) -> str:
