@@ -107,6 +107,50 @@ def test_load_files_are_recognised_by_name_regardless_of_case_and_folders() -> N
     assert (row["_is_load"], row["_op"], row["id"]) == (True, "I", "1")
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LOAD0000000A.csv",  # DMS counts load files in hexadecimal
+        "LOAD0000001F.parquet",
+        "SEGMENT1_LOAD00000001.csv",  # a `ranges` parallel load without segment-names
+        "SEGMENT3_LOAD0000000A.csv.gz",
+        "segment12_load00000010.csv",
+        "LOAD_1_00000001.csv",
+    ],
+)
+def test_parallel_and_hex_numbered_load_files_are_load_files(name: str) -> None:
+    """Found by review: SEGMENTn_LOAD… files were read as CDC files: without Op every row was schema_drift, and with
+    Op and a timestamp column the load's rows were changes dated at their transfer time."""
+    path = f"s3://b/dms/public/people/{name}"
+    assert is_load_file(path)
+    if name.endswith(".csv"):
+        (row,) = parse(path, "t1,1,Ann,9.5,s1,\n")
+        assert (row["_is_load"], row["_op"], row["id"], row.get("_reason")) == (True, "I", "1", None)
+
+
+def test_a_partition_folders_load_files_are_load_files() -> None:
+    assert is_load_file("s3://b/dms/public/people/p2026_01/LOAD00000001.csv")
+    assert is_load_file("s3://b/dms/public/people/custom_segment2/LOAD0000000B.csv")
+
+
+@pytest.mark.parametrize("name", ["LOADER.csv", "load_20260301.csv", "SEGMENTA_LOAD00000001.csv", "my-load.csv"])
+def test_a_name_like_a_load_file_that_dms_does_not_write_is_told_naming_the_file(name: str) -> None:
+    """Neither a load nor a CDC file by its name: read as changes, a load's rows would be dated at transfer time."""
+    path = f"s3://b/dms/people/{name}"
+
+    (row,) = parse(path, "I,t1,1,Ann,9.5,s1,\n")
+
+    assert not is_load_file(path)
+    assert (row["_reason"], row["_row"], row["_file"]) == ("unsupported_file", -1, path)
+    assert repr(name) in row["_detail"] and "SEGMENT1_LOAD00000001.csv" in row["_detail"]
+
+
+def test_a_cdc_file_named_by_time_or_otherwise_without_load_in_it_is_still_read_as_changes() -> None:
+    for name in ("20260301-120000000.csv", "20260301-120000000123456-000001.csv", "download.csv"):
+        (row,) = parse(f"s3://b/dms/LOAD/people/{name}", "U,t1,1,Ann,9.5,s1,\n")
+        assert (row["_is_load"], row["_op"], row.get("_reason")) == (False, "U", None)
+
+
 # --- header row (AddColumnName=true) ----------------------------------------------------------------------------
 
 

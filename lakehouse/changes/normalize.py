@@ -88,6 +88,25 @@ def file_order(path: Column) -> Column:
     return F.when(delivered != "", F.concat(F.lit("~"), delivered, F.lit("/"), name)).otherwise(name)
 
 
+def _no_commit_time(timestamp_column: str | None) -> Column:
+    """Why a row has no commit time, naming its file: the file name is the only time left to read."""
+    why = (
+        f"its {timestamp_column} (DMS TimestampColumnName) is empty"
+        if timestamp_column
+        else "the table has no timestamp_column (DMS TimestampColumnName)"
+    )
+    return F.concat(
+        F.lit("no commit time: "),
+        F.lit(why),
+        F.lit(" and the file name '"),
+        F.regexp_extract(F.col("_file"), r"([^/]*)$", 1),
+        F.lit(
+            "' is neither a DMS full-load name (LOAD00000001.csv, SEGMENT1_LOAD00000001.csv) nor a CDC file's time "
+            "(yyyymmdd-hhmmssfff.csv); land it under its DMS name, or configure the timestamp column"
+        ),
+    )
+
+
 def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFrame:
     """Type, validate and sequence parsed rows. Rows with a non-null `_reason` go to quarantine."""
     source = table.source
@@ -133,13 +152,7 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
             F.concat(F.lit(f"{source.timestamp_column}: '"), ts, F.lit("' is not a timestamp")),
         )
         .when(reason == "type_mismatch", _first_cast_failure(typed))
-        .when(
-            reason == "no_commit_time",
-            F.lit(
-                "no commit time: the table has no timestamp_column (DMS TimestampColumnName) and the file is not "
-                "named as DMS names CDC files (yyyymmdd-hhmmssfff.csv); rename it, or configure the timestamp column"
-            ),
-        )
+        .when(reason == "no_commit_time", _no_commit_time(source.timestamp_column))
     )
     raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])
     file = file_order(F.col("_file"))

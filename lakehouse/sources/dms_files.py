@@ -11,6 +11,8 @@ A row that cannot be mapped comes out with a `_reason`, never dropped:
 * DMS ends every CSV record with a newline, so a file that does not end with one was cut short: its
   last record is `truncated` (the complete records before it are applied);
 * a UTF-8 byte order mark is not data;
+* a file is a full load's by its name (LOAD00000001.csv, LOAD0000000A.csv, SEGMENT1_LOAD00000001.csv), else CDC;
+  a name with LOAD in it that DMS does not write is `unsupported_file`, read neither way;
 * a Parquet column's bytes (BLOB, bytea) are read as lowercase hex; a column with no text form (a nested
   type) makes every row of the file `unparseable`.
 
@@ -40,9 +42,20 @@ PARQUET_SLICE_ROWS = 20_000  # a Parquet file's rows made Python values at a tim
 csv.field_size_limit(2**31 - 1)  # a large text column is data, not an error
 
 
+# A DMS full-load file's name. DMS numbers them with a hexadecimal counter (LOAD00000009.csv, LOAD0000000A.csv);
+# a parallel load of type `ranges` without segment-names prefixes the segment (SEGMENT1_LOAD00000001.csv, DMS
+# user guide "Parallel load of partitioned sources"; the other parallel loads write LOAD00000001.csv into a
+# folder per partition); LOAD_1_00000001.csv is the segment form of Qlik Replicate, DMS's origin. Any extension
+# follows (.csv, .parquet, .csv.gz). deploy/lambdas/landing_router.py holds a copy (the Lambda is packaged
+# without lakehouse): tests/test_deploy_lambdas.py checks the two agree.
+LOAD_NAME = re.compile(r"^(?:SEGMENT[0-9]+_)?LOAD(?:_[0-9]+_)?[0-9A-F]+\.", re.IGNORECASE)
+# A name with LOAD in it that LOAD_NAME does not take: read neither as a load nor as changes (see _parse).
+_LOAD_LIKE = re.compile(r"(?:^|[^A-Z])LOAD", re.IGNORECASE)
+
+
 def is_load_file(path: str) -> bool:
-    """DMS names full-load files LOAD00000001.csv …; everything else in the folder is CDC."""
-    return posixpath.basename(path).upper().startswith("LOAD")
+    """Whether DMS wrote the file in a full load, by its name (see LOAD_NAME); CDC files are named by their time."""
+    return LOAD_NAME.match(posixpath.basename(path)) is not None
 
 
 _DMS_NAME_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})(\d*)\.")
@@ -128,7 +141,16 @@ def _parse(path: str, data: bytes, source: DmsSource) -> Iterator[Row]:
     is_load = is_load_file(path)
     name = posixpath.basename(path).lower()
     stem = name.removesuffix(".gz")
-    if stem.endswith(".csv") and source.format == "csv":
+    if not is_load and dms_file_time(path) is None and _LOAD_LIKE.search(name):
+        # Read as changes, a full load's rows would be dated at their transfer time and could sort after the changes
+        # committed during the load (or fail the layout without Op): the name is told, not guessed.
+        detail = (
+            f"file name {posixpath.basename(path)!r} looks like a full-load file but is not one DMS writes "
+            "(LOAD00000001.csv, LOAD0000000A.csv, SEGMENT1_LOAD00000001.csv) nor a CDC file's time "
+            "(20260301-120000000.csv): nothing of it is read. Land it under its DMS name"
+        )
+        yield _error(path, -1, is_load, "unsupported_file", detail, "")
+    elif stem.endswith(".csv") and source.format == "csv":
         yield from _parse_csv(path, data, is_load, source)
     elif stem.endswith(".parquet") and source.format == "parquet":
         yield from _parse_parquet(path, data, is_load, source)
