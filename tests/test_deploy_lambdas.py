@@ -265,6 +265,55 @@ def test_router_puts_a_reload_landing_after_its_loads_folder_closed_in_a_version
     ]
 
 
+@pytest.mark.parametrize("name", ["LOAD0000000A.csv", "SEGMENT2_LOAD00000001.csv", "p2026_03/LOAD00000010.csv"])
+def test_router_versions_a_reload_of_any_dms_load_name_landing_after_its_folder_closed(router: dict, name: str) -> None:
+    """Found by review: the router knew load files as LOAD<decimal digits>, so a reload of LOAD0000000A.csv (DMS counts
+    load files in hexadecimal) or SEGMENT2_LOAD00000001.csv in a later folder kept its plain name and took the first
+    load's sequences."""
+    key = f"dms/cpap/patients/{name}"
+    first = land(router, key, b"1,Ada\n")
+    router["module"].handler(s3_notification((router["landing"], key, first)), None)
+    router["dynamodb"].put_item(
+        TableName=router["CONTROL_TABLE"],
+        Item={"pipeline": {"S": "cpap"}, "p_date": {"S": "2026-11-23"}, "p_hour": {"S": "10"}},
+    )
+    reload = land(router, key, b"1,Ada Lovelace\n")
+    router["module"].handler(s3_notification((router["landing"], key, reload)), None)
+
+    written = router["s3"].head_object(Bucket=router["landing"], Key=key, VersionId=reload["VersionId"])
+    stamp = written["LastModified"].astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    folder, _, file = f"cpap/patients/{name}".rpartition("/")
+    assert target_keys(router) == [
+        f"dms/p_date=2026-11-23/p_hour=09/cpap/patients/{name}",
+        f"dms/p_date=2026-11-23/p_hour=10/{folder}/version={stamp}-{reload['VersionId']}/{file}",
+    ]
+
+
+# Names DMS writes into a table's folder, and others: the router and the engine must take the same ones as loads.
+NAMES = [
+    "LOAD00000001.csv", "LOAD00000009.csv", "LOAD0000000A.csv", "LOAD0000000F.parquet", "LOAD00000010.csv.gz",
+    "load0000000b.csv", "SEGMENT1_LOAD00000001.csv", "SEGMENT3_LOAD0000000A.csv", "SEGMENT12_LOAD00000002.parquet",
+    "LOAD_1_00000001.csv", "20261123-091500123.csv", "20141029-1134010000.csv", "LOAD 0001+extra.csv", "LOADER.csv",
+    "LOAD.csv", "SEGMENTA_LOAD00000001.csv", "x_LOAD00000001.csv", "LOAD00000001", "CDC_TXN-20201117153046033.csv",
+]  # fmt: skip
+
+
+def test_router_and_engine_agree_on_which_names_are_full_load_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda is packaged without lakehouse, so it holds a copy of the engine's matcher."""
+    from lakehouse.sources import dms_files
+
+    monkeypatch.syspath_prepend(str(LAMBDAS))
+    module = importlib.import_module("landing_router")
+
+    assert module.LOAD_NAME.pattern == dms_files.LOAD_NAME.pattern
+    assert module.LOAD_NAME.flags == dms_files.LOAD_NAME.flags
+    for folder in ("dms/cpap/patients/", "dms/cpap/patients/p2026_03/", ""):
+        router = [n for n in NAMES if module._is_load_file(folder + n)]
+        engine = [n for n in NAMES if dms_files.is_load_file(f"s3://landing/{folder}{n}")]
+        assert router == engine
+    assert len(router) == 10
+
+
 def test_router_recopies_a_destination_lost_after_the_first_delivery(router: dict) -> None:
     put = land(router, "dms/cpap/devices/20261123-092000000.csv")
     event = s3_notification((router["landing"], "dms/cpap/devices/20261123-092000000.csv", put))

@@ -197,11 +197,14 @@ def version_beside(key: str, version: str, modified: dt.datetime | None) -> str:
     return f"{folder}/version={tag}/{name}" if folder else f"version={tag}/{name}"
 
 
-_LOAD_FILE = re.compile(r"LOAD\d+\.[^/]*$")  # a DMS full-load file's name (LOAD00000001.csv, .parquet, .csv.gz)
+# A DMS full-load file's name: a hexadecimal counter (LOAD00000001.csv … LOAD0000000A.csv), SEGMENT1_LOAD00000001.csv
+# (a ranges parallel load without segment-names), any extension. A copy of lakehouse.sources.dms_files.LOAD_NAME: this
+# Lambda is packaged without lakehouse; tests/test_deploy_lambdas.py checks the two agree.
+LOAD_NAME = re.compile(r"^(?:SEGMENT[0-9]+_)?LOAD(?:_[0-9]+_)?[0-9A-F]+\.", re.IGNORECASE)
 
 
 def _is_load_file(key: str) -> bool:
-    return bool(_LOAD_FILE.match(key.rpartition("/")[2]))
+    return LOAD_NAME.match(key.rpartition("/")[2]) is not None
 
 
 def _has_earlier_version(s3: Any, bucket: str, key: str, version: str) -> bool:
