@@ -675,6 +675,10 @@ class LockSettings(_Model):
     dynamodb_table: str | None = None
     region: str | None = None
     lease_seconds: float = Field(default=600, ge=30)
+    # How long a job waits for a unit another job holds before it gives up. A job killed hard (a Glue timeout, an
+    # OOM) cannot release its lease, which expires lease_seconds after its last renewal: a retry that waits longer
+    # than that takes the unit over instead of failing on a dead holder. 0 (local): refuse at once, naming it.
+    wait_seconds: float = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _table_named(self) -> LockSettings:

@@ -68,12 +68,16 @@ LEASE_POLL_SECONDS = 15.0  # how often a job that waits for a unit asks again
 
 
 @contextmanager
-def hold(config: Config, units: list[str], *, job: str | None = None, wait_seconds: float = 0) -> Iterator[None]:
+def hold(
+    config: Config, units: list[str], *, job: str | None = None, wait_seconds: float | None = None
+) -> Iterator[None]:
     """Hold the leases of `units` (names from `config.write_units()`) for the duration of the block.
 
     `wait_seconds`: how long to wait for a unit another job holds before giving up (UnitBusyError); 0 refuses at
-    once. A job started for one file (the snapshot load) waits, since nothing else would apply its file soon."""
-    deadline = time.monotonic() + wait_seconds
+    once; by default the configuration's `locks.wait_seconds`. A job started for one file (the snapshot load)
+    waits longer, since nothing else would apply its file soon."""
+    wait = config.locks.wait_seconds if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + wait
     with ExitStack() as stack:
         for unit in sorted(dict.fromkeys(units)):  # one order everywhere: two jobs never wait on each other
             stack.enter_context(_hold_one(config, unit, job=job, deadline=deadline))

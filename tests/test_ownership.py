@@ -26,7 +26,7 @@ def local_config(root: Path) -> Config:
     return make_config(root, {"people": copy.deepcopy(PEOPLE)})
 
 
-def dynamodb_config(root: Path, aws, *, lease_seconds: float = 30) -> Config:
+def dynamodb_config(root: Path, aws, *, lease_seconds: float = 30, wait_seconds: float = 0) -> Config:
     table = "lakehouse-test-leases"
     dynamodb = aws.client("dynamodb")
     dynamodb.create_table(
@@ -37,6 +37,7 @@ def dynamodb_config(root: Path, aws, *, lease_seconds: float = 30) -> Config:
     )
     config = local_config(root)
     locks = {"store": "dynamodb", "dynamodb_table": table, "lease_seconds": lease_seconds}
+    locks["wait_seconds"] = wait_seconds
     return Config.model_validate({**config.model_dump(by_alias=True, exclude={"source_file"}), "locks": locks})
 
 
@@ -111,6 +112,37 @@ def test_a_dynamodb_lease_is_refused_while_held_and_taken_over_once_expired(tmp_
         item = dynamodb.get_item(TableName=table, Key={"unit": {"S": "opais"}})["Item"]
         assert item["holder"]["S"].startswith("this-job ") and int(item["expires_at"]["N"]) > time.time() + 20
     assert "Item" not in dynamodb.get_item(TableName=table, Key={"unit": {"S": "opais"}})  # given back
+
+
+def test_a_retry_waits_out_the_lease_of_a_job_killed_hard(tmp_path: Path, aws, monkeypatch) -> None:
+    """Found by review: a job killed by Glue's timeout or an OOM never gives its lease back; the flows' retries (at
+    most 420 s of waits) came while it was still valid and failed the unit. With `locks.wait_seconds` (the deploy
+    waits longer than a lease lasts) the retry takes the unit once the dead lease expires."""
+    from lakehouse import ownership
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    monkeypatch.setattr(ownership, "LEASE_POLL_SECONDS", 0.5)
+    config = dynamodb_config(tmp_path, aws, wait_seconds=20)
+    dead = {"unit": {"S": "people"}, "holder": {"S": "killed-job ip-10-0-0-1 pid 7"}, "since": {"S": "earlier"},
+            "expires_at": {"N": str(int(time.time()) + 3)}}  # fmt: skip
+    aws.client("dynamodb").put_item(TableName="lakehouse-test-leases", Item=dead)
+    started = time.monotonic()
+    with hold(config, ["people"], job="retry"):
+        assert 1 < time.monotonic() - started < 15
+    assert render_aws_locks()["wait_seconds"] > load_lease_seconds()
+
+
+def render_aws_locks() -> dict:
+    """The locks of the shipped AWS configuration, as its file says."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parents[1] / "config" / "aws.yaml").read_text())["locks"]
+
+
+def load_lease_seconds() -> float:
+    from lakehouse.config import LockSettings
+
+    return render_aws_locks().get("lease_seconds", LockSettings.model_fields["lease_seconds"].default)
 
 
 def test_run_once_reports_a_busy_table_and_applies_the_others(tmp_path: Path, spark) -> None:
