@@ -9,12 +9,16 @@ in the PHI history that the policy and the privacy log admit come back, masked. 
 applied a policy, whose zone has an older layout, or whose masking key changed (its pseudonyms would no
 longer join, nor could a forget find them), is rebuilt whole the same way.
 
-Every step is idempotent and the applied policy is written last: a crash anywhere is finished by the
-next sync. A forget runs beside a sync (it takes no lease): after its writes a sync or rebuild reads the
-privacy log again and deletes the patients forgotten since it first read it (`remove_forgotten_since`).
-The check costs nothing while the policy is unchanged (its fingerprint is remembered), and
-`zone_is_synced` answers it without Spark for a local lake, so `lakehouse run` starts no query for a
-table with nothing new whose zone already follows the stored policy.
+Every step is idempotent. A sync records its intent before its first write (the patients it is about to re-sync,
+or "rebuild", in `<lake>/_privacy/consent_pending/<table>`), writes the applied policy last, then clears the
+intent. A crash or a failed write anywhere is finished by the next sync, which re-syncs the pending patients too
+(or rebuilds again) even if the policy went back to the applied one meanwhile: the diff alone would then be empty,
+and a patient half re-synced for a grant since deleted would stay in the zone without consent. A forget runs beside
+a sync (it takes no lease): after its writes a sync or rebuild reads the privacy log again and deletes the patients
+forgotten since it first read it (`remove_forgotten_since`). The check costs nothing while the policy is unchanged
+(its fingerprint is remembered), and `zone_is_synced` answers it without Spark for a local lake, so `lakehouse run`
+starts no query for a table with nothing new whose zone already follows the stored policy (and has no intent
+pending).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym
 from lakehouse.pending import local_path, table_version
 from lakehouse.policy.build import POLICY_COLUMNS, POLICY_SCHEMA
+from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.tables import STATS_COLUMNS
 
 if TYPE_CHECKING:
@@ -60,8 +65,16 @@ ZONE_LAYOUT = 5  # 3: partitioned by `_key_bucket`; 4: no `_batch_id`, technical
 # grant without a date admits nothing (a zone of 4 may hold versions it admitted "since always": rebuilt)
 
 
+# What a table's pending intent says (the userMetadata of its newest commit): its rows are the patients to re-sync.
+RESYNC, REBUILD, DONE = "resync", "rebuild", "done"
+
+
 def applied_path(zone: NonPhiZone, table: TableConfig) -> str:
     return f"{zone.privacy}/consent_applied/{table.name}"
+
+
+def pending_path(zone: NonPhiZone, table: TableConfig) -> str:
+    return f"{zone.privacy}/consent_pending/{table.name}"
 
 
 def sync_consent(
@@ -77,36 +90,79 @@ def sync_consent(
     """Apply the policy to the table's part of the zone if it changed since the table last did; say what was done.
 
     The table's zone is rebuilt whole when it never applied a policy, or when its layout or the masking key
-    changed (its pseudonyms would no longer join, nor could a forget find them). `synced` remembers, per
+    changed (its pseudonyms would no longer join, nor could a forget find them). The patients of an interrupted sync
+    (its pending intent) are re-synced too, and an interrupted rebuild is done again. `synced` remembers, per
     table, what this process applied, so an unchanged policy costs nothing.
     """
     zone_id = _zone_id(table, zone)
     stamp = _stamp(fingerprint, zone_id)
     if synced.get(table.name) == stamp:
         return None
+    synced.pop(table.name, None)  # a sync that fails below must not pass for done if the policy goes back
     applied = applied_path(zone, table)
     stored = _stored_stamp(spark, applied)
+    pending = _pending(spark, zone, table)
     done = None
-    if stored == stamp:
+    if stored == stamp and pending is None:
         pass
-    elif stored is None or stored.rsplit("|", 1)[-1] != zone_id:
+    elif pending == REBUILD or stored is None or stored.rsplit("|", 1)[-1] != zone_id:
         empty = spark.read.format("delta").load(phi_history).isEmpty()
-        if not (empty and _current_layout(spark, table, zone)):  # else a first run: the batches write the zone
-            done = rebuild(spark, table, zone, phi_history=phi_history, policy=policy)
+        if pending == REBUILD or not (empty and _current_layout(spark, table, zone)):  # else a first run
+            done = rebuild(spark, table, zone, phi_history=phi_history, policy=policy)  # writes the applied policy
+            synced[table.name] = stamp
+            return done
     elif policy is not None:
         current = policy.select(*POLICY_COLUMNS)
         before = spark.read.format("delta").load(applied).select(*POLICY_COLUMNS)
-        changed = current.exceptAll(before).unionByName(before.exceptAll(current)).select("patient_id").distinct()
-        changed = changed.localCheckpoint(eager=True)
+        changed = current.exceptAll(before).unionByName(before.exceptAll(current)).select("patient_id")
+        if pending == RESYNC:  # the patients an interrupted sync was re-syncing, whatever the policy is now
+            changed = changed.unionByName(spark.read.format("delta").load(pending_path(zone, table)))
+        changed = changed.distinct().localCheckpoint(eager=True)
         count = changed.count()
         if count:
+            _record_intent(spark, zone, table, RESYNC, changed)  # before the first delete
             resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
+            pending = RESYNC
             done = f"consent changes of {count} patients applied to the non-PHI zone"
-    if stored != stamp:
-        rows = policy.select(*POLICY_COLUMNS) if policy is not None else spark.createDataFrame([], POLICY_SCHEMA)
-        rows.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(applied)
+    if stored != stamp or pending is not None:  # an intent recorded or found is cleared once the policy is stored
+        _write_applied(spark, zone, table, policy, stamp, clear_intent=pending is not None)
     synced[table.name] = stamp
     return done
+
+
+def _write_applied(
+    spark: SparkSession,
+    zone: NonPhiZone,
+    table: TableConfig,
+    policy: DataFrame | None,
+    stamp: str,
+    *,
+    clear_intent: bool,
+) -> None:
+    """Store the policy the table's zone now follows, then clear the intent that led there (in that order)."""
+    rows = policy.select(*POLICY_COLUMNS) if policy is not None else spark.createDataFrame([], POLICY_SCHEMA)
+    rows.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(applied_path(zone, table))
+    if clear_intent:
+        _record_intent(spark, zone, table, DONE)
+
+
+def _record_intent(
+    spark: SparkSession, zone: NonPhiZone, table: TableConfig, kind: str, patients: DataFrame | None = None
+) -> None:
+    """Write what the table's sync is about to do (`RESYNC` of `patients`, `REBUILD`), or `DONE` once it is stored."""
+    rows = patients.select("patient_id") if patients is not None else spark.createDataFrame([], "patient_id bigint")
+    rows.write.format("delta").mode("overwrite").option("userMetadata", kind).save(pending_path(zone, table))
+
+
+def _pending(spark: SparkSession, zone: NonPhiZone, table: TableConfig) -> str | None:
+    """What an interrupted sync of the table left to do (`RESYNC`, `REBUILD`), None when nothing."""
+    from delta.tables import DeltaTable
+
+    path = pending_path(zone, table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    kind = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()[0]  # type: ignore[index]
+    return None if kind == DONE else kind
 
 
 def _stamp(fingerprint: str | None, zone_id: str) -> str:
@@ -116,11 +172,18 @@ def _stamp(fingerprint: str | None, zone_id: str) -> str:
 def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
     """Names the zone's layout for `table` and the masking key (by an HMAC of a constant: the key is not recoverable).
 
-    Told from the configuration alone (columns, types, rules, dates option; `ZONE_LAYOUT` for the code), so
-    `zone_is_synced` needs no Spark.
+    Told from the configuration alone (columns, types, rules, dates option, buckets, `privacy.consented_only` and
+    `consent.device_column`; `ZONE_LAYOUT` for the code), so `zone_is_synced` needs no Spark.
     """
     layout = [ZONE_LAYOUT, list(table.columns.items()), sorted(table.phi_columns.items()), str(table.non_phi_dates)]
     layout.append(zone.buckets)
+    # Which rows the zone takes: a change here must reach the rows no batch touches (unconsented ones out when the
+    # zone turns consented-only, per-device refusals once a device column is named). Appended only when not the
+    # default, so the zone of a table with the defaults keeps the id it had before they were named here.
+    if not zone.consented_only:
+        layout.append(["consented_only", False])
+    if table.consent is not None and table.consent.device_column:
+        layout.append(["device_column", table.consent.device_column])
     if "birth_year" in table.phi_columns.values():  # its "90 or older" year moves each January: rebuilt then
         # The year of the cap's F.current_date(), the session's UTC one ("utc": a zone stamped with a local year
         # before is rebuilt once, its cap may be a year stale).
@@ -132,19 +195,27 @@ def _zone_id(table: TableConfig, zone: NonPhiZone) -> str:
 def zone_is_synced(table: TableConfig, zone: NonPhiZone, fingerprint: str | None) -> bool:
     """Whether the table's zone applied the policy of `fingerprint` with this layout and key (told without Spark).
 
-    False when it cannot tell (a lake not on local disk, no sync yet): then a sync decides.
+    False when it cannot tell (a lake not on local disk, no sync yet) or a sync of the table was interrupted (its
+    intent is pending): then a sync decides.
     """
-    applied = applied_path(zone, table)
-    version, folder = table_version(applied), local_path(applied)
-    if version is None or folder is None:
+    pending = pending_path(zone, table)
+    if table_version(pending) is not None and _newest_metadata(pending) != DONE:
         return False
+    return _newest_metadata(applied_path(zone, table)) == _stamp(fingerprint, _zone_id(table, zone))
+
+
+def _newest_metadata(path: str) -> str | None:
+    """The userMetadata of the newest commit of the local Delta table at `path` (None: no such table, or not local)."""
+    version, folder = table_version(path), local_path(path)
+    if version is None or folder is None:
+        return None
     commit = folder / "_delta_log" / f"{version:020d}.json"
     try:
         lines = commit.read_text().splitlines()
     except FileNotFoundError:
-        return False
+        return None
     infos = [action["commitInfo"] for action in map(json.loads, filter(None, lines)) if "commitInfo" in action]
-    return bool(infos) and infos[0].get("userMetadata") == _stamp(fingerprint, _zone_id(table, zone))
+    return infos[0].get("userMetadata") if infos else None
 
 
 def _stored_stamp(spark: SparkSession, applied: str) -> str | None:
@@ -171,9 +242,14 @@ def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -
 def rebuild(
     spark: SparkSession, table: TableConfig, zone: NonPhiZone, *, phi_history: str, policy: DataFrame | None
 ) -> str:
-    """Write the table's zone history and latest anew from the PHI history (after a layout change or key rotation)."""
+    """Write the table's zone history and latest anew from the PHI history (after a layout change or key rotation).
+
+    Its intent is recorded first and the policy it applied stored last (so `privacy sync --rebuild` stamps the zone
+    too): one interrupted anywhere is done again by the table's next sync, whatever the policy or layout is then.
+    """
     from delta.tables import DeltaTable
 
+    _record_intent(spark, zone, table, REBUILD)
     versions = spark.read.format("delta").load(phi_history)
     rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
     # An overwrite keeps the table's properties: statistics columns of an older layout (its `_batch_id`) would
@@ -188,6 +264,8 @@ def rebuild(
         writer.partitionBy(BUCKET).save(path)  # one file per bucket, not one per bucket and input partition
         crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
     remove_forgotten_since(spark, table, zone, blocked)
+    stamp = _stamp(fingerprint_of(policy) if policy is not None else None, _zone_id(table, zone))
+    _write_applied(spark, zone, table, policy, stamp, clear_intent=True)
     return "non-PHI zone rebuilt from the PHI history"
 
 
