@@ -186,3 +186,37 @@ def test_an_older_versions_event_after_a_newer_ones_still_lands_the_versions_in_
     }
     assert body == {f"{folder}/LOAD00000001.csv": b"1,Ada\n", beside: b"1,Ada Lovelace\n"}
     assert not [m for m in caplog.messages if "older_version_after_newer" in m]
+
+
+def test_a_partitioned_parallel_load_is_not_a_reload_of_itself(spark, tmp_path):
+    """Found by review: a partitioned parallel load writes LOAD00000001.csv into the folder of every partition, and the
+    ledger told reloads by the file's name alone: p2's file was reported as a reload of p1's (a warning, and a run
+    note telling the operator to rebuild the table)."""
+    config = defaults_config(tmp_path)
+    write_dms_csv(folder(config) / "p2026_01", "LOAD00000001.csv", [["1", "Ann"]])
+    write_dms_csv(folder(config) / "p2026_02", "LOAD00000001.csv", [["2", "Bob"]])
+    (first,) = run(spark, config).batches
+    write_dms_csv(folder(config) / "p2026_03", "LOAD00000001.csv", [["3", "Cy"]])  # a partition loaded later
+    (second,) = run(spark, config).batches
+
+    assert (first.reloaded_files, second.reloaded_files) == ([], [])
+    assert latest(spark, config) == {1: "Ann", 2: "Bob", 3: "Cy"}
+
+
+def test_a_reload_of_one_partition_or_of_a_date_folder_is_still_told(spark, tmp_path):
+    config = defaults_config(tmp_path)
+    write_dms_csv(folder(config) / "p2026_01", "LOAD00000001.csv", [["1", "Ann"]])
+    write_dms_csv(folder(config) / "p2026_02", "LOAD00000001.csv", [["2", "Bob"]])
+    write_dms_csv(folder(config) / "2026" / "04" / "01", "LOAD00000002.csv", [["4", "Dee"]])  # DatePartitionEnabled
+    run(spark, config)
+    write_dms_csv(folder(config) / "p2026_02" / f"version={LATER}", "LOAD00000001.csv", [["2", "Bob Reloaded"]])
+    write_dms_csv(folder(config) / "2026" / "04" / "02", "LOAD00000002.csv", [["4", "Dee Reloaded"]])
+
+    (batch,) = run(spark, config).batches
+
+    told = dict(reload.split(" = ") for reload in batch.reloaded_files)
+    assert sorted(told) == ["LOAD00000001.csv", "LOAD00000002.csv"]
+    assert told["LOAD00000001.csv"].startswith("batch 0, ") and told["LOAD00000001.csv"].endswith(
+        "/people/p2026_02/LOAD00000001.csv"
+    )
+    assert told["LOAD00000002.csv"].endswith("/people/2026/04/01/LOAD00000002.csv")

@@ -23,6 +23,7 @@ Configure TimestampColumnName to tell such files apart.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -131,10 +132,29 @@ def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: in
     rows_frame(spark, rows, LEDGER_DDL).write.format("delta").mode("append").save(path)
 
 
+# A folder that says when a file was delivered, not which file it is: a DMS date partition (DatePartitionEnabled:
+# 2026/11/23, 20261123, 2026-11-23, 2026_11_23_10); the landing router's p_date=/p_hour= and version= folders.
+_DATE_FOLDER = re.compile(r"^[0-9]+(?:[-_][0-9]+)*$")
+
+
+def load_file_key(file: str) -> str:
+    """Which load file of its table `file` is, whenever it was delivered: its name and the folder it is in, without
+    the folders of its delivery (`_DATE_FOLDER`, `name=value`). A partitioned parallel load writes LOAD00000001.csv
+    into a folder per partition, so `p2/LOAD00000001.csv` is another file than `p1/LOAD00000001.csv`; the folder of
+    an unpartitioned load is the table's, the same for every delivery.
+
+    >>> load_file_key("s3://b/dms/p_date=2026-11-23/p_hour=10/cpap/patients/p2/version=2026-x/LOAD00000001.csv")
+    'p2/LOAD00000001.csv'
+    """
+    parts = [p for p in file.split("/") if p and "=" not in p and not _DATE_FOLDER.match(p)]
+    return "/".join(parts[-2:])
+
+
 def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> dict[str, str]:
-    """The batch's new LOAD files whose name an earlier batch, or an earlier delivery in this batch (the landing
-    router puts a second version of a key under `version=<id>/`), applied with other content: a table reload (DMS
-    "Reload table data" writes the load again under the first load's names). file -> where the name was applied.
+    """The batch's new LOAD files that an earlier batch, or an earlier delivery in this batch (the landing router puts
+    a second version of a key under `version=<id>/`), applied with other content under the same name in the same
+    folder of the table (`load_file_key`): a table reload (DMS "Reload table data" writes the load again under the
+    first load's names). file -> where the name was applied.
 
     Told, not handled: a reload's rows sort before every CDC row (DESIGN rule 1), see the README's known limit.
     """
@@ -143,21 +163,20 @@ def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: 
     by_name: dict[str, list[str]] = {}
     for file in sorted(files.to_record, key=lambda f: ("/version=" in f, f)):  # the first delivery first
         if is_load_file(file):
-            by_name.setdefault(posixpath.basename(file), []).append(file)
+            by_name.setdefault(load_file_key(file), []).append(file)
     if not by_name:
         return {}
+    names = sorted({posixpath.basename(key) for key in by_name})
     earlier = (
         spark.read.format("delta")
         .load(path)
-        .where((F.regexp_extract("source_file", r"([^/]*)$", 1).isin(sorted(by_name))) & (F.col("batch_id") < batch_id))
+        .where((F.regexp_extract("source_file", r"([^/]*)$", 1).isin(names)) & (F.col("batch_id") < batch_id))
         .select("source_file", "batch_id")
         .collect()
     )
     first_applied: dict[str, str] = {}
     for row in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"])):
-        first_applied.setdefault(
-            posixpath.basename(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}"
-        )
+        first_applied.setdefault(load_file_key(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}")
     found = {}
     for name, deliveries in by_name.items():
         if name in first_applied:
