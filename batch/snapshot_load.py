@@ -9,8 +9,6 @@ mass delete, applied on purpose: start the job again with it). A feed another jo
 waited for, up to `--lease_wait_seconds` (default 3600), then refused (exit 2).
 """
 
-from urllib.parse import quote
-
 from lakehouse.cli import feed_for
 from lakehouse.errors import InputError
 from lakehouse.jobs import glue_job, load_job_config, main
@@ -19,16 +17,13 @@ from lakehouse.runner import configure_metrics
 from lakehouse.session import build_spark
 
 DEFAULT_LEASE_WAIT_SECONDS = 3600  # within the job's timeout; the flow's apply of a feed takes minutes
-# What stays as it is in the path of a URI (RFC 3986 pchar); the rest of a key (space, %, #, ?, non-ASCII) is
-# percent-encoded, as in the URIs Spark's file source lists.
-URI_PATH_SAFE = "/!$&'()*+,;=:@"
 
 
 def snapshot_uri(bucket: str | None, key: str) -> str:
-    """The s3:// URI of the object `key` (as S3 names it: the trigger passes it decoded), or `key` itself without a
-    bucket (a local path). The snapshot readers decode a URI's path (lakehouse/sources/snapshot.py), so the key is
-    encoded here: `a%2Bb` or `a#b` unencoded would reach them as `a+b` or `a`."""
-    return f"s3://{bucket}/{quote(key, safe=URI_PATH_SAFE)}" if bucket else key
+    """The s3:// path of the object `key` (as S3 names it: the trigger passes it decoded), or `key` itself without a
+    bucket (a local path). Written as it is, like the paths Spark's file listing gives the snapshot readers: they
+    decode nothing, so a key with a space, `%2B` or `#` reaches them whole."""
+    return f"s3://{bucket}/{key}" if bucket else key
 
 
 def _flag(value: str | None, name: str) -> bool:

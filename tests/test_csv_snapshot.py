@@ -690,3 +690,14 @@ def test_a_refusal_is_pending_only_while_no_file_of_its_day_or_later_is_applied(
     changed = (day(2026, 11, 2), "b.csv", "refused", "content differs", later)
     assert unresolved_refusals([*applied, changed]) == [(day(2026, 11, 2), "b.csv", "content differs")]
     assert unresolved_refusals([*applied, changed, (day(2026, 11, 3), "b.csv", "applied", None, later)]) == []
+
+
+def test_a_file_whose_path_holds_a_space_or_a_percent_is_applied_from_the_folder(spark, tmp_path):
+    """Found by review: the folder's stream gives a file's path as a URI (a space is %20), which the CSV reader
+    took as a name of its own (%20 and all): not found. A file as people name them applies."""
+    config = pecos_config(tmp_path)
+    folder = tmp_path / "landing" / "pecos" / "2026-11-01 release 100%"
+    write(folder, "DAC_NationalDownloadableFile.csv", [A_BOSTON, B_SOLO])
+    (run,) = run_once(spark, config)
+    assert run.ok, run.error
+    assert [b.inserted for b in run.batches] == [2]

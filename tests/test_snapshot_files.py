@@ -51,8 +51,9 @@ def test_an_impossible_date_is_refused():
         date_from_name("export_2026-02-30.zip", SnapshotDate())
 
 
-def test_file_names_of_uris_are_decoded():
-    assert file_name("s3://landing/opais/OPA%20CE_2026-01-01.zip") == "OPA CE_2026-01-01.zip"
+def test_file_names_are_taken_as_spark_lists_them_never_decoded():
+    """Spark's file listing gives paths as written (a space, not %20): a key's own `%2B` must stay."""
+    assert file_name("s3://landing/opais/OPA CE_2026-01-01 v%2B1.zip") == "OPA CE_2026-01-01 v%2B1.zip"
     assert file_name("file:/data/landing/a.json") == "a.json"
 
 

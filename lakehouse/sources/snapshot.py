@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
 
 from lakehouse.config import CsvSnapshotFeed, OpaisFeed, SnapshotDate
 from lakehouse.errors import InputError
@@ -90,8 +89,11 @@ def content_dates(paths: list[str]) -> dict[str, date]:
 
 
 def file_name(path: str) -> str:
-    """The base name of a local path or URI (`file:/a/b.zip`, `s3://bucket/k/b.zip`)."""
-    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    """The base name of a local path or a Hadoop path (`file:/a/b.zip`, `s3://bucket/k/b.zip`).
+
+    Paths are as Spark's file listing gives them: not percent-encoded (a key with a space, `%2B` or `#` is written
+    as it is), so nothing is decoded here or in `local_copy`."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def date_from_name(name: str, setting: SnapshotDate) -> date:
@@ -122,19 +124,24 @@ def date_from_path(path: str, setting: SnapshotDate) -> date:
 
 @contextmanager
 def local_copy(path: str) -> Iterator[Path]:
-    """A local file for `path`: the file itself, or an S3 object downloaded to a temporary folder."""
-    parsed = urlparse(path)
-    if parsed.scheme in ("", "file"):
-        yield Path(unquote(parsed.path) if parsed.scheme else path)
+    """A local file for `path` (a path as `file_name` takes it): the file itself, or an S3 object downloaded to a
+    temporary folder."""
+    scheme, sep, rest = path.partition(":")
+    if not sep or "/" in scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        yield Path(path)
         return
-    if parsed.scheme not in ("s3", "s3a", "s3n"):
-        raise InputError(f"snapshot {path}: cannot read {parsed.scheme}:// paths; use a local path or s3://")
+    if scheme == "file":
+        yield Path("/" + rest.lstrip("/"))
+        return
+    if scheme not in ("s3", "s3a", "s3n"):
+        raise InputError(f"snapshot {path}: cannot read {scheme}:// paths; use a local path or s3://")
     from lakehouse.aws import client
 
+    bucket, _, key = rest.removeprefix("//").partition("/")
     folder = Path(tempfile.mkdtemp(prefix="lakehouse-snapshot-"))
     try:
         target = folder / file_name(path)
-        client("s3").download_file(parsed.netloc, unquote(parsed.path.lstrip("/")), str(target))
+        client("s3").download_file(bucket, key, str(target))
         yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
