@@ -56,15 +56,36 @@ def _try_cast(name: str, type_: str) -> Column:
     return F.expr(f"try_cast({_q(name)} AS {type_})")
 
 
-def _first_cast_failure(columns: dict[str, str]) -> Column:
-    checks = [
+def _cast_failure(name: str, type_: str) -> Column:
+    """Why the value of column `name` does not cast to `type_`, or NULL."""
+    value = F.col(_q(name))
+    failure = F.when(
+        value.isNotNull() & _try_cast(name, type_).isNull(),
+        F.concat(F.lit(f"column {name}: '"), value, F.lit(f"' is not a valid {type_}")),
+    )
+    if type_ != "date":
+        return failure
+    # Spark casts '2024-01-02 10:30:00' to the date 2024-01-02: the time would be lost without a word. DMS writes
+    # a time only for a source type that has one (an Oracle DATE is DMS's DATETIME).
+    moment = F.expr(f"try_cast({_q(name)} AS timestamp)")
+    return F.coalesce(
+        failure,
         F.when(
-            F.col(_q(c)).isNotNull() & _try_cast(c, t).isNull(),
-            F.concat(F.lit(f"column {c}: '"), F.col(_q(c)), F.lit(f"' is not a valid {t}")),
-        )
-        for c, t in columns.items()
-        if t != "string"
-    ]
+            moment != _try_cast(name, "date").cast("timestamp"),
+            F.concat(
+                F.lit(f"column {name}: '"),
+                value,
+                F.lit(
+                    "' has a time of day, which the column's type date would drop; type it timestamp (an Oracle "
+                    "DATE holds a time: set the source's dialect: oracle, and DATE is read as a timestamp)"
+                ),
+            ),
+        ),
+    )
+
+
+def _first_cast_failure(columns: dict[str, str]) -> Column:
+    checks = [_cast_failure(c, t) for c, t in columns.items() if t != "string"]
     return F.coalesce(*checks) if checks else F.lit(None).cast("string")
 
 
