@@ -8,6 +8,7 @@ a processing-time trigger until SIGTERM / Ctrl-C, then stops them between micro-
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from lakehouse.apply.batch import apply_batch
 from lakehouse.apply.consent_sync import sync_consent, zone_is_synced
 from lakehouse.apply.ledger import LedgerIndex
-from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone
+from lakehouse.apply.non_phi import NonPhiZone, ensure_non_phi_tables, non_phi_zone, orphan_zone_tables
 from lakehouse.apply.snapshot import refusals_pending
 from lakehouse.codegen import interpreted, is_small
 from lakehouse.config import Config, TableConfig
@@ -388,7 +389,29 @@ def run_once(
     rest += [functools.partial(_apply_feed, session, config, feed, feed_runs[feed], job=job) for feed in feeds]
     if rest:
         run_side_by_side(rest, at_once=config.stream.tables_at_once)
+    if governance.non_phi is not None:
+        _note_orphan_zone_tables(config, [runs[t.name] for t in dms if t.non_phi])
     return [*runs.values(), *(run for by_table in feed_runs.values() for run in by_table.values())]
+
+
+def _note_orphan_zone_tables(config: Config, runs: list[TableRun]) -> None:
+    """Name, on the zone tables' runs, the non-PHI zone's tables no configured table writes any more."""
+    orphans: list[str] = []
+    try:
+        orphans = orphan_zone_tables(config)
+    except Exception as exc:  # a listing refused (permissions): said, never a failed run
+        note = f"the non-PHI zone's folders could not be listed to find tables left behind ({exc})"
+    else:
+        if not orphans:
+            return
+        note = (
+            f"the non-PHI zone holds tables no configured table writes: {', '.join(orphans)} (renamed, removed or "
+            "made PHI-only): withdrawals, forgets and VACUUM do not reach them; delete their folders under "
+            f"{config.paths.non_phi_lake}"
+        )
+    log.warning(json.dumps({"event": "zone_orphans", "tables": orphans, "note": note}))
+    for run in runs:
+        run.notes.append(note)
 
 
 def _apply_table(

@@ -101,6 +101,43 @@ def zone_tables(config: Config) -> list[TableConfig]:
     return [t for t in config.tables.values() if t.non_phi]
 
 
+def orphan_zone_tables(config: Config) -> list[str]:
+    """The folders of the non-PHI root that hold a Delta table no configured zone table writes (a table renamed,
+    removed or made PHI-only): withdrawals, forgets and VACUUM never reach them, so they are named to be deleted.
+    Local roots are listed from disk, s3:// roots with S3's listing."""
+    from lakehouse.pending import local_path
+
+    root = config.paths.non_phi_lake
+    if not root:
+        return []
+    owned = {t.name for t in zone_tables(config)}
+    folder = local_path(root)
+    if folder is not None:
+        found = {p.parent.parent.name for p in folder.glob("*/*/_delta_log") if p.parent.name in ("history", "latest")}
+    else:
+        found = _s3_zone_folders(root)
+    return sorted(found - owned)
+
+
+def _s3_zone_folders(root: str) -> set[str]:
+    """The table folders under an s3:// root that hold history or latest."""
+    from lakehouse.aws import client
+
+    bucket, _, prefix = root.split("://", 1)[1].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    s3 = client("s3")
+    found = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for common in page.get("CommonPrefixes", []):
+            name = common["Prefix"][len(prefix) :].rstrip("/")
+            for kind in ("history", "latest"):
+                listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{name}/{kind}/_delta_log/", MaxKeys=1)
+                if listed.get("KeyCount"):
+                    found.add(name)
+                    break
+    return found
+
+
 # --- what a version becomes in the zone (pure DataFrame -> DataFrame) --------------------------------------
 
 
