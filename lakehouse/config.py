@@ -26,18 +26,22 @@ from pydantic import (
 
 from lakehouse.errors import ConfigError
 from lakehouse.masking import MaskMethod
-from lakehouse.sources.db_types import EXAMPLES, MAX_DECIMAL, decimal_problem, spark_type
+from lakehouse.sources.db_types import EXAMPLES, MAX_DECIMAL, ambiguous, decimal_problem, spark_type
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _spark_types(columns: dict[str, str]) -> dict[str, str]:
-    """Column types as Spark SQL types; source database names (numeric(10,2), varchar(40), …) are mapped."""
+def _spark_types(columns: dict[str, str], dialect: str = "", *, source_db: bool = False) -> dict[str, str]:
+    """Column types as Spark SQL types; source database names (numeric(10,2), varchar(40), …) are mapped, as `dialect`
+    names them if given. Without one, a DMS table's (`source_db`) type that would lose data silently is refused."""
     if not columns:
         raise ValueError("must list at least one column")
     mapped = {}
     for name, type_ in columns.items():
-        spark = spark_type(str(type_))
+        problem = None if dialect or not source_db else ambiguous(str(type_), [str(t) for t in columns.values()])
+        if problem:
+            raise ValueError(f"column {name!r} has type {type_!r}: {problem}")
+        spark = spark_type(str(type_), dialect)
         if spark is None:
             raise ValueError(
                 f"column {name!r} has type {type_!r}; expected a Spark SQL type such as string, int, bigint, "
@@ -133,6 +137,9 @@ class DmsSource(_Model):
     timestamp_column: str | None = None  # DMS TimestampColumnName (commit time on CDC rows)
     change_seq_column: str | None = None  # an add-column rule with expression $AR_H_CHANGE_SEQ
     before_image_prefix: str | None = None  # add-before-image-columns rule, e.g. "BI_"
+    # The source database whose type names `columns` may use (an Oracle DATE is a timestamp); without it a Spark SQL
+    # type name is Spark's. `lakehouse onboard dms` writes it.
+    dialect: Literal["postgres", "mysql", "oracle", "sqlserver"] | None = None
     columns: dict[str, str]  # file layout after the Op column, in file order: name -> Spark SQL type
     # Older layouts (columns added at the source mid-stream): a full column list, or {without: [added, ...]}.
     previous_layouts: list[list[str]] = []
@@ -141,8 +148,8 @@ class DmsSource(_Model):
 
     @field_validator("columns")
     @classmethod
-    def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
-        return _spark_types(columns)
+    def _known_types(cls, columns: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _spark_types(columns, info.data.get("dialect") or "", source_db=True)
 
     @field_validator("previous_layouts", mode="before")
     @classmethod

@@ -54,12 +54,13 @@ def test_postgres_task_gives_the_layout_with_op_in_full_load_timestamp_change_se
         "timestamp_column": "dms_commit_ts",
         "change_seq_column": "dms_change_seq",
         "before_image_prefix": "BI_",
+        "dialect": "postgres",  # the source's type names: a bare float would be PostgreSQL's double
         "columns": {
             "dms_commit_ts": "string",
             "patient_id": "int",
             "first_name": "string",
             "last_name": "string",
-            "weight_kg": "float",
+            "weight_kg": "real",  # a 4-byte float (`float` under dialect postgres is a double)
             "balance": "decimal(10,2)",
             "updated_at": "timestamp",
             "dms_change_seq": "string",
@@ -243,6 +244,73 @@ def test_oracle_number_with_scale_above_precision_or_negative_is_double_as_dms_w
     employee = entries_of(endpoints, tasks, columns)["employee"]["source"]["columns"]
 
     assert (employee["rate"], employee["budget"], employee["salary"]) == ("double", "double", "decimal(8,2)")
+
+
+def test_entries_carry_the_source_dialect_and_types_that_read_back_as_onboarding_mapped_them(tmp_path):
+    """Found by review: the YAML's types were read without the source's dialect. Onboarding writes `dialect:`, and a
+    type whose Spark name the source means otherwise (SQL Server's `timestamp` is a row version, PostgreSQL's bare
+    `float` a double) as the source names it."""
+    columns = tmp_path / "columns.csv"
+    columns.write_text(
+        "table_schema,table_name,column_name,ordinal_position,data_type,numeric_precision,numeric_scale,is_primary_key\n"
+        "public,readings,reading_id,1,int,10,0,YES\n"
+        "public,readings,taken_at,2,datetime2,,,NO\n"
+        "public,readings,value,3,float,53,,NO\n"
+        "public,readings,small,4,real,24,,NO\n"
+        "public,readings,version,5,timestamp,,,NO\n"
+        "public,readings,taken_on,6,date,,,NO\n"
+    )
+
+    def sql_server(data):
+        data["endpoints"]["Endpoints"][0]["EngineName"] = "sqlserver"
+
+    endpoints, tasks, _ = edited(tmp_path, "postgres", sql_server)
+    readings = entries_of(endpoints, tasks, columns)["readings"]
+
+    assert readings["source"]["dialect"] == "sqlserver"
+    written = readings["source"]["columns"]
+    assert {c: written[c] for c in ("taken_at", "value", "small", "version", "taken_on")} == {
+        "taken_at": "datetime2",
+        "value": "double",
+        "small": "real",
+        "version": "string",
+        "taken_on": "date",
+    }
+    config = Config.model_validate(
+        {"paths": {"landing": "l", "lake": "k", "checkpoints": "c"}, "tables": {"readings": readings}}
+    )
+    assert config.tables["readings"].source.columns == {
+        "dms_commit_ts": "string",
+        "reading_id": "int",
+        "taken_at": "timestamp",
+        "value": "double",
+        "small": "float",
+        "version": "string",
+        "taken_on": "date",
+        "dms_change_seq": "string",
+    }
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "mysql", "oracle"])
+def test_each_captured_tasks_entries_load_back_with_the_types_they_were_mapped_to(dialect):
+    from lakehouse.onboard.columns import read_columns
+    from lakehouse.onboard.task import read_task
+    from lakehouse.sources.db_types import spark_type
+
+    endpoints, tasks, columns = files(dialect)
+    task = read_task(endpoints, tasks, None)
+    declared = {c: t for table in read_columns(columns).values() for c, t in table.columns}
+    tables = entries(dialect)
+
+    config = Config.model_validate({"paths": {"landing": "l", "lake": "k", "checkpoints": "c"}, "tables": tables})
+
+    for name, table in tables.items():
+        assert table["source"]["dialect"] == task.dialect
+        loaded = config.tables[name].source.columns
+        for column in loaded:
+            source_name = next((c for c in declared if c.lower() == column.lower()), None)
+            if source_name is not None and column in table["source"]["columns"]:
+                assert loaded[column] == spark_type(declared[source_name], task.dialect), (name, column)
 
 
 def test_csv_null_value_and_no_sup_value_are_carried_and_a_no_sup_value_without_its_text_is_refused(tmp_path):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from lakehouse.errors import ConfigError
 from lakehouse.onboard.columns import SourceTable, read_columns
 from lakehouse.onboard.task import DmsTask, check_target, read_task
-from lakehouse.sources.db_types import spark_type
+from lakehouse.sources.db_types import DIALECTS, spark_type, written_type
 
 CHANGE_SEQ = "$ar_h_change_seq"
 # DMS's LOB types (BLOB, CLOB, NCLOB): no before-image under column-filter non-lob. PostgreSQL arrays (_int4,
@@ -101,9 +101,10 @@ def table_entry(
     schema, name = table.schema, table.name
     names = {c: c for c, _ in table.columns}
     types = {c: _spark(t, task.dialect, f"{where}, column {c}") for c, t in table.columns}
+    declared = dict(table.columns)  # the type as the source (or a change-data-type rule) names it
     lob = {c for c, t in table.columns if _LOB.search(t.strip())}
     removed: set[str] = set()
-    added: list[tuple[str, str, str]] = []
+    added: list[tuple[str, str, str, str]] = []  # name, Spark type, expression, DMS type
     before: dict[str, Any] | None = None
     primary_key = key or table.primary_key
     for rule in (r for r in task.rules if r.get("rule-type") == "transformation"):
@@ -120,7 +121,8 @@ def table_entry(
             expression = str(rule.get("expression", ""))
             if not rule.get("value"):
                 raise ConfigError(f"{where}: add-column rule {rule.get('rule-id')} has no value (the column's name)")
-            added.append((str(rule["value"]), _spark(_dms_type(rule.get("data-type") or {}), "dms", where), expression))
+            dms = _dms_type(rule.get("data-type") or {})
+            added.append((str(rule["value"]), _spark(dms, "dms", where), expression, dms))
         elif target == "column" and action == "add-before-image-columns":
             before = rule.get("before-image-def") or {}
         elif target == "column" and action in (*_RENAMES, "remove-column", "change-data-type"):
@@ -128,7 +130,8 @@ def table_entry(
                 if action == "remove-column":
                     removed.add(column)
                 elif action == "change-data-type":
-                    types[column] = _spark(_dms_type(rule.get("data-type") or {}), "dms", where)
+                    declared[column] = _dms_type(rule.get("data-type") or {})
+                    types[column] = _spark(declared[column], "dms", where)
                 else:
                     names[column] = _renamed(names[column], rule)
         elif target in ("schema", "table", "column"):
@@ -140,8 +143,10 @@ def table_entry(
     columns: dict[str, str] = {}
     if task.target.timestamp_column:
         columns[task.target.timestamp_column] = "string"
-    columns.update({names[c]: types[c] for c in kept})
-    columns.update({n: t for n, t, _ in added})
+    # Written so that the configuration reads each back as the type it is here under the source's dialect (a SQL
+    # Server datetime2 is a timestamp, but `timestamp` is SQL Server's row version).
+    columns.update({names[c]: written_type(types[c], task.dialect, declared[c]) for c in kept})
+    columns.update({n: written_type(t, task.dialect, dms) for n, t, _, dms in added})
     folder = f"{task.target.folder}/" if task.target.folder else ""
     path = f"{landing or f's3://{task.target.bucket}'}/{folder}{schema}/{name}"
     source: dict[str, Any] = {"kind": "dms", "path": path, "format": task.target.data_format}
@@ -156,7 +161,7 @@ def table_entry(
     source["op_in_full_load"] = task.target.include_op_for_full_load
     if task.target.timestamp_column:
         source["timestamp_column"] = task.target.timestamp_column
-    change_seq = [n for n, _, e in added if e.strip().lower() == CHANGE_SEQ]
+    change_seq = [n for n, _, e, _ in added if e.strip().lower() == CHANGE_SEQ]
     if change_seq:
         source["change_seq_column"] = change_seq[0]
     unknown_key = [k for k in primary_key if k not in names and k not in names.values()]
@@ -172,8 +177,10 @@ def table_entry(
             raise ConfigError(f"{where}: before-image columns need a column-prefix and no column-suffix here")
         chosen = {"pk-only": [c for c in kept if names[c] in key_names], "non-lob": [c for c in kept if c not in lob]}
         for c in chosen.get(str(before.get("column-filter", "pk-only")), kept):
-            columns[prefix + names[c]] = types[c]
+            columns[prefix + names[c]] = written_type(types[c], task.dialect, declared[c])
         source["before_image_prefix"] = prefix
+    if task.dialect in DIALECTS:
+        source["dialect"] = task.dialect  # the database whose type names `columns` may use
     source["columns"] = columns
     return name, {"primary_key": key_names, "source": source}
 

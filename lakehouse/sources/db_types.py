@@ -3,7 +3,9 @@
 One mapping for the YAML (`columns: {amount: numeric(10,2)}` is accepted as written in the source
 database) and for `lakehouse onboard dms`, which reads the source's column list. It covers the names
 PostgreSQL, MySQL, Oracle and SQL Server print in their catalogs, and DMS's own data types (add-column
-rules). The choices follow what DMS writes into the files:
+rules). A DMS source's `dialect:` says whose names its columns use (an Oracle DATE has a time of day, a SQL
+Server FLOAT is a double); without one a Spark SQL type name is Spark's, and the two that would then lose data
+without a word are refused (`ambiguous`). The choices follow what DMS writes into the files:
 
 * whole numbers by range: `int4` → int, `int8` → bigint; unsigned MySQL types take the next wider type;
   MySQL `tinyint(1)` and SQL Server `bit` are booleans (a PostgreSQL `bit(n)`, DMS's STRING(n), is string);
@@ -28,6 +30,7 @@ from __future__ import annotations
 import re
 
 Dialect = str  # "postgres" | "mysql" | "oracle" | "sqlserver" | "dms" | "" (any)
+DIALECTS = ("postgres", "mysql", "oracle", "sqlserver")  # a DMS source's `dialect:` in the YAML
 
 SPARK_TYPE = re.compile(
     r"^(string|boolean|tinyint|smallint|int|integer|bigint|long|float|double|date|timestamp|timestamp_ntz|binary"
@@ -117,6 +120,60 @@ def spark_type(declared: str, dialect: Dialect = "") -> str | None:
     if base in _TEXT:
         return "string"
     return None
+
+
+# Type names only Oracle has: a YAML whose columns use one is an Oracle table's, where DATE holds a time of day.
+_ORACLE_ONLY = {"number", "varchar2", "nvarchar2", "binary_float", "binary_double", "raw", "long raw", "xmltype",
+                "urowid", "bfile"}  # fmt: skip
+
+
+def _base(declared: str) -> str:
+    return " ".join(re.sub(r"\(.*", "", str(declared)).strip().lower().split())
+
+
+def ambiguous(declared: str, others: list[str]) -> str | None:
+    """Why a column type written without the source's `dialect` cannot be read safely, or None.
+
+    Without a dialect a Spark SQL type name is Spark's (`real` is Spark's 4-byte REAL, `date` Spark's date). Two of
+    them would lose data silently where the source means more: a bare `float` is a 4-byte float in Spark and MySQL
+    but a double in PostgreSQL, Oracle and SQL Server (refused), and `date` in a table whose other columns are
+    Oracle's (`others`: NUMBER, VARCHAR2…) is an Oracle DATE, which has a time of day (refused; elsewhere a value with
+    a time is quarantined as type_mismatch, never cut).
+
+    >>> ambiguous("DATE", ["int4"]) is None, ambiguous("float(24)", []) is None, ambiguous("FLOAT", []) is not None
+    (True, True, True)
+    """
+    base, text = _base(declared), " ".join(str(declared).strip().lower().split())
+    if text == "float":
+        return (
+            "a bare float is a double in PostgreSQL, Oracle and SQL Server but a 4-byte float in MySQL and Spark; "
+            "write double (or float(24) for a 4-byte one), or name the source database with `dialect:` "
+            f"({', '.join(DIALECTS)})"
+        )
+    oracle = sorted({str(o) for o in others if _base(o) in _ORACLE_ONLY})
+    if base == "date" and oracle:
+        return (
+            f"the table's other columns are Oracle's ({', '.join(oracle[:2])}), and an Oracle DATE holds a time of "
+            "day, which a date drops; write timestamp, or set `dialect: oracle` (DATE is then read as a timestamp)"
+        )
+    return None
+
+
+def written_type(spark: str, dialect: Dialect, *declared: str) -> str:
+    """How to write a column of Spark type `spark` in the YAML of a source of `dialect`, so that it reads back as
+    `spark`: the Spark type itself where the source means the same by that name, else the source's declared type,
+    else a spelling every source reads alike (`lakehouse onboard dms`).
+
+    >>> written_type("timestamp", "sqlserver", "datetime2(7)"), written_type("float", "postgres", "real")
+    ('datetime2(7)', 'real')
+    """
+    for text in (spark, *declared, *_SPELLINGS.get(spark, ())):
+        if spark_type(text, dialect) == spark and (dialect or ambiguous(text, []) is None):
+            return text
+    return spark  # no spelling reads back alike (an Oracle source's plain DMS date): the wider type is read
+
+
+_SPELLINGS = {"float": ("float(24)",), "timestamp": ("datetime2",), "tinyint": ("int1",)}
 
 
 def _int(text: str, default: int) -> int:
