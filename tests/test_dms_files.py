@@ -215,6 +215,27 @@ def test_quoted_field_keeps_an_embedded_newline_and_row_positions_count_records_
     assert [(r["_row"], r["name"]) for r in rows] == [(0, "Ann\nSmith"), (1, "Bob")]
 
 
+def test_a_carriage_return_inside_a_value_is_data_not_the_end_of_a_record() -> None:
+    """Found by review: records were split at any \r, so `a\rb` applied name 'a' and quarantined `b`. DMS ends
+    records with \n (CsvRowDelimiter; \r\n is read too)."""
+    rows = parse(CDC, 'I,t1,1,a\rb,9.5,s1,\nI,t2,2,"x\ry",1.0,s2,\r\nI,t3,3,"c\r\nd",2.0,s3,\r\nI,t4,4,e\r\r\n')
+
+    assert [(r["_row"], r.get("id"), r.get("name"), r.get("_reason")) for r in rows] == [
+        (0, "1", "a\rb", None),
+        (1, "2", "x\ry", None),
+        (2, "3", "c\r\nd", None),
+        (3, None, None, "schema_drift"),  # 4 fields; the \r before the line end was a value's, read as data
+    ]
+    assert rows[3]["_raw"] == "I,t4,4,e\r"
+
+
+def test_a_broken_record_after_a_carriage_return_is_kept_as_the_file_holds_it() -> None:
+    rows = parse(CDC, 'I,t1,1,a\rb,9.5,s1,\nI,t2,2,"B\rob"x,1.0,s2,\nI,t3,3,Cy,2.0,s3,\n')
+
+    assert [(r["_row"], r.get("_reason")) for r in rows] == [(0, None), (1, "unparseable")]
+    assert rows[1]["_raw"] == 'I,t2,2,"B\rob"x,1.0,s2,\nI,t3,3,Cy,2.0,s3,\n' and "line 2" in rows[1]["_detail"]
+
+
 def test_empty_field_is_none() -> None:
     (row,) = parse(CDC, "I,t1,1,,,s1,\n")
 

@@ -10,7 +10,7 @@ A row that cannot be mapped comes out with a `_reason`, never dropped:
   row, unless the missing ones are `optional_columns` or the file has an earlier layout;
 * DMS ends every CSV record with a newline, so a file that does not end with one was cut short: its
   last record is `truncated` (the complete records before it are applied);
-* a UTF-8 byte order mark is not data;
+* a UTF-8 byte order mark is not data, and a \r is, unless it ends a line (records end with \n or \r\n);
 * a file is a full load's by its name (LOAD00000001.csv, LOAD0000000A.csv, SEGMENT1_LOAD00000001.csv), else CDC;
   a name with LOAD in it that DMS does not write is `unsupported_file`, read neither way;
 * a Parquet column's bytes (BLOB, bytea) are read as lowercase hex; a column with no text form (a nested
@@ -208,7 +208,7 @@ def _parse_csv(path: str, data: bytes, is_load: bool, source: DmsSource) -> Iter
     layout = _CsvLayout(path, is_load, source)
     position = 0
     pending: tuple[int, list[str]] | None = None  # the record read last: the cut one if nothing follows it
-    for start, record, error in _records(text.lines(), source.delimiter):
+    for start, record, error in _records(text, source.delimiter):
         if pending is not None:
             row = layout.record(position, pending[1])
             if row is not None:
@@ -259,11 +259,24 @@ class _Text:
                 return
         self.end -= len(decoder.getstate()[0])  # a character cut at the end: the file was cut short (see truncated)
         self.truncated = self.end > self.start and data[self.end - 1 : self.end] != b"\n"
+        # DMS ends records with \n (or \r\n): a \r before anything else is data, but Python's CSV reader ends a record
+        # at any \r outside quotes. In a file that holds one, each is read as a character the file does not hold.
+        self.cr_stand_in = ""
+        if b"\r" in data and _LONE_CR.search(data, self.start, self.end):
+            self.cr_stand_in = next((c for c in _STAND_INS if c.encode() not in data), "")
 
     def lines(self) -> io.TextIOWrapper:
+        """The text's lines, each ending with \n (records end there; a quoted field may hold several)."""
         raw = io.BytesIO(self.data if self.end == len(self.data) else self.data[: self.end])
         raw.seek(self.start)
-        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+
+    def csv_lines(self) -> Iterator[str]:
+        """The lines as the CSV reader takes them: a \r not ending a line stands in as `cr_stand_in`."""
+        if not self.cr_stand_in:
+            return self.lines()
+        stand_in = self.cr_stand_in
+        return (_stand_in_cr(line, stand_in) if "\r" in line else line for line in self.lines())
 
     def rest(self, start: int) -> str:
         """The file's text from line `start` (as the CSV reader counts lines), up to MAX_RAW_CHARS characters."""
@@ -278,9 +291,19 @@ class _Text:
         return "".join(out)
 
 
-def _records(lines: io.TextIOWrapper, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
+_LONE_CR = re.compile(rb"\r(?!\n)")
+_STAND_INS = [chr(c) for c in range(0xFDD0, 0xFDF0)]  # Unicode noncharacters: no text DMS writes holds them
+
+
+def _stand_in_cr(line: str, stand_in: str) -> str:
+    body, end = (line[:-2], "\r\n") if line.endswith("\r\n") else (line, "")
+    return body.replace("\r", stand_in) + end
+
+
+def _records(text: _Text, delimiter: str) -> Iterator[tuple[int, list[str], str]]:
     """(first line index, fields, error) of every non-blank record; an error ends the file."""
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    reader = csv.reader(text.csv_lines(), delimiter=delimiter, strict=True)
+    stand_in = text.cr_stand_in
     while True:
         start = reader.line_num  # lines consumed so far: the next record starts on the line after
         try:
@@ -290,6 +313,8 @@ def _records(lines: io.TextIOWrapper, delimiter: str) -> Iterator[tuple[int, lis
         except csv.Error as exc:
             yield start, [], str(exc)
             return
+        if stand_in:
+            record = [field.replace(stand_in, "\r") for field in record]
         if record:  # a blank line carries no data
             yield start, record, ""
 
