@@ -220,3 +220,17 @@ def test_a_reload_of_one_partition_or_of_a_date_folder_is_still_told(spark, tmp_
         "/people/p2026_02/LOAD00000001.csv"
     )
     assert told["LOAD00000002.csv"].endswith("/people/2026/04/01/LOAD00000002.csv")
+
+
+def test_two_load_files_are_one_file_of_the_table_by_name_and_folder_whatever_folders_delivered_them():
+    from lakehouse.apply.ledger import same_load_file
+
+    hour = "s3://in-process/dms/p_date=2026-11-23/p_hour={}/cpap/patients/{}"
+    assert same_load_file(hour.format("09", "LOAD00000001.csv"), hour.format("10", "LOAD00000001.csv"))
+    assert same_load_file(
+        hour.format("09", "p1/LOAD00000001.csv"), hour.format("09", f"p1/version={LATER}/LOAD00000001.csv")
+    )
+    assert same_load_file("/l/people/2026/04/01/LOAD00000001.csv", "/l/people/20260402/LOAD00000001.csv")
+    assert same_load_file("/l/people/LOAD00000001.csv", "/l/people/p1/LOAD00000001.csv")  # the table loaded again
+    assert not same_load_file(hour.format("09", "p1/LOAD00000001.csv"), hour.format("10", "p2/LOAD00000001.csv"))
+    assert not same_load_file("/l/people/LOAD00000001.csv", "/l/people/LOAD00000002.csv")

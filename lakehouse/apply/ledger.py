@@ -137,36 +137,39 @@ def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: in
 _DATE_FOLDER = re.compile(r"^[0-9]+(?:[-_][0-9]+)*$")
 
 
-def load_file_key(file: str) -> str:
-    """Which load file of its table `file` is, whenever it was delivered: its name and the folder it is in, without
-    the folders of its delivery (`_DATE_FOLDER`, `name=value`). A partitioned parallel load writes LOAD00000001.csv
-    into a folder per partition, so `p2/LOAD00000001.csv` is another file than `p1/LOAD00000001.csv`; the folder of
-    an unpartitioned load is the table's, the same for every delivery.
+def same_load_file(a: str, b: str) -> bool:
+    """Whether two load files are deliveries of one file of the table: the same name, in folders one of which holds
+    the other once the folders of a delivery (`_DATE_FOLDER`, `name=value`) are left out. A partitioned parallel load
+    writes LOAD00000001.csv into a folder per partition: `p2/LOAD00000001.csv` is another file than
+    `p1/LOAD00000001.csv`, but a load into the table's folder and one into a folder below it are two loads of it.
 
-    >>> load_file_key("s3://b/dms/p_date=2026-11-23/p_hour=10/cpap/patients/p2/version=2026-x/LOAD00000001.csv")
-    'p2/LOAD00000001.csv'
+    >>> same_load_file("s3://b/p_hour=09/t/p2/LOAD00000001.csv", "s3://b/p_hour=10/t/p2/version=1-x/LOAD00000001.csv")
+    True
     """
+    (folder_a, name_a), (folder_b, name_b) = _where(a), _where(b)
+    short = min(len(folder_a), len(folder_b))
+    return name_a == name_b and folder_a[:short] == folder_b[:short]
+
+
+def _where(file: str) -> tuple[tuple[str, ...], str]:
     parts = [p for p in file.split("/") if p and "=" not in p and not _DATE_FOLDER.match(p)]
-    return "/".join(parts[-2:])
+    return tuple(parts[:-1]), parts[-1] if parts else ""
 
 
 def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> dict[str, str]:
     """The batch's new LOAD files that an earlier batch, or an earlier delivery in this batch (the landing router puts
-    a second version of a key under `version=<id>/`), applied with other content under the same name in the same
-    folder of the table (`load_file_key`): a table reload (DMS "Reload table data" writes the load again under the
-    first load's names). file -> where the name was applied.
+    a second version of a key under `version=<id>/`), applied with other content as the same file of the table
+    (`same_load_file`): a table reload (DMS "Reload table data" writes the load again under the first load's names).
+    file -> where the file was first applied.
 
     Told, not handled: a reload's rows sort before every CDC row (DESIGN rule 1), see the README's known limit.
     """
     from pyspark.sql import functions as F
 
-    by_name: dict[str, list[str]] = {}
-    for file in sorted(files.to_record, key=lambda f: ("/version=" in f, f)):  # the first delivery first
-        if is_load_file(file):
-            by_name.setdefault(load_file_key(file), []).append(file)
-    if not by_name:
+    new = [f for f in sorted(files.to_record, key=lambda f: ("/version=" in f, f)) if is_load_file(f)]  # first first
+    if not new:
         return {}
-    names = sorted({posixpath.basename(key) for key in by_name})
+    names = sorted({posixpath.basename(file) for file in new})
     earlier = (
         spark.read.format("delta")
         .load(path)
@@ -174,13 +177,13 @@ def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: 
         .select("source_file", "batch_id")
         .collect()
     )
-    first_applied: dict[str, str] = {}
-    for row in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"])):
-        first_applied.setdefault(load_file_key(row["source_file"]), f"batch {row['batch_id']}, {row['source_file']}")
+    applied = [
+        (int(r["batch_id"]), r["source_file"]) for r in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"]))
+    ]
     found = {}
-    for name, deliveries in by_name.items():
-        if name in first_applied:
-            found.update({file: first_applied[name] for file in deliveries})
-        else:
-            found.update({file: f"batch {batch_id}, {deliveries[0]}" for file in deliveries[1:]})
+    for i, file in enumerate(new):
+        first = next((f"batch {b}, {f}" for b, f in applied if same_load_file(f, file)), None)
+        first = first or next((f"batch {batch_id}, {f}" for f in new[:i] if same_load_file(f, file)), None)
+        if first:
+            found[file] = first
     return found
