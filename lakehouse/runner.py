@@ -41,6 +41,7 @@ from lakehouse.ownership import LeaseLostError, check_held, hold
 from lakehouse.pending import Pending, pending, unread_files
 from lakehouse.policy.job import build_policy_table, policy_is_current, policy_snapshot
 from lakehouse.policy.snapshot import PolicySnapshot, fingerprint_of
+from lakehouse.policy.store import WriteStats
 from lakehouse.sources.dms import read_dms_stream
 from lakehouse.sources.snapshot import FILE_GLOBS
 from lakehouse.spark_threads import run_side_by_side
@@ -445,10 +446,18 @@ def _apply_table(
             stats = build_policy_table(session(), config, job=job)  # under the source's lease
             if governance.policy is not None:
                 governance.policy.invalidate()
-            run.notes.append(f"policy rebuilt: {stats.rows} rows")
+            run.notes.append(_policy_note(stats))
     except Exception as exc:  # one table's failure must not stop the others; it is reported
         _failed([run], table.name, exc)
     run.seconds = round(time.monotonic() - started, 3)
+
+
+def _policy_note(stats: WriteStats) -> str:
+    """What a policy build did, for the run's notes: rebuilt, or refused because a newer build is stored."""
+    if stats.newer_stored is not None:
+        newer = stats.newer_stored.version
+        return f"policy not written: the store holds a build from a newer consents version ({newer})"
+    return f"policy rebuilt: {stats.rows} rows"
 
 
 def _vacuum_idle(
@@ -625,10 +634,11 @@ class StreamPolicy:
             return
         assert self.config.policy is not None
         self.next_build = time.monotonic() + self.config.policy.refresh_seconds
-        self.built = batches
+        if stats.newer_stored is None:  # else a newer build won: built again at the next retry
+            self.built = batches
         if governance.policy is not None:
             governance.policy.invalidate()
-        self.run.notes.append(f"policy rebuilt: {stats.rows} rows")
+        self.run.notes.append(_policy_note(stats))
         log.info('{"event": "policy_rebuilt", "rows": %d, "source_batches": %d}', stats.rows, batches)
 
 

@@ -130,3 +130,14 @@ def test_a_policy_build_beside_the_consent_sources_writer_is_refused_naming_it(l
     with FileLease(lock, "consents", "lakehouse stream emr-1 pid 7"), pytest.raises(UnitBusyError, match=busy):
         build_policy_table(spark, lake.config)
     assert (stored.snapshot(), stored.file.stat().st_mtime_ns) == before  # not even rewritten
+
+
+def test_a_run_says_when_its_policy_build_lost_to_a_newer_one():
+    """Found by review: the run and the stream noted "policy rebuilt" for a build the store refused."""
+    from lakehouse.policy.store import BuiltFrom, WriteStats
+    from lakehouse.runner import _policy_note
+
+    built = WriteStats(rows=3, requests=1, retries=0, retried_rows=0)
+    refused = WriteStats(rows=3, requests=0, retries=0, retried_rows=0, newer_stored=BuiltFrom("table-id", 7))
+    assert _policy_note(built) == "policy rebuilt: 3 rows"
+    assert _policy_note(refused).startswith("policy not written") and "(7)" in _policy_note(refused)
