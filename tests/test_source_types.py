@@ -77,15 +77,18 @@ def test_with_a_dialect_the_types_are_read_as_that_database_means_them(tmp_path,
     assert (mapped["ts"], mapped["id"]) == ("string", "bigint")  # Spark's names the source means alike
 
 
-def test_without_a_dialect_a_bare_float_is_refused_naming_table_column_and_what_to_write(tmp_path):
-    """A double in PostgreSQL, Oracle and SQL Server, a 4-byte float in MySQL and Spark: it was read as the latter."""
+def test_without_a_dialect_a_bare_float_among_source_names_is_refused_naming_table_column_and_what_to_write(tmp_path):
+    """A double in PostgreSQL, Oracle and SQL Server, a 4-byte float in MySQL and Spark: it was read as the latter.
+    Among Spark's own names only, it is Spark's float (a valid Spark SQL type is never refused)."""
     table = people()
     table["source"]["columns"]["weight"] = "FLOAT"
+    assert loaded(tmp_path, {"weight": "float"})["weight"] == "float"
 
+    table["source"]["columns"]["name"] = "varchar(40)"
     error = config_error(write(tmp_path, document(people=table)))
 
     assert error.key == "tables.people.source.columns"
-    assert "column 'weight' has type 'FLOAT'" in str(error)
+    assert "column 'weight' has type 'FLOAT'" in str(error) and "(varchar(40))" in str(error)
     assert "write double (or float(24)" in str(error) and "dialect:" in str(error)
 
 

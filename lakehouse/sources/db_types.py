@@ -135,20 +135,22 @@ def ambiguous(declared: str, others: list[str]) -> str | None:
     """Why a column type written without the source's `dialect` cannot be read safely, or None.
 
     Without a dialect a Spark SQL type name is Spark's (`real` is Spark's 4-byte REAL, `date` Spark's date). Two of
-    them would lose data silently where the source means more: a bare `float` is a 4-byte float in Spark and MySQL
-    but a double in PostgreSQL, Oracle and SQL Server (refused), and `date` in a table whose other columns are
-    Oracle's (`others`: NUMBER, VARCHAR2…) is an Oracle DATE, which has a time of day (refused; elsewhere a value with
-    a time is quarantined as type_mismatch, never cut).
+    them would lose data silently where the columns beside them (`others`) say the YAML uses a source database's
+    names: a bare `float` among source names (varchar(40), int4, NUMBER…) is a double in PostgreSQL, Oracle and SQL
+    Server (refused; among Spark names only it is Spark's 4-byte float), and `date` among Oracle's names (NUMBER,
+    VARCHAR2…) is an Oracle DATE, which has a time of day (refused; elsewhere a value with a time is quarantined as
+    type_mismatch, never cut).
 
-    >>> ambiguous("DATE", ["int4"]) is None, ambiguous("float(24)", []) is None, ambiguous("FLOAT", []) is not None
-    (True, True, True)
+    >>> ambiguous("DATE", ["int4"]) is None, ambiguous("float", ["string"]) is None, ambiguous("FLOAT", ["int4"])[:7]
+    (True, True, 'a bare ')
     """
     base, text = _base(declared), " ".join(str(declared).strip().lower().split())
-    if text == "float":
+    source_named = sorted({str(o) for o in others if not SPARK_TYPE.match(" ".join(str(o).strip().lower().split()))})
+    if text == "float" and source_named:
         return (
-            "a bare float is a double in PostgreSQL, Oracle and SQL Server but a 4-byte float in MySQL and Spark; "
-            "write double (or float(24) for a 4-byte one), or name the source database with `dialect:` "
-            f"({', '.join(DIALECTS)})"
+            f"a bare float is a double in PostgreSQL, Oracle and SQL Server, whose names the table's other columns use "
+            f"({', '.join(source_named[:2])}), but a 4-byte float in MySQL and Spark; write double (or float(24) for a "
+            f"4-byte one), or name the source database with `dialect:` ({', '.join(DIALECTS)})"
         )
     oracle = sorted({str(o) for o in others if _base(o) in _ORACLE_ONLY})
     if base == "date" and oracle:
