@@ -36,6 +36,7 @@ SNAPSHOT = {"bucket": "lakehouse-test-landing", "key": "opais/340b/OPA_CE_DAILY_
 GLUE_SYNC = "arn:aws:states:::glue:startJobRun.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DYNAMODB_UPDATE = "arn:aws:states:::dynamodb:updateItem"
+LIST_EXECUTIONS = "arn:aws:states:::aws-sdk:sfn:listExecutions"
 EMR = "arn:aws:states:::elasticmapreduce:"
 
 # The values Terraform passes to templatefile (deploy/terraform/stepfunctions.tf), with test names.
@@ -255,7 +256,7 @@ def test_glue_flow_moves_the_folder_applies_consents_builds_the_policy_then_ever
     states = definition["States"]
     by_resource = {name: t["Resource"] for name, t in tasks(definition).items()}
 
-    assert {r for r in by_resource.values()} == {GLUE_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE}
+    assert {r for r in by_resource.values()} == {GLUE_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE, LIST_EXECUTIONS}
     for here, there in itertools.pairwise(["DeployedTables", "AdvanceFolder", "ApplyConsents", "BuildPolicy"]):
         assert states[here]["Next"] == there
     assert states["ApplyConsents"]["Parameters"] == {
@@ -363,6 +364,7 @@ def test_every_emr_error_path_notifies_and_reaches_the_cluster_teardown() -> Non
     }
     catchers.pop("CreateCluster")  # no cluster exists yet when creation fails: checked below
     catchers.pop("AdvanceFolder")  # nor before it (checked by test_each_flow_moves_the_landing_folder_first...)
+    catchers.pop("ListRunning")  # nor before the guard lets the execution go on (test_each_flow_starts_with_a_guard...)
     assert {"CheckClusterReady", "ProtectCluster", "ApplyConsentsStep", "PolicyBuildStep", "RunSteps"} <= set(catchers)
     assert {"ExportStep", "UnprotectCluster"} <= set(catchers)
 
@@ -439,6 +441,57 @@ def test_each_flow_moves_the_landing_folder_first_and_never_backwards(name: str)
     assert states[advance["Catch"][1]["Next"]]["Resource"] == SNS_PUBLISH
 
 
+# The guard: the first states of each flow, before ChooseTables.
+GUARD_STATES = {
+    "ListRunning",
+    "AnotherRunRunning",
+    "NotifyRunSkipped",
+    "RunSkipped",
+    "NotifyGuardFailed",
+    "GuardFailed",
+}
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+def test_each_flow_starts_with_a_guard_that_ends_quietly_while_another_execution_runs(name: str) -> None:
+    """Found by review: the executions' timeouts (37 h, 56 h) outlast the daily schedule and nothing stopped a second
+    execution while one ran; two share the Glue jobs (StartJobRun refused beyond their concurrent runs) and the write
+    units (a held unit waited for at every attempt, then reported failed). Each flow now first lists the RUNNING
+    executions of its own state machine and, if another is among them, notifies and ends Succeeded."""
+    definition = load(name)
+    states = definition["States"]
+    guard = states[definition["StartAt"]]
+
+    assert definition["StartAt"] == "ListRunning" and guard["Resource"] == LIST_EXECUTIONS
+    assert guard["Parameters"] == {
+        "StateMachineArn.$": "$$.StateMachine.Id",
+        "StatusFilter": "RUNNING",
+        "MaxResults": 2,
+    }
+    assert guard["ResultSelector"] == {"self.$": "$$.Execution.Id", "running.$": "$.Executions[*].ExecutionArn"}
+    assert guard["ResultPath"] == "$.guard"  # the execution input (tables, snapshot) goes on untouched
+    choice = states[guard["Next"]]
+    assert choice["Type"] == "Choice" and choice["Default"] == "ChooseTables"
+    # From the guard, the flow is reached only through ChooseTables, and nothing of the flow leads back to it.
+    before_flow = reachable({**states, "ChooseTables": {}}, definition["StartAt"])
+    assert before_flow == GUARD_STATES | {"ChooseTables"}
+    assert not reachable(states, "ChooseTables") & GUARD_STATES
+    # Another execution running: a notice naming this execution and the running ones, then Succeed and nothing else.
+    for skip in {c["Next"] for c in choice["Choices"]}:
+        notice = states[skip]
+        assert notice["Resource"] == SNS_PUBLISH
+        message = notice["Parameters"]["Message.$"]
+        assert "still running" in message and "$$.Execution.Id" in message and "$.guard.running" in message
+        assert "'" not in message.removeprefix("States.Format('").split("',", 1)[0]
+        ends = {n for n in reachable(states, skip) if states[n]["Type"] in ("Succeed", "Fail")}
+        assert {states[n]["Type"] for n in ends} == {"Succeed"} and reachable(states, skip) <= GUARD_STATES
+    # The executions cannot be listed: notify and fail rather than risk a second run beside the first.
+    failed = reachable(states, guard["Catch"][-1]["Next"])
+    assert guard["Catch"][-1]["ErrorEquals"] == ["States.ALL"] and failed <= GUARD_STATES
+    assert {states[n]["Type"] for n in failed} == {"Task", "Fail"}
+    assert any(states[n].get("Resource") == SNS_PUBLISH for n in failed)
+
+
 def test_emr_step_failures_are_caught_inside_their_branch() -> None:
     definition = load("emr_flow.asl.json")
     for name in ("ApplyOnceStep", "SnapshotLoadStep"):
@@ -489,8 +542,8 @@ def make_runnable(states: dict, *, failing: set[str] = frozenset()) -> None:
     """Swap the integrations moto cannot run for their request-response twins, in place.
 
     glue:startJobRun.sync -> aws-sdk:glue:startJobRun; EMR's optimized integrations -> the EMR API
-    calls they wrap. A state named in `failing` becomes a call that fails (a Glue job that does not
-    exist). Retries keep their shape, with one-second delays.
+    calls they wrap; the guard's sfn:listExecutions in the casing moto reads. A state named in `failing`
+    becomes a call that fails (a Glue job that does not exist). Retries keep their shape, with one-second delays.
     """
     for name, state in states.items():
         for retrier in state.get("Retry", []):
@@ -503,6 +556,11 @@ def make_runnable(states: dict, *, failing: set[str] = frozenset()) -> None:
         if name in failing:
             state.update(Resource="arn:aws:states:::aws-sdk:glue:startJobRun", Parameters={"JobName": "no-such-job"})
             state.pop("ResultSelector", None)
+        elif resource == LIST_EXECUTIONS:
+            # moto hands an aws-sdk task's parameters to boto3 as they are and returns boto3's response: the
+            # Step Functions API's camelCase names, where AWS's integration takes and gives PascalCase ones.
+            state["Parameters"] = {k[0].lower() + k[1:]: v for k, v in params.items()}
+            state["ResultSelector"]["running.$"] = "$.executions[*].executionArn"
         elif resource == GLUE_SYNC:
             state["Resource"] = "arn:aws:states:::aws-sdk:glue:startJobRun"
             state["ResultSelector"] = {k: v.replace("$.Id", "$.JobRunId") for k, v in state["ResultSelector"].items()}
@@ -528,18 +586,19 @@ def make_runnable(states: dict, *, failing: set[str] = frozenset()) -> None:
 
 
 def execute(
-    url: str, definition: dict, run: str, execution_input: dict | None = None
+    url: str, definition: dict | None, run: str, execution_input: dict | None = None, *, machine: str | None = None
 ) -> tuple[dict, list[str], list[str]]:
-    """Run a definition to its end: (execution, states entered, SNS messages published)."""
+    """Run a definition (or a new execution of `machine`) to its end: (execution, states entered, SNS messages)."""
     sns, sqs, sfn = client_for("sns", url), client_for("sqs", url), client_for("stepfunctions", url)
     queue = sqs.create_queue(QueueName=f"alerts-{run}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     subscription = sns.subscribe(
         TopicArn=TOPIC, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
     )["SubscriptionArn"]
-    machine = sfn.create_state_machine(
-        name=run, definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/lakehouse-test-sfn"
-    )["stateMachineArn"]
+    if machine is None:
+        machine = sfn.create_state_machine(
+            name=run, definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/lakehouse-test-sfn"
+        )["stateMachineArn"]
     arn = sfn.start_execution(stateMachineArn=machine, name=run, input=json.dumps(execution_input or {}))[
         "executionArn"
     ]
@@ -726,3 +785,108 @@ def test_glue_flow_run_with_a_table_list_in_its_input_applies_only_those(glue_jo
     assert execution["status"] == "SUCCEEDED"
     assert entered.count("ApplyOnce") == 1
     assert any("all 1 tables applied" in m for m in messages)
+
+
+@pytest.mark.parametrize("name", ASL_FILES)
+@pytest.mark.parametrize(
+    ("listed", "goes_on"),
+    [
+        ([], True),  # ListExecutions is eventually consistent: this execution may not be listed yet
+        (["self"], True),
+        (["other"], False),  # another one, this one not listed yet
+        (["self", "other"], False),
+        (["other", "self"], False),
+        (["other", "third"], False),
+    ],
+)
+def test_the_guard_goes_on_only_when_no_other_execution_is_listed(
+    sfn_server: str, name: str, listed: list[str], goes_on: bool
+) -> None:
+    """The flow's own Choice, run on moto's interpreter on each answer ListExecutions (MaxResults 2) can give."""
+    choice = json.loads(json.dumps(load(name)["States"]["AnotherRunRunning"]))
+    choice["Default"] = "WentOn"
+    for rule in choice["Choices"]:
+        rule["Next"] = "Skipped"
+    run = f"guard-{name.split('_')[0]}-{'-'.join(listed) or 'none'}"
+    arns = {
+        "self": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{run}:{run}",
+        "other": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{run}:earlier",
+        "third": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{run}:earliest",
+    }
+    definition = {
+        "StartAt": "Listed",
+        "States": {
+            "Listed": {
+                "Type": "Pass",
+                "Parameters": {"self.$": "$$.Execution.Id", "running.$": "$.listed"},
+                "ResultPath": "$.guard",
+                "Next": "AnotherRunRunning",
+            },
+            "AnotherRunRunning": choice,
+            "WentOn": {"Type": "Succeed"},
+            "Skipped": {"Type": "Succeed"},
+        },
+    }
+    execution, entered, _ = execute(sfn_server, definition, run, {"listed": [arns[e] for e in listed]})
+
+    assert execution["executionArn"] == arns["self"]
+    assert execution["status"] == "SUCCEEDED" and entered[-1] == ("WentOn" if goes_on else "Skipped"), entered
+
+
+def test_glue_flow_run_started_while_another_runs_notifies_and_ends_without_applying(glue_jobs: str) -> None:
+    """Two executions of one state machine: the second, started while the first runs, lists it, says so on SNS and
+    ends Succeeded before moving the folder or starting any job; the first applies every unit."""
+    sfn = client_for("stepfunctions", glue_jobs)
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"])
+    states = definition["States"]
+    # The first execution waits after its guard (input {"hold": seconds}) so that the second starts while it runs.
+    states["AnotherRunRunning"]["Default"] = "Hold"
+    states["Hold"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.hold", "IsPresent": True, "Next": "Holding"}],
+        "Default": "ChooseTables",
+    }
+    states["Holding"] = {"Type": "Wait", "SecondsPath": "$.hold", "Next": "ChooseTables"}
+    machine = sfn.create_state_machine(
+        name="glue-overlap",
+        definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/lakehouse-test-sfn",
+    )["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=machine, name="first", input=json.dumps({"hold": 5}))["executionArn"]
+    deadline = time.monotonic() + 30
+    while "Holding" not in [
+        e["stateEnteredEventDetails"]["name"]
+        for e in sfn.get_execution_history(executionArn=first, maxResults=1000)["events"]
+        if "stateEnteredEventDetails" in e
+    ]:
+        assert time.monotonic() < deadline, "the first execution never reached its hold"
+        time.sleep(0.2)
+
+    second, entered, messages = execute(glue_jobs, None, "second", machine=machine)
+
+    assert sfn.describe_execution(executionArn=first)["status"] == "RUNNING"  # the second ran while it did
+    assert second["status"] == "SUCCEEDED", second
+    assert entered == ["ListRunning", "AnotherRunRunning", "NotifyRunSkipped", "RunSkipped"]
+    [notice] = messages
+    assert "lakehouse run second" in notice and "still running" in notice
+    assert second["executionArn"] in notice and first in notice  # both executions named by their ARN
+    deadline = time.monotonic() + 60
+    while (done := sfn.describe_execution(executionArn=first))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the first execution still running after 60 s"
+        time.sleep(0.2)
+    assert done["status"] == "SUCCEEDED", done
+    history = sfn.get_execution_history(executionArn=first, maxResults=1000)["events"]
+    applied = [e for e in history if e.get("stateEnteredEventDetails", {}).get("name") == "TableApplied"]
+    assert len(applied) == 3
+
+
+def test_glue_flow_run_that_cannot_list_its_executions_notifies_and_fails_before_anything(glue_jobs: str) -> None:
+    definition = load("glue_flow.asl.json")
+    make_runnable(definition["States"], failing={"ListRunning"})
+
+    execution, entered, messages = execute(glue_jobs, definition, "glue-guard-failed")
+
+    assert (execution["status"], execution["error"]) == ("FAILED", "Lakehouse.GuardFailed")
+    assert entered == ["ListRunning", "NotifyGuardFailed", "GuardFailed"]
+    assert any("could not be listed" in m and execution["executionArn"] in m for m in messages), messages

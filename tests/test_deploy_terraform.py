@@ -193,6 +193,49 @@ def test_state_machines_are_standard_workflows_rendered_from_the_asl_files(tf: d
         )
 
 
+def role_statements(parsed: dict[str, dict], role: str) -> list[dict]:
+    """Every statement of the inline policies of `aws_iam_role.<role>`, those of their source documents included."""
+    resources, data = blocks(parsed, "resource"), blocks(parsed, "data")
+    documents = [
+        re.fullmatch(r"\$\{data\.(aws_iam_policy_document\.\w+)\.json\}", body["policy"]).group(1)
+        for address, body in resources.items()
+        if address.startswith("aws_iam_role_policy.") and body["role"] == f"${{aws_iam_role.{role}.id}}"
+    ]
+    found = []
+    while documents:
+        document = data[documents.pop()]
+        found += document.get("statement", [])
+        for source in document.get("source_policy_documents", []):
+            documents += re.findall(r"data\.(aws_iam_policy_document\.\w+)\.json", source)
+    return found
+
+
+def test_each_state_machine_starts_with_its_guard_and_its_role_may_list_its_own_executions(tf: dict[str, dict]) -> None:
+    """Found by review: the flows' timeouts (37 h, 56 h) outlast the daily schedule and nothing kept a second execution
+    from starting beside a running one. Each ASL file's first state now lists the RUNNING executions of its own
+    machine ($$.StateMachine.Id) as the machine's role: that role, and only on that machine, must allow it. The ARN
+    names the machine without referencing the resource, so the policy is not ordered after the machine."""
+    from tests.terraform_values import Terraform
+
+    terraform = Terraform({"environment": "test"})
+    prefix = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:"
+    for flow in ("glue_flow", "emr_flow"):
+        machine = blocks(tf, "resource")[f"aws_sfn_state_machine.{flow}"]
+        asl_file = re.search(r"/stepfunctions/([\w.]+)\"", machine["definition"]).group(1)
+        asl = json.loads((ROOT / "deploy" / "stepfunctions" / asl_file).read_text())
+        guard = asl["States"][asl["StartAt"]]
+        assert guard["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions", (flow, asl["StartAt"])
+        assert guard["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
+
+        role = re.fullmatch(r"\$\{aws_iam_role\.(\w+)\.arn\}", machine["role_arn"]).group(1)
+        grants = [s for s in role_statements(tf, role) if "states:ListExecutions" in s.get("actions", [])]
+        assert len(grants) == 1 and grants[0].get("effect", "Allow") == "Allow", (flow, grants)
+        [arn] = grants[0]["resources"]
+        assert arn.startswith(prefix) and "aws_sfn_state_machine" not in arn, arn
+        assert terraform.evaluate(arn.removeprefix(prefix)) == terraform.evaluate(machine["name"])
+        assert terraform.evaluate(machine["name"]) == f"lakehouse-test-{flow.replace('_', '-')}"
+
+
 def test_lambdas_eventbridge_and_sns_are_wired(tf: dict[str, dict]) -> None:
     resources, data = blocks(tf, "resource"), blocks(tf, "data")
     assert data["archive_file.lambdas"]["source_dir"] == "${path.module}/../lambdas"

@@ -84,6 +84,16 @@ data "aws_iam_policy_document" "sfn_glue_flow" {
       aws_glue_job.batch["export_postgres"].arn,
     ]
   }
+
+  # The flow's first state lists its own RUNNING executions and ends if another one runs (one run at a time).
+  # The ARN is built from the machine's name: aws_sfn_state_machine.glue_flow.arn would make Terraform create this
+  # policy, log-delivery grants included (CreateStateMachine checks them), only after the machine that needs it.
+  statement {
+    sid       = "ListOwnExecutions"
+    effect    = "Allow"
+    actions   = ["states:ListExecutions"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.name}-glue-flow"]
+  }
 }
 
 resource "aws_iam_role" "sfn_emr_flow" {
@@ -156,6 +166,14 @@ data "aws_iam_policy_document" "sfn_emr_flow" {
       variable = "iam:AWSServiceName"
       values   = ["elasticmapreduce.amazonaws.com", "elasticmapreduce.amazonaws.com.cn"]
     }
+  }
+
+  # The flow's first state lists its own RUNNING executions and ends if another one runs (one run at a time).
+  statement {
+    sid       = "ListOwnExecutions"
+    effect    = "Allow"
+    actions   = ["states:ListExecutions"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.name}-emr-flow"]
   }
 
   statement {
