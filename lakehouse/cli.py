@@ -343,15 +343,21 @@ def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
 
     governance = Governance.of(config)
     if args.privacy_command == "readmit":
-        from lakehouse.apply.forget import readmit_patient
+        from lakehouse.apply.forget import readmission_leases, readmit_patient
 
-        policy = governance.policy.current(spark) if governance.policy else None
-        recorded = readmit_patient(spark, config, zone, args.patient, policy)  # type: ignore[arg-type]
-        print(
-            "re-admission recorded; the patient's consented rows are back in the non-PHI zone"
-            if recorded
-            else "the patient was not forgotten: nothing recorded; their rows in the zone were re-synced"
-        )
+        # The leases before the policy is read: a writer of those tables may rebuild the policy until it is done.
+        with readmission_leases(config):
+            policy = governance.policy.current(spark) if governance.policy else None
+            done = readmit_patient(spark, config, zone, args.patient, policy)
+        if done.forgotten_again:
+            print(
+                "a forget of the patient was recorded while the re-admission ran and is the later event: the patient "
+                "is forgotten again and stays out of the non-PHI zone"
+            )
+        elif done.recorded:
+            print("re-admission recorded; the patient's consented rows are back in the non-PHI zone")
+        else:
+            print("the patient was not forgotten: nothing recorded; their rows in the zone were re-synced")
         return 0
     return _sync(spark, config, governance, rebuild=args.rebuild)
 

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse.apply import privacy_log
 from lakehouse.apply.non_phi import NonPhiZone
-from lakehouse.apply.privacy_log import Event, append_all, forgotten, log_path, read_events
+from lakehouse.apply.privacy_log import Event, append, append_all, forgotten, log_path, read_events
 from lakehouse.masking import MaskingKey
 
 
@@ -48,3 +49,44 @@ def test_more_events_than_literals_are_written_at_their_utc_times(spark, tmp_pat
     assert sorted((e.patient, e.at) for e in read_events(spark, zone)) == sorted((e.patient, e.at) for e in many)
     stored = spark.read.format("delta").load(log_path(zone)).select("patient", F.date_format("at", "HH:mm"))
     assert dict(stored.collect())["p0"] == "04:00"  # the instant itself, shown in the session's UTC
+
+
+def test_a_forget_after_a_readmission_stays_last_when_its_host_clock_is_behind(spark, tmp_path):
+    """Found by review: the log was ordered by the clock of the host that appended each event. A readmission from a
+    host whose clock is ahead (an EMR stream) followed by a forget from one whose clock is behind (a laptop) sorted the
+    forget first: the readmission looked like the last event and the forgotten patient went back into the zone.
+    The log's order is now the order of its commits, whatever the clocks say."""
+    zone = NonPhiZone(root=str(tmp_path / "zone"), key=MaskingKey(b"k" * 32), privacy=str(tmp_path / "privacy"))
+    noon = datetime(2026, 1, 5, 12, 0)
+    append(spark, zone, Event("forget_started", "p1", noon))
+    append(spark, zone, Event("readmitted", "p1", noon + timedelta(hours=1)))  # a host an hour ahead
+    append(spark, zone, Event("forget_started", "p1", noon + timedelta(minutes=30)))  # then one half an hour behind
+
+    events = read_events(spark, zone)
+    assert [e.event for e in events] == ["forget_started", "readmitted", "forget_started"]
+    assert events[0].at < events[1].at < events[2].at
+    assert forgotten(events) == {"p1"}
+
+
+def test_an_append_that_raced_another_still_goes_after_it(spark, tmp_path, monkeypatch):
+    """Two appends that read the log at once: the one that commits second finds the other's commit (Delta keeps
+    one application transaction for the log's appends) and writes its event after it, not at its own clock."""
+    zone = NonPhiZone(root=str(tmp_path / "zone"), key=MaskingKey(b"k" * 32), privacy=str(tmp_path / "privacy"))
+    noon = datetime(2026, 1, 5, 12, 0)
+    append(spark, zone, Event("forget_started", "p1", noon))
+    real_head, raced = privacy_log._head, []
+
+    def head_then_a_readmission_commits(spark, zone):  # the other writer commits between this one's read and write
+        seen = real_head(spark, zone)
+        if not raced:
+            raced.append(True)
+            append(spark, zone, Event("readmitted", "p1", noon + timedelta(hours=1)))
+        return seen
+
+    monkeypatch.setattr(privacy_log, "_head", head_then_a_readmission_commits)
+    append(spark, zone, Event("forget_started", "p1", noon + timedelta(minutes=30)))
+
+    events = read_events(spark, zone)
+    assert [e.event for e in events] == ["forget_started", "readmitted", "forget_started"]
+    assert forgotten(events) == {"p1"}
+    assert len(spark.read.format("delta").load(log_path(zone)).collect()) == 3  # each event once

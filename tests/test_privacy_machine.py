@@ -172,7 +172,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         """The recorded re-admission of a forgotten patient: the consent rule decides again."""
         patient = data.draw(st.sampled_from(sorted(self.forgotten)))
         policy = policy_snapshot(self.lake.config).current(self.spark)
-        assert readmit_patient(self.spark, self.lake.config, self.lake.zone, str(patient), policy)
+        assert readmit_patient(self.spark, self.lake.config, self.lake.zone, str(patient), policy).recorded
         self.forgotten.discard(patient)
         self.dirty = True
 

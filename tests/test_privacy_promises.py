@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.apply import forget as forget_module
+from lakehouse.apply import privacy_log
 from lakehouse.apply.forget import forget_patient, readmit_patient
 from lakehouse.apply.non_phi import LATEST_META, non_phi_zone
 from lakehouse.cli import main
@@ -274,13 +276,90 @@ def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regr
     assert set(zone_rows_of(lake, P).values()) == {0}
 
     snapshot = policy_snapshot(lake.config)
-    assert readmit_patient(spark, lake.config, lake.zone, str(P), snapshot.current(spark)) is True
+    assert readmit_patient(spark, lake.config, lake.zone, str(P), snapshot.current(spark)).recorded is True
 
     rows = zone_rows_of(lake, P)
     assert rows["patients.history"] == 1 and rows["patients.latest"] == 1  # the version after the re-grant only
     assert rows["therapy_sessions.history"] == 0  # sessions from before the re-grant stay out
     log = spark.read.format("delta").load(f"{lake.config.paths.lake}/_privacy/log").orderBy("at")
     assert [r.event for r in log.collect()] == ["forget_started", "forgotten", "readmitted"]
+
+
+def test_a_forget_after_a_readmission_holds_when_its_host_clock_is_behind(lake, spark, monkeypatch):
+    """Found by review: the privacy log was ordered by the clock of the host that appended each event. A forget from a
+    laptop half an hour behind, after a readmission from a host an hour ahead, sorted before the readmission: the
+    patient's last event was the readmission, and the next run wrote the forgotten patient back into the zone."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0061")
+    lake.run()
+    clock = {"at": datetime(2026, 3, 10, 12, 0)}
+    monkeypatch.setattr(privacy_log, "now", lambda: clock["at"])
+    lake.forget(P)
+    clock["at"] += timedelta(hours=1)  # the readmission's host is ahead
+    assert readmit_patient(spark, lake.config, lake.zone, str(P), policy_snapshot(lake.config).current(spark)).recorded
+    assert zone_rows_of(lake, P)["patients.history"] == 1
+    clock["at"] -= timedelta(minutes=90)  # the second forget's host is behind
+    lake.forget(P)
+
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    log = privacy_log.read_events(spark, lake.zone)
+    assert [e.event for e in log] == ["forget_started", "forgotten", "readmitted", "forget_started", "forgotten"]
+
+
+def test_readmit_waits_for_no_writer_of_its_tables_and_says_so(lake, capsys):
+    """Found by review: `privacy readmit` took no lease. A batch that read the privacy log while the patient was still
+    forgotten deleted, after the readmission, the rows it had just restored; a consent sync re-syncing the same patient
+    at once left every version twice. It now takes the tables' leases: refused, naming the holder, recording nothing."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0062")
+    lake.run()
+    lake.forget(P)
+    script = (
+        "import time; from lakehouse.config import load_config; from lakehouse.ownership import hold\n"
+        f"with hold(load_config({str(LOCAL_YAML)!r}), ['devices'], job='other-job'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert other.stdout.readline().strip() == "held"
+    try:
+        assert main(["--config", str(LOCAL_YAML), "privacy", "readmit", "--patient", str(P)]) == 2
+        error = capsys.readouterr().err
+        assert "cannot re-admit the patient now: unit 'devices'" in error and "other-job" in error
+        assert "Nothing was recorded: the patient stays forgotten" in error
+        assert "stop it, re-admit, then start it again" in error
+    finally:
+        other.kill()
+        other.wait()
+    assert [e.event for e in privacy_log.read_events(lake.spark, lake.zone)] == ["forget_started", "forgotten"]
+    assert set(zone_rows_of(lake, P).values()) == {0}
+
+    assert main(["--config", str(LOCAL_YAML), "privacy", "readmit", "--patient", str(P)]) == 0
+    assert "re-admission recorded" in capsys.readouterr().out
+    assert zone_rows_of(lake, P)["devices.history"] == 1
+
+
+def test_a_forget_that_a_readmission_overtook_deletes_what_it_restored(lake, spark, monkeypatch):
+    """A readmission recorded between a forget's intent and its record (forget takes no lease) restores the
+    patient's rows after the forget's deletes; the forget's record, the later event, blocks the patient again, and
+    the forget deletes those rows once more: no forgotten patient's row stays in the zone."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0063")
+    lake.run()
+    last = f"after_{ZONE_TABLES[-1]}.latest"
+
+    def readmission_after_the_deletes(*point: str) -> None:
+        if point == ("privacy", "forget", last):
+            policy = policy_snapshot(lake.config).current(spark)
+            assert readmit_patient(spark, lake.config, lake.zone, str(P), policy).recorded
+
+    monkeypatch.setattr(forget_module, "crash_point", readmission_after_the_deletes)
+    lake.forget(P)
+
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    events = [e.event for e in privacy_log.read_events(spark, lake.zone)]
+    assert events == ["forget_started", "readmitted", "forgotten"]
 
 
 # --- 2. latest follows history ------------------------------------------------------------------------------------

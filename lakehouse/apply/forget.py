@@ -8,7 +8,8 @@
    commits: a rerun after a crash finishes the same forget and counts each delete once.
 A forgotten patient stays out whatever arrives later (updates, late data, a consent re-grant, replays)
 until `readmit_patient` records a re-admission; the consent rules then decide again what of them the
-zone holds (`consent_sync`).
+zone holds (`consent_sync`). A forget takes no lease (every writer of the zone reads the log again after
+its writes); a re-admission holds the leases of the tables it rewrites, as it restores rows.
 
 The deletes rewrite the files (deletion vectors are off, so rows are not merely hidden); the files
 before them stay readable by Delta time travel until VACUUM removes them, which it does only for files
@@ -21,6 +22,8 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,7 @@ from lakehouse.config import Config, TableConfig
 from lakehouse.errors import InputError
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym, pseudonym_prefix
+from lakehouse.ownership import UnitBusyError, hold
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
@@ -113,10 +117,23 @@ def forget_patient(
         "forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed, patient_id
     )
     privacy_log.append(spark, zone, record)
+    if _readmitted_during(spark, zone, patient, intent.forget_id):  # type: ignore[arg-type]
+        # The patient was not blocked between the re-admission and this record: what a writer restored after the
+        # deletes above stays unless deleted now (the record blocks every write from here on).
+        _delete_again(spark, targets, patient)
     log.info(
         json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
     )
     return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed, known=known)
+
+
+def _readmitted_during(spark: SparkSession, zone: NonPhiZone, patient: str, forget_id: str) -> bool:
+    """Whether a re-admission of `patient` was recorded between the intent and the record of forget `forget_id`."""
+    events = [(e.event, e.forget_id) for e in privacy_log.read_events(spark, zone) if e.patient == patient]
+    if ("forget_started", forget_id) not in events or ("forgotten", forget_id) not in events:
+        return False
+    between = events[events.index(("forget_started", forget_id)) + 1 : events.index(("forgotten", forget_id))]
+    return ("readmitted", None) in between
 
 
 def _delete_again(spark: SparkSession, targets: list[tuple[str, TableConfig, str]], patient: str) -> dict[str, int]:
@@ -173,31 +190,72 @@ def _in_phi_history(spark: SparkSession, config: Config, patient_id: str) -> boo
     return False
 
 
-def readmit_patient(spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, policy: DataFrame) -> bool:
+@dataclass
+class Readmitted:
+    """What `readmit_patient` did."""
+
+    patient: str  # the pseudonym
+    recorded: bool  # the patient was forgotten, and the re-admission is recorded (else nothing was recorded)
+    forgotten_again: bool = False  # a forget recorded while it ran is the later event: the patient stays out
+
+
+def readmit_patient(
+    spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, policy: DataFrame | None
+) -> Readmitted:
     """Lift a forget: record the re-admission, then restore what the consent policy admits of the patient.
 
-    Returns False when the patient was not forgotten (nothing is recorded; the rows are re-synced all the
-    same, which also finishes a re-admission a crash interrupted).
+    It holds the leases of every write unit with a table it rewrites (`readmission_leases`): a batch or a consent
+    sync beside it could delete what it restores (it read the log while the patient was still blocked) or write the
+    patient's versions a second time. After its writes it reads the log again: a forget recorded meanwhile (forget
+    takes no lease) comes after the re-admission, and the writes' own re-reads leave the patient out
+    (`forgotten_again`).
+
+    When the patient was not forgotten nothing is recorded; the rows are re-synced all the same, which also
+    finishes a re-admission a crash interrupted.
     """
     patient_id = patient_key(spark, config, patient_id)
     patient = pseudonym(patient_id, zone.key)
     assert patient is not None
-    was_forgotten = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
-    if was_forgotten:
-        privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now(), patient_id=patient_id))
-    for table in zone_tables(config):
-        if table.consent is None:
-            continue
-        column_type = table.columns[table.consent.patient_column]
-        ids = spark.createDataFrame([(patient_id,)], "patient_id STRING").select(
-            F.col("patient_id").cast(column_type).alias("patient_id")
-        )
-        history = table_paths(config, table).history
-        resync_patients(spark, table, zone, phi_history=history, policy=policy, patients=ids)
-    log.info(
-        json.dumps({"event": "patient_readmitted", "patient": pseudonym_prefix(patient), "recorded": was_forgotten})
-    )
-    return was_forgotten
+    with readmission_leases(config):
+        recorded = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
+        if recorded:
+            privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now(), patient_id=patient_id))
+        for table in zone_tables(config):
+            if table.consent is None:
+                continue
+            column_type = table.columns[table.consent.patient_column]
+            ids = spark.createDataFrame([(patient_id,)], "patient_id STRING").select(
+                F.col("patient_id").cast(column_type).alias("patient_id")
+            )
+            history = table_paths(config, table).history
+            resync_patients(spark, table, zone, phi_history=history, policy=policy, patients=ids)
+        again = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
+    event = "patient_forgotten_during_readmission" if again else "patient_readmitted"
+    log.info(json.dumps({"event": event, "patient": pseudonym_prefix(patient), "recorded": recorded}))
+    return Readmitted(patient=patient, recorded=recorded, forgotten_again=again)
+
+
+def readmission_units(config: Config) -> list[str]:
+    """The write units a re-admission rewrites tables of: those of the zone's tables with consent."""
+    tables = {t.name for t in zone_tables(config) if t.consent is not None}
+    return [unit for unit, members in config.write_units().items() if tables & set(members)]
+
+
+@contextmanager
+def readmission_leases(config: Config) -> Iterator[None]:
+    """Hold `readmission_units`' leases (re-entrant); held by another job: UnitBusyError saying what to do."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(hold(config, readmission_units(config), job="lakehouse privacy readmit"))
+        except UnitBusyError as exc:
+            busy = str(exc).split(": one writer per table")[0]  # the unit, its holder and since when
+            raise UnitBusyError(
+                f"cannot re-admit the patient now: {busy}. Nothing was recorded: the patient stays forgotten. A "
+                "re-admission rewrites the patient's rows in the tables of that unit, and a writer beside it could "
+                "delete them again or write them twice. Run `lakehouse privacy readmit` again when that job has "
+                "finished; a stream holds its tables for as long as it runs: stop it, re-admit, then start it again."
+            ) from None
+        yield
 
 
 class _tagged:

@@ -8,6 +8,10 @@ One Delta table of events, appended to, never rewritten:
   Delta commits of that forget's own deletes; `rows_removed`; `vacuumed`).
 - ``readmitted``: the recorded re-admission that lifts the block.
 
+The log's order is the order of its commits, whatever the clocks of the hosts that wrote them (an EMR stream, a
+laptop, a Glue job): a patient's last event decides, so a forget that sorted before the readmission committed ahead
+of it would leave a forgotten patient in the zone. `append_all` keeps that order in `at` (see there).
+
 It lives in the PHI lake, not in the zone: it links pseudonyms to exact times, and each event keeps the patient's
 raw id (`patient_id`), so a patient stays blocked when the masking key changes: events are read under the key in
 use (their `patient` is recomputed from `patient_id`). Events recorded before ids were kept carry only the
@@ -19,13 +23,15 @@ and deletes them there.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from delta.tables import DeltaTable
 
 from lakehouse.apply.non_phi import NonPhiZone
+from lakehouse.errors import RetryableError
 from lakehouse.maintenance import file_system
 from lakehouse.masking import pseudonym
 from lakehouse.tables import rows_frame
@@ -38,6 +44,9 @@ LOG_DDL = (
     "at TIMESTAMP, patient_id STRING"
 )
 BLOCKING = ("forget_started", "forgotten")
+APPENDS = "lakehouse-privacy-log"  # the Delta application id of every append (`append_all`)
+ATTEMPTS = 20  # appends tried before giving up while others keep committing first
+TICK = timedelta(microseconds=1)  # a TIMESTAMP's resolution: the least step after the last event
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,8 @@ def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
         for r in legacy
         if (r.patient, r.forgotten_at) not in logged
     ]
-    append_all(spark, zone, moved)
+    if moved:  # their own times kept: a rerun after a crash finds them by them, and appends none twice
+        _commit(spark, zone, moved, after_last=False)
     fs, path = file_system(spark, _legacy_path(zone))
     fs.delete(path, True)
 
@@ -142,16 +152,109 @@ def append(spark: SparkSession, zone: NonPhiZone, event: Event) -> None:
 
 
 def append_all(spark: SparkSession, zone: NonPhiZone, events: list[Event]) -> None:
-    """Add events to the log in one Delta commit (none: no commit)."""
-    if not events:
-        return
-    rows = [
-        (e.event, e.patient, e.forget_id, json.dumps(e.tables, sort_keys=True) if e.tables is not None else None,
-         e.rows_removed, e.vacuumed, e.at, e.patient_id)
-        for e in events
-    ]  # fmt: skip
-    frame = rows_frame(spark, rows, LOG_DDL)
-    frame.write.format("delta").mode("append").option("mergeSchema", "true").save(log_path(zone))  # ids added later
+    """Add events to the log in one Delta commit (none: no commit), each after every event committed before it.
+
+    Each event's `at` is the later of its own (the writer's clock) and one microsecond after the event before it,
+    the log's last one read just before the commit: so sorting by `at` gives the commit order even when the clocks
+    of the hosts that append disagree. After an event from a clock ahead, the next ones' `at` is that clock's time,
+    not their writer's: the log promises order, and an `at` late by a clock's lead is no time the zone shows.
+
+    Two appends that read the log at once must not both commit on what they read: every append is a Delta
+    idempotent write of one application id (`APPENDS`) whose version is the log's version read plus one. Delta then
+    refuses the second of two racing commits (ConcurrentTransactionException), or skips it when the other's had
+    committed before it began; either way it reads the log again and tries once more, so an event committed is
+    always after every event committed before it. (Ordering by each row's commit version instead would need Delta's
+    row tracking or the log's JSON commits, kept only 30 days; the microsecond step keeps the log a plain table.)
+    """
+    if events:
+        _commit(spark, zone, events, after_last=True)
+
+
+def _commit(spark: SparkSession, zone: NonPhiZone, events: list[Event], *, after_last: bool) -> None:
+    """Append `events` in one commit, retried while another append commits first (`append_all`); `after_last`:
+    their `at` moved after the log's last event's."""
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
+
+    raced = (
+        ConcurrentAppendException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        MetadataChangedException,  # a concurrent append added `patient_id` to an older log's schema
+        ProtocolChangedException,  # two first appends created the log at once
+    )
+    for _ in range(ATTEMPTS):
+        version, last = _head(spark, zone)
+        stamped = _after(events, last) if after_last else events
+        rows = [
+            (e.event, e.patient, e.forget_id, json.dumps(e.tables, sort_keys=True) if e.tables is not None else None,
+             e.rows_removed, e.vacuumed, e.at, e.patient_id)
+            for e in stamped
+        ]  # fmt: skip
+        tag = uuid.uuid4().hex
+        writer = (
+            rows_frame(spark, rows, LOG_DDL)
+            .write.format("delta")
+            .mode("append")
+            .option("mergeSchema", "true")  # ids added later
+            .option("txnAppId", APPENDS)
+            .option("txnVersion", version + 1)
+            .option("userMetadata", tag)
+        )
+        try:
+            writer.save(log_path(zone))
+        except raced:
+            continue
+        if _committed(spark, zone, version, tag):
+            return
+    raise RetryableError(
+        f"the privacy log {log_path(zone)} kept changing: {ATTEMPTS} appends in a row found another committed "
+        "first. Nothing of this event was recorded; run the command again."
+    )
+
+
+def _head(spark: SparkSession, zone: NonPhiZone) -> tuple[int, datetime | None]:
+    """The log's Delta version, then its last event's `at` ((-1, None) before the first event).
+
+    The version is read first: the events read after it are those of that version or of a later one, so `at` is
+    after all of that version's, and an append committed since is one the append's own commit finds (`append_all`).
+    """
+    from pyspark.sql import functions as F
+
+    if not DeltaTable.isDeltaTable(spark, log_path(zone)):
+        return -1, None
+    version = _version(spark, log_path(zone))
+    log = _with_utc_times(spark.read.format("delta").load(log_path(zone)), "at")
+    return version, _utc(log.agg(F.max("at")).first()[0])  # type: ignore[index]
+
+
+def _after(events: list[Event], last: datetime | None) -> list[Event]:
+    """`events` in their order, each `at` moved, if need be, to one microsecond after the one before."""
+    stamped = []
+    for event in events:
+        if last is not None and event.at <= last:
+            event = replace(event, at=last + TICK)
+        stamped.append(event)
+        last = event.at
+    return stamped
+
+
+def _committed(spark: SparkSession, zone: NonPhiZone, read: int, tag: str) -> bool:
+    """Whether a commit after version `read` carries `tag` (Delta skips an idempotent write silently)."""
+    newer = _version(spark, log_path(zone)) - read
+    if newer <= 0:
+        return False
+    commits = DeltaTable.forPath(spark, log_path(zone)).history(newer).select("userMetadata").collect()
+    return any(c[0] == tag for c in commits)
+
+
+def _version(spark: SparkSession, path: str) -> int:
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
 
 
 def now() -> datetime:
