@@ -80,14 +80,14 @@ def privacy_options(args: dict[str, str | None]) -> argparse.Namespace:
 
 def work(args: dict) -> int:
     # The CLI's own implementation, so the job and `lakehouse privacy` cannot drift apart (see the module docstring).
-    from lakehouse.cli import _cmd_privacy
+    from lakehouse.cli import privacy
 
     options = privacy_options(args)
     config = load_job_config(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])  # the session the command then uses
     with glue_job(spark, args["JOB_NAME"]):
         try:
-            return _cmd_privacy(options, config)
+            return privacy(options, config)
         except InputError as exc:  # a refused --vacuum_hours is named as this job spells it
             raise InputError(str(exc).replace("--vacuum-hours", "--vacuum_hours")) from None
 

@@ -323,7 +323,7 @@ def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _cmd_privacy(args: argparse.Namespace, config: Config) -> int:
+def privacy(args: argparse.Namespace, config: Config) -> int:
     from lakehouse.apply.non_phi import non_phi_zone
 
     zone = non_phi_zone(config)
@@ -479,7 +479,7 @@ def _cmd_onboard(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "policy": _cmd_policy,
-    "privacy": _cmd_privacy,
+    "privacy": privacy,
     "db": _cmd_db,
     "export": _cmd_export,
     "run": _cmd_run,
@@ -490,6 +490,15 @@ COMMANDS = {
 }
 
 
+def _config(location: str | Path) -> Config:
+    """The configuration at a local path or, as the deployed jobs read it, an s3:// object (on an EMR node, say)."""
+    if str(location).startswith(("s3://", "s3a://")):
+        from lakehouse.jobs import load_job_config
+
+        return load_job_config({"config": str(location)})
+    return load_config(location)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lakehouse` console script."""
     args = _parser().parse_args(argv)
@@ -497,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "onboard":  # writes configuration; needs none
             return _cmd_onboard(args)
-        config = load_config(args.config)
+        config = _config(args.config)
         if args.command == "demo":
             _write_demo(config, args.patients)
             return 0

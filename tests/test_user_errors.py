@@ -428,6 +428,19 @@ def test_a_job_whose_s3_configuration_is_missing_names_the_uri(capsys, aws, monk
     assert "it does not exist in region us-east-1" in err
 
 
+def test_the_cli_reads_an_s3_configuration_as_the_jobs_do(tmp_path, capsys, aws, monkeypatch):
+    """Found by review: `lakehouse --config s3://...` (the deployed configuration, from an EMR node) was taken for a
+    local path ("configuration file not found: .../s3:/..."); it is read from S3 as the jobs read it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    err = fails(["--config", "s3://no-such-bucket/aws.yaml", "latest", "people"], capsys)
+    assert "cannot read the configuration s3://no-such-bucket/aws.yaml (--config): 404 (Not Found)" in err
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_object(Bucket="artifacts", Key="config/bad.yaml", Body=b"paths: [1, 2]\n")
+    err = fails(["--config", "s3://artifacts/config/bad.yaml", "latest", "people"], capsys)
+    assert "s3://artifacts/config/bad.yaml" in err and "not found" not in err
+
+
 def test_a_job_without_aws_credentials_names_its_s3_configuration(capsys, no_aws_credentials):
     code, err = run_job("batch/policy_build.py", ["--config", "s3://no-such-bucket/aws.yaml"], capsys)
     assert code == 2
