@@ -3,8 +3,8 @@
 No terraform binary runs offline here, so the values Terraform computes from `locals` (catalog table names
 and locations, the Athena saved queries) are computed by this small evaluator of HCL's expression
 syntax: templates with `${...}`, references (`var.x`, `local.x`, `a.b[c]`), list and object literals,
-`for` expressions, the conditional operator, and the functions the deploy uses. Anything else is refused
-by name, so a new construct in the deploy fails loudly instead of being rendered wrong.
+`for` expressions (with `if`), `==` and `!=`, the conditional operator, and the functions the deploy uses.
+Anything else is refused by name, so a new construct in the deploy fails loudly instead of being rendered wrong.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "values": lambda obj: [obj[k] for k in sorted(obj)],  # in the lexicographic order of the keys
     "flatten": lambda items: [y for x in items for y in (FUNCTIONS["flatten"](x) if isinstance(x, list) else [x])],
     "contains": lambda items, value: value in items,
+    "lookup": lambda obj, key, *default: obj[key] if key in obj or not default else default[0],
     "max": max,
     "lower": str.lower,
     "jsonencode": lambda value: json.dumps(value, separators=(",", ":")),
@@ -173,7 +174,7 @@ class _Parser:
     # Evaluation happens while parsing; a `for` body and the untaken branch of `?:` are parsed lazily
     # by re-parsing their token range in a child scope.
     def expression(self) -> Any:
-        condition = self.postfix()
+        condition = self.comparison()
         if not self.peek("?"):
             return condition
         self.take("?")
@@ -182,11 +183,13 @@ class _Parser:
         no = self._skip_expression(until=None)
         return self._sub(yes if condition else no, self.scope)
 
-    def _skip_expression(self, until: str | None) -> tuple[int, int]:
+    def _skip_expression(self, until: str | None, *, stop_at_if: bool = False) -> tuple[int, int]:
         start, depth = self.pos, 0
         while self.pos < len(self.tokens):
-            value = self.tokens[self.pos][1]
+            kind, value = self.tokens[self.pos]
             if depth == 0 and (value == until or (value in ("}", "]", ")", ",") and until is None)):
+                break
+            if depth == 0 and stop_at_if and (kind, value) == ("name", "if"):  # a `for` expression's filter
                 break
             depth += value in "([{" and self.tokens[self.pos][0] == "op"
             depth -= value in ")]}" and self.tokens[self.pos][0] == "op"
@@ -199,6 +202,15 @@ class _Parser:
         value = parser.expression()
         if parser.pos != span[1]:
             raise HclError(f"unexpected {self.tokens[parser.pos][1]!r} in {self.source!r}")
+        return value
+
+    def comparison(self) -> Any:
+        """`a == b` and `a != b` (HCL's other binary operators are not used by the deploy)."""
+        value = self.postfix()
+        while self.peek("==") or self.peek("!="):
+            operator = self.take()[1]
+            other = self.postfix()
+            value = value == other if operator == "==" else value != other
         return value
 
     def postfix(self) -> Any:
@@ -275,18 +287,21 @@ class _Parser:
         self.take("in")
         collection = self.expression()
         self.take(":")
-        key_span = self._skip_expression(until="=>" if close == "}" else None)
-        value_span = None
+        key_span = self._skip_expression(until="=>") if close == "}" else self._skip_expression(None, stop_at_if=True)
+        value_span = condition_span = None
         if close == "}":
             self.take("=>")
-            value_span = self._skip_expression(until=None)
+            value_span = self._skip_expression(until=None, stop_at_if=True)
         if self.peek("if"):
-            raise HclError("`for ... if` is not supported by tests/hcl_eval.py: add it")
+            self.take("if")
+            condition_span = self._skip_expression(until=None)
         self.take(close)
         pairs = collection.items() if isinstance(collection, dict) else enumerate(collection)
         results = []
         for index, item in pairs:
             scope = self.scope.child(**({names[0]: item} if len(names) == 1 else {names[0]: index, names[1]: item}))
+            if condition_span and not self._sub(condition_span, scope):
+                continue
             key = self._sub(key_span, scope)
             results.append((key, self._sub(value_span, scope)) if value_span else key)
         return dict(results) if close == "}" else results

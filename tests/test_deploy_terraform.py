@@ -1,6 +1,7 @@
 """The Terraform of deploy/terraform: it parses, it holds what the pipeline needs, its IAM is least
 privilege (a rule of this test, shown able to fail), and checkov finds nothing that is not skipped
-with a reason. No terraform binary with providers is usable offline, so nothing is planned."""
+with a reason. Nothing is planned against AWS; where a terraform binary and the AWS provider are installed,
+`terraform validate` runs, and `terraform test` plans against a mocked provider."""
 
 from __future__ import annotations
 
@@ -162,7 +163,8 @@ def test_glue_jobs_run_the_batch_scripts_with_delta_and_the_wheel(tf: dict[str, 
         "export_postgres": "batch/export_postgres.py",
         "privacy": "batch/privacy.py",
     }
-    assert set(variables(tf)["glue_workers"]["default"]) == set(jobs)  # a worker count for each job
+    # a worker count for each job; var.glue_workers overrides some (test_a_glue_workers_map_naming_some_jobs...)
+    assert all(spec["workers"] >= 2 for spec in jobs.values()) and variables(tf)["glue_workers"]["default"] == {}
     job = blocks(tf, "resource")["aws_glue_job.batch"]
     assert job["glue_version"] == "${var.glue_version}" and variables(tf)["glue_version"]["default"] in {"5.0", "5.1"}
     assert one(job, "command")["name"] == "glueetl"
@@ -563,12 +565,13 @@ def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict
 
 
 PLUGINS = Path("/opt/tf-plugins")
+TF_ENV = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
 
 
-def test_terraform_validate_accepts_the_configuration(tmp_path: Path) -> None:
-    """`terraform validate` with the AWS provider from a local plugin folder (no registry here): every
-    expression, type and reference checked by Terraform itself. The archive provider is not in that folder,
-    so its one data source is swapped for a local of the same shape in the copy that is validated."""
+def initialized_copy(tmp_path: Path) -> tuple[str, Path]:
+    """deploy/ copied into `tmp_path` and `terraform init` run with the AWS provider from a local plugin folder (no
+    registry here): (the terraform binary, the copy's terraform folder). The archive provider is not in that folder,
+    so its one data source is swapped for a local of the same shape in the copy."""
     terraform = shutil.which("terraform")
     if not terraform or not (PLUGINS / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
         pytest.skip("needs a terraform binary and the AWS provider in /opt/tf-plugins (not installable here)")
@@ -585,22 +588,133 @@ def test_terraform_validate_accepts_the_configuration(tmp_path: Path) -> None:
     versions = (folder / "versions.tf").read_text()
     start = versions.index("    archive = {")
     (folder / "versions.tf").write_text(versions[:start] + versions[versions.index("\n    }\n", start) + 7 :])
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
     init = subprocess.run(
         [terraform, "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PLUGINS}"],
         cwd=folder,
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env=TF_ENV,
     )
     assert init.returncode == 0, init.stdout + init.stderr
+    return terraform, folder
+
+
+def test_terraform_validate_accepts_the_configuration(tmp_path: Path) -> None:
+    """`terraform validate`: every expression, type and reference checked by Terraform itself."""
+    terraform, folder = initialized_copy(tmp_path)
     validate = subprocess.run(
-        [terraform, "validate", "-no-color"], cwd=folder, capture_output=True, text=True, timeout=300, env=env
+        [terraform, "validate", "-no-color"], cwd=folder, capture_output=True, text=True, timeout=300, env=TF_ENV
     )
     assert validate.returncode == 0 and "The configuration is valid" in validate.stdout, (
         validate.stdout + validate.stderr
     )
+
+
+# `terraform test` plans against this mocked AWS provider, offline: generated values, except where the provider
+# checks them at plan time (policy JSON) or the configuration builds ARNs from them.
+MOCKED_AWS = r"""
+mock_provider "aws" {
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+}
+
+variables {
+  environment             = "test"
+  masking_key_secret_name = "lakehouse/test/masking-key"
+  postgres_secret_name    = "lakehouse/test/postgres"
+  emr_subnet_id           = "subnet-0123456789abcdef0"
+}
+"""
+
+
+def terraform_test(tmp_path: Path, runs: str) -> subprocess.CompletedProcess:
+    """`terraform test` of `runs` (HCL run blocks) with MOCKED_AWS, on an initialized copy of deploy/terraform."""
+    terraform, folder = initialized_copy(tmp_path)
+    (folder / "tests").mkdir()
+    (folder / "tests" / "offline.tftest.hcl").write_text(MOCKED_AWS + runs)
+    return subprocess.run(
+        [terraform, "test", "-no-color"], cwd=folder, capture_output=True, text=True, timeout=600, env=TF_ENV
+    )
+
+
+GLUE_WORKER_DEFAULTS = {"policy_build": 2, "apply_once": 4, "snapshot_load": 4, "export_postgres": 2, "privacy": 2}
+
+
+def workers_asserted(expected: dict[str, int]) -> str:
+    return "".join(
+        f"""
+  assert {{
+    condition     = aws_glue_job.batch["{job}"].number_of_workers == {n}
+    error_message = "{job}: ${{aws_glue_job.batch["{job}"].number_of_workers}} workers, not {n}"
+  }}"""
+        for job, n in expected.items()
+    )
+
+
+def test_terraform_plans_a_glue_workers_map_written_before_the_privacy_job(tmp_path: Path) -> None:
+    """Found by review: glue.tf read var.glue_workers[each.key], so a deployment whose tfvars set glue_workers for the
+    four jobs there were failed `terraform plan` (Invalid index) once the privacy job was added. Planned by Terraform
+    itself against a mocked provider: a job the map does not name keeps its default; a map naming a job that does not
+    exist, or fewer than 2 workers, is refused."""
+    before_privacy = {"policy_build": 2, "apply_once": 8, "snapshot_load": 4, "export_postgres": 2}
+    runs = f"""
+run "defaults" {{
+  command = plan
+{workers_asserted(GLUE_WORKER_DEFAULTS)}
+}}
+
+run "tfvars_written_before_the_privacy_job" {{
+  command = plan
+  variables {{
+    glue_workers = {{ {", ".join(f"{job} = {n}" for job, n in before_privacy.items())} }}
+  }}
+{workers_asserted(GLUE_WORKER_DEFAULTS | before_privacy)}
+}}
+
+run "a_job_that_does_not_exist" {{
+  command = plan
+  variables {{
+    glue_workers = {{ "apply-once" = 8 }}
+  }}
+  expect_failures = [aws_glue_job.batch]
+}}
+
+run "fewer_than_two_workers" {{
+  command = plan
+  variables {{
+    glue_workers = {{ privacy = 1 }}
+  }}
+  expect_failures = [var.glue_workers]
+}}
+"""
+    result = terraform_test(tmp_path, runs)
+
+    assert result.returncode == 0 and "Success! 4 passed, 0 failed." in result.stdout, result.stdout + result.stderr
+
+
+def test_a_glue_workers_map_naming_some_jobs_keeps_the_others_defaults(tf: dict[str, dict]) -> None:
+    """The same as the `terraform test` above, where no terraform binary is: number_of_workers evaluated per job."""
+    from tests.hcl_eval import Scope
+    from tests.terraform_values import Terraform
+
+    expression = blocks(tf, "resource")["aws_glue_job.batch"]["number_of_workers"]
+    before_privacy = {"policy_build": 2, "apply_once": 8, "snapshot_load": 4, "export_postgres": 2}
+    for override, expected in [(None, GLUE_WORKER_DEFAULTS), (before_privacy, GLUE_WORKER_DEFAULTS | before_privacy)]:
+        deployed = Terraform({"environment": "test"} | ({"glue_workers": override} if override else {}))
+        jobs = deployed.local("glue_jobs")
+        scope: Scope = deployed.scope
+        workers = {
+            job: evaluate(expression, scope.child(each={"key": job, "value": spec})) for job, spec in jobs.items()
+        }
+        assert workers == expected, override
 
 
 def test_the_policy_table_has_the_keys_the_engine_writes(tf: dict[str, dict], aws) -> None:

@@ -43,7 +43,7 @@ resource "aws_glue_job" "batch" {
   role_arn               = aws_iam_role.glue.arn
   glue_version           = var.glue_version
   worker_type            = var.glue_worker_type
-  number_of_workers      = var.glue_workers[each.key]
+  number_of_workers      = lookup(var.glue_workers, each.key, each.value.workers)
   timeout                = each.value.timeout
   max_retries            = 0
   security_configuration = aws_glue_security_configuration.pipeline.name
@@ -73,6 +73,13 @@ resource "aws_glue_job" "batch" {
     "--enable-metrics"                   = "true"
     "--enable-observability-metrics"     = "true"
     "--enable-continuous-cloudwatch-log" = "true"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for job in keys(var.glue_workers) : contains(keys(local.glue_jobs), job)])
+      error_message = "glue_workers names a job that does not exist: ${join(", ", [for job in keys(var.glue_workers) : job if !contains(keys(local.glue_jobs), job)])} (the jobs: ${join(", ", keys(local.glue_jobs))})."
+    }
   }
 }
 

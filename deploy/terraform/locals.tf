@@ -50,12 +50,13 @@ locals {
 
   # One Glue job per batch script; Step Functions retries, so Glue does not (max_retries = 0). The privacy job
   # (`lakehouse privacy` on the zones, started by hand: deploy/README.md section 8) runs one request at a time.
+  # `workers` is the job's default number of Glue workers; var.glue_workers overrides it per job.
   glue_jobs = {
-    policy_build    = { script = "batch/policy_build.py", timeout = 55, concurrency = 1 }
-    apply_once      = { script = "batch/apply_once.py", timeout = 110, concurrency = max(4, length(local.apply_units)) }
-    snapshot_load   = { script = "batch/snapshot_load.py", timeout = 110, concurrency = 1 }
-    export_postgres = { script = "batch/export_postgres.py", timeout = 110, concurrency = 1 }
-    privacy         = { script = "batch/privacy.py", timeout = 110, concurrency = 1 }
+    policy_build    = { script = "batch/policy_build.py", timeout = 55, concurrency = 1, workers = 2 }
+    apply_once      = { script = "batch/apply_once.py", timeout = 110, concurrency = max(4, length(local.apply_units)), workers = 4 }
+    snapshot_load   = { script = "batch/snapshot_load.py", timeout = 110, concurrency = 1, workers = 4 }
+    export_postgres = { script = "batch/export_postgres.py", timeout = 110, concurrency = 1, workers = 2 }
+    privacy         = { script = "batch/privacy.py", timeout = 110, concurrency = 1, workers = 2 }
   }
 
   # Delta as each runtime expects it; only table features Athena reads (no deletion vectors); commits to

@@ -189,14 +189,13 @@ variable "glue_worker_type" {
 }
 
 variable "glue_workers" {
-  description = "Number of Glue workers per batch job (a key for each job of local.glue_jobs)."
+  description = "Number of Glue workers of some batch jobs, by job (a key of local.glue_jobs); a job not named keeps its default there, so a map written before a job was added still plans."
   type        = map(number)
-  default = {
-    policy_build    = 2
-    apply_once      = 4
-    snapshot_load   = 4
-    export_postgres = 2
-    privacy         = 2
+  default     = {}
+
+  validation {
+    condition     = alltrue([for n in values(var.glue_workers) : n >= 2 && floor(n) == n])
+    error_message = "glue_workers are whole numbers of at least 2 (a Glue Spark job's minimum)."
   }
 }
 
