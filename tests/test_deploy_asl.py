@@ -477,7 +477,12 @@ def test_each_flow_starts_with_a_guard_that_ends_quietly_while_another_execution
     assert before_flow == GUARD_STATES | {"ChooseTables"}
     assert not reachable(states, "ChooseTables") & GUARD_STATES
     # Another execution running: a notice naming this execution and the running ones, then Succeed and nothing else.
-    for skip in {c["Next"] for c in choice["Choices"]}:
+    goes_on = [c for c in choice["Choices"] if c["Next"] == "ChooseTables"]  # this one is the older of two
+    assert len(goes_on) == 1 and goes_on[0]["And"][1] == {
+        "Variable": "$.guard.running[1]",
+        "StringEqualsPath": "$.guard.self",
+    }
+    for skip in {c["Next"] for c in choice["Choices"]} - {"ChooseTables"}:
         notice = states[skip]
         assert notice["Resource"] == SNS_PUBLISH
         message = notice["Parameters"]["Message.$"]
@@ -794,19 +799,19 @@ def test_glue_flow_run_with_a_table_list_in_its_input_applies_only_those(glue_jo
         ([], True),  # ListExecutions is eventually consistent: this execution may not be listed yet
         (["self"], True),
         (["other"], False),  # another one, this one not listed yet
-        (["self", "other"], False),
-        (["other", "self"], False),
+        (["self", "other"], False),  # newest first: the other one is older, it goes on
+        (["other", "self"], True),  # this one is the older of two started together: it goes on, the other skips
         (["other", "third"], False),
     ],
 )
-def test_the_guard_goes_on_only_when_no_other_execution_is_listed(
+def test_the_guard_goes_on_only_when_no_older_execution_is_listed(
     sfn_server: str, name: str, listed: list[str], goes_on: bool
 ) -> None:
     """The flow's own Choice, run on moto's interpreter on each answer ListExecutions (MaxResults 2) can give."""
     choice = json.loads(json.dumps(load(name)["States"]["AnotherRunRunning"]))
     choice["Default"] = "WentOn"
     for rule in choice["Choices"]:
-        rule["Next"] = "Skipped"
+        rule["Next"] = "WentOn" if rule["Next"] == "ChooseTables" else "Skipped"
     run = f"guard-{name.split('_')[0]}-{'-'.join(listed) or 'none'}"
     arns = {
         "self": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{run}:{run}",
