@@ -180,10 +180,38 @@ def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: 
     applied = [
         (int(r["batch_id"]), r["source_file"]) for r in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"]))
     ]
+    deliveries = _Deliveries()
+    for b, f in applied:
+        deliveries.add(f, f"batch {b}, {f}")
     found = {}
-    for i, file in enumerate(new):
-        first = next((f"batch {b}, {f}" for b, f in applied if same_load_file(f, file)), None)
-        first = first or next((f"batch {batch_id}, {f}" for f in new[:i] if same_load_file(f, file)), None)
+    for file in new:
+        first = deliveries.first(file)
         if first:
             found[file] = first
+        deliveries.add(file, f"batch {batch_id}, {file}")
     return found
+
+
+class _Deliveries:
+    """Load files by name and folder, in the order added: `first` finds the first one `same_load_file` as a file in
+    as many lookups as the file has folders (a partitioned load has one LOAD00000001.csv per partition: thousands)."""
+
+    def __init__(self) -> None:
+        self._added = 0
+        self._at: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}  # (name, folder) -> first added there
+        self._under: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}  # (name, a folder holding it) -> first
+
+    def add(self, file: str, label: str) -> None:
+        folder, name = _where(file)
+        entry, self._added = (self._added, label), self._added + 1
+        self._at.setdefault((name, folder), entry)
+        for depth in range(len(folder) + 1):
+            self._under.setdefault((name, folder[:depth]), entry)
+
+    def first(self, file: str) -> str | None:
+        """The label of the first file added that is a delivery of `file`: in its folder, one holding it, or below."""
+        folder, name = _where(file)
+        found = [self._at[(name, folder[:d])] for d in range(len(folder) + 1) if (name, folder[:d]) in self._at]
+        if (name, folder) in self._under:
+            found.append(self._under[(name, folder)])
+        return min(found)[1] if found else None
