@@ -634,12 +634,13 @@ class StreamPolicy:
             return
         assert self.config.policy is not None
         self.next_build = time.monotonic() + self.config.policy.refresh_seconds
-        if stats.newer_stored is None:  # else a newer build won: built again at the next retry
+        if stats.newer_stored is None:  # else a newer build won: built again after refresh_seconds
             self.built = batches
         if governance.policy is not None:
             governance.policy.invalidate()
         self.run.notes.append(_policy_note(stats))
-        log.info('{"event": "policy_rebuilt", "rows": %d, "source_batches": %d}', stats.rows, batches)
+        if stats.newer_stored is None:
+            log.info('{"event": "policy_rebuilt", "rows": %d, "source_batches": %d}', stats.rows, batches)
 
 
 def sync_between_batches(
