@@ -16,10 +16,9 @@ argument another command takes, or `--table` / `--tables` (every command acts on
 from __future__ import annotations
 
 import argparse
-import math
 
 from lakehouse.errors import InputError
-from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.jobs import amount_argument, flag_argument, glue_job, load_job_config, main
 from lakehouse.session import build_spark
 
 # What each command takes besides the arguments every job takes, and what it needs.
@@ -31,22 +30,6 @@ TAKES = {
 }
 OPTIONS = ["command", "patient", "vacuum_hours", "hours", "rebuild"]
 DEFAULT_VACUUM_HOURS = 168.0  # `lakehouse privacy vacuum`'s default: the zone tables' retention
-
-
-def _hours(value: str, name: str) -> float:
-    try:
-        hours = float(value)
-    except ValueError:
-        hours = -1.0
-    if not math.isfinite(hours) or hours < 0:
-        raise InputError(f"--{name} takes a number of hours (0 or more), not {value!r}")
-    return hours
-
-
-def _flag(value: str | None, name: str) -> bool:
-    if str(value or "false").lower() not in ("true", "false"):
-        raise InputError(f"--{name} takes true or false, not {value!r}")
-    return str(value).lower() == "true"
 
 
 def privacy_options(args: dict[str, str | None]) -> argparse.Namespace:
@@ -67,13 +50,13 @@ def privacy_options(args: dict[str, str | None]) -> argparse.Namespace:
     patient = args.get("patient")
     if "patient" in TAKES[command] and not (patient or "").strip():
         raise InputError(f"--command {command} needs --patient <the patient id as the source has it>")
-    vacuum_hours, hours = args.get("vacuum_hours"), args.get("hours")
+    vacuum_hours = args.get("vacuum_hours")
     return argparse.Namespace(
         privacy_command=command,
         patient=patient,
-        vacuum_hours=None if vacuum_hours is None else _hours(vacuum_hours, "vacuum_hours"),
-        hours=DEFAULT_VACUUM_HOURS if hours is None else _hours(hours, "hours"),
-        rebuild=_flag(args.get("rebuild"), "rebuild"),
+        vacuum_hours=amount_argument(args, "vacuum_hours", "hours", 0) if vacuum_hours else None,
+        hours=amount_argument(args, "hours", "hours", DEFAULT_VACUUM_HOURS),
+        rebuild=flag_argument(args, "rebuild"),
         verbose=False,
     )
 

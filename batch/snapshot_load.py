@@ -10,8 +10,7 @@ waited for, up to `--lease_wait_seconds` (default 3600), then refused (exit 2).
 """
 
 from lakehouse.cli import feed_for
-from lakehouse.errors import InputError
-from lakehouse.jobs import glue_job, load_job_config, main
+from lakehouse.jobs import amount_argument, flag_argument, glue_job, load_job_config, main
 from lakehouse.ownership import hold
 from lakehouse.runner import configure_metrics
 from lakehouse.session import build_spark
@@ -26,32 +25,16 @@ def snapshot_uri(bucket: str | None, key: str) -> str:
     return f"s3://{bucket}/{key}" if bucket else key
 
 
-def _flag(value: str | None, name: str) -> bool:
-    if str(value or "false").lower() not in ("true", "false"):
-        raise InputError(f"--{name} takes true or false, not {value!r}")
-    return str(value).lower() == "true"
-
-
-def _seconds(value: str | None, name: str, default: float) -> float:
-    try:
-        seconds = float(value) if value else default
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # also NaN
-        raise InputError(f"--{name} takes a number of seconds (0 or more), not {value!r}")
-    return seconds
-
-
 def work(args: dict) -> int:
     from lakehouse.apply.snapshot import apply_snapshot
 
     config = load_job_config(args)
     path = snapshot_uri(args["bucket"], args["key"])
     feed = feed_for(config, path, args["feed"])
-    allow_deletes = _flag(args["allow_deletes"], "allow_deletes")
+    allow_deletes = flag_argument(args, "allow_deletes")
     # The flow's run of this feed may hold it (started before the file landed, it does not see it): wait for it
     # rather than leave the file to the next day's flow.
-    wait = _seconds(args["lease_wait_seconds"], "lease_wait_seconds", DEFAULT_LEASE_WAIT_SECONDS)
+    wait = amount_argument(args, "lease_wait_seconds", "seconds", DEFAULT_LEASE_WAIT_SECONDS)
     spark = build_spark(config, app_name=args["JOB_NAME"])
     configure_metrics(config)
     with glue_job(spark, args["JOB_NAME"]), hold(config, [feed], job=args["JOB_NAME"], wait_seconds=wait):

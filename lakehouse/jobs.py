@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import math
 import re
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from lakehouse.config import Config, load_config
-from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.errors import ConfigError, InputError, LakehouseError
 from lakehouse.logs import log_to_stdout
 
 if TYPE_CHECKING:
@@ -169,6 +170,28 @@ def selected_tables(args: dict[str, str | None]) -> list[str] | None:
     """`--table name` or `--tables a,b` (Glue passes one argument per key); None means all."""
     names = [n.strip() for value in (args.get("table"), args.get("tables")) if value for n in value.split(",")]
     return [n for n in names if n] or None
+
+
+def flag_argument(args: dict[str, str | None], name: str) -> bool:
+    """A true/false job argument (Glue passes every value as text); absent: false."""
+    value = args.get(name)
+    if str(value or "false").lower() not in ("true", "false"):
+        raise InputError(f"--{name} takes true or false, not {value!r}")
+    return str(value).lower() == "true"
+
+
+def amount_argument(args: dict[str, str | None], name: str, unit: str, default: float) -> float:
+    """A job argument that is a number of `unit`s, 0 or more (absent or empty: `default`)."""
+    value = args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        amount = float(value)  # type: ignore[arg-type]
+    except ValueError:
+        amount = -1.0
+    if not math.isfinite(amount) or amount < 0:
+        raise InputError(f"--{name} takes a number of {unit} (0 or more), not {value!r}")
+    return amount
 
 
 @contextmanager
