@@ -57,6 +57,7 @@ def privacy_options(args: dict[str, str | None]) -> argparse.Namespace:
         vacuum_hours=amount_argument(args, "vacuum_hours", "hours", 0) if vacuum_hours else None,
         hours=amount_argument(args, "hours", "hours", DEFAULT_VACUUM_HOURS),
         rebuild=flag_argument(args, "rebuild"),
+        vacuum_option="--vacuum_hours",  # how a refusal names it
         verbose=False,
     )
 
@@ -69,10 +70,7 @@ def work(args: dict) -> int:
     config = load_job_config(args)
     spark = build_spark(config, app_name=args["JOB_NAME"])  # the session the command then uses
     with glue_job(spark, args["JOB_NAME"]):
-        try:
-            return privacy(options, config)
-        except InputError as exc:  # a refused --vacuum_hours is named as this job spells it
-            raise InputError(str(exc).replace("--vacuum-hours", "--vacuum_hours")) from None
+        return privacy(options, config)
 
 
 if __name__ == "__main__":

@@ -366,7 +366,8 @@ def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argpars
     from lakehouse.apply.forget import forget_patient
     from lakehouse.masking import pseudonym_prefix
 
-    result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours)
+    option = getattr(args, "vacuum_option", "--vacuum-hours")
+    result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours, option=option)
     if not result.known:
         print(
             f"warning: no table's PHI history holds patient {args.patient!r}: check the id. The forget is recorded "

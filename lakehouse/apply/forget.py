@@ -73,14 +73,23 @@ def _targets(config: Config, zone: NonPhiZone) -> list[tuple[str, TableConfig, s
 
 
 def forget_patient(
-    spark: SparkSession, config: Config, zone: NonPhiZone, patient_id: str, *, vacuum_hours: float | None = None
+    spark: SparkSession,
+    config: Config,
+    zone: NonPhiZone,
+    patient_id: str,
+    *,
+    vacuum_hours: float | None = None,
+    option: str = "--vacuum-hours",
 ) -> Forgotten:
-    """Delete every row of `patient_id` from the zone, record it once by pseudonym; optionally VACUUM."""
+    """Delete every row of `patient_id` from the zone, record it once by pseudonym; optionally VACUUM.
+
+    `option` is how the caller spells `vacuum_hours` in a refusal (the Glue job's `--vacuum_hours`).
+    """
     from delta.tables import DeltaTable
 
     targets = [(n, t, p) for n, t, p in _targets(config, zone) if DeltaTable.isDeltaTable(spark, p)]
     if vacuum_hours is not None:
-        check_vacuum_hours(spark, [p for _, _, p in targets], vacuum_hours)
+        check_vacuum_hours(spark, [p for _, _, p in targets], vacuum_hours, option=option)
     patient_id = patient_key(spark, config, patient_id)
     patient = pseudonym(patient_id, zone.key)
     assert patient is not None
@@ -93,7 +102,7 @@ def forget_patient(
             privacy_log.append(spark, zone, Event("forgotten", patient, privacy_log.now(), patient_id=patient_id))
         found = _delete_again(spark, targets, patient)
         if vacuum_hours is not None:
-            vacuum(spark, [p for _, _, p in targets], vacuum_hours)
+            vacuum(spark, [p for _, _, p in targets], vacuum_hours, option=option)
         return Forgotten(patient=patient, rows=found, already=True, vacuumed=vacuum_hours is not None, known=known)
     if started:
         intent, resumed = next(iter(started.values())), True
@@ -111,7 +120,7 @@ def forget_patient(
     rows = {name: _rows_deleted(spark, path, intent, name) for name, _, path in targets}
     vacuumed = False
     if vacuum_hours is not None:
-        vacuum(spark, [p for _, _, p in targets], vacuum_hours)
+        vacuum(spark, [p for _, _, p in targets], vacuum_hours, option=option)
         vacuumed = True
     record = Event(
         "forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed, patient_id
