@@ -143,7 +143,61 @@ def test_cdc_without_deletes_with_op_is_onboarded_with_a_warning_that_deletes_ne
 
     warning = [line for line in text.splitlines() if line.startswith("# WARNING") and setting in line]
     assert warning and "deletes" in warning[0], text[:600]
-    assert "WARNING" not in onboard_dms(*files("postgres"))  # the captured task writes deletes
+    captured = onboard_dms(*files("postgres"))  # the captured task writes deletes
+    assert not [line for line in captured.splitlines() if line.startswith("# WARNING") and setting in line]
+
+
+def _warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("# WARNING")]
+
+
+def _with_task_settings(**changes):
+    def edit(data):
+        task = data["tasks"]["ReplicationTasks"][0]
+        settings = json.loads(task.get("ReplicationTaskSettings") or "{}")
+        settings.setdefault("TargetMetadata", {}).update(changes)
+        task["ReplicationTaskSettings"] = json.dumps(settings)
+
+    return edit
+
+
+def _with_notes(tmp_path: Path, edit) -> tuple[Path, Path, Path]:
+    """The postgres task with a `notes text` column (a LOB to DMS) added to patients."""
+    endpoints, tasks, columns = edited(tmp_path, "postgres", edit)
+    notes = tmp_path / "columns.csv"
+    notes.write_text(columns.read_text().rstrip("\n") + "\npublic,patients,notes,99,text,,,,NO\n")
+    return endpoints, tasks, notes
+
+
+def test_lob_columns_in_limited_lob_mode_are_onboarded_with_a_warning_that_long_values_are_cut(tmp_path):
+    """DMS cuts a LOB longer than LobMaxSize in limited LOB mode (the default) and says so only in its log."""
+    text = onboard_dms(*_with_notes(tmp_path, _with_task_settings(LobMaxSize=64)))
+    assert yaml.safe_load(text)["tables"]["patients"]["source"]["columns"]["notes"] == "string"
+    cut = [w for w in _warnings(text) if "LobMaxSize=64 KB" in w]
+    assert len(cut) == 1 and "patients.notes" in cut[0] and "cut short" in cut[0], _warnings(text)
+    assert not [w for w in _warnings(onboard_dms(*files("postgres"))) if "LOB" in w]  # no LOB column: no warning
+
+    full = onboard_dms(*_with_notes(tmp_path, _with_task_settings(FullLobMode=True, LimitedSizeLobMode=False)))
+    assert not [w for w in _warnings(full) if "LOB" in w]
+    dropped = onboard_dms(*_with_notes(tmp_path, _with_task_settings(SupportLobs=False)))
+    assert [w for w in _warnings(dropped) if "SupportLobs=false" in w and "patients.notes" in w]
+
+
+def test_a_cdc_task_is_onboarded_with_a_warning_that_a_source_truncate_is_not_seen(tmp_path):
+    assert [w for w in _warnings(onboard_dms(*files("postgres"))) if "TRUNCATE" in w]
+
+    def full_load_only(data):
+        data["tasks"]["ReplicationTasks"][0]["MigrationType"] = "full-load"
+
+    assert not [w for w in _warnings(onboard_dms(*edited(tmp_path, "postgres", full_load_only))) if "TRUNCATE" in w]
+
+
+def test_task_settings_that_are_not_json_are_refused_naming_the_task(tmp_path):
+    def broken(data):
+        data["tasks"]["ReplicationTasks"][0]["ReplicationTaskSettings"] = "{not json"
+
+    with pytest.raises(ConfigError, match="ReplicationTaskSettings is not JSON"):
+        onboard_dms(*edited(tmp_path, "postgres", broken))
 
 
 def test_rfc4180_false_is_refused_saying_why_and_what_to_set(tmp_path):

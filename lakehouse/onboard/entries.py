@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from lakehouse.errors import ConfigError
 from lakehouse.onboard.columns import SourceTable, read_columns
-from lakehouse.onboard.task import DmsTask, check_target, read_task
+from lakehouse.onboard.task import DmsTask, check_target, read_task, task_warnings
 from lakehouse.sources.db_types import DIALECTS, spark_type, written_type
 
 CHANGE_SEQ = "$ar_h_change_seq"
@@ -207,6 +207,8 @@ def onboard_dms(
     if not tables:
         raise ConfigError(f"no table of {columns} is selected by the selection rules of task {task.identifier}")
     _check_keys(keys or {}, tables, task.identifier)
+    lobs = [f"{t.name}.{c}" for t in tables for c, declared in t.columns if _LOB.search(declared.strip())]
+    warnings += task_warnings(task, lobs)
     entries: dict[str, dict[str, Any]] = {}
     for table in tables:
         name, entry = table_entry(task, table, (keys or {}).get(table.name), landing.rstrip("/") if landing else None)

@@ -58,6 +58,8 @@ class DmsTask:
     dialect: str
     target: S3Target
     rules: list[dict[str, Any]] = field(default_factory=list)
+    migration_type: str = "full-load-and-cdc"
+    settings: dict[str, Any] = field(default_factory=dict)  # ReplicationTaskSettings, parsed
 
 
 def read_text(path: Path, what: str, *, encoding: str = "utf-8") -> str:
@@ -261,7 +263,51 @@ def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None
         dialect=DIALECTS.get(engine, ""),
         target=_target(target),
         rules=sorted(rules, key=lambda r: _rule_id(r, where)),
+        migration_type=str(task.get("MigrationType") or "full-load-and-cdc"),
+        settings=_task_settings(task.get("ReplicationTaskSettings"), where),
     )
+
+
+def _task_settings(text: Any, where: str) -> dict[str, Any]:
+    """The task's ReplicationTaskSettings (a JSON string in describe-replication-tasks); {} when absent."""
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: ReplicationTaskSettings is not JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}: ReplicationTaskSettings holds a JSON {_kind(settings)}; expected an object")
+    return settings
+
+
+def task_warnings(task: DmsTask, lob_columns: list[str]) -> list[str]:
+    """Warnings about what the task's settings do to the files: LOB values cut or left out, TRUNCATE unseen.
+
+    `lob_columns` are the replicated tables' LOB columns as `table.column` (DMS's LOB handling applies to them).
+    """
+    warnings = []
+    metadata = task.settings.get("TargetMetadata") or {}
+    shown = ", ".join(lob_columns[:6]) + (f" and {len(lob_columns) - 6} more" if len(lob_columns) > 6 else "")
+    if lob_columns and not _flag(metadata.get("SupportLobs", True)):
+        warnings.append(
+            f"SupportLobs=false: DMS does not replicate LOB columns ({shown}), so the lake has no values for them; "
+            "set TargetMetadata.SupportLobs=true, or drop those columns from the generated entries"
+        )
+    elif lob_columns and not _flag(metadata.get("FullLobMode", False)):
+        size = metadata.get("LobMaxSize") or 32
+        warnings.append(
+            f"limited LOB mode (LobMaxSize={size} KB): DMS cuts a value of a LOB column ({shown}) longer than that "
+            "to its first LobMaxSize KB and says so only in the task's log, so such values arrive cut short in the "
+            "lake. Set LobMaxSize above the longest value the source holds (check with a max(length(...)) query)"
+        )
+    if task.migration_type != "full-load":
+        warnings.append(
+            "a TRUNCATE (or DROP) at the source reaches the S3 target as no delete records (at most as files "
+            "removed), so the rows it removed stay current in latest and history: after one, rebuild the table as "
+            "after a reload (README, DMS reloads)"
+        )
+    return warnings
 
 
 def _rule_id(rule: dict[str, Any], where: str) -> int:
