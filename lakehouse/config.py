@@ -338,21 +338,56 @@ _DATE_TYPES = ("date", "timestamp", "timestamp_ntz")
 
 
 def _root(path: str) -> str:
-    """A storage root compared as a location: s3a:// and s3n:// are s3://, without a trailing slash."""
-    return re.sub(r"^s3[an]://", "s3://", os.path.normpath(path) if "://" not in path else path.rstrip("/"))
+    """A storage root compared as a location: s3a:// and s3n:// are s3://, without a trailing slash; a local path
+    absolute (relative to the working directory, as the engine reads it); a glob (`p_date=*/cpap/patients`) cut to
+    the folder above its first pattern, which holds every folder it matches."""
+    parts = path.split("/")
+    glob = next((i for i, part in enumerate(parts) if re.search(r"[*?\[{]", part)), len(parts))
+    path = "/".join(parts[:glob]) or "/"
+    return re.sub(r"^s3[an]://", "s3://", os.path.abspath(path) if "://" not in path else path.rstrip("/"))
+
+
+def _overlap(one: str, other: str) -> bool:
+    """Whether two storage roots are one, or one holds the other (`s3://b/lake` and `s3a://b/lake/zone`)."""
+    one, other = _root(one), _root(other)
+    return one == other or one.startswith(other.rstrip("/") + "/") or other.startswith(one.rstrip("/") + "/")
 
 
 _INTEGER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|decimal\(\s*\d+\s*(,\s*0\s*)?\)")
+_NUMBER_TYPE = re.compile(r"tinyint|smallint|int|integer|bigint|long|float|double|decimal(\(\s*\d+\s*,\s*\d+\s*\))?")
 _BIRTH = re.compile(r"birth|dob(?![a-z])|born(?![a-z])")  # a birth date's column name, lowercased: patientDob
-# A word of a column name that says it holds a date or time: admit_date, dischargeDt, created_at, dob, visit_ts.
-_DATE_WORD = re.compile(r"(?!(up|candi|man|vali)date)\w*(date|time|dt)|ts|timestamp|dob|dod|birth\w*|born|death|died")
+# A word of a column name that says it holds a date or time: admit_date, dischargeDt, created_at, dob, visit_ts, and
+# the numbers of one: an epoch (ended_at_epoch_ms), a compact date (visit_ymd, admitYYYYMMDD).
+_DATE_WORD = re.compile(
+    r"(?!(up|candi|man|vali)date)\w*(date|time|dt)|ts|timestamp|dob|dod|birth\w*|born|death|died"
+    r"|epoch\w*|unix|ymd|yyyymmdd|yyyymm|mmddyyyy|ddmmyyyy"
+)
 _LAST_DATE_WORD = re.compile(r"day|at|on")  # only as a name's last word: created_at, updated_on, visit_day
+# The unit or zone of a time, after which a name's last word is the one before: created_at_ms, updated_on_utc.
+_TIME_UNIT = re.compile(
+    r"ms|millis|milliseconds|us|micros|microseconds|ns|nanos|nanoseconds|s|sec|secs|seconds|utc|gmt"
+)
+# A number so named holds a year or an age, not a date: birth_year, admit_year, age_at_death.
+_YEAR_OR_AGE = re.compile(r"years?|yrs?")
+
+
+def _words(column: str) -> list[str]:
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column).lower().split("_")
 
 
 def _looks_like_a_date(column: str) -> bool:
     """Whether a column's name says it holds a date or time."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column).lower().split("_")
+    words = _words(column)
+    while len(words) > 1 and _TIME_UNIT.fullmatch(words[-1]):
+        words = words[:-1]
     return any(_DATE_WORD.fullmatch(w) for w in words) or bool(_LAST_DATE_WORD.fullmatch(words[-1]))
+
+
+def _number_looks_like_a_date(column: str) -> bool:
+    """Whether a number column's name says it holds a date or time (YYYYMMDD, epoch milliseconds), not a year
+    (`birth_year`) or an age (`age_at_death`)."""
+    words = _words(column)
+    return _looks_like_a_date(column) and not _YEAR_OR_AGE.fullmatch(words[-1]) and words[0] != "age"
 
 
 class TableConfig(_Model):
@@ -371,7 +406,8 @@ class TableConfig(_Model):
     non_phi: bool = False  # write this table to the non-PHI zone (implied by phi_columns)
     # How dates reach the non-PHI zone: as their year (HIPAA Safe Harbor, the default) or shifted per patient.
     non_phi_dates: Literal["year"] | DateShiftSettings = "year"
-    # Text columns whose names look like dates but hold none (a time zone's name): `keep` passes them.
+    # Text and number columns whose names look like dates but hold none (a time zone's name, a wait_time_minutes):
+    # `keep` passes them.
     not_dates: list[str] = []
     # Delta's change data feed on history: on for the 340B dimensions (the PostgreSQL export reads it), off
     # elsewhere unless asked for, since it adds the pre- and post-image of every re-closed version to each MERGE.
@@ -438,6 +474,21 @@ class TableConfig(_Model):
                 "columns {} are text whose names say date or time, marked keep or last4: a date kept as text reaches "
                 "the non-PHI zone whole. Give them `year` (it reads the year from the text) or `redact`; a column that "
                 "holds no date goes in the table's not_dates",
+            ),
+            (
+                [
+                    c
+                    for c, m in rules.items()
+                    if m == "keep"
+                    and _NUMBER_TYPE.fullmatch(business.get(c, ""))
+                    and _number_looks_like_a_date(c)
+                    and c not in self.not_dates
+                ],
+                "columns {} are numbers whose names say date or time, marked keep: a date kept as a number "
+                "(20240131, epoch milliseconds) reaches the non-PHI zone whole. Give them `redact`, or cast them to a "
+                "date or timestamp at the source (DMS or the source's view) and declare that type, to publish the "
+                "year (`year`) or a shifted date (`shift`); a column that holds no date (a duration) goes in the "
+                "table's not_dates",
             ),
             (
                 [c for c, m in rules.items() if m == "year" and _BIRTH.search(c.lower())],
@@ -754,16 +805,15 @@ class Config(_Model):
         non_phi = [n for n, t in self.tables.items() if t.non_phi]
         if non_phi and not self.paths.non_phi_lake:
             raise ValueError(f"tables {non_phi} go to the non-PHI zone: set paths.non_phi_lake (its own root)")
-        if self.paths.non_phi_lake:
-            zone = _root(self.paths.non_phi_lake)
-            for key in ("lake", "checkpoints"):
-                other = _root(getattr(self.paths, key))
-                if zone == other or zone.startswith(other + "/") or other.startswith(zone + "/"):
-                    raise ValueError(
-                        f"paths.non_phi_lake ({self.paths.non_phi_lake}) and paths.{key} ({getattr(self.paths, key)}) "
-                        "overlap: the non-PHI zone must be a root of its own, neither inside nor around the PHI "
-                        "lake and its checkpoints (its readers would read PHI)"
-                    )
+        zone = self.paths.non_phi_lake
+        for key, path in self._phi_paths().items():
+            if zone and _overlap(zone, path):
+                raise ValueError(
+                    f"paths.non_phi_lake ({zone}) and {key} ({path}) overlap: the non-PHI zone must be a root of "
+                    "its own, neither inside nor around the PHI lake, its checkpoints, the landing and source folders "
+                    "(raw PHI), the consent policy and Spark's scratch folder (its readers would read PHI, or its "
+                    f"files would sit among PHI); move paths.non_phi_lake or {key} apart"
+                )
         unflagged = [n for n in non_phi if self.tables[n].consent is None]
         if unflagged and self.privacy.consented_only:
             raise ValueError(
@@ -780,6 +830,19 @@ class Config(_Model):
         if self.policy and self.policy.source_table not in self.tables:
             raise ValueError(f"policy.source_table {self.policy.source_table!r} is not a configured table")
         return self
+
+    def _phi_paths(self) -> dict[str, str]:
+        """Every place the engine keeps or reads PHI, by its key in the YAML."""
+        paths = {f"paths.{key}": getattr(self.paths, key) for key in ("lake", "checkpoints", "landing")}
+        paths |= {
+            f"tables.{n}.source.path": t.source.path for n, t in self.tables.items() if isinstance(t.source, DmsSource)
+        }
+        paths |= {f"snapshots.{n}.path": feed.path for n, feed in self.snapshots.items()}
+        if self.policy and self.policy.local_path:
+            paths["policy.local_path"] = self.policy.local_path
+        if self.spark.local_dir:
+            paths["spark.local_dir"] = self.spark.local_dir
+        return paths
 
     @model_validator(mode="after")
     def _jobs_on_aws_share_their_leases(self) -> Config:

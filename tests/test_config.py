@@ -353,24 +353,66 @@ def test_a_table_with_phi_columns_needs_a_non_phi_root(tmp_path: Path) -> None:
     assert "paths.non_phi_lake" in str(error)
 
 
+def put(data: dict, key: str, path: str) -> None:
+    """Set the setting `key` (a dotted key path of the YAML) of `data` to `path`, with what it needs beside it."""
+    if key == "policy.local_path":
+        policy = {"source_table": "people", "patient_column": "id", "allowed_column": "name", "date_column": "ts"}
+        data["policy"] = {**policy, "local_path": path}
+    elif key == "snapshots.opais.path":
+        data["snapshots"] = {"opais": {"kind": "opais", "path": path}}
+    elif key == "spark.local_dir":
+        data["spark"] = {"local_dir": path}
+    elif key == "tables.people.source.path":
+        data["tables"]["people"]["source"]["path"] = path
+    else:
+        data["paths"][key.removeprefix("paths.")] = path
+
+
 @pytest.mark.parametrize(
-    ("lake", "non_phi", "checkpoints"),
+    ("key", "path", "non_phi"),
     [
-        ("lake", "lake/", "checkpoints"),
-        ("zone/phi", "zone", "checkpoints"),  # the PHI lake inside the zone: its readers would read PHI
-        ("lake", "lake/zone", "checkpoints"),
-        ("s3a://bucket/lake", "s3://bucket/lake/nonphi", "s3://bucket/cp"),
-        ("s3://phi/lake", "s3://shared", "s3a://shared/checkpoints"),
+        ("paths.lake", "lake", "lake/"),
+        ("paths.lake", "zone/phi", "zone"),  # the PHI lake inside the zone: its readers would read PHI
+        ("paths.lake", "lake", "lake/zone"),
+        ("paths.lake", "s3a://bucket/lake", "s3://bucket/lake/nonphi"),
+        ("paths.checkpoints", "s3a://shared/checkpoints", "s3://shared"),
+        # Found by review: only the lake and the checkpoints were compared. Raw PHI (landing, DMS and snapshot
+        # folders), the consent policy (patient ids with consent dates) and Spark's scratch files (shuffle, spill)
+        # inside the zone are read by its readers; the zone inside them is written among PHI.
+        ("paths.landing", "/x/zone/landing", "/x/zone"),
+        ("paths.landing", "s3://in/dms", "s3a://in/dms/zone/"),
+        ("tables.people.source.path", "/x/zone/landing/people", "/x/zone"),
+        ("tables.people.source.path", "s3://in/dms/p_date=*/p_hour=*/cpap/people", "s3://in/dms/zone"),
+        ("tables.people.source.path", "s3://in/dms/p_date=*/people", "s3://in"),
+        ("snapshots.opais.path", "s3a://landing/opais/340b", "s3://landing"),
+        ("snapshots.opais.path", "/x/landing", "/x/landing/non_phi"),
+        ("policy.local_path", "/x/zone/policy", "/x/zone"),
+        ("policy.local_path", "policy", "policy/zone"),
+        ("spark.local_dir", "/x/zone/spark-local", "/x/zone"),
+        ("spark.local_dir", "/x", "/x/zone"),
     ],
 )
-def test_the_non_phi_root_is_neither_inside_nor_around_the_phi_lake(
-    tmp_path: Path, lake: str, non_phi: str, checkpoints: str
+def test_the_non_phi_root_is_neither_inside_nor_around_phi_paths(
+    tmp_path: Path, key: str, path: str, non_phi: str
 ) -> None:
     data = document()
-    data["paths"].update(lake=lake, non_phi_lake=non_phi, checkpoints=checkpoints)
-    assert "root of its own" in str(config_error(write(tmp_path, data)))
-    data["paths"].update(lake="s3://phi/lake", non_phi_lake="s3://phi/lakehouse-zone", checkpoints="s3://phi/cp")
-    assert load_config(write(tmp_path, data)).paths.non_phi_lake == "s3://phi/lakehouse-zone"  # a name's prefix only
+    data["paths"].update(lake="s3://phi/lake", checkpoints="s3://phi/cp", non_phi_lake=non_phi)
+    put(data, key, path)
+    error = str(config_error(write(tmp_path, data)))
+    assert f"paths.non_phi_lake ({non_phi}) and {key} ({path}) overlap" in error and "root of its own" in error
+    data["paths"]["non_phi_lake"] = "s3://phi/lakehouse-zone"  # a name's prefix only: no overlap
+    assert load_config(write(tmp_path, data)).paths.non_phi_lake == "s3://phi/lakehouse-zone"
+
+
+def test_the_non_phi_root_may_sit_beside_phi_paths(tmp_path: Path) -> None:
+    data = document()
+    data["paths"].update(landing="/x/landing", lake="/x/lake", checkpoints="/x/cp", non_phi_lake="/x/non_phi/lake")
+    for key, path in (("policy.local_path", "/x/policy"), ("spark.local_dir", "/x/spark-local")):
+        put(data, key, path)
+    put(data, "snapshots.opais.path", "/x/landing/opais")
+    put(data, "tables.people.source.path", "/x/landing/dms/people")
+    config = load_config(write(tmp_path, data))
+    assert config.paths.non_phi_lake == "/x/non_phi/lake" and config.spark.local_dir == "/x/spark-local"
 
 
 def test_the_consent_patient_column_is_an_integer_id(tmp_path: Path) -> None:
@@ -607,6 +649,47 @@ def test_text_named_as_a_date_is_not_kept_whole_in_the_non_phi_zone(tmp_path: Pa
     data = zone_document({**rules, "admit_date": "year", "update_count": "keep"})
     data["tables"]["people"]["source"]["columns"] |= {"admit_date": "string", "update_count": "string"}
     assert load_config(write(tmp_path, data)).tables["people"].phi_columns["admit_date"] == "year"
+
+
+def test_a_number_named_as_a_date_is_not_kept_in_the_non_phi_zone(tmp_path: Path) -> None:
+    """Found by review: the name check covered text only, so a date held as a number (YYYYMMDD, epoch
+    milliseconds) marked keep reached the zone exactly."""
+    rules = {"id": "pseudonym", "name": "keep", "born": "birth_year"}
+    for column, type_ in (
+        ("session_date_key", "int"),
+        ("dischargeDt", "bigint"),
+        ("ended_at_epoch_ms", "bigint"),
+        ("created_at_ms", "bigint"),
+        ("visit_ymd", "int"),
+        ("admitYYYYMMDD", "decimal(8,0)"),
+        ("event_time", "double"),
+    ):
+        data = zone_document({**rules, column: "keep"})
+        data["tables"]["people"]["source"]["columns"][column] = type_
+        error = str(config_error(write(tmp_path, data)))
+        assert f"columns {column} are numbers whose names say date or time, marked keep" in error, error
+        assert "redact" in error and "not_dates" in error
+        data["tables"]["people"]["phi_columns"][column] = "redact"
+        assert load_config(write(tmp_path, data)).tables["people"].phi_columns[column] == "redact"
+        data["tables"]["people"]["phi_columns"][column] = "keep"
+        data["tables"]["people"]["not_dates"] = [column]  # the owner says it holds no date
+        assert load_config(write(tmp_path, data)).tables["people"].not_dates == [column]
+
+
+def test_numbers_that_hold_no_date_are_kept(tmp_path: Path) -> None:
+    names = ["birth_year", "year", "admit_year", "age", "age_at_death", "days_since_admit", "duration_minutes"]
+    names += ["updated_by", "dose_mg", "update_count", "tumor_size_mm", "ahi", "pressure_cm_h2o"]
+    data = zone_document({"id": "pseudonym", "name": "keep", "born": "birth_year"} | {n: "keep" for n in names})
+    data["tables"]["people"]["source"]["columns"] |= {n: "int" for n in names} | {"pressure_cm_h2o": "decimal(4,1)"}
+    assert list(load_config(write(tmp_path, data)).tables["people"].phi_columns)[3:] == names
+
+
+def test_text_named_as_an_epoch_or_a_compact_date_is_not_kept_whole(tmp_path: Path) -> None:
+    rules = {"id": "pseudonym", "name": "keep", "born": "birth_year"}
+    for column in ("visit_ymd", "admit_yyyymmdd", "epoch", "created_at_utc"):
+        data = zone_document({**rules, column: "keep"})
+        data["tables"]["people"]["source"]["columns"][column] = "string"
+        assert f"columns {column} are text whose names say date or time" in str(config_error(write(tmp_path, data)))
 
 
 def test_the_consent_patient_column_and_keys_stay_distinct_pseudonyms(tmp_path: Path) -> None:
