@@ -90,7 +90,7 @@ def plan_history(
     )
 
     tracked = [c for c in values if c not in key and c not in ignore]
-    rows = _nearest(rows, ~F.col("_replay"), ["_op", *tracked], ordered, before="_live_before")
+    rows = _nearest(rows, ~F.col("_replay"), ["_op", "_valid_from", *tracked], ordered, before="_live_before")
     prev_op = F.col("_live_before._op")
     same = F.lit(True)
     for c in tracked:
@@ -100,6 +100,9 @@ def plan_history(
         ~F.col("_existing")
         & ~F.col("_replay")
         & prev_op.isNotNull()
+        # A full-load row sorts before every CDC row yet may be timed after it (a reload's transfer time): a CDC
+        # change equal to such a row still starts its own version, at its own time.
+        & (F.col("_live_before._valid_from") <= F.col("_valid_from"))
         & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D"))),
     )
     # A U or D with no live version of its key before it: the source changed a key this table never held
@@ -259,7 +262,10 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     version = ~F.col("_replay") & ~F.col("_unchanged")
     carried_columns = [c for c in values if c not in key]
     rows = _nearest(rows, version, ["_op", "_valid_from", *carried_columns], ordered, before="_before", after="_after")
-    next_from = F.col("_after._valid_from")
+    # A version ends where any later version starts, not only the next: a reload's full-load rows sort before the
+    # CDC rows of their key but are timed after them, and ending at the next one's start would overlap those.
+    later = ordered.rowsBetween(1, Window.unboundedFollowing)
+    next_from = F.min(F.when(version, F.col("_valid_from"))).over(later)
     prev_op = F.col("_before._op")
     # A new delete carries the values of the version it deletes.
     carry = version & ~F.col("_existing") & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
@@ -269,7 +275,7 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     planned = rows.withColumns(
         {
             **carried,
-            "_valid_to": F.when(version & next_from.isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
+            "_valid_to": F.when(version & F.col("_after").isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
             "_is_current": F.when(version, F.col("_after").isNull()),
             "_is_deleted": F.when(version, F.col("_op") == "D"),
             "_late": F.when(
