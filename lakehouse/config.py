@@ -369,6 +369,11 @@ _TIME_UNIT = re.compile(
 )
 # A number so named holds a year or an age, not a date: birth_year, admit_year, age_at_death.
 _YEAR_OR_AGE = re.compile(r"years?|yrs?")
+# A number whose name ends in a unit of duration and says "time" only as a time spent: usage_time_minutes.
+_DURATION_UNIT = re.compile(
+    r"ms|millis|milliseconds|us|micros|microseconds|ns|nanos|nanoseconds|s|secs?|seconds|mins?|minutes|h|hrs?|hours"
+    r"|days"
+)
 
 
 def _words(column: str) -> list[str]:
@@ -387,7 +392,12 @@ def _number_looks_like_a_date(column: str) -> bool:
     """Whether a number column's name says it holds a date or time (YYYYMMDD, epoch milliseconds), not a year
     (`birth_year`) or an age (`age_at_death`)."""
     words = _words(column)
-    return _looks_like_a_date(column) and not _YEAR_OR_AGE.fullmatch(words[-1]) and words[0] != "age"
+    if not _looks_like_a_date(column) or _YEAR_OR_AGE.fullmatch(words[-1]) or words[0] == "age":
+        return False
+    if len(words) > 1 and _DURATION_UNIT.fullmatch(words[-1]) and not _LAST_DATE_WORD.fullmatch(words[-2]):
+        # wait_time_minutes, usage_time_s are durations; created_at_ms, visit_date_s, ended_at_epoch_ms are not.
+        return any(_DATE_WORD.fullmatch(w) and not w.endswith("time") for w in words[:-1])
+    return True
 
 
 class TableConfig(_Model):

@@ -663,6 +663,8 @@ def test_a_number_named_as_a_date_is_not_kept_in_the_non_phi_zone(tmp_path: Path
         ("visit_ymd", "int"),
         ("admitYYYYMMDD", "decimal(8,0)"),
         ("event_time", "double"),
+        ("admit_ts_ms", "bigint"),
+        ("visit_date_s", "bigint"),
     ):
         data = zone_document({**rules, column: "keep"})
         data["tables"]["people"]["source"]["columns"][column] = type_
@@ -679,6 +681,7 @@ def test_a_number_named_as_a_date_is_not_kept_in_the_non_phi_zone(tmp_path: Path
 def test_numbers_that_hold_no_date_are_kept(tmp_path: Path) -> None:
     names = ["birth_year", "year", "admit_year", "age", "age_at_death", "days_since_admit", "duration_minutes"]
     names += ["updated_by", "dose_mg", "update_count", "tumor_size_mm", "ahi", "pressure_cm_h2o"]
+    names += ["usage_time_minutes", "wait_time_s", "total_runtime_ms"]  # time spent, with its unit: durations
     data = zone_document({"id": "pseudonym", "name": "keep", "born": "birth_year"} | {n: "keep" for n in names})
     data["tables"]["people"]["source"]["columns"] |= {n: "int" for n in names} | {"pressure_cm_h2o": "decimal(4,1)"}
     assert list(load_config(write(tmp_path, data)).tables["people"].phi_columns)[3:] == names
