@@ -34,6 +34,7 @@ class BatchMetrics:
     late: int = 0
     unchanged: int = 0
     replayed: int = 0
+    replay_conflicts: int = 0  # of the replayed: other values than the applied change of their sequence (kept)
     duplicates: int = 0
     quarantined: int = 0
     null_sequence: int = 0

@@ -22,6 +22,7 @@ from pyspark.sql.types import NumericType
 
 from lakehouse.apply import privacy_log
 from lakehouse.apply.consent_sync import remove_forgotten_since
+from lakehouse.apply.forget import follow_key_moves
 from lakehouse.apply.history import UNSUPPLIED, flags_follow_unsupplied, merge_history, plan_history
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
@@ -245,12 +246,29 @@ def apply_changes(
     metrics.replayed += file_replays
     if metrics.unknown_keys:
         _report_unknown_keys(plan, table, batch_id, metrics, non_phi)
+    if metrics.replay_conflicts:
+        log.warning(
+            json.dumps(
+                {
+                    "event": "replay_conflicts",
+                    "table": table.name,
+                    "batch_id": batch_id,
+                    "rows": metrics.replay_conflicts,
+                    "rule": "a change with the sequence of a change already in history but other values: the "
+                    "applied one is kept, this one counted as replayed (within one batch such pairs are "
+                    "quarantined as duplicate_sequence)",
+                }
+            )
+        )
     if not metrics.reconciles:
         raise InputError(
             f"row counts do not reconcile, nothing was written to history: {metrics.to_json()}",
             table=table.name,
             batch_id=batch_id,
         )
+    if non_phi is not None and metrics.key_changes:  # before any zone write reads the privacy log
+        with step("key_moves"):
+            follow_key_moves(changes, table=table, zone=non_phi, batch_id=batch_id)
     versions: dict[str, int] = {}
 
     def history_versions() -> None:
@@ -381,12 +399,14 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
         _count(unknown).alias("unknown_keys"),
         _count(inserted & F.col("_late")).alias("late"),
         _count(F.col("_action") == "unchanged").alias("unchanged"),
-        _count(F.col("_action") == "replay").alias("replayed"),
+        _count(F.col("_action").isin("replay", "replay_conflict")).alias("replayed"),
+        _count(F.col("_action") == "replay_conflict").alias("replay_conflicts"),
         _count(F.col("_action") == "update").alias("reclosed"),
         _count((F.col("_action") == "update") & ~F.col("_old_is_current")).alias("reclosed_closed"),
         _count(F.col("_existing")).alias("existing"),
     ).first()
-    for name in ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "unknown_keys"):
+    names = ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "replay_conflicts")
+    for name in (*names, "unknown_keys"):
         setattr(metrics, name, int(row[name] or 0))
     return {name: int(row[name] or 0) for name in ("reclosed", "reclosed_closed", "existing")}
 

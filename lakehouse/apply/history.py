@@ -46,7 +46,8 @@ def plan_history(
     Returns every row with `_action`:
       insert     a new version to insert;          update  an existing version whose interval changed;
       keep       an existing version left as is;   replay  a change already in history (same sequence);
-      unchanged  an update that changes no tracked value (or a delete of a deleted key): no version.
+      unchanged  an update that changes no tracked value (or a delete of a deleted key): no version;
+      replay_conflict  a change with an applied change's sequence but other values: reported, not applied.
     and `_late` (a new version older than one already in history), `_unknown_key` (a U or D with no live
     version of its key before it; a moving U of a key change, `_key_moved`, is not one).
 
@@ -84,12 +85,23 @@ def plan_history(
         rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered, chained=chained)
         if one_partition:  # the fill's join shuffled the rows
             rows = rows.coalesce(1)
-    rows = rows.withColumn(
-        "_replay",
-        ~F.col("_existing") & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False)),
-    )
-
     tracked = [c for c in values if c not in key and c not in ignore]
+    applied = F.lag(F.struct(*[_c(c).alias(c) for c in ["_sequence", "_op", *tracked]])).over(ordered)
+    rows = rows.withColumn("_applied", applied).withColumn(
+        "_replay",
+        ~F.col("_existing") & F.coalesce(F.col("_applied._sequence") == F.col("_sequence"), F.lit(False)),
+    )
+    # A replay whose values differ from the applied change of its sequence (DESIGN rule 1: two changes with one
+    # sequence are reported): the applied one stays. A delete is compared by its op alone (a stored delete
+    # carries the values of the version it closed).
+    differs = F.lit(False)
+    for c in tracked:
+        differs = differs | ~_c(c).eqNullSafe(F.col("_applied").getField(c))
+    rows = rows.withColumn(
+        "_replay_conflict",
+        F.col("_replay") & ((F.col("_applied._op") != F.col("_op")) | ((F.col("_op") != "D") & differs)),
+    ).drop("_applied")
+
     rows = _nearest(rows, ~F.col("_replay"), ["_op", "_valid_from", *tracked], ordered, before="_live_before")
     prev_op = F.col("_live_before._op")
     same = F.lit(True)
@@ -287,13 +299,14 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
         F.col("_is_current")
     )
     action = (
-        F.when(F.col("_replay"), F.lit("replay"))
+        F.when(F.col("_replay_conflict"), F.lit("replay_conflict"))
+        .when(F.col("_replay"), F.lit("replay"))
         .when(F.col("_unchanged"), F.lit("unchanged"))
         .when(~F.col("_existing"), F.lit("insert"))
         .when(changed, F.lit("update"))
         .otherwise(F.lit("keep"))
     )
-    return planned.withColumn("_action", action).drop("_before", "_after")
+    return planned.withColumn("_action", action).drop("_before", "_after", "_replay_conflict")
 
 
 def merge_history(
