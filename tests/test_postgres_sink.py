@@ -863,3 +863,43 @@ def test_a_change_file_missing_on_s3_is_known_by_its_exception_not_its_text(
     monkeypatch.setattr(delta_changes, "to_arrow", read_once_missing)
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 1)]
     assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+
+
+# --- versions Delta no longer has: RESTORE, a DELETE of a day -------------------------------------------------------
+
+
+def test_a_restore_of_the_history_is_exported_as_the_restored_history(spark, postgres, conn, pg_schema, tmp_path):
+    """Found by review: the incremental export read only the change feed's inserts and post-images. RESTORE to the
+    first day's version re-adds that day's files (inserts: entity 0's T0 version open again) and removes the second
+    day's (deletes: entity 0's T1 version): PostgreSQL kept the T1 version too, entity 0 current twice."""
+    from delta.tables import DeltaTable
+
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
+    commit_history(spark, path, changes("dim_ce"))  # a MERGE that closes versions: pre- and post-images, no deletes
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 1)]
+    DeltaTable.forPath(spark, path).restoreToVersion(0)
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 2)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path) == merged(full_load("dim_ce"), table="dim_ce")
+    assert live_keys_twice(conn, pg_schema) == []
+    commit_history(spark, path, changes("dim_ce"))  # the day again: incremental as before
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 3)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+
+
+def test_a_days_versions_deleted_from_the_history_are_deleted_from_postgres(spark, postgres, conn, pg_schema, tmp_path):
+    """A manual DELETE of a bad day's versions: the change feed holds them as deletes, which PostgreSQL must follow."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    commit_history(spark, path, changes("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 1)]
+    DeltaTable.forPath(spark, path).delete(F.col("effective_stp") == F.lit(T1))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 2)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", 2)]

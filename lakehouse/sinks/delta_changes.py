@@ -2,7 +2,10 @@
 
 The export reads the change feed after the version PostgreSQL holds. It reads the whole history instead when that
 feed is gone (the log cleaned past it, its files vacuumed), and when the table is not the one exported (made again
-at the same path: another table id, see `delta_log.table_state`). Reading here ends before any PostgreSQL
+at the same path: another table id, see `delta_log.table_state`), and when the feed deletes a version the table
+no longer holds (a RESTORE to an older version, a DELETE of a bad day's versions): a full export replaces PostgreSQL's
+rows with the history, so those versions go there too. The engine's own commits never delete a version (a MERGE that
+closes one writes its pre- and post-image), so a normal day stays incremental. Reading here ends before any PostgreSQL
 transaction starts.
 """
 
@@ -39,7 +42,10 @@ def changed_rows(
 ) -> tuple[DataFrame, str]:
     """History rows written after version `since` up to `until` (all rows at `until` when `since` is None).
 
-    Reading them can still find a change file gone (vacuumed): `export_rows` reads them and falls back then.
+    Incremental rows are the newest change of each version (key..., `_sequence`), with its `_change_type`: an insert
+    or update post-image, or a "delete" of a version the table no longer holds. At the same commit an insert wins over
+    a delete: a rewrite of a file (RESTORE, an overwrite) removes and adds the same version in one commit. Reading them
+    can still find a change file gone (vacuumed): `export_rows` reads them and falls back then.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -47,8 +53,9 @@ def changed_rows(
     full = spark.read.format("delta").option("versionAsOf", until).load(history).select(*columns)
     if since is None:
         return full, "full"
+    kept = F.when(F.col("_change_type") == "delete", 0).otherwise(1)
     newest = Window.partitionBy(*[F.col(f"`{k}`") for k in [*key, "_sequence"]]).orderBy(
-        F.col("_commit_version").desc()
+        F.col("_commit_version").desc(), kept.desc()
     )
     try:
         # The state at the first version wanted is rebuilt when the feed is made: its commits may be cleaned from
@@ -59,28 +66,45 @@ def changed_rows(
             .option("startingVersion", since + 1)
             .option("endingVersion", until)
             .load(history)
-            .where(F.col("_change_type").isin("insert", "update_postimage"))
+            .where(F.col("_change_type").isin("insert", "update_postimage", "delete"))
         )
     except Exception as exc:
         if not feed_gone(exc):
             raise
         log.warning("change feed of %s since version %s is gone (log retention); exporting in full", history, since)
         return full, "full"
-    return feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1").select(*columns), "incremental"
+    newest_changes = feed.withColumn("_n", F.row_number().over(newest)).where("_n = 1")
+    return newest_changes.select(*columns, "_change_type"), "incremental"
 
 
 def export_rows(
     spark: SparkSession, history: str, *, key: list[str], columns: list[str], since: int | None, until: int
 ) -> tuple[list[pa.RecordBatch], str]:
-    """`changed_rows` read as Arrow batches (before any PostgreSQL transaction starts). A change feed whose files
-    are found gone only as they are read (vacuumed) is read in full instead: mode "full"."""
+    """`changed_rows` read as Arrow batches of `columns` (before any PostgreSQL transaction starts): mode "full" or
+    "incremental". The history is read in full instead of its change feed when the feed's files are found gone only
+    as they are read (vacuumed), and when the feed deletes a version (see `changed_rows`): only a full export removes
+    versions from PostgreSQL."""
+    import pyarrow.compute as pc
+
     rows, mode = changed_rows(spark, history, key=key, columns=columns, since=since, until=until)
     try:
-        return to_arrow(rows), mode
+        batches = to_arrow(rows)
     except Exception as exc:
         if mode == "full" or not feed_gone(exc):
             raise
         log.warning("change files of %s after version %s are gone (vacuumed); exporting in full", history, since)
+    else:
+        if mode == "full":
+            return batches, mode
+        deleted = sum(pc.sum(pc.equal(b.column("_change_type"), "delete")).as_py() or 0 for b in batches)
+        if not deleted:
+            return [b.select(columns) for b in batches], mode
+        log.warning(
+            "the change feed of %s after version %s deletes %d version(s) (a RESTORE, a DELETE): exporting in full",
+            history,
+            since,
+            deleted,
+        )
     rows, mode = changed_rows(spark, history, key=key, columns=columns, since=None, until=until)
     return to_arrow(rows), mode
 
