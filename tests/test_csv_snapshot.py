@@ -487,6 +487,29 @@ def test_a_valid_row_applies_beside_a_quarantined_row_of_its_key_whichever_sorts
     assert [(reason, "11x" in raw or "22x" in raw) for reason, raw in quarantined] == [("type_mismatch", True)] * 2
 
 
+def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_quarantined_never_rounded(spark, tmp_path):
+    """Found by review: Spark's cast rounded such a value to the column's scale without a word."""
+    config = pecos_config(tmp_path, types={"ind_pac_id": "decimal(10,0)"})
+    rows = [
+        [A_BOSTON[0], "111.000", *A_BOSTON[2:]],  # zeros past the scale: nothing to lose
+        [B_SOLO[0], "222.5", *B_SOLO[2:]],
+        [C_DALLAS[0], "3.33E2", *C_DALLAS[2:]],  # exact in exponent form
+        [E_SOLO[0], "7.77E1", *E_SOLO[2:]],
+    ]
+    path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv", rows)
+
+    (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
+
+    assert (m.inserted, m.quarantined) == (2, 2)
+    paths = table_paths(config, config.tables["clinicians"])
+    assert {r.npi: str(r.ind_pac_id) for r in load(spark, paths.latest).collect()} == {A: "111", C: "333"}
+    quarantined = sorted((r.reason, r.detail) for r in load(spark, paths.quarantine).collect())
+    assert [reason for reason, _ in quarantined] == ["type_mismatch"] * 2
+    assert quarantined[0][1].startswith("column ind_pac_id: '222.5' has more digits after the point than its type ")
+    assert "decimal(10,0)" in quarantined[0][1] and "`columns:`" in quarantined[0][1]
+    assert quarantined[1][1].startswith("column ind_pac_id: '7.77E1' has more digits")
+
+
 def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_path):
     """A zipped download or a stray file in a CSV feed's folder was passed over in silence ("nothing new")."""
     config = pecos_config(tmp_path)

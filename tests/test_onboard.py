@@ -300,6 +300,55 @@ def test_oracle_number_with_scale_above_precision_or_negative_is_double_as_dms_w
     assert (employee["rate"], employee["budget"], employee["salary"]) == ("double", "double", "decimal(8,2)")
 
 
+@pytest.mark.parametrize(
+    ("oracle_settings", "attributes", "spark"),
+    [
+        ({}, "", "decimal(38,10)"),  # DMS's default
+        ({"NumberDatatypeScale": 12}, "", "decimal(38,12)"),
+        ({}, "useLogminerReader=N;numberDataTypeScale=12", "decimal(38,12)"),
+        ({"NumberDatatypeScale": -1}, "", "double"),  # DMS writes floating text (1.2345678901234567E-5)
+        ({"NumberDatatypeScale": -2}, "", "string"),  # DMS writes VARCHAR
+    ],
+)
+def test_an_oracle_number_without_precision_takes_the_endpoints_number_datatype_scale(
+    tmp_path, oracle_settings, attributes, spark
+):
+    """Found by review: a NUMBER without precision was always decimal(38,10), whatever scale DMS writes it with; 12
+    digits after the point were rounded to 10 (now quarantined as type_mismatch, see test_source_types)."""
+    columns = tmp_path / "columns.csv"
+    columns.write_text(
+        "OWNER,TABLE_NAME,COLUMN_NAME,COLUMN_ID,DATA_TYPE,DATA_PRECISION,DATA_SCALE,PK\n"
+        "HR,EMPLOYEES,EMPLOYEE_ID,1,NUMBER,6,0,Y\n"
+        "HR,EMPLOYEES,RATE,2,NUMBER,,,\n"
+        "HR,EMPLOYEES,SALARY,3,NUMBER,8,2,\n"
+    )
+
+    def scale(data):
+        source = data["endpoints"]["Endpoints"][0]
+        source["OracleSettings"].update(oracle_settings)
+        source["ExtraConnectionAttributes"] = attributes
+
+    employee = entries_of(*edited(tmp_path, "oracle", scale)[:2], columns)["employee"]
+
+    assert (employee["source"]["columns"]["rate"], employee["source"]["columns"]["salary"]) == (spark, "decimal(8,2)")
+    config = Config.model_validate(
+        {"paths": {"landing": "l", "lake": "k", "checkpoints": "c"}, "tables": {"employee": employee}}
+    )
+    assert config.tables["employee"].source.columns["rate"] == spark
+
+
+@pytest.mark.parametrize("value", [39, -3, "twelve"])
+def test_a_number_datatype_scale_dms_does_not_take_is_refused_naming_the_endpoint(tmp_path, value):
+    def scale(data):
+        data["endpoints"]["Endpoints"][0]["OracleSettings"]["NumberDatatypeScale"] = value
+
+    with pytest.raises(ConfigError) as error:
+        onboard_dms(*edited(tmp_path, "oracle", scale))
+
+    assert "hr-oracle" in str(error.value) and f"NumberDatatypeScale {value!r}" in str(error.value)
+    assert "0..38, -1 or -2" in str(error.value)
+
+
 def test_entries_carry_the_source_dialect_and_types_that_read_back_as_onboarding_mapped_them(tmp_path):
     """Found by review: the YAML's types were read without the source's dialect. Onboarding writes `dialect:`, and a
     type whose Spark name the source means otherwise (SQL Server's `timestamp` is a row version, PostgreSQL's bare

@@ -46,6 +46,66 @@ def test_a_date_value_with_a_time_of_day_is_a_type_mismatch_never_cut(spark, tmp
     assert "dialect: oracle" in row.detail
 
 
+def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_a_type_mismatch_never_rounded(
+    spark, tmp_path
+):
+    """Found by review: Spark's cast rounds a value to the column's scale without a word (try_cast is NULL only when
+    the whole part overflows). An Oracle NUMBER without precision is decimal(38,10), but DMS writes 12 digits after
+    the point under NumberDatatypeScale=12, and floating text like 1.2345678901234567E-5 under -1. A value the
+    type holds exactly, trailing zeros or an exponent and all, applies."""
+    config = dated_config(
+        tmp_path, {"ts": "string", "id": "bigint", "amount": "decimal(38,10)", "price": "numeric(10,2)"}
+    )
+    t = "2026-03-01 09:00:00"
+    land(
+        config,
+        "20260301-100000000.csv",
+        [
+            ["I", t, "1", "1.50000000000000", "2.50"],  # zeros past the scale: nothing to lose
+            ["I", t, "2", "1.5E-3", "1E1"],  # exact in exponent form
+            ["I", t, "3", "0.123456789012", "1"],  # NumberDatatypeScale=12
+            ["I", t, "4", "1.2345678901234567E-5", "1"],  # NumberDatatypeScale=-1
+            ["I", t, "5", "1", "2.505"],
+            ["I", t, "6", "-0.00000000001", "1"],  # would round to 0
+            ["I", t, "7", "0E-20", "-0.000"],  # a zero is exact, whatever its exponent
+        ],
+    )
+
+    (batch,) = run(spark, config).batches
+
+    assert {r.id: (str(r.amount), str(r.price)) for r in read(spark, config, "latest").collect()} == {
+        1: ("1.5000000000", "2.50"),
+        2: ("0.0015000000", "10.00"),
+        7: ("0E-10", "0.00"),
+    }
+    assert batch.quarantine_reasons == {"type_mismatch": 4}
+    details = {r.source_row: r.detail for r in read(spark, config, "quarantine").collect()}
+    assert details[2].startswith("column amount: '0.123456789012' has more digits after the point than its type ")
+    assert "decimal(38,10)" in details[2] and "`columns:`" in details[2] and "NumberDatatypeScale" in details[2]
+    assert details[3].startswith("column amount: '1.2345678901234567E-5' has more digits")
+    assert details[4].startswith("column price: '2.505' has more digits") and "decimal(10,2)" in details[4]
+    assert details[5].startswith("column amount: '-0.00000000001' has more digits")
+
+
+@pytest.mark.parametrize(
+    ("declared", "number_scale", "spark"),
+    [
+        ("NUMBER", None, "decimal(38,10)"),  # DMS's default
+        ("NUMBER", 12, "decimal(38,12)"),
+        ("NUMBER(*)", 0, "decimal(38,0)"),
+        ("NUMBER", 38, "decimal(38,38)"),
+        ("NUMBER", -1, "double"),  # DMS writes floating text
+        ("NUMBER", -2, "string"),  # DMS writes VARCHAR
+        ("NUMBER(10,2)", 12, "decimal(10,2)"),  # a NUMBER with precision keeps its own
+        ("NUMBER(*,4)", 12, "decimal(38,4)"),
+    ],
+)
+def test_an_oracle_number_without_precision_follows_the_endpoints_number_datatype_scale(declared, number_scale, spark):
+    from lakehouse.sources.db_types import spark_type
+
+    assert spark_type(declared, "oracle", number_scale=number_scale) == spark
+
+
 # --- the YAML's types, with and without the source's dialect ------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import TableConfig
+from lakehouse.sources.db_types import decimal_rounds
 
 FILE_WIDTH = 48
 # The landing router's folder of a later delivery of a file name: `version=<UTC yyyymmddHHMMSSffffff>-<id>/<name>`.
@@ -63,6 +64,25 @@ def _cast_failure(name: str, type_: str) -> Column:
         value.isNotNull() & _try_cast(name, type_).isNull(),
         F.concat(F.lit(f"column {name}: '"), value, F.lit(f"' is not a valid {type_}")),
     )
+    rounds = decimal_rounds(value, type_)
+    if rounds is not None:
+        # An Oracle NUMBER without precision is read as decimal(38,10), DMS's default; the source endpoint's
+        # NumberDatatypeScale makes DMS write more digits (or floating text, with -1).
+        return F.coalesce(
+            failure,
+            F.when(
+                rounds,
+                F.concat(
+                    F.lit(f"column {name}: '"),
+                    value,
+                    F.lit(
+                        f"' has more digits after the point than its type {type_} holds, which would round it; "
+                        "widen the column's scale in `columns:` (for an Oracle NUMBER without precision, to the "
+                        "source endpoint's NumberDatatypeScale; with -1 DMS writes floating text: type it double)"
+                    ),
+                ),
+            ),
+        )
     if type_ != "date":
         return failure
     # Spark casts '2024-01-02 10:30:00' to the date 2024-01-02: the time would be lost without a word. DMS writes

@@ -76,8 +76,8 @@ def selected(task: DmsTask, tables: dict[tuple[str, str], SourceTable]) -> list[
     return chosen
 
 
-def _spark(declared: str, dialect: str, where: str) -> str:
-    spark = spark_type(declared, dialect)
+def _spark(declared: str, dialect: str, where: str, number_scale: int | None = None) -> str:
+    spark = spark_type(declared, dialect, number_scale=number_scale)
     if spark is None:
         raise ConfigError(f"{where}: type {declared!r} has no Spark type mapping; give its column a type by hand")
     return spark
@@ -100,7 +100,7 @@ def table_entry(
     where = f"task {task.identifier}, table {table.schema}.{table.name}"
     schema, name = table.schema, table.name
     names = {c: c for c, _ in table.columns}
-    types = {c: _spark(t, task.dialect, f"{where}, column {c}") for c, t in table.columns}
+    types = {c: _spark(t, task.dialect, f"{where}, column {c}", task.number_scale) for c, t in table.columns}
     declared = dict(table.columns)  # the type as the source (or a change-data-type rule) names it
     lob = {c for c, t in table.columns if _LOB.search(t.strip())}
     removed: set[str] = set()

@@ -1,18 +1,21 @@
 """A DMS task as `aws dms describe-endpoints` and `aws dms describe-replication-tasks` print it.
 
 Only what shapes the files matters here: the S3 target endpoint's settings (S3Settings, or the older
-ExtraConnectionAttributes string), the source endpoint's engine (which names its column types), and
-the task's table mappings (a JSON document inside the task's `TableMappings` string).
+ExtraConnectionAttributes string), the source endpoint's engine (which names its column types) and, for
+Oracle, its NumberDatatypeScale (the scale DMS writes a NUMBER without precision with), and the task's
+table mappings (a JSON document inside the task's `TableMappings` string).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import ConfigError
+from lakehouse.sources.db_types import NUMBER_SCALES
 
 # DMS EngineName → the dialect of `sources.db_types`.
 DIALECTS = {
@@ -60,6 +63,7 @@ class DmsTask:
     rules: list[dict[str, Any]] = field(default_factory=list)
     migration_type: str = "full-load-and-cdc"
     settings: dict[str, Any] = field(default_factory=dict)  # ReplicationTaskSettings, parsed
+    number_scale: int | None = None  # an Oracle source's NumberDatatypeScale; None: DMS's default (10)
 
 
 def read_text(path: Path, what: str, *, encoding: str = "utf-8") -> str:
@@ -103,17 +107,35 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "y", "yes", "1")
 
 
-def _settings(endpoint: dict[str, Any]) -> dict[str, Any]:
-    """S3Settings with lower-case keys, completed from ExtraConnectionAttributes (`key=value;...`)."""
-    s3 = endpoint.get("S3Settings") or {}
-    if not isinstance(s3, dict):
-        raise ConfigError(f"endpoint {endpoint.get('EndpointIdentifier')}: S3Settings must be an object")
-    settings = {k.lower(): v for k, v in s3.items()}
+def _settings(endpoint: dict[str, Any], kind: str = "S3Settings") -> dict[str, Any]:
+    """The endpoint's `kind` settings (S3Settings, OracleSettings) with lower-case keys, completed from
+    ExtraConnectionAttributes (`key=value;...`)."""
+    given = endpoint.get(kind) or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"endpoint {endpoint.get('EndpointIdentifier')}: {kind} must be an object")
+    settings = {k.lower(): v for k, v in given.items()}
     for pair in str(endpoint.get("ExtraConnectionAttributes") or "").split(";"):
         key, _, value = pair.partition("=")
         if key.strip():
             settings.setdefault(key.strip().lower(), value.strip())
     return settings
+
+
+def _number_scale(endpoint: dict[str, Any]) -> int | None:
+    """An Oracle source endpoint's NumberDatatypeScale (OracleSettings, or numberDataTypeScale= in its
+    ExtraConnectionAttributes), or None where it is not set (DMS then writes a NUMBER without precision with 10
+    digits after the point)."""
+    value = _settings(endpoint, "OracleSettings").get("numberdatatypescale")
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]+", text) or int(text) not in NUMBER_SCALES:
+        raise ConfigError(
+            f"source endpoint {endpoint.get('EndpointIdentifier')}: NumberDatatypeScale {value!r} is not one DMS "
+            f"takes (0..{NUMBER_SCALES[-1]}, -1 or -2); fix it in the endpoint's OracleSettings or "
+            "ExtraConnectionAttributes (numberDataTypeScale=)"
+        )
+    return int(text)
 
 
 def _target(endpoint: dict[str, Any]) -> S3Target:
@@ -265,6 +287,7 @@ def read_task(endpoints_file: Path, tasks_file: Path, task_id: str | None = None
         rules=sorted(rules, key=lambda r: _rule_id(r, where)),
         migration_type=str(task.get("MigrationType") or "full-load-and-cdc"),
         settings=_task_settings(task.get("ReplicationTaskSettings"), where),
+        number_scale=_number_scale(source) if DIALECTS.get(engine) == "oracle" else None,
     )
 
 

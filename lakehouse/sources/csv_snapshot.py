@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import CsvSnapshotFeed, TableConfig
 from lakehouse.errors import InputError
+from lakehouse.sources.db_types import decimal_rounds
 from lakehouse.sources.snapshot import LoadedSnapshot, date_from_path, file_name
 
 if TYPE_CHECKING:
@@ -87,6 +88,29 @@ def npi_valid(column: str) -> Column:
     return F.col(f"`{column}`").rlike(r"^[0-9]{10}$") & F.coalesce(check, F.lit(False))
 
 
+def _cast_failure(column: str, type_: str, cast: Column) -> Column:
+    """Why column `column`'s value does not cast to `type_` (`cast` is its try_cast), or NULL.
+
+    Spark's cast to a decimal rounds a value with more digits after the point than the scale: a type mismatch too.
+    """
+    from pyspark.sql import functions as F
+
+    value = F.col(f"`{column}`")
+    failure = F.when(value.isNotNull() & cast.isNull(), F.lit(f"column {column} is not a valid {type_}"))
+    rounds = decimal_rounds(value, type_)
+    if rounds is None:
+        return failure
+    rounded = F.concat(
+        F.lit(f"column {column}: '"),
+        value,
+        F.lit(
+            f"' has more digits after the point than its type {type_} holds, which would round it; widen the "
+            "column's scale in the feed's `columns:`"
+        ),
+    )
+    return F.coalesce(failure, F.when(rounds, rounded))
+
+
 def typed_rows(
     raw: DataFrame, feed: CsvSnapshotFeed, table: TableConfig, *, cut_columns: list[str] | tuple[str, ...] = ()
 ) -> DataFrame:
@@ -99,11 +123,7 @@ def typed_rows(
     columns = feed.columns
     cleaned = raw.withColumns({c: padded_npi(c) for c in feed.npi_columns})
     cast = {c: (F.col(f"`{c}`") if t == "string" else F.expr(f"try_cast(`{c}` AS {t})")) for c, t in columns.items()}
-    failures = [
-        F.when(F.col(f"`{c}`").isNotNull() & cast[c].isNull(), F.lit(f"column {c} is not a valid {t}"))
-        for c, t in columns.items()
-        if t != "string"
-    ]
+    failures = [_cast_failure(c, t, cast[c]) for c, t in columns.items() if t != "string"]
     bad_npi = [
         F.when(
             F.col(f"`{c}`").isNotNull() & ~npi_valid(c),

@@ -11,7 +11,10 @@ without a word are refused (`ambiguous`). The choices follow what DMS writes int
   MySQL `tinyint(1)` and SQL Server `bit` are booleans (a PostgreSQL `bit(n)`, DMS's STRING(n), is string);
   Oracle `NUMBER(p)` is int / bigint / decimal(p,0);
 * `numeric(p,s)` → decimal(p,s) up to 38 digits (Spark's limit), wider → string; a `numeric` or Oracle
-  `NUMBER` without precision → decimal(38,10); Oracle `NUMBER(p,s)` with a negative scale or one above the
+  `NUMBER` without precision → decimal(38,10), an Oracle one by the source endpoint's NumberDatatypeScale
+  where onboarding reads it (`number_scale`: 0..38 → decimal(38,s), -1 → double, -2 → string, as DMS writes
+  it); a value with more digits after the point than a decimal's scale is a type mismatch, never rounded
+  (`decimal_rounds`); Oracle `NUMBER(p,s)` with a negative scale or one above the
   precision → double (DMS writes REAL8); PostgreSQL's `numeric(5,-2)` → decimal(7,0), `numeric(2,5)` →
   decimal(5,5). No mapping gives a decimal Spark refuses (precision 1..38, scale 0..precision);
 * floating point by size, never narrower than the source: `float(p)` by its bits (≤ 24 float, else double),
@@ -28,6 +31,10 @@ without a word are refused (`ambiguous`). The choices follow what DMS writes int
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
 
 Dialect = str  # "postgres" | "mysql" | "oracle" | "sqlserver" | "dms" | "" (any)
 DIALECTS = ("postgres", "mysql", "oracle", "sqlserver")  # a DMS source's `dialect:` in the YAML
@@ -38,6 +45,8 @@ SPARK_TYPE = re.compile(
 )
 MAX_DECIMAL = 38
 UNBOUNDED_DECIMAL = "decimal(38,10)"
+# The NumberDatatypeScale values DMS takes: a scale, -1 for a floating number (REAL8), -2 for text (VARCHAR).
+NUMBER_SCALES = range(-2, MAX_DECIMAL + 1)
 
 _SIMPLE = {
     # whole numbers
@@ -72,10 +81,12 @@ _WORDS = re.compile(r"\b(unsigned|signed|zerofill|not null|null)\b")
 _DECLARED = re.compile(r"^(?P<base>[a-z_][a-z0-9_ ]*)(\((?P<args>[^)]*)\)(?P<rest>[a-z ]*))?$")
 
 
-def spark_type(declared: str, dialect: Dialect = "") -> str | None:
+def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None = None) -> str | None:
     """The Spark SQL type for a column declared as `declared` in the source database, or None if unknown.
 
     Without a `dialect`, Spark SQL type names keep their Spark meaning (the YAML's `tinyint` is Spark's).
+    `number_scale` is an Oracle source endpoint's NumberDatatypeScale, the scale DMS writes a NUMBER without
+    precision with (None: DMS's default, 10; see `number_type`).
 
     >>> spark_type("numeric(10,2)"), spark_type("NUMBER(10)", "oracle"), spark_type("tinyint(1)", "mysql")
     ('decimal(10,2)', 'bigint', 'boolean')
@@ -94,7 +105,7 @@ def spark_type(declared: str, dialect: Dialect = "") -> str | None:
     base = " ".join((match["base"] + " " + (match["rest"] or "")).split())  # "timestamp(6) with time zone"
     args = [a.strip() for a in (match["args"] or "").split(",") if a.strip()]
     if base in _DECIMALS:
-        return _decimal(base, args, dialect)
+        return _decimal(base, args, dialect, number_scale)
     if base == "bit" and dialect == "postgres":
         return "string"  # DMS maps PostgreSQL BIT(n), BIT(1) too, to STRING(n): the 0/1 digits as text
     if base in ("tinyint", "bit"):
@@ -182,11 +193,22 @@ def _int(text: str, default: int) -> int:
     return int(text) if text.isdigit() else default
 
 
-def _decimal(base: str, args: list[str], dialect: Dialect) -> str:
+def number_type(number_scale: int) -> str:
+    """The Spark type of an Oracle NUMBER without precision that DMS writes under NumberDatatypeScale `number_scale`.
+
+    >>> number_type(12), number_type(0), number_type(-1), number_type(-2)
+    ('decimal(38,12)', 'decimal(38,0)', 'double', 'string')
+    """
+    if number_scale not in NUMBER_SCALES:
+        raise ValueError(f"NumberDatatypeScale {number_scale!r} is not 0..{MAX_DECIMAL}, -1 or -2")
+    return {-1: "double", -2: "string"}.get(number_scale, f"decimal({MAX_DECIMAL},{number_scale})")
+
+
+def _decimal(base: str, args: list[str], dialect: Dialect, number_scale: int | None = None) -> str:
     """A decimal Spark can hold (precision 1..38, 0 <= scale <= precision), or what DMS writes instead."""
     oracle = base == "number" or dialect == "oracle"
     if not args or (args[0] in ("*", "") and len(args) < 2):
-        return UNBOUNDED_DECIMAL
+        return number_type(number_scale) if oracle and number_scale is not None else UNBOUNDED_DECIMAL
     precision = MAX_DECIMAL if args[0] in ("*", "") else _int(args[0], MAX_DECIMAL)
     scale = int(args[1]) if len(args) > 1 and args[1].lstrip("-").isdigit() else 0
     if precision < 1:
@@ -217,6 +239,37 @@ def decimal_problem(spark: str) -> str | None:
     if not 1 <= precision <= MAX_DECIMAL:
         return f"precision {precision} is outside 1..{MAX_DECIMAL}"
     return f"scale {scale} is above precision {precision}" if scale > precision else None
+
+
+# decimal(p,s) as the configuration writes it; the number text Spark's decimal cast reads (Java's BigDecimal, trimmed).
+_DECIMAL_TYPE = re.compile(r"decimal\((\d+),(\d+)\)")
+_NUMBER_TEXT = r"^\s*[+-]?([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?\s*$"
+
+
+def decimal_rounds(value: Column, type_: str) -> Column | None:
+    """True where the text `value` casts to `type_`, a decimal(p,s), only by rounding it; None for other types.
+
+    Spark's cast rounds half up to the scale without a word (try_cast is NULL only when the whole part is too
+    long), so a cast that succeeds is not yet exact. The digits rounding drops are those past the scale: the text
+    loses a digit other than 0 when its digits, trailing zeros cut, outnumber those before its point (moved by
+    its exponent) plus the scale. Trailing zeros and an exact exponent form pass:
+
+        decimal(38,10): '1.50000000000000', '1.5E-3' exact; '0.123456789012', '1.2345678901234567E-5' round
+        decimal(10,0):  '7.77E2' exact; '7.77E1', '-.5' round
+
+    Text that is no number of this form (NULL, or not cast at all) is not flagged here: test the cast for NULL.
+    """
+    from pyspark.sql import functions as F
+
+    match = _DECIMAL_TYPE.fullmatch(type_.replace(" ", ""))
+    if match is None:
+        return None
+    scale = int(match[2])
+    whole, fraction, exponent = (F.regexp_extract(value, _NUMBER_TEXT, i) for i in (1, 2, 3))
+    digits = F.length(F.regexp_replace(F.concat(whole, fraction), "0+$", ""))
+    # An exponent of more than 18 digits is past any decimal: that text does not cast at all.
+    shift = F.when(exponent == "", F.lit(0)).when(F.length(exponent) <= 18, exponent.cast("bigint"))
+    return (digits > 0) & (digits > F.length(whole) + shift + F.lit(scale))  # a zero (0E-12 too) is exact
 
 
 def _widen(spark: str) -> str:
