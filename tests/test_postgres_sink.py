@@ -694,6 +694,7 @@ def test_a_bookkeeping_row_from_before_table_ids_exports_its_table_in_full_once(
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
     assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
     assert conn.execute(query).fetchone()[1] is not None
+    assert exported_state(conn, pg_schema, "dim_ce").delta_commit is not None
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", 0)]
 
 
@@ -712,7 +713,7 @@ def test_a_full_export_replaces_the_tables_rows_in_the_transaction_of_its_bookke
     # 6 versions replaced by 4: the 4 versions of T0 deleted, 2 inserted and 2 updated (0 and 9 at T1)
     assert export(conn, db, "dim_ce", later, 1, replace=True, delta_table_id="id-2") == 4 + 4
     assert stored(conn, db, "dim_ce") == merged(later, table="dim_ce")
-    assert exported_state(conn, db, "dim_ce") == (1, PATH, "id-2")
+    assert exported_state(conn, db, "dim_ce") == (1, PATH, "id-2", None)
     with pytest.raises(StaleVersionError, match="already holds version 1 of this Delta table"):
         export(conn, db, "dim_ce", full_load("dim_ce"), 0, replace=True, delta_table_id="id-2")
     assert stored(conn, db, "dim_ce") == merged(later, table="dim_ce")
@@ -882,7 +883,8 @@ def test_a_restore_of_the_history_is_exported_as_the_restored_history(spark, pos
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 1)]
     DeltaTable.forPath(spark, path).restoreToVersion(0)
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 2)]
-    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path) == merged(full_load("dim_ce"), table="dim_ce")
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert delta_history(spark, path) == merged(full_load("dim_ce"), table="dim_ce")
     assert live_keys_twice(conn, pg_schema) == []
     commit_history(spark, path, changes("dim_ce"))  # the day again: incremental as before
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 3)]
@@ -903,3 +905,49 @@ def test_a_days_versions_deleted_from_the_history_are_deleted_from_postgres(spar
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 2)]
     assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "up_to_date", 2)]
+
+
+@pytest.mark.parametrize("commits", [2, 3], ids=["same-version", "later-version"])
+def test_a_table_put_back_from_an_older_copy_that_commits_again_past_the_exported_version_is_exported_in_full(
+    spark, postgres, conn, pg_schema, tmp_path, commits
+):
+    """Found by review: a copy put back (the same Delta table id) was caught only while its version was below the
+    exported one. Once the corrected days brought it to the exported version, the export said up_to_date and PostgreSQL
+    kept the bad day for good; past it, only the versions after the exported one were read. The bookkeeping keeps a
+    digest of the exported commit: another commit at that version is a full export."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    copy = tmp_path / "copy-at-version-0"
+    shutil.copytree(path, copy)
+    commit_history(spark, path, changes("dim_ce"))  # version 1
+    commit_history(spark, path, [version("dim_ce", 5, T1)])  # version 2: the bad day
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 2)]
+    shutil.rmtree(path)
+    shutil.copytree(copy, path)  # put back: the same table id, version 0
+    spark.catalog.clearCache()
+    for n in range(commits):  # the corrected days: versions 1, 2 (and 3)
+        commit_history(spark, path, [version("dim_ce", 30 + n, T1, edit=3)])
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", commits)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+    assert live_keys_twice(conn, pg_schema) == []
+    commit_history(spark, path, [version("dim_ce", 40, T1)])
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", commits + 1)]
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+
+
+def test_a_bookkeeping_row_without_a_commit_digest_is_taken_as_matching_and_gets_one(
+    spark, postgres, conn, pg_schema, tmp_path
+):
+    """An upgrade: init_db adds delta_commit, NULL in the rows there. The export goes on incrementally (no full export
+    of every table after the upgrade) and records the digest of the version it exports."""
+    config = export_config(tmp_path, pg_schema)
+    path = history_of(config)
+    commit_history(spark, path, full_load("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "full", 0)]
+    forget = "UPDATE {}.lakehouse_export SET delta_commit = NULL"
+    conn.execute(sql.SQL(forget).format(sql.Identifier(pg_schema)))
+    commit_history(spark, path, changes("dim_ce"))
+    assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 1)]
+    assert exported_state(conn, pg_schema, "dim_ce").delta_commit is not None
+    assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)

@@ -109,6 +109,28 @@ def export_rows(
     return to_arrow(rows), mode
 
 
+def commit_fingerprint(spark: SparkSession, history: str, version: int) -> str | None:
+    """A digest of commit `version` of the Delta table at `history` (its `_delta_log/<version>.json`), or None when
+    the log no longer holds that commit (cleaned by log retention).
+
+    Commits are never rewritten, so the digest tells the commit PostgreSQL was exported from from another one at the
+    same version: a table put back from an older copy (same table id) that has committed up to that version again.
+    Read in the driver through the table's file system (local, s3a), without a Spark job."""
+    import hashlib
+
+    jvm = spark.sparkContext._jvm
+    commit = jvm.org.apache.hadoop.fs.Path(f"{history.rstrip('/')}/_delta_log/{version:020d}.json")
+    fs = commit.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(commit):
+        return None
+    stream = fs.open(commit)
+    try:
+        content = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+    return hashlib.sha256(content).hexdigest()[:32]
+
+
 def feed_gone(exc: BaseException) -> bool:
     """Whether reading a change feed failed because a version or file of it is gone (not some other failure)."""
     return file_missing(exc) or any(marker in str(exc) for marker in _CDF_GONE)

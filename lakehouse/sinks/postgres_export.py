@@ -8,7 +8,10 @@ from there: the rows converge to those of a clean run.
 
 A full export replaces the table's rows with the Delta history, in the same transaction: the first export of a
 table, a Delta table made again (its id, kept with the version, differs: moved aside and rebuilt at the same path),
-a bookkeeping row from before the id was kept, and a change feed that is gone (log retention, vacuumed files).
+the same table whose exported version is now another commit (put back from an older copy, then committed up to or
+past that version again: a digest of the exported commit is kept with the version) or a commit gone from the log, a
+bookkeeping row from before the id was kept, a change feed that is gone (log retention, vacuumed files), and a change
+feed that deletes versions (a RESTORE, a DELETE of a day's versions).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING
 from lakehouse.config import Config, PostgresTarget
 from lakehouse.delta_log import table_state
 from lakehouse.errors import ConfigError, InputError, LakehouseError
-from lakehouse.sinks.delta_changes import export_rows, to_arrow  # noqa: F401 (benchmarks import to_arrow)
+from lakehouse.sinks.delta_changes import commit_fingerprint, export_rows, to_arrow  # noqa: F401 (benchmarks: to_arrow)
 from lakehouse.sources.opais_entities import ENTITIES
 from lakehouse.tables import table_paths
 
@@ -163,7 +166,8 @@ def _export_table(
         return ExportResult(name, None, None, mode="skipped")
     until, table_id = table_state(spark, history)
     state = exported_state(conn, schema, name)
-    since = _incremental_from(state, name, until, table_id)
+    commit = functools.partial(commit_fingerprint, spark, history)
+    since = _incremental_from(state, name, until, table_id, commit=commit)
     result = ExportResult(name, None if state is None else state.version, until, mode="up_to_date")
     if since is None or since < until:
         columns = export_columns(spark, history, name)
@@ -179,6 +183,7 @@ def _export_table(
             version=until,
             run_id=run_id,
             delta_table_id=table_id,
+            delta_commit=commit(until),
             replace=result.mode == "full",
             crash_hook=crash_hook,
         )
@@ -196,13 +201,29 @@ def _export_table(
     return result
 
 
-def _incremental_from(state: ExportedState | None, name: str, until: int, table_id: str) -> int | None:
+def _incremental_from(
+    state: ExportedState | None, name: str, until: int, table_id: str, *, commit: Callable[[int], str | None]
+) -> int | None:
     """The version after which the change feed holds what PostgreSQL lacks, or None for a full export: the first
-    export, and whenever the exported versions may not be this Delta table's."""
+    export, and whenever the exported versions may not be this Delta table's. `commit(version)` is the digest of a
+    commit of the table (None: gone from the log)."""
     if state is None:
         return None
     if state.delta_table_id == table_id and state.version <= until:
-        return state.version
+        # The same table; a copy put back that has committed up to the exported version again has another commit
+        # there. A row from before the digest was kept is taken as matching (its next export records one).
+        now = state.delta_commit and commit(state.version)
+        if state.delta_commit is None or now == state.delta_commit:
+            return state.version
+        if now is None:
+            why = f"version {state.version}, exported last, is gone from the Delta log: it cannot be checked"
+        else:
+            why = (
+                f"version {state.version} of the Delta table is another commit than the one exported (the table was "
+                "put back from an older copy and committed again?)"
+            )
+        log.warning(json.dumps({"event": "export_in_full", "table": name, "reason": why}))
+        return None
     if state.delta_table_id == table_id:  # the same table, older than what PostgreSQL holds: a copy put back?
         raise InputError(
             f"the Delta table of {name} is at version {until}, below version {state.version} of the same table already "

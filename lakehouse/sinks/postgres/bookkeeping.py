@@ -26,12 +26,13 @@ class StaleVersionError(LakehouseError):
 
 
 class ExportedState(NamedTuple):
-    """A table's bookkeeping row: the last exported Delta version, the table's path and its Delta table id (None in a
-    row written before the id was kept)."""
+    """A table's bookkeeping row: the last exported Delta version, the table's path, its Delta table id and the digest
+    of the exported version's commit (each None in a row written before it was kept)."""
 
     version: int
     delta_path: str
     delta_table_id: str | None
+    delta_commit: str | None = None
 
 
 def _lock_key(kind: str, name: str) -> tuple[int, int]:
@@ -100,9 +101,9 @@ def needs_export(conn: psycopg.Connection, schema: str, table: str, version: int
 
 
 def _bookkeeping(cur: psycopg.Cursor, schema: str, table: str, *, lock: bool) -> ExportedState | None:
-    query = sql.SQL("SELECT exported_version, delta_path, delta_table_id FROM {}.{} WHERE table_name = %s{}").format(
-        sql.Identifier(schema), sql.Identifier(EXPORT_TABLE), sql.SQL(" FOR UPDATE" if lock else "")
-    )
+    query = sql.SQL(
+        "SELECT exported_version, delta_path, delta_table_id, delta_commit FROM {}.{} WHERE table_name = %s{}"
+    ).format(sql.Identifier(schema), sql.Identifier(EXPORT_TABLE), sql.SQL(" FOR UPDATE" if lock else ""))
     try:
         row = cur.execute(query, (table,)).fetchone()
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):

@@ -92,6 +92,9 @@ EXPORT_COLUMNS = {
     "run_id": "the run that made the last export",
     "delta_table_id": "id of the Delta table exported (its metadata id): a table made again at the same path has "
     "another, and is exported in full; NULL in a row written before this column, whose table is exported in full once",
+    "delta_commit": "digest of the exported version's commit file (_delta_log/<version>.json): a table put back from "
+    "an older copy that reached this version again has another commit there, and is exported in full; NULL in a row "
+    "written before this column (taken as matching)",
 }
 
 

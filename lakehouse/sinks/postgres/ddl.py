@@ -53,11 +53,14 @@ _EXPORT_DDL = f"""CREATE TABLE IF NOT EXISTS {{schema}}.{EXPORT_TABLE} (
     rows_written     BIGINT NOT NULL,
     exported_at      TIMESTAMPTZ NOT NULL,
     run_id           TEXT NOT NULL,
-    delta_table_id   TEXT
+    delta_table_id   TEXT,
+    delta_commit     TEXT
 )"""
 # A bookkeeping table made before the Delta table's id was kept gets the column (NULL in its rows: such a table is
 # exported in full once, since its row cannot tell a table made again from the one exported).
 _EXPORT_UPGRADE = f"ALTER TABLE {{schema}}.{EXPORT_TABLE} ADD COLUMN IF NOT EXISTS delta_table_id TEXT"
+# Likewise the exported commit's digest (NULL in its rows: taken as matching, and recorded by the table's next export).
+_EXPORT_COMMIT = f"ALTER TABLE {{schema}}.{EXPORT_TABLE} ADD COLUMN IF NOT EXISTS delta_commit TEXT"
 
 
 def pg_columns(table: str) -> dict[str, str]:
@@ -84,6 +87,7 @@ def ddl_statements() -> list[tuple[str, str]]:
     key" lookups; the views give BI users the live current rows (see views.py).
     """
     out = [(f"table {EXPORT_TABLE}", _EXPORT_DDL), (f"column {EXPORT_TABLE}.delta_table_id", _EXPORT_UPGRADE)]
+    out.append((f"column {EXPORT_TABLE}.delta_commit", _EXPORT_COMMIT))
     for name, entity in ENTITIES.items():
         width = max(map(len, pg_columns(name)))
         lines = [f"    {col:<{width}} {type_}," for col, type_ in pg_columns(name).items()]

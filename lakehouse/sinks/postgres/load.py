@@ -31,6 +31,7 @@ def apply_rows(
     version: int,
     run_id: str,
     delta_table_id: str | None = None,
+    delta_commit: str | None = None,
     replace: bool = False,
     crash_hook: Callable[[], None] | None = None,
 ) -> int:
@@ -44,7 +45,8 @@ def apply_rows(
     hold are deleted in the same transaction, so the table holds exactly them, and `version` may be at or below the
     exported one (a Delta table made again starts its versions again), unless `delta_table_id` is the one recorded:
     a full export of an older version of the same table is refused. `delta_table_id` (the Delta table's metadata id)
-    is recorded with the version.
+    is recorded with the version, and so is `delta_commit` (a digest of the version's commit, see
+    `delta_changes.commit_fingerprint`).
 
     Raises StaleVersionError when `version` is not newer than the exported one (see `needs_export`), and
     InputError when PostgreSQL refuses the rows; either way nothing is committed. `crash_hook` runs after
@@ -86,7 +88,18 @@ def apply_rows(
             ) from None
         if crash_hook is not None:
             crash_hook()
-        _record(cur, schema, table, delta_path, version, run_id, received, written, delta_table_id, replace=replace)
+        _record(
+            cur,
+            schema,
+            table,
+            delta_path,
+            version,
+            run_id,
+            received,
+            written,
+            (delta_table_id, delta_commit),
+            replace=replace,
+        )
     return written
 
 
@@ -153,21 +166,23 @@ def _record(
     run_id: str,
     received: int,
     written: int,
-    table_id: str | None,
+    delta: tuple[str | None, str | None],
     *,
     replace: bool,
 ) -> None:
+    """Move the bookkeeping row to `version`; `delta` is the Delta table id and the commit's digest."""
     done = cur.execute(
         sql.SQL(
             "INSERT INTO {} AS e (table_name, delta_path, exported_version, rows_received, rows_written, "
-            "exported_at, run_id, delta_table_id) VALUES (%s, %s, %s, %s, %s, clock_timestamp(), %s, %s) "
+            "exported_at, run_id, delta_table_id, delta_commit) "
+            "VALUES (%s, %s, %s, %s, %s, clock_timestamp(), %s, %s, %s) "
             "ON CONFLICT (table_name) DO UPDATE SET delta_path = EXCLUDED.delta_path, "
             "exported_version = EXCLUDED.exported_version, rows_received = EXCLUDED.rows_received, "
             "rows_written = EXCLUDED.rows_written, exported_at = EXCLUDED.exported_at, run_id = EXCLUDED.run_id, "
-            "delta_table_id = EXCLUDED.delta_table_id "
+            "delta_table_id = EXCLUDED.delta_table_id, delta_commit = EXCLUDED.delta_commit "
             "WHERE e.exported_version < EXCLUDED.exported_version OR %s"
         ).format(sql.Identifier(schema, EXPORT_TABLE)),
-        (table, path, version, received, written, run_id, table_id, replace),
+        (table, path, version, received, written, run_id, *delta, replace),
     )
     if done.rowcount != 1:  # unreachable under the table lock; kept as the last line of defence
         raise StaleVersionError(f"{schema}.{table} moved past version {version} during this export; rolled back")
