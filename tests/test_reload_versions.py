@@ -110,6 +110,25 @@ def test_a_reload_applied_after_its_load_is_a_new_version_not_a_replay(spark, tm
     assert [r.startswith("LOAD00000001.csv = batch 0, ") for r in batch.reloaded_files] == [True]
 
 
+def test_a_cdc_file_delivered_again_in_a_version_folder_is_a_replay_not_new_versions(spark, tmp_path):
+    """Found by review: a CDC file's second delivery (the router's version folder) took `~<time>/<name>` as its file
+    part, so its rows, already applied, were new versions (history B, C, B, C, D for B, C, D)."""
+    config = defaults_config(tmp_path)
+    write_dms_csv(folder(config), "LOAD00000001.csv", [["1", "Ann"]])
+    run(spark, config)
+    write_dms_csv(folder(config), "20260301-0900000000.csv", [["U", "1", "B"], ["U", "1", "C"]])
+    run(spark, config)
+    again = [["U", "1", "B"], ["U", "1", "C"], ["U", "1", "D"]]
+    write_dms_csv(folder(config, LATER), "20260301-0900000000.csv", again)
+
+    (batch,) = run(spark, config).batches
+
+    assert (batch.applied, batch.replayed, batch.replay_conflicts) == (1, 2, 0)
+    history = read(spark, config, "history").orderBy("_sequence").collect()
+    assert [r.name for r in history] == ["Ann", "B", "C", "D"]
+    assert latest(spark, config) == {1: "D"}
+
+
 def test_a_plain_load_files_sequence_is_as_it_was(spark, tmp_path):
     """Files outside a version folder keep today's sequence exactly (tables already applied keep their order), and
     so does a version folder of the router's earlier form (`version=<id>`, no time): it cannot be ordered."""

@@ -122,11 +122,14 @@ def sequence_column(is_load: Column, commit_ts: Column, change_seq: Column, file
     )
 
 
-def file_order(path: Column) -> Column:
-    """The file part of the sequence: the file's name, or `~<time>/<name>` in a router's version folder."""
+def file_order(path: Column, is_load: Column) -> Column:
+    """The file part of the sequence: the file's name, or `~<time>/<name>` for a LOAD file in a router's version
+    folder (a reload, sorting after the first delivery). A CDC file delivered again holds the same changes: it
+    keeps its name, so its rows are replays of those already applied, not new versions."""
     name = F.regexp_extract(path, r"([^/]*)$", 1)
     delivered = F.regexp_extract(path, VERSION_FOLDER, 1)
-    return F.when(delivered != "", F.concat(F.lit("~"), delivered, F.lit("/"), name)).otherwise(name)
+    reload = is_load & (delivered != "")
+    return F.when(reload, F.concat(F.lit("~"), delivered, F.lit("/"), name)).otherwise(name)
 
 
 def _no_commit_time(timestamp_column: str | None) -> Column:
@@ -196,7 +199,7 @@ def to_changes(parsed: DataFrame, table: TableConfig, batch_id: int) -> DataFram
         .when(reason == "no_commit_time", _no_commit_time(source.timestamp_column))
     )
     raw_struct = F.struct(F.col("_op").alias("Op"), *[F.col(_q(c)) for c in source.columns])
-    file = file_order(F.col("_file"))
+    file = file_order(F.col("_file"), F.col("_is_load"))
     return parsed.select(
         *[_try_cast(c, t).alias(c) for c, t in typed.items()],
         F.col("_op"),
