@@ -90,8 +90,9 @@ BOOKKEEPING = ("exported_version", "delta_table_id", "rows_received", "rows_writ
 SOME_TABLES = st.lists(st.sampled_from(DIMENSIONS), min_size=1, max_size=4, unique=True)
 
 
-class Killed(Exception):
-    """Stands in for the export's process killed at one point of one table's export."""
+class Killed(BaseException):
+    """Stands in for the export's process killed at one point of one table's export (no `except Exception` of the
+    export catches a kill)."""
 
 
 @dataclass(frozen=True)

@@ -951,3 +951,65 @@ def test_a_bookkeeping_row_without_a_commit_digest_is_taken_as_matching_and_gets
     assert exported(spark, config, pg_schema, postgres) == [("dim_ce", "incremental", 1)]
     assert exported_state(conn, pg_schema, "dim_ce").delta_commit is not None
     assert stored(conn, pg_schema, "dim_ce") == delta_history(spark, path)
+
+
+# --- a failure of one table ------------------------------------------------------------------------------------------
+
+
+def test_any_error_of_one_table_is_reported_and_the_others_are_exported(
+    spark, postgres, conn, pg_schema, tmp_path, monkeypatch
+):
+    """Found by review: only a LakehouseError was reported per table; any other (a Spark or Delta failure) stopped the
+    run and the tables after it were not exported."""
+    import lakehouse.sinks.postgres_export as pg_export
+
+    config = export_config(tmp_path, pg_schema, export=["dim_ce", "dim_ce_npi"])
+    for table in ("dim_ce", "dim_ce_npi"):
+        commit_history(spark, history_of(config, table), full_load(table), table)
+    real = pg_export.export_rows
+
+    def failing(spark, history, **kwargs):
+        if history == history_of(config, "dim_ce"):
+            raise RuntimeError("the executor was lost")
+        return real(spark, history, **kwargs)
+
+    monkeypatch.setattr(pg_export, "export_rows", failing)
+    message = r"export of 1 table\(s\) failed \(exported: dim_ce_npi\): dim_ce: RuntimeError: the executor was lost"
+    with pytest.raises(InputError, match=message):
+        export_postgres(spark, config, settings=dc_replace(postgres, schema=pg_schema))
+    assert stored(conn, pg_schema, "dim_ce_npi") == delta_history(spark, history_of(config, "dim_ce_npi"), "dim_ce_npi")
+    assert exported_version(conn, pg_schema, "dim_ce") is None
+
+
+def test_a_connection_lost_to_postgres_stops_the_run(spark, postgres, conn, pg_schema, tmp_path, monkeypatch):
+    """The per-table net does not hide a lost connection: no later table could be written."""
+    import lakehouse.sinks.postgres as pg_sink
+
+    config = export_config(tmp_path, pg_schema, export=["dim_ce", "dim_ce_npi"])
+    for table in ("dim_ce", "dim_ce_npi"):
+        commit_history(spark, history_of(config, table), full_load(table), table)
+    real, asked = pg_sink.exported_state, []
+
+    def cut(export_conn, schema, table):
+        asked.append(table)
+        conn.execute("SELECT pg_terminate_backend(%s)", (export_conn.info.backend_pid,))
+        return real(export_conn, schema, table)
+
+    monkeypatch.setattr(pg_sink, "exported_state", cut)
+    with pytest.raises(psycopg.OperationalError):
+        export_postgres(spark, config, settings=dc_replace(postgres, schema=pg_schema))
+    assert asked == ["dim_ce"]
+
+
+def test_a_change_feed_range_without_change_data_is_exported_in_full(spark, tmp_path):
+    """The change feed off for a version of the range (DELTA_MISSING_CHANGE_DATA): the history is read in full."""
+    from lakehouse.sinks.delta_changes import export_rows
+
+    path = str(tmp_path / "history")
+    for ids in [(0, 1), (2,)]:
+        rows = spark.createDataFrame([(i, f"{i:04d}") for i in ids], "id INT, _sequence STRING")
+        rows.write.format("delta").mode("append").save(path)
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    spark.createDataFrame([(3, "0003")], "id INT, _sequence STRING").write.format("delta").mode("append").save(path)
+    batches, mode = export_rows(spark, path, key=["id"], columns=["id", "_sequence"], since=0, until=3)
+    assert (sorted(pa.Table.from_batches(batches).column("id").to_pylist()), mode) == ([0, 1, 2, 3], "full")

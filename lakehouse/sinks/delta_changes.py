@@ -28,6 +28,7 @@ log = logging.getLogger("lakehouse.export")
 _CDF_GONE = (
     "VersionNotFound",
     "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
+    "DELTA_MISSING_CHANGE_DATA",  # the feed was off for a version of the range: only the history has its rows
     "DELTA_TRUNCATED_TRANSACTION_LOG",
     "Could not find any delta files",
     "Unable to reconstruct state",

@@ -108,8 +108,10 @@ def export_postgres(
 ) -> list[ExportResult]:
     """Export every configured dimension; one transaction per table, under the schema's export lock.
 
-    A table whose export fails (an input or user error) does not keep the others from being exported; the export
-    then raises, naming each failed table and why.
+    A table whose export fails (whatever the error: an input or user error, a Spark or Delta failure, PostgreSQL
+    refusing its rows) does not keep the others from being exported; the export then raises, naming each failed table
+    and why. A connection to PostgreSQL that is lost stops the run at once (the next tables could not be written), and
+    so does what `crash_hook` raises (it stands in for the process dying, in tests).
     """
     from lakehouse.sinks.postgres import connect, export_lock, init_db
 
@@ -123,18 +125,34 @@ def export_postgres(
         init_db(conn, schema)
         with export_lock(conn, schema, timeout=config.postgres.lock_timeout_seconds):
             failures = []
+            crashed: list[BaseException] = []
+            hook = None if crash_hook is None else functools.partial(_crash, crash_hook, crashed)
             for name in config.export_tables():
                 try:
-                    results.append(_export_table(spark, config, conn, schema, name, run_id, crash_hook))
-                except LakehouseError as exc:  # the other tables are still exported; this one says why not
-                    log.error('{"event": "export_failed", "table": "%s", "error": %s}', name, json.dumps(str(exc)))
-                    failures.append(f"{name}: {exc}")
+                    results.append(_export_table(spark, config, conn, schema, name, run_id, hook))
+                except Exception as exc:  # the other tables are still exported; this one says why not
+                    if crashed or conn.closed or conn.broken:  # no table can be written now: the run stops
+                        raise
+                    why = str(exc) if isinstance(exc, LakehouseError) else f"{type(exc).__name__}: {exc}"
+                    log.error('{"event": "export_failed", "table": "%s", "error": %s}', name, json.dumps(why))
+                    if not isinstance(exc, LakehouseError):
+                        log.debug("the export of %s failed", name, exc_info=True)
+                    failures.append(f"{name}: {why}")
     if failures:
         exported = ", ".join(r.table for r in results) or "none"
         raise InputError(
             f"the export of {len(failures)} table(s) failed (exported: {exported}): " + "; ".join(failures)
         )
     return results
+
+
+def _crash(hook: Callable[[], None], crashed: list[BaseException]) -> None:
+    """Run a test's crash hook, noting that it raised: what it raises ends the run, as the process dying would."""
+    try:
+        hook()
+    except BaseException as exc:
+        crashed.append(exc)
+        raise
 
 
 def _export_table(
