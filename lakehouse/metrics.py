@@ -16,6 +16,8 @@ log = logging.getLogger("lakehouse.metrics")
 
 # The tasks a stream runs beside its batches, whose failures are counted as STREAM_TASK_FAILURES (deploy alarms).
 POLICY_BUILD, CONSENT_SYNC = "policy_build", "consent_sync"
+# A snapshot the stream's feed query refused (README, snapshot refusals): counted once per refused file.
+SNAPSHOT_REFUSED = "snapshot_refused"
 STREAM_TASK_FAILURES = "StreamTaskFailures"
 
 
@@ -126,9 +128,10 @@ def report(metrics: BatchMetrics) -> None:
 
 
 def report_failure(task: str) -> None:
-    """Count a failure of a task the stream runs beside its batches and tries again (POLICY_BUILD, CONSENT_SYNC)
-    as StreamTaskFailures in CloudWatch, when configured: a log line alone is not seen on EMR,
-    and a policy that stays unbuilt keeps a withdrawn patient in the zone. The deploy alarms when it persists."""
+    """Count a failure of a task the stream runs beside its batches and tries again (POLICY_BUILD, CONSENT_SYNC),
+    or a snapshot its feed query refused (SNAPSHOT_REFUSED), as StreamTaskFailures in CloudWatch, when configured:
+    a log line alone is not seen on EMR, a policy that stays unbuilt keeps a withdrawn patient in the zone, and a
+    refused snapshot holds its feed back until someone applies it. The deploy alarms on each."""
     for sink in _sinks:
         try:
             sink.publish_failure(task)

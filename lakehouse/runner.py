@@ -31,6 +31,7 @@ from lakehouse.maintenance import TableMaintenance, table_maintenance
 from lakehouse.metrics import (
     CONSENT_SYNC,
     POLICY_BUILD,
+    SNAPSHOT_REFUSED,
     BatchMetrics,
     CloudWatchMetrics,
     publish_to,
@@ -249,10 +250,14 @@ def start_feed_query(
 
     A micro-batch takes every file that has landed and applies them in the order of the dates in their
     names (never their modification times: S3 keeps those to the second, and a copy changes them). A
-    refused snapshot (older than one applied, or a second file for a day) is logged and fails the run.
+    refused snapshot (older than one applied, or a second file for a day, or deleting more than
+    `max_delete_fraction`) is logged and fails the run. A stream, whose exit code is read only when it stops,
+    also counts it at once as a StreamTaskFailures of SNAPSHOT_REFUSED, which the deploy alarms on.
     """
     from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, refuse
     from lakehouse.sources.snapshot import content_dates, read_snapshot_stream, snapshot_order
+
+    streaming = "processingTime" in trigger
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
         paths = [path for (path,) in files.select("path").collect()]
@@ -263,6 +268,8 @@ def start_feed_query(
                 result = apply_snapshot(spark, config, feed, path)
             except SnapshotRefused as exc:
                 result = refuse(spark, config, feed, path, exc)
+                if streaming:
+                    report_failure(SNAPSHOT_REFUSED)
             for metrics in result.metrics:
                 runs[metrics.table].batches.append(metrics)
             for run in runs.values():

@@ -149,3 +149,23 @@ resource "aws_cloudwatch_metric_alarm" "stream_task_failed" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
 }
+
+# The stream's feed query refused a snapshot (more deletes than the feed's max_delete_fraction, older than the one
+# applied, a second file for a day): the feed's tables stay at the day before until someone applies or replaces it,
+# and the stream itself goes on (its exit code says it only when it stops). Counted once per refused file, so one
+# datapoint alarms; see the driver's snapshot_refused log line and the feed's snapshot log (deploy/README.md,
+# section 5, "A snapshot the stream refused").
+resource "aws_cloudwatch_metric_alarm" "stream_snapshot_refused" {
+  alarm_name          = "${local.name}-stream-snapshot-refused"
+  alarm_description   = "The stream refused a snapshot: its feed's tables are not updated until it is applied with --allow-deletes or a corrected file lands (deploy/README.md section 5; the stream's snapshot_refused log line names the file and why)."
+  namespace           = "lakehouse"
+  metric_name         = "StreamTaskFailures"
+  dimensions          = { Environment = var.environment, Task = "snapshot_refused" } # lakehouse/metrics.py SNAPSHOT_REFUSED
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}

@@ -1,0 +1,87 @@
+"""The long-running stream's seams with the world around it (found by review): a snapshot its feed query refuses
+is counted where the deploy's alarms look, its driver's memory stays bounded however long it runs, and it stops
+on a marker object as well as on a signal (an EMR step's cancel never reaches a driver in YARN cluster mode).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from lakehouse.config import Config
+from lakehouse.runner import run_stream
+from tests.test_csv_snapshot import DAY1, DAY2, pecos_settings
+from tests.test_csv_snapshot import write as write_pecos
+
+
+def until(condition: Callable[[], bool], what: str, *, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+class Stream:
+    """`run_stream` in a thread of its own, as the deployed step runs it (the test holds `stop` for Ctrl-C)."""
+
+    def __init__(self, spark, config: Config, tables: list[str] | None = None) -> None:
+        self.stop, self.runs, self.raised = threading.Event(), None, None
+        self.thread = threading.Thread(target=self._run, args=(spark, config, tables), daemon=True)
+        self.thread.start()
+
+    def _run(self, spark, config: Config, tables: list[str] | None) -> None:
+        try:
+            self.runs = {r.table: r for r in run_stream(spark, config, tables, self.stop)}
+        except BaseException as exc:  # the test reports it
+            self.raised = exc
+
+    def join(self, seconds: float = 300) -> None:
+        self.thread.join(timeout=seconds)
+        assert not self.thread.is_alive(), "the stream did not stop"
+        assert self.raised is None, self.raised
+
+
+def test_a_snapshot_the_stream_refuses_is_counted_as_a_stream_task_failure(spark, tmp_path, aws, monkeypatch):
+    """Before: the refusal wrote the snapshot log and a driver log line only, and set `run.error`, read at exit,
+    so the always-on stream's step stayed RUNNING and no alarm said anything (the lag alarm leaves feeds out)."""
+    from lakehouse.metrics import SNAPSHOT_REFUSED, STREAM_TASK_FAILURES, publish_to
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    settings = pecos_settings(tmp_path)
+    settings |= {"stream": {"trigger_seconds": 1}, "metrics": {"cloudwatch_namespace": "lakehouse"}}
+    settings["metrics"] |= {"environment_name": "test", "region": "us-east-1"}
+    config = Config.model_validate(settings)
+    folder = tmp_path / "landing" / "pecos"
+    write_pecos(folder, "DAC_NationalDownloadableFile_2026-11-02.csv", DAY2)
+    stream = Stream(spark, config)
+    try:
+        until(lambda: stream.raised or "applied" in _logged(config, "clinicians"), "day 2 applied")
+        write_pecos(folder, "DAC_NationalDownloadableFile_2026-10-31.csv", DAY1)  # older than day 2: refused
+        until(lambda: stream.raised or "refused" in _logged(config, "clinicians"), "the refusal")
+    finally:
+        stream.stop.set()
+        stream.join()
+        publish_to(None)
+    run = stream.runs["clinicians"]
+    assert run.error is not None and run.error.startswith("snapshot refused")  # the exit code says it too, as before
+    now = datetime.now(UTC)
+    stats = aws.client("cloudwatch").get_metric_statistics(
+        Namespace="lakehouse",
+        MetricName=STREAM_TASK_FAILURES,
+        Dimensions=[{"Name": "Environment", "Value": "test"}, {"Name": "Task", "Value": SNAPSHOT_REFUSED}],
+        StartTime=now - timedelta(minutes=10),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(p["Sum"] for p in stats["Datapoints"]) == 1  # once for the one refused file
+
+
+def _logged(config: Config, feed: str) -> set[str]:
+    """The statuses of the feed's snapshot log so far (read without Spark, beside the running stream)."""
+    from lakehouse.apply.snapshot import log_path
+    from lakehouse.readers import snapshot_log_local
+
+    return {status for _, _, status, _, _ in snapshot_log_local(log_path(config, feed)) or []}
