@@ -13,7 +13,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -54,21 +55,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lakehouse.runner")
 IDLE_VACUUM_CHECK_SECONDS = 600  # how often a stream looks for a VACUUM due on a table that runs no batch
+# The batch records and notes a stream keeps per table (it counts every batch): a stream runs for months, and a
+# record a batch (~1.3 KB) kept for good is ~0.7 GB of driver memory per table per year at a 60 s trigger.
+STREAM_KEEPS = 100
 
 
 @dataclass
 class TableRun:
-    """What one table's query did (a snapshot feed's query reports into the runs of each of its tables)."""
+    """What one table's query did (a snapshot feed's query reports into the runs of each of its tables).
+
+    A trigger-once run keeps every batch record and note; a stream (`TableRun.streaming`) the last STREAM_KEEPS
+    of each, and counts every batch in `batch_count` (`len(batches)` stops growing there).
+    """
 
     table: str
-    batches: list[BatchMetrics] = field(default_factory=list)
+    batches: MutableSequence[BatchMetrics] = field(default_factory=list)
     error: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: MutableSequence[str] = field(default_factory=list)
     seconds: float = 0.0  # wall clock of the table's part of a trigger-once run (tables run side by side)
+    earlier: int = 0  # batch records let go of (a stream's), counted in `batch_count`
+
+    @classmethod
+    def streaming(cls, table: str) -> TableRun:
+        return cls(table, batches=deque(maxlen=STREAM_KEEPS), notes=deque(maxlen=STREAM_KEEPS))
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def batch_count(self) -> int:
+        """Every batch the run applied, including the records a stream let go of."""
+        return self.earlier + len(self.batches)
+
+    def record(self, metrics: BatchMetrics) -> None:
+        """Keep a batch's record (a stream's run drops its oldest when full, and counts it)."""
+        if isinstance(self.batches, deque) and len(self.batches) == self.batches.maxlen:
+            self.earlier += 1
+        self.batches.append(metrics)
 
 
 @dataclass
@@ -225,13 +249,7 @@ def start_query(
         if warming is not None:
             zone = governance.non_phi if table.non_phi else None
             warming.start([paths.history, paths.latest, *([zone.history(table), zone.latest(table)] if zone else [])])
-        run.batches.append(metrics)
-        if metrics.reloaded_files:
-            run.notes.append(
-                f"table reload ({'; '.join(metrics.reloaded_files)}): not taken as a new full state, its rows sort "
-                "before every CDC row; see README 'A table reload'"
-            )
-        report(metrics)
+        record_batch(run, metrics)
 
     return (
         read_dms_stream(spark, table.source, path=path, options=config.stream.source_options())
@@ -241,6 +259,17 @@ def start_query(
         .trigger(**trigger)
         .start()
     )
+
+
+def record_batch(run: TableRun, metrics: BatchMetrics) -> None:
+    """A DMS batch's bookkeeping once its writes are done: the run's record and notes, the log line and metrics."""
+    run.record(metrics)
+    if metrics.reloaded_files:
+        run.notes.append(
+            f"table reload ({'; '.join(metrics.reloaded_files)}): not taken as a new full state, its rows sort "
+            "before every CDC row; see README 'A table reload'"
+        )
+    report(metrics)
 
 
 def start_feed_query(
@@ -271,7 +300,7 @@ def start_feed_query(
                 if streaming:
                     report_failure(SNAPSHOT_REFUSED)
             for metrics in result.metrics:
-                runs[metrics.table].batches.append(metrics)
+                runs[metrics.table].record(metrics)
             for run in runs.values():
                 run.notes.append(f"{result.file}: {result.status}" + (f" ({result.detail})" if result.detail else ""))
                 if result.status == "refused" and run.error is None:  # the run exits non-zero, saying why
@@ -316,8 +345,9 @@ def selected(config: Config, names: list[str] | None) -> tuple[list[TableConfig]
     return tables, list(dict.fromkeys(feeds))
 
 
-def _feed_runs(config: Config, feed: str) -> dict[str, TableRun]:
-    return {name: TableRun(name) for name in config.feed_tables(feed)}
+def _feed_runs(config: Config, feed: str, *, streaming: bool = False) -> dict[str, TableRun]:
+    run = TableRun.streaming if streaming else TableRun
+    return {name: run(name) for name in config.feed_tables(feed)}
 
 
 def _failed(runs: list[TableRun], name: str, exc: BaseException) -> None:
@@ -572,7 +602,7 @@ def _run_stream(
     zone_runs: list[tuple[TableConfig, TableRun]] = []
     policy_source: StreamPolicy | None = None
     for table in dms:
-        run = TableRun(table.name)
+        run = TableRun.streaming(table.name)
         query = start_query(spark, config, table, run, trigger=trigger, governance=governance)
         queries.append((query, [run]))
         if governance.non_phi is not None and table.non_phi:
@@ -580,7 +610,7 @@ def _run_stream(
         if config.policy is not None and table.name == config.policy.source_table:
             policy_source = StreamPolicy(config, run, retry_seconds=config.stream.trigger_seconds)
     for feed in feeds:
-        feed_runs = _feed_runs(config, feed)
+        feed_runs = _feed_runs(config, feed, streaming=True)
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
     next_sync = time.monotonic() + config.stream.trigger_seconds
     next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
@@ -627,7 +657,7 @@ class StreamPolicy:
     next_build: float = 0.0  # monotonic time before which no build starts (the interval, or a retry's wait)
 
     def rebuild_when_applied(self, spark: SparkSession, governance: Governance) -> None:
-        batches = len(self.run.batches)
+        batches = self.run.batch_count  # not len(batches): a stream's run keeps the last STREAM_KEEPS only
         if self.built == -1 and policy_is_current(self.config):
             self.built = batches
         if batches == self.built or time.monotonic() < self.next_build:
