@@ -370,8 +370,9 @@ def _forget(spark: SparkSession, config: Config, zone: NonPhiZone, args: argpars
     result = forget_patient(spark, config, zone, args.patient, vacuum_hours=args.vacuum_hours, option=option)
     if not result.known:
         print(
-            f"warning: no table's PHI history holds patient {args.patient!r}: check the id. The forget is recorded "
-            "all the same, so rows of this id that arrive later stay out of the non-PHI zone."
+            f"warning: no table's PHI history holds the id given (patient {pseudonym_prefix(result.patient)}…): "
+            "check the id. The forget is recorded all the same, so rows of this id that arrive later stay out of the "
+            "non-PHI zone."
         )
     if result.already and not result.rows:
         print(f"patient {pseudonym_prefix(result.patient)}… was forgotten before: nothing to do")

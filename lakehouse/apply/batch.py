@@ -27,7 +27,7 @@ from lakehouse.apply.history import UNSUPPLIED, flags_follow_unsupplied, merge_h
 from lakehouse.apply.keys import semi_join_keys
 from lakehouse.apply.latest import LATEST_META, latest_changes, merge_latest
 from lakehouse.apply.ledger import BatchFiles, LedgerIndex, classify_files, record_files, reloaded_files
-from lakehouse.apply.non_phi import NonPhiZone, write_non_phi
+from lakehouse.apply.non_phi import NonPhiZone, retry_conflicts, write_non_phi
 from lakehouse.apply.pruning import key_ranges, within_ranges
 from lakehouse.changes.dedup import mark_duplicates
 from lakehouse.changes.normalize import split_key_changes, to_changes
@@ -311,7 +311,7 @@ def apply_changes(
             write_non_phi(
                 plan, table=table, zone=zone, policy=policy, forgotten=privacy_log.patients_frame(spark, blocked)
             )
-            remove_forgotten_since(spark, table, zone, blocked)
+            retry_conflicts(lambda: remove_forgotten_since(spark, table, zone, blocked))
         crash_point(table.name, batch_id, "after_non_phi")
 
     # Each write goes to its own Delta table and is idempotent on its own (a replay converges whichever of

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.apply import privacy_log
 from lakehouse.apply.consent_sync import delete_patients, resync_patients
-from lakehouse.apply.non_phi import NonPhiZone, zone_tables
+from lakehouse.apply.non_phi import NonPhiZone, retry_conflicts, zone_tables
 from lakehouse.apply.privacy_log import Event
 from lakehouse.config import Config, TableConfig
 from lakehouse.errors import InputError
@@ -62,13 +62,18 @@ class Forgotten:
     known: bool = True  # the PHI history holds rows of the patient (else: a mistyped id, or one not arrived yet)
 
 
-def _targets(config: Config, zone: NonPhiZone) -> list[tuple[str, TableConfig, str]]:
-    """(name, table, path) of every zone table a patient's rows can be in."""
+Target = tuple[str, str, str]  # (`<table>.<history|latest>`, its patient column, its path) of a zone table
+
+
+def _targets(config: Config, zone: NonPhiZone) -> list[Target]:
+    """Every zone table a patient's rows can be in."""
+    tables = [(t.name, t.consent.patient_column) for t in zone_tables(config) if t.consent is not None]
+    return _paths_of(zone, tables)
+
+
+def _paths_of(zone: NonPhiZone, tables: list[tuple[str, str]]) -> list[Target]:
     return [
-        (f"{table.name}.{kind}", table, getattr(zone, kind)(table))
-        for table in zone_tables(config)
-        if table.consent is not None
-        for kind in ("history", "latest")
+        (f"{name}.{kind}", column, zone.path(name, kind)) for name, column in tables for kind in ("history", "latest")
     ]
 
 
@@ -87,7 +92,7 @@ def forget_patient(
     """
     from delta.tables import DeltaTable
 
-    targets = [(n, t, p) for n, t, p in _targets(config, zone) if DeltaTable.isDeltaTable(spark, p)]
+    targets = [(n, c, p) for n, c, p in _targets(config, zone) if DeltaTable.isDeltaTable(spark, p)]
     if vacuum_hours is not None:
         check_vacuum_hours(spark, [p for _, _, p in targets], vacuum_hours, option=option)
     patient_id = patient_key(spark, config, patient_id)
@@ -112,28 +117,49 @@ def forget_patient(
         privacy_log.append(spark, zone, intent)
         resumed = False
     crash_point("privacy", "forget", "after_intent")
+    rows = _delete_and_record(spark, zone, targets, intent, vacuum_hours=vacuum_hours, option=option)
+    log.info(
+        json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
+    )
+    return Forgotten(patient=patient, rows=rows, vacuumed=vacuum_hours is not None, resumed=resumed, known=known)
+
+
+def _delete_and_record(
+    spark: SparkSession,
+    zone: NonPhiZone,
+    targets: list[Target],
+    intent: Event,
+    *,
+    vacuum_hours: float | None = None,
+    option: str = "--vacuum-hours",
+) -> dict[str, int]:
+    """Steps 2 and 3 of a forget whose `intent` is in the log: the deletes (tagged with its id), an optional VACUUM,
+    the record; {table: rows removed}."""
+    patient = intent.patient
     blocked = spark.createDataFrame([(patient,)], "patient STRING")
-    for name, table, path in targets:
+    for name, column, path in targets:
         with _tagged(spark, intent.forget_id):  # type: ignore[arg-type]
-            delete_patients(spark, path, table.consent.patient_column, blocked)  # type: ignore[union-attr]
+            retry_conflicts(lambda path=path, column=column: delete_patients(spark, path, column, blocked))
         crash_point("privacy", "forget", f"after_{name}")
     rows = {name: _rows_deleted(spark, path, intent, name) for name, _, path in targets}
-    vacuumed = False
     if vacuum_hours is not None:
         vacuum(spark, [p for _, _, p in targets], vacuum_hours, option=option)
-        vacuumed = True
     record = Event(
-        "forgotten", patient, privacy_log.now(), intent.forget_id, rows, sum(rows.values()), vacuumed, patient_id
+        "forgotten",
+        patient,
+        privacy_log.now(),
+        intent.forget_id,
+        rows,
+        sum(rows.values()),
+        vacuum_hours is not None,
+        intent.patient_id,
     )
     privacy_log.append(spark, zone, record)
     if _readmitted_during(spark, zone, patient, intent.forget_id):  # type: ignore[arg-type]
         # The patient was not blocked between the re-admission and this record: what a writer restored after the
         # deletes above stays unless deleted now (the record blocks every write from here on).
         _delete_again(spark, targets, patient)
-    log.info(
-        json.dumps({"event": "patient_forgotten", "patient": pseudonym_prefix(patient), "rows": sum(rows.values())})
-    )
-    return Forgotten(patient=patient, rows=rows, vacuumed=vacuumed, resumed=resumed, known=known)
+    return rows
 
 
 def _readmitted_during(spark: SparkSession, zone: NonPhiZone, patient: str, forget_id: str) -> bool:
@@ -145,22 +171,127 @@ def _readmitted_during(spark: SparkSession, zone: NonPhiZone, patient: str, forg
     return ("readmitted", None) in between
 
 
-def _delete_again(spark: SparkSession, targets: list[tuple[str, TableConfig, str]], patient: str) -> dict[str, int]:
+def _delete_again(spark: SparkSession, targets: list[Target], patient: str) -> dict[str, int]:
     """A forget run again is a repair too: rows of the forgotten patient found in the zone (written back by a writer
     that did not see the forget, a restore of the zone's files) are deleted; {table: rows found}, no new record."""
     blocked = spark.createDataFrame([(patient,)], "patient STRING")
     found = {}
-    for name, table, path in targets:
-        column = table.consent.patient_column  # type: ignore[union-attr]
+    for name, column, path in targets:
         rows = spark.read.format("delta").load(path).where(F.col(f"`{column}`") == patient).count()
         if rows:
-            delete_patients(spark, path, column, blocked)
+            retry_conflicts(lambda path=path, column=column: delete_patients(spark, path, column, blocked))
             found[name] = rows
     if found:
         log.warning(
             json.dumps({"event": "forgotten_rows_found_again", "patient": pseudonym_prefix(patient), "rows": found})
         )
     return found
+
+
+def follow_key_moves(changes: DataFrame, *, table: TableConfig, zone: NonPhiZone, batch_id: int) -> list[str]:
+    """Forget the new id of every forgotten patient whose id the batch's `changes` move; the new ids' pseudonyms.
+
+    A source that renumbers a patient (DMS: a `U` whose before-image key is the old id, `split_key_changes`) deletes
+    the old key and inserts the new one, and its cascade moves the consents, devices and sessions to the new id:
+    unfollowed, the zone would admit a forgotten patient again under the new id's pseudonym. So for a table whose
+    primary key holds its consent patient column, each move from a forgotten id is a forget of the new id, recorded
+    in the privacy log as `privacy forget` records one (intent, deletes from every zone table with consent, record;
+    the raw id kept), before the batch's zone write: every later write of every table blocks it, and rows of it that
+    a writer admitted before (the cascade's consents and devices may arrive first) are deleted. Moves within one
+    batch are followed in a chain (A → B → C forgets B and C).
+
+    Each follow's id is derived from the change (table, pseudonyms, sequence): a replayed batch finishes a follow a
+    crash interrupted and records none twice, and never forgets again a new id re-admitted since (`privacy readmit`
+    of the new id lifts it; a re-admission of the old id lifts the old id's own forget only).
+    """
+    consent = table.consent
+    prefix = getattr(table.source, "before_image_prefix", None)
+    if consent is None or not prefix or consent.patient_column not in table.primary_key:
+        return []
+    new, old = consent.patient_column, f"{prefix}{consent.patient_column}"
+    if old not in changes.columns or "_key_moved" not in changes.columns:
+        return []
+    moved = F.col("_key_moved") & F.col(f"`{old}`").isNotNull() & ~F.col(f"`{old}`").eqNullSafe(F.col(f"`{new}`"))
+    pairs = [
+        (r[0], r[1], r[2])
+        for r in changes.where(moved & F.col(f"`{new}`").isNotNull())
+        .select(F.col(f"`{old}`").cast("string"), F.col(f"`{new}`").cast("string"), F.col("_sequence"))
+        .distinct()
+        .collect()
+    ]
+    if not pairs:
+        return []
+    # A session of its own: a forget tags its Delta commits through the session's conf (`_tagged`), and the batches
+    # of other tables commit beside this one through the batch's session.
+    spark = changes.sparkSession.newSession()
+    events = privacy_log.read_events(spark, zone)
+    blocked = privacy_log.forgotten(events)
+    if not any(pseudonym(o, zone.key) in blocked for o, _, _ in pairs):
+        return []
+    from delta.tables import DeltaTable
+
+    tables = list(zone.patient_tables) or [(table.name, new)]
+    targets = [t for t in _paths_of(zone, tables) if DeltaTable.isDeltaTable(spark, t[2])]
+    followed: list[str] = []
+    todo = sorted(pairs, key=lambda p: p[2])
+    while True:  # a chain A → B → C within the batch: B is blocked once its move is followed
+        ready = [p for p in todo if pseudonym(p[0], zone.key) in blocked]
+        if not ready:
+            return followed
+        for old_id, new_id, sequence in ready:
+            todo.remove((old_id, new_id, sequence))
+            before, after = pseudonym(old_id, zone.key), pseudonym(new_id, zone.key)
+            assert before is not None and after is not None
+            forget_id = uuid.uuid5(uuid.NAMESPACE_URL, f"lakehouse:key-move:{table.name}:{before}:{after}:{sequence}")
+            rows = _follow(spark, zone, targets, after, new_id, forget_id.hex, events)
+            if rows is None:  # followed before and re-admitted since, or forgotten on its own: nothing to do
+                blocked |= privacy_log.forgotten([e for e in events if e.patient == after])
+                continue
+            blocked.add(after)
+            followed.append(after)
+            events = privacy_log.read_events(spark, zone)
+            log.warning(
+                json.dumps(
+                    {
+                        "event": "forget_followed_key_move",
+                        "table": table.name,
+                        "batch_id": batch_id,
+                        "moved_from": pseudonym_prefix(before),
+                        "patient": pseudonym_prefix(after),
+                        "rows": sum(rows.values()),
+                        "note": "a forgotten patient's id was changed at the source: the new id is forgotten too "
+                        "(`lakehouse privacy readmit` with the new id lifts it)",
+                    }
+                )
+            )
+
+
+def _follow(
+    spark: SparkSession,
+    zone: NonPhiZone,
+    targets: list[Target],
+    patient: str,
+    patient_id: str,
+    forget_id: str,
+    events: list[Event],
+) -> dict[str, int] | None:
+    """Forget `patient` (the new id of a key move) with the id `forget_id`: {table: rows removed}, or None when there
+    is nothing to do (the forget `forget_id` was recorded before, or `patient` is forgotten already)."""
+    mine = [e for e in events if e.patient == patient]
+    started = [e for e in mine if e.forget_id == forget_id and e.event == "forget_started"]
+    if any(e.forget_id == forget_id and e.event == "forgotten" for e in mine):
+        return None
+    if started:  # interrupted: finished while the patient is still blocked by it, not after a re-admission
+        if patient not in privacy_log.forgotten(mine):
+            return None
+        intent = started[0]
+    elif patient in privacy_log.forgotten(mine):
+        return None
+    else:
+        versions = {name: _version(spark, path) for name, _, path in targets}
+        intent = Event("forget_started", patient, privacy_log.now(), forget_id, versions, patient_id=patient_id)
+        privacy_log.append(spark, zone, intent)
+    return _delete_and_record(spark, zone, targets, intent)
 
 
 def patient_key(spark: SparkSession, config: Config, patient_id: str) -> str:
@@ -179,8 +310,8 @@ def patient_key(spark: SparkSession, config: Config, patient_id: str) -> str:
     )
     if value is None:
         raise InputError(
-            f"patient id {patient_id!r} is not a {column_type} (the type of {table.name}.{column}): nothing was "
-            "done. Pass the id as the source database writes it."
+            f"the patient id given is not a {column_type} (the type of {table.name}.{column}): nothing was done. "
+            "Pass the id as the source database writes it."  # not the id itself: the message may reach CloudWatch
         )
     return value
 

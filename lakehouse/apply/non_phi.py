@@ -35,8 +35,9 @@ table applied stay in the PHI lake (`<lake>/_privacy`), since they hold ids and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -57,13 +58,17 @@ BUCKET = "_key_bucket"  # the zone tables' partition column: a hash of the maske
 HISTORY_META = ["_op", "_is_deleted", "_valid_from", "_valid_to", "_is_current", "_sequence", BUCKET]
 LATEST_META = ["_op", "_valid_from", "_sequence", BUCKET]
 ADMIT = "_admit"  # the version belongs in the zone (consented at its validity, not forgotten)
+CONFLICT_ATTEMPTS = 5  # a zone write run again after another writer of its Delta table committed first
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class NonPhiZone:
     """Where the non-PHI zone is, the key its pseudonyms are made with, and whether it takes consented rows only.
 
-    `privacy` is the PHI lake's folder of the privacy log and of the consent each table applied.
+    `privacy` is the PHI lake's folder of the privacy log and of the consent each table applied. `patient_tables`:
+    (name, patient column) of each zone table with `consent:`, the tables a forget deletes from (a batch that follows
+    a forgotten patient's key move forgets the new id in all of them, see `forget.follow_key_moves`).
     """
 
     root: str
@@ -71,12 +76,17 @@ class NonPhiZone:
     privacy: str
     consented_only: bool = True
     buckets: int = 8
+    patient_tables: tuple[tuple[str, str], ...] = ()
 
     def history(self, table: TableConfig) -> str:
-        return f"{self.root.rstrip('/')}/{table.name}/history"
+        return self.path(table.name, "history")
 
     def latest(self, table: TableConfig) -> str:
-        return f"{self.root.rstrip('/')}/{table.name}/latest"
+        return self.path(table.name, "latest")
+
+    def path(self, name: str, kind: str) -> str:
+        """The zone's `kind` (history or latest) table of the table called `name`."""
+        return f"{self.root.rstrip('/')}/{name}/{kind}"
 
 
 def non_phi_zone(config: Config) -> NonPhiZone | None:
@@ -93,6 +103,7 @@ def non_phi_zone(config: Config) -> NonPhiZone | None:
         privacy=f"{config.paths.lake.rstrip('/')}/_privacy",
         consented_only=privacy.consented_only,
         buckets=privacy.zone_buckets,
+        patient_tables=tuple((t.name, t.consent.patient_column) for t in zone_tables(config) if t.consent),
     )
 
 
@@ -265,6 +276,38 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
 # --- the batch write ----------------------------------------------------------------------------------------
 
 
+def retry_conflicts(write: Callable[[], T]) -> T:
+    """`write()` (a MERGE or delete of a zone table), run again when another writer of that Delta table committed first.
+
+    A batch's zone tables have other writers beside it: `privacy forget` (which takes no lease), and the batch of
+    another table that follows a forgotten patient's key move (`forget.follow_key_moves`) deletes the new id's rows
+    from every zone table while their own batches run. Each zone write is idempotent (rows matched by key and
+    sequence token, deletes by pseudonym): run again on the table's new version it converges, and a row of a
+    patient forgotten meanwhile that it writes back is removed by the writer's own read of the log after it
+    (`consent_sync.remove_forgotten_since`). After `CONFLICT_ATTEMPTS` the conflict is raised (a replay converges).
+    """
+    from delta import exceptions
+
+    # Delta's Python conflict classes are siblings (none derives from DeltaConcurrentModificationException): all named.
+    conflicts = (
+        exceptions.ConcurrentAppendException,
+        exceptions.ConcurrentDeleteDeleteException,
+        exceptions.ConcurrentDeleteReadException,
+        exceptions.ConcurrentTransactionException,
+        exceptions.ConcurrentWriteException,
+        exceptions.DeltaConcurrentModificationException,
+        exceptions.MetadataChangedException,
+        exceptions.ProtocolChangedException,
+    )
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return write()
+        except conflicts:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 def write_non_phi(
     plan: DataFrame, *, table: TableConfig, zone: NonPhiZone, policy: DataFrame | None, forgotten: DataFrame | None
 ) -> None:
@@ -282,8 +325,8 @@ def write_non_phi(
     # Two tables, each MERGE idempotent on its own (a replay converges whichever committed): side by side.
     run_side_by_side(
         [
-            lambda: _merge_history(rows, on=on, table=table, zone=zone),
-            lambda: _merge_latest(rows, on=on, table=table, zone=zone),
+            lambda: retry_conflicts(lambda: _merge_history(rows, on=on, table=table, zone=zone)),
+            lambda: retry_conflicts(lambda: _merge_latest(rows, on=on, table=table, zone=zone)),
         ]
     )
 
