@@ -312,6 +312,24 @@ def test_a_value_postgres_refuses_rolls_back_and_names_the_column(conn, db):
     assert exported_version(conn, db, "dim_ce_street_address") is None
 
 
+def test_a_refused_value_names_the_version_and_what_to_do(conn, db):
+    """Found by review: such a value fails every later export of the dimension; the message named a COPY line only."""
+    rows = full_load("dim_ce_street_address")
+    rows[2]["state"] = "Virginia"
+    message = r"line 3, column state.*version id340b='DSH000002', .*effective_stp=2026-03-01 06:00:00.*ALTER COLUMN"
+    with pytest.raises(InputError, match=message):
+        export(conn, db, "dim_ce_street_address", rows, 1)
+
+
+def test_a_text_holding_nul_is_refused_before_postgres_naming_column_and_version(conn, db):
+    rows = full_load("dim_ce")
+    rows[1]["sub_name"] = "a\x00b"
+    message = r"dim_ce\.sub_name of the version id340b='DSH000001'.* holds a NUL character .*replace\(sub_name, char"
+    with pytest.raises(InputError, match=message):
+        export(conn, db, "dim_ce", rows, 1)
+    assert exported_version(conn, db, "dim_ce") is None
+
+
 def test_two_rows_of_one_version_are_refused(conn, db):
     rows = full_load("dim_ce")
     with pytest.raises(InputError, match=r"two rows share a \(key, effective_stp\)"):

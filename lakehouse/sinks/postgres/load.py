@@ -7,10 +7,12 @@ Also ID304B's row-by-row way (`row_by_row_baseline`), for the benchmarks only.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg import sql
 
@@ -69,8 +71,9 @@ def apply_rows(
                 stage, _names(columns), target
             )
         )
+        staged = list(_batches(rows, columns, table))  # the rows are in memory already; kept to name a refused one
         try:
-            received = _copy_csv(cur, stage, columns, _batches(rows, columns, table))
+            received = _copy_csv(cur, stage, columns, staged)
             deleted = _delete_others(cur, entity, target, stage) if replace else 0
             written = cur.execute(_upsert(entity, target, stage, columns), {"version": version}).rowcount + deleted
         except psycopg.errors.CardinalityViolation:
@@ -81,9 +84,14 @@ def apply_rows(
             ) from None
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             where = f" ({exc.diag.context.strip()})" if exc.diag.context else ""
+            line = re.search(r"\bline (\d+)", exc.diag.context or "")
+            row = _row_at(staged, int(line.group(1)) - 1) if line else None
+            which = f" The row is the version {_version_of(entity, row)}." if row is not None else ""
             raise InputError(
-                f"PostgreSQL refused the rows: {exc.diag.message_primary}{where}. "
-                f"Nothing was committed; {schema}.{table} stays at its last exported version",
+                f"PostgreSQL refused the rows: {exc.diag.message_primary}{where}.{which} "
+                f"Nothing was committed; {schema}.{table} stays at its last exported version, and every export of it "
+                "fails the same way until the value is corrected in the Delta history (an UPDATE of that version) or "
+                f"the column of {schema}.{table} is made to take it (ALTER TABLE ... ALTER COLUMN ... TYPE)",
                 table=table,
             ) from None
         if crash_hook is not None:
@@ -188,8 +196,45 @@ def _record(
         raise StaleVersionError(f"{schema}.{table} moved past version {version} during this export; rolled back")
 
 
+def _row_at(batches: list[pa.RecordBatch], index: int) -> dict | None:
+    """Row `index` (from 0) of the COPY's rows, or None past their end."""
+    for batch in batches:
+        if index < batch.num_rows:
+            return batch.slice(index, 1).to_pylist()[0]
+        index -= batch.num_rows
+    return None
+
+
+def _version_of(entity: Entity, row: dict) -> str:
+    """A history version named by its key and effective_stp: `id340b='DSH000001', effective_stp=2026-03-01 06:00:00`."""
+    return ", ".join(f"{c}={row[c]!r}" if isinstance(row[c], str) else f"{c}={row[c]}" for c in _key(entity))
+
+
+def _key(entity: Entity) -> list[str]:
+    return [*entity.primary_key, "effective_stp"]
+
+
+def _refuse_nul(batch: pa.RecordBatch, table: str) -> None:
+    """Refuse a text holding U+0000: PostgreSQL's text types cannot store it, and COPY's refusal names only a line."""
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+            continue
+        found = pc.match_substring(array, "\x00")
+        if not pc.any(found).as_py():
+            continue
+        row = batch.slice(pc.index(found, True).as_py(), 1).to_pylist()[0]
+        raise InputError(
+            f"{table}.{name} of the version {_version_of(_entity(table), row)} holds a NUL character (U+0000), which "
+            "PostgreSQL text cannot store. Nothing was committed; the table stays at its last exported version, and "
+            "every export of it fails until the value is corrected in the Delta history (and latest), e.g. UPDATE "
+            f"delta.`<history>` SET {name} = replace({name}, char(0), '') WHERE instr({name}, char(0)) > 0",
+            table=table,
+        )
+
+
 def _batches(rows: pa.Table | Iterable[pa.RecordBatch], columns: list[str], table: str) -> Iterator[pa.RecordBatch]:
-    """The rows as batches of at most 50k rows with exactly `columns`, timestamps as naive UTC."""
+    """The rows as batches of at most 50k rows with exactly `columns`, timestamps as naive UTC; a text holding U+0000
+    is refused naming its column and version."""
     source = rows.to_batches(max_chunksize=50_000) if isinstance(rows, pa.Table) else rows
     for batch in source:
         names = set(batch.schema.names) - {"exported_version"}
@@ -205,7 +250,9 @@ def _batches(rows: pa.Table | Iterable[pa.RecordBatch], columns: list[str], tabl
             if pa.types.is_timestamp(array.type) and array.type.tz is not None:
                 array = array.cast(pa.timestamp(array.type.unit))  # the stored instant, i.e. UTC
             arrays.append(array)
-        yield pa.RecordBatch.from_arrays(arrays, names=columns)
+        batch = pa.RecordBatch.from_arrays(arrays, names=columns)
+        _refuse_nul(batch, table)
+        yield batch
 
 
 def _copy_csv(cur: psycopg.Cursor, stage: sql.Identifier, columns: list[str], batches: Iterable[pa.RecordBatch]) -> int:
