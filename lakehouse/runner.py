@@ -2,7 +2,8 @@
 
 One query per table, each with its own checkpoint. `run_once` drains every table and keeps going
 when one fails (the failure is reported and the exit code says so); `run_stream` runs them all on
-a processing-time trigger until SIGTERM / Ctrl-C, then stops them between micro-batches.
+a processing-time trigger until a stop marker is written (`stop_marker`), SIGTERM or Ctrl-C, then stops
+them between micro-batches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lakehouse.codegen import interpreted, is_small
 from lakehouse.config import Config, TableConfig
 from lakehouse.delta_log import StateWarmer
 from lakehouse.lag import batch_file_stats, lag_seconds
-from lakehouse.maintenance import TableMaintenance, table_maintenance
+from lakehouse.maintenance import TableMaintenance, marker_time, table_maintenance
 from lakehouse.metrics import (
     CONSENT_SYNC,
     POLICY_BUILD,
@@ -58,6 +59,11 @@ IDLE_VACUUM_CHECK_SECONDS = 600  # how often a stream looks for a VACUUM due on 
 # The batch records and notes a stream keeps per table (it counts every batch): a stream runs for months, and a
 # record a batch (~1.3 KB) kept for good is ~0.7 GB of driver memory per table per year at a 60 s trigger.
 STREAM_KEEPS = 100
+# A stream looks for its stop marker this often (one HEAD request on S3), and waits up to STOP_WAIT_SECONDS for the
+# batches running then to end (a snapshot feed's day takes minutes); a signal's stop waits SIGNAL_STOP_WAIT_SECONDS.
+STOP_CHECK_SECONDS = 15.0
+STOP_WAIT_SECONDS = 3600.0
+SIGNAL_STOP_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -580,21 +586,67 @@ def run_stream(
     *,
     job: str | None = None,
 ) -> list[TableRun]:
-    """Run every table's query on a processing-time trigger until `stop` is set, SIGTERM or Ctrl-C.
+    """Run every table's query on a processing-time trigger until the stop marker is written, `stop` is set,
+    SIGTERM or Ctrl-C.
 
     The stream holds the leases of every unit it writes for as long as it runs: no batch job writes them then.
+    The stop marker (`stop_marker`: `<checkpoints>/_stop`, local or s3://) is how a deployed stream is stopped: in
+    YARN cluster mode the driver never receives the signal an EMR step's cancel sends to spark-submit. Any object
+    written there after this stream started stops it within STOP_CHECK_SECONDS: the batches running end (up to
+    STOP_WAIT_SECONDS), the leases are given back and the runs returned (the stream's script then exits 0 unless a
+    run failed). The marker is left in place for every other stream on the same checkpoints; one written before a
+    stream started does not stop it.
     """
+    started = time.time()
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     dms, feeds = selected(config, tables)
     with hold(config, [t.name for t in dms] + feeds, job=job):
-        return _run_stream(spark, config, dms, feeds, stop)
+        runs = _run_stream(spark, config, dms, feeds, stop, StopMarker(stop_marker(config), since=started))
+    log.info(json.dumps({"event": "stream_ended", "failed": [r.table for r in runs if not r.ok]}))
+    return runs
+
+
+def stop_marker(config: Config) -> str:
+    """Where an object stops every stream on these checkpoints (written after it started): `<checkpoints>/_stop`."""
+    return f"{config.paths.checkpoints.rstrip('/')}/_stop"
+
+
+@dataclass
+class StopMarker:
+    """A stream's stop request that needs no signal: an object at `path` written after `since` (epoch seconds).
+
+    Looked for every STOP_CHECK_SECONDS (a HEAD request on S3); a failed look is logged and the stream goes on.
+    """
+
+    path: str
+    since: float
+    next_check: float = 0.0  # monotonic
+
+    def written(self, spark: SparkSession) -> bool:
+        if time.monotonic() < self.next_check:
+            return False
+        self.next_check = time.monotonic() + STOP_CHECK_SECONDS
+        try:
+            at = marker_time(spark, self.path)
+        except Exception as exc:  # S3 unreachable a moment: the next look tries again
+            log.warning(json.dumps({"event": "stop_marker_unreadable", "marker": self.path, "error": _error_text(exc)}))
+            return False
+        if at is None or at < self.since:
+            return False
+        log.info(json.dumps({"event": "stream_stop_requested", "marker": self.path}))
+        return True
 
 
 def _run_stream(
-    spark: SparkSession, config: Config, dms: list[TableConfig], feeds: list[str], stop: threading.Event
+    spark: SparkSession,
+    config: Config,
+    dms: list[TableConfig],
+    feeds: list[str],
+    stop: threading.Event,
+    marker: StopMarker,
 ) -> list[TableRun]:
     trigger = {"processingTime": f"{config.stream.trigger_seconds} seconds"}
     governance = Governance.of(config, dms)
@@ -614,8 +666,12 @@ def _run_stream(
         queries.append((start_feed_query(spark, config, feed, feed_runs, trigger=trigger), list(feed_runs.values())))
     next_sync = time.monotonic() + config.stream.trigger_seconds
     next_vacuum = time.monotonic() + IDLE_VACUUM_CHECK_SECONDS
+    wait = SIGNAL_STOP_WAIT_SECONDS
     while not stop.is_set() and all(q.isActive for q, _ in queries):
         stop.wait(0.5)
+        if marker.written(spark):
+            wait = STOP_WAIT_SECONDS
+            break
         try:
             if policy_source is not None:
                 policy_source.rebuild_when_applied(spark, governance)
@@ -631,8 +687,8 @@ def _run_stream(
                 for run in runs:
                     run.error = run.error or str(exc)
             break
+    _stop_between_batches([query for query, _ in queries], wait)
     for query, runs in queries:
-        _stop_between_batches(query)
         if query.exception() is not None:
             for run in runs:
                 run.error = _error_text(query.exception())
@@ -729,8 +785,16 @@ def vacuum_between_batches(
             lock.release()
 
 
-def _stop_between_batches(query: StreamingQuery, wait_seconds: float = 120) -> None:
+def _stop_between_batches(queries: list[StreamingQuery], wait_seconds: float) -> None:
+    """Stop each query as soon as it is between micro-batches, all of them watched at once; a batch still running
+    after `wait_seconds` is cut short (nothing of it is committed to the checkpoint: the next start replays it)."""
     deadline = time.monotonic() + wait_seconds
-    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    query.stop()
+    running = list(queries)
+    while running:
+        late = time.monotonic() >= deadline
+        for query in list(running):
+            if late or not query.isActive or not query.status.get("isTriggerActive"):
+                query.stop()
+                running.remove(query)
+        if running:
+            time.sleep(0.2)

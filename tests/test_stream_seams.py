@@ -9,9 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.runner import run_stream
+from tests.conftest import make_config, write_dms_csv
+from tests.dms_tables import PEOPLE, seq
 from tests.test_csv_snapshot import DAY1, DAY2, pecos_settings
 from tests.test_csv_snapshot import write as write_pecos
 
@@ -127,3 +130,65 @@ def test_the_streams_policy_rebuild_sees_new_batches_of_a_full_run(monkeypatch):
     run.record(BatchMetrics(table="consents", batch_id=runner.STREAM_KEEPS + 1))  # a withdrawal applied
     policy.rebuild_when_applied(None, runner.Governance())  # type: ignore[arg-type]
     assert builds == [1] and policy.built == runner.STREAM_KEEPS + 2
+
+
+def _lease_free(lock_file: Path) -> bool:
+    """Nobody holds the unit: its lock file is empty and takes a flock (as the next job's lease does)."""
+    import fcntl
+    import os
+
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.fstat(fd).st_size == 0
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_stop_marker_stops_the_stream_after_its_batch_and_frees_its_leases(spark, tmp_path, monkeypatch):
+    """Before: only SIGTERM / Ctrl-C stopped the stream, and in YARN cluster mode EMR's step cancel signals
+    spark-submit on the primary node, not the driver: the stream went on, holding its leases, until
+    `yarn application -kill` (no batch finished, leases left to expire). Now `<checkpoints>/_stop`, written after
+    the stream started, stops it between batches: the batch running goes to its end, the leases are given back,
+    and the runs are ok (the step's script exits 0)."""
+    import copy
+
+    from lakehouse import runner
+
+    monkeypatch.setattr(runner, "STOP_CHECK_SECONDS", 0.5, raising=False)
+    config = make_config(tmp_path, {"people": copy.deepcopy(PEOPLE)})
+    config = config.model_copy(update={"stream": config.stream.model_copy(update={"trigger_seconds": 1})})
+    row = ["I", "2026-03-01 09:00:00", "1", "Ann", "1", seq(1), ""]
+    write_dms_csv(tmp_path / "landing" / "people", "20260301-090000000.csv", [row])
+    checkpoints = Path(config.paths.checkpoints)
+    marker, lock_file = checkpoints / "_stop", checkpoints / "_locks" / "people.lock"
+    stream = Stream(spark, config)
+    try:
+        until(lambda: stream.raised or (checkpoints / "people" / "offsets" / "0").exists(), "batch 0 to start")
+        assert not _lease_free(lock_file)
+        marker.touch()
+        assert not (checkpoints / "people" / "commits" / "0").exists(), "batch 0 ended before the marker was written"
+        stream.thread.join(timeout=180)
+        assert not stream.thread.is_alive(), "the marker did not stop the stream"
+    finally:
+        stream.stop.set()
+        stream.join()
+    run = stream.runs["people"]
+    assert run.ok, run.error
+    assert run.batch_count == 1 and run.batches[0].applied == 1  # batch 0 went to its end...
+    assert (checkpoints / "people" / "commits" / "0").exists()  # ...and was committed: not replayed at the restart
+    assert _lease_free(lock_file)
+    assert runner.stop_marker(config) == str(marker)
+
+    # The marker stays (every stream sharing the checkpoints reads it); a stream started after it ignores it.
+    again = Stream(spark, config)
+    try:
+        until(lambda: again.raised or not _lease_free(lock_file), "the second stream to take its lease")
+        time.sleep(3)  # several marker checks
+        assert again.thread.is_alive() and marker.exists()
+    finally:
+        again.stop.set()
+        again.join()
+    assert _lease_free(lock_file)
