@@ -206,11 +206,11 @@ def _cmd_stream(args: argparse.Namespace, config: Config) -> int:
     spark = _spark(config, args, "lakehouse-stream")
     print(
         f"streaming {args.table or sorted(config.tables)} every {config.stream.trigger_seconds}s; "
-        "stop with Ctrl-C or SIGTERM"
+        f"stop with Ctrl-C, SIGTERM or a file at {config.paths.checkpoints.rstrip('/')}/_stop"
     )
     runs = run_stream(spark, config, args.table, job="lakehouse stream")
     for run in runs:
-        print(f"{run.table}: {len(run.batches)} batches" + (f", FAILED: {run.error}" if run.error else ""))
+        print(f"{run.table}: {run.batch_count} batches" + (f", FAILED: {run.error}" if run.error else ""))
     return 0 if all(r.ok for r in runs) else 1
 
 

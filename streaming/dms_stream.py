@@ -2,7 +2,11 @@
 
     spark-submit streaming/dms_stream.py --config s3://artifacts/config/aws.yaml [--tables patients,devices]
 
-Stops between micro-batches on SIGTERM (EMR cancel-steps, Ctrl-C); exit 1 if a table's query failed.
+Without `--tables` it streams every DMS table and no snapshot feed: the deployed snapshot trigger's job applies each
+export as it lands, and a stream holding a feed's lease would make that job wait and fail every day. Name a feed in
+`--tables` to stream it too. Stops between micro-batches when `<checkpoints>/_stop` appears (deploy/README,
+"Stopping the stream"; on EMR a step's cancel does not reach the driver) or on SIGTERM / Ctrl-C locally; exit 1 if a
+table's query failed.
 """
 
 from lakehouse.jobs import glue_job, load_job_config, main, selected_tables
@@ -12,7 +16,7 @@ from lakehouse.session import build_spark
 
 def work(args: dict) -> int:
     config = load_job_config(args)
-    tables = selected_tables(args)
+    tables = selected_tables(args) or sorted(config.dms_tables())
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
         runs = run_stream(spark, config, tables, job=args["JOB_NAME"])

@@ -140,3 +140,28 @@ def test_the_snapshot_load_hands_the_reader_the_key_the_trigger_passed_whole(aws
     with local_copy(uri) as local:
         assert local.read_bytes() == b"the export"
     assert job.snapshot_uri(None, "/data/opais/a #1.zip") == "/data/opais/a #1.zip"  # a local path stays a path
+
+
+def test_the_stream_job_streams_the_dms_tables_only_unless_a_feed_is_named(monkeypatch):
+    """Found by review: the deployed stream step (no --tables) also held every snapshot feed's lease, so the snapshot
+    trigger's load job waited for it and failed every day."""
+    import importlib.util
+
+    from lakehouse.config import load_config
+
+    spec = importlib.util.spec_from_file_location("dms_stream_job", ROOT / "streaming" / "dms_stream.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    config = load_config(ROOT / "config" / "local.yaml")
+    streamed: list[list[str] | None] = []
+    monkeypatch.setattr(job, "load_job_config", lambda args: config)
+    monkeypatch.setattr(job, "build_spark", lambda config, app_name: None)
+    monkeypatch.setattr(job, "glue_job", lambda spark, name: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(job, "run_stream", lambda spark, config, tables, job: streamed.append(tables) or [])
+
+    assert job.work({"JOB_NAME": "dms_stream", "config": "c"}) == 0
+    assert job.work({"JOB_NAME": "dms_stream", "config": "c", "tables": "opais,patients"}) == 0
+
+    assert config.snapshots and streamed[0] == sorted(config.dms_tables())
+    assert not set(streamed[0]) & set(config.snapshots)
+    assert streamed[1] == ["opais", "patients"]
