@@ -21,9 +21,11 @@ CREATE TABLE IF NOT EXISTS {schema}.lakehouse_export (
     rows_written     BIGINT NOT NULL,
     exported_at      TIMESTAMPTZ NOT NULL,
     run_id           TEXT NOT NULL,
-    delta_table_id   TEXT
+    delta_table_id   TEXT,
+    delta_commit     TEXT
 );
 ALTER TABLE {schema}.lakehouse_export ADD COLUMN IF NOT EXISTS delta_table_id TEXT;
+ALTER TABLE {schema}.lakehouse_export ADD COLUMN IF NOT EXISTS delta_commit TEXT;
 
 -- dim_ce: covered entities
 CREATE TABLE IF NOT EXISTS {schema}.dim_ce (
@@ -291,6 +293,7 @@ COMMENT ON COLUMN {schema}.lakehouse_export.rows_written IS 'rows the last expor
 COMMENT ON COLUMN {schema}.lakehouse_export.exported_at IS 'when the last export committed';
 COMMENT ON COLUMN {schema}.lakehouse_export.run_id IS 'the run that made the last export';
 COMMENT ON COLUMN {schema}.lakehouse_export.delta_table_id IS 'id of the Delta table exported (its metadata id): a table made again at the same path has another, and is exported in full; NULL in a row written before this column, whose table is exported in full once';
+COMMENT ON COLUMN {schema}.lakehouse_export.delta_commit IS 'digest of the exported version''s commit file (_delta_log/<version>.json): a table put back from an older copy that reached this version again has another commit there, and is exported in full; NULL in a row written before this column (taken as matching)';
 COMMENT ON TABLE {schema}.dim_ce IS 'covered entities: history. One row per version (SCD2) from the HRSA 340B OPAIS daily export. A change closes the current version (expiration_stp set, current_version_flg N) and adds the new one; a key that leaves the export gets a current version with change_type DELETE that keeps its last values. Current live rows: current_version_flg = ''Y'' AND change_type <> ''DELETE'' (the view dim_ce_live).';
 COMMENT ON COLUMN {schema}.dim_ce.id340b IS '340B ID of the covered entity, as HRSA assigns it (e.g. DSH050108)';
 COMMENT ON COLUMN {schema}.dim_ce.ce_id IS 'HRSA''s numeric id of the covered entity (ceId); with id340b, the entity''s key';
