@@ -7,6 +7,12 @@ of days, crashes (a write failing before or after its commit) and reruns: latest
 snapshot, history as of every applied day is that day's snapshot, and no version is in history twice. A
 broken record (quarantined) leaves its key as the day before had it: it is neither deleted nor changed.
 The real `apply_snapshot` runs on a CSV feed; the writes are made to fail where they really commit.
+
+Files also come in while a day is left half-applied (a job per file): the next day, another file for the crashed
+day, the crashed day's file changed or gone. The crashed day is finished first whenever its file can still be
+read, and the other file is refused (naming it) when it cannot; an applied file delivered again with other
+content is refused. Latest then always holds exactly history's current, not deleted versions. (The feed has one
+table; a crash that hits one of two tables of a day is `tests/test_snapshot_sequences.py`'s, on the 340B feed.)
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ FIRST_DAY = date(2026, 11, 1)
 # Where a day's apply fails: a write raising before it commits, or right after its commit.
 CRASHES = ["before_history", "after_history", "before_latest", "after_latest"]
 BROKEN = "<a record with a field too many>"
+EDITS = st.dictionaries(st.sampled_from(KEYS), st.sampled_from([*NAMES, None, BROKEN]), max_size=3)
 
 
 class Crash(Exception):
@@ -115,14 +122,14 @@ class SnapshotMachine(RuleBasedStateMachine):
         return True
 
     @precondition(lambda self: self.pending is None)
-    @rule(
-        edits=st.dictionaries(st.sampled_from(KEYS), st.sampled_from([*NAMES, None, BROKEN]), max_size=3),
-        crash=st.sampled_from([None, *CRASHES]),
-    )
+    @rule(edits=EDITS, crash=st.sampled_from([None, *CRASHES]))
     def next_day(self, edits: dict[str, str | None], crash: str | None) -> None:
         """The next day's snapshot: some rows inserted, renamed, gone (None) or broken (a record with a field too
         many: quarantined, and its key keeps the row it had), the rest as they were."""
-        day = FIRST_DAY + timedelta(days=len(self.days))
+        self._deliver(FIRST_DAY + timedelta(days=len(self.days)), edits, crash)
+
+    def _deliver(self, day: date, edits: dict[str, str | None], crash: str | None) -> None:
+        """Land `day`'s snapshot (the newest applied one with `edits`) and apply it, failing at `crash`."""
         written = {**self.rows, **{k: v for k, v in edits.items() if v is not None}}
         written = {k: v for k, v in written.items() if edits.get(k, "") is not None}
         rows = {k: self.rows[k] if v == BROKEN else v for k, v in written.items() if v != BROKEN or k in self.rows}
@@ -144,15 +151,70 @@ class SnapshotMachine(RuleBasedStateMachine):
         else:
             self.pending = (day, rows, path)
 
+    def _pending_finished(self) -> None:
+        """The model once the crashed day was applied (by its rerun, or first thing by another file's apply)."""
+        assert self.pending is not None
+        day, rows, _path = self.pending
+        self.rows, self.pending = rows, None
+        self.days.append((day, rows))
+
+    @precondition(lambda self: self.pending is not None)
+    @rule(edits=EDITS, pending_file_lost=st.booleans())
+    def next_day_while_pending(self, edits: dict[str, str | None], pending_file_lost: bool) -> None:
+        """The next day lands before the crashed one was rerun (a job per file): the crashed day is finished first,
+        then the new one applied. Diffed against a latest the crashed day had left behind history, the new day's
+        changes would leave the two apart for good. Without the crashed day's file the new one is refused."""
+        assert self.pending is not None
+        day, _rows, pending_path = self.pending
+        if pending_file_lost:
+            kept = Path(pending_path).read_bytes()
+            Path(pending_path).unlink()
+            path = self._write(day + timedelta(days=1), {**self.rows, "6": "Zed"})
+            with pytest.raises(SnapshotRefused, match=rf"{Path(pending_path).name} .*not finished"):
+                apply_snapshot(self.spark, self.config, "people", path)
+            Path(pending_path).write_bytes(kept)  # landed again: the rerun finishes it
+            Path(path).unlink()
+            return
+        self._pending_finished()
+        self._deliver(day + timedelta(days=1), edits, None)
+
+    @precondition(lambda self: self.pending is not None)
+    @rule(how=st.sampled_from(["other_name", "same_name_changed", "other_name_pending_file_lost"]))
+    def other_file_for_pending_day(self, how: str) -> None:
+        """Another file for the crashed day: refused. Under another name it is a second file for the day (the
+        crashed one is finished first when it can be read); under the same name with other content it is not the
+        file the day was started with."""
+        assert self.pending is not None
+        day, rows, pending_path = self.pending
+        kept = Path(pending_path).read_bytes()
+        other = {**rows, "6": "Zed"}
+        if how == "same_name_changed":
+            self._write(day, other)
+            with pytest.raises(SnapshotRefused, match=r"started .*SHA-256 [0-9a-f]{64}; this file: [0-9a-f]{64}"):
+                apply_snapshot(self.spark, self.config, "people", pending_path)
+            Path(pending_path).write_bytes(kept)
+            return
+        path = self.folder / f"people_{day.isoformat()}_b.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["id", "name"], *sorted(other.items())])
+        if how == "other_name_pending_file_lost":
+            Path(pending_path).unlink()
+            with pytest.raises(SnapshotRefused, match=rf"{Path(pending_path).name} .*not finished"):
+                apply_snapshot(self.spark, self.config, "people", str(path))
+            Path(pending_path).write_bytes(kept)
+        else:
+            with pytest.raises(SnapshotRefused, match="a second file for one day is refused"):
+                apply_snapshot(self.spark, self.config, "people", str(path))
+            self._pending_finished()
+        path.unlink()
+
     @precondition(lambda self: self.pending is not None)
     @rule()
     def rerun(self) -> None:
         """The run after a crash finds the day's file not logged as applied, and applies it again."""
         assert self.pending is not None
-        day, rows, path = self.pending
-        assert self._apply(path, None)
-        self.rows, self.pending = rows, None
-        self.days.append((day, rows))
+        assert self._apply(self.pending[2], None)
+        self._pending_finished()
 
     @precondition(lambda self: self.days and self.pending is None)
     @rule()
@@ -161,6 +223,19 @@ class SnapshotMachine(RuleBasedStateMachine):
         day, _rows = self.days[-1]
         result = apply_snapshot(self.spark, self.config, "people", str(self.folder / f"people_{day.isoformat()}.csv"))
         assert result.status == "already_applied"
+
+    @precondition(lambda self: self.days and self.pending is None)
+    @rule()
+    def applied_file_delivered_changed(self) -> None:
+        """The newest applied file delivered again under its name with other content (a corrected export): refused,
+        naming both digests, never passed over as applied already."""
+        day, rows = self.days[-1]
+        path = self.folder / f"people_{day.isoformat()}.csv"
+        kept = path.read_bytes()
+        self._write(day, {**rows, "6": "Zed"})
+        with pytest.raises(SnapshotRefused, match=r"different content \(SHA-256 [0-9a-f]{64}; this file: [0-9a-f]{64}"):
+            apply_snapshot(self.spark, self.config, "people", str(path))
+        path.write_bytes(kept)
 
     @invariant()
     def every_applied_day_is_told(self) -> None:
@@ -174,6 +249,16 @@ class SnapshotMachine(RuleBasedStateMachine):
             assert {r.id: r.name for r in live.collect()} == rows, f"history as of {day}"
         versions = [(r.id, r._valid_from) for r in read.load(self.paths.history).collect()]
         assert len(versions) == len(set(versions)), "a version is in history twice"
+
+    @invariant()
+    def latest_is_historys_present(self) -> None:
+        """Latest holds exactly history's current, not deleted versions (once no day is left half-applied)."""
+        if self.pending is not None or not self.days:
+            return
+        read = self.spark.read.format("delta")
+        latest = sorted((r.id, r.name, r._sequence) for r in read.load(self.paths.latest).collect())
+        present = read.load(self.paths.history).where("_is_current AND NOT _is_deleted")
+        assert latest == sorted((r.id, r.name, r._sequence) for r in present.collect())
 
 
 def test_every_applied_day_is_told_after_any_sequence_of_days_and_crashes(spark, tmp_path):
@@ -213,4 +298,25 @@ def test_a_broken_record_keeps_its_key_through_a_crash_and_the_next_days(spark, 
     machine.rerun()
     machine.every_applied_day_is_told()
     machine.next_day(edits={"2": BROKEN}, crash=None)  # 1 is whole again, 2 breaks
+    machine.every_applied_day_is_told()
+
+
+def test_the_next_day_finishes_a_day_left_half_applied_first(spark, tmp_path):
+    """Found by review: the next day applied while the crashed one was not rerun was diffed against a latest the
+    crashed day had left behind history; latest and history then stayed apart for good."""
+    SnapshotMachine.spark, SnapshotMachine.root = spark, tmp_path
+    machine = SnapshotMachine()
+    machine.start()
+    machine.next_day(edits={"1": "Ann", "2": "Bo", "3": "Cy"}, crash=None)
+    machine.next_day(edits={"1": "Cy", "4": "Ann"}, crash="before_latest")  # history has the day, latest not
+    machine.next_day_while_pending(edits={}, pending_file_lost=True)
+    machine.other_file_for_pending_day(how="same_name_changed")
+    machine.other_file_for_pending_day(how="other_name_pending_file_lost")
+    machine.next_day_while_pending(edits={"2": "Cy"}, pending_file_lost=False)
+    machine.every_applied_day_is_told()
+    machine.latest_is_historys_present()
+    machine.next_day(edits={"3": "Bo"}, crash="after_history")
+    machine.other_file_for_pending_day(how="other_name")
+    machine.latest_is_historys_present()
+    machine.applied_file_delivered_changed()
     machine.every_applied_day_is_told()

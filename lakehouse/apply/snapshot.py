@@ -1,11 +1,14 @@
 """One snapshot of one feed, end to end: order check → parse → diff per table → apply → snapshot log.
 
 The snapshot is read completely before anything is written, so bad input applies nothing. The log
-(`<lake>/_snapshots/<feed>`, a Delta table) is written last: a run that crashed half-way finds the
-snapshot not logged and applies it again, and since every change of a snapshot has the same sequence
-whenever it is applied, the tables converge to the state of a clean run. A snapshot dated before the
-newest applied one is refused (history would otherwise run backwards), as is a second, different file
-for a day already applied.
+(`<lake>/_snapshots/<feed>`, a Delta table) records the file as `started` (its path and SHA-256) before
+the first table is written, and turns that entry into `applied` last. A file started and not applied is
+finished before any other file of the feed is applied: since every change of a snapshot has the same
+sequence whenever it is applied, its rerun converges to the state of a clean run, whereas a later day
+diffed against a latest that only some of its writes reached would leave latest and history apart for
+good. A snapshot dated before the newest applied one is refused (history would otherwise run
+backwards), as is a second, different file for a day already applied, and a file under an applied name
+whose content differs.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from delta.tables import DeltaTable
@@ -25,11 +28,18 @@ from pyspark.sql import functions as F
 from lakehouse.apply.batch import apply_changes
 from lakehouse.changes.snapshot_diff import snapshot_changes
 from lakehouse.config import Config
-from lakehouse.errors import InputError
+from lakehouse.errors import InputError, LakehouseError, TableNotFoundError
 from lakehouse.maintenance import table_maintenance
 from lakehouse.metrics import BatchMetrics, report
 from lakehouse.ownership import check_held
-from lakehouse.sources.snapshot import date_from_path, file_name, load_snapshot
+from lakehouse.sources.snapshot import (
+    date_from_path,
+    file_digest,
+    file_name,
+    list_snapshot_files,
+    load_snapshot,
+    snapshot_order,
+)
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
 
@@ -37,8 +47,10 @@ log = logging.getLogger("lakehouse.snapshot")
 
 SNAPSHOT_LOG_DDL = (
     "snapshot_date DATE, source_file STRING, batch_id BIGINT, status STRING, detail STRING, "
-    "logged_at TIMESTAMP, stats STRING"
+    "logged_at TIMESTAMP, stats STRING, digest STRING, source_path STRING"
 )
+# Columns a log written by an older release lacks: added on first use (NULL in its rows: a digest not known).
+LOG_COLUMNS_ADDED = {"digest": "STRING", "source_path": "STRING"}
 # What `unresolved_refusals` reads of each entry.
 SNAPSHOT_LOG_ENTRY = ("snapshot_date", "source_file", "status", "detail", "logged_at")
 
@@ -50,9 +62,11 @@ TABLES_AT_ONCE = 4
 class SnapshotRefused(InputError):
     """The snapshot is older than (or a different file for the same day as) one already applied, or would delete
     more of a table than its feed allows. `day`: its date, when known (a content-dated file's is known only once
-    it was read)."""
+    it was read). `pending`: False for a refusal that the file's own date must not keep pending (a date in the
+    future, a typo: nothing would resolve it until then)."""
 
     day: date | None = None
+    pending: bool = True
 
 
 # Below this many deletes a snapshot is never refused for them, unless it would empty the table.
@@ -112,14 +126,53 @@ def log_path(config: Config, feed: str) -> str:
     return f"{config.paths.lake.rstrip('/')}/_snapshots/{feed}"
 
 
-def _applied(spark: SparkSession, path: str) -> list[tuple[date, str]]:
+@dataclass(frozen=True)
+class LogEntry:
+    """What the feed's log says of one file: applied, started (and maybe not finished) or refused."""
+
+    day: date | None
+    file: str
+    status: str
+    digest: str | None = None  # SHA-256 of its bytes; None in entries written before digests were kept
+    path: str | None = None  # where it was read from (to finish a started file)
+
+
+LOG_ENTRY_COLUMNS = ("snapshot_date", "source_file", "status", "digest", "source_path")
+
+
+def _ensure_log(spark: SparkSession, path: str) -> None:
     DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, SNAPSHOT_LOG_DDL)).execute()
-    rows = spark.read.format("delta").load(path).where("status = 'applied'").select("snapshot_date", "source_file")
-    return [(r[0], r[1]) for r in rows.collect()]
+    present = set(spark.read.format("delta").load(path).columns)
+    missing = [f"{name} {kind}" for name, kind in LOG_COLUMNS_ADDED.items() if name not in present]
+    if missing:
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(missing)})")
+
+
+def _log_entries(spark: SparkSession, path: str) -> list[LogEntry]:
+    _ensure_log(spark, path)
+    rows = spark.read.format("delta").load(path).select(*LOG_ENTRY_COLUMNS).collect()
+    return [LogEntry(*r) for r in rows]
+
+
+def _local_log_entries(path: str) -> list[LogEntry] | None:
+    """The log's entries read by delta-rs, without Spark; None where it cannot tell (not local, not readable)."""
+    from lakehouse.readers import open_local
+
+    try:
+        table = open_local(path)
+    except TableNotFoundError:
+        return []
+    if table is None:
+        return None
+    present = {f.name for f in table.schema().fields}
+    columns = [c for c in LOG_ENTRY_COLUMNS if c in present]
+    rows = table.to_pyarrow_table(columns=columns).to_pylist()
+    return [LogEntry(*(r.get(c) for c in LOG_ENTRY_COLUMNS)) for r in rows]
 
 
 def check_order(applied: list[tuple[date, str]], name: str, day: date) -> bool:
-    """False if this very file was applied already; raises SnapshotRefused if it would go backwards."""
+    """False if a file of this name was applied already for this day; raises SnapshotRefused if it would go
+    backwards (see `check_same_content` for whether it is the same file)."""
     if (day, name) in applied:
         return False
     try:
@@ -143,6 +196,98 @@ def _check_order(applied: list[tuple[date, str]], name: str, day: date) -> None:
             f"snapshot {name} is dated {day}, older than {newest[1]} ({newest[0]}) already applied; applying it "
             "would run history backwards, so it is refused (nothing was written; remove it from the landing folder)"
         )
+
+
+def check_same_content(applied: list[LogEntry], name: str, day: date, digest: str) -> None:
+    """Refuse a file under the (date, name) of an applied one whose content differs (a corrected export uploaded
+    again under the same key), naming both digests; an entry without a digest (an older release's) matches."""
+    logged = {e.digest for e in applied if (e.day, e.file) == (day, name) and e.digest is not None}
+    if not logged or digest in logged:
+        return
+    refused = SnapshotRefused(
+        f"snapshot {name} ({day}) was applied already with different content (SHA-256 {', '.join(sorted(logged))}; "
+        f"this file: {digest}): a file delivered again under an applied name is skipped only when it is the same "
+        "file, so nothing was written. If it is a corrected export, the next day's snapshot carries its corrections "
+        "(a snapshot is the whole state); until a newer day is applied every run of this feed fails here"
+    )
+    refused.day = day
+    raise refused
+
+
+def check_not_future(name: str, day: date, *, today: date | None = None) -> None:
+    """Refuse a file dated after tomorrow (UTC; a day ahead allows for an exporter's zone): a typo in its name
+    (2026-12-23 for 2026-11-23) would make every real day until then older than it, and refused."""
+    today = today or datetime.now(UTC).date()
+    if day > today + timedelta(days=1):
+        refused = SnapshotRefused(
+            f"snapshot {name} is dated {day}, after tomorrow ({today + timedelta(days=1)}, UTC): a date in the future "
+            "is taken for a typo in the name, since applied it would refuse every real day until then as older. "
+            "Nothing was written; land the file again under a name with its real date"
+        )
+        refused.pending = False
+        raise refused
+
+
+def _unfinished(entries: list[LogEntry]) -> list[LogEntry]:
+    """The files the log shows started and not applied, oldest first (an applied file's entry says `applied`)."""
+    applied = {(e.day, e.file) for e in entries if e.status == "applied"}
+    started = {e for e in entries if e.status == "started" and (e.day, e.file) not in applied}
+    return sorted(started, key=lambda e: (e.day or date.min, e.file))
+
+
+def _finish_unfinished(
+    spark: SparkSession, config: Config, feed_name: str, entries: list[LogEntry], result: SnapshotResult, digest: str
+) -> SnapshotResult | None:
+    """Apply the file an earlier run started and did not finish, before this one (None when there is none, or it
+    is this very file); refuse this file if that one cannot be read any more, or if this is another file under the
+    started one's name."""
+    unfinished = _unfinished(entries)
+    if not unfinished:
+        return None
+    first = unfinished[0]
+    same_name = first.file == result.file and (first.day == result.date or result.date is None)
+    if same_name and (first.digest is None or first.digest == digest):
+        return None  # this file's own rerun
+    if same_name:
+        raise _refused(
+            result,
+            f"snapshot {result.file} ({first.day}) was started by an earlier run with other content (SHA-256 "
+            f"{first.digest}; this file: {digest}) and not finished: some of the feed's tables hold the started "
+            "file's changes. Nothing was written; land the file it was started with again (the same bytes) and rerun. "
+            "A corrected file is applied by the next day's snapshot, which carries its corrections",
+        )
+    problem = _unreadable(first)
+    if problem:
+        raise _refused(
+            result,
+            f"snapshot {result.file} cannot be applied while {first.file} ({first.day}) is not finished: an earlier "
+            "run started it and failed after writing some of the feed's tables, and another file applied now would "
+            f"leave latest and history apart for good. {first.file} cannot be read at {first.path} ({problem}): "
+            f"land it there again, unchanged (SHA-256 {first.digest}), and rerun, or apply it with `lakehouse snapshot "
+            f"load <file> --feed {feed_name}`; then apply {result.file}. Nothing was written for {result.file}",
+        )
+    log.info(json.dumps({"event": "snapshot_finish", "feed": feed_name, "file": first.file, "date": str(first.day)}))
+    # Its deletes were checked (or allowed) when it started, and some tables already hold them.
+    return apply_snapshot(spark, config, feed_name, first.path, allow_deletes=True)
+
+
+def _unreadable(entry: LogEntry) -> str | None:
+    """Why a started file cannot be applied again as it was started (None when it can)."""
+    if entry.path is None:
+        return "no path logged"
+    try:
+        digest = file_digest(entry.path)
+    except Exception as exc:  # a missing file or object, no access: the refusal names it
+        return f"{type(exc).__name__}: {exc}"
+    if entry.digest is not None and digest != entry.digest:
+        return f"its content changed: SHA-256 {digest}"
+    return None
+
+
+def _refused(result: SnapshotResult, message: str) -> SnapshotRefused:
+    refused = SnapshotRefused(message)
+    refused.day = result.date
+    return refused
 
 
 def unresolved_refusals(
@@ -200,7 +345,19 @@ def refusals_pending(session: Callable[[], SparkSession], config: Config, feed_n
     )
 
 
-def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: dict[str, object]) -> None:
+def _write_log(
+    spark: SparkSession,
+    path: str,
+    result: SnapshotResult,
+    stats: dict[str, object],
+    *,
+    digest: str | None = None,
+    source_path: str | None = None,
+) -> None:
+    """Add the entry (date, file, status) to the log. `applied` turns the file's `started` entry into it (one entry
+    per applied file); a refusal logged again updates its detail and time; any other entry logged again is kept as
+    it was (a rerun's `started` keeps the first one's time)."""
+    _ensure_log(spark, path)
     row = [
         (
             result.date,
@@ -210,6 +367,8 @@ def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: di
             result.detail,
             datetime.now(UTC).replace(tzinfo=None),
             json.dumps(stats, default=str, sort_keys=True),
+            digest,
+            source_path,
         )
     ]
     source = rows_frame(spark, row, SNAPSHOT_LOG_DDL)
@@ -218,9 +377,11 @@ def _write_log(spark: SparkSession, path: str, result: SnapshotResult, stats: di
         .alias("t")
         .merge(
             source.alias("s"),
-            "t.snapshot_date <=> s.snapshot_date AND t.source_file = s.source_file AND t.status = s.status",
+            "t.snapshot_date <=> s.snapshot_date AND t.source_file = s.source_file "
+            "AND (t.status = s.status OR (t.status = 'started' AND s.status = 'applied'))",
         )
         .whenMatchedUpdate("s.status = 'refused'", {"detail": "s.detail", "logged_at": "s.logged_at"})
+        .whenMatchedUpdateAll("t.status = 'started' AND s.status = 'applied'")
         .whenNotMatchedInsertAll()
         .execute()
     )
@@ -230,33 +391,82 @@ def already_applied(config: Config, feed_name: str, path: str) -> SnapshotResult
     """The result for a snapshot file the feed's log shows applied already, told without Spark (delta-rs
     reads the log); None when it was not, or cannot be told that way (the date is in the content, the log is
     not local): then `apply_snapshot` decides."""
-    from lakehouse.readers import applied_snapshots_local
-
     feed = config.snapshots[feed_name]
     if feed.date.source != "name":
         return None
     name = file_name(path)
     day = date_from_path(path, feed.date)
-    applied = applied_snapshots_local(log_path(config, feed_name))
-    if applied is None or (day, name) not in applied:
+    entries = _local_log_entries(log_path(config, feed_name))
+    if entries is None:
         return None
+    same = [e for e in entries if e.status == "applied" and (e.day, e.file) == (day, name)]
+    if not same or any(e.digest is not None and e.digest != file_digest(path) for e in same):
+        return None  # not applied, or other content: `apply_snapshot` refuses it
     return SnapshotResult(feed=feed_name, file=name, date=day, status="already_applied")
+
+
+def landed_before(spark: SparkSession, config: Config, feed_name: str, path: str) -> list[str]:
+    """The files in the feed's folder dated before the file at `path` and not yet decided, oldest first: what must be
+    applied before it (a job per landed file may start for day N+1 before day N's; applied first, N+1 would have
+    N refused as older, and its day lost). Files dated on or before the newest applied day, and files the log shows
+    applied or refused, are left out: they would only be refused again. Only for feeds dated by name: a
+    content-dated file's date needs a parse of it."""
+    feed = config.snapshots[feed_name]
+    if feed.date.source != "name":
+        return []
+    day = date_from_path(path, feed.date)
+    entries = _log_entries(spark, log_path(config, feed_name))
+    newest = max((e.day for e in entries if e.status == "applied"), default=date.min)
+    decided = {(e.day, e.file) for e in entries if e.status in ("applied", "refused")}
+    earlier = []
+    for other in list_snapshot_files(spark, feed):
+        try:
+            other_day = date_from_path(other, feed.date)
+        except InputError:
+            continue  # no date in its name: the stream's run names it
+        if newest < other_day < day and (other_day, file_name(other)) not in decided:
+            earlier.append(other)
+    return sorted(earlier, key=lambda p: snapshot_order(p, feed.date))
 
 
 def apply_snapshot(
     spark: SparkSession, config: Config, feed_name: str, path: str, *, allow_deletes: bool = False
 ) -> SnapshotResult:
     """Apply the snapshot file at `path` to every table of the feed; refuse it if it is out of order, or if it
-    would delete more of a table than the feed's `max_delete_fraction` (unless `allow_deletes`)."""
+    would delete more of a table than the feed's `max_delete_fraction` (unless `allow_deletes`).
+
+    A file of the feed that an earlier run started and did not finish is applied first (its result's metrics
+    come first in this one's); if it cannot be read any more, this file is refused, naming it."""
     started = time.monotonic()
     feed = config.snapshots[feed_name]
     tables = config.feed_tables(feed_name)
     result = SnapshotResult(feed=feed_name, file=file_name(path))
     history_log = log_path(config, feed_name)
-    applied = _applied(spark, history_log)
+    entries = _log_entries(spark, history_log)
+    digest = file_digest(path)
+    finished: list[SnapshotResult] = []
+
+    def finish_unfinished() -> list[tuple[date, str]]:
+        """Finish what an earlier run left started, then the (date, name) of every applied file."""
+        nonlocal entries
+        while (done := _finish_unfinished(spark, config, feed_name, entries, result, digest)) is not None:
+            finished.append(done)
+            left = _unfinished(entries)
+            entries = _log_entries(spark, history_log)
+            if _unfinished(entries) == left:  # applied without being logged (cannot be): never loop on it
+                raise LakehouseError(f"snapshot {left[0].file} was applied again and is still not logged as applied")
+        result.metrics = [m for done in finished for m in done.metrics]
+        result.detail = "".join(
+            f"finished {d.file} ({d.date}) first, left half-applied by a run before; " for d in finished
+        )
+        return [(e.day, e.file) for e in entries if e.status == "applied"]
+
     if feed.date.source == "name":
         result.date = date_from_path(path, feed.date)
+        check_not_future(result.file, result.date)
+        applied = finish_unfinished()
         if not check_order(applied, result.file, result.date):
+            check_same_content([e for e in entries if e.status == "applied"], result.file, result.date, digest)
             result.status = "already_applied"
             return result
     loaded = load_snapshot(spark, feed, path, tables)
@@ -265,9 +475,16 @@ def apply_snapshot(
     same_day_and_name = False
     if feed.date.source == "content":  # the date is known only now
         result.date = loaded.date
+        applied = finish_unfinished()
         same_day_and_name = not check_order(applied, result.file, result.date)
-        if same_day_and_name and result.date < max(day for day, _name in applied):
-            result.status = "already_applied"  # an older day's file again (a replayed batch): nothing to diff
+        same_bytes = any(
+            e.digest == digest
+            for e in entries
+            if e.status == "applied" and (e.day, e.file) == (result.date, result.file)
+        )
+        if same_day_and_name and (same_bytes or result.date < max(day for day, _name in applied)):
+            # The very file again, or an older day's file again (a replayed batch): nothing to diff.
+            result.status = "already_applied"
             return result
     batch_id = snapshot_batch_id(result.date)
     log.info(json.dumps({"event": "snapshot", "feed": feed_name, "file": result.file, "date": str(result.date)}))
@@ -340,9 +557,11 @@ def apply_snapshot(
             exc.day = result.date
             raise
     check_held(config, feed_name)  # a lease lost while the file was parsed and diffed: nothing written
-    result.metrics = run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
-    _write_log(spark, history_log, result, loaded.stats)
-    result.detail = "; ".join(loaded.notes)
+    # Before the first write: until `applied` is logged, no other file of the feed is applied (this one first).
+    _write_log(spark, history_log, replace(result, status="started"), {}, digest=digest, source_path=path)
+    result.metrics += run_side_by_side([partial(apply_table, diff) for diff in diffs], at_once=TABLES_AT_ONCE)
+    _write_log(spark, history_log, result, loaded.stats, digest=digest, source_path=path)
+    result.detail += "; ".join(loaded.notes)
     for upkeep in upkeeps:
         upkeep.after_batch(spark, batch_id)
     result.seconds = round(time.monotonic() - started, 3)
@@ -354,7 +573,7 @@ def refuse(spark: SparkSession, config: Config, feed_name: str, path: str, error
     name = file_name(path)
     feed = config.snapshots[feed_name]
     day = error.day
-    if day is None and feed.date.source == "name":
+    if day is None and feed.date.source == "name" and error.pending:
         try:
             day = date_from_path(path, feed.date)
         except InputError:

@@ -7,6 +7,7 @@ stream (the content column of `binaryFile` is never selected, so Spark never rea
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 FILE_GLOBS = {"opais": "*.{zip,ZIP,json,JSON}", "csv": "*.{csv,CSV,csv.gz,CSV.gz}"}
 STREAM_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
+DIGEST_CHUNK = 1 << 20  # bytes read at a time for a file's SHA-256
 
 
 @dataclass
@@ -145,6 +147,43 @@ def local_copy(path: str) -> Iterator[Path]:
         yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def file_digest(path: str) -> str:
+    """The SHA-256 (hex) of a snapshot file's bytes, read in chunks (a 200 MB export is never held in memory); an
+    S3 object is streamed, not downloaded. What the feed's log keeps to tell a file delivered again from a
+    different one under the same name."""
+    digest = hashlib.sha256()
+    scheme, sep, rest = path.partition(":")
+    if sep and scheme in ("s3", "s3a", "s3n"):
+        from lakehouse.aws import client
+
+        bucket, _, key = rest.removeprefix("//").partition("/")
+        for chunk in client("s3").get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(DIGEST_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+    with local_copy(path) as local, local.open("rb") as f:
+        while chunk := f.read(DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_snapshot_files(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed) -> list[str]:
+    """Every file of the feed's folder that its stream would read, as Spark's listing names them (the content is
+    never read); [] when the folder does not exist."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        files = (
+            spark.read.format("binaryFile")
+            .option("pathGlobFilter", FILE_GLOBS[feed.kind])
+            .option("recursiveFileLookup", "true")
+            .load(feed.path)
+            .select("path")
+        )
+        return [path for (path,) in files.collect()]
+    except AnalysisException:  # no such folder (yet)
+        return []
 
 
 def load_snapshot(spark: SparkSession, feed: OpaisFeed | CsvSnapshotFeed, path: str, tables: dict) -> LoadedSnapshot:
