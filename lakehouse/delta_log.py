@@ -165,3 +165,23 @@ def _checksum(spark: SparkSession, path: str) -> object | None:  # py4j: the com
         except Exception as exc:  # a Delta without this checksum API: the public API answers
             log.debug("no checksum in Delta's snapshot of %s: %s", path, exc)
     return None
+
+
+def conflict_errors() -> tuple[type[Exception], ...]:
+    """Delta's write-conflict exceptions as PySpark raises them (another writer of the table committed first).
+
+    Delta's Python classes are siblings: none derives from DeltaConcurrentModificationException, so an `except` of
+    that one alone misses a ConcurrentDeleteReadException (a purge's delete under an OPTIMIZE or a MERGE).
+    """
+    from delta import exceptions
+
+    return (
+        exceptions.ConcurrentAppendException,
+        exceptions.ConcurrentDeleteDeleteException,
+        exceptions.ConcurrentDeleteReadException,
+        exceptions.ConcurrentTransactionException,
+        exceptions.ConcurrentWriteException,
+        exceptions.DeltaConcurrentModificationException,
+        exceptions.MetadataChangedException,
+        exceptions.ProtocolChangedException,
+    )

@@ -184,12 +184,14 @@ class TableMaintenance:
         return [n for n, c in files.items() if c - self.files_after.get(n, 0) >= settings.min_files]
 
     def _compact(self, spark: SparkSession, names: list[str]) -> dict[str, dict[str, int]]:
-        from delta.exceptions import DeltaConcurrentModificationException
+        from lakehouse.delta_log import conflict_errors
+
+        conflicts = conflict_errors()
 
         def one(name: str) -> dict[str, int]:
             try:
                 return compact(spark, self.tables[name])
-            except DeltaConcurrentModificationException as exc:
+            except conflicts as exc:
                 # Another writer (a privacy purge) committed first: nothing was written; the next batch retries.
                 log.warning(json.dumps({"event": "compaction_conflict", "table": self.table, "delta_table": name,
                                         "error": str(exc).split("\n")[0]}))  # fmt: skip

@@ -286,19 +286,9 @@ def retry_conflicts(write: Callable[[], T]) -> T:
     patient forgotten meanwhile that it writes back is removed by the writer's own read of the log after it
     (`consent_sync.remove_forgotten_since`). After `CONFLICT_ATTEMPTS` the conflict is raised (a replay converges).
     """
-    from delta import exceptions
+    from lakehouse.delta_log import conflict_errors
 
-    # Delta's Python conflict classes are siblings (none derives from DeltaConcurrentModificationException): all named.
-    conflicts = (
-        exceptions.ConcurrentAppendException,
-        exceptions.ConcurrentDeleteDeleteException,
-        exceptions.ConcurrentDeleteReadException,
-        exceptions.ConcurrentTransactionException,
-        exceptions.ConcurrentWriteException,
-        exceptions.DeltaConcurrentModificationException,
-        exceptions.MetadataChangedException,
-        exceptions.ProtocolChangedException,
-    )
+    conflicts = conflict_errors()
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             return write()
