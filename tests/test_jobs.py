@@ -61,7 +61,7 @@ def test_apply_once_job_applies_a_table_and_exits_zero(tmp_path):
 
 
 @pytest.mark.slow
-def test_snapshot_load_job_takes_a_key_refuses_an_older_snapshot_and_allows_deletes_when_told(tmp_path):
+def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_allows_deletes_when_told(tmp_path):
     folder = tmp_path / "landing" / "pecos"
     day1, day2 = write_pecos(folder, clinicians=20)
     feed = {
@@ -75,10 +75,13 @@ def test_snapshot_load_job_takes_a_key_refuses_an_older_snapshot_and_allows_dele
         ),
     }
     config = write_config(tmp_path, {"paths": paths(tmp_path), "snapshots": {"pecos": feed}})
+    # Day 2's job starts first (the trigger starts one per object): it applies day 1, landed before it, first.
     done = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day2))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2026-03-02: applied" in done.stdout
-    refused = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day1))
+    assert "2026-03-01: applied" in done.stdout and "2026-03-02: applied" in done.stdout
+    older = folder / day1.name.replace("2026-03-01", "2026-02-28")
+    older.write_bytes(day1.read_bytes())
+    refused = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(older))
     assert refused.returncode == 2
     output = refused.stdout + refused.stderr  # spark-submit merges the Python driver's stderr into its stdout
     assert "older than" in output and "Traceback" not in output
