@@ -276,6 +276,20 @@ def fresh_lake(spark, home: Path, monkeypatch) -> PrivacyLake:
     return PrivacyLake(home, key, spark)
 
 
+def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:
+    """How many rows of `patient` (by pseudonym) each zone table's history and latest hold."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.masking import pseudonym
+
+    mine = pseudonym(patient, lake.zone.key)
+    return {
+        f"{t}.{kind}": lake.non_phi(t, kind).where(F.col("patient_id") == mine).count()
+        for t in ZONE_TABLES
+        for kind in ("history", "latest")
+    }
+
+
 def policy_of(consents: list[Consent], patient: int | None, device: str | None) -> tuple[bool, date | None] | None:
     """The applicable consent of a row of `patient` on `device`: (allowed, since), or None without a record."""
 

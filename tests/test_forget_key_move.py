@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from lakehouse.apply.forget import readmit_patient
 from lakehouse.masking import pseudonym
 from lakehouse.policy.job import policy_snapshot
-from tests.privacy_lake import START, ZONE_TABLES, Consent, LogLines, PrivacyLake, fresh_lake
+from tests.privacy_lake import START, Consent, LogLines, PrivacyLake, fresh_lake, zone_rows_of
 
 A, B = 5101, 5102  # the patient's id before and after the source renumbers it
 DEVICE = "DV-0071"
@@ -30,15 +30,6 @@ DEVICE = "DV-0071"
 @pytest.fixture
 def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
     return fresh_lake(spark, tmp_path, monkeypatch)
-
-
-def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:
-    mine = pseudonym(patient, lake.zone.key)
-    return {
-        f"{t}.{kind}": lake.non_phi(t, kind).where(F.col("patient_id") == mine).count()
-        for t in ZONE_TABLES
-        for kind in ("history", "latest")
-    }
 
 
 def log_events(lake: PrivacyLake) -> list[tuple[str, str]]:

@@ -37,7 +37,7 @@ from lakehouse.errors import InputError
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.runner import run_stream
-from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, fresh_lake, leaks
+from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, fresh_lake, leaks, zone_rows_of
 
 P, Q = 4101, 4102  # patients
 
@@ -45,15 +45,6 @@ P, Q = 4101, 4102  # patients
 @pytest.fixture
 def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
     return fresh_lake(spark, tmp_path, monkeypatch)
-
-
-def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:
-    mine = pseudonym(patient, lake.zone.key)
-    return {
-        f"{t}.{kind}": lake.non_phi(t, kind).where(F.col("patient_id") == mine).count()
-        for t in ZONE_TABLES
-        for kind in ("history", "latest")
-    }
 
 
 def a_patient_with_a_device_and_sessions(lake: PrivacyLake, patient: int, device: str) -> None:

@@ -24,6 +24,7 @@ from lakehouse.config import Config
 from lakehouse.sources.opais_synth import write_export
 from lakehouse.sources.snapshot import file_digest
 from lakehouse.tables import table_paths
+from tests.test_snapshot_machine import feed_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,22 +38,6 @@ def opais_config(root: Path) -> Config:
         {
             "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
             "snapshots": {"opais": {"kind": "opais", "path": str(root / "landing" / "opais")}},
-        }
-    )
-
-
-def people_config(root: Path) -> Config:
-    return Config.model_validate(
-        {
-            "paths": {"landing": str(root / "landing"), "lake": str(root / "lake"), "checkpoints": str(root / "cp")},
-            "snapshots": {
-                "people": {
-                    "kind": "csv",
-                    "path": str(root / "landing" / "people"),
-                    "primary_key": ["id"],
-                    "columns": {"id": "string", "name": "string"},
-                }
-            },
         }
     )
 
@@ -145,7 +130,7 @@ def test_the_next_day_is_refused_while_the_half_applied_days_file_is_gone(spark,
 
 
 def test_a_corrected_file_under_an_applied_name_is_refused_naming_both_digests(spark, tmp_path):
-    config = people_config(tmp_path)
+    config = feed_config(tmp_path)
     folder = tmp_path / "landing" / "people"
     day = date(2026, 11, 23)
     path = write_people(folder, day, {"1": "Ann", "2": "Bo"})
@@ -166,7 +151,7 @@ def test_a_corrected_file_under_an_applied_name_is_refused_naming_both_digests(s
 
 
 def test_a_log_entry_from_before_digests_matches_any_content(spark, tmp_path):
-    config = people_config(tmp_path)
+    config = feed_config(tmp_path)
     folder = tmp_path / "landing" / "people"
     path = write_people(folder, date(2026, 11, 23), {"1": "Ann"})
     apply_snapshot(spark, config, "people", str(path))
@@ -176,7 +161,7 @@ def test_a_log_entry_from_before_digests_matches_any_content(spark, tmp_path):
 
 
 def test_a_file_dated_after_tomorrow_is_refused_naming_it(spark, tmp_path):
-    config = people_config(tmp_path)
+    config = feed_config(tmp_path)
     folder = tmp_path / "landing" / "people"
     today = datetime.now(UTC).date()
     assert apply_snapshot(spark, config, "people", str(write_people(folder, today, {"1": "A"}))).status == "applied"
@@ -197,7 +182,7 @@ def load_job():
 def test_the_snapshot_load_job_applies_older_files_that_landed_first(spark, tmp_path):
     """Found by review: the trigger starts a job per object, and day 2's job may start first: day 1 was then
     refused as older, and lost from history."""
-    config = people_config(tmp_path)
+    config = feed_config(tmp_path)
     folder = tmp_path / "landing" / "people"
     days = [date(2026, 11, 1) + timedelta(days=n) for n in range(4)]
     files = [write_people(folder, d, {"1": "Ann", "2": f"Bo{n}", "3": "Cy"}) for n, d in enumerate(days)]
@@ -214,7 +199,7 @@ def test_the_snapshot_load_job_applies_older_files_that_landed_first(spark, tmp_
 
 def test_the_snapshot_load_job_passes_over_files_already_decided(spark, tmp_path):
     """A file older than the newest applied day, or refused before, is not met again: it would only be refused."""
-    config = people_config(tmp_path)
+    config = feed_config(tmp_path)
     folder = tmp_path / "landing" / "people"
     job = load_job()
     day1 = write_people(folder, date(2026, 11, 1), {"1": "Ann"})
