@@ -33,8 +33,10 @@ def snapshot_uri(bucket: str | None, key: str) -> str:
 def apply_landed(spark, config, feed: str, path: str, *, allow_deletes: bool = False) -> list:
     """Apply the feed's files dated before `path` that landed and are not applied yet (`landed_before`), oldest
     first, then `path`: the results in that order. One of the earlier files refused is logged (as the stream's
-    run logs it) and the next applied; `path` refused raises SnapshotRefused."""
+    run logs it) and the next applied; so is one that cannot be read (an empty or cut file, a bad ZIP), which would
+    otherwise stop every later day's job on it. `path` refused raises SnapshotRefused."""
     from lakehouse.apply.snapshot import SnapshotRefused, apply_snapshot, landed_before, refuse
+    from lakehouse.errors import InputError
 
     results = []
     for earlier in landed_before(spark, config, feed, path):
@@ -42,6 +44,8 @@ def apply_landed(spark, config, feed: str, path: str, *, allow_deletes: bool = F
             results.append(apply_snapshot(spark, config, feed, earlier))
         except SnapshotRefused as exc:
             results.append(refuse(spark, config, feed, earlier, exc))
+        except InputError as exc:  # the file itself is bad: logged as refused, so it no longer stands in the way
+            results.append(refuse(spark, config, feed, earlier, SnapshotRefused(f"{exc}")))
     results.append(apply_snapshot(spark, config, feed, path, allow_deletes=allow_deletes))
     return results
 

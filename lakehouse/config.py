@@ -369,10 +369,10 @@ _TIME_UNIT = re.compile(
 )
 # A number so named holds a year or an age, not a date: birth_year, admit_year, age_at_death.
 _YEAR_OR_AGE = re.compile(r"years?|yrs?")
-# A number whose name ends in a unit of duration and says "time" only as a time spent: usage_time_minutes.
-_DURATION_UNIT = re.compile(
-    r"ms|millis|milliseconds|us|micros|microseconds|ns|nanos|nanoseconds|s|secs?|seconds|mins?|minutes|h|hrs?|hours"
-    r"|days"
+# The words that make a number's name a date's: a date or timestamp word, an epoch, a compact date. A bare `time`,
+# `birth` or `death` does not (usage_time, birth_weight, days_to_death), nor does `day` (study_day).
+_NUMBER_DATE_WORD = re.compile(
+    r"(?!(up|candi|man|vali)date)\w*date|dt|ts|timestamp|dob|dod|epoch\w*|unix|ymd|yyyymmdd|yyyymm|mmddyyyy|ddmmyyyy"
 )
 
 
@@ -389,15 +389,15 @@ def _looks_like_a_date(column: str) -> bool:
 
 
 def _number_looks_like_a_date(column: str) -> bool:
-    """Whether a number column's name says it holds a date or time (YYYYMMDD, epoch milliseconds), not a year
-    (`birth_year`) or an age (`age_at_death`)."""
+    """Whether a number column's name says it holds a date or time (YYYYMMDD, epoch milliseconds): a date word
+    (`session_date_key`, `dischargeDt`, `ended_at_epoch_ms`) or a last word `at` / `on` before any unit
+    (`created_at_ms`); never a year (`birth_year`), an age (`mother_age_at_birth`) or a time spent (`usage_time`)."""
     words = _words(column)
-    if not _looks_like_a_date(column) or _YEAR_OR_AGE.fullmatch(words[-1]) or words[0] == "age":
+    if _YEAR_OR_AGE.fullmatch(words[-1]) or any(w == "age" for w in words):
         return False
-    if len(words) > 1 and _DURATION_UNIT.fullmatch(words[-1]) and not _LAST_DATE_WORD.fullmatch(words[-2]):
-        # wait_time_minutes, usage_time_s are durations; created_at_ms, visit_date_s, ended_at_epoch_ms are not.
-        return any(_DATE_WORD.fullmatch(w) and not w.endswith("time") for w in words[:-1])
-    return True
+    while len(words) > 1 and _TIME_UNIT.fullmatch(words[-1]):
+        words = words[:-1]
+    return any(_NUMBER_DATE_WORD.fullmatch(w) for w in words) or words[-1] in ("at", "on")
 
 
 class TableConfig(_Model):

@@ -9,6 +9,7 @@ export as it lands, and a stream holding a feed's lease would make that job wait
 table's query failed.
 """
 
+from lakehouse.errors import ConfigError
 from lakehouse.jobs import glue_job, load_job_config, main, selected_tables
 from lakehouse.runner import run_stream
 from lakehouse.session import build_spark
@@ -17,6 +18,11 @@ from lakehouse.session import build_spark
 def work(args: dict) -> int:
     config = load_job_config(args)
     tables = selected_tables(args) or sorted(config.dms_tables())
+    if not tables:
+        raise ConfigError(
+            "the configuration has no DMS table to stream (the snapshot trigger's job applies the feeds); name the "
+            "feeds to stream with --tables if the stream is to apply them"
+        )
     spark = build_spark(config, app_name=args["JOB_NAME"])
     with glue_job(spark, args["JOB_NAME"]):
         runs = run_stream(spark, config, tables, job=args["JOB_NAME"])

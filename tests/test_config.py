@@ -662,7 +662,7 @@ def test_a_number_named_as_a_date_is_not_kept_in_the_non_phi_zone(tmp_path: Path
         ("created_at_ms", "bigint"),
         ("visit_ymd", "int"),
         ("admitYYYYMMDD", "decimal(8,0)"),
-        ("event_time", "double"),
+        ("event_timestamp", "double"),
         ("admit_ts_ms", "bigint"),
         ("visit_date_s", "bigint"),
     ):
@@ -682,6 +682,9 @@ def test_numbers_that_hold_no_date_are_kept(tmp_path: Path) -> None:
     names = ["birth_year", "year", "admit_year", "age", "age_at_death", "days_since_admit", "duration_minutes"]
     names += ["updated_by", "dose_mg", "update_count", "tumor_size_mm", "ahi", "pressure_cm_h2o"]
     names += ["usage_time_minutes", "wait_time_s", "total_runtime_ms"]  # time spent, with its unit: durations
+    # Found by review: a bare time, birth or death in a number's name is no date (the first check refused these).
+    names += ["usage_time", "mask_on_time", "birth_weight_g", "birth_order", "death_flag", "days_to_death"]
+    names += ["mother_age_at_birth", "gestational_age_at_birth_weeks", "study_day", "time_zone_offset"]
     data = zone_document({"id": "pseudonym", "name": "keep", "born": "birth_year"} | {n: "keep" for n in names})
     data["tables"]["people"]["source"]["columns"] |= {n: "int" for n in names} | {"pressure_cm_h2o": "decimal(4,1)"}
     assert list(load_config(write(tmp_path, data)).tables["people"].phi_columns)[3:] == names

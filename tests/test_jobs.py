@@ -151,6 +151,7 @@ def test_the_stream_job_streams_the_dms_tables_only_unless_a_feed_is_named(monke
     import importlib.util
 
     from lakehouse.config import load_config
+    from lakehouse.errors import ConfigError
 
     spec = importlib.util.spec_from_file_location("dms_stream_job", ROOT / "streaming" / "dms_stream.py")
     job = importlib.util.module_from_spec(spec)
@@ -165,6 +166,11 @@ def test_the_stream_job_streams_the_dms_tables_only_unless_a_feed_is_named(monke
     assert job.work({"JOB_NAME": "dms_stream", "config": "c"}) == 0
     assert job.work({"JOB_NAME": "dms_stream", "config": "c", "tables": "opais,patients"}) == 0
 
-    assert config.snapshots and streamed[0] == sorted(config.dms_tables())
+    dms = sorted(config.dms_tables())
+    assert config.snapshots and streamed[0] == dms
     assert not set(streamed[0]) & set(config.snapshots)
     assert streamed[1] == ["opais", "patients"]
+    feeds_only = config.model_copy(update={"tables": {n: t for n, t in config.tables.items() if n not in dms}})
+    monkeypatch.setattr(job, "load_job_config", lambda args: feeds_only)
+    with pytest.raises(ConfigError, match="no DMS table to stream"):  # never all the feeds by default
+        job.work({"JOB_NAME": "dms_stream", "config": "c"})

@@ -209,3 +209,24 @@ def test_the_snapshot_load_job_passes_over_files_already_decided(spark, tmp_path
     results = job.apply_landed(spark, config, "people", str(day2))
     assert [(r.file, r.status) for r in results] == [(day2.name, "applied")]
     assert second.exists()
+
+
+def test_a_bad_earlier_file_is_logged_refused_and_later_days_still_apply(spark, tmp_path):
+    """Found by review: an earlier landed file that cannot be read (here a header and no rows) stopped the job of
+    every later day on it (it raised, was never decided), so nothing new was applied until someone removed it."""
+    config = feed_config(tmp_path)
+    folder = tmp_path / "landing" / "people"
+    job = load_job()
+    day1 = write_people(folder, date(2026, 11, 1), {"1": "Ann"})
+    assert job.apply_landed(spark, config, "people", str(day1))[-1].status == "applied"
+    empty = folder / "people_2026-11-02.csv"
+    empty.write_text("id,name\n", encoding="utf-8")  # a header and no rows: refused when read
+    day3 = write_people(folder, date(2026, 11, 3), {"1": "Cy"})
+
+    results = job.apply_landed(spark, config, "people", str(day3))
+
+    assert [(r.file, r.status) for r in results] == [(empty.name, "refused"), (day3.name, "applied")]
+    day4 = write_people(folder, date(2026, 11, 4), {"1": "Di"})
+    assert [(r.file, r.status) for r in job.apply_landed(spark, config, "people", str(day4))] == [
+        (day4.name, "applied")
+    ]

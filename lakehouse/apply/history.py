@@ -276,7 +276,13 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     rows = _nearest(rows, version, ["_op", "_valid_from", *carried_columns], ordered, before="_before", after="_after")
     # A version ends where any later version starts, not only the next: a reload's full-load rows sort before the
     # CDC rows of their key but are timed after them, and ending at the next one's start would overlap those.
-    later = ordered.rowsBetween(1, Window.unboundedFollowing)
+    # The rows after this one, as the rows before it in the reverse order: a running frame, linear in a key's rows
+    # (a frame to unbounded following recomputes its aggregate for every row).
+    later = (
+        Window.partitionBy(*[_c(k) for k in key])
+        .orderBy(F.col("_sequence").desc(), F.col("_existing").asc())
+        .rowsBetween(Window.unboundedPreceding, -1)
+    )
     next_from = F.min(F.when(version, F.col("_valid_from"))).over(later)
     prev_op = F.col("_before._op")
     # A new delete carries the values of the version it deletes.
