@@ -535,7 +535,8 @@ def readme_job_runs() -> dict[str, list[dict[str, str]]]:
     readme = (ROOT / "deploy/README.md").read_text(encoding="utf-8")
     found: dict[str, list[dict[str, str]]] = {}
     for command in re.findall(r"aws glue start-job-run [^\n]*", readme):
-        job = {"$JOB": "privacy"}[re.search(r'--job-name "?([^" ]+)"?', command).group(1)]
+        jobs = {"$JOB": "privacy", "$SNAPSHOT_JOB": "snapshot_load"}
+        job = jobs[re.search(r'--job-name "?([^" ]+)"?', command).group(1)]
         found.setdefault(job, []).append(json.loads(re.search(r"--arguments '(\{.*\})'", command).group(1)))
     return found
 
