@@ -32,6 +32,13 @@ ENGINE_CONF: dict[str, str] = {
     # Parquet timestamps as INT64 microseconds, not Spark's legacy INT96: other readers (delta-rs, Athena)
     # read them exactly, including the ID304B open end 9999-12-31 that overflows INT96's nanoseconds.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # Dates before 1582-10-15 (placeholders such as 0001-01-01, old birth dates) are written and read as they are,
+    # in the proleptic Gregorian calendar Athena, Trino, delta-rs and Spark 4 use; Spark 3.5's default refuses
+    # to write them at all (a batch that failed on every retry).
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInRead": "CORRECTED",
     # Parsed snapshots travel from the driver to Spark as Arrow batches, decoded on the executors: below this
     # threshold Spark would keep them as a local relation on the driver, where every plan over a 400k-row
     # 340B table is optimized and shipped with its rows (seconds per table).

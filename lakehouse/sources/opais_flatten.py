@@ -26,8 +26,9 @@ TIMESTAMP = pa.timestamp("us")
 ARROW_TYPES = {"string": pa.string(), "bigint": pa.int64(), "boolean": pa.bool_(), "timestamp": TIMESTAMP}
 SCHEMAS = {name: pa.schema([(c, ARROW_TYPES[t]) for c, t in e.columns.items()]) for name, e in ENTITIES.items()}
 BIGINT = 2**63
-# What Arrow parses exactly like Python does once the fraction is cut to 6 digits; anything else goes to Python.
-ISO_DATETIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?$"
+# What Arrow parses exactly like Python does once the fraction is cut to 6 digits; anything else goes to Python
+# (year 0000 too: Arrow takes it, Python refuses it).
+ISO_DATETIME = r"^(\d{3}[1-9]|\d\d[1-9]\d|\d[1-9]\d\d|[1-9]\d{3})-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?$"
 TEXT_TYPES = frozenset({str, type(None)})
 
 Source = str | tuple[str, str]  # a key of the row's JSON object, or (key of a sub-object, key inside it)
