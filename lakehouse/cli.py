@@ -150,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
     dms.add_argument("--task-id", help="the ReplicationTaskIdentifier, when the file holds several tasks")
     dms.add_argument("--landing", help="a path to use instead of s3://<BucketName> (files copied elsewhere)")
     dms.add_argument("--key", action="append", default=[], help="TABLE=COL[,COL]: a table's primary key (repeatable)")
+    dms.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        dest="types",
+        help="TABLE.COLUMN=TYPE: a column's type, for one the source's type has no mapping for (repeatable)",
+    )
     dms.add_argument("--output", type=Path, help="write the YAML here (default: print it)")
 
     demo = sub.add_parser("demo", help="write demo DMS files (a CPAP company's tables) into the landing area")
@@ -453,14 +460,12 @@ def export_after_run(spark: Callable[[], SparkSession], config: Config) -> None:
 
 def _cmd_onboard(args: argparse.Namespace) -> int:
     from lakehouse.onboard import onboard_dms
+    from lakehouse.onboard.given import parse_keys, parse_types
 
-    keys = {}
-    for item in args.key:
-        table, _, columns = item.partition("=")
-        if not table or not columns:
-            raise ConfigError(f"--key {item!r}: expected TABLE=COL[,COL]")
-        keys[table.strip()] = [c.strip() for c in columns.split(",")]
-    text = onboard_dms(args.endpoint, args.task, args.columns, task_id=args.task_id, landing=args.landing, keys=keys)
+    keys, types = parse_keys(args.key), parse_types(args.types)
+    text = onboard_dms(
+        args.endpoint, args.task, args.columns, task_id=args.task_id, landing=args.landing, keys=keys, types=types
+    )
     if args.output:
         try:
             args.output.write_text(text, encoding="utf-8")

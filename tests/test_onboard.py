@@ -80,7 +80,7 @@ def test_mysql_task_with_the_defaults_and_settings_in_extra_connection_attribute
     assert customers["columns"] == {
         "customer_id": "bigint",  # int unsigned
         "name": "string",
-        "vip": "boolean",  # tinyint(1)
+        "vip": "smallint",  # tinyint(1): DMS writes MySQL's TINYINT, tinyint(1) too, as INT1 (2 and -1 are values)
         "balance": "decimal(12,2)",
         "created_at": "timestamp",
     }
@@ -549,6 +549,215 @@ def test_the_command_writes_the_entries_and_reports_errors_in_one_line(tmp_path,
     assert "WARNING: Oracle source without UseCsvNoSupValue" in capsys.readouterr().out  # not only in the file
 
 
+# --- source types as DMS writes them (found by review) ----------------------------------------------------------
+
+
+def mysql_catalog(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A MySQL information_schema.columns listing of table shop.notes: (column, column_type), the first the key."""
+    listing = [
+        {
+            "TABLE_SCHEMA": "shop",
+            "TABLE_NAME": "notes",
+            "COLUMN_NAME": name,
+            "ORDINAL_POSITION": i + 1,
+            "DATA_TYPE": column_type.split("(")[0],
+            "COLUMN_TYPE": column_type,
+            "COLUMN_KEY": "PRI" if i == 0 else "",
+        }
+        for i, (name, column_type) in enumerate(rows)
+    ]
+    path = tmp_path / "columns.json"
+    path.write_text(json.dumps(listing))
+    return path
+
+
+def _non_lob_before_images(schema: str, table: str):
+    def edit(data):
+        task = data["tasks"]["ReplicationTasks"][0]
+        mappings = json.loads(task["TableMappings"])
+        mappings["rules"].append(
+            {
+                "rule-type": "transformation",
+                "rule-id": "90",
+                "rule-name": "90",
+                "rule-target": "column",
+                "object-locator": {"schema-name": schema, "table-name": table},
+                "rule-action": "add-before-image-columns",
+                "before-image-def": {"column-prefix": "BI_", "column-suffix": "", "column-filter": "non-lob"},
+            }
+        )
+        task["TableMappings"] = json.dumps(mappings)
+
+    return edit
+
+
+def test_mysql_text_and_blob_columns_are_not_lobs_so_their_before_images_are_in_the_layout(tmp_path):
+    """Found by review: TEXT, TINYTEXT, BLOB and TINYBLOB were LOBs for every source, so under column-filter non-lob
+    the entry left out BI_notes, which DMS writes (every CDC file was schema_drift), and the limited-LOB warning named
+    them. DMS's MySQL page: TEXT → WSTRING, BLOB → BYTES, "not affected" by the LOB settings; MEDIUMTEXT, LONGTEXT
+    (NCLOB), MEDIUMBLOB, LONGBLOB (BLOB) and JSON (CLOB) are LOBs."""
+    columns = mysql_catalog(
+        tmp_path,
+        [("note_id", "int"), ("notes", "text"), ("title", "tinytext"), ("scan", "blob"), ("thumb", "tinyblob"),
+         ("body", "mediumtext"), ("archive", "longtext"), ("image", "mediumblob"), ("raw", "longblob"),
+         ("meta", "json")],
+    )  # fmt: skip
+    endpoints, tasks, _ = edited(tmp_path, "mysql", _non_lob_before_images("shop", "notes"))
+
+    text = onboard_dms(endpoints, tasks, columns)
+
+    written = yaml.safe_load(text)["tables"]["notes"]["source"]["columns"]
+    assert [c for c in written if c.startswith("BI_")] == ["BI_note_id", "BI_notes", "BI_title", "BI_scan", "BI_thumb"]
+    (cut,) = [w for w in _warnings(text) if "LobMaxSize=32 KB" in w]
+    assert "(notes.body, notes.archive, notes.image, notes.raw, notes.meta)" in cut, cut
+
+
+@pytest.mark.parametrize(
+    ("declared", "dialect", "lob"),
+    [
+        ("text", "mysql", False), ("TINYTEXT", "mysql", False), ("blob", "mysql", False), ("tinyblob", "mysql", False),
+        ("varchar(4000)", "mysql", False), ("MEDIUMTEXT", "mysql", True), ("longtext", "mysql", True),
+        ("mediumblob", "mysql", True), ("longblob", "mysql", True), ("json", "mysql", True),
+        ("text", "postgres", True), ("bytea", "postgres", True), ("jsonb", "postgres", True),
+        ("_int4", "postgres", True),
+        ("tsvector", "postgres", True), ("polygon", "postgres", True), ("path", "postgres", True),
+        ("point", "postgres", False), ("int4range", "postgres", False), ("varchar", "postgres", False),
+        ("CLOB", "oracle", True), ("NCLOB", "oracle", True), ("BLOB", "oracle", True), ("LONG", "oracle", True),
+        ("LONG RAW", "oracle", True), ("XMLTYPE", "oracle", True), ("VARCHAR2", "oracle", False),
+        ("RAW", "oracle", False),
+        ("text", "sqlserver", True), ("nvarchar(max)", "sqlserver", True), ("varbinary(max)", "sqlserver", True),
+        ("nvarchar(4000)", "sqlserver", False),
+    ],
+)  # fmt: skip
+def test_lob_columns_are_those_dms_makes_lobs_for_the_source_engine(declared, dialect, lob):
+    from lakehouse.onboard.dms_columns import is_lob
+
+    assert is_lob(declared, dialect) is lob
+
+
+def test_postgres_ranges_geometric_and_text_search_columns_are_onboarded_as_text(tmp_path):
+    """Found by review: onboarding aborted on these ordinary types, which DMS writes as text (STRING(255), CLOB)."""
+    rows = ["public,shapes,shape_id,1,integer,int4,,32,0,YES"]
+    names = ["int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange", "point", "line", "lseg", "box",
+             "path", "polygon", "circle", "tsquery", "tsvector"]  # fmt: skip
+    rows += [f"public,shapes,c_{name},{i + 2},{name},{name},,,,NO" for i, name in enumerate(names)]
+    endpoints, tasks, _ = files("postgres")
+
+    shapes = entries_of(endpoints, tasks, postgres_catalog(tmp_path, rows))["shapes"]["source"]["columns"]
+
+    assert {shapes[f"c_{name}"] for name in names} == {"string"}
+
+
+def test_oracle_intervals_are_text_and_a_type_without_mapping_says_how_to_give_one_with_type(tmp_path, capsys):
+    """Found by review: `INTERVAL DAY(2) TO SECOND(6)` (two brackets) aborted onboarding, and the abort said "give
+    its column a type by hand", which no option did. A type with no mapping is given with --type TABLE.COLUMN=TYPE."""
+    columns = tmp_path / "columns.csv"
+    columns.write_text(
+        "OWNER,TABLE_NAME,COLUMN_NAME,COLUMN_ID,DATA_TYPE,DATA_PRECISION,DATA_SCALE,PK\n"
+        "HR,EMPLOYEES,EMPLOYEE_ID,1,NUMBER,6,0,Y\n"
+        "HR,EMPLOYEES,SHIFT,2,INTERVAL DAY(2) TO SECOND(6),2,6,\n"
+        "HR,EMPLOYEES,TENURE,3,INTERVAL YEAR(2) TO MONTH,2,0,\n"
+        "HR,EMPLOYEES,SITE,4,SDO_GEOMETRY,,,\n"
+    )
+    endpoints, tasks, _ = files("oracle")
+
+    with pytest.raises(ConfigError) as error:
+        onboard_dms(endpoints, tasks, columns)
+    assert "column SITE: type 'SDO_GEOMETRY' has no Spark type mapping" in str(error.value)
+    assert "--type EMPLOYEES.SITE=TYPE" in str(error.value)
+
+    typed = onboard_dms(endpoints, tasks, columns, types={"EMPLOYEES": {"SITE": "string"}})
+    written = yaml.safe_load(typed)["tables"]["employee"]["source"]["columns"]
+    assert (written["shift"], written["tenure"], written["site"]) == ("string", "string", "string")
+
+    args = ["onboard", "dms", "--endpoint", str(endpoints), "--task", str(tasks), "--columns", str(columns)]
+    assert main([*args, "--type", "EMPLOYEES.SITE=string", "--output", str(tmp_path / "hr.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "hr.yaml").read_text())["tables"]["employee"]["source"]["columns"]["site"] == (
+        "string"
+    )
+    capsys.readouterr()
+    assert main([*args, "--type", "EMPLOYEES.SIET=string"]) == 2
+    assert "table EMPLOYEES has no column SIET (did you mean SITE?)" in capsys.readouterr().err
+    assert main([*args, "--type", "EMPLOYEES.SITE=SDO_GEOMETRY"]) == 2
+    assert "'SDO_GEOMETRY' is no type the configuration reads" in capsys.readouterr().err
+
+
+def test_postgres_numeric_without_precision_is_onboarded_with_a_warning_that_dms_keeps_six_decimals(tmp_path):
+    """DMS writes a PostgreSQL numeric without precision as NUMERIC(28,6): 0.611111104488373 arrives as 0.611111,
+    and nothing says so; onboarding now names such columns in the YAML header."""
+    columns = postgres_catalog(
+        tmp_path,
+        [
+            "public,readings,reading_id,1,integer,int4,,32,0,YES",
+            "public,readings,ratio,2,numeric,numeric,,,,NO",
+            "public,readings,dose,3,numeric,numeric,,10,2,NO",
+        ],
+    )
+    endpoints, tasks, _ = files("postgres")
+
+    text = onboard_dms(endpoints, tasks, columns)
+
+    (warning,) = [w for w in _warnings(text) if "NUMERIC(28,6)" in w]
+    assert "(readings.ratio)" in warning and "readings.dose" not in warning
+    assert yaml.safe_load(text)["tables"]["readings"]["source"]["columns"]["ratio"] == "decimal(38,10)"
+    assert not [w for w in _warnings(onboard_dms(*files("postgres"))) if "NUMERIC(28,6)" in w]
+
+
+@pytest.mark.parametrize(
+    ("oracle_settings", "rate"),
+    [({}, "decimal(38,10)"), ({"NumberDatatypeScale": -1}, "double"), ({"NumberDatatypeScale": -2}, "string"),
+     ({"NumberDatatypeScale": 12}, "decimal(38,12)")],
+)  # fmt: skip
+def test_an_oracle_integer_is_a_whole_decimal_whatever_the_number_datatype_scale(tmp_path, oracle_settings, rate):
+    """Found by review: INTEGER (NUMBER(*,0); the catalog's DATA_PRECISION is NULL, DATA_SCALE 0) lost its scale and
+    was read as a NUMBER without either: decimal(38,10), or double under NumberDatatypeScale=-1, where an id above
+    2^53 is rounded (two keys could merge). NumberDatatypeScale is for a NUMBER with neither precision nor scale."""
+    columns = tmp_path / "columns.csv"
+    columns.write_text(
+        "OWNER,TABLE_NAME,COLUMN_NAME,COLUMN_ID,DATA_TYPE,DATA_PRECISION,DATA_SCALE,PK\n"
+        "HR,EMPLOYEES,EMPLOYEE_ID,1,NUMBER,,0,Y\n"
+        "HR,EMPLOYEES,RATE,2,NUMBER,,,\n"
+    )
+
+    def scale(data):
+        data["endpoints"]["Endpoints"][0]["OracleSettings"].update(oracle_settings)
+
+    employee = entries_of(*edited(tmp_path, "oracle", scale)[:2], columns)["employee"]
+
+    assert (employee["source"]["columns"]["employee_id"], employee["source"]["columns"]["rate"]) == (
+        "decimal(38,0)",
+        rate,
+    )
+    config = Config.model_validate(
+        {"paths": {"landing": "l", "lake": "k", "checkpoints": "c"}, "tables": {"employee": employee}}
+    )
+    assert config.tables["employee"].source.columns["employee_id"] == "decimal(38,0)"
+
+
+def test_an_escaped_csv_delimiter_is_read_and_one_of_several_characters_is_refused_naming_it(tmp_path):
+    """Found by review: CsvDelimiter was not unescaped as CsvRowDelimiter is: `\t` as describe-endpoints or the
+    extra connection attributes write a tab, or `||`, failed with a length error that did not name CsvDelimiter."""
+
+    def delimiter(value: str, *, attribute: bool = False):
+        def change(data):
+            target = data["endpoints"]["Endpoints"][1]
+            if attribute:
+                del target["S3Settings"]["CsvDelimiter"]
+                target["ExtraConnectionAttributes"] = f"csvDelimiter={value};"
+            else:
+                target["S3Settings"]["CsvDelimiter"] = value
+
+        return change
+
+    for tab in (delimiter("\\t"), delimiter("\\t", attribute=True), delimiter("\t")):
+        assert {t["source"]["delimiter"] for t in entries_of(*edited(tmp_path, "postgres", tab)).values()} == {"\t"}
+    assert all("delimiter" not in t["source"] for t in entries("postgres").values())  # a comma, the default
+
+    with pytest.raises(ConfigError, match=r"S3Settings CsvDelimiter '\|\|' is 2 characters") as error:
+        onboard_dms(*edited(tmp_path, "postgres", delimiter("||")))
+    assert "set CsvDelimiter to one character" in str(error.value)
+
+
 # --- the generated configuration ingests files of each task ---------------------------------------------------
 
 
@@ -586,7 +795,7 @@ def land_task_files(landing: Path) -> None:
         my / "20260301-100000250.csv.gz",
         [
             ["Op", "customer_id", "name", "vip", "balance", "created_at"],
-            ["U", "4000000000", "Cy", "0", "99.95", "2026-01-05 10:00:00"],
+            ["U", "4000000000", "Cy", "2", "99.95", "2026-01-05 10:00:00"],  # a tinyint(1) holding 2
         ],
     )
     ora = landing / "oracle" / "hr" / "employee"
@@ -637,5 +846,5 @@ def test_generated_entries_ingest_files_of_each_task(spark, tmp_path):
         (2, "Bo", Decimal("0.00")),
         (101, "Ann", Decimal("12.50")),
     ]
-    assert latest("customers") == [(4000000000, "Cy", False, Decimal("99.95"), latest("customers")[0][4])]
+    assert latest("customers") == [(4000000000, "Cy", 2, Decimal("99.95"), latest("customers")[0][4])]
     assert [(r[0], r[3]) for r in latest("employee")] == [(100, Decimal("26000.00"))]

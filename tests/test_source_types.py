@@ -98,12 +98,55 @@ def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_a_ty
         ("NUMBER", -2, "string"),  # DMS writes VARCHAR
         ("NUMBER(10,2)", 12, "decimal(10,2)"),  # a NUMBER with precision keeps its own
         ("NUMBER(*,4)", 12, "decimal(38,4)"),
+        # Oracle's INTEGER is NUMBER(*,0): a scale, so NumberDatatypeScale does not apply (found by review)
+        ("NUMBER(*,0)", None, "decimal(38,0)"),
+        ("NUMBER(*,0)", -1, "decimal(38,0)"),
+        ("NUMBER(*,0)", -2, "decimal(38,0)"),
     ],
 )
 def test_an_oracle_number_without_precision_follows_the_endpoints_number_datatype_scale(declared, number_scale, spark):
     from lakehouse.sources.db_types import spark_type
 
     assert spark_type(declared, "oracle", number_scale=number_scale) == spark
+
+
+@pytest.mark.parametrize("declared", ["tinyint(1)", "tinyint(1) unsigned", "tinyint", "tinyint(4)", "tinyint unsigned"])
+def test_a_mysql_tinyint_1_is_a_small_integer_as_dms_writes_it(declared):
+    """Found by review: tinyint(1) was a boolean, but DMS maps MySQL's TINYINT to INT1 with no case for (1), a
+    display width: a tinyint(1) holding 2 or -1 was quarantined as type_mismatch. smallint holds -128..127 and
+    an unsigned one's 0..255."""
+    from lakehouse.sources.db_types import spark_type
+
+    assert spark_type(declared, "mysql") == "smallint"
+
+
+@pytest.mark.parametrize(
+    ("declared", "dialect"),
+    [
+        ("INTERVAL DAY(2) TO SECOND(6)", "oracle"), ("INTERVAL YEAR(2) TO MONTH", "oracle"),
+        ("interval day(9) to second(9)", "oracle"), ("INTERVAL DAY TO SECOND", "oracle"), ("interval", "postgres"),
+        ("int4range", "postgres"), ("int8range", "postgres"), ("numrange", "postgres"), ("tsrange", "postgres"),
+        ("tstzrange", "postgres"), ("daterange", "postgres"), ("point", "postgres"), ("line", "postgres"),
+        ("lseg", "postgres"), ("box", "postgres"), ("path", "postgres"), ("polygon", "postgres"),
+        ("circle", "postgres"), ("tsquery", "postgres"), ("tsvector", "postgres"),
+        ("enum('open','closed (archived)')", "mysql"), ("set('a)','b,c','null')", "mysql"),
+        ("enum('x)')", ""),
+    ],
+)  # fmt: skip
+def test_types_dms_writes_as_text_are_strings(declared, dialect):
+    """Found by review: onboarding aborted on these ordinary catalog types (two brackets, a `)` inside enum values,
+    names not in the mapping); DMS writes them as text (STRING, CLOB)."""
+    from lakehouse.sources.db_types import spark_type
+
+    assert spark_type(declared, dialect) == "string"
+
+
+def test_postgres_money_is_decimal_38_4_as_dms_writes_it():
+    """Found by review: money was decimal(19,4), 15 digits before the point, but money reaches 92233720368547758.07
+    (17) and DMS writes NUMERIC(38,4)."""
+    from lakehouse.sources.db_types import spark_type
+
+    assert spark_type("money", "postgres") == "decimal(38,4)"
 
 
 # --- the YAML's types, with and without the source's dialect ------------------------------------------------------
@@ -123,7 +166,7 @@ def loaded(tmp_path, columns: dict[str, str], **source) -> dict[str, str]:
         ("sqlserver", ["FLOAT", "real", "datetime2(7)", "date", "timestamp", "tinyint"],
          ["double", "float", "timestamp", "date", "string", "smallint"]),
         ("mysql", ["REAL", "float(10,2)", "double", "date", "datetime", "tinyint(1)"],
-         ["double", "float", "double", "date", "timestamp", "boolean"]),
+         ["double", "float", "double", "date", "timestamp", "smallint"]),
         ("postgres", ["float", "real", "float8", "date", "timestamptz", "numeric(10,2)"],
          ["double", "float", "double", "date", "timestamp", "decimal(10,2)"]),
     ],

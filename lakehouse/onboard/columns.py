@@ -62,7 +62,8 @@ def _declared(row: dict[str, Any]) -> str:
     PostgreSQL's data_type says only ARRAY or USER-DEFINED for arrays, enums, composites and extension types;
     its udt_name says which (`_int4` is an int4 array): an array is given as its udt_name, a user-defined type
     as its udt_name where that names a text type (hstore, citext…), else as `user-defined <udt_name>`, which
-    is text too (an enum named `date` is not a date). bit and bit varying keep their length.
+    is text too (an enum named `date` is not a date). bit and bit varying keep their length. A NUMBER with a scale
+    and no precision (Oracle's INTEGER: DATA_PRECISION NULL, DATA_SCALE 0) is `NUMBER(*,0)`.
     """
     if _pick(row, "full_type"):
         return str(_pick(row, "full_type"))
@@ -76,8 +77,12 @@ def _declared(row: dict[str, Any]) -> str:
     if base.lower() in ("bit", "bit varying") and length is not None:
         return f"{base}({length})"
     precision, scale = _pick(row, "precision"), _pick(row, "scale")
-    if base.lower() not in _SIZED or "(" in base or precision is None:
+    if base.lower() not in _SIZED or "(" in base:
         return base
+    if precision is None:
+        # Oracle's INTEGER is NUMBER(*,0): no precision, scale 0 (NUMBER(*,s) likewise). It keeps its scale: DMS's
+        # NumberDatatypeScale is for a NUMBER with neither, and decimal(38,10) or double would hold ids otherwise.
+        return f"{base}(*,{scale})" if scale is not None and base.lower() != "float" else base
     if scale is None or base.lower() == "float":
         return f"{base}({precision})"
     return f"{base}({precision},{scale})"

@@ -10,7 +10,6 @@ setting to prefer. Unsupported rules and settings are errors that say which rule
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,12 @@ from pydantic import ValidationError
 
 from lakehouse.errors import ConfigError
 from lakehouse.onboard.columns import SourceTable, read_columns
+from lakehouse.onboard.dms_columns import column_warnings, is_lob, unbounded_numeric
+from lakehouse.onboard.given import check_given
 from lakehouse.onboard.task import DmsTask, check_target, read_task, task_warnings
 from lakehouse.sources.db_types import DIALECTS, spark_type, written_type
 
 CHANGE_SEQ = "$ar_h_change_seq"
-# DMS's LOB types (BLOB, CLOB, NCLOB): no before-image under column-filter non-lob. PostgreSQL arrays (_int4,
-# int[]), hstore, tsvector and tsquery are NCLOB / CLOB to DMS; an enum is STRING(64).
-_LOB = re.compile(r"^(text|ntext|tinytext|mediumtext|longtext|clob|nclob|blob|tinyblob|mediumblob|longblob|bytea"
-                  r"|json|jsonb|xml|xmltype|image|long|long raw|array|hstore|tsvector|tsquery)$|\(max\)$|^_|\[\]$",
-                  re.IGNORECASE)  # fmt: skip
 _RENAMES = {"rename", "convert-lowercase", "convert-uppercase", "add-prefix", "remove-prefix", "replace-prefix",
             "add-suffix", "remove-suffix", "replace-suffix"}  # fmt: skip
 
@@ -76,11 +72,24 @@ def selected(task: DmsTask, tables: dict[tuple[str, str], SourceTable]) -> list[
     return chosen
 
 
-def _spark(declared: str, dialect: str, where: str, number_scale: int | None = None) -> str:
+def _spark(declared: str, dialect: str, where: str, fix: str, number_scale: int | None = None) -> str:
+    """The Spark type of `declared`, or a ConfigError naming it and what to do (`fix`)."""
     spark = spark_type(declared, dialect, number_scale=number_scale)
     if spark is None:
-        raise ConfigError(f"{where}: type {declared!r} has no Spark type mapping; give its column a type by hand")
+        raise ConfigError(f"{where}: type {declared!r} has no Spark type mapping; {fix}")
     return spark
+
+
+def _type_fix(table: str, column: str) -> str:
+    return (
+        f"run onboarding again with --type {table}.{column}=TYPE (repeatable): a type that holds its values as DMS "
+        "writes them (string holds any), written as the YAML's `columns:` take it"
+    )
+
+
+_DMS_TYPE_FIX = (
+    "give the rule one of DMS's data types (string, int4, int8, numeric with precision and scale, datetime…)"
+)
 
 
 def _dms_type(data_type: dict[str, Any]) -> str:
@@ -91,18 +100,27 @@ def _dms_type(data_type: dict[str, Any]) -> str:
 
 
 def table_entry(
-    task: DmsTask, table: SourceTable, key: list[str] | None = None, landing: str | None = None
+    task: DmsTask,
+    table: SourceTable,
+    key: list[str] | None = None,
+    landing: str | None = None,
+    types_given: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(target table name, YAML entry) of one source table under the task's transformation rules.
 
-    `landing` replaces `s3://<BucketName>` in the path (e.g. a local folder the files were copied to).
+    `landing` replaces `s3://<BucketName>` in the path (e.g. a local folder the files were copied to);
+    `types_given` are types for columns by name (`--type`), read as the source's dialect reads them.
     """
     where = f"task {task.identifier}, table {table.schema}.{table.name}"
     schema, name = table.schema, table.name
     names = {c: c for c, _ in table.columns}
-    types = {c: _spark(t, task.dialect, f"{where}, column {c}", task.number_scale) for c, t in table.columns}
-    declared = dict(table.columns)  # the type as the source (or a change-data-type rule) names it
-    lob = {c for c, t in table.columns if _LOB.search(t.strip())}
+    # the type as the source, --type or a change-data-type rule names it
+    declared = {c: (types_given or {}).get(c, t) for c, t in table.columns}
+    types = {
+        c: _spark(t, task.dialect, f"{where}, column {c}", _type_fix(table.name, c), task.number_scale)
+        for c, t in declared.items()
+    }
+    lob = {c for c, t in table.columns if is_lob(t, task.dialect)}  # by the source's type: what DMS sees
     removed: set[str] = set()
     added: list[tuple[str, str, str, str]] = []  # name, Spark type, expression, DMS type
     before: dict[str, Any] | None = None
@@ -122,7 +140,8 @@ def table_entry(
             if not rule.get("value"):
                 raise ConfigError(f"{where}: add-column rule {rule.get('rule-id')} has no value (the column's name)")
             dms = _dms_type(rule.get("data-type") or {})
-            added.append((str(rule["value"]), _spark(dms, "dms", where), expression, dms))
+            at = f"{where}, add-column rule {rule.get('rule-id')}"
+            added.append((str(rule["value"]), _spark(dms, "dms", at, _DMS_TYPE_FIX), expression, dms))
         elif target == "column" and action == "add-before-image-columns":
             before = rule.get("before-image-def") or {}
         elif target == "column" and action in (*_RENAMES, "remove-column", "change-data-type"):
@@ -131,7 +150,8 @@ def table_entry(
                     removed.add(column)
                 elif action == "change-data-type":
                     declared[column] = _dms_type(rule.get("data-type") or {})
-                    types[column] = _spark(declared[column], "dms", where)
+                    at = f"{where}, change-data-type rule {rule.get('rule-id')}, column {column}"
+                    types[column] = _spark(declared[column], "dms", at, _DMS_TYPE_FIX)
                 else:
                     names[column] = _renamed(names[column], rule)
         elif target in ("schema", "table", "column"):
@@ -199,39 +219,32 @@ def onboard_dms(
     task_id: str | None = None,
     landing: str | None = None,
     keys: dict[str, list[str]] | None = None,
+    types: dict[str, dict[str, str]] | None = None,
 ) -> str:
-    """The `tables:` YAML of every table the task replicates, checked by the configuration's own models."""
+    """The `tables:` YAML of every table the task replicates, checked by the configuration's own models.
+
+    `keys` gives tables' primary keys, `types` columns' types (`{table: {column: type}}`, a type as the YAML's
+    `columns:` take it under the source's dialect), both by the names the column list spells.
+    """
     task = read_task(endpoints, tasks, task_id)
     warnings = check_target(task.target, task.dialect)
     tables = selected(task, read_columns(columns))
     if not tables:
         raise ConfigError(f"no table of {columns} is selected by the selection rules of task {task.identifier}")
-    _check_keys(keys or {}, tables, task.identifier)
-    lobs = [f"{t.name}.{c}" for t in tables for c, declared in t.columns if _LOB.search(declared.strip())]
+    check_given(keys or {}, types or {}, tables, task)
+    lobs = [f"{t.name}.{c}" for t in tables for c, declared in t.columns if is_lob(declared, task.dialect)]
     warnings += task_warnings(task, lobs)
+    warnings += column_warnings(
+        [f"{t.name}.{c}" for t in tables for c, declared in t.columns if unbounded_numeric(declared, task.dialect)]
+    )
     entries: dict[str, dict[str, Any]] = {}
     for table in tables:
-        name, entry = table_entry(task, table, (keys or {}).get(table.name), landing.rstrip("/") if landing else None)
+        key, given = (keys or {}).get(table.name), (types or {}).get(table.name)
+        name, entry = table_entry(task, table, key, landing.rstrip("/") if landing else None, given)
         name = yaml_name(name)
         entries[yaml_name(f"{table.schema}_{name}") if name in entries else name] = entry
     _validate(entries)
     return _render(task, entries, warnings)
-
-
-def _check_keys(keys: dict[str, list[str]], tables: list[SourceTable], task: str) -> None:
-    """Refuse a --key for a table the task does not replicate: a misspelt name would leave its key unset."""
-    names = sorted({t.name for t in tables})
-    unknown = [name for name in keys if name not in names]
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        close = [n for n in names if n.lower() == name.lower()] or difflib.get_close_matches(name, names, n=1)
-        hints.append(f"--key {name}=..." + (f" (did you mean {close[0]}?)" if close else ""))
-    raise ConfigError(
-        f"{', '.join(hints)}: no such table among those task {task} replicates, which are {names} (their names "
-        "in the source, as the column list spells them); fix the name or drop the --key"
-    )
 
 
 def _validate(entries: dict[str, dict[str, Any]]) -> None:

@@ -138,6 +138,12 @@ def _number_scale(endpoint: dict[str, Any]) -> int | None:
     return int(text)
 
 
+def _unescaped(text: str) -> str:
+    """A CSV setting as DMS takes it: describe-endpoints and ExtraConnectionAttributes write a tab, a newline or a
+    carriage return escaped (`\\t`, `\\n`, `\\r`)."""
+    return text.replace("\\t", "\t").replace("\\n", "\n").replace("\\r", "\r")
+
+
 def _target(endpoint: dict[str, Any]) -> S3Target:
     s = _settings(endpoint)
     if not s.get("bucketname"):
@@ -152,7 +158,7 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         add_column_name=_flag(s.get("addcolumnname", False)),
         include_op_for_full_load=_flag(s.get("includeopforfullload", False)),
         timestamp_column=str(s["timestampcolumnname"]) if s.get("timestampcolumnname") else None,
-        delimiter=str(s.get("csvdelimiter") or ","),
+        delimiter=_unescaped(str(s.get("csvdelimiter") or ",")),
         # CsvNullValue "" (describe-endpoints prints the default so) is the default: an empty field is NULL.
         null_value=str(s["csvnullvalue"]) if s.get("csvnullvalue") else None,
         # CSV only: DMS writes no marker into Parquet, whatever the setting says (a NULL for an unlogged column).
@@ -163,7 +169,7 @@ def _target(endpoint: dict[str, Any]) -> S3Target:
         preserve_transactions=_flag(s.get("preservetransactions", False)),
         rfc4180=_flag(s.get("rfc4180", True)),
         # describe-endpoints prints the default as the escaped text "\\n".
-        row_delimiter=str(s.get("csvrowdelimiter") or "\n").replace("\\n", "\n").replace("\\r", "\r"),
+        row_delimiter=_unescaped(str(s.get("csvrowdelimiter") or "\n")),
         file_time_zone=(
             str(s["datepartitiontimezone"])
             if _flag(s.get("datepartitionenabled", False)) and s.get("datepartitiontimezone")
@@ -206,6 +212,12 @@ def check_target(t: S3Target, dialect: str | None = None) -> list[str]:
         raise ConfigError(
             f"S3Settings CsvNoSupValue {t.no_sup_value!r} is also CsvNullValue: an unchanged column and a NULL could "
             "not be told apart; give them different texts"
+        )
+    if t.data_format == "csv" and len(t.delimiter) != 1:
+        raise ConfigError(
+            f"S3Settings CsvDelimiter {t.delimiter!r} is {len(t.delimiter)} characters; the engine reads CSV whose "
+            "fields are separated by one character (a comma by default; a tab may be written \\t): set CsvDelimiter "
+            "to one character, or DataFormat=parquet"
         )
     if t.data_format == "csv" and t.row_delimiter not in ("\n", "\r\n"):
         raise ConfigError(

@@ -8,22 +8,28 @@ Server FLOAT is a double); without one a Spark SQL type name is Spark's, and the
 without a word are refused (`ambiguous`). The choices follow what DMS writes into the files:
 
 * whole numbers by range: `int4` → int, `int8` → bigint; unsigned MySQL types take the next wider type;
-  MySQL `tinyint(1)` and SQL Server `bit` are booleans (a PostgreSQL `bit(n)`, DMS's STRING(n), is string);
-  Oracle `NUMBER(p)` is int / bigint / decimal(p,0);
+  a `tinyint` is smallint whatever its display width: DMS writes MySQL's TINYINT, `tinyint(1)` too, as INT1
+  (a tinyint(1) holds 2 or -1 as well as 0 and 1), and smallint holds a signed one and an unsigned one (0..255,
+  SQL Server's too); SQL Server `bit` is a boolean (a PostgreSQL `bit(n)`, DMS's STRING(n), is string);
+  Oracle `NUMBER(p)` is int / bigint / decimal(p,0), `INTEGER` (NUMBER(*,0)) decimal(38,0);
 * `numeric(p,s)` → decimal(p,s) up to 38 digits (Spark's limit), wider → string; a `numeric` or Oracle
-  `NUMBER` without precision → decimal(38,10), an Oracle one by the source endpoint's NumberDatatypeScale
+  `NUMBER` without precision or scale → decimal(38,10), an Oracle one by the source endpoint's NumberDatatypeScale
   where onboarding reads it (`number_scale`: 0..38 → decimal(38,s), -1 → double, -2 → string, as DMS writes
   it); a value with more digits after the point than a decimal's scale is a type mismatch, never rounded
   (`decimal_rounds`); Oracle `NUMBER(p,s)` with a negative scale or one above the
   precision → double (DMS writes REAL8); PostgreSQL's `numeric(5,-2)` → decimal(7,0), `numeric(2,5)` →
-  decimal(5,5). No mapping gives a decimal Spark refuses (precision 1..38, scale 0..precision);
+  decimal(5,5); PostgreSQL `money` → decimal(38,4) (DMS's NUMERIC(38,4)). No mapping gives a decimal Spark
+  refuses (precision 1..38, scale 0..precision);
 * floating point by size, never narrower than the source: `float(p)` by its bits (≤ 24 float, else double),
   MySQL `float(M,D)` float, `double`, `double(M,D)`, `real(M,D)` and MySQL's / Oracle's `real` double;
 * time: PostgreSQL `timestamptz`, SQL Server `datetime2`/`datetimeoffset`, MySQL `datetime` → timestamp;
-  Oracle `DATE` carries a time of day → timestamp; `time` and `interval` → string. A type without a zone
+  Oracle `DATE` carries a time of day → timestamp; `time` and `interval` (Oracle's `INTERVAL DAY(2) TO
+  SECOND(6)` too) → string. A type without a zone
   (MySQL `datetime`, PostgreSQL `timestamp`, Oracle `DATE`/`TIMESTAMP`) holds the source's wall-clock value,
   which DMS copies as it is: stored as a timestamp, it reads as that value in UTC (README, known limit);
-* text, JSON, UUID, enums, arrays, PostgreSQL user-defined types, XML → string; binary columns (`bytea`,
+* text, JSON, UUID, enums and sets (whatever their values), arrays, PostgreSQL user-defined, range (`int4range`,
+  `tstzrange`…), geometric (`point`, `polygon`…) and text-search types, XML → string, as DMS writes them as text
+  (STRING, CLOB, NCLOB); binary columns (`bytea`,
   `BLOB`, `varbinary`) → string too, since DMS writes them as text in CSV (a Parquet file's bytes are read
   as lowercase hex); SQL Server `timestamp` is a row version → string.
 """
@@ -57,7 +63,7 @@ _SIMPLE = {
     # fractional
     "real": "float", "float4": "float", "binary_float": "float", "real4": "float",
     "double": "double", "double precision": "double", "float8": "double", "binary_double": "double",
-    "real8": "double", "money": "decimal(19,4)", "smallmoney": "decimal(10,4)",
+    "real8": "double", "money": "decimal(38,4)", "smallmoney": "decimal(10,4)",
     # logical
     "boolean": "boolean", "bool": "boolean",
     # time
@@ -75,10 +81,18 @@ _TEXT = {
     "tsvector", "varbit", "bit varying", "bytea", "blob", "tinyblob", "mediumblob", "longblob", "binary",
     "varbinary", "image", "raw", "long raw", "bfile", "bytes", "rowversion", "interval year to month",
     "interval day to second", "oid", "ltree", "hstore", "money4",
+    # PostgreSQL ranges and geometric / text-search types: DMS writes their text (STRING(255), CLOB)
+    "int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange", "line", "lseg", "box", "path",
+    "polygon", "circle", "tsquery",
+    # MySQL's spatial types (DMS: BLOB)
+    "linestring", "multipoint", "multilinestring", "multipolygon", "geometrycollection",
 }  # fmt: skip
 _DECIMALS = {"numeric", "decimal", "dec", "fixed", "number"}
 _WORDS = re.compile(r"\b(unsigned|signed|zerofill|not null|null)\b")
 _DECLARED = re.compile(r"^(?P<base>[a-z_][a-z0-9_ ]*)(\((?P<args>[^)]*)\)(?P<rest>[a-z ]*))?$")
+# Types written as text whatever their brackets hold: Oracle's INTERVAL DAY(2) TO SECOND(6) has two, a MySQL
+# enum('a','b)') or set(...) lists values that may hold brackets, commas and words such as `null`.
+_TEXT_FORMS = re.compile(r"^(interval\b|(enum|set)\s*\()")
 
 
 def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None = None) -> str | None:
@@ -89,7 +103,7 @@ def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None
     precision with (None: DMS's default, 10; see `number_type`).
 
     >>> spark_type("numeric(10,2)"), spark_type("NUMBER(10)", "oracle"), spark_type("tinyint(1)", "mysql")
-    ('decimal(10,2)', 'bigint', 'boolean')
+    ('decimal(10,2)', 'bigint', 'smallint')
     """
     text = " ".join(str(declared).strip().lower().split())
     if not dialect and SPARK_TYPE.match(text):  # the YAML's own Spark types (a source's tinyint, date… differ)
@@ -97,6 +111,8 @@ def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None
     if text.endswith("[]") or text.startswith("_") or text.startswith("user-defined"):
         # PostgreSQL arrays (udt_name _int4, int[]) and USER-DEFINED types (enums, composites, extension types
         # such as hstore): DMS maps ARRAY, COMPOSITE, HSTORE to NCLOB and ENUM to STRING, i.e. their text form
+        return "string"
+    if _TEXT_FORMS.match(text):
         return "string"
     unsigned = "unsigned" in text
     match = _DECLARED.match(_WORDS.sub("", text).strip())
@@ -108,12 +124,12 @@ def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None
         return _decimal(base, args, dialect, number_scale)
     if base == "bit" and dialect == "postgres":
         return "string"  # DMS maps PostgreSQL BIT(n), BIT(1) too, to STRING(n): the 0/1 digits as text
-    if base in ("tinyint", "bit"):
-        # MySQL tinyint(1) and SQL Server bit are booleans; a bare tinyint is 0..255 (SQL Server) or signed
-        # (MySQL): smallint holds both. bit(n > 1) is a bit string.
-        if args == ["1"] or (base == "bit" and not args):
-            return "boolean"
-        return "smallint" if base == "tinyint" else "string"
+    if base == "tinyint":
+        # DMS writes MySQL's TINYINT as INT1 (UINT1 unsigned), tinyint(1) too: the (1) is a display width, and
+        # such a column holds 2 or -1 as well as 0 and 1. smallint holds -128..127 and SQL Server's 0..255 alike.
+        return "smallint"
+    if base == "bit":  # SQL Server bit and bit(1) are booleans; bit(n > 1) is a bit string
+        return "boolean" if args in ([], ["1"]) else "string"
     if base == "float" and len(args) == 1:  # float(p): p bits of mantissa, single precision up to 24
         return "float" if _int(args[0], 53) <= 24 else "double"
     if base == "float":
