@@ -137,7 +137,7 @@ def test_source_database_types_are_taken_as_written_and_mapped_to_spark_types(tm
 
     assert columns == {
         "ts": "string", "id": "int", "name": "string", "score": "float", "amount": "decimal(10,2)",
-        "seen": "timestamp", "code": "bigint", "notes": "string", "active": "boolean",
+        "seen": "timestamp", "code": "bigint", "notes": "string", "active": "smallint",
     }  # fmt: skip
 
 
