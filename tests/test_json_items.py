@@ -95,6 +95,17 @@ def test_a_problem_says_where_it_is():
     assert problem('{"items": [1, 2', chunk_bytes=4).position == len('{"items": [1, 2')
 
 
+def test_a_second_array_of_the_key_is_refused_where_it_is_named():
+    """Found by review: both arrays' elements were read, where `json.load` keeps only the last member of a name
+    (the byte ranges' reader refused it already). Refused at the second name, at any chunk size."""
+    text = '{"items": [1], "meta": 2, "items": [3]}'
+    for chunk_bytes in (1, 5, 4096):
+        refused = problem(text, chunk_bytes)
+        assert "the root object has a second items" in str(refused)
+        assert refused.position == text.rindex('"items"') + len('"items"')
+    assert [value for value, _ in items('{"items": [1], "other": {"items": [2]}}')] == [1]  # a nested name is not it
+
+
 def test_bytes_that_are_not_utf8_are_named():
     with pytest.raises(JsonProblem, match="not UTF-8"):
         list(array_items(io.BytesIO(b'{"items": ["\xff"]}'), "items"))

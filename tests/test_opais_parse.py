@@ -688,6 +688,18 @@ def test_same_entity_key_twice_fails(tmp_path: Path) -> None:
     assert "already entity #0" in str(error) and error.entity_index == 2
 
 
+def test_covered_entities_written_twice_refuses_the_file_in_one_process_as_in_parts(tmp_path: Path) -> None:
+    """Found by review: one process read the entities of both arrays (a JSON reader keeps only the second), while
+    the byte ranges refused the file; both refuse it now, naming the second array and where it is."""
+    path = tmp_path / EXPORT_NAME
+    first, second = json.dumps([entity(1, "A")]), json.dumps([entity(2, "B"), entity(3, "C")])
+    path.write_text(f'{{"coveredEntities": {first}, "coveredEntities": {second}}}', encoding="utf-8")
+    for parts in (1, 2):
+        error = failure(path, parts=parts)
+        assert "the root object has a second coveredEntities" in str(error), parts
+        assert error.position == len(f'{{"coveredEntities": {first}, "coveredEntities"'), parts
+
+
 # --- the synthetic export -----------------------------------------------------------------------------
 
 

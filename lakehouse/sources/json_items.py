@@ -151,8 +151,8 @@ def array_items(
     """Yield every element of the root object's array `key` and the byte offset just after it, in document order.
 
     The other members of the root are decoded and dropped. Raises JsonProblem if the root is not an object,
-    has no such array, or anything in the document is not JSON (also after the last element: a document
-    is valid or it is not used). With `until`, it stops before the first element that starts at or after
+    has no such array or two of them, or anything in the document is not JSON (also after the last element: a
+    document is valid or it is not used). With `until`, it stops before the first element that starts at or after
     that byte, and `span.next` says where that element starts; the rest of the document is then not read.
     """
     span = span or Span()
@@ -172,6 +172,8 @@ def array_items(
             if text.peek() != '"':
                 raise text.problem("expected the name of a member of the root object", end=text.peek() == "")
             name = text.value(decoder)
+            if name == key and found:  # `json.load` would keep only this one; the ranges' reader refuses it too
+                raise text.problem(f"the root object has a second {key}")
             text.expect(":", "':' after a member name")
             if name == key:
                 found = True
