@@ -217,10 +217,14 @@ class SnapshotTableSource(_Model):
 
 
 class SnapshotDate(_Model):
-    """Where a snapshot's own date comes from: the file name (a regex with year, month, day groups) or content."""
+    """Where a snapshot's own date comes from: the file name (a regex with year, month, day groups) or content.
+
+    The default pattern takes the parts with `-`, `.` or `_` between them, or nothing: OPA_CE_DAILY_PUBLIC_2026-11-23,
+    20261123, and PPEF_Enrollment_Extract_2025.10.01 as data.cms.gov names its PECOS files.
+    """
 
     source: Literal["name", "content"] = "name"
-    pattern: str = r"(\d{4})-?(\d{2})-?(\d{2})"
+    pattern: str = r"(\d{4})[-._]?(\d{2})[-._]?(\d{2})"
 
     @field_validator("pattern")
     @classmethod
@@ -281,7 +285,10 @@ class CsvSnapshotFeed(_Model):
     header_aliases: dict[str, str] = {}
     npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    encoding: str = "UTF-8"
+    # The files' text encoding as Java names it (windows-1252, ISO-8859-1, ...), or `auto`: per file, UTF-8 when it
+    # decodes as UTF-8, else windows-1252. A file that is UTF-8 text beyond ASCII is refused for a single-byte
+    # encoding (read as one, MUÑOZ would be stored garbled and nothing quarantined).
+    encoding: str = Field(default="UTF-8", min_length=1)
     # A file that does not end with a line break may have been cut short inside its last record, which still reads
     # with every field (a cut key is a new key, and the real one is deleted): that record is held, quarantined as
     # unterminated_record. false only for a producer whose files never end with a line break.
@@ -291,6 +298,11 @@ class CsvSnapshotFeed(_Model):
     @classmethod
     def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
         return _spark_types(columns)
+
+    @field_validator("encoding")
+    @classmethod
+    def _auto_in_any_case(cls, encoding: str) -> str:
+        return "auto" if encoding.strip().lower() == "auto" else encoding
 
     @model_validator(mode="after")
     def _columns_exist(self) -> CsvSnapshotFeed:

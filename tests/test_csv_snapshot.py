@@ -28,13 +28,8 @@ from lakehouse.config import Config, CsvSnapshotFeed, read_yaml
 from lakehouse.demo_snapshots import write_pecos
 from lakehouse.errors import InputError
 from lakehouse.runner import run_once
-from lakehouse.sources.csv_snapshot import (
-    header_columns,
-    load_csv_snapshot,
-    normalise_header,
-    npi_is_valid,
-    npi_valid,
-)
+from lakehouse.sources.csv_header import header_columns, normalise_header
+from lakehouse.sources.csv_snapshot import load_csv_snapshot, npi_is_valid, npi_valid
 from lakehouse.tables import table_paths
 from lakehouse.timetravel import as_of
 
@@ -724,3 +719,104 @@ def test_a_file_whose_path_holds_a_space_or_a_percent_is_applied_from_the_folder
     (run,) = run_once(spark, config)
     assert run.ok, run.error
     assert [b.inserted for b in run.batches] == [2]
+
+
+def test_a_csv_file_without_a_date_is_never_told_to_use_a_content_date(spark, tmp_path):
+    """Found by review: the refusal of a name without a date suggested `date.source: content`, which the
+    configuration refuses for a CSV feed; it names what a CSV feed can do."""
+    config = pecos_config(tmp_path)
+    path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile.csv", [A_BOSTON])
+    with pytest.raises(InputError, match="no date in its name") as refused:
+        apply_snapshot(spark, config, "clinicians", str(path))
+    assert "date.pattern" in str(refused.value) and "content" not in str(refused.value)
+
+
+@pytest.mark.parametrize("second", ["ZIP_CODE", "zip code"])
+def test_two_header_names_of_one_column_refuse_the_file_naming_both(spark, tmp_path, second):
+    """Found by review: `ZIP Code` and `ZIP_CODE` both normalise to zip_code, and the read failed in Spark with
+    AMBIGUOUS_REFERENCE (`zip code`, which Spark numbers as a repeat, was reported as no zip_code at all). Which of
+    the two holds the column cannot be told: the file is refused, naming both."""
+    config = pecos_config(tmp_path)
+    feed, table = config.snapshots["clinicians"], config.tables["clinicians"]
+    path = tmp_path / "DAC_NationalDownloadableFile_2026-11-01.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([[*HEADER, second], [*A_BOSTON, "02134"]])
+    with pytest.raises(InputError) as refused:
+        load_csv_snapshot(spark, feed, str(path), table)
+    message = str(refused.value)
+    assert "DAC_NationalDownloadableFile_2026-11-01.csv" in message and f"'ZIP Code', '{second}'" in message
+    assert "zip_code" in message and "nothing was written" in message and "Rename" in message
+
+
+def test_two_header_names_of_a_column_no_column_reads_are_both_ignored(spark, tmp_path):
+    """Two header names the feed does not read that normalise alike (`Notes`, `NOTES`) refuse nothing: both are
+    ignored, named in the load's notes, and the file applies."""
+    config = pecos_config(tmp_path)
+    feed, table = config.snapshots["clinicians"], config.tables["clinicians"]
+    path = tmp_path / "DAC_NationalDownloadableFile_2026-11-01.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([[*HEADER, "Notes", "NOTES"], [*A_BOSTON, "a", "b"], [*B_SOLO, "c", "d"]])
+    loaded = load_csv_snapshot(spark, feed, str(path), table)
+    assert loaded.notes == ["header columns no column reads, ignored: notes, notes_2"]
+    rows = loaded.tables["clinicians"].collect()
+    assert sorted((r.npi, r._reason) for r in rows) == sorted([(A, None), (B, None)])
+
+
+MUNOZ = [*B_SOLO[:3], "MUÑOZ", "José", *B_SOLO[5:]]
+
+
+def write_encoded(path: Path, rows: list[list[str]], encoding: str) -> Path:
+    """A PECOS file in `encoding`; gzipped when its name ends in .gz."""
+    text = io.StringIO()
+    csv.writer(text).writerows([HEADER, *rows])
+    data = text.getvalue().encode(encoding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_utf8_file_for_a_windows_1252_feed_is_refused_not_stored_garbled(spark, tmp_path, suffix):
+    """Found by review: read as windows-1252, a UTF-8 file's MUÑOZ was stored as MUÃ\u2018OZ, with nothing quarantined
+    (every byte is windows-1252 text). A file that decodes as UTF-8 and has characters beyond ASCII is refused
+    for a single-byte encoding, saying what to set; an ASCII file reads the same in both and applies."""
+    config = pecos_config(tmp_path, encoding="windows-1252")
+    folder = Path(config.snapshots["clinicians"].path)
+    utf8 = write_encoded(folder / f"DAC_NationalDownloadableFile_2026-11-01{suffix}", [A_BOSTON, MUNOZ], "utf-8")
+    with pytest.raises(InputError) as refused:
+        apply_snapshot(spark, config, "clinicians", str(utf8))
+    message = str(refused.value)
+    assert utf8.name in message and "is UTF-8 text" in message and "encoding is windows-1252" in message
+    assert "encoding: utf-8" in message and "auto" in message and "nothing was written" in message
+    assert not Path(table_paths(config, config.tables["clinicians"]).latest).exists()
+
+    ascii_only = write_encoded(folder / f"DAC_NationalDownloadableFile_2026-11-02{suffix}", [A_BOSTON], "utf-8")
+    (m,) = apply_snapshot(spark, config, "clinicians", str(ascii_only)).metrics
+    assert (m.inserted, m.quarantined) == (1, 0)
+
+
+def test_encoding_auto_reads_a_utf8_file_and_a_windows_1252_file_alike_and_says_which_it_used(spark, tmp_path):
+    """`encoding: auto`: a file that decodes as UTF-8 is read as UTF-8, any other as windows-1252. The same rows
+    written in each are the same rows: day 2 (windows-1252) changes nothing day 1 (UTF-8) applied."""
+    config = pecos_config(tmp_path, encoding="AUTO")
+    assert config.snapshots["clinicians"].encoding == "auto"
+    folder = Path(config.snapshots["clinicians"].path)
+    clinicians = config.tables["clinicians"]
+    day1 = write_encoded(folder / "DAC_NationalDownloadableFile_2026-11-01.csv", [A_BOSTON, MUNOZ], "utf-8")
+    first = apply_snapshot(spark, config, "clinicians", str(day1))
+    assert (first.metrics[0].inserted, first.metrics[0].quarantined) == (2, 0)
+    assert "read as UTF-8 (encoding: auto)" in first.detail
+    names = {
+        r.npi: (r.provider_last_name, r.provider_first_name)
+        for r in load(spark, table_paths(config, clinicians).latest).collect()
+    }
+    assert names == {A: ("Lee", "Ann"), B: ("MUÑOZ", "José")}
+
+    day2 = write_encoded(folder / "DAC_NationalDownloadableFile_2026-11-02.csv", [A_BOSTON, MUNOZ], "cp1252")
+    assert "MUÑOZ".encode("cp1252") in day2.read_bytes()
+    second = apply_snapshot(spark, config, "clinicians", str(day2))
+    (m,) = second.metrics
+    assert (m.inserted, m.updated, m.deleted, m.quarantined) == (0, 0, 0, 0)
+    assert "read as windows-1252 (encoding: auto: it is not UTF-8 text)" in second.detail
+    latest = load(spark, table_paths(config, clinicians).latest).where(F.col("npi") == B).collect()
+    assert [(r.provider_last_name, r.provider_first_name) for r in latest] == [("MUÑOZ", "José")]

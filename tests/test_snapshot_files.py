@@ -17,6 +17,8 @@ from lakehouse.sources.snapshot import date_from_name, date_from_path, file_name
         ("OPA_CE_DAILY_PUBLIC_2026-11-23.zip", date(2026, 11, 23)),
         ("OPA_CE_DAILY_PUBLIC_20261123.JSON", date(2026, 11, 23)),
         ("DAC_NationalDownloadableFile_2026-03-01.csv", date(2026, 3, 1)),
+        ("PPEF_Enrollment_Extract_2025.10.01.csv", date(2025, 10, 1)),  # as data.cms.gov names PECOS files
+        ("PPEF_Reassignment_Extract_2025_10_01.csv", date(2025, 10, 1)),
     ],
 )
 def test_the_date_comes_from_the_file_name(name, day):
@@ -46,6 +48,15 @@ def test_a_name_without_a_date_says_how_to_fix_it():
         date_from_name("OPA_CE_DAILY_PUBLIC.zip", SnapshotDate())
 
 
+@pytest.mark.parametrize(("kind", "offers_content"), [("csv", False), ("opais", True), (None, False)])
+def test_a_name_without_a_date_is_answered_only_with_what_its_feed_kind_accepts(kind, offers_content):
+    """Found by review: the hint offered `date.source: content` to CSV feeds too, which the configuration refuses
+    for them; only a 340B feed is offered it."""
+    with pytest.raises(InputError, match=r"no date in its name.*date\.pattern") as caught:
+        date_from_path("s3://landing/pecos/DAC_NationalDownloadableFile.csv", SnapshotDate(), kind=kind)
+    assert ("date.source: content" in str(caught.value)) is offers_content
+
+
 def test_an_impossible_date_is_refused():
     with pytest.raises(InputError, match="not a valid date"):
         date_from_name("export_2026-02-30.zip", SnapshotDate())
@@ -66,6 +77,42 @@ def test_an_s3_snapshot_is_read_from_a_local_copy_that_is_removed_after(aws, mon
         assert path.name == "OPA_CE_DAILY_PUBLIC_2026-11-23.zip"
         assert path.read_bytes() == b"PK\x03\x04 bytes"
     assert not path.exists()
+
+
+def test_an_s3_snapshot_is_digested_and_its_text_checked_as_it_streams(aws, monkeypatch):
+    """The SHA-256 of the log and the encoding check of a CSV feed read an S3 object in chunks, a .gz decompressed."""
+    import gzip
+    import hashlib
+
+    from lakehouse.sources.csv_encoding import text_kind
+    from lakehouse.sources.snapshot import file_digest
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="landing")
+    texts = {"utf8.csv.gz": "npi,name\n1,MUÑOZ\n".encode(), "cp1252.csv.gz": "npi,name\n1,MUÑOZ\n".encode("cp1252")}
+    for name, text in texts.items():
+        s3.put_object(Bucket="landing", Key=f"pecos/{name}", Body=gzip.compress(text))
+    stored = s3.get_object(Bucket="landing", Key="pecos/utf8.csv.gz")["Body"].read()
+    assert file_digest("s3://landing/pecos/utf8.csv.gz") == hashlib.sha256(stored).hexdigest()
+    assert text_kind("s3://landing/pecos/utf8.csv.gz") == "utf-8"
+    assert text_kind("s3://landing/pecos/cp1252.csv.gz") == "other"
+
+
+def test_a_file_is_utf8_text_only_with_characters_beyond_ascii_that_decode(tmp_path):
+    """ASCII reads alike in every encoding; a UTF-8 character cut by the end of the file is the cut check's."""
+    from lakehouse.sources.csv_encoding import text_kind
+
+    cases = {
+        "ascii": b"npi,name\n1,MUNOZ\n",
+        "utf-8": "1,MUÑOZ\n1,Zoë\n".encode(),
+        "other": "1,MUÑOZ\n".encode("cp1252"),
+    }
+    for kind, data in cases.items():
+        (tmp_path / kind).write_bytes(data)
+        assert text_kind(str(tmp_path / kind)) == kind
+    (tmp_path / "cut").write_bytes("1,MUÑOZ\n1,☃".encode()[:-1])
+    assert text_kind(str(tmp_path / "cut")) == "utf-8"
 
 
 def test_an_unknown_scheme_is_refused():

@@ -395,7 +395,7 @@ def already_applied(config: Config, feed_name: str, path: str) -> SnapshotResult
     if feed.date.source != "name":
         return None
     name = file_name(path)
-    day = date_from_path(path, feed.date)
+    day = date_from_path(path, feed.date, kind=feed.kind)
     entries = _local_log_entries(log_path(config, feed_name))
     if entries is None:
         return None
@@ -414,14 +414,14 @@ def landed_before(spark: SparkSession, config: Config, feed_name: str, path: str
     feed = config.snapshots[feed_name]
     if feed.date.source != "name":
         return []
-    day = date_from_path(path, feed.date)
+    day = date_from_path(path, feed.date, kind=feed.kind)
     entries = _log_entries(spark, log_path(config, feed_name))
     newest = max((e.day for e in entries if e.status == "applied"), default=date.min)
     decided = {(e.day, e.file) for e in entries if e.status in ("applied", "refused")}
     earlier = []
     for other in list_snapshot_files(spark, feed):
         try:
-            other_day = date_from_path(other, feed.date)
+            other_day = date_from_path(other, feed.date, kind=feed.kind)
         except InputError:
             continue  # no date in its name: the stream's run names it
         if newest < other_day < day and (other_day, file_name(other)) not in decided:
@@ -462,7 +462,7 @@ def apply_snapshot(
         return [(e.day, e.file) for e in entries if e.status == "applied"]
 
     if feed.date.source == "name":
-        result.date = date_from_path(path, feed.date)
+        result.date = date_from_path(path, feed.date, kind=feed.kind)
         check_not_future(result.file, result.date)
         applied = finish_unfinished()
         if not check_order(applied, result.file, result.date):
@@ -575,7 +575,7 @@ def refuse(spark: SparkSession, config: Config, feed_name: str, path: str, error
     day = error.day
     if day is None and feed.date.source == "name" and error.pending:
         try:
-            day = date_from_path(path, feed.date)
+            day = date_from_path(path, feed.date, kind=feed.kind)
         except InputError:
             day = None
     result = SnapshotResult(feed=feed_name, file=name, date=day, status="refused", detail=str(error))

@@ -11,6 +11,10 @@ record of a file that does not end with a line break: a download cut inside it s
 A quarantined row still holds its key: the snapshot diff does not delete that key's live row (of a malformed
 record's key only the first column is trusted, of an unterminated one no column its last field may be cut in,
 so it holds every live row with the values it has).
+
+A file is refused whole (nothing applied) when a column the feed reads is missing from its header or named twice
+(`csv_header`), when it is UTF-8 text and the feed's encoding a single-byte one (`csv_encoding`), when it has no
+rows, and when it is cut inside the first key column of its last record.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import CsvSnapshotFeed, TableConfig
 from lakehouse.errors import InputError
+from lakehouse.sources.csv_encoding import file_encoding
+from lakehouse.sources.csv_header import check_header_names, header_columns, spark_header
 from lakehouse.sources.db_types import decimal_rounds
 from lakehouse.sources.snapshot import LoadedSnapshot, date_from_path, file_name
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
 
 NPI_PREFIX = "80840"  # the card issuer prefix the NPI check digit is computed with (ISO 7812)
 MALFORMED = "_malformed"  # Spark's corrupt-record column: the record's text when its field count is wrong
@@ -35,27 +41,6 @@ UNTERMINATED_DETAIL = (
     "the file does not end with a line break, so it may have been cut short inside its last record: that record "
     "is held (quarantined as unterminated_record), not applied, and its key keeps its current row"
 )
-
-
-def normalise_header(name: str) -> str:
-    """'Provider Last Name' → provider_last_name, 'City/Town' → city_town, 'NPI' → npi."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
-
-
-def header_columns(header: list[str], feed: CsvSnapshotFeed) -> list[str]:
-    """The header's names normalised; an older name (`header_aliases`) takes its column's name when the header
-    has neither that name nor an earlier alias of it: `lst_nm` → provider_last_name in a CMS file from before 2024."""
-    aliases = {normalise_header(old): column for old, column in feed.header_aliases.items()}
-    names = [normalise_header(c) for c in header]
-    taken = set(names)
-    columns = []
-    for n in names:
-        target = aliases.get(n)
-        if target is not None and target not in taken:
-            taken.add(target)
-            n = target
-        columns.append(n)
-    return columns
 
 
 def npi_is_valid(npi: str | None) -> bool:
@@ -293,13 +278,9 @@ def hold_last_record(raw: DataFrame, table: TableConfig, name: str) -> tuple[Dat
     return marked, [k for k in key if k not in whole]
 
 
-def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
-    """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    name = file_name(path)
-    day = date_from_path(path, feed.date)
-    reader = (
+def csv_reader(spark: SparkSession, feed: CsvSnapshotFeed) -> DataFrameReader:
+    """A reader of the feed's CSV files, with a header, in the feed's encoding (the one read in, never `auto`)."""
+    return (
         spark.read.option("header", True)
         .option("sep", feed.delimiter)
         .option("encoding", feed.encoding)
@@ -309,17 +290,37 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
         .option("escape", '"')
         .option("mode", "PERMISSIVE")
     )
-    header = reader.csv(path).columns  # the header's names, as Spark makes them unique
+
+
+def header_names(spark: SparkSession, feed: CsvSnapshotFeed, path: str) -> list[str]:
+    """The names in the file's header as written, an empty one as Spark names it (`_c3`). Spark's own header
+    numbers names that repeat ignoring case (`NPI0`, `NPI12`), which would hide the repeat from
+    `check_header_names`."""
+    first = csv_reader(spark, feed).option("header", False).csv(path).first()
+    return [f"_c{i}" if value is None else value for i, value in enumerate(first or ())]
+
+
+def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
+    """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    name = file_name(path)
+    day = date_from_path(path, feed.date, kind=feed.kind)
+    encoding, notes = file_encoding(path, feed, table=table.name)
+    feed = feed.model_copy(update={"encoding": encoding})  # this file's: `auto` decided, said in the notes
+    header = header_names(spark, feed, path)
+    check_header_names(header, feed, name, table=table.name)
     # Every value a string, plus the text of a record whose field count is not the header's.
-    schema = StructType([StructField(c, StringType()) for c in header] + [StructField(MALFORMED, StringType())])
-    raw = reader.schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
+    fields = [StructField(c, StringType()) for c in spark_header(header)]
+    schema = StructType([*fields, StructField(MALFORMED, StringType())])
+    raw = csv_reader(spark, feed).schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
     renamed = raw.toDF(*header_columns(header, feed), MALFORMED)
-    header_names = [c for c in renamed.columns if c != MALFORMED]
-    missing = [c for c in feed.columns if c not in header_names]
+    found = [c for c in renamed.columns if c != MALFORMED]
+    missing = [c for c in feed.columns if c not in found]
     if missing:
         raise InputError(
             f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case and "
-            f"applying the feed's header_aliases); found {header_names}. Fix the feed's columns or header_aliases "
+            f"applying the feed's header_aliases); found {found}. Fix the feed's columns or header_aliases "
             "in the configuration, or the file.",
             table=table.name,
         )
@@ -329,8 +330,8 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
             "refused (nothing was written). Check the download.",
             table=table.name,
         )
-    ignored = [c for c in header_names if c not in feed.columns]
-    notes = [f"header columns no column reads, ignored: {', '.join(ignored)}"] if ignored else []
+    ignored = [c for c in found if c not in feed.columns]
+    notes += [f"header columns no column reads, ignored: {', '.join(ignored)}"] if ignored else []
     cut_columns: list[str] = []
     if feed.require_final_newline and not ends_with_line_break(spark, path, feed.encoding):
         renamed, cut_columns = hold_last_record(renamed, table, name)

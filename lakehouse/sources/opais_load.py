@@ -37,7 +37,7 @@ def load_opais(spark: SparkSession, feed: OpaisFeed, path: str, tables: dict[str
             "dimensions, so it is refused (nothing was written). Check the download."
         )
     if feed.date.source == "name":
-        day = date_from_path(path, feed.date)
+        day = date_from_path(path, feed.date, kind=feed.kind)
     elif parsed.stats.max_edit_date is None:
         raise InputError(f"snapshot {name}: no editDate anywhere, so it has no content date; use date.source: name")
     else:

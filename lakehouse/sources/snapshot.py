@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from lakehouse.config import CsvSnapshotFeed, OpaisFeed, SnapshotDate
 from lakehouse.errors import InputError
@@ -98,14 +98,33 @@ def file_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def date_from_name(name: str, setting: SnapshotDate) -> date:
-    """The snapshot's date from a file or folder name, per the feed's pattern (year, month, day groups)."""
+# What to do about a name without a date, by feed kind: only a 340B feed may be dated by its content.
+UNDATED_HINTS = {
+    "opais": (
+        "rename it (e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip), land it in a folder named by its date "
+        "(opais/2026-11-23/OPA_CE_DAILY_PUBLIC.zip) or set the feed's date.pattern / date.source: content"
+    ),
+    "csv": (
+        "rename it (e.g. DAC_NationalDownloadableFile_2026-11-01.csv), land it in a folder named by its date "
+        "(pecos/2026-11-01/DAC_NationalDownloadableFile.csv) or set the feed's date.pattern (a CSV feed is dated "
+        "by its name or folder only)"
+    ),
+    None: (
+        "rename it (e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip), land it in a folder named by its date "
+        "(pecos/2026-11-01/DAC_NationalDownloadableFile.csv) or set the feed's date.pattern"
+    ),
+}
+
+
+def date_from_name(name: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
+    """The snapshot's date from a file or folder name, per the feed's pattern (year, month, day groups).
+
+    `kind` (the feed's) words the hint of a name without a date: only a 340B feed is offered `date.source: content`.
+    """
     match = re.search(setting.pattern, name)
     if not match:
         raise InputError(
-            f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; rename it "
-            "(e.g. OPA_CE_DAILY_PUBLIC_2026-11-23.zip), land it in a folder named by its date "
-            "(pecos/2026-11-01/DAC_NationalDownloadableFile.csv) or set the feed's date.pattern / date.source: content"
+            f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; {UNDATED_HINTS[kind]}"
         )
     try:
         return date(*(int(g) for g in match.groups()))
@@ -113,15 +132,15 @@ def date_from_name(name: str, setting: SnapshotDate) -> date:
         raise InputError(f"snapshot file {name!r}: {match.group(0)!r} is not a valid date ({exc})") from None
 
 
-def date_from_path(path: str, setting: SnapshotDate) -> date:
+def date_from_path(path: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
     """The snapshot's date from its file name or, when the name has none, from the name of the folder holding it:
     CMS names every release of its national file DAC_NationalDownloadableFile.csv, so one lands it as
-    pecos/2026-11-01/DAC_NationalDownloadableFile.csv."""
+    pecos/2026-11-01/DAC_NationalDownloadableFile.csv. `kind` as for `date_from_name`."""
     name = file_name(path)
     folder = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
     if not re.search(setting.pattern, name) and folder and re.search(setting.pattern, file_name(folder)):
-        return date_from_name(file_name(folder), setting)
-    return date_from_name(name, setting)
+        return date_from_name(file_name(folder), setting, kind=kind)
+    return date_from_name(name, setting, kind=kind)
 
 
 @contextmanager
@@ -149,20 +168,31 @@ def local_copy(path: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def file_digest(path: str) -> str:
-    """The SHA-256 (hex) of a snapshot file's bytes, read in chunks (a 200 MB export is never held in memory); an
-    S3 object is streamed, not downloaded. What the feed's log keeps to tell a file delivered again from a
-    different one under the same name."""
-    digest = hashlib.sha256()
+@contextmanager
+def open_bytes(path: str) -> Iterator[BinaryIO]:
+    """The bytes of the file at `path` (a path as `file_name` takes it) as stored, to be read in chunks: an S3 object
+    streamed as it downloads (never held whole, on disk or in memory), a local file opened."""
     scheme, sep, rest = path.partition(":")
     if sep and scheme in ("s3", "s3a", "s3n"):
         from lakehouse.aws import client
 
         bucket, _, key = rest.removeprefix("//").partition("/")
-        for chunk in client("s3").get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(DIGEST_CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+        return
     with local_copy(path) as local, local.open("rb") as f:
+        yield f
+
+
+def file_digest(path: str) -> str:
+    """The SHA-256 (hex) of a snapshot file's bytes, read in chunks (a 200 MB export is never held in memory); an
+    S3 object is streamed, not downloaded. What the feed's log keeps to tell a file delivered again from a
+    different one under the same name."""
+    digest = hashlib.sha256()
+    with open_bytes(path) as f:
         while chunk := f.read(DIGEST_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
