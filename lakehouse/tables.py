@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, TableConfig
+from lakehouse.errors import InputError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -200,3 +201,32 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
         for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
+    check_column_types(spark, table, paths)
+
+
+def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:
+    """Refuse a column whose type in `columns:` its existing tables cannot take (a YAML edit, a mapping changed
+    between releases: `tinyint(1)` was boolean), naming both types and what to do. Spark would fail the batch's
+    union with the stored versions with a message that gives the column's position, not its name.
+
+    A type the stored one combines with still applies (an `int` column in a `bigint` table)."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql.types import StructField, StructType
+
+    wanted = schema_of(spark, _ddl(table.columns))
+    for path in (paths.history, paths.latest):
+        stored = {f.name: f.dataType for f in spark.read.format("delta").load(path).schema}
+        for field in wanted.fields:
+            have = stored.get(field.name)
+            if have is None or have == field.dataType:
+                continue
+            frames = [spark.createDataFrame([], StructType([StructField("c", t)])) for t in (have, field.dataType)]
+            try:
+                frames[0].unionByName(frames[1])  # analysed at once: no job runs
+            except AnalysisException:
+                raise InputError(
+                    f"table {table.name}: column {field.name} is {have.simpleString()} in its Delta table {path}, "
+                    f"but its `columns:` type is {field.dataType.simpleString()}, which Spark cannot combine with "
+                    f"it. Write {have.simpleString()} for it in `columns:` to keep the table as it is, or move the "
+                    "table's Delta tables and checkpoint aside and apply the landed files again to take the new type."
+                ) from None
