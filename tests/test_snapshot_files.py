@@ -38,6 +38,21 @@ def test_a_name_without_a_date_is_dated_by_its_folder(path, day):
     assert date_from_path(path, SnapshotDate()) == day
 
 
+@pytest.mark.parametrize(
+    ("path", "day"),
+    [
+        # Found by review: with `.` and `_` between the parts, digits before a date read as one and hid the folder's.
+        ("pecos/2026-11-01/NPPES_Data_Dissemination_110926_111526_Weekly.csv", date(2026, 11, 1)),
+        ("pecos/2026-11-01/DAC_123456_01.csv", date(2026, 11, 1)),
+        ("pecos/2026-11-01/data_1000_10_10rows.csv", date(2026, 11, 1)),  # not year 1000
+        ("x/extract_000001_2026-11-02.csv", date(2026, 11, 2)),  # a sequence number before the name's date
+        ("x/v2.1_2026_11_03.csv", date(2026, 11, 3)),
+    ],
+)
+def test_digits_that_are_no_date_neither_date_a_file_nor_hide_its_folders_date(path, day):
+    assert date_from_path(path, SnapshotDate()) == day
+
+
 def test_a_path_without_a_date_says_how_to_fix_it():
     with pytest.raises(InputError, match=r"no date in its name.*a folder named by its date"):
         date_from_path("s3://landing/pecos/DAC_NationalDownloadableFile.csv", SnapshotDate())
@@ -113,6 +128,11 @@ def test_a_file_is_utf8_text_only_with_characters_beyond_ascii_that_decode(tmp_p
         assert text_kind(str(tmp_path / kind)) == kind
     (tmp_path / "cut").write_bytes("1,MUÑOZ\n1,☃".encode()[:-1])
     assert text_kind(str(tmp_path / "cut")) == "utf-8"
+    # Found by review: a BOM before ASCII (Excel's "CSV UTF-8") made a windows-1252 feed refuse a file it had read.
+    (tmp_path / "bom").write_bytes(b"\xef\xbb\xbfnpi,name\n1,MUNOZ\n")
+    assert text_kind(str(tmp_path / "bom")) == "ascii"
+    (tmp_path / "bom-utf8").write_bytes("\ufeffnpi,name\n1,MUÑOZ\n".encode())
+    assert text_kind(str(tmp_path / "bom-utf8")) == "utf-8"
 
 
 def test_an_unknown_scheme_is_refused():

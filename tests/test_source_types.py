@@ -147,6 +147,8 @@ def test_postgres_money_is_decimal_38_4_as_dms_writes_it():
     from lakehouse.sources.db_types import spark_type
 
     assert spark_type("money", "postgres") == "decimal(38,4)"
+    # SQL Server's money (and a money without a dialect) keeps decimal(19,4): its range fits, and its tables have it.
+    assert spark_type("money", "sqlserver") == spark_type("money") == "decimal(19,4)"
 
 
 # --- the YAML's types, with and without the source's dialect ------------------------------------------------------

@@ -40,7 +40,9 @@ def text_kind(path: str) -> TextKind:
     Streamed in chunks, through the opener of the file digest (a local file, an S3 object as it downloads); it stops
     at the first byte that is not UTF-8. A sequence cut by the file's end is not held against it: a file cut short
     is the unterminated-record check's."""
-    decoder = codecs.getincrementaldecoder("utf-8")()  # strict: a byte that is not UTF-8 raises
+    # Strict: a byte that is not UTF-8 raises. utf-8-sig drops a leading BOM, which Excel's "CSV UTF-8" writes before
+    # ASCII too: such a file is ASCII (read in windows-1252 its BOM is three characters the header's name drops).
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     beyond_ascii = False
     with open_bytes(path) as stored:
         stream = gzip.GzipFile(fileobj=stored) if path.lower().endswith(".gz") else stored

@@ -63,7 +63,7 @@ _SIMPLE = {
     # fractional
     "real": "float", "float4": "float", "binary_float": "float", "real4": "float",
     "double": "double", "double precision": "double", "float8": "double", "binary_double": "double",
-    "real8": "double", "money": "decimal(38,4)", "smallmoney": "decimal(10,4)",
+    "real8": "double", "money": "decimal(19,4)", "smallmoney": "decimal(10,4)",
     # logical
     "boolean": "boolean", "bool": "boolean",
     # time
@@ -142,6 +142,8 @@ def spark_type(declared: str, dialect: Dialect = "", *, number_scale: int | None
         return "timestamp"  # an Oracle DATE has a time of day
     if base == "timestamp" and dialect == "sqlserver":
         return "string"  # a SQL Server timestamp is a row version, not a time
+    if base == "money" and dialect == "postgres":
+        return "decimal(38,4)"  # DMS writes PostgreSQL's money (to ~9.2e16) as NUMERIC(38,4); SQL Server's fits 19,4
     if base in _SIMPLE:
         return _widen(_SIMPLE[base]) if unsigned else _SIMPLE[base]
     if base in _TEXT:

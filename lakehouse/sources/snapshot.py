@@ -116,29 +116,46 @@ UNDATED_HINTS = {
 }
 
 
+EARLIEST_YEAR = 1900  # digits that read as an earlier year are no snapshot's date (a sequence number, a count)
+
+
+def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
+    """The first valid date (from EARLIEST_YEAR on) the pattern finds in `name`, trying every start position, so
+    digits before the date (`extract_000001_2026-11-01.csv`) do not hide it; else why the first match is none."""
+    regex, start, problem = re.compile(pattern), 0, None
+    while (match := regex.search(name, start)) is not None:
+        try:
+            found = date(*(int(g) for g in match.groups()))
+        except ValueError as exc:
+            problem = problem or f"{match.group(0)!r} is not a valid date ({exc})"
+        else:
+            if found.year >= EARLIEST_YEAR:
+                return found, None
+            problem = problem or f"{match.group(0)!r} is not a snapshot's date (a year before {EARLIEST_YEAR})"
+        start = match.start() + 1
+    return None, problem
+
+
 def date_from_name(name: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
     """The snapshot's date from a file or folder name, per the feed's pattern (year, month, day groups).
 
     `kind` (the feed's) words the hint of a name without a date: only a 340B feed is offered `date.source: content`.
     """
-    match = re.search(setting.pattern, name)
-    if not match:
-        raise InputError(
-            f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; {UNDATED_HINTS[kind]}"
-        )
-    try:
-        return date(*(int(g) for g in match.groups()))
-    except ValueError as exc:
-        raise InputError(f"snapshot file {name!r}: {match.group(0)!r} is not a valid date ({exc})") from None
+    found, problem = _date_in(name, setting.pattern)
+    if found is not None:
+        return found
+    if problem is not None:
+        raise InputError(f"snapshot file {name!r}: {problem}; {UNDATED_HINTS[kind]}")
+    raise InputError(f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; {UNDATED_HINTS[kind]}")
 
 
 def date_from_path(path: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
-    """The snapshot's date from its file name or, when the name has none, from the name of the folder holding it:
-    CMS names every release of its national file DAC_NationalDownloadableFile.csv, so one lands it as
+    """The snapshot's date from its file name or, when the name has no valid one, from the name of the folder
+    holding it: CMS names every release of its national file DAC_NationalDownloadableFile.csv, so one lands it as
     pecos/2026-11-01/DAC_NationalDownloadableFile.csv. `kind` as for `date_from_name`."""
     name = file_name(path)
     folder = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
-    if not re.search(setting.pattern, name) and folder and re.search(setting.pattern, file_name(folder)):
+    if _date_in(name, setting.pattern)[0] is None and folder and _date_in(file_name(folder), setting.pattern)[0]:
         return date_from_name(file_name(folder), setting, kind=kind)
     return date_from_name(name, setting, kind=kind)
 
