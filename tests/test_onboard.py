@@ -680,6 +680,9 @@ def test_oracle_intervals_are_text_and_a_type_without_mapping_says_how_to_give_o
     assert "table EMPLOYEES has no column SIET (did you mean SITE?)" in capsys.readouterr().err
     assert main([*args, "--type", "EMPLOYEES.SITE=SDO_GEOMETRY"]) == 2
     assert "'SDO_GEOMETRY' is no type the configuration reads" in capsys.readouterr().err
+    # Found by review: a Spark name the source reads its own way (an Oracle date has a time) was taken silently.
+    assert main([*args, "--type", "EMPLOYEES.SITE=date"]) == 2
+    assert "reads 'date' as this source's type, timestamp, not Spark's date" in capsys.readouterr().err
 
 
 def test_postgres_numeric_without_precision_is_onboarded_with_a_warning_that_dms_keeps_six_decimals(tmp_path):

@@ -78,9 +78,15 @@ def check_given(
                     f"{given}: table {table.name} has no column {column}{_close(column, columns)}; its columns are "
                     f"{columns}"
                 )
-            if spark_type(type_, task.dialect) is None:
+            read = spark_type(type_, task.dialect)
+            if read is None:
                 raise ConfigError(
                     f"{given}: {type_!r} is no type the configuration reads (source: {task.dialect or 'unknown'}); "
-                    "give a Spark SQL type (string, bigint, decimal(38,0), timestamp…) or one of the source's own "
-                    "types, such as varchar(40)"
+                    "give one of the source's own types (varchar(40), numeric(10,2)…) or string"
+                )
+            spark = spark_type(type_)
+            if spark is not None and read != spark:  # a name both know (timestamp, date, float) read the source's way
+                raise ConfigError(
+                    f"{given}: the configuration reads {type_!r} as this source's type, {read}, not Spark's {spark}; "
+                    f"give the source's own type for {spark} (or {read} if that is what you meant)"
                 )
