@@ -60,11 +60,13 @@ postgres:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 # Two test processes (pytest-xdist), a test file's tests in one of them: one process leaves a core idle while its
-# Spark waits (job scheduling, Delta commits, JVM starts); two keep both cores busy (67 -> ~40 minutes).
+# Spark waits (job scheduling, Delta commits, JVM starts); two keep both cores busy (67 -> ~40 minutes). Files go
+# out longest first (tests/durations.json, see tests/conftest.py), not xdist's most-tests-first: that handed out
+# the long privacy files last, and one process ran them alone for the last quarter of the run.
 TEST_WORKERS ?= 2
 
 test: java postgres $(VENV)/.installed deploy/node_modules/.installed .venv-checkov/.installed
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 check: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

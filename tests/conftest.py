@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
         if not class_archive().is_file():
             print(f"\nmaking the JVM class archive {class_archive()} (once per machine, about a minute)", flush=True)
             make_class_archive()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test files longest first (`tests/durations.json`, seconds per file of a full run), so that the two test
+    processes end together: pytest-xdist hands out whole files (`--dist loadfile`) in this order
+    (`--no-loadscope-reorder`), and a long file handed out last would run alone at the end. A file not listed yet
+    counts as a minute."""
+    durations = TESTS / "durations.json"  # written by tests/record_durations.py
+    seconds = json.loads(durations.read_text()) if durations.is_file() else {}
+    cost = {name: seconds.get(name, 60.0) for name in {item.nodeid.split("::")[0] for item in items}}
+    items.sort(key=lambda item: -cost[item.nodeid.split("::")[0]])  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

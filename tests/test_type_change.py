@@ -33,32 +33,23 @@ def land(config, name: str, rows: list[list[str]]) -> None:
     write_dms_csv(Path(config.tables["flags"].source.path), name, rows)
 
 
-def test_a_column_whose_configured_type_the_table_cannot_hold_is_named_with_both_types(spark, tmp_path):
-    before = config_with(tmp_path)
-    land(before, "20260301-090000000.csv", [["I", "2026-03-01 09:00:00", "1", "t", "3"]])
-    (first,) = run_once(spark, before)
-    assert first.ok, first.error
-
-    after = config_with(tmp_path, active="smallint")
-    land(after, "20260301-100000000.csv", [["U", "2026-03-01 10:00:00", "1", "2", "4"]])
-    (second,) = run_once(spark, after)
-
-    assert not second.ok
-    assert "flags" in second.error and "active" in second.error
-    assert "boolean" in second.error and "smallint" in second.error and "columns:" in second.error
-    history = spark.read.format("delta").load(table_paths(after, after.tables["flags"]).history)
-    assert history.count() == 1
-
-
-def test_a_narrower_configured_type_the_table_holds_still_applies(spark, tmp_path):
+def test_a_narrower_type_applies_and_one_the_table_cannot_take_is_named_with_both_types(spark, tmp_path):
     before = config_with(tmp_path)
     land(before, "20260301-090000000.csv", [["I", "2026-03-01 09:00:00", "1", "t", "3"]])
     assert run_once(spark, before)[0].ok
 
-    after = config_with(tmp_path, visits="int")
-    land(after, "20260301-100000000.csv", [["U", "2026-03-01 10:00:00", "1", "f", "4"]])
-    (second,) = run_once(spark, after)
-
+    narrower = config_with(tmp_path, visits="int")  # an int the bigint column holds: applied as before
+    land(narrower, "20260301-100000000.csv", [["U", "2026-03-01 10:00:00", "1", "f", "4"]])
+    (second,) = run_once(spark, narrower)
     assert second.ok, second.error
-    latest = spark.read.format("delta").load(table_paths(after, after.tables["flags"]).latest)
+    paths = table_paths(narrower, narrower.tables["flags"])
+    latest = spark.read.format("delta").load(paths.latest)
     assert latest.select("active", F.col("visits").cast("int")).collect() == [(False, 4)]
+
+    other = config_with(tmp_path, active="smallint")  # tinyint(1)'s new mapping over a boolean column
+    land(other, "20260301-110000000.csv", [["U", "2026-03-01 11:00:00", "1", "2", "4"]])
+    (third,) = run_once(spark, other)
+    assert not third.ok
+    assert "flags" in third.error and "active" in third.error
+    assert "boolean" in third.error and "smallint" in third.error and "columns:" in third.error
+    assert spark.read.format("delta").load(paths.history).count() == 2  # nothing of the refused batch
