@@ -61,8 +61,8 @@ postgres:
 
 # Two test processes (pytest-xdist), a test file's tests in one of them: one process leaves a core idle while its
 # Spark waits (job scheduling, Delta commits, JVM starts); two keep both cores busy (67 -> ~40 minutes). Files go
-# out longest first (tests/durations.json, see tests/conftest.py), not xdist's most-tests-first: that handed out
-# the long privacy files last, and one process ran them alone for the last quarter of the run.
+# out longest first (tests/durations.json, see tests/conftest.py), not xdist's most-tests-first, which handed out
+# the long privacy files (a quarter of the run in one file) last: no long file starts near the end.
 TEST_WORKERS ?= 2
 
 test: java postgres $(VENV)/.installed deploy/node_modules/.installed .venv-checkov/.installed
