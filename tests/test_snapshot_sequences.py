@@ -95,12 +95,26 @@ def opais_days(tmp_path):
     return opais_config(tmp_path), files
 
 
-def test_a_day_left_half_applied_is_finished_before_the_next_day_is_applied(spark, opais_days):
+def test_a_half_applied_day_is_finished_before_the_next_day_which_is_refused_while_its_file_is_gone(spark, opais_days):
     """Before, day 3 was diffed against a latest that only some tables had brought to day 2: a key inserted on day 2
-    never reached latest, a key deleted on day 2 stayed live there."""
+    never reached latest, a key deleted on day 2 stayed live there. While day 2's file is gone, day 3 is refused
+    naming it (and kept pending), writing nothing; landed again, the next run finishes day 2 first, then day 3.
+    One lake for both (each half-applied lake takes minutes to build)."""
     config, files = opais_days
     apply_snapshot(spark, config, "opais", str(files[0]))
     fail_fourth_table(spark, config, files[1])
+    half_applied = log_entries(spark, config, "opais")
+    kept = files[1].read_bytes()
+    files[1].unlink()
+    with pytest.raises(SnapshotRefused) as refused:
+        apply_snapshot(spark, config, "opais", str(files[2]))
+    message = str(refused.value)
+    assert "OPA_CE_DAILY_PUBLIC_2026-11-02.zip (2026-11-02) is not finished" in message
+    assert str(files[1]) in message and "land it there again" in message
+    assert refused.value.day == date(2026, 11, 3)  # kept pending, like the other refusals
+    assert log_entries(spark, config, "opais") == half_applied  # nothing written: day 2 is still half-applied
+
+    files[1].write_bytes(kept)
     result = apply_snapshot(spark, config, "opais", str(files[2]))
     assert result.status == "applied"
     assert_latest_is_historys_present(spark, config)
@@ -110,23 +124,6 @@ def test_a_day_left_half_applied_is_finished_before_the_next_day_is_applied(spar
         ("2026-11-02", "OPA_CE_DAILY_PUBLIC_2026-11-02.zip", "applied"),
         ("2026-11-03", "OPA_CE_DAILY_PUBLIC_2026-11-03.zip", "applied"),
     ]
-
-
-def test_the_next_day_is_refused_while_the_half_applied_days_file_is_gone(spark, opais_days):
-    config, files = opais_days
-    apply_snapshot(spark, config, "opais", str(files[0]))
-    fail_fourth_table(spark, config, files[1])
-    kept = files[1].read_bytes()
-    files[1].unlink()
-    with pytest.raises(SnapshotRefused) as refused:
-        apply_snapshot(spark, config, "opais", str(files[2]))
-    message = str(refused.value)
-    assert "OPA_CE_DAILY_PUBLIC_2026-11-02.zip (2026-11-02) is not finished" in message
-    assert str(files[1]) in message and "land it there again" in message
-    assert refused.value.day == date(2026, 11, 3)  # kept pending, like the other refusals
-    files[1].write_bytes(kept)
-    assert apply_snapshot(spark, config, "opais", str(files[2])).status == "applied"
-    assert_latest_is_historys_present(spark, config)
 
 
 def test_a_corrected_file_under_an_applied_name_is_refused_naming_both_digests(spark, tmp_path):
