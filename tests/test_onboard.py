@@ -683,6 +683,7 @@ def test_oracle_intervals_are_text_and_a_type_without_mapping_says_how_to_give_o
     # Found by review: a Spark name the source reads its own way (an Oracle date has a time) was taken silently.
     assert main([*args, "--type", "EMPLOYEES.SITE=date"]) == 2
     assert "reads 'date' as this source's type, timestamp, not Spark's date" in capsys.readouterr().err
+    assert main([*args, "--type", "EMPLOYEES.SITE=integer", "--output", str(tmp_path / "hr.yaml")]) == 0  # Spark's int
 
 
 def test_postgres_numeric_without_precision_is_onboarded_with_a_warning_that_dms_keeps_six_decimals(tmp_path):

@@ -47,10 +47,23 @@ def test_a_name_without_a_date_is_dated_by_its_folder(path, day):
         ("pecos/2026-11-01/data_1000_10_10rows.csv", date(2026, 11, 1)),  # not year 1000
         ("x/extract_000001_2026-11-02.csv", date(2026, 11, 2)),  # a sequence number before the name's date
         ("x/v2.1_2026_11_03.csv", date(2026, 11, 3)),
+        # Found by the next review: a match inside a run of digits made dates of NPPES weeks (1924-02-25, 2224-01-28).
+        ("pecos/2026-11-04/NPPES_Data_Dissemination_021924_022524_Weekly.csv", date(2026, 11, 4)),
+        ("pecos/2026-11-04/NPPES_Data_Dissemination_012224_012824_Weekly.csv", date(2026, 11, 4)),
+        ("pecos/2026-11-04/Enrollment_11012026_0930.csv", date(2026, 11, 4)),
+        ("x/x_20261123120000.csv", date(2026, 11, 23)),
     ],
 )
 def test_digits_that_are_no_date_neither_date_a_file_nor_hide_its_folders_date(path, day):
     assert date_from_path(path, SnapshotDate()) == day
+
+
+def test_a_pattern_that_matches_nothing_everywhere_ends_and_says_so():
+    """Found by review: a pattern whose groups may be empty matched empty text at the end of the name for ever."""
+    with pytest.raises(InputError, match="no date in its name"):
+        date_from_path("pecos/DAC_NationalDownloadableFile.csv", SnapshotDate(pattern=r"(\d*)(\d*)(\d*)"))
+    setting = SnapshotDate(pattern=r"(\d{0,4})-?(\d{0,2})-?(\d{0,2})")
+    assert date_from_path("pecos/2026-11-01/DAC_NationalDownloadableFile.csv", setting) == date(2026, 11, 1)
 
 
 def test_a_path_without_a_date_says_how_to_fix_it():

@@ -62,6 +62,9 @@ def _check_tables(option: str, given: dict[str, Any], tables: list[SourceTable],
     )
 
 
+SPARK_ALIASES = {"integer": "int", "long": "bigint"}  # Spark's other names of one type
+
+
 def check_given(
     keys: dict[str, list[str]], types: dict[str, dict[str, str]], tables: list[SourceTable], task: DmsTask
 ) -> None:
@@ -84,7 +87,7 @@ def check_given(
                     f"{given}: {type_!r} is no type the configuration reads (source: {task.dialect or 'unknown'}); "
                     "give one of the source's own types (varchar(40), numeric(10,2)…) or string"
                 )
-            spark = spark_type(type_)
+            spark = SPARK_ALIASES.get(str(spark_type(type_)), spark_type(type_))
             if spark is not None and read != spark:  # a name both know (timestamp, date, float) read the source's way
                 raise ConfigError(
                     f"{given}: the configuration reads {type_!r} as this source's type, {read}, not Spark's {spark}; "

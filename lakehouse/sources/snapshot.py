@@ -120,19 +120,22 @@ EARLIEST_YEAR = 1900  # digits that read as an earlier year are no snapshot's da
 
 
 def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
-    """The first valid date (from EARLIEST_YEAR on) the pattern finds in `name`, trying every start position, so
-    digits before the date (`extract_000001_2026-11-01.csv`) do not hide it; else why the first match is none."""
+    """The first valid date (from EARLIEST_YEAR on) the pattern finds in `name`, trying every start position that
+    does not cut a run of digits (digits before the date, `extract_000001_2026-11-01.csv`, do not hide it; NPPES's
+    `021924_022524` is no 1924 or 2224 date); else why the first match is none."""
     regex, start, problem = re.compile(pattern), 0, None
-    while (match := regex.search(name, start)) is not None:
+    while start <= len(name) and (match := regex.search(name, start)) is not None:
+        start = match.start() + 1
+        if not match.group(0) or (match.start() > 0 and name[match.start() - 1].isdigit()):
+            continue
         try:
             found = date(*(int(g) for g in match.groups()))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:  # TypeError: a group of the pattern that matched nothing
             problem = problem or f"{match.group(0)!r} is not a valid date ({exc})"
-        else:
-            if found.year >= EARLIEST_YEAR:
-                return found, None
-            problem = problem or f"{match.group(0)!r} is not a snapshot's date (a year before {EARLIEST_YEAR})"
-        start = match.start() + 1
+            continue
+        if found.year >= EARLIEST_YEAR:
+            return found, None
+        problem = problem or f"{match.group(0)!r} is not a snapshot's date (a year before {EARLIEST_YEAR})"
     return None, problem
 
 
