@@ -48,7 +48,7 @@ from lakehouse.policy.store import WriteStats
 from lakehouse.sources.dms import read_dms_stream
 from lakehouse.sources.snapshot import FILE_GLOBS
 from lakehouse.spark_threads import run_side_by_side
-from lakehouse.tables import ensure_tables, table_paths
+from lakehouse.tables import check_column_types, ensure_tables, table_paths
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -231,8 +231,10 @@ def start_query(
 
     ledger = LedgerIndex(paths.ledger)  # this query's: read at its first batch, then kept up to date
     warming = StateWarmer(spark) if "processingTime" in trigger else None  # a next batch is coming
+    types_checked = False
 
     def each_batch(files: DataFrame, batch_id: int) -> None:
+        nonlocal types_checked
         started, clock = datetime.now(UTC), time.monotonic()
         oldest, size = batch_file_stats(files)
         file_stats = time.monotonic() - clock
@@ -244,6 +246,9 @@ def start_query(
             check_held(config, table.name)  # a lease lost (DynamoDB unreachable too long): no write beside its taker
             policy = table_policy(spark, table, governance)
             _sync_noted(spark, config, table, governance, run, policy)  # the policy may have been refreshed
+            if not types_checked:  # once per query, where a type its tables cannot take would fail the batch
+                check_column_types(spark, table, paths)
+                types_checked = True
             zone = governance.non_phi
             metrics = apply_batch(
                 files, batch_id, table=table, paths=paths, policy=policy, non_phi=zone, ledger=ledger, small=small

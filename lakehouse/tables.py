@@ -201,13 +201,14 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
         for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
-    check_column_types(spark, table, paths)
 
 
 def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:
     """Refuse a column whose type in `columns:` its existing tables cannot take (a YAML edit, a mapping changed
     between releases: `tinyint(1)` was boolean), naming both types and what to do. Spark would fail the batch's
-    union with the stored versions with a message that gives the column's position, not its name.
+    union with the stored versions with a message that gives the column's position, not its name. Called where
+    that union would fail: a query's first batch (after the consent sync, which needs no business column) and a
+    snapshot day's diff (before any write).
 
     A type the stored one combines with still applies (an `int` column in a `bigint` table)."""
     from pyspark.errors import AnalysisException
@@ -215,9 +216,9 @@ def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePath
 
     wanted = schema_of(spark, _ddl(table.columns))
     for path in (paths.history, paths.latest):
-        stored = {f.name: f.dataType for f in spark.read.format("delta").load(path).schema}
+        stored = {f.name.lower(): f.dataType for f in spark.read.format("delta").load(path).schema}
         for field in wanted.fields:
-            have = stored.get(field.name)
+            have = stored.get(field.name.lower())
             if have is None or have == field.dataType:
                 continue
             frames = [spark.createDataFrame([], StructType([StructField("c", t)])) for t in (have, field.dataType)]

@@ -41,7 +41,7 @@ from lakehouse.sources.snapshot import (
     snapshot_order,
 )
 from lakehouse.spark_threads import run_side_by_side
-from lakehouse.tables import ensure_tables, rows_frame, schema_of, table_paths
+from lakehouse.tables import check_column_types, ensure_tables, rows_frame, schema_of, table_paths
 
 log = logging.getLogger("lakehouse.snapshot")
 
@@ -499,6 +499,7 @@ def apply_snapshot(
         table = tables[name]
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
+        check_column_types(spark, table, paths)  # before any write of the day
         business = list(table.columns)
         latest = spark.read.format("delta").load(paths.latest)
         current = latest.select(*[F.col(f"`{c}`") for c in business])
