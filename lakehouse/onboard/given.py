@@ -87,7 +87,8 @@ def check_given(
                     f"{given}: {type_!r} is no type the configuration reads (source: {task.dialect or 'unknown'}); "
                     "give one of the source's own types (varchar(40), numeric(10,2)…) or string"
                 )
-            spark = SPARK_ALIASES.get(str(spark_type(type_)), spark_type(type_))
+            plain = spark_type(type_)  # the name as Spark's own, if it is one
+            spark = SPARK_ALIASES.get(plain, plain) if plain is not None else None
             if spark is not None and read != spark:  # a name both know (timestamp, date, float) read the source's way
                 raise ConfigError(
                     f"{given}: the configuration reads {type_!r} as this source's type, {read}, not Spark's {spark}; "

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal, NoReturn
 
 from lakehouse.config import CsvSnapshotFeed, OpaisFeed, SnapshotDate
 from lakehouse.errors import InputError
@@ -147,9 +147,13 @@ def date_from_name(name: str, setting: SnapshotDate, *, kind: Literal["opais", "
     found, problem = _date_in(name, setting.pattern)
     if found is not None:
         return found
-    if problem is not None:
-        raise InputError(f"snapshot file {name!r}: {problem}; {UNDATED_HINTS[kind]}")
-    raise InputError(f"snapshot file {name!r}: no date in its name matching {setting.pattern!r}; {UNDATED_HINTS[kind]}")
+    return _undated(name, setting, problem, kind)
+
+
+def _undated(name: str, setting: SnapshotDate, problem: str | None, kind: Literal["opais", "csv"] | None) -> NoReturn:
+    """Refuse a name without a (valid) date, saying why and what to do for the feed's kind."""
+    why = problem or f"no date in its name matching {setting.pattern!r}"
+    raise InputError(f"snapshot file {name!r}: {why}; {UNDATED_HINTS[kind]}")
 
 
 def date_from_path(path: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
@@ -157,10 +161,13 @@ def date_from_path(path: str, setting: SnapshotDate, *, kind: Literal["opais", "
     holding it: CMS names every release of its national file DAC_NationalDownloadableFile.csv, so one lands it as
     pecos/2026-11-01/DAC_NationalDownloadableFile.csv. `kind` as for `date_from_name`."""
     name = file_name(path)
+    found, problem = _date_in(name, setting.pattern)
     folder = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
-    if _date_in(name, setting.pattern)[0] is None and folder and _date_in(file_name(folder), setting.pattern)[0]:
-        return date_from_name(file_name(folder), setting, kind=kind)
-    return date_from_name(name, setting, kind=kind)
+    if found is None and folder:
+        found = _date_in(file_name(folder), setting.pattern)[0]
+    if found is not None:
+        return found
+    return _undated(name, setting, problem, kind)
 
 
 @contextmanager
