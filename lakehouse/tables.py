@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, TableConfig
 from lakehouse.errors import InputError
+from lakehouse.pending import table_version
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -195,6 +196,8 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     if table.source.kind == "dms":
         tables.append((paths.ledger, LEDGER_DDL, [], table_properties(change_feed=False, stats_columns=[])))
     for path, ddl, partitions, properties in tables:
+        if table_version(path) is not None:  # a local table that exists: createIfNotExists would only load its log
+            continue
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema_of(spark, ddl))
         if partitions:
             builder = builder.partitionedBy(*partitions)

@@ -76,6 +76,11 @@ def test_a_sync_killed_between_its_delete_and_its_append_is_finished_though_the_
     assert zone_rows_of(lake, "patients", X) == {"history": 0, "latest": 0}
     assert zone_rows_of(lake, "patients", C) == {"history": 1, "latest": 1}
     assert "consent changes of 1 patients applied to the non-PHI zone" in runs["patients"].notes
+    # The applied policy's new version ended the intent: no commit of its own cleared it.
+    pending = consent_sync.pending_path(lake.zone, lake.config.tables["patients"])
+    intents = lake.spark.sql(f"DESCRIBE HISTORY delta.`{pending}`").select("userMetadata").collect()
+    assert [r[0].split("|")[0] for r in intents] == ["resync", "resync"], intents
+    assert zone_is_synced(lake.config.tables["patients"], lake.zone, before)
 
 
 def test_a_sync_whose_write_failed_is_finished_by_the_next_though_the_policy_went_back(lake, spark, monkeypatch):
@@ -110,6 +115,15 @@ def test_a_sync_whose_write_failed_is_finished_by_the_next_though_the_policy_wen
         patched.setattr(consent_sync, "crash_point", conflict)
         sync(policy_snapshot(lake.config).current(spark))
     assert zone_rows_of(lake, "patients", X) == {"history": 1, "latest": 0}
+    # The intent names the applied policy's version it began at; one of an older engine (no version, cleared by a
+    # "done" commit) must be finished the same way: the intent is rewritten as that engine wrote it.
+    pending = consent_sync.pending_path(lake.zone, table)
+    intent = spark.sql(f"DESCRIBE HISTORY delta.`{pending}` LIMIT 1").first()["userMetadata"]
+    assert intent.startswith("resync|applied="), intent
+    ids = [tuple(r) for r in spark.read.format("delta").load(pending).collect()]
+    spark.createDataFrame(ids, "patient_id bigint").write.format("delta").mode("overwrite").option(
+        "userMetadata", "resync"
+    ).save(pending)
 
     delete_the_grant(lake)
     lake.run(["consents"])
@@ -121,6 +135,7 @@ def test_a_sync_whose_write_failed_is_finished_by_the_next_though_the_policy_wen
     assert zone_rows_of(lake, "patients", X) == {"history": 0, "latest": 0}
     assert zone_rows_of(lake, "patients", C) == {"history": 1, "latest": 1}
     assert zone_is_synced(table, lake.zone, fingerprint_of(after))
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{pending}` LIMIT 1").first()["userMetadata"] == "done"
 
 
 # --- the settings that decide which rows the zone takes ---------------------------------------------------------

@@ -9,16 +9,16 @@ in the PHI history that the policy and the privacy log admit come back, masked. 
 applied a policy, whose zone has an older layout, or whose masking key changed (its pseudonyms would no
 longer join, nor could a forget find them), is rebuilt whole the same way.
 
-Every step is idempotent. A sync records its intent before its first write (the patients it is about to re-sync,
-or "rebuild", in `<lake>/_privacy/consent_pending/<table>`), writes the applied policy last, then clears the
-intent. A crash or a failed write anywhere is finished by the next sync, which re-syncs the pending patients too
-(or rebuilds again) even if the policy went back to the applied one meanwhile: the diff alone would then be empty,
-and a patient half re-synced for a grant since deleted would stay in the zone without consent. A forget runs beside
-a sync (it takes no lease): after its writes a sync or rebuild reads the privacy log again and deletes the patients
-forgotten since it first read it (`remove_forgotten_since`). The check costs nothing while the policy is unchanged
-(its fingerprint is remembered), and `zone_is_synced` answers it without Spark for a local lake, so `lakehouse run`
-starts no query for a table with nothing new whose zone already follows the stored policy (and has no intent
-pending).
+Every step is idempotent. A sync records its intent before its first write (the patients it is about to re-sync, or
+"rebuild", in `<lake>/_privacy/consent_pending/<table>`, with the applied policy's version then) and writes the
+applied policy last: its new version ends the intent in the same commit. A crash or a failed write anywhere is
+finished by the next sync, which re-syncs the pending patients too (or rebuilds again) even if the policy went back
+to the applied one meanwhile: the diff alone would then be empty, and a patient half re-synced for a grant since
+deleted would stay in the zone without consent. A forget runs beside a sync (it takes no lease): after its writes a
+sync or rebuild reads the privacy log again and deletes the patients forgotten since it first read it
+(`remove_forgotten_since`). The check costs nothing while the policy is unchanged (its fingerprint is remembered),
+and `zone_is_synced` answers it without Spark for a local lake, so `lakehouse run` starts no query for a table with
+nothing new whose zone already follows the stored policy (and has no intent pending).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -100,8 +102,10 @@ def sync_consent(
         return None
     synced.pop(table.name, None)  # a sync that fails below must not pass for done if the policy goes back
     applied = applied_path(zone, table)
-    stored = _stored_stamp(spark, applied)
-    pending = _pending(spark, zone, table)
+    newest = _newest_commit(spark, applied)
+    stored = newest[1] if newest is not None else None
+    intent = _intent(spark, zone, table, applied_version=newest[0] if newest is not None else None)
+    pending = intent.kind if intent is not None else None
     done = None
     if stored == stamp and pending is None:
         pass
@@ -112,22 +116,45 @@ def sync_consent(
             synced[table.name] = stamp
             return done
     elif policy is not None:
-        current = policy.select(*POLICY_COLUMNS)
-        before = spark.read.format("delta").load(applied).select(*POLICY_COLUMNS)
-        changed = current.exceptAll(before).unionByName(before.exceptAll(current)).select("patient_id")
+        ids = set(_policy_diff(spark, applied, stored.rsplit("|", 1)[0], policy, fingerprint))
         if pending == RESYNC:  # the patients an interrupted sync was re-syncing, whatever the policy is now
-            changed = changed.unionByName(spark.read.format("delta").load(pending_path(zone, table)))
-        changed = changed.distinct().localCheckpoint(eager=True)
-        count = changed.count()
-        if count:
-            _record_intent(spark, zone, table, RESYNC, changed)  # before the first delete
+            ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
+        if ids:
+            changed = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
+            _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest[0] if newest else None)
             resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
             pending = RESYNC
-            done = f"consent changes of {count} patients applied to the non-PHI zone"
-    if stored != stamp or pending is not None:  # an intent recorded or found is cleared once the policy is stored
-        _write_applied(spark, zone, table, policy, stamp, clear_intent=pending is not None)
+            done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
+    if stored != stamp or pending is not None:  # writing the applied policy ends an intent recorded or found
+        _write_applied(spark, zone, table, policy, stamp, legacy_intent=intent is not None and intent.legacy)
     synced[table.name] = stamp
     return done
+
+
+# The policy diffs this process computed: (fingerprint applied, fingerprint now) → the patients whose rows differ.
+# Policies are told by their content, so the tables that applied the same policy share one diff.
+_DIFFS: dict[tuple[str, str], frozenset[int]] = {}
+
+
+def _policy_diff(
+    spark: SparkSession, applied: str, applied_fingerprint: str, policy: DataFrame, fingerprint: str | None
+) -> frozenset[int]:
+    """The patients whose policy rows differ between the applied policy (at `applied`) and `policy`.
+
+    Computed on the driver: the policy is held there already (the snapshot is read from its store as a list, and
+    broadcast to the batches).
+    """
+    key = (applied_fingerprint, fingerprint) if fingerprint is not None and applied_fingerprint != NO_POLICY else None
+    if key is not None and key in _DIFFS:
+        return _DIFFS[key]
+    now = Counter(tuple(row) for row in policy.select(*POLICY_COLUMNS).collect())
+    before = Counter(tuple(row) for row in spark.read.format("delta").load(applied).select(*POLICY_COLUMNS).collect())
+    diff = frozenset(row[0] for row in (now - before) + (before - now))
+    if key is not None:
+        if len(_DIFFS) >= 8:
+            _DIFFS.pop(next(iter(_DIFFS)))
+        _DIFFS[key] = diff
+    return diff
 
 
 def _write_applied(
@@ -137,32 +164,72 @@ def _write_applied(
     policy: DataFrame | None,
     stamp: str,
     *,
-    clear_intent: bool,
+    legacy_intent: bool = False,
 ) -> None:
-    """Store the policy the table's zone now follows, then clear the intent that led there (in that order)."""
+    """Store the policy the table's zone now follows: a new version of the applied table ends the intent recorded at
+    the version before (`_intent`). An intent of an older engine is cleared by a `DONE` after it."""
     rows = policy.select(*POLICY_COLUMNS) if policy is not None else spark.createDataFrame([], POLICY_SCHEMA)
     rows.write.format("delta").mode("overwrite").option("userMetadata", stamp).save(applied_path(zone, table))
-    if clear_intent:
+    if legacy_intent:
         _record_intent(spark, zone, table, DONE)
 
 
 def _record_intent(
-    spark: SparkSession, zone: NonPhiZone, table: TableConfig, kind: str, patients: DataFrame | None = None
+    spark: SparkSession,
+    zone: NonPhiZone,
+    table: TableConfig,
+    kind: str,
+    patients: DataFrame | None = None,
+    *,
+    applied_version: int | None = None,
 ) -> None:
-    """Write what the table's sync is about to do (`RESYNC` of `patients`, `REBUILD`), or `DONE` once it is stored."""
+    """Write what the table's sync is about to do (`RESYNC` of `patients`, `REBUILD`) while the applied policy is at
+    `applied_version` (None: not written yet). The intent is pending until the applied policy is written again."""
     rows = patients.select("patient_id") if patients is not None else spark.createDataFrame([], "patient_id bigint")
-    rows.write.format("delta").mode("overwrite").option("userMetadata", kind).save(pending_path(zone, table))
+    metadata = kind if kind == DONE else f"{kind}|applied={-1 if applied_version is None else applied_version}"
+    rows.write.format("delta").mode("overwrite").option("userMetadata", metadata).save(pending_path(zone, table))
 
 
-def _pending(spark: SparkSession, zone: NonPhiZone, table: TableConfig) -> str | None:
-    """What an interrupted sync of the table left to do (`RESYNC`, `REBUILD`), None when nothing."""
+@dataclass(frozen=True)
+class Intent:
+    kind: str  # RESYNC or REBUILD
+    legacy: bool  # written by an engine that cleared it with a DONE commit
+
+
+def _intent(
+    spark: SparkSession | None, zone: NonPhiZone, table: TableConfig, *, applied_version: int | None
+) -> Intent | None:
+    """What an interrupted sync of the table left to do, None when nothing (or, without `spark`, not a local lake).
+
+    An intent names the applied policy's version when it was recorded: once the applied policy has a newer
+    version, the sync that recorded it finished. One of an older engine (no version) is pending until a `DONE`.
+    """
+    newest = _newest_commit(spark, pending_path(zone, table))
+    if newest is None or newest[1] is None or newest[1] == DONE:
+        return None
+    kind, _, since = newest[1].partition("|applied=")
+    if not since:
+        return Intent(kind, legacy=True)
+    was = int(since)
+    return Intent(kind, legacy=False) if (applied_version if applied_version is not None else -1) == was else None
+
+
+def _newest_commit(spark: SparkSession | None, path: str) -> tuple[int, str | None] | None:
+    """The newest version of the Delta table at `path` and its commit's userMetadata; None when no table is there.
+
+    Read from the log's files for a local lake, else with `history(1)` (None without `spark`).
+    """
+    if local_path(path) is not None:
+        version = table_version(path)
+        return None if version is None else (version, _newest_metadata(path))
+    if spark is None:
+        return None
     from delta.tables import DeltaTable
 
-    path = pending_path(zone, table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    kind = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()[0]  # type: ignore[index]
-    return None if kind == DONE else kind
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "userMetadata").first()
+    return int(row[0]), row[1]  # type: ignore[index]
 
 
 def _stamp(fingerprint: str | None, zone_id: str) -> str:
@@ -198,10 +265,10 @@ def zone_is_synced(table: TableConfig, zone: NonPhiZone, fingerprint: str | None
     False when it cannot tell (a lake not on local disk, no sync yet) or a sync of the table was interrupted (its
     intent is pending): then a sync decides.
     """
-    pending = pending_path(zone, table)
-    if table_version(pending) is not None and _newest_metadata(pending) != DONE:
+    applied = _newest_commit(None, applied_path(zone, table))
+    if _intent(None, zone, table, applied_version=applied[0] if applied is not None else None) is not None:
         return False
-    return _newest_metadata(applied_path(zone, table)) == _stamp(fingerprint, _zone_id(table, zone))
+    return applied is not None and applied[1] == _stamp(fingerprint, _zone_id(table, zone))
 
 
 def _newest_metadata(path: str) -> str | None:
@@ -216,15 +283,6 @@ def _newest_metadata(path: str) -> str | None:
         return None
     infos = [action["commitInfo"] for action in map(json.loads, filter(None, lines)) if "commitInfo" in action]
     return infos[0].get("userMetadata") if infos else None
-
-
-def _stored_stamp(spark: SparkSession, applied: str) -> str | None:
-    """What the table applied last (its policy's fingerprint and zone id), None before the first sync."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, applied):
-        return None
-    return DeltaTable.forPath(spark, applied).history(1).select("userMetadata").first()[0]  # type: ignore[index]
 
 
 def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> bool:
@@ -249,7 +307,8 @@ def rebuild(
     """
     from delta.tables import DeltaTable
 
-    _record_intent(spark, zone, table, REBUILD)
+    newest = _newest_commit(spark, applied_path(zone, table))
+    _record_intent(spark, zone, table, REBUILD, applied_version=newest[0] if newest is not None else None)
     versions = spark.read.format("delta").load(phi_history)
     rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
     # An overwrite keeps the table's properties: statistics columns of an older layout (its `_batch_id`) would
@@ -265,7 +324,7 @@ def rebuild(
         crash_point(table.name, "sync", "after_rebuild_" + path.rsplit("/", 1)[1])
     remove_forgotten_since(spark, table, zone, blocked)
     stamp = _stamp(fingerprint_of(policy) if policy is not None else None, _zone_id(table, zone))
-    _write_applied(spark, zone, table, policy, stamp, clear_intent=True)
+    _write_applied(spark, zone, table, policy, stamp)
     return "non-PHI zone rebuilt from the PHI history"
 
 

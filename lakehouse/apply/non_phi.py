@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from lakehouse.apply.keys import key_condition
 from lakehouse.config import Config, DateShiftSettings, TableConfig
 from lakehouse.masking import DateShift, MaskingKey, mask_columns, masked_column, sequence_tokens
+from lakehouse.pending import table_version
 from lakehouse.policy.build import FLAG_COL, FLAG_DATE_COL, MISSING_COL, flag_changes
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import history_properties, latest_properties
@@ -262,6 +263,8 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
     """
     from delta.tables import DeltaTable
 
+    if all(table_version(path) is not None for path in (zone.history(table), zone.latest(table))):
+        return  # local tables that exist: createIfNotExists would only load their logs
     schemas = zone_schemas(spark, table, zone)
     for path, schema, properties in (
         (zone.history(table), schemas["history"], zone_properties(table, "history")),
