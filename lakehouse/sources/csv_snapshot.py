@@ -14,7 +14,11 @@ so it holds every live row with the values it has).
 
 A file is refused whole (nothing applied) when a column the feed reads is missing from its header or named twice
 (`csv_header`), when it is UTF-8 text and the feed's encoding a single-byte one (`csv_encoding`), when it has no
-rows, and when it is cut inside the first key column of its last record.
+rows, when it is cut inside the first key column of its last record, and when a quoted last value ends in a carriage
+return in a file with CRLF line ends (`line_end_options`).
+
+Lines may end in LF, CRLF or a mix of both (pieces concatenated, a hand edit in Excel): every record reads the same,
+and a quoted value keeps the line breaks the file has in it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import CsvSnapshotFeed, TableConfig
 from lakehouse.errors import InputError
-from lakehouse.sources.csv_encoding import file_encoding
+from lakehouse.sources.csv_encoding import LineEnds, file_encoding
 from lakehouse.sources.csv_header import check_header_names, header_columns, spark_header
 from lakehouse.sources.db_types import decimal_rounds
 from lakehouse.sources.snapshot import LoadedSnapshot, date_from_path, file_name
@@ -278,8 +282,51 @@ def hold_last_record(raw: DataFrame, table: TableConfig, name: str) -> tuple[Dat
     return marked, [k for k in key if k not in whole]
 
 
-def csv_reader(spark: SparkSession, feed: CsvSnapshotFeed) -> DataFrameReader:
-    """A reader of the feed's CSV files, with a header, in the feed's encoding (the one read in, never `auto`)."""
+def line_end_options(ends: LineEnds, name: str, *, table: str) -> dict[str, str]:
+    """The CSV reader's options for a file's line ends: lineSep LF for a file with line feeds, else none (the
+    reader's own pick: one line, or old Mac CR line ends).
+
+    Spark's reader (univocity) otherwise takes the line separator from the file's first line end, and a file that
+    mixes LF and CRLF read wrong with nothing said: after a header ending in LF, each CRLF record kept a CR at the end
+    of its last value; after a header ending in CRLF, the records ending in LF ran together into one; and taking
+    CRLF, it turned a quoted value's CRLF into LF. With LF, a quoted value keeps its line breaks as written, and the
+    CR of a CRLF is taken off the record's last field (`without_line_end_cr`). A quoted last value that ends in a CR
+    reads just like such a field (the reader skips blanks after a closing quote): a file with CRLF and one is refused.
+    """
+    if ends.crlf and ends.cr_quote_line is not None:
+        raise InputError(
+            f"snapshot {name}, line {ends.cr_quote_line}: a quoted value at the end of its record ends with a "
+            "carriage return, in a file with CRLF line ends; the CSV reader cannot tell that carriage return from a "
+            "line end's, so the file is refused (nothing was written). Convert the file's line ends to LF (e.g. "
+            "dos2unix: the value keeps its carriage return) or take the carriage return out of the value, then land "
+            "the file again.",
+            table=table,
+        )
+    return {"lineSep": "\n"} if ends.lf else {}
+
+
+def without_line_end_cr(raw: DataFrame) -> DataFrame:
+    """`raw` (read with lineSep LF) without the CR a CRLF line end leaves at the end of each record's last field: the
+    last column's value, or a short record's last value (the columns after it NULL). A field that held only that CR
+    is NULL, as an empty field is (pure)."""
+    from pyspark.sql import functions as F
+
+    fields = [c for c in raw.columns if c != MALFORMED]
+    present = [F.when(F.col(f"`{c}`").isNotNull(), F.lit(i)) for i, c in enumerate(fields)]
+    end = F.when(F.col(MALFORMED).isNull(), F.lit(len(fields) - 1)).otherwise(F.greatest(*present, F.lit(-1)))
+
+    def stripped(i: int, c: str) -> Column:
+        value = F.col(f"`{c}`")
+        cut = F.when(F.length(value) > 1, value.substr(F.lit(1), F.length(value) - 1))  # "\r" alone: NULL
+        return F.when((F.col("_last_field") == i) & value.endswith("\r"), cut).otherwise(value).alias(c)
+
+    ended = raw.withColumn("_last_field", end)
+    return ended.select(*[stripped(fields.index(c), c) if c in fields else F.col(f"`{c}`") for c in raw.columns])
+
+
+def csv_reader(spark: SparkSession, feed: CsvSnapshotFeed, line_ends: dict[str, str]) -> DataFrameReader:
+    """A reader of the feed's CSV files, with a header, in the feed's encoding (the one read in, never `auto`), with
+    the file's `line_end_options`."""
     return (
         spark.read.option("header", True)
         .option("sep", feed.delimiter)
@@ -289,15 +336,19 @@ def csv_reader(spark: SparkSession, feed: CsvSnapshotFeed) -> DataFrameReader:
         # `"ACME ""BEST"" CLINIC"` with its quotes and let a value ending in `\` swallow the records after it.
         .option("escape", '"')
         .option("mode", "PERMISSIVE")
+        .options(**line_ends)
     )
 
 
-def header_names(spark: SparkSession, feed: CsvSnapshotFeed, path: str) -> list[str]:
+def header_names(spark: SparkSession, feed: CsvSnapshotFeed, path: str, line_ends: dict[str, str]) -> list[str]:
     """The names in the file's header as written, an empty one as Spark names it (`_c3`). Spark's own header
     numbers names that repeat ignoring case (`NPI0`, `NPI12`), which would hide the repeat from
-    `check_header_names`."""
-    first = csv_reader(spark, feed).option("header", False).csv(path).first()
-    return [f"_c{i}" if value is None else value for i, value in enumerate(first or ())]
+    `check_header_names`. A header ending in CRLF read with lineSep LF: its last name without the CR."""
+    first = csv_reader(spark, feed, line_ends).option("header", False).csv(path).first()
+    names = list(first or ())
+    if names and line_ends and names[-1] is not None and names[-1].endswith("\r"):
+        names[-1] = names[-1][:-1] or None
+    return [f"_c{i}" if value is None else value for i, value in enumerate(names)]
 
 
 def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
@@ -306,15 +357,19 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
 
     name = file_name(path)
     day = date_from_path(path, feed.date, kind=feed.kind)
-    encoding, notes = file_encoding(path, feed, table=table.name)
+    ends = LineEnds(feed.encoding)  # counted in the encoding check's pass over the file, or in a pass of its own
+    encoding, notes = file_encoding(path, feed, table=table.name, also=ends.feed)
+    line_ends = line_end_options(ends.finish(path), name, table=table.name)
     feed = feed.model_copy(update={"encoding": encoding})  # this file's: `auto` decided, said in the notes
-    header = header_names(spark, feed, path)
+    header = header_names(spark, feed, path, line_ends)
     check_header_names(header, feed, name, table=table.name)
     # Every value a string, plus the text of a record whose field count is not the header's.
     fields = [StructField(c, StringType()) for c in spark_header(header)]
     schema = StructType([*fields, StructField(MALFORMED, StringType())])
-    raw = csv_reader(spark, feed).schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
+    raw = csv_reader(spark, feed, line_ends).schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
     renamed = raw.toDF(*header_columns(header, feed), MALFORMED)
+    if ends.crlf:  # read with lineSep LF (`line_end_options`)
+        renamed = without_line_end_cr(renamed)
     found = [c for c in renamed.columns if c != MALFORMED]
     missing = [c for c in feed.columns if c not in found]
     if missing:
