@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import TableConfig
-from lakehouse.sources.db_types import decimal_rounds
+from lakehouse.sources.db_types import decimal_rounds, timestamp_problem, timestamp_text
 
 FILE_WIDTH = 48
 # The landing router's folder of a later delivery of a file name: `version=<UTC yyyymmddHHMMSSffffff>-<id>/<name>`.
@@ -54,12 +54,18 @@ def _q(name: str) -> str:
 def _try_cast(name: str, type_: str) -> Column:
     if type_ == "string":
         return F.col(_q(name))
+    if type_ == "timestamp":  # try_cast(… AS timestamp) of the text with its region name spelt as Spark reads it
+        return F.try_to_timestamp(timestamp_text(F.col(_q(name))))
     return F.expr(f"try_cast({_q(name)} AS {type_})")
 
 
 def _cast_failure(name: str, type_: str) -> Column:
     """Why the value of column `name` does not cast to `type_`, or NULL."""
     value = F.col(_q(name))
+    if type_ == "timestamp":  # not a timestamp, an unknown region, or a wall time that happens twice
+        return F.when(
+            value.isNotNull(), F.concat(F.lit(f"column {name}: '"), value, F.lit("' "), timestamp_problem(value))
+        )
     failure = F.when(
         value.isNotNull() & _try_cast(name, type_).isNull(),
         F.concat(F.lit(f"column {name}: '"), value, F.lit(f"' is not a valid {type_}")),

@@ -26,7 +26,11 @@ without a word are refused (`ambiguous`). The choices follow what DMS writes int
   Oracle `DATE` carries a time of day → timestamp; `time` and `interval` (Oracle's `INTERVAL DAY(2) TO
   SECOND(6)` too) → string. A type without a zone
   (MySQL `datetime`, PostgreSQL `timestamp`, Oracle `DATE`/`TIMESTAMP`) holds the source's wall-clock value,
-  which DMS copies as it is: stored as a timestamp, it reads as that value in UTC (README, known limit);
+  which DMS copies as it is: stored as a timestamp, it reads as that value in UTC (README, known limit). A type
+  with a zone is stored as its UTC instant: DMS writes PostgreSQL's `timestamptz` as a DATETIME, SQL Server's
+  `datetimeoffset` and Oracle's `TIMESTAMP WITH [LOCAL] TIME ZONE` as text with an offset or a region name
+  (`timestamp_text` reads the region name Oracle prints upper case; `timestamp_problem` says why a text is not
+  one instant);
 * text, JSON, UUID, enums and sets (whatever their values), arrays, PostgreSQL user-defined, range (`int4range`,
   `tstzrange`…), geometric (`point`, `polygon`…) and text-search types, XML → string, as DMS writes them as text
   (STRING, CLOB, NCLOB); binary columns (`bytea`,
@@ -36,6 +40,8 @@ without a word are refused (`ambiguous`). The choices follow what DMS writes int
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from typing import TYPE_CHECKING
 
@@ -288,6 +294,89 @@ def decimal_rounds(value: Column, type_: str) -> Column | None:
     # An exponent of more than 18 digits is past any decimal: that text does not cast at all.
     shift = F.when(exponent == "", F.lit(0)).when(F.length(exponent) <= 18, exponent.cast("bigint"))
     return (digits > 0) & (digits > F.length(whole) + shift + F.lit(scale))  # a zero (0E-12 too) is exact
+
+
+# A time followed by a time zone region name: DMS writes an Oracle TIMESTAMP WITH TIME ZONE stored with a region
+# (TZR) as Oracle prints it, upper case ('2021-03-14 01:00:00.000000 AMERICA/LOS_ANGELES'), and Spark's cast reads a
+# region only as the tz database spells it (java.time's ZoneId is case-sensitive). Offsets need nothing: the cast
+# reads Z, +hh, +hhmm and +hh:mm, with or without a space before them, and 9 digits of fraction (keeping 6).
+_ZONED = r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)$"
+_DAY_MICROS = 86_400_000_000
+
+
+@functools.cache
+def _zone_names() -> str:
+    """The tz database's region names as one JSON object, each under its upper-case spelling (none collide)."""
+    import zoneinfo
+
+    return json.dumps({name.upper(): name for name in sorted(zoneinfo.available_timezones())})
+
+
+def _zoned(value: Column) -> tuple[Column, Column, Column]:
+    """The wall time of a text that ends in a region name, the name as written ('' without one), and the name as the
+    tz database spells it (NULL where it knows no such name)."""
+    from pyspark.sql import functions as F
+
+    written = F.regexp_extract(value, _ZONED, 2)
+    names = F.from_json(F.lit(_zone_names()), "map<string,string>")  # one literal, folded once per query
+    return F.regexp_extract(value, _ZONED, 1), written, F.try_element_at(names, F.upper(written))
+
+
+def timestamp_text(value: Column) -> Column:
+    """The text `value` of a timestamp column as Spark's cast reads it: a region name in any case spelt as the tz
+    database spells it, any other text as it is.
+
+        '2021-03-14 01:00:00.000000 AMERICA/LOS_ANGELES' → '2021-03-14 01:00:00.000000 America/Los_Angeles'
+        '2021-03-14 01:00:00.000000000 -07:00', '2021-03-14 08:00:00.000000+00', '… US/Pacific' → unchanged
+    """
+    from pyspark.sql import functions as F
+
+    wall, _, name = _zoned(value)
+    return F.when(name.isNotNull(), F.concat(wall, F.lit(" "), name)).otherwise(value)
+
+
+def timestamp_problem(value: Column) -> Column:
+    """Why the text `value` of a timestamp column is not one instant (a phrase after the value), or NULL.
+
+    Not a timestamp at all; a region name the tz database does not know; or a region's wall time in the hour its
+    clocks go back, which happens twice ('2021-11-07 01:30:00 US/PACIFIC' is 08:30 or 09:30 UTC): the text does
+    not say which, and the cast would take the first without a word. An offset always says which.
+    """
+    from pyspark.sql import functions as F
+
+    wall, written, name = _zoned(value)
+    moment = F.unix_micros(F.try_to_timestamp(timestamp_text(value)))
+    local = F.unix_micros(F.try_to_timestamp(F.concat(wall, F.lit("Z"))))  # the wall time's own figures
+    # The zone's offset a day later: where it is smaller, the clocks went back, and the wall time happens again at
+    # that offset if the zone's clock shows it then.
+    later = moment + F.lit(_DAY_MICROS)
+    later_offset = F.unix_micros(F.from_utc_timestamp(F.timestamp_micros(later), name)) - later
+    again = F.timestamp_micros(local - later_offset)
+    repeated = (later_offset < local - moment) & (F.unix_micros(F.from_utc_timestamp(again, name)) == local)
+    return (
+        F.when(
+            (written != "") & name.isNull() & F.try_to_timestamp(value).isNull(),
+            F.concat(F.lit("has the time zone region '"), written, F.lit("', which the tz database does not know")),
+        )
+        .when(
+            moment.isNull(),
+            F.lit(
+                "is not a valid timestamp (yyyy-mm-dd hh:mm:ss[.fraction], then optionally a UTC offset such as "
+                "+hh:mm or a time zone region name)"
+            ),
+        )
+        .when(
+            name.isNotNull() & repeated,
+            F.concat(
+                F.lit("is a wall time that happens twice when the clocks of "),
+                name,
+                F.lit(
+                    " go back: the text does not say which of the two instants it is; have the source write an "
+                    "offset (Oracle: TZH:TZM) for such values"
+                ),
+            ),
+        )
+    )
 
 
 def _widen(spark: str) -> str:
