@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -132,28 +132,29 @@ def sync_consent(
 
 
 # The policy diffs this process computed: (fingerprint applied, fingerprint now) → the patients whose rows differ.
-# Policies are told by their content, so the tables that applied the same policy share one diff.
+# Policies are told by their content, so the tables that applied the same policy share one diff. (A stamp that named a
+# policy its table never applied, before fingerprint_of, did not outlive the zone layout 5: every zone was rebuilt.)
 _DIFFS: dict[tuple[str, str], frozenset[int]] = {}
+_DIFFS_LOCK = threading.Lock()  # tables sync side by side
 
 
 def _policy_diff(
     spark: SparkSession, applied: str, applied_fingerprint: str, policy: DataFrame, fingerprint: str | None
 ) -> frozenset[int]:
-    """The patients whose policy rows differ between the applied policy (at `applied`) and `policy`.
-
-    Computed on the driver: the policy is held there already (the snapshot is read from its store as a list, and
-    broadcast to the batches).
-    """
+    """The patients whose policy rows differ between the applied policy (at `applied`) and `policy`."""
     key = (applied_fingerprint, fingerprint) if fingerprint is not None and applied_fingerprint != NO_POLICY else None
-    if key is not None and key in _DIFFS:
-        return _DIFFS[key]
-    now = Counter(tuple(row) for row in policy.select(*POLICY_COLUMNS).collect())
-    before = Counter(tuple(row) for row in spark.read.format("delta").load(applied).select(*POLICY_COLUMNS).collect())
-    diff = frozenset(row[0] for row in (now - before) + (before - now))
+    with _DIFFS_LOCK:
+        if key is not None and key in _DIFFS:
+            return _DIFFS[key]
+    current = policy.select(*POLICY_COLUMNS)
+    before = spark.read.format("delta").load(applied).select(*POLICY_COLUMNS)
+    changed = current.exceptAll(before).unionByName(before.exceptAll(current)).select("patient_id").distinct()
+    diff = frozenset(row[0] for row in changed.collect())
     if key is not None:
-        if len(_DIFFS) >= 8:
-            _DIFFS.pop(next(iter(_DIFFS)))
-        _DIFFS[key] = diff
+        with _DIFFS_LOCK:
+            if len(_DIFFS) >= 8:
+                _DIFFS.pop(next(iter(_DIFFS)))
+            _DIFFS[key] = diff
     return diff
 
 
