@@ -62,7 +62,7 @@ def _try_cast(name: str, type_: str) -> Column:
 def _cast_failure(name: str, type_: str) -> Column:
     """Why the value of column `name` does not cast to `type_`, or NULL."""
     value = F.col(_q(name))
-    if type_ == "timestamp":  # not a timestamp, an unknown region, or a wall time that happens twice
+    if type_ == "timestamp":  # not a timestamp, or a region name the tz database does not know
         return F.when(
             value.isNotNull(), F.concat(F.lit(f"column {name}: '"), value, F.lit("' "), timestamp_problem(value))
         )

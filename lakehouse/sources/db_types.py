@@ -301,7 +301,6 @@ def decimal_rounds(value: Column, type_: str) -> Column | None:
 # region only as the tz database spells it (java.time's ZoneId is case-sensitive). Offsets need nothing: the cast
 # reads Z, +hh, +hhmm and +hh:mm, with or without a space before them, and 9 digits of fraction (keeping 6).
 _ZONED = r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)$"
-_DAY_MICROS = 86_400_000_000
 
 
 @functools.cache
@@ -336,46 +335,24 @@ def timestamp_text(value: Column) -> Column:
 
 
 def timestamp_problem(value: Column) -> Column:
-    """Why the text `value` of a timestamp column is not one instant (a phrase after the value), or NULL.
+    """Why the text `value` of a timestamp column is not an instant (a phrase after the value), or NULL.
 
-    Not a timestamp at all; a region name the tz database does not know; or a region's wall time in the hour its
-    clocks go back, which happens twice ('2021-11-07 01:30:00 US/PACIFIC' is 08:30 or 09:30 UTC): the text does
-    not say which, and the cast would take the first without a word. An offset always says which.
+    Not a timestamp at all, or a region name the tz database does not know. A region's wall time in the hour its
+    clocks go back ('2021-11-07 01:30:00 US/PACIFIC': 08:30 or 09:30 UTC) is the first of the two, as java.time,
+    Athena and Trino read it: the text does not say which, and holding the change back would keep its row stale.
     """
     from pyspark.sql import functions as F
 
-    wall, written, name = _zoned(value)
-    moment = F.unix_micros(F.try_to_timestamp(timestamp_text(value)))
-    local = F.unix_micros(F.try_to_timestamp(F.concat(wall, F.lit("Z"))))  # the wall time's own figures
-    # The zone's offset a day later: where it is smaller, the clocks went back, and the wall time happens again at
-    # that offset if the zone's clock shows it then.
-    later = moment + F.lit(_DAY_MICROS)
-    later_offset = F.unix_micros(F.from_utc_timestamp(F.timestamp_micros(later), name)) - later
-    again = F.timestamp_micros(local - later_offset)
-    repeated = (later_offset < local - moment) & (F.unix_micros(F.from_utc_timestamp(again, name)) == local)
-    return (
-        F.when(
-            (written != "") & name.isNull() & F.try_to_timestamp(value).isNull(),
-            F.concat(F.lit("has the time zone region '"), written, F.lit("', which the tz database does not know")),
-        )
-        .when(
-            moment.isNull(),
-            F.lit(
-                "is not a valid timestamp (yyyy-mm-dd hh:mm:ss[.fraction], then optionally a UTC offset such as "
-                "+hh:mm or a time zone region name)"
-            ),
-        )
-        .when(
-            name.isNotNull() & repeated,
-            F.concat(
-                F.lit("is a wall time that happens twice when the clocks of "),
-                name,
-                F.lit(
-                    " go back: the text does not say which of the two instants it is; have the source write an "
-                    "offset (Oracle: TZH:TZM) for such values"
-                ),
-            ),
-        )
+    _, written, name = _zoned(value)
+    return F.when(
+        (written != "") & name.isNull() & F.try_to_timestamp(value).isNull(),
+        F.concat(F.lit("has the time zone region '"), written, F.lit("', which the tz database does not know")),
+    ).when(
+        F.try_to_timestamp(timestamp_text(value)).isNull(),
+        F.lit(
+            "is not a valid timestamp (yyyy-mm-dd hh:mm:ss[.fraction], then optionally a UTC offset such as "
+            "+hh:mm or a time zone region name)"
+        ),
     )
 
 
