@@ -78,7 +78,7 @@ def main() -> None:
             run_once(spark, config, ["consents"])
             build_policy_table(spark, config)
             governance = Governance.of(config)  # a new run's: nothing remembered
-            before = _versions(home / "lake")
+            before = _versions(home)
             total = 0.0
             for name in CONSENT_TABLES:
                 table = config.tables[name]
@@ -89,7 +89,7 @@ def main() -> None:
                 seconds[name].append(round(took, 3))
                 total += took
             seconds["total"].append(round(total, 3))
-            commits.append(_versions(home / "lake") - before)
+            commits.append(_versions(home) - before)
     finally:
         spark.stop()
         shutil.rmtree(home, ignore_errors=True)

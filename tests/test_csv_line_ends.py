@@ -182,3 +182,25 @@ def test_a_dms_record_ending_in_a_lone_carriage_return_is_quarantined_with_the_n
     """DMS ends records with LF or CRLF: a lone CR is data, so two records it would separate are one that has too
     many fields, quarantined with their text."""
     assert dms_rows("t1,1,Ann,9.5,s1,7\rt2,2,Bo,1.0,s2,8\n") == [("schema_drift", None, None, None)]
+
+
+def test_a_file_with_carriage_return_line_ends_and_a_line_feed_inside_quotes_reads_as_before(spark, tmp_path):
+    """Old Mac line ends (CR): the reader's own pick, as before (forcing LF for the quoted line feed read it whole)."""
+    moved = [*A_BOSTON[:3], "LEE\nSMITH", *A_BOSTON[4:]]
+    path = write_lines(tmp_path / NAME, [(HEADER, "\r"), (moved, "\r"), (C_DALLAS, "\r")])
+
+    rows = loaded(spark, tmp_path, path)
+
+    assert_df_equality(rows, expected(spark, [(moved, None), (C_DALLAS, None)]), ignore_row_order=True)
+
+
+def test_an_encoding_only_java_knows_keeps_the_readers_own_line_ends():
+    """Its line ends cannot be found on the bytes (UTF-16 under a Java-only name): no LF forced, no CR taken off."""
+    from lakehouse.sources.csv_encoding import LineEnds
+    from lakehouse.sources.csv_snapshot import line_end_options
+
+    ends = LineEnds("UnicodeLittle")
+    ends.feed("a,b\r\n1,2\r\n".encode("utf-16-le"))
+
+    assert line_end_options(ends.finish("unused.csv"), NAME, table="clinicians") == {}
+    assert not ends.crlf

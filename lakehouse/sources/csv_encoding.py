@@ -114,10 +114,11 @@ class LineEnds:
     are one byte, never part of another character. A UTF-16 or UTF-32 file is decoded in its encoding."""
 
     def __init__(self, encoding: str) -> None:
+        self.known = True  # False for an encoding only Java knows (`UnicodeLittle`): its line ends are not found
         try:
             name = codecs.lookup(encoding).name
         except LookupError:  # `auto` (UTF-8 or windows-1252), or an encoding Python does not know
-            name = "ascii"
+            name, self.known = "ascii", encoding.lower() == AUTO
         decoding = name if name.startswith(("utf-16", "utf-32")) else "latin-1"
         self._decoder = codecs.getincrementaldecoder(decoding)(errors="replace")
         self._held = ""  # the text's end so far, that the next chunk may make a CRLF or a CR_BEFORE_CLOSING_QUOTE of
@@ -126,6 +127,7 @@ class LineEnds:
         self.lf = False
         self.crlf = False
         self.cr_quote_line: int | None = None
+        self.first_end: str | None = None  # the first line's end: "\n", "\r\n" or "\r" (old Mac files)
 
     def feed(self, chunk: bytes) -> None:
         self.fed = True
@@ -134,6 +136,8 @@ class LineEnds:
     def finish(self, path: str) -> LineEnds:
         """Found over the whole file: the file at `path` is read here if nothing fed its chunks (a UTF feed's
         encoding is not checked)."""
+        if not self.known:
+            return self
         if not self.fed:
             with open_text(path) as stream:
                 while chunk := stream.read(CHUNK_BYTES):
@@ -149,6 +153,8 @@ class LineEnds:
             if (match := CR_BEFORE_CLOSING_QUOTE.search(body)) is not None:
                 self.cr_quote_line = self._lines + body.count("\n", 0, match.start()) + 1
             self._lines += body.count("\n")
+        if self.first_end is None and (ends := re.search(r"\r\n|\r(?=.)|\n|\r$", body, re.DOTALL)) is not None:
+            self.first_end = ends.group()
         self.lf = self.lf or "\n" in body
         self.crlf = self.crlf or "\r\n" in body
         self._held = text[len(body) :]

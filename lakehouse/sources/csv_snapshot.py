@@ -284,7 +284,7 @@ def hold_last_record(raw: DataFrame, table: TableConfig, name: str) -> tuple[Dat
 
 def line_end_options(ends: LineEnds, name: str, *, table: str) -> dict[str, str]:
     """The CSV reader's options for a file's line ends: lineSep LF for a file with line feeds, else none (the
-    reader's own pick: one line, or old Mac CR line ends).
+    reader's own pick: one line, old Mac CR line ends, or an encoding only Java knows, whose line ends are not found).
 
     Spark's reader (univocity) otherwise takes the line separator from the file's first line end, and a file that
     mixes LF and CRLF read wrong with nothing said: after a header ending in LF, each CRLF record kept a CR at the end
@@ -293,6 +293,8 @@ def line_end_options(ends: LineEnds, name: str, *, table: str) -> dict[str, str]
     CR of a CRLF is taken off the record's last field (`without_line_end_cr`). A quoted last value that ends in a CR
     reads just like such a field (the reader skips blanks after a closing quote): a file with CRLF and one is refused.
     """
+    if not ends.known or ends.first_end == "\r":  # the reader's pick, as before: CR line ends, or not found
+        return {}
     if ends.crlf and ends.cr_quote_line is not None:
         raise InputError(
             f"snapshot {name}, line {ends.cr_quote_line}: a quoted value at the end of its record ends with a "
@@ -368,7 +370,7 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
     schema = StructType([*fields, StructField(MALFORMED, StringType())])
     raw = csv_reader(spark, feed, line_ends).schema(schema).option("columnNameOfCorruptRecord", MALFORMED).csv(path)
     renamed = raw.toDF(*header_columns(header, feed), MALFORMED)
-    if ends.crlf:  # read with lineSep LF (`line_end_options`)
+    if line_ends and ends.crlf:  # read with lineSep LF (`line_end_options`)
         renamed = without_line_end_cr(renamed)
     found = [c for c in renamed.columns if c != MALFORMED]
     missing = [c for c in feed.columns if c not in found]

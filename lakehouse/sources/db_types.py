@@ -300,15 +300,25 @@ def decimal_rounds(value: Column, type_: str) -> Column | None:
 # (TZR) as Oracle prints it, upper case ('2021-03-14 01:00:00.000000 AMERICA/LOS_ANGELES'), and Spark's cast reads a
 # region only as the tz database spells it (java.time's ZoneId is case-sensitive). Offsets need nothing: the cast
 # reads Z, +hh, +hhmm and +hh:mm, with or without a space before them, and 9 digits of fraction (keeping 6).
-_ZONED = r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)$"
+_ZONED = (
+    r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)\s*$"
+)
 
 
 @functools.cache
 def _zone_names() -> str:
-    """The tz database's region names as one JSON object, each under its upper-case spelling (none collide)."""
-    import zoneinfo
+    """The region names Spark's cast reads (the JVM's tz database; Python's where no JVM is at hand) as one JSON
+    object, each under its upper-case spelling (none collide)."""
+    from pyspark.sql import SparkSession
 
-    return json.dumps({name.upper(): name for name in sorted(zoneinfo.available_timezones())})
+    spark = SparkSession.getActiveSession()
+    try:
+        names = sorted(str(n) for n in spark._jvm.java.time.ZoneId.getAvailableZoneIds())  # type: ignore[union-attr]
+    except Exception:  # no session, or Spark Connect (no JVM in this process)
+        import zoneinfo
+
+        names = sorted(zoneinfo.available_timezones())
+    return json.dumps({name.upper(): name for name in names})
 
 
 def _zoned(value: Column) -> tuple[Column, Column, Column]:
@@ -318,7 +328,8 @@ def _zoned(value: Column) -> tuple[Column, Column, Column]:
 
     written = F.regexp_extract(value, _ZONED, 2)
     names = F.from_json(F.lit(_zone_names()), "map<string,string>")  # one literal, folded once per query
-    return F.regexp_extract(value, _ZONED, 1), written, F.try_element_at(names, F.upper(written))
+    # Looked up only for a text with a name: a map literal's lookup walks its keys, for every value of the column.
+    return F.regexp_extract(value, _ZONED, 1), written, F.when(written != "", F.try_element_at(names, F.upper(written)))
 
 
 def timestamp_text(value: Column) -> Column:
