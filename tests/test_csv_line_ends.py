@@ -194,13 +194,22 @@ def test_a_file_with_carriage_return_line_ends_and_a_line_feed_inside_quotes_rea
     assert_df_equality(rows, expected(spark, [(moved, None), (C_DALLAS, None)]), ignore_row_order=True)
 
 
-def test_an_encoding_only_java_knows_keeps_the_readers_own_line_ends():
-    """Its line ends cannot be found on the bytes (UTF-16 under a Java-only name): no LF forced, no CR taken off."""
+@pytest.mark.parametrize(
+    ("encoding", "codec", "options", "crlf"),
+    [
+        ("windows-31j", "cp932", {"lineSep": "\n"}, True),  # Java's name only: CR, LF, quote are ASCII bytes in it
+        ("UnicodeLittleUnmarked", "utf-16-le", {"lineSep": "\n"}, True),  # Java's UTF-16LE: decoded as such
+        ("x-UTF-16LE-unheard-of", "utf-16-le", {}, False),  # a wide one Python cannot decode: the reader's own pick
+    ],
+)
+def test_line_ends_are_found_in_encodings_only_java_names(encoding, codec, options, crlf):
+    """A header ending in LF, a record in CRLF: in a wide encoding the bytes cannot be scanned as latin-1 (its CRLF
+    is CR NUL LF NUL), which would force LF and leave the CR on the last value."""
     from lakehouse.sources.csv_encoding import LineEnds
     from lakehouse.sources.csv_snapshot import line_end_options
 
-    ends = LineEnds("UnicodeLittle")
-    ends.feed("a,b\r\n1,2\r\n".encode("utf-16-le"))
+    ends = LineEnds(encoding)
+    ends.feed("npi,name\n1,山田\r\n".encode(codec))
 
-    assert line_end_options(ends.finish("unused.csv"), NAME, table="clinicians") == {}
-    assert not ends.crlf
+    assert line_end_options(ends.finish("unused.csv"), NAME, table="clinicians") == options
+    assert ends.crlf is crlf

@@ -70,7 +70,7 @@ def test_every_form_dms_writes_reads_as_its_utc_instant(spark):
         ("14-MAR-21 01.00.00.000000 AM -07:00", "is not a valid timestamp"),
     ],
 )  # fmt: skip
-def test_a_text_that_is_not_one_instant_says_why(spark, text, problem):
+def test_a_text_that_is_not_an_instant_says_why(spark, text, problem):
     (row,) = spark.createDataFrame([(text,)], "text string").select(timestamp_problem(F.col("text"))).collect()
 
     assert row[0].startswith(problem)

@@ -105,20 +105,34 @@ CR_BEFORE_CLOSING_QUOTE = re.compile(r'\r"[\x00-\x09\x0b-\x20]*\n')
 _BLANKS = "".join(chr(c) for c in range(0x21) if c != 0x0A)  # what the reader skips after a closing quote
 
 
+# Java's names of UTF-16 and UTF-32 forms that Python's codecs do not know.
+JAVA_WIDE = {
+    "unicodelittle": "utf-16",
+    "unicodebig": "utf-16",
+    "unicodelittleunmarked": "utf-16-le",
+    "unicodebigunmarked": "utf-16-be",
+    "x-utf-16le-bom": "utf-16",
+    "x-utf-32be-bom": "utf-32",
+    "x-utf-32le-bom": "utf-32",
+}
+
+
 class LineEnds:
     """How a file's lines end, found over its text a chunk at a time (`feed`, then `finish`): whether it has line
     feeds (`lf`), whether any of them ends a CRLF (`crlf`), and the line of the first quoted value that ends in a
-    carriage return at the end of its record (`cr_quote_line`, see CR_BEFORE_CLOSING_QUOTE); inside quotes or out.
+    carriage return at the end of its record (`cr_quote_line`, see CR_BEFORE_CLOSING_QUOTE); inside quotes or out;
+    and how the first line ends (`first_end`). `known` is False for a wide encoding Python cannot decode.
 
     Found on the bytes, one character each (as latin-1): in UTF-8 and the single-byte encodings CR, LF and the quote
     are one byte, never part of another character. A UTF-16 or UTF-32 file is decoded in its encoding."""
 
     def __init__(self, encoding: str) -> None:
-        self.known = True  # False for an encoding only Java knows (`UnicodeLittle`): its line ends are not found
+        self.known = True  # False for a wide encoding only Java knows: its line ends are not found on its bytes
         try:
-            name = codecs.lookup(encoding).name
-        except LookupError:  # `auto` (UTF-8 or windows-1252), or an encoding Python does not know
-            name, self.known = "ascii", encoding.lower() == AUTO
+            name = codecs.lookup(JAVA_WIDE.get(encoding.lower(), encoding)).name
+        except LookupError:  # `auto` (UTF-8 or windows-1252), or an encoding Python does not know (`windows-31j`:
+            # CR, LF and the quote are single ASCII bytes in it, as in every non-wide encoding)
+            name, self.known = "ascii", not re.search(r"16|32|ucs|unicode", encoding.lower())
         decoding = name if name.startswith(("utf-16", "utf-32")) else "latin-1"
         self._decoder = codecs.getincrementaldecoder(decoding)(errors="replace")
         self._held = ""  # the text's end so far, that the next chunk may make a CRLF or a CR_BEFORE_CLOSING_QUOTE of

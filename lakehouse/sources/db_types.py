@@ -30,7 +30,7 @@ without a word are refused (`ambiguous`). The choices follow what DMS writes int
   with a zone is stored as its UTC instant: DMS writes PostgreSQL's `timestamptz` as a DATETIME, SQL Server's
   `datetimeoffset` and Oracle's `TIMESTAMP WITH [LOCAL] TIME ZONE` as text with an offset or a region name
   (`timestamp_text` reads the region name Oracle prints upper case; `timestamp_problem` says why a text is not
-  one instant);
+  an instant);
 * text, JSON, UUID, enums and sets (whatever their values), arrays, PostgreSQL user-defined, range (`int4range`,
   `tstzrange`…), geometric (`point`, `polygon`…) and text-search types, XML → string, as DMS writes them as text
   (STRING, CLOB, NCLOB); binary columns (`bytea`,
@@ -305,19 +305,23 @@ _ZONED = (
 )
 
 
-@functools.cache
 def _zone_names() -> str:
-    """The region names Spark's cast reads (the JVM's tz database; Python's where no JVM is at hand) as one JSON
-    object, each under its upper-case spelling (none collide)."""
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.getActiveSession()
+    """The region names Spark's cast reads (the JVM's tz database; Python's where no JVM is at hand: Spark Connect)
+    as one JSON object, each under its upper-case spelling (none collide)."""
     try:
-        names = sorted(str(n) for n in spark._jvm.java.time.ZoneId.getAvailableZoneIds())  # type: ignore[union-attr]
-    except Exception:  # no session, or Spark Connect (no JVM in this process)
+        return _jvm_zone_names()
+    except Exception:  # not cached: a later call with a JVM takes its names
         import zoneinfo
 
-        names = sorted(zoneinfo.available_timezones())
+        return json.dumps({name.upper(): name for name in sorted(zoneinfo.available_timezones())})
+
+
+@functools.cache
+def _jvm_zone_names() -> str:
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context  # the JVM's, whatever thread asks (a session is per thread)
+    names = sorted(str(n) for n in context._jvm.java.time.ZoneId.getAvailableZoneIds())  # type: ignore[union-attr]
     return json.dumps({name.upper(): name for name in names})
 
 
