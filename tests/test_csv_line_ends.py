@@ -199,12 +199,13 @@ def test_a_file_with_carriage_return_line_ends_and_a_line_feed_inside_quotes_rea
     [
         ("windows-31j", "cp932", {"lineSep": "\n"}, True),  # Java's name only: CR, LF, quote are ASCII bytes in it
         ("UnicodeLittleUnmarked", "utf-16-le", {"lineSep": "\n"}, True),  # Java's UTF-16LE: decoded as such
-        ("x-UTF-16LE-unheard-of", "utf-16-le", {}, False),  # a wide one Python cannot decode: the reader's own pick
+        ("x-UTF-16LE", "utf-16-le", {"lineSep": "\n"}, True),
+        ("x-UTF-32BE", "utf-32-be", {"lineSep": "\n"}, True),
     ],
 )
 def test_line_ends_are_found_in_encodings_only_java_names(encoding, codec, options, crlf):
-    """A header ending in LF, a record in CRLF: in a wide encoding the bytes cannot be scanned as latin-1 (its CRLF
-    is CR NUL LF NUL), which would force LF and leave the CR on the last value."""
+    """A header ending in LF, a record in CRLF: a wide encoding's bytes cannot be scanned as latin-1 (its CRLF is
+    CR NUL LF NUL: LF forced, the CR left on the last value), so Java's names of UTF-16 and UTF-32 are decoded."""
     from lakehouse.sources.csv_encoding import LineEnds
     from lakehouse.sources.csv_snapshot import line_end_options
 

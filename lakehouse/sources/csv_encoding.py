@@ -105,15 +105,26 @@ CR_BEFORE_CLOSING_QUOTE = re.compile(r'\r"[\x00-\x09\x0b-\x20]*\n')
 _BLANKS = "".join(chr(c) for c in range(0x21) if c != 0x0A)  # what the reader skips after a closing quote
 
 
-# Java's names of UTF-16 and UTF-32 forms that Python's codecs do not know.
+# Java's names of UTF-16 and UTF-32 forms (lower case) that Python's codecs do not know; any other name Python does
+# not know is one whose CR, LF and quote are single ASCII bytes (`windows-31j`, `x-EUC-TW`), or EBCDIC (no LF byte).
 JAVA_WIDE = {
+    "unicode": "utf-16",
     "unicodelittle": "utf-16",
     "unicodebig": "utf-16",
     "unicodelittleunmarked": "utf-16-le",
     "unicodebigunmarked": "utf-16-be",
+    "iso-10646-ucs-2": "utf-16-be",
+    "x-utf-16le": "utf-16-le",
+    "x-utf-16be": "utf-16-be",
     "x-utf-16le-bom": "utf-16",
-    "x-utf-32be-bom": "utf-32",
+    "x-utf-32le": "utf-32-le",
+    "x-utf-32be": "utf-32-be",
     "x-utf-32le-bom": "utf-32",
+    "x-utf-32be-bom": "utf-32",
+    "utf_32le_bom": "utf-32",
+    "utf-32le-bom": "utf-32",
+    "utf_32be_bom": "utf-32",
+    "utf-32be-bom": "utf-32",
 }
 
 
@@ -121,18 +132,16 @@ class LineEnds:
     """How a file's lines end, found over its text a chunk at a time (`feed`, then `finish`): whether it has line
     feeds (`lf`), whether any of them ends a CRLF (`crlf`), and the line of the first quoted value that ends in a
     carriage return at the end of its record (`cr_quote_line`, see CR_BEFORE_CLOSING_QUOTE); inside quotes or out;
-    and how the first line ends (`first_end`). `known` is False for a wide encoding Python cannot decode.
+    and how the first line ends (`first_end`).
 
     Found on the bytes, one character each (as latin-1): in UTF-8 and the single-byte encodings CR, LF and the quote
     are one byte, never part of another character. A UTF-16 or UTF-32 file is decoded in its encoding."""
 
     def __init__(self, encoding: str) -> None:
-        self.known = True  # False for a wide encoding only Java knows: its line ends are not found on its bytes
         try:
             name = codecs.lookup(JAVA_WIDE.get(encoding.lower(), encoding)).name
-        except LookupError:  # `auto` (UTF-8 or windows-1252), or an encoding Python does not know (`windows-31j`:
-            # CR, LF and the quote are single ASCII bytes in it, as in every non-wide encoding)
-            name, self.known = "ascii", not re.search(r"16|32|ucs|unicode", encoding.lower())
+        except LookupError:  # `auto` (UTF-8 or windows-1252), or a name only Java knows (see JAVA_WIDE)
+            name = "ascii"
         decoding = name if name.startswith(("utf-16", "utf-32")) else "latin-1"
         self._decoder = codecs.getincrementaldecoder(decoding)(errors="replace")
         self._held = ""  # the text's end so far, that the next chunk may make a CRLF or a CR_BEFORE_CLOSING_QUOTE of
@@ -150,8 +159,6 @@ class LineEnds:
     def finish(self, path: str) -> LineEnds:
         """Found over the whole file: the file at `path` is read here if nothing fed its chunks (a UTF feed's
         encoding is not checked)."""
-        if not self.known:
-            return self
         if not self.fed:
             with open_text(path) as stream:
                 while chunk := stream.read(CHUNK_BYTES):

@@ -284,7 +284,7 @@ def hold_last_record(raw: DataFrame, table: TableConfig, name: str) -> tuple[Dat
 
 def line_end_options(ends: LineEnds, name: str, *, table: str) -> dict[str, str]:
     """The CSV reader's options for a file's line ends: lineSep LF for a file with line feeds, else none (the
-    reader's own pick: one line, old Mac CR line ends, or an encoding only Java knows, whose line ends are not found).
+    reader's own pick: one line, or old Mac CR line ends).
 
     Spark's reader (univocity) otherwise takes the line separator from the file's first line end, and a file that
     mixes LF and CRLF read wrong with nothing said: after a header ending in LF, each CRLF record kept a CR at the end
@@ -293,7 +293,7 @@ def line_end_options(ends: LineEnds, name: str, *, table: str) -> dict[str, str]
     CR of a CRLF is taken off the record's last field (`without_line_end_cr`). A quoted last value that ends in a CR
     reads just like such a field (the reader skips blanks after a closing quote): a file with CRLF and one is refused.
     """
-    if not ends.known or ends.first_end == "\r":  # the reader's pick, as before: CR line ends, or not found
+    if ends.first_end == "\r":  # the reader's pick, as before: old Mac CR line ends
         return {}
     if ends.crlf and ends.cr_quote_line is not None:
         raise InputError(
