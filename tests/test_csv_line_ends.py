@@ -214,3 +214,14 @@ def test_line_ends_are_found_in_encodings_only_java_names(encoding, codec, optio
 
     assert line_end_options(ends.finish("unused.csv"), NAME, table="clinicians") == options
     assert ends.crlf is crlf
+
+
+@pytest.mark.parametrize(
+    ("encoding", "utf"),
+    [("UnicodeLittle", True), ("x-UTF-32BE", True), ("UTF-16", True), ("windows-31j", False), ("latin1", False)],
+)
+def test_javas_names_of_utf_16_and_32_are_not_checked_as_single_byte_encodings(encoding, utf):
+    """A feed in UTF-16 under Java's name is not put to the single-byte feeds' UTF-8 check (its bytes are no UTF-8)."""
+    from lakehouse.sources.csv_encoding import is_utf
+
+    assert is_utf(encoding) is utf

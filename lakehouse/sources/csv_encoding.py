@@ -30,10 +30,10 @@ TextKind = Literal["ascii", "utf-8", "other"]
 
 
 def is_utf(encoding: str) -> bool:
-    """True for a Unicode encoding (UTF-8, UTF-16, UTF-32, any spelling Python knows); an encoding Python does not
-    know is taken for a single-byte one."""
+    """True for a Unicode encoding (UTF-8, UTF-16, UTF-32, any spelling Python knows, Java's `JAVA_WIDE` names); any
+    other encoding Python does not know is taken for a single-byte one."""
     try:
-        return codecs.lookup(encoding).name.startswith("utf")
+        return codecs.lookup(JAVA_WIDE.get(encoding.lower(), encoding)).name.startswith("utf")
     except LookupError:
         return False
 
