@@ -103,8 +103,8 @@ def sync_consent(
     synced.pop(table.name, None)  # a sync that fails below must not pass for done if the policy goes back
     applied = applied_path(zone, table)
     newest = _newest_commit(spark, applied)
-    stored = newest[1] if newest is not None else None
-    intent = _intent(spark, zone, table, applied_version=newest[0] if newest is not None else None)
+    stored = newest.metadata
+    intent = _intent(spark, zone, table, applied_version=newest.version)
     pending = intent.kind if intent is not None else None
     done = None
     if stored == stamp and pending is None:
@@ -121,7 +121,7 @@ def sync_consent(
             ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
         if ids:
             changed = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
-            _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest[0] if newest else None)
+            _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest.version)
             resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
             pending = RESYNC
             done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
@@ -182,12 +182,12 @@ def _record_intent(
     kind: str,
     patients: DataFrame | None = None,
     *,
-    applied_version: int | None = None,
+    applied_version: int = -1,
 ) -> None:
     """Write what the table's sync is about to do (`RESYNC` of `patients`, `REBUILD`) while the applied policy is at
-    `applied_version` (None: not written yet). The intent is pending until the applied policy is written again."""
+    `applied_version` (-1: not written yet). The intent is pending until the applied policy is written again."""
     rows = patients.select("patient_id") if patients is not None else spark.createDataFrame([], "patient_id bigint")
-    metadata = kind if kind == DONE else f"{kind}|applied={-1 if applied_version is None else applied_version}"
+    metadata = kind if kind == DONE else f"{kind}|applied={applied_version}"
     rows.write.format("delta").mode("overwrite").option("userMetadata", metadata).save(pending_path(zone, table))
 
 
@@ -197,40 +197,49 @@ class Intent:
     legacy: bool  # written by an engine that cleared it with a DONE commit
 
 
-def _intent(
-    spark: SparkSession | None, zone: NonPhiZone, table: TableConfig, *, applied_version: int | None
-) -> Intent | None:
+def _intent(spark: SparkSession | None, zone: NonPhiZone, table: TableConfig, *, applied_version: int) -> Intent | None:
     """What an interrupted sync of the table left to do, None when nothing (or, without `spark`, not a local lake).
 
     An intent names the applied policy's version when it was recorded: once the applied policy has a newer
     version, the sync that recorded it finished. One of an older engine (no version) is pending until a `DONE`.
     """
     newest = _newest_commit(spark, pending_path(zone, table))
-    if newest is None or newest[1] is None or newest[1] == DONE:
+    if newest.metadata is None or newest.metadata == DONE:
         return None
-    kind, _, since = newest[1].partition("|applied=")
+    kind, _, since = newest.metadata.partition("|applied=")
     if not since:
         return Intent(kind, legacy=True)
-    was = int(since)
-    return Intent(kind, legacy=False) if (applied_version if applied_version is not None else -1) == was else None
+    return Intent(kind, legacy=False) if int(since) == applied_version else None
 
 
-def _newest_commit(spark: SparkSession | None, path: str) -> tuple[int, str | None] | None:
-    """The newest version of the Delta table at `path` and its commit's userMetadata; None when no table is there.
+@dataclass(frozen=True)
+class Commit:
+    version: int  # -1: no table there (or, without Spark, not a local one)
+    metadata: str | None  # its userMetadata
 
-    Read from the log's files for a local lake, else with `history(1)` (None without `spark`).
-    """
-    if local_path(path) is not None:
+
+def _newest_commit(spark: SparkSession | None, path: str) -> Commit:
+    """The newest commit of the Delta table at `path`: from the log's files for a local lake, else with `history(1)`
+    (without `spark`, none)."""
+    folder = local_path(path)
+    if folder is not None:
         version = table_version(path)
-        return None if version is None else (version, _newest_metadata(path))
+        if version is None:
+            return Commit(-1, None)
+        try:
+            lines = (folder / "_delta_log" / f"{version:020d}.json").read_text().splitlines()
+        except FileNotFoundError:
+            return Commit(-1, None)
+        infos = [action["commitInfo"] for action in map(json.loads, filter(None, lines)) if "commitInfo" in action]
+        return Commit(version, infos[0].get("userMetadata") if infos else None)
     if spark is None:
-        return None
+        return Commit(-1, None)
     from delta.tables import DeltaTable
 
     if not DeltaTable.isDeltaTable(spark, path):
-        return None
+        return Commit(-1, None)
     row = DeltaTable.forPath(spark, path).history(1).select("version", "userMetadata").first()
-    return int(row[0]), row[1]  # type: ignore[index]
+    return Commit(int(row[0]), row[1])  # type: ignore[index]
 
 
 def _stamp(fingerprint: str | None, zone_id: str) -> str:
@@ -267,23 +276,9 @@ def zone_is_synced(table: TableConfig, zone: NonPhiZone, fingerprint: str | None
     intent is pending): then a sync decides.
     """
     applied = _newest_commit(None, applied_path(zone, table))
-    if _intent(None, zone, table, applied_version=applied[0] if applied is not None else None) is not None:
+    if _intent(None, zone, table, applied_version=applied.version) is not None:
         return False
-    return applied is not None and applied[1] == _stamp(fingerprint, _zone_id(table, zone))
-
-
-def _newest_metadata(path: str) -> str | None:
-    """The userMetadata of the newest commit of the local Delta table at `path` (None: no such table, or not local)."""
-    version, folder = table_version(path), local_path(path)
-    if version is None or folder is None:
-        return None
-    commit = folder / "_delta_log" / f"{version:020d}.json"
-    try:
-        lines = commit.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    infos = [action["commitInfo"] for action in map(json.loads, filter(None, lines)) if "commitInfo" in action]
-    return infos[0].get("userMetadata") if infos else None
+    return applied.metadata == _stamp(fingerprint, _zone_id(table, zone))
 
 
 def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -> bool:
@@ -308,8 +303,8 @@ def rebuild(
     """
     from delta.tables import DeltaTable
 
-    newest = _newest_commit(spark, applied_path(zone, table))
-    _record_intent(spark, zone, table, REBUILD, applied_version=newest[0] if newest is not None else None)
+    applied = _newest_commit(spark, applied_path(zone, table))
+    _record_intent(spark, zone, table, REBUILD, applied_version=applied.version)
     versions = spark.read.format("delta").load(phi_history)
     rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
     # An overwrite keeps the table's properties: statistics columns of an older layout (its `_batch_id`) would
