@@ -93,6 +93,21 @@ def table_properties(spark: SparkSession, path: str, keys: list[str]) -> dict[st
     return {key: current.get(key) for key in keys}
 
 
+def partition_columns(spark: SparkSession, path: str) -> list[str]:
+    """The partition columns of the Delta table at `path`, at its newest version (as `table_properties` reads)."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    snapshot = _snapshot(spark, path)
+    if snapshot is not None:
+        try:
+            columns = snapshot.metadata().partitionColumns()
+            return [str(columns.apply(i)) for i in range(columns.size())]
+        except Exception as exc:  # a Delta without these: the public API answers
+            log.debug("no metadata in Delta's snapshot of %s: %s", path, exc)
+    return list(table.detail().select("partitionColumns").first()["partitionColumns"])
+
+
 def warm_state(spark: SparkSession, paths: list[str]) -> None:
     """Build the state (file list and statistics) of each Delta table's version this process last committed.
 

@@ -20,6 +20,7 @@ from lakehouse.apply.consent_sync import _zone_id, sync_consent, zone_is_synced
 from lakehouse.apply.non_phi import NonPhiZone, non_phi_zone
 from lakehouse.config import load_config
 from lakehouse.masking import MaskingKey, pseudonym
+from lakehouse.pending import table_version
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.tables import table_paths
@@ -81,6 +82,36 @@ def test_a_sync_killed_between_its_delete_and_its_append_is_finished_though_the_
     intents = lake.spark.sql(f"DESCRIBE HISTORY delta.`{pending}`").select("userMetadata").collect()
     assert [r[0].split("|")[0] for r in intents] == ["resync", "resync"], intents
     assert zone_is_synced(lake.config.tables["patients"], lake.zone, before)
+
+
+def test_a_consent_before_the_patient_s_rows_writes_nothing_and_the_rows_come_when_they_land(lake):
+    """A consent whose patient has no row in the PHI history yet (the consent source delivered first) has nothing to
+    re-sync: no intent, no zone commit; rows of the zone that name such a patient all the same (a restore) still go."""
+    a_withdrawn_patient(lake)
+    new, stray = 5103, 5104
+    patients = lake.config.tables["patients"]
+    zone_history = lake.zone.history(patients)
+    copied = lake.non_phi("patients").where(F.col("patient_id") == pseudonym(C, lake.zone.key))
+    copied.withColumn("patient_id", F.lit(pseudonym(stray, lake.zone.key))).write.format("delta").mode("append").save(
+        zone_history
+    )
+    others = [lake.config.tables[t] for t in ZONE_TABLES if t != "patients"]
+    paths = [consent_sync.pending_path(lake.zone, t) for t in others]
+    paths += [path for t in others for path in (lake.zone.history(t), lake.zone.latest(t))]
+    before = [table_version(path) for path in paths]
+
+    lake.consent(new, True, signed=START - timedelta(days=1))
+    lake.consent(stray, False, signed=START - timedelta(days=1))
+    runs = {r.table: r for r in lake.run()}
+
+    assert [table_version(path) for path in paths] == before  # neither has a row in devices or sessions: no write
+    assert "consent changes of 2 patients applied to the non-PHI zone" in runs["patients"].notes
+    assert zone_rows_of(lake, "patients", stray) == {"history": 0, "latest": 0}
+    assert zone_is_synced(patients, lake.zone, policy_snapshot(lake.config).stored_fingerprint())
+
+    lake.land("patients", [lake.patient(new)])
+    lake.run()
+    assert zone_rows_of(lake, "patients", new) == {"history": 1, "latest": 1}
 
 
 def test_a_sync_whose_write_failed_is_finished_by_the_next_though_the_policy_went_back(lake, spark, monkeypatch):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from delta.tables import DeltaTable
 
-from lakehouse.delta_log import StateWarmer, committed_files, committed_version, table_properties, warm_state
+from lakehouse.delta_log import (
+    StateWarmer,
+    committed_files,
+    committed_version,
+    partition_columns,
+    table_properties,
+    warm_state,
+)
+from tests.spark_jobs import jobs_run_by
 
 KEYS = ["delta.checkpointInterval", "delta.logRetentionDuration"]
 
@@ -21,17 +27,6 @@ def _public(spark, path: str) -> tuple[int, int, dict]:
 
 def _committed(spark, path: str) -> tuple[int, int, dict]:
     return committed_version(spark, path), committed_files(spark, path), table_properties(spark, path, KEYS)
-
-
-def _jobs_run_by(spark, action) -> tuple[object, list[int]]:
-    """Run `action` in its own job group; return its result and the Spark jobs it started."""
-    context, group = spark.sparkContext, f"probe-{uuid.uuid4().hex}"
-    context.setJobGroup(group, "committed state probe")
-    try:
-        result = action()
-    finally:
-        context.setLocalProperty("spark.jobGroup.id", None)
-    return result, list(context.statusTracker().getJobIdsForGroup(group))
 
 
 def test_after_each_kind_of_commit_the_committed_state_is_delta_s(spark, tmp_path):
@@ -50,12 +45,12 @@ def test_after_each_kind_of_commit_the_committed_state_is_delta_s(spark, tmp_pat
     ]  # fmt: skip
     for commit in commits:
         commit()
-        committed, jobs = _jobs_run_by(spark, lambda: _committed(spark, path))
+        committed, jobs = jobs_run_by(spark, lambda: _committed(spark, path))
         assert committed == _public(spark, path)
         assert jobs == [], "the committed state should come from the driver's snapshot, not a Spark job"
     assert committed[2]["delta.checkpointInterval"] == "2"  # the other key: whatever the session's defaults gave
     commits[1]()
-    _, jobs = _jobs_run_by(spark, lambda: _public(spark, path))
+    _, jobs = jobs_run_by(spark, lambda: _public(spark, path))
     assert jobs, "DESCRIBE DETAIL after a commit rebuilds the table's state with Spark jobs (what the probe avoids)"
 
 
@@ -94,10 +89,10 @@ def test_a_warmed_state_spares_the_next_merge_its_rebuild(spark, tmp_path):
     path = str(tmp_path / "t")
     spark.range(0, 1000, numPartitions=4).selectExpr("id AS k", "id AS v").write.format("delta").save(path)
     _merge_one_row(spark, path, 1)
-    _, cold = _jobs_run_by(spark, lambda: _merge_one_row(spark, path, 2))
-    _, warming = _jobs_run_by(spark, lambda: warm_state(spark, [path, str(tmp_path / "no-table-here")]))
+    _, cold = jobs_run_by(spark, lambda: _merge_one_row(spark, path, 2))
+    _, warming = jobs_run_by(spark, lambda: warm_state(spark, [path, str(tmp_path / "no-table-here")]))
     version = committed_version(spark, path)
-    _, warm = _jobs_run_by(spark, lambda: _merge_one_row(spark, path, 3))
+    _, warm = jobs_run_by(spark, lambda: _merge_one_row(spark, path, 3))
     assert warming, "building the state is Spark jobs"
     assert len(warm) < len(cold), f"the MERGE after the warm-up ran {len(warm)} jobs, a cold one {len(cold)}"
     assert committed_version(spark, path) == version + 1
@@ -115,3 +110,19 @@ def test_the_warmer_builds_one_state_at_a_time_and_the_next_batch_waits_for_it(s
     warmer.wait()
     assert warmer._thread is None
     warmer.wait()  # nothing started: returns
+
+
+def test_partition_columns_are_the_newest_version_s_without_a_job_after_this_process_s_commit(spark, tmp_path):
+    import deltalake
+    import pyarrow as pa
+
+    path = str(tmp_path / "t")
+    rows = spark.range(0, 10).selectExpr("id", "id % 2 AS b", "id % 3 AS c")
+    rows.write.format("delta").partitionBy("b").save(path)
+    columns, jobs = jobs_run_by(spark, lambda: partition_columns(spark, path))
+    assert columns == ["b"] and jobs == []
+    rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy("c", "b").save(path)
+    assert partition_columns(spark, path) == ["c", "b"]
+    other = pa.table({"id": pa.array([1], pa.int64()), "b": pa.array([1], pa.int64()), "c": pa.array([1], pa.int64())})
+    deltalake.write_deltalake(path, other, mode="overwrite", schema_mode="overwrite", partition_by=["id"])
+    assert partition_columns(spark, path) == ["id"]  # set by another writer

@@ -48,6 +48,7 @@ from lakehouse.apply.non_phi import (
     zone_schemas,
 )
 from lakehouse.config import TableConfig
+from lakehouse.delta_log import partition_columns
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym
 from lakehouse.pending import local_path, table_version
@@ -121,9 +122,11 @@ def sync_consent(
             ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
         if ids:
             changed = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
-            _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest.version)
-            resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
-            pending = RESYNC
+            # none may have a row yet (a consent the source delivered before the patient's rows): then no write
+            if table.consent is None or _rows_of(spark, table, zone, phi_history, ids):
+                _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest.version)
+                resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
+                pending = RESYNC
             done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
     if stored != stamp or pending is not None:  # writing the applied policy ends an intent recorded or found
         _write_applied(spark, zone, table, policy, stamp, legacy_intent=intent is not None and intent.legacy)
@@ -288,7 +291,7 @@ def _current_layout(spark: SparkSession, table: TableConfig, zone: NonPhiZone) -
         actual = spark.read.format("delta").load(path).schema
         if [(f.name, f.dataType) for f in actual] != [(f.name, f.dataType) for f in expected[kind]]:  # type: ignore[attr-defined]
             return False
-        if spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["partitionColumns"] != [BUCKET]:  # type: ignore[index]
+        if partition_columns(spark, path) != [BUCKET]:
             return False
     return True
 
@@ -337,17 +340,35 @@ def resync_patients(
     if table.consent is None:
         return
     column = table.consent.patient_column
-    ids = F.broadcast(patients.select(F.col("patient_id").alias("__patient")).distinct())
-    versions = (
-        spark.read.format("delta").load(phi_history).join(ids, F.col(f"`{column}`") == F.col("__patient"), "left_semi")
-    )
-    rows, blocked = _admitted_rows(spark, versions, table, zone, policy)
+    rows, blocked = _admitted_rows(spark, _phi_versions(spark, table, phi_history, patients), table, zone, policy)
     resynced = pseudonyms(patients, "patient_id", key=zone.key).localCheckpoint(eager=True)
     for path, frame in _zone_frames(rows, table, zone):
         delete_patients(spark, path, column, resynced)
         crash_point(table.name, "sync", "after_delete_" + path.rsplit("/", 1)[1])
         frame.write.format("delta").mode("append").save(path)
     remove_forgotten_since(spark, table, zone, blocked)
+
+
+def _phi_versions(spark: SparkSession, table: TableConfig, phi_history: str, patients: DataFrame) -> DataFrame:
+    """The PHI history's versions of `patients` (a frame of raw `patient_id`s)."""
+    assert table.consent is not None
+    ids = F.broadcast(patients.select(F.col("patient_id").alias("__patient")).distinct())
+    on = F.col(f"`{table.consent.patient_column}`") == F.col("__patient")
+    return spark.read.format("delta").load(phi_history).join(ids, on, "left_semi")
+
+
+def _rows_of(spark: SparkSession, table: TableConfig, zone: NonPhiZone, phi_history: str, ids: set[int]) -> bool:
+    """Whether the PHI history or the table's zone holds a row of the patients `ids`: one job, where a re-sync costs
+    an intent, two deletes and two appends."""
+    assert table.consent is not None
+    raw = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
+    masked = spark.createDataFrame([(pseudonym(i, zone.key),) for i in sorted(ids)], "__patient string")
+    on = F.col(f"`{table.consent.patient_column}`") == F.col("__patient")
+    found = _phi_versions(spark, table, phi_history, raw).select(F.lit(1).alias("found"))
+    for path in (zone.history(table), zone.latest(table)):
+        held = spark.read.format("delta").load(path).join(F.broadcast(masked), on, "left_semi")
+        found = found.unionAll(held.select(F.lit(1).alias("found")))
+    return found.count() > 0  # one job (isEmpty takes partitions a few at a time: a job for each few)
 
 
 def delete_patients(spark: SparkSession, path: str, column: str, patients: DataFrame) -> None:

@@ -38,6 +38,7 @@ from lakehouse.errors import InputError
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym, pseudonym_prefix
 from lakehouse.ownership import UnitBusyError, hold
+from lakehouse.pending import table_version
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
@@ -412,8 +413,12 @@ class _tagged:
 
 
 def _version(spark: SparkSession, path: str) -> int:
+    """The newest version of the Delta table at `path` (a local table's from its log's file names, no Spark)."""
     from delta.tables import DeltaTable
 
+    local = table_version(path)
+    if local is not None:
+        return local
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
 
 
@@ -422,10 +427,16 @@ def _rows_deleted(spark: SparkSession, path: str, intent: Event, name: str) -> i
     from delta.tables import DeltaTable
 
     since = (intent.tables or {}).get(name, -1)
-    commits = DeltaTable.forPath(spark, path).history().where(F.col("userMetadata") == intent.forget_id)
+    newer = _version(spark, path) - since  # the commits since the intent only, not the table's whole history
+    if newer <= 0:
+        return 0
+    table = DeltaTable.forPath(spark, path)
+    commits = table.history(newer).select("version", "userMetadata", "operationMetrics").collect()
+    if min((c["version"] for c in commits), default=since + 2) > since + 1:  # committed to in between: all of it
+        commits = table.history().select("version", "userMetadata", "operationMetrics").collect()
     total = 0
-    for commit in commits.select("version", "operationMetrics").collect():
-        if commit["version"] > since:
+    for commit in commits:
+        if commit["version"] > since and commit["userMetadata"] == intent.forget_id:
             metrics = commit["operationMetrics"] or {}
             total += int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
     return total

@@ -23,6 +23,7 @@ and deletes them there.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -34,10 +35,11 @@ from lakehouse.apply.non_phi import NonPhiZone
 from lakehouse.errors import RetryableError
 from lakehouse.maintenance import file_system
 from lakehouse.masking import pseudonym
+from lakehouse.pending import local_path, table_version
 from lakehouse.tables import rows_frame
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
 LOG_DDL = (
     "event STRING, patient STRING, forget_id STRING, tables STRING, rows_removed BIGINT, vacuumed BOOLEAN, "
@@ -77,15 +79,54 @@ def read_events(spark: SparkSession, zone: NonPhiZone) -> list[Event]:
     if DeltaTable.isDeltaTable(spark, _legacy_path(zone)):
         _move_legacy(spark, zone)
     events: list[Event] = []
-    if DeltaTable.isDeltaTable(spark, log_path(zone)):
-        for row in _with_utc_times(spark.read.format("delta").load(log_path(zone)), "at").collect():
-            tables = json.loads(row.tables) if row.tables else None
-            patient_id = row.asDict().get("patient_id")
-            patient = row.patient if patient_id is None else pseudonym(patient_id, zone.key)
-            values = (row.forget_id, tables, row.rows_removed, row.vacuumed, patient_id)
-            events.append(Event(row.event, patient, _utc(row.at), *values))  # type: ignore[arg-type]
+    for row in _log_rows(spark, log_path(zone)):
+        tables = json.loads(row.tables) if row.tables else None
+        patient_id = row.asDict().get("patient_id")
+        patient = row.patient if patient_id is None else pseudonym(patient_id, zone.key)
+        values = (row.forget_id, tables, row.rows_removed, row.vacuumed, patient_id)
+        events.append(Event(row.event, patient, _utc(row.at), *values))  # type: ignore[arg-type]
     order = {"forget_started": 0, "forgotten": 1, "readmitted": 2}
     return sorted(events, key=lambda e: (e.at, order.get(e.event, 3)))
+
+
+# The rows of local logs this process read, by the newest commit file they were read at (version, mtime, size): a
+# batch, a sync and a forget each read the log several times, and it changes only at a forget or a re-admission.
+_ROWS: dict[tuple[str, int, int, int], list[Row]] = {}
+_ROWS_LOCK = threading.Lock()
+
+
+def _log_rows(spark: SparkSession, path: str) -> list[Row]:
+    """The log's rows (times as UTC micros), read again only when a local log has a new commit file."""
+    stamp = _local_commit(path)
+    if stamp is not None:
+        with _ROWS_LOCK:
+            if stamp in _ROWS:
+                return _ROWS[stamp]
+    if not DeltaTable.isDeltaTable(spark, path):
+        return []
+    rows = _with_utc_times(spark.read.format("delta").load(path), "at").collect()
+    if stamp is not None:  # rows of a commit made since `stamp` are newer still, never older
+        with _ROWS_LOCK:
+            if len(_ROWS) >= 16:
+                _ROWS.pop(next(iter(_ROWS)))
+            _ROWS[stamp] = rows
+    return rows
+
+
+def _local_commit(path: str) -> tuple[str, int, int, int] | None:
+    """The local Delta table's newest commit file as (path, version, mtime, size); None for a remote or no table.
+
+    The file's time and size tell a log put back from a copy and committed to again up to the same version.
+    """
+    version = table_version(path)
+    folder = local_path(path)
+    if version is None or folder is None:
+        return None
+    try:
+        stat = (folder / "_delta_log" / f"{version:020d}.json").stat()
+    except FileNotFoundError:
+        return None
+    return path, version, stat.st_mtime_ns, stat.st_size
 
 
 def _move_legacy(spark: SparkSession, zone: NonPhiZone) -> None:
@@ -224,13 +265,10 @@ def _head(spark: SparkSession, zone: NonPhiZone) -> tuple[int, datetime | None]:
     The version is read first: the events read after it are those of that version or of a later one, so `at` is
     after all of that version's, and an append committed since is one the append's own commit finds (`append_all`).
     """
-    from pyspark.sql import functions as F
-
     if not DeltaTable.isDeltaTable(spark, log_path(zone)):
         return -1, None
     version = _version(spark, log_path(zone))
-    log = _with_utc_times(spark.read.format("delta").load(log_path(zone)), "at")
-    return version, _utc(log.agg(F.max("at")).first()[0])  # type: ignore[index]
+    return version, _utc(max((row.at for row in _log_rows(spark, log_path(zone)) if row.at is not None), default=None))
 
 
 def _after(events: list[Event], last: datetime | None) -> list[Event]:
@@ -254,6 +292,10 @@ def _committed(spark: SparkSession, zone: NonPhiZone, read: int, tag: str) -> bo
 
 
 def _version(spark: SparkSession, path: str) -> int:
+    """The log's newest version (a local log's from its file names, no Spark)."""
+    local = table_version(path)
+    if local is not None:
+        return local
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
 
 
