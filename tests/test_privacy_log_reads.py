@@ -63,3 +63,21 @@ def test_a_log_put_back_from_a_copy_and_committed_to_again_is_read_anew(spark, t
     shutil.copytree(copy, log_path(zone))  # the log as it was at version 0
     append(spark, zone, Event("forgotten", "p4", NOON + timedelta(hours=2)))  # version 1 again, other events
     assert forgotten(read_events(spark, zone)) == {"p3", "p4"}
+
+
+def test_an_append_is_found_committed_though_another_landed_after_the_version_was_read(spark, tmp_path, monkeypatch):
+    """Found by review: an append checks its tag among the commits since the version it read; one more append landing
+    between the version's read and that check hid the tag, and the event was appended a second time."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.apply import privacy_log
+
+    zone = _zone(tmp_path)
+    for hours in range(3):  # versions 0, 1, 2
+        append(spark, zone, Event("forgotten", f"p{hours}", NOON + timedelta(hours=hours)))
+    tag = DeltaTable.forPath(spark, log_path(zone)).history().where("version = 1").first()["userMetadata"]
+    assert privacy_log._committed(spark, zone, 0, tag)
+    newest = privacy_log._version
+    monkeypatch.setattr(privacy_log, "_version", lambda spark, path: newest(spark, path) - 1)  # read before version 2
+    assert privacy_log._committed(spark, zone, 0, tag)
+    assert not privacy_log._committed(spark, zone, 1, tag)

@@ -104,8 +104,11 @@ def _log_rows(spark: SparkSession, path: str) -> list[Row]:
                 return _ROWS[stamp]
     if not DeltaTable.isDeltaTable(spark, path):
         return []
-    rows = _with_utc_times(spark.read.format("delta").load(path), "at").collect()
-    if stamp is not None:  # rows of a commit made since `stamp` are newer still, never older
+    reader = spark.read.format("delta")
+    if stamp is not None:  # the rows of the version listed, whatever was committed since
+        reader = reader.option("versionAsOf", stamp[1])
+    rows = _with_utc_times(reader.load(path), "at").collect()
+    if stamp is not None:
         with _ROWS_LOCK:
             if len(_ROWS) >= 16:
                 _ROWS.pop(next(iter(_ROWS)))
@@ -287,8 +290,11 @@ def _committed(spark: SparkSession, zone: NonPhiZone, read: int, tag: str) -> bo
     newer = _version(spark, log_path(zone)) - read
     if newer <= 0:
         return False
-    commits = DeltaTable.forPath(spark, log_path(zone)).history(newer).select("userMetadata").collect()
-    return any(c[0] == tag for c in commits)
+    log = DeltaTable.forPath(spark, log_path(zone))
+    commits = log.history(newer).select("version", "userMetadata").collect()
+    if min((c[0] for c in commits), default=read + 2) > read + 1:  # appended to in between: read them all
+        commits = log.history().select("version", "userMetadata").collect()
+    return any(c[0] > read and c[1] == tag for c in commits)
 
 
 def _version(spark: SparkSession, path: str) -> int:
