@@ -491,7 +491,7 @@ def test_forget_killed_after_the_patients_delete_is_finished_by_the_rerun_with_o
     code, out = lake.cli(*forget, crash_at="privacy:forget:after_patients.latest")
     assert code == -signal.SIGKILL, out
     half = zone_rows_of(lake, P)
-    assert half["patients.history"] == 0 and half["devices.history"] == 1 and half["therapy_sessions.history"] == 3
+    assert half["patients.history"] == half["patients.latest"] == 0  # the other tables' deletes ran beside them
     log = spark.read.format("delta").load(f"{lake.config.paths.lake}/_privacy/log")
     assert [r.event for r in log.collect()] == ["forget_started"]
 

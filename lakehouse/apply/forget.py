@@ -18,6 +18,7 @@ older than the tables' retention (`delta.deletedFileRetentionDuration`, 7 days b
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -39,6 +40,7 @@ from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym, pseudonym_prefix
 from lakehouse.ownership import UnitBusyError, hold
 from lakehouse.pending import table_version
+from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import table_paths
 
 if TYPE_CHECKING:
@@ -138,10 +140,17 @@ def _delete_and_record(
     the record; {table: rows removed}."""
     patient = intent.patient
     blocked = spark.createDataFrame([(patient,)], "patient STRING")
-    for name, column, path in targets:
-        with _tagged(spark, intent.forget_id):  # type: ignore[arg-type]
+
+    def delete_from(table: list[Target]) -> None:
+        for name, column, path in table:
             retry_conflicts(lambda path=path, column=column: delete_patients(spark, path, column, blocked))
-        crash_point("privacy", "forget", f"after_{name}")
+            crash_point("privacy", "forget", f"after_{name}")
+
+    tables: dict[str, list[Target]] = {}
+    for target in targets:
+        tables.setdefault(target[0].rsplit(".", 1)[0], []).append(target)  # "<table>.history", "<table>.latest"
+    with _tagged(spark, intent.forget_id):  # type: ignore[arg-type]
+        run_side_by_side([functools.partial(delete_from, table) for table in tables.values()])  # tables side by side
     rows = {name: _rows_deleted(spark, path, intent, name) for name, _, path in targets}
     if vacuum_hours is not None:
         vacuum(spark, [p for _, _, p in targets], vacuum_hours, option=option)
