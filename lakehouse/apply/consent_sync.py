@@ -23,6 +23,7 @@ nothing new whose zone already follows the stored policy (and has no intent pend
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -57,6 +58,8 @@ from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.tables import STATS_COLUMNS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger("lakehouse.privacy")
@@ -122,11 +125,16 @@ def sync_consent(
             ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
         if ids:
             changed = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
-            # none may have a row yet (a consent the source delivered before the patient's rows): then no write
-            if table.consent is None or _rows_of(spark, table, zone, phi_history, ids):
-                _record_intent(spark, zone, table, RESYNC, changed, applied_version=newest.version)
-                resync_patients(spark, table, zone, phi_history=phi_history, policy=policy, patients=changed)
-                pending = RESYNC
+            record = functools.partial(_record_intent, spark, zone, table, RESYNC, changed)
+            resync_patients(
+                spark,
+                table,
+                zone,
+                phi_history=phi_history,
+                policy=policy,
+                patients=changed,
+                before_writing=functools.partial(record, applied_version=newest.version),
+            )
             done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
     if stored != stamp or pending is not None:  # writing the applied policy ends an intent recorded or found
         _write_applied(spark, zone, table, policy, stamp, legacy_intent=intent is not None and intent.legacy)
@@ -335,18 +343,34 @@ def resync_patients(
     phi_history: str,
     policy: DataFrame | None,
     patients: DataFrame,
-) -> None:
-    """Replace the zone rows of `patients` (a frame of raw `patient_id`s) by what the policy admits of them now."""
+    before_writing: Callable[[], None] | None = None,
+) -> bool:
+    """Replace the zone rows of `patients` (a frame of raw `patient_id`s) by what the policy admits of them now;
+    whether anything was written.
+
+    `before_writing` runs before the first write (the sync's intent). Nothing is written, and it does not run, when
+    the policy admits no row of them and the zone holds none (a consent delivered before the patient's rows); an
+    append of no rows is not made (a withdrawal only deletes).
+    """
     if table.consent is None:
-        return
+        return False
     column = table.consent.patient_column
     rows, blocked = _admitted_rows(spark, _phi_versions(spark, table, phi_history, patients), table, zone, policy)
     resynced = pseudonyms(patients, "patient_id", key=zone.key).localCheckpoint(eager=True)
-    for path, frame in _zone_frames(rows, table, zone):
+    frames = [(path, frame, not frame.isEmpty()) for path, frame in _zone_frames(rows, table, zone)]
+    appending = any(nonempty for _, _, nonempty in frames)
+    if not appending and not _zone_holds(spark, table, zone, resynced):
+        return False
+    if before_writing is not None:
+        before_writing()
+    for path, frame, nonempty in frames:
         delete_patients(spark, path, column, resynced)
         crash_point(table.name, "sync", "after_delete_" + path.rsplit("/", 1)[1])
-        frame.write.format("delta").mode("append").save(path)
-    remove_forgotten_since(spark, table, zone, blocked)
+        if nonempty:
+            frame.write.format("delta").mode("append").save(path)
+    if appending:
+        remove_forgotten_since(spark, table, zone, blocked)
+    return True
 
 
 def _phi_versions(spark: SparkSession, table: TableConfig, phi_history: str, patients: DataFrame) -> DataFrame:
@@ -357,18 +381,15 @@ def _phi_versions(spark: SparkSession, table: TableConfig, phi_history: str, pat
     return spark.read.format("delta").load(phi_history).join(ids, on, "left_semi")
 
 
-def _rows_of(spark: SparkSession, table: TableConfig, zone: NonPhiZone, phi_history: str, ids: set[int]) -> bool:
-    """Whether the PHI history or the table's zone holds a row of the patients `ids`: one job, where a re-sync costs
-    an intent, two deletes and two appends."""
+def _zone_holds(spark: SparkSession, table: TableConfig, zone: NonPhiZone, patients: DataFrame) -> bool:
+    """Whether the table's zone history or latest holds a row of `patients` (a frame of pseudonyms `patient`)."""
     assert table.consent is not None
-    raw = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
-    masked = spark.createDataFrame([(pseudonym(i, zone.key),) for i in sorted(ids)], "__patient string")
-    on = F.col(f"`{table.consent.patient_column}`") == F.col("__patient")
-    found = _phi_versions(spark, table, phi_history, raw).select(F.lit(1).alias("found"))
-    for path in (zone.history(table), zone.latest(table)):
-        held = spark.read.format("delta").load(path).join(F.broadcast(masked), on, "left_semi")
-        found = found.unionAll(held.select(F.lit(1).alias("found")))
-    return found.count() > 0  # one job (isEmpty takes partitions a few at a time: a job for each few)
+    on = F.col(f"`{table.consent.patient_column}`") == F.col("patient")
+    held = [
+        spark.read.format("delta").load(path).join(F.broadcast(patients), on, "left_semi").select(F.lit(1).alias("n"))
+        for path in (zone.history(table), zone.latest(table))
+    ]
+    return held[0].unionAll(held[1]).count() > 0  # one job (isEmpty takes partitions a few at a time: one job each)
 
 
 def delete_patients(spark: SparkSession, path: str, column: str, patients: DataFrame) -> None:
