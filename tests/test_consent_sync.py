@@ -233,3 +233,18 @@ def test_a_device_column_named_later_applies_the_refusals_of_devices_to_untouche
     kept = lake.non_phi("therapy_sessions").select("device_id").collect()
     assert [r.device_id for r in kept] == [pseudonym("DV-0072", lake.zone.key)]
     assert zone_rows_of(lake, "therapy_sessions", C) == {"history": 1, "latest": 1}
+
+
+def test_the_zone_check_of_a_resync_takes_a_table_with_a_column_named_patient(spark, tmp_path):
+    """Found by review: the check joined the pseudonyms' `patient` column to the zone's rows, and a table with a
+    column of that name made the join ambiguous: the withdrawal's sync failed at every run, its rows left in place."""
+    from types import SimpleNamespace
+
+    zone = NonPhiZone(root=str(tmp_path / "zone"), key=MaskingKey(b"k" * 32), privacy=str(tmp_path / "privacy"))
+    table = SimpleNamespace(name="visits", consent=SimpleNamespace(patient_column="patient"))
+    mine = pseudonym(7, zone.key)
+    for path in (zone.history(table), zone.latest(table)):
+        spark.createDataFrame([(mine, "x")], "patient string, note string").write.format("delta").save(path)
+    patients = spark.createDataFrame([(mine,)], "patient string")
+    assert consent_sync._zone_holds(spark, table, zone, patients)
+    assert not consent_sync._zone_holds(spark, table, zone, spark.createDataFrame([("other",)], "patient string"))

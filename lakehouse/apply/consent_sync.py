@@ -384,9 +384,10 @@ def _phi_versions(spark: SparkSession, table: TableConfig, phi_history: str, pat
 def _zone_holds(spark: SparkSession, table: TableConfig, zone: NonPhiZone, patients: DataFrame) -> bool:
     """Whether the table's zone history or latest holds a row of `patients` (a frame of pseudonyms `patient`)."""
     assert table.consent is not None
-    on = F.col(f"`{table.consent.patient_column}`") == F.col("patient")
+    masked = F.broadcast(patients.select(F.col("patient").alias("__patient")))  # a table may have a `patient` column
+    on = F.col(f"`{table.consent.patient_column}`") == F.col("__patient")
     held = [
-        spark.read.format("delta").load(path).join(F.broadcast(patients), on, "left_semi").select(F.lit(1).alias("n"))
+        spark.read.format("delta").load(path).join(masked, on, "left_semi").select(F.lit(1).alias("n"))
         for path in (zone.history(table), zone.latest(table))
     ]
     return held[0].unionAll(held[1]).count() > 0  # one job (isEmpty takes partitions a few at a time: one job each)
