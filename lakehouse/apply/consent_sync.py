@@ -125,15 +125,11 @@ def sync_consent(
             ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
         if ids:
             changed = spark.createDataFrame([(i,) for i in sorted(ids)], "patient_id bigint")
-            record = functools.partial(_record_intent, spark, zone, table, RESYNC, changed)
+            first = functools.partial(
+                _record_intent, spark, zone, table, RESYNC, changed, applied_version=newest.version
+            )
             resync_patients(
-                spark,
-                table,
-                zone,
-                phi_history=phi_history,
-                policy=policy,
-                patients=changed,
-                before_writing=functools.partial(record, applied_version=newest.version),
+                spark, table, zone, phi_history=phi_history, policy=policy, patients=changed, before_writing=first
             )
             done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
     if stored != stamp or pending is not None:  # writing the applied policy ends an intent recorded or found
