@@ -106,6 +106,8 @@ def test_a_consent_before_the_patient_s_rows_writes_nothing_and_the_rows_come_wh
 
     assert [table_version(path) for path in paths] == before  # neither has a row in devices or sessions: no write
     assert "consent changes of 2 patients applied to the non-PHI zone" in runs["patients"].notes
+    nothing = "consent changes of 2 patients checked: no row of theirs to change in the non-PHI zone"
+    assert all(nothing in runs[t.name].notes for t in others), {t.name: runs[t.name].notes for t in others}
     assert zone_rows_of(lake, "patients", stray) == {"history": 0, "latest": 0}
     assert zone_is_synced(patients, lake.zone, policy_snapshot(lake.config).stored_fingerprint())
 

@@ -22,6 +22,7 @@ LAKEHOUSE_PRIVACY_STEPS for more).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -45,6 +46,7 @@ from hypothesis.stateful import (
 )
 from pyspark.sql import functions as F
 
+from lakehouse.apply import consent_sync
 from lakehouse.apply.forget import readmit_patient
 from lakehouse.apply.non_phi import ADMIT, LATEST_META, history_columns, latest_columns, non_phi_zone, zone_rows
 from lakehouse.apply.privacy_log import forgotten_frame
@@ -59,7 +61,12 @@ DEVICES = ["DV-0051", "DV-0052", "DV-0053"]
 SESSIONS = [42011, 42012, 42013, 42014]
 BATCH_POINTS = ["after_history", "after_latest", "after_non_phi"]
 SYNC_POINTS = ["after_delete_history", "after_delete_latest"]
+READMIT_POINTS = ["after_delete_history", "after_append_history", "after_append_latest"]
 LATE = st.sampled_from([0, 0, 0, 20, 75])  # hours before the source's clock: 0 is now, the others are late
+
+
+class Stopped(BaseException):
+    """Stops the engine's work where a kill would (no except clause of the engine catches it)."""
 
 
 class PrivacyMachine(RuleBasedStateMachine):
@@ -175,6 +182,35 @@ class PrivacyMachine(RuleBasedStateMachine):
         assert readmit_patient(self.spark, self.lake.config, self.lake.zone, str(patient), policy).recorded
         self.forgotten.discard(patient)
         self.dirty = True
+
+    @precondition(lambda self: bool(self.forgotten))
+    @rule(
+        data=st.data(),
+        table=st.sampled_from(ZONE_TABLES),
+        point=st.sampled_from(READMIT_POINTS),
+        forget_meanwhile=st.booleans(),
+    )
+    def readmit_interrupted(self, data: st.DataObject, table: str, point: str, forget_meanwhile: bool) -> None:
+        """A re-admission stopped in its re-sync of `table` (as a kill stops it), maybe after a forget of the patient
+        ran meanwhile (forget takes no lease: its deletes before the rows are restored), then a run: each table's
+        next run finishes the re-admission under the log as it is then."""
+        patient = data.draw(st.sampled_from(sorted(self.forgotten)))
+        policy = policy_snapshot(self.lake.config).current(self.spark)
+        reached: list[str] = []
+
+        def stop_there(*at: str) -> None:
+            if at[:2] == (table, "sync") and at[2].startswith("after_delete_") and forget_meanwhile and not reached:
+                reached.append("forget")
+                self.lake.forget(patient)
+            if at == (table, "sync", point):
+                raise Stopped
+
+        with pytest.MonkeyPatch.context() as patch, contextlib.suppress(Stopped):
+            patch.setattr(consent_sync, "crash_point", stop_there)
+            readmit_patient(self.spark, self.lake.config, self.lake.zone, str(patient), policy)
+        if not reached:  # the re-admission recorded before its re-syncs is the patient's last event
+            self.forgotten.discard(patient)
+        self._run()
 
     @precondition(lambda self: bool(self.events))
     @rule(data=st.data())

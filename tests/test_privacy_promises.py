@@ -28,14 +28,15 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.apply import consent_sync, privacy_log
 from lakehouse.apply import forget as forget_module
-from lakehouse.apply import privacy_log
 from lakehouse.apply.forget import forget_patient, readmit_patient
 from lakehouse.apply.non_phi import LATEST_META, non_phi_zone
 from lakehouse.cli import main
 from lakehouse.errors import InputError
 from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
+from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.runner import run_stream
 from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, fresh_lake, leaks, zone_rows_of
 
@@ -273,12 +274,23 @@ def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regr
     lake.run()
     assert set(zone_rows_of(lake, P).values()) == {0}
 
-    snapshot = policy_snapshot(lake.config)
-    assert readmit_patient(spark, lake.config, lake.zone, str(P), snapshot.current(spark)).recorded is True
+    patients = lake.config.tables["patients"]
+    sync_of_q = spark.createDataFrame([(Q,)], "patient_id bigint")  # as a sync killed while it re-synced Q leaves it
+    assert consent_sync.record_resync(spark, lake.zone, patients, sync_of_q)
+    policy = policy_snapshot(lake.config).current(spark)
+    assert readmit_patient(spark, lake.config, lake.zone, str(P), policy).recorded is True
 
     rows = zone_rows_of(lake, P)
     assert rows["patients.history"] == 1 and rows["patients.latest"] == 1  # the version after the re-grant only
     assert rows["therapy_sessions.history"] == 0  # sessions from before the re-grant stay out
+    # The re-admission's re-sync was recorded as the tables' sync intent: its own ended (a run with nothing new starts
+    # no query for the table), a sync's found pending kept with the patient added, for the table's next sync.
+    synced = {
+        t: consent_sync.zone_is_synced(lake.config.tables[t], lake.zone, fingerprint_of(policy)) for t in ZONE_TABLES
+    }
+    assert synced == {"patients": False, "devices": True, "therapy_sessions": True}
+    pending = spark.read.format("delta").load(consent_sync.pending_path(lake.zone, patients)).collect()
+    assert sorted(r[0] for r in pending) == [P, Q]
     log = spark.read.format("delta").load(f"{lake.config.paths.lake}/_privacy/log").orderBy("at")
     assert [r.event for r in log.collect()] == ["forget_started", "forgotten", "readmitted"]
 
@@ -358,6 +370,38 @@ def test_a_forget_that_a_readmission_overtook_deletes_what_it_restored(lake, spa
     assert set(zone_rows_of(lake, P).values()) == {0}
     events = [e.event for e in privacy_log.read_events(spark, lake.zone)]
     assert events == ["forget_started", "readmitted", "forgotten"]
+
+
+class Killed(BaseException):
+    """Ends the process's work where a SIGKILL would (no except clause of the engine catches it)."""
+
+
+def test_a_forget_begun_during_a_readmission_that_is_then_killed_is_finished_by_the_next_run(lake, spark, monkeypatch):
+    """Found by review: a forget begun while a re-admission wrote (forget takes no lease) deleted the patient's rows
+    before the re-admission restored them; the re-admission, killed between its append and its last read of the log,
+    left them in the zone, and no run removed them (a README known limit). The re-admission now records its re-sync
+    as the table's sync intent before its first write, so the next run re-syncs the patient and deletes them."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, "DV-0064")
+    lake.run()
+    lake.forget(P)
+    first = ZONE_TABLES[0]
+
+    def a_forget_then_a_kill(*point: str) -> None:
+        if point == (first, "sync", "after_delete_history"):  # read the log, deleted, not yet appended
+            lake.forget(P)
+        if point == (first, "sync", "after_append_history"):
+            raise Killed
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(consent_sync, "crash_point", a_forget_then_a_kill)
+        readmit_patient(spark, lake.config, lake.zone, str(P), policy_snapshot(lake.config).current(spark))
+    assert zone_rows_of(lake, P)[f"{first}.history"] == 1  # restored after the forget's deletes
+
+    lake.run()
+    assert set(zone_rows_of(lake, P).values()) == {0}
+    events = [e.event for e in privacy_log.read_events(spark, lake.zone)]
+    assert events == ["forget_started", "forgotten", "readmitted", "forget_started", "forgotten"]
 
 
 # --- 2. latest follows history ------------------------------------------------------------------------------------

@@ -128,10 +128,12 @@ def sync_consent(
             first = functools.partial(
                 _record_intent, spark, zone, table, RESYNC, changed, applied_version=newest.version
             )
-            resync_patients(
+            wrote = resync_patients(
                 spark, table, zone, phi_history=phi_history, policy=policy, patients=changed, before_writing=first
             )
-            done = f"consent changes of {len(ids)} patients applied to the non-PHI zone"
+            done = f"consent changes of {len(ids)} patients " + (
+                "applied to the non-PHI zone" if wrote else "checked: no row of theirs to change in the non-PHI zone"
+            )
     if stored != stamp or pending is not None:  # writing the applied policy ends an intent recorded or found
         _write_applied(spark, zone, table, policy, stamp, legacy_intent=intent is not None and intent.legacy)
     synced[table.name] = stamp
@@ -196,6 +198,35 @@ def _record_intent(
     rows = patients.select("patient_id") if patients is not None else spark.createDataFrame([], "patient_id bigint")
     metadata = kind if kind == DONE else f"{kind}|applied={applied_version}"
     rows.write.format("delta").mode("overwrite").option("userMetadata", metadata).save(pending_path(zone, table))
+
+
+def record_resync(spark: SparkSession, zone: NonPhiZone, table: TableConfig, patients: DataFrame) -> bool:
+    """Record a re-sync of `patients` (raw `patient_id`s) outside a sync (a re-admission) as the table's intent, so
+    the table's next sync finishes it if the writer dies; whether the intent is the caller's own to end with a `DONE`
+    commit (`end_resync`; a sync's own is ended by the applied policy's new version). A sync's intent pending already
+    is kept: its patients are re-synced with these (a rebuild pending re-syncs every patient), and it stays pending
+    for the sync that recorded it.
+
+    Call it holding the table's lease: no sync may record or end an intent in between."""
+    applied = _newest_commit(spark, applied_path(zone, table))
+    pending = _intent(spark, zone, table, applied_version=applied.version)
+    if pending is not None and pending.kind == REBUILD:
+        return False
+    # The sync's patients are the policy's bigint ids: a larger id (a decimal(20) column) has no policy row to sync.
+    ids = {row[0] for row in patients.select(F.col("patient_id").cast("bigint")).collect()} - {None}
+    if not ids:
+        return False
+    if pending is not None:
+        ids |= {row[0] for row in spark.read.format("delta").load(pending_path(zone, table)).collect()}
+    frame = spark.createDataFrame([(i,) for i in sorted(ids, key=str)], "patient_id bigint")
+    _record_intent(spark, zone, table, RESYNC, frame, applied_version=applied.version)
+    return pending is None
+
+
+def end_resync(spark: SparkSession, zone: NonPhiZone, table: TableConfig) -> None:
+    """End the intent `record_resync` recorded as the caller's own, once its writes (and their
+    `remove_forgotten_since`) are done."""
+    _record_intent(spark, zone, table, DONE)
 
 
 @dataclass(frozen=True)
@@ -364,6 +395,7 @@ def resync_patients(
         crash_point(table.name, "sync", "after_delete_" + path.rsplit("/", 1)[1])
         if nonempty:
             frame.write.format("delta").mode("append").save(path)
+            crash_point(table.name, "sync", "after_append_" + path.rsplit("/", 1)[1])
     if appending:
         remove_forgotten_since(spark, table, zone, blocked)
     return True

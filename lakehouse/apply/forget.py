@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from lakehouse.apply import privacy_log
-from lakehouse.apply.consent_sync import delete_patients, resync_patients
+from lakehouse.apply.consent_sync import delete_patients, end_resync, record_resync, resync_patients
 from lakehouse.apply.non_phi import NonPhiZone, retry_conflicts, zone_tables
 from lakehouse.apply.privacy_log import Event
 from lakehouse.config import Config, TableConfig
 from lakehouse.errors import InputError
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym, pseudonym_prefix
-from lakehouse.ownership import UnitBusyError, hold
+from lakehouse.ownership import UnitBusyError, check_held, hold
 from lakehouse.pending import table_version
 from lakehouse.spark_threads import run_side_by_side
 from lakehouse.tables import table_paths
@@ -360,29 +360,49 @@ def readmit_patient(
     takes no lease) comes after the re-admission, and the writes' own re-reads leave the patient out
     (`forgotten_again`).
 
-    When the patient was not forgotten nothing is recorded; the rows are re-synced all the same, which also
-    finishes a re-admission a crash interrupted.
+    Each table's re-sync is its sync intent until done: killed once the re-admission is recorded, the tables' next
+    runs finish it (killed before, nothing is recorded: run it again). When the patient was not forgotten nothing is
+    recorded in the log; the rows are re-synced all the same.
     """
     patient_id = patient_key(spark, config, patient_id)
     patient = pseudonym(patient_id, zone.key)
     assert patient is not None
+    tables = [table for table in zone_tables(config) if table.consent is not None]
     with readmission_leases(config):
+        # Each table's re-sync is recorded as its sync intent first: a re-admission killed once recorded is finished
+        # by each table's next run, under the log as it is then (a forget begun meanwhile may have deleted the rows
+        # before they were restored, and be the later event).
+        ids = {table.name: _patient_ids(spark, table, patient_id) for table in tables}
+        _check_leases(config)
+        owned = [table for table in tables if record_resync(spark, zone, table, ids[table.name])]
         recorded = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
         if recorded:
             privacy_log.append(spark, zone, Event("readmitted", patient, privacy_log.now(), patient_id=patient_id))
-        for table in zone_tables(config):
-            if table.consent is None:
-                continue
-            column_type = table.columns[table.consent.patient_column]
-            ids = spark.createDataFrame([(patient_id,)], "patient_id STRING").select(
-                F.col("patient_id").cast(column_type).alias("patient_id")
-            )
+        for table in tables:
             history = table_paths(config, table).history
-            resync_patients(spark, table, zone, phi_history=history, policy=policy, patients=ids)
+            resync_patients(spark, table, zone, phi_history=history, policy=policy, patients=ids[table.name])
+        _check_leases(config)  # a lease lost meanwhile: its taker may have recorded an intent of its own
+        for table in owned:  # a sync's intent found pending stays for that sync (it holds this patient too)
+            end_resync(spark, zone, table)
         again = patient in privacy_log.forgotten(privacy_log.read_events(spark, zone))
     event = "patient_forgotten_during_readmission" if again else "patient_readmitted"
     log.info(json.dumps({"event": event, "patient": pseudonym_prefix(patient), "recorded": recorded}))
     return Readmitted(patient=patient, recorded=recorded, forgotten_again=again)
+
+
+def _check_leases(config: Config) -> None:
+    """LeaseLostError when a lease of `readmission_units` was lost (DynamoDB unreachable too long)."""
+    for unit in readmission_units(config):
+        check_held(config, unit)
+
+
+def _patient_ids(spark: SparkSession, table: TableConfig, patient_id: str) -> DataFrame:
+    """`patient_id` as a one-row frame `patient_id` of the type of the table's consent patient column."""
+    assert table.consent is not None
+    column_type = table.columns[table.consent.patient_column]
+    return spark.createDataFrame([(patient_id,)], "patient_id STRING").select(
+        F.col("patient_id").cast(column_type).alias("patient_id")
+    )
 
 
 def readmission_units(config: Config) -> list[str]:
