@@ -116,7 +116,9 @@ def test_a_forgotten_patient_renumbered_at_the_source_stays_out_under_the_new_id
     rows = zone_rows_of(lake, B)
     assert rows["patients.latest"] == 1 and rows["devices.latest"] == 1 and rows["therapy_sessions.history"] == 1
 
-    # DMS delivers the renumbering's file again: the move is the one already followed, B stays re-admitted.
+    # DMS delivers the renumbering's file again while A is forgotten (as it was when the move came): the move is the
+    # one already followed (its forget's id is recorded), B stays re-admitted.
+    lake.forget(A)
     table, file = moved
     lake.land(table, [r.split(",") for r in file.read_text().splitlines()])
     lake.run()
