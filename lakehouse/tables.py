@@ -52,6 +52,16 @@ META_COLUMNS = [
     "_batch_id",
 ]
 
+# A DMS source with CsvNoSupValue: each version's columns DMS did not supply, which it took from the version before it
+# (`apply.history`). Kept after the bookkeeping columns, so a late change can re-fill them.
+UNSUPPLIED = "_unsupplied"
+
+
+def keeps_unsupplied(table: TableConfig) -> bool:
+    """Whether the table's history has `_unsupplied` (a DMS source with `no_sup_value`)."""
+    return getattr(table.source, "no_sup_value", None) is not None
+
+
 QUARANTINE_DDL = (
     "table STRING, batch_id BIGINT, source_file STRING, source_row BIGINT, reason STRING, detail STRING, raw STRING"
 )
@@ -136,7 +146,8 @@ def history_ddl(table: TableConfig) -> str:
         "_sequence STRING, _change_seq STRING, _source_file STRING, _source_row BIGINT, _batch_id BIGINT"
     )
     derived = {name: DIMENSION_COLUMNS[name][0] for name in derived_history_columns(table)}
-    return ", ".join(p for p in (_ddl(table.columns), _ddl(derived), meta) if p)
+    unsupplied = f"{UNSUPPLIED} STRING" if keeps_unsupplied(table) else ""
+    return ", ".join(p for p in (_ddl(table.columns), _ddl(derived), meta, unsupplied) if p)
 
 
 def latest_ddl(table: TableConfig) -> str:
@@ -204,6 +215,14 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
         for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
+    _add_unsupplied(spark, table, paths.history)
+
+
+def _add_unsupplied(spark: SparkSession, table: TableConfig, path: str) -> None:
+    """A history created before it kept `_unsupplied` (or before `no_sup_value` was set) gets the column: its
+    stored versions have NULL there, and are taken as they are."""
+    if keeps_unsupplied(table) and UNSUPPLIED not in spark.read.format("delta").load(path).columns:
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({UNSUPPLIED} STRING)")
 
 
 def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:

@@ -80,3 +80,117 @@ def test_an_update_without_its_patient_column_keeps_the_patient_and_the_consent_
     plan = plan_history(flagged, existing, key=["id"], values=["id", "patient", "minutes", "flag", "since"])
     new = plan.where("_action = 'insert'").select("patient", "minutes", "flag", "since").first()
     assert tuple(new) == (7, 45, 1, datetime(2025, 1, 1).date())
+
+
+# CsvNoSupValue: history keeps each update's unsupplied columns, so a late change re-fills the versions after it.
+SCORED = CHANGE.replace("name STRING", "name STRING, score INT") + ", _unsupplied STRING"
+STORED = SCORED + ", _valid_to TIMESTAMP, _is_current BOOLEAN"
+
+
+def plan_late(spark, existing: list[tuple], changes: list[tuple]):
+    plan = plan_history(
+        spark.createDataFrame(changes, SCORED),
+        spark.createDataFrame(existing, STORED),
+        key=["id"],
+        values=["id", "name", "score"],
+    )
+    return plan.select("_sequence", "name", "score", "_action", "_refilled", "_unsupplied", "_resync").orderBy(
+        "_sequence", "_action"
+    )
+
+
+def test_a_late_update_refills_the_later_versions_that_lacked_its_column(spark):
+    existing = [
+        (1, "Ann", 10, "I", "s10", None, t(10), "f0", 1, 0, None, t(20), False),
+        (1, "Ann", 20, "U", "s20", None, t(20), "f0", 2, 0, "name", t(30), False),
+        (1, "Ann", 30, "U", "s30", None, t(30), "f0", 3, 0, "name", None, True),
+    ]
+    late = [(1, "Bea", None, "U", "s15", None, t(15), "f1", 1, 1, "score")]
+    rows = [tuple(r) for r in plan_late(spark, existing, late).collect()]
+    assert rows == [
+        ("s10", "Ann", 10, "update", False, None, True),
+        ("s15", "Bea", 10, "insert", False, "score", True),
+        ("s20", "Bea", 20, "update", True, "name", True),
+        ("s30", "Bea", 30, "update", True, "name", True),
+    ]
+
+
+def test_the_refill_stops_at_a_later_version_that_carried_the_column_and_a_delete_carries_it(spark):
+    existing = [
+        (1, "Ann", 10, "I", "s10", None, t(10), "f0", 1, 0, None, t(20), False),
+        (1, "Ann", 20, "U", "s20", None, t(20), "f0", 2, 0, "name", t(30), False),
+        (1, "Cy", 30, "U", "s30", None, t(30), "f0", 3, 0, None, t(40), False),
+        (1, "Cy", 40, "U", "s40", None, t(40), "f0", 4, 0, "name", None, True),
+        (2, "Dan", 10, "I", "s10", None, t(10), "f0", 5, 0, None, t(20), False),
+        (2, "Dan", 20, "U", "s20", None, t(20), "f0", 6, 0, "name", t(30), False),
+        (2, "Dan", 20, "D", "s30", None, t(30), "f0", 7, 0, None, None, True),
+    ]
+    late = [
+        (1, "Bea", None, "U", "s15", None, t(15), "f1", 1, 1, "score"),
+        (2, "Eve", 15, "U", "s15", None, t(15), "f1", 2, 1, None),
+    ]
+    plan = plan_history(
+        spark.createDataFrame(late, SCORED),
+        spark.createDataFrame(existing, STORED),
+        key=["id"],
+        values=["id", "name", "score"],
+    )
+    rows = [
+        tuple(r)
+        for r in plan.select("id", "_sequence", "name", "score", "_action").orderBy("id", "_sequence").collect()
+    ]
+    assert rows == [
+        (1, "s10", "Ann", 10, "update"),
+        (1, "s15", "Bea", 10, "insert"),
+        (1, "s20", "Bea", 20, "update"),
+        (1, "s30", "Cy", 30, "keep"),  # it carried its name: the versions after it keep theirs
+        (1, "s40", "Cy", 40, "keep"),
+        (2, "s10", "Dan", 10, "update"),
+        (2, "s15", "Eve", 15, "insert"),
+        (2, "s20", "Eve", 20, "update"),
+        (2, "s30", "Eve", 20, "update"),  # the delete carries the values of the version it deleted, re-filled
+    ]
+
+
+def test_a_replayed_late_update_plans_no_refill_and_versions_stored_without_the_list_are_kept(spark):
+    existing = [
+        (1, "Ann", 10, "I", "s10", None, t(10), "f0", 1, 0, None, t(15), False),
+        (1, "Bea", 10, "U", "s15", None, t(15), "f1", 1, 1, "score", t(20), False),
+        (1, "Bea", 20, "U", "s20", None, t(20), "f0", 2, 0, "name", None, True),
+        (2, "Old", 10, "U", "s20", None, t(20), "f0", 3, 0, None, None, True),  # stored before lists were kept
+    ]
+    changes = [
+        (1, "Bea", None, "U", "s15", None, t(15), "f1", 1, 1, "score"),  # the late update's file again
+        (2, "New", None, "U", "s10", None, t(10), "f1", 2, 1, "score"),
+    ]
+    plan = plan_history(
+        spark.createDataFrame(changes, SCORED),
+        spark.createDataFrame(existing, STORED),
+        key=["id"],
+        values=["id", "name", "score"],
+    )
+    rows = plan.select("id", "_sequence", "name", "_action", "_refilled").orderBy("id", "_sequence", "_action")
+    assert [tuple(r) for r in rows.collect()] == [
+        (1, "s10", "Ann", "keep", False),
+        (1, "s15", "Bea", "keep", False),
+        (1, "s15", "Bea", "replay", False),
+        (1, "s20", "Bea", "keep", False),
+        (2, "s10", "New", "insert", False),
+        (2, "s20", "Old", "keep", False),
+    ]
+
+
+def test_an_update_lacking_a_column_first_among_the_rows_read_keeps_its_value_and_passes_it_on(spark):
+    """Only versions open at the batch's oldest change are read: the one a stored update took its name from may be
+    absent. It keeps its name, and a new update lacking the name after it takes that name."""
+    existing = [(1, "Ann", 20, "U", "s20", None, t(20), "f0", 2, 0, "name", None, True)]
+    changes = [
+        (1, None, 15, "U", "s15", None, t(15), "f1", 1, 1, "name"),  # late and lacking the name too
+        (1, None, 30, "U", "s30", None, t(30), "f1", 2, 1, "name"),
+    ]
+    rows = [tuple(r) for r in plan_late(spark, existing, changes).collect()]
+    assert [r[:5] for r in rows] == [
+        ("s15", None, 15, "insert", False),  # nothing before it was read: NULL, as before
+        ("s20", "Ann", 20, "update", False),
+        ("s30", "Ann", 30, "insert", False),
+    ]

@@ -40,7 +40,7 @@ from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
 from lakehouse.spark_threads import run_side_by_side
-from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns
+from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns, keeps_unsupplied
 
 log = logging.getLogger("lakehouse.batch")
 
@@ -277,7 +277,7 @@ def apply_changes(
                 DeltaTable.forPath(spark, paths.history),
                 plan,
                 key=table.primary_key,
-                columns=[*business, *META_COLUMNS],
+                columns=[*business, *META_COLUMNS, *([UNSUPPLIED] if keeps_unsupplied(table) else [])],
                 within=in_key_range("t."),
                 derived=derived_history_columns(table),
                 reclose=counts["reclosed"] > 0,
@@ -299,6 +299,7 @@ def apply_changes(
                 # A replay finds this batch's own versions in history; only keys new to history skip the upsert.
                 new_keys_only=counts["existing"] == 0,
                 nullable=table.nullable_key,
+                refill=UNSUPPLIED in plan.columns,
             )
             crash_point(table.name, batch_id, "after_latest")
             versions["latest"] = committed_version(spark, paths.latest)

@@ -19,12 +19,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
 
 from lakehouse.apply.keys import key_condition
+from lakehouse.tables import UNSUPPLIED  # the columns of a change DMS wrote as CsvNoSupValue, comma-separated
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
-
-
-UNSUPPLIED = "_unsupplied"  # the columns of a change DMS wrote as CsvNoSupValue, comma-separated (sources.dms_files)
 
 
 def _c(name: str) -> Column:
@@ -57,7 +55,11 @@ def plan_history(
     batch's counts found no key change) spares the job that looks for chained key moves.
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
+    unsupplied = UNSUPPLIED in changes.columns  # a source with DMS's CsvNoSupValue (`DmsSource.no_sup_value`)
+    # History keeps each update's list (`tables.history_ddl`); a version stored before it was kept has NULL there.
+    stored = F.col(UNSUPPLIED) if UNSUPPLIED in existing.columns else F.lit(None).cast("string")
     old = existing.select(
+        *([stored.alias(UNSUPPLIED)] if unsupplied else []),
         *[_c(c) for c in columns],
         F.lit(True).alias("_existing"),
         F.col("_valid_to").alias("_old_valid_to"),
@@ -72,9 +74,6 @@ def plan_history(
         (F.col("_key_moved") if "_key_moved" in changes.columns else F.lit(False)).alias("_key_moved"),
         *([F.col(UNSUPPLIED)] if UNSUPPLIED in changes.columns else []),
     )
-    unsupplied = UNSUPPLIED in changes.columns  # a source with DMS's CsvNoSupValue (`DmsSource.no_sup_value`)
-    if unsupplied:
-        old = old.withColumn(UNSUPPLIED, F.lit(None).cast("string"))
     # Existing rows first on a tie: a new row with an existing row's sequence is a replay of it.
     ordered = Window.partitionBy(*[_c(k) for k in key]).orderBy(F.col("_sequence"), F.col("_existing").desc())
     rows = old.unionByName(new)
@@ -82,9 +81,13 @@ def plan_history(
         rows = rows.coalesce(1)
     if unsupplied:
         chained = keys_moved and _moves_chain(changes, key)
-        rows = _fill_unsupplied(rows, [c for c in values if c not in key], ordered, chained=chained)
+        filled = [c for c in values if c not in key]
+        rows = _refill_existing(rows, filled, ordered)
+        rows = _fill_unsupplied(rows, filled, ordered, chained=chained)
         if one_partition:  # the fill's join shuffled the rows
             rows = rows.coalesce(1)
+    else:
+        rows = rows.withColumn("_refilled", F.lit(False))
     tracked = [c for c in values if c not in key and c not in ignore]
     applied = F.lag(F.struct(*[_c(c).alias(c) for c in ["_sequence", "_op", *tracked]])).over(ordered)
     rows = rows.withColumn("_applied", applied).withColumn(
@@ -130,6 +133,11 @@ def plan_history(
         & (prev_op.isNull() | (prev_op == "D")),
     )
     planned = _intervals(rows, key=key, values=values, ordered=ordered)
+    if unsupplied:
+        # A key with a re-filled version, or a replay (after a crash between the history and latest commits the
+        # re-fill is in history already): its current version goes to latest again (`latest.latest_changes`).
+        by_key = Window.partitionBy(*[_c(k) for k in key])
+        planned = planned.withColumn("_resync", F.max(F.col("_refilled") | F.col("_replay")).over(by_key))
     return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
 
 
@@ -171,6 +179,52 @@ def _moves_chain(changes: DataFrame, key: list[str]) -> bool:
     return not reached.join(deleted, on).isEmpty()
 
 
+def _refill_existing(rows: DataFrame, columns: list[str], ordered: Window) -> DataFrame:
+    """A stored update that lacked a column (listed in its stored `_unsupplied`) took it from the version before it.
+    A late change that carries the column and lands before it, with no version carrying the column in between, is
+    that version now: the stored update takes the late change's value, as it would have in one batch (`_refilled`
+    where a value changed). Otherwise it keeps what it stored: the version it took from need not be among the rows
+    read (only those open at the batch's oldest change are). A late moving U that lacks the column is left out
+    (a README known limit), as are a replay of an applied change (it sorts after it and carries nothing new) and a
+    reload's row (sorted before the CDC rows, timed after them).
+
+    The rows of the batch lacking a column then fill from these (`_fill_unsupplied`, which takes a stored version
+    as it is)."""
+    named = F.split(F.col(UNSUPPLIED), ",")
+    before = ordered.rowsBetween(Window.unboundedPreceding, -1)
+    existing = F.col("_existing")
+    missing = {c: F.coalesce(F.array_contains(named, c), F.lit(False)) for c in columns}
+    moved = F.col("_key_moved") & (F.col("_op") == "U")
+    rows = rows.withColumn(
+        "__replay", ~existing & F.coalesce(F.lag("_sequence").over(ordered) == F.col("_sequence"), F.lit(False))
+    )
+    carrier = {
+        c: F.last(
+            F.when(
+                (~missing[c] | moved) & ~F.col("__replay"),
+                F.struct((~existing & ~missing[c]).alias("late"), _c(c).alias("v"), F.col("_valid_from").alias("at")),
+            ),
+            ignorenulls=True,
+        ).over(before)
+        for c in columns
+    }
+    rows = rows.withColumn("__carrier", F.struct(*[carrier[c].alias(c) for c in columns]))
+    stored_update = existing & (F.col("_op") == "U")
+    refilled = {}
+    for c in columns:
+        late = F.col("__carrier").getField(c)
+        # A reload's row sorts before the CDC rows yet is timed after them: not a version they took anything from.
+        before_it = late.getField("late") & (late.getField("at") <= F.col("_valid_from"))
+        refilled[c] = F.when(
+            stored_update & missing[c] & F.coalesce(before_it, F.lit(False)), late.getField("v")
+        ).otherwise(_c(c))
+    differs = F.lit(False)
+    for c in columns:
+        differs = differs | ~refilled[c].eqNullSafe(_c(c))
+    rows = rows.withColumn("_refilled", existing & differs)
+    return rows.withColumns(refilled).drop("__replay", "__carrier")
+
+
 def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window, *, chained: bool = False) -> DataFrame:
     """An update's columns DMS wrote as CsvNoSupValue (absent from the source's supplemental log: the update did
     not change them) take the key's value before it: that of the nearest earlier row of the key that carried it.
@@ -182,11 +236,11 @@ def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window, *, ch
     what that move took in turn; the moves are followed back to a key's own values (`_follow_moves`). Otherwise one
     window and one join fill every row, as many moves as the batch holds.
 
-    A late update fills from the versions before it; versions after it, already written, are not filled again.
+    A stored version (re-filled by `_refill_existing`) carries every column it holds.
     """
     named = F.split(F.col(UNSUPPLIED), ",")
     before = ordered.rowsBetween(Window.unboundedPreceding, -1)
-    missing = {c: F.coalesce(F.array_contains(named, c), F.lit(False)) for c in columns}
+    missing = {c: ~F.col("_existing") & F.coalesce(F.array_contains(named, c), F.lit(False)) for c in columns}
     moved = F.col("_key_moved") & (F.col("_op") == "U")
     lineage = F.struct(*[F.col(n) for n in _LINEAGE])
     # Per column, the nearest earlier row of the key that carries it (`v`), or a moving U that lacks it (`pending`:
@@ -217,7 +271,10 @@ def _fill_unsupplied(rows: DataFrame, columns: list[str], ordered: Window, *, ch
         last, taken = F.col("__last").getField(c), F.col("__moved").getField(c)
         state = F.when(moved | F.coalesce(last.getField("pending"), F.lit(False)), taken).otherwise(last)
         filled[c] = F.when(missing[c] & (F.col("_op") == "U"), state.getField("v")).otherwise(_c(c))
-    return rows.withColumns(filled).drop(UNSUPPLIED, "__last", "__move", "__lookup", "__id", "__moved")
+    # History keeps the list of an update's own columns DMS did not supply (`_refill_existing` reads it); a moving
+    # U's values are its own from then on (it took them from its old key), as are an insert's and a delete's.
+    kept = F.when(F.col("_existing") | ((F.col("_op") == "U") & ~F.col("_key_moved")), F.col(UNSUPPLIED))
+    return rows.withColumns({**filled, UNSUPPLIED: kept}).drop("__last", "__move", "__lookup", "__id", "__moved")
 
 
 def _follow_moves(moves: DataFrame, types: dict[str, DataType]) -> DataFrame:
@@ -273,7 +330,8 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     """Validity intervals, current flags and actions; a version is a row that is neither a replay nor unchanged."""
     version = ~F.col("_replay") & ~F.col("_unchanged")
     carried_columns = [c for c in values if c not in key]
-    rows = _nearest(rows, version, ["_op", "_valid_from", *carried_columns], ordered, before="_before", after="_after")
+    fields = ["_op", "_valid_from", "_existing", "_refilled", *carried_columns]
+    rows = _nearest(rows, version, fields, ordered, before="_before", after="_after")
     # A version ends where any later version starts, not only the next: a reload's full-load rows sort before the
     # CDC rows of their key but are timed after them, and ending at the next one's start would overlap those.
     # The rows after this one, as the rows before it in the reverse order: a running frame, linear in a key's rows
@@ -285,14 +343,22 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     )
     next_from = F.min(F.when(version, F.col("_valid_from"))).over(later)
     prev_op = F.col("_before._op")
-    # A new delete carries the values of the version it deletes.
-    carry = version & ~F.col("_existing") & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
+    # A delete carries the values of the version it deletes: a new one, and a stored one whose version before it is
+    # new (a late change landed between; not a reload's row, timed after it) or was re-filled (`_refill_existing`).
+    deletes = version & (F.col("_op") == "D") & prev_op.isNotNull() & (prev_op != "D")
+    late_before = ~F.col("_before._existing") & (F.col("_before._valid_from") <= F.col("_valid_from"))
+    before_changed = late_before | F.col("_before._refilled")
+    carry = deletes & (~F.col("_existing") | before_changed)
     carried = {c: F.when(carry, F.col("_before").getField(c)).otherwise(_c(c)) for c in carried_columns}
+    recarried = F.lit(False)
+    for c in carried_columns:
+        recarried = recarried | ~carried[c].eqNullSafe(_c(c))
     by_key = Window.partitionBy(*[_c(k) for k in key])
     newest_existing = F.max(F.when(F.col("_existing"), F.col("_sequence"))).over(by_key)
     planned = rows.withColumns(
         {
             **carried,
+            "_refilled": F.col("_refilled") | (F.col("_existing") & carry & recarried),
             "_valid_to": F.when(version & F.col("_after").isNotNull(), F.greatest(next_from, F.col("_valid_from"))),
             "_is_current": F.when(version, F.col("_after").isNull()),
             "_is_deleted": F.when(version, F.col("_op") == "D"),
@@ -309,7 +375,7 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
         .when(F.col("_replay"), F.lit("replay"))
         .when(F.col("_unchanged"), F.lit("unchanged"))
         .when(~F.col("_existing"), F.lit("insert"))
-        .when(changed, F.lit("update"))
+        .when(changed | F.col("_refilled"), F.lit("update"))
         .otherwise(F.lit("keep"))
     )
     return planned.withColumn("_action", action).drop("_before", "_after", "_replay_conflict")
@@ -327,7 +393,8 @@ def merge_history(
     current_only: bool = False,
     nullable: Sequence[str] = (),
 ) -> None:
-    """Insert new versions and re-close changed intervals; matched on (key, _sequence), so a replay is a no-op.
+    """Insert new versions and re-close changed intervals (re-fill values); matched on (key, _sequence), so a replay
+    is a no-op.
 
     `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
     and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`. `reclose=False` (the plan has no
@@ -350,7 +417,8 @@ def merge_history(
         *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
     )
     written = [*columns, *derived]
-    reclosed = ["_valid_to", "_is_current", *derived]
+    # An update re-closes a version and takes the values a late change re-filled (`plan_history`'s `_refilled`).
+    reclosed = [*[c for c in columns if c not in key], *derived]
     merge = delta_table.alias("t").merge(source.alias("s"), on)
     if reclose:
         merge = merge.whenMatchedUpdate(condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed})

@@ -24,12 +24,13 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
     """The current version of every key this batch touched, as a source for the latest MERGE.
 
     Existing versions written by this same batch id are included: after a crash between the history
-    and latest commits, the replay finds them in history and still brings latest up to date.
+    and latest commits, the replay finds them in history and still brings latest up to date. So is the current
+    version of a key whose versions a late change re-filled (`_resync`), for `merge_latest(refill=True)`.
     """
-    wanted = F.col("_is_current") & (
-        (F.col("_action") == "insert") | (F.col("_existing") & (F.col("_batch_id") == batch_id))
-    )
-    return plan.where(wanted).select(*[F.col(f"`{c}`") for c in columns])
+    wanted = (F.col("_action") == "insert") | (F.col("_existing") & (F.col("_batch_id") == batch_id))
+    if "_resync" in plan.columns:  # a key with a version re-filled by a late change (`history.plan_history`)
+        wanted = wanted | (F.col("_existing") & F.col("_resync"))
+    return plan.where(F.col("_is_current") & wanted).select(*[F.col(f"`{c}`") for c in columns])
 
 
 def merge_latest(
@@ -41,12 +42,14 @@ def merge_latest(
     within: Column | None = None,
     new_keys_only: bool = False,
     nullable: Sequence[str] = (),
+    refill: bool = False,
 ) -> None:
     """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older.
 
     `new_keys_only` (no key of the batch has an earlier version in history, so none can be in latest)
     lets Delta take its insert-only path: no target file is rewritten. `nullable` key columns are matched
-    NULL-safe.
+    NULL-safe. `refill` (a source with DMS's CsvNoSupValue): a row of the same sequence with other values is the
+    same version re-filled by a late change (`history.plan_history`), and is written too.
     """
     on = F.expr(key_condition(key, nullable))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
@@ -57,4 +60,8 @@ def merge_latest(
         merge = merge.whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'").whenMatchedUpdate(
             condition="s._sequence > t._sequence", set=values
         )
+    if not new_keys_only and refill:
+        differs = " OR ".join(f"NOT (s.`{c}` <=> t.`{c}`)" for c in columns)
+        refilled = f"s._sequence = t._sequence AND s._op <> 'D' AND ({differs})"
+        merge = merge.whenMatchedUpdate(condition=refilled, set=values)
     merge.whenNotMatchedInsert(condition="s._op <> 'D'", values=values).execute()
