@@ -11,7 +11,8 @@ The model applies the rules the README states, batch by batch: which records of 
 complete; identical contents are one delivery (the first, by batch then LOAD first then name); the
 sequence `class, commit time, change-seq, file, row`; `_valid_from` from the timestamp column, the DMS
 file name time, or 1970-01-01 for full-load rows; history versions (a replay, an update that changes
-nothing, or a delete of a deleted key make none; a delete carries the values it deletes); latest is the
+nothing, or a delete of a deleted key make none; a delete carries the values it deletes, a stored one too when a
+late version lands right before it); latest is the
 newest version unless it is a delete.
 
 Spark costs seconds per example: `make test` runs 6 fixed examples; `make test-search` runs 25 random ones
@@ -294,28 +295,44 @@ def model(s: Scenario) -> tuple[dict[int, list[Version]], dict[str, tuple[int, i
 def plan(existing: list[Version], new: list[Version], columns: list[str]) -> list[Version]:
     """The versions of one key after a batch: the rules of `apply.history.plan_history`."""
     rows = sorted([(v.seq, 0, v) for v in existing] + [(v.seq, 1, v) for v in new], key=lambda r: r[:2])
+    replays = [i > 0 and is_new and seq == rows[i - 1][0] for i, (seq, is_new, _v) in enumerate(rows)]
+    current = existing and max(existing, key=lambda v: v.seq)  # the stored current version
     versions: list[Version] = []
     live: Version | None = None  # the nearest earlier row that is not a replay
-    previous_seq = None
-    for seq, is_new, v in rows:
-        replay = is_new and seq == previous_seq
-        previous_seq = seq
-        if not is_new:
-            versions.append(v)
-            live = v
-            continue
-        if replay:
-            continue
-        unchanged = live is not None and (
+    live_is_new = False
+    late: Version | None = None  # the newest version, when it is one of this batch's
+
+    def repeats(v: Version) -> bool:
+        return live is not None and (
             (v.op != "D" and live.op != "D" and all(v.values[c] == live.values[c] for c in columns))
             or (v.op == "D" and live.op == "D")
         )
-        live = v
+
+    for i, (_seq, is_new, v) in enumerate(rows):
+        if not is_new:
+            # A stored version a late one right before it makes a repeat is removed (one batch makes it none), unless
+            # it is an update that stays current.
+            closed = v.op == "D" or v is not current or any(not replays[j] for j in range(i + 1, len(rows)))
+            if live_is_new and live.valid_from <= v.valid_from and repeats(v) and closed:
+                live, live_is_new = v, False
+                continue
+            # A stored delete right after a late version (timed before it) carries that version's values.
+            follows = late is not None and versions[-1] is late and late.op != "D" and late.valid_from <= v.valid_from
+            if v.op == "D" and follows:
+                v = Version(v.key, v.seq, "D", dict(late.values), v.valid_from, v.file, v.row)
+            versions.append(v)
+            live, live_is_new = v, False
+            continue
+        if replays[i]:
+            continue
+        unchanged = repeats(v)
+        live, live_is_new = v, True
         if unchanged:
             continue
         if v.op == "D" and versions and versions[-1].op != "D":
             v = Version(v.key, v.seq, "D", dict(versions[-1].values), v.valid_from, v.file, v.row)
         versions.append(v)
+        late = v
     return versions
 
 

@@ -203,3 +203,54 @@ def test_sigkill_at_any_point_then_restart_equals_a_clean_run(spark, tmp_path):
     assert code == 0, out
     assert_same_tables(spark, crashed, clean)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_converges_on_replay(
+    spark, tmp_path, monkeypatch
+):
+    """A late delete sorted before a delete already applied makes that one a repeat: it leaves history, as one batch
+    would have made it no version. History is written last in such a batch, so a failure there leaves the repeat for
+    the replay to find (the zone's rows follow the plan)."""
+    from lakehouse.apply import batch
+
+    def apply_all(config, batch_id: int):
+        table = config.tables["people"]
+        paths = table_paths(config, table)
+        ensure_tables(spark, table, paths)
+        return apply_batch(spark.read.format("binaryFile").load(table.source.path), batch_id, table=table, paths=paths)
+
+    load = [[T + "08:00:00", "1", "Ann", "10", "", ""]]
+    written = [["D", T + "10:00:00", "1", "", "", seq(2), "1"], ["I", T + "11:00:00", "1", "Ann", "11", seq(3), ""]]
+    late = [["D", T + "09:00:00", "1", "", "", seq(1), "1"]]
+    clean, crashed = people_config(tmp_path / "clean"), people_config(tmp_path / "crashed")
+    for config in (clean, crashed):
+        land(config, "LOAD00000001.csv", load)
+        land(config, "20260301-100000000.csv", written)
+        apply_all(config, 0)
+        land(config, "20260301-120000000.csv", late)
+    first = apply_all(clean, 1)
+    assert (first.repeats_removed, first.late) == (1, 1)
+    ops = read(spark, clean, "history").orderBy("_sequence").select("_op", "_valid_to").collect()
+    assert [r._op for r in ops] == ["I", "D", "I"]
+
+    def unavailable(*args, **kwargs):
+        raise OSError("storage unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, "merge_history", unavailable)
+        with pytest.raises(OSError, match="storage unavailable"):
+            apply_all(crashed, 1)
+    replay = apply_all(crashed, 1)
+    assert (replay.reconciles, replay.repeats_removed) == (True, 1)
+    assert_same_tables(spark, crashed, clean)
+
+    once = people_config(tmp_path / "once")  # the same files in one batch
+    for name, records in (("LOAD00000001.csv", load), ("20260301-100000000.csv", written)):
+        land(once, name, records)
+    land(once, "20260301-120000000.csv", late)
+    apply_all(once, 0)
+    assert_df_equality(
+        comparable(read(spark, clean, "history"), ignore=("_batch_id",)),
+        comparable(read(spark, once, "history"), ignore=("_batch_id",)),
+        ignore_row_order=True,
+    )

@@ -194,3 +194,50 @@ def test_an_update_lacking_a_column_first_among_the_rows_read_keeps_its_value_an
         ("s20", "Ann", 20, "update", False),
         ("s30", "Ann", 30, "insert", False),
     ]
+
+
+def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_would_make_none(spark):
+    existing = spark.createDataFrame(
+        [
+            (1, "a", "I", "s10", None, t(10), "f0", 1, 0, t(30), False),
+            (1, "a", "D", "s30", None, t(30), "f0", 2, 0, None, True),  # a repeat of the late delete
+            (2, "a", "I", "s10", None, t(10), "f0", 3, 0, t(30), False),
+            (2, "b", "U", "s30", None, t(30), "f0", 4, 0, t(40), False),  # a repeat of the late update
+            (2, "c", "U", "s40", None, t(40), "f0", 5, 0, None, True),
+            (3, "a", "I", "s10", None, t(10), "f0", 6, 0, t(30), False),
+            (3, "b", "U", "s30", None, t(30), "f0", 7, 0, None, True),  # current: latest holds it, it stays
+            (4, "a", "I", "s10", None, t(10), "f0", 8, 0, t(30), False),
+            (4, "b", "U", "s30", None, t(30), "f0", 9, 0, None, True),  # current until the batch's s40: it goes
+        ],
+        HISTORY,
+    )
+    changes = spark.createDataFrame(
+        [
+            (1, None, "D", "s20", None, t(20), "f1", 1, 1),
+            (2, "b", "U", "s20", None, t(20), "f1", 2, 1),
+            (3, "b", "U", "s20", None, t(20), "f1", 3, 1),
+            (4, "b", "U", "s20", None, t(20), "f1", 4, 1),
+            (4, "c", "U", "s40", None, t(40), "f1", 5, 1),
+        ],
+        CHANGE,
+    )
+    plan = plan_history(changes, existing, key=["id"], values=["id", "name"], drop_repeats=True)
+    got = plan.select("id", "_sequence", "_action", "_valid_to", "_is_current").orderBy("id", "_sequence")
+    assert [tuple(r) for r in got.collect()] == [
+        (1, "s10", "update", t(20), False),
+        (1, "s20", "insert", None, True),
+        (1, "s30", "drop", None, None),
+        (2, "s10", "update", t(20), False),
+        (2, "s20", "insert", t(40), False),
+        (2, "s30", "drop", None, None),
+        (2, "s40", "keep", None, True),
+        (3, "s10", "update", t(20), False),
+        (3, "s20", "insert", t(30), False),
+        (3, "s30", "keep", None, True),
+        (4, "s10", "update", t(20), False),
+        (4, "s20", "insert", t(40), False),
+        (4, "s30", "drop", None, None),
+        (4, "s40", "insert", None, True),
+    ]
+    kept = plan_history(changes, existing, key=["id"], values=["id", "name"])  # a snapshot's diff keeps them
+    assert kept.where("_action = 'drop'").count() == 0

@@ -403,6 +403,25 @@ def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):
         machine.teardown()
 
 
+def test_a_late_delete_before_a_written_delete_leaves_one_delete_version_in_both_zones(spark):
+    """Found by `make test-search` (2026-12-06): a late delete sorted before a delete already applied made it a
+    repeat, which stayed in history where one batch of the same files keeps one delete. Its patients consented, so
+    the repeat was in the non-PHI zone too. The teardown compares both zones with a clean run and a rebuild."""
+    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 0
+    machine = PrivacyMachine()
+    try:
+        machine.consented_patients(set(PATIENTS))
+        machine.device_changes(device="DV-0052", patient=PATIENTS[2], delete=False, late=20)
+        machine.device_changes(device="DV-0052", patient=None, delete=True, late=0)  # the delete written first
+        machine.device_changes(device="DV-0052", patient=PATIENTS[1], delete=True, late=0)  # gone: inserted again
+        machine.device_changes(device="DV-0052", patient=None, delete=True, late=20)  # the late delete
+        machine.promises_hold()
+        deletes = machine.lake.phi("devices").where("device_id = 'DV-0052' AND _is_deleted").count()
+        assert deletes == 1
+    finally:
+        machine.teardown()
+
+
 class _Draw:
     """Stands in for Hypothesis's `data` in an explicit example: every draw gives `value`."""
 

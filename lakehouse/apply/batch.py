@@ -238,6 +238,8 @@ def apply_changes(
         ignore=table.tracked_ignore,
         one_partition=one_partition,
         keys_moved=metrics.key_changes > 0,
+        # A snapshot's diff is computed from latest: its days are never late, and history must go first (below).
+        drop_repeats=not history_first,
     ).localCheckpoint(eager=False)
     if one_partition:
         plan = plan.coalesce(1)
@@ -280,7 +282,7 @@ def apply_changes(
                 columns=[*business, *META_COLUMNS, *([UNSUPPLIED] if keeps_unsupplied(table) else [])],
                 within=in_key_range("t."),
                 derived=derived_history_columns(table),
-                reclose=counts["reclosed"] > 0,
+                reclose=counts["reclosed"] + metrics.repeats_removed > 0,
                 current_only=counts["reclosed_closed"] == 0,
                 nullable=table.nullable_key,
             )
@@ -310,7 +312,12 @@ def apply_changes(
         with step("non_phi"):
             blocked = privacy_log.forgotten(privacy_log.read_events(spark, zone))
             write_non_phi(
-                plan, table=table, zone=zone, policy=policy, forgotten=privacy_log.patients_frame(spark, blocked)
+                plan,
+                table=table,
+                zone=zone,
+                policy=policy,
+                forgotten=privacy_log.patients_frame(spark, blocked),
+                dropped=metrics.repeats_removed > 0,
             )
             retry_conflicts(lambda: remove_forgotten_since(spark, table, zone, blocked))
         crash_point(table.name, batch_id, "after_non_phi")
@@ -321,7 +328,11 @@ def apply_changes(
     first, then = [quarantine, ledger, history_versions], [latest_rows]
     if non_phi is not None and table.non_phi:
         then.append(non_phi_zone)
-    if history_first:
+    if metrics.repeats_removed:
+        # History last: a replay after a crash finds the repeats still there and removes them from the zone too.
+        run_side_by_side([quarantine, ledger, *then])
+        run_side_by_side([history_versions])
+    elif history_first:
         run_side_by_side(first)
         run_side_by_side(then)
     else:
@@ -403,11 +414,12 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
         _count(F.col("_action").isin("replay", "replay_conflict")).alias("replayed"),
         _count(F.col("_action") == "replay_conflict").alias("replay_conflicts"),
         _count(F.col("_action") == "update").alias("reclosed"),
-        _count((F.col("_action") == "update") & ~F.col("_old_is_current")).alias("reclosed_closed"),
+        _count(F.col("_action").isin("update", "drop") & ~F.col("_old_is_current")).alias("reclosed_closed"),
         _count(F.col("_existing")).alias("existing"),
+        _count(F.col("_action") == "drop").alias("repeats_removed"),
     ).first()
     names = ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "replay_conflicts")
-    for name in (*names, "unknown_keys"):
+    for name in (*names, "unknown_keys", "repeats_removed"):
         setattr(metrics, name, int(row[name] or 0))
     return {name: int(row[name] or 0) for name in ("reclosed", "reclosed_closed", "existing")}
 

@@ -38,6 +38,7 @@ def plan_history(
     ignore: list[str] = (),
     one_partition: bool = False,
     keys_moved: bool = True,
+    drop_repeats: bool = False,
 ) -> DataFrame:
     """Combine new `changes` with the `existing` history rows of their keys.
 
@@ -45,7 +46,9 @@ def plan_history(
       insert     a new version to insert;          update  an existing version whose interval changed;
       keep       an existing version left as is;   replay  a change already in history (same sequence);
       unchanged  an update that changes no tracked value (or a delete of a deleted key): no version;
-      replay_conflict  a change with an applied change's sequence but other values: reported, not applied.
+      replay_conflict  a change with an applied change's sequence but other values: reported, not applied;
+      drop       (`drop_repeats`) an existing version a late change right before it made a repeat of it (a delete
+                 after a late delete, a closed version equal to a late one): one batch would have made it no version.
     and `_late` (a new version older than one already in history), `_unknown_key` (a U or D with no live
     version of its key before it; a moving U of a key change, `_key_moved`, is not one).
 
@@ -105,20 +108,26 @@ def plan_history(
         F.col("_replay") & ((F.col("_applied._op") != F.col("_op")) | ((F.col("_op") != "D") & differs)),
     ).drop("_applied")
 
-    rows = _nearest(rows, ~F.col("_replay"), ["_op", "_valid_from", *tracked], ordered, before="_live_before")
+    fields = ["_op", "_valid_from", "_existing", *tracked]
+    rows = _nearest(rows, ~F.col("_replay"), fields, ordered, before="_live_before", after="_live_after")
     prev_op = F.col("_live_before._op")
     same = F.lit(True)
     for c in tracked:
         same = same & _c(c).eqNullSafe(F.col("_live_before").getField(c))
-    rows = rows.withColumn(
-        "_unchanged",
-        ~F.col("_existing")
-        & ~F.col("_replay")
+    repeats = (
+        ~F.col("_replay")
         & prev_op.isNotNull()
         # A full-load row sorts before every CDC row yet may be timed after it (a reload's transfer time): a CDC
         # change equal to such a row still starts its own version, at its own time.
         & (F.col("_live_before._valid_from") <= F.col("_valid_from"))
-        & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D"))),
+        & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D")))
+    )
+    # A stored version repeats a late one right before it. An update that stays current stays (latest holds its
+    # sequence); one a change after it closes goes.
+    closed = ~F.col("_old_is_current") | F.col("_live_after").isNotNull()
+    stored_repeat = F.col("_existing") & ~F.col("_live_before._existing") & ((F.col("_op") == "D") | closed)
+    rows = rows.withColumn(
+        "_unchanged", repeats & (~F.col("_existing") | (stored_repeat if drop_repeats else F.lit(False)))
     )
     # A U or D with no live version of its key before it: the source changed a key this table never held
     # (a key update without before-images, a full load that missed rows). It is still applied, so a late
@@ -138,7 +147,7 @@ def plan_history(
         # re-fill is in history already): its current version goes to latest again (`latest.latest_changes`).
         by_key = Window.partitionBy(*[_c(k) for k in key])
         planned = planned.withColumn("_resync", F.max(F.col("_refilled") | F.col("_replay")).over(by_key))
-    return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
+    return planned.drop("_live_before", "_live_after", "_unchanged", "_replay", "_key_moved")
 
 
 def flags_follow_unsupplied(
@@ -373,6 +382,7 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     action = (
         F.when(F.col("_replay_conflict"), F.lit("replay_conflict"))
         .when(F.col("_replay"), F.lit("replay"))
+        .when(F.col("_unchanged") & F.col("_existing"), F.lit("drop"))
         .when(F.col("_unchanged"), F.lit("unchanged"))
         .when(~F.col("_existing"), F.lit("insert"))
         .when(changed | F.col("_refilled"), F.lit("update"))
@@ -393,12 +403,12 @@ def merge_history(
     current_only: bool = False,
     nullable: Sequence[str] = (),
 ) -> None:
-    """Insert new versions and re-close changed intervals (re-fill values); matched on (key, _sequence), so a replay
-    is a no-op.
+    """Insert new versions, re-close changed intervals (re-fill values) and delete repeats (`drop`); matched on
+    (key, _sequence), so a replay is a no-op.
 
     `derived` columns (name -> SQL expression over the plan's columns) are written with every insert
     and re-close, e.g. the ID304B `expiration_stp` from `_valid_to`. `reclose=False` (the plan has no
-    `update` rows, e.g. a first load) lets Delta take its insert-only path: no target file is rewritten.
+    `update` or `drop` rows, e.g. a first load) lets Delta take its insert-only path: no target file is rewritten.
     `current_only` (the plan re-closes no closed version: no late change lands between two closed ones) matches
     current versions only, so Delta reads and rewrites only history's `_is_current` partition
     (`tables.history_partitions`). Inserts lose no match by it: a version with a new row's key and sequence would be
@@ -412,7 +422,7 @@ def merge_history(
         on = on & within
     if current_only:  # a literal on the partition column: Delta leaves the closed versions' files alone
         on = on & F.expr("t._is_current = true")
-    actions = ["insert", "update"] if reclose else ["insert"]
+    actions = ["insert", "update", "drop"] if reclose else ["insert"]
     source = plan.where(F.col("_action").isin(*actions)).select(
         *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
     )
@@ -421,6 +431,8 @@ def merge_history(
     reclosed = [*[c for c in columns if c not in key], *derived]
     merge = delta_table.alias("t").merge(source.alias("s"), on)
     if reclose:
-        merge = merge.whenMatchedUpdate(condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed})
+        merge = merge.whenMatchedDelete(condition="s._action = 'drop'").whenMatchedUpdate(
+            condition="s._action = 'update'", set={f"`{c}`": f"s.`{c}`" for c in reclosed}
+        )
     insert = {f"`{c}`": f"s.`{c}`" for c in written}
     merge.whenNotMatchedInsert(condition="s._action = 'insert'", values=insert).execute()

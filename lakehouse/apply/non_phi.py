@@ -302,15 +302,28 @@ def retry_conflicts(write: Callable[[], T]) -> T:
 
 
 def write_non_phi(
-    plan: DataFrame, *, table: TableConfig, zone: NonPhiZone, policy: DataFrame | None, forgotten: DataFrame | None
+    plan: DataFrame,
+    *,
+    table: TableConfig,
+    zone: NonPhiZone,
+    policy: DataFrame | None,
+    forgotten: DataFrame | None,
+    dropped: bool = False,
 ) -> None:
     """Bring the zone's history and latest up to date for every version and key in the batch's `plan`.
 
     `forgotten`: the pseudonyms of forgotten patients (`privacy_log.patients_frame`), read for every write.
+    `dropped`: the plan removes repeats from history (`drop`); they leave the zone too.
     """
 
-    versions = plan.where(F.col("_existing") | (F.col("_action") == "insert"))
-    rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten).localCheckpoint(eager=True)
+    versions = plan.where((F.col("_existing") & (F.col("_action") != "drop")) | (F.col("_action") == "insert"))
+    rows = zone_rows(versions, table=table, zone=zone, policy=policy, forgotten=forgotten)
+    if dropped:
+        repeats = zone_rows(
+            plan.where(F.col("_action") == "drop"), table=table, zone=zone, policy=policy, forgotten=None
+        )
+        rows = rows.unionByName(repeats.withColumn(ADMIT, F.lit(False)))
+    rows = rows.localCheckpoint(eager=True)
     on = f"t.{BUCKET} = s.{BUCKET} AND {key_condition(table.primary_key, table.nullable_key)}"
     buckets = sorted(row[0] for row in rows.select(BUCKET).distinct().collect())
     if len(buckets) < zone.buckets:  # a literal on the partition column: the other buckets' files are not read

@@ -4,8 +4,9 @@ The export reads the change feed after the version PostgreSQL holds. It reads th
 feed is gone (the log cleaned past it, its files vacuumed), and when the table is not the one exported (made again
 at the same path: another table id, see `delta_log.table_state`), and when the feed deletes a version the table
 no longer holds (a RESTORE to an older version, a DELETE of a bad day's versions): a full export replaces PostgreSQL's
-rows with the history, so those versions go there too. The engine's own commits never delete a version (a MERGE that
-closes one writes its pre- and post-image), so a normal day stays incremental. Reading here ends before any PostgreSQL
+rows with the history, so those versions go there too. The engine's own commits never delete a version of a
+snapshot table (a MERGE that closes one writes its pre- and post-image; only a DMS table's batch removes a repeat a
+late change made, README "History"), so a normal day stays incremental. Reading here ends before any PostgreSQL
 transaction starts.
 """
 
