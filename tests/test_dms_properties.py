@@ -296,38 +296,37 @@ def plan(existing: list[Version], new: list[Version], columns: list[str]) -> lis
     """The versions of one key after a batch: the rules of `apply.history.plan_history`."""
     rows = sorted([(v.seq, 0, v) for v in existing] + [(v.seq, 1, v) for v in new], key=lambda r: r[:2])
     replays = [i > 0 and is_new and seq == rows[i - 1][0] for i, (seq, is_new, _v) in enumerate(rows)]
+    # Each row against the nearest earlier row that is not a replay (`live`): a repeat of it, and whether it is new.
+    repeats, before_new = [False] * len(rows), [False] * len(rows)
+    live: tuple[Version, bool] | None = None
+    for i, (_seq, is_new, v) in enumerate(rows):
+        if replays[i]:
+            continue
+        if live is not None:
+            before, before_new[i] = live
+            repeats[i] = before.valid_from <= v.valid_from and (
+                (v.op != "D" and before.op != "D" and all(v.values[c] == before.values[c] for c in columns))
+                or (v.op == "D" and before.op == "D")
+            )
+        live = (v, bool(is_new))
+    unchanged = [is_new and repeats[i] for i, (_seq, is_new, _v) in enumerate(rows)]
     current = existing and max(existing, key=lambda v: v.seq)  # the stored current version
     versions: list[Version] = []
-    live: Version | None = None  # the nearest earlier row that is not a replay
-    live_is_new = False
     late: Version | None = None  # the newest version, when it is one of this batch's
-
-    def repeats(v: Version) -> bool:
-        return live is not None and (
-            (v.op != "D" and live.op != "D" and all(v.values[c] == live.values[c] for c in columns))
-            or (v.op == "D" and live.op == "D")
-        )
-
     for i, (_seq, is_new, v) in enumerate(rows):
         if not is_new:
             # A stored version a late one right before it makes a repeat is removed (one batch makes it none), unless
-            # it is an update that stays current.
-            closed = v.op == "D" or v is not current or any(not replays[j] for j in range(i + 1, len(rows)))
-            if live_is_new and live.valid_from <= v.valid_from and repeats(v) and closed:
-                live, live_is_new = v, False
+            # it is an update that stays current (no new version after it).
+            later = any(rows[j][1] and not replays[j] and not unchanged[j] for j in range(i + 1, len(rows)))
+            if before_new[i] and repeats[i] and (v.op == "D" or v is not current or later):
                 continue
             # A stored delete right after a late version (timed before it) carries that version's values.
             follows = late is not None and versions[-1] is late and late.op != "D" and late.valid_from <= v.valid_from
             if v.op == "D" and follows:
                 v = Version(v.key, v.seq, "D", dict(late.values), v.valid_from, v.file, v.row)
             versions.append(v)
-            live, live_is_new = v, False
             continue
-        if replays[i]:
-            continue
-        unchanged = repeats(v)
-        live, live_is_new = v, True
-        if unchanged:
+        if replays[i] or unchanged[i]:
             continue
         if v.op == "D" and versions and versions[-1].op != "D":
             v = Version(v.key, v.seq, "D", dict(versions[-1].values), v.valid_from, v.file, v.row)

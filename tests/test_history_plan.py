@@ -208,6 +208,8 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
             (3, "b", "U", "s30", None, t(30), "f0", 7, 0, None, True),  # current: latest holds it, it stays
             (4, "a", "I", "s10", None, t(10), "f0", 8, 0, t(30), False),
             (4, "b", "U", "s30", None, t(30), "f0", 9, 0, None, True),  # current until the batch's s40: it goes
+            (5, "a", "I", "s10", None, t(10), "f0", 10, 0, t(30), False),
+            (5, "b", "U", "s30", None, t(30), "f0", 11, 0, None, True),  # only a no-op after it: it stays current
         ],
         HISTORY,
     )
@@ -218,6 +220,8 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
             (3, "b", "U", "s20", None, t(20), "f1", 3, 1),
             (4, "b", "U", "s20", None, t(20), "f1", 4, 1),
             (4, "c", "U", "s40", None, t(40), "f1", 5, 1),
+            (5, "b", "U", "s20", None, t(20), "f1", 6, 1),
+            (5, "b", "U", "s40", None, t(40), "f1", 7, 1),
         ],
         CHANGE,
     )
@@ -238,6 +242,37 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
         (4, "s20", "insert", t(40), False),
         (4, "s30", "drop", None, None),
         (4, "s40", "insert", None, True),
+        (5, "s10", "update", t(20), False),
+        (5, "s20", "insert", t(30), False),
+        (5, "s30", "keep", None, True),
+        (5, "s40", "unchanged", None, None),
     ]
     kept = plan_history(changes, existing, key=["id"], values=["id", "name"])  # a snapshot's diff keeps them
     assert kept.where("_action = 'drop'").count() == 0
+
+
+def test_stored_updates_a_late_change_refills_into_repeats_are_dropped(spark):
+    """s30 lacked the score and took 10; s40 lacked the name and took Bea from s30. A late s20 (Bea, 20) re-fills s30
+    to (Bea, 20), a repeat of it, and s40 is then a repeat of s30: one batch makes neither a version."""
+    existing = [
+        (1, "Ann", 10, "I", "s10", None, t(10), "f0", 1, 0, None, t(30), False),
+        (1, "Bea", 10, "U", "s30", None, t(30), "f0", 2, 0, "score", t(40), False),
+        (1, "Bea", 20, "U", "s40", None, t(40), "f0", 3, 0, "name", t(50), False),
+        (1, "Cy", 30, "U", "s50", None, t(50), "f0", 4, 0, None, None, True),
+    ]
+    late = [(1, "Bea", 20, "U", "s20", None, t(20), "f1", 1, 1, None)]
+    plan = plan_history(
+        spark.createDataFrame(late, SCORED),
+        spark.createDataFrame(existing, STORED),
+        key=["id"],
+        values=["id", "name", "score"],
+        drop_repeats=True,
+    )
+    rows = plan.select("_sequence", "_action", "_valid_to").orderBy("_sequence")
+    assert [tuple(r) for r in rows.collect()] == [
+        ("s10", "update", t(20)),
+        ("s20", "insert", t(50)),
+        ("s30", "drop", None),
+        ("s40", "drop", None),
+        ("s50", "keep", None),
+    ]

@@ -108,8 +108,8 @@ def plan_history(
         F.col("_replay") & ((F.col("_applied._op") != F.col("_op")) | ((F.col("_op") != "D") & differs)),
     ).drop("_applied")
 
-    fields = ["_op", "_valid_from", "_existing", *tracked]
-    rows = _nearest(rows, ~F.col("_replay"), fields, ordered, before="_live_before", after="_live_after")
+    fields = ["_op", "_valid_from", "_existing", "_refilled", *tracked]
+    rows = _nearest(rows, ~F.col("_replay"), fields, ordered, before="_live_before")
     prev_op = F.col("_live_before._op")
     same = F.lit(True)
     for c in tracked:
@@ -122,13 +122,15 @@ def plan_history(
         & (F.col("_live_before._valid_from") <= F.col("_valid_from"))
         & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D")))
     )
-    # A stored version repeats a late one right before it. An update that stays current stays (latest holds its
-    # sequence); one a change after it closes goes.
-    closed = ~F.col("_old_is_current") | F.col("_live_after").isNotNull()
-    stored_repeat = F.col("_existing") & ~F.col("_live_before._existing") & ((F.col("_op") == "D") | closed)
-    rows = rows.withColumn(
-        "_unchanged", repeats & (~F.col("_existing") | (stored_repeat if drop_repeats else F.lit(False)))
-    )
+    # A stored version repeats the one right before it, which is late (or re-filled by a late change). An update
+    # that stays current stays (latest holds its sequence); one a new version after it closes goes.
+    rows = rows.withColumn("_unchanged", ~F.col("_existing") & repeats)
+    if drop_repeats:
+        version_after = F.expr("lead(CASE WHEN NOT _replay AND NOT _unchanged THEN true END) IGNORE NULLS")
+        closed = ~F.col("_old_is_current") | version_after.over(ordered).isNotNull()
+        before_changed = ~F.col("_live_before._existing") | F.col("_live_before._refilled")
+        stored_repeat = F.col("_existing") & repeats & before_changed & ((F.col("_op") == "D") | closed)
+        rows = rows.withColumn("_unchanged", F.col("_unchanged") | stored_repeat)
     # A U or D with no live version of its key before it: the source changed a key this table never held
     # (a key update without before-images, a full load that missed rows). It is still applied, so a late
     # insert of the key lands before it; the batch counts it apart (DESIGN rule 4: reported, not hidden).
@@ -147,7 +149,7 @@ def plan_history(
         # re-fill is in history already): its current version goes to latest again (`latest.latest_changes`).
         by_key = Window.partitionBy(*[_c(k) for k in key])
         planned = planned.withColumn("_resync", F.max(F.col("_refilled") | F.col("_replay")).over(by_key))
-    return planned.drop("_live_before", "_live_after", "_unchanged", "_replay", "_key_moved")
+    return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
 
 
 def flags_follow_unsupplied(
