@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from lakehouse.apply.batch import apply_batch
 from lakehouse.config import Config
+from lakehouse.metrics import BatchMetrics
 from lakehouse.runner import TableRun, run_once
-from lakehouse.tables import table_paths
+from lakehouse.tables import ensure_tables, table_paths
 from tests.conftest import make_config, write_dms_csv
 
 # DMS layout after Op: TimestampColumnName, the table's columns, $AR_H_CHANGE_SEQ, before-image key.
@@ -65,3 +67,18 @@ def comparable(df, ignore: tuple[str, ...] = ()):
     return df.select(
         *[F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c) for c in columns]
     )
+
+
+def apply_landed(spark, config: Config, batch_id: int = 0, table: str = "people") -> BatchMetrics:
+    """Apply every file landed for `table` as one batch, without a stream (a test's batch id; the ledger tells
+    the files already applied by an earlier batch)."""
+    table_config = config.tables[table]
+    paths = table_paths(config, table_config)
+    ensure_tables(spark, table_config, paths)
+    files = spark.read.format("binaryFile").load(table_config.source.path)
+    return apply_batch(files, batch_id, table=table_config, paths=paths)
+
+
+def storage_unavailable(*args, **kwargs):
+    """Stands in for a write that fails (monkeypatched over it)."""
+    raise OSError("storage unavailable")

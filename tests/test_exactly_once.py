@@ -22,7 +22,7 @@ from chispa import assert_df_equality
 
 from lakehouse.apply.batch import apply_batch
 from lakehouse.tables import ensure_tables, table_paths
-from tests.dms_tables import PEOPLE, comparable, land, people_config, read, run, seq
+from tests.dms_tables import PEOPLE, apply_landed, comparable, land, people_config, read, run, seq, storage_unavailable
 
 T = "2026-03-01 "
 FILES = {
@@ -111,29 +111,20 @@ def test_one_write_failing_while_the_others_commit_converges_on_replay(spark, tm
     """A batch's writes run side by side, so either of history and latest may commit without the other."""
     from lakehouse.apply import batch
 
-    def apply_all(config, batch_id: int = 0):
-        table = config.tables["people"]
-        paths = table_paths(config, table)
-        ensure_tables(spark, table, paths)
-        return apply_batch(spark.read.format("binaryFile").load(table.source.path), batch_id, table=table, paths=paths)
-
     clean, crashed = people_config(tmp_path / "clean"), people_config(tmp_path / "crashed")
     for config in (clean, crashed):
         land_all(config)
-    apply_all(clean)
-
-    def unavailable(*args, **kwargs):
-        raise OSError("storage unavailable")
+    apply_landed(spark, clean)
 
     with monkeypatch.context() as patched:
-        patched.setattr(batch, failing, unavailable)
+        patched.setattr(batch, failing, storage_unavailable)
         with pytest.raises(OSError, match="storage unavailable"):
-            apply_all(crashed)
+            apply_landed(spark, crashed)
     committed = "latest" if failing == "merge_history" else "history"
     assert read(spark, crashed, committed).count() > 0
     assert read(spark, crashed, "history" if committed == "latest" else "latest").count() == 0
 
-    replay = apply_all(crashed)
+    replay = apply_landed(spark, crashed)
     assert replay.reconciles
     assert_same_tables(spark, crashed, clean)
 
@@ -213,12 +204,6 @@ def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_conver
     the replay to find (the zone's rows follow the plan)."""
     from lakehouse.apply import batch
 
-    def apply_all(config, batch_id: int):
-        table = config.tables["people"]
-        paths = table_paths(config, table)
-        ensure_tables(spark, table, paths)
-        return apply_batch(spark.read.format("binaryFile").load(table.source.path), batch_id, table=table, paths=paths)
-
     load = [[T + "08:00:00", "1", "Ann", "10", "", ""]]
     written = [["D", T + "10:00:00", "1", "", "", seq(2), "1"], ["I", T + "11:00:00", "1", "Ann", "11", seq(3), ""]]
     late = [["D", T + "09:00:00", "1", "", "", seq(1), "1"]]
@@ -226,21 +211,18 @@ def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_conver
     for config in (clean, crashed):
         land(config, "LOAD00000001.csv", load)
         land(config, "20260301-100000000.csv", written)
-        apply_all(config, 0)
+        apply_landed(spark, config, 0)
         land(config, "20260301-120000000.csv", late)
-    first = apply_all(clean, 1)
+    first = apply_landed(spark, clean, 1)
     assert (first.repeats_removed, first.late) == (1, 1)
     ops = read(spark, clean, "history").orderBy("_sequence").select("_op", "_valid_to").collect()
     assert [r._op for r in ops] == ["I", "D", "I"]
 
-    def unavailable(*args, **kwargs):
-        raise OSError("storage unavailable")
-
     with monkeypatch.context() as patched:
-        patched.setattr(batch, "merge_history", unavailable)
+        patched.setattr(batch, "merge_history", storage_unavailable)
         with pytest.raises(OSError, match="storage unavailable"):
-            apply_all(crashed, 1)
-    replay = apply_all(crashed, 1)
+            apply_landed(spark, crashed, 1)
+    replay = apply_landed(spark, crashed, 1)
     assert (replay.reconciles, replay.repeats_removed) == (True, 1)
     assert_same_tables(spark, crashed, clean)
 
@@ -248,7 +230,7 @@ def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_conver
     for name, records in (("LOAD00000001.csv", load), ("20260301-100000000.csv", written)):
         land(once, name, records)
     land(once, "20260301-120000000.csv", late)
-    apply_all(once, 0)
+    apply_landed(spark, once, 0)
     assert_df_equality(
         comparable(read(spark, clean, "history"), ignore=("_batch_id",)),
         comparable(read(spark, once, "history"), ignore=("_batch_id",)),

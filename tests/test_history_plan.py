@@ -87,13 +87,19 @@ SCORED = CHANGE.replace("name STRING", "name STRING, score INT") + ", _unsupplie
 STORED = SCORED + ", _valid_to TIMESTAMP, _is_current BOOLEAN"
 
 
-def plan_late(spark, existing: list[tuple], changes: list[tuple]):
-    plan = plan_history(
+def scored_plan(spark, existing: list[tuple], changes: list[tuple], **options):
+    """`plan_history` of changes and stored versions with a name, a score and their `_unsupplied` lists."""
+    return plan_history(
         spark.createDataFrame(changes, SCORED),
         spark.createDataFrame(existing, STORED),
         key=["id"],
         values=["id", "name", "score"],
+        **options,
     )
+
+
+def plan_late(spark, existing: list[tuple], changes: list[tuple]):
+    plan = scored_plan(spark, existing, changes)
     return plan.select("_sequence", "name", "score", "_action", "_refilled", "_unsupplied", "_resync").orderBy(
         "_sequence", "_action"
     )
@@ -129,12 +135,7 @@ def test_the_refill_stops_at_a_later_version_that_carried_the_column_and_a_delet
         (1, "Bea", None, "U", "s15", None, t(15), "f1", 1, 1, "score"),
         (2, "Eve", 15, "U", "s15", None, t(15), "f1", 2, 1, None),
     ]
-    plan = plan_history(
-        spark.createDataFrame(late, SCORED),
-        spark.createDataFrame(existing, STORED),
-        key=["id"],
-        values=["id", "name", "score"],
-    )
+    plan = scored_plan(spark, existing, late)
     rows = [
         tuple(r)
         for r in plan.select("id", "_sequence", "name", "score", "_action").orderBy("id", "_sequence").collect()
@@ -163,12 +164,7 @@ def test_a_replayed_late_update_plans_no_refill_and_versions_stored_without_the_
         (1, "Bea", None, "U", "s15", None, t(15), "f1", 1, 1, "score"),  # the late update's file again
         (2, "New", None, "U", "s10", None, t(10), "f1", 2, 1, "score"),
     ]
-    plan = plan_history(
-        spark.createDataFrame(changes, SCORED),
-        spark.createDataFrame(existing, STORED),
-        key=["id"],
-        values=["id", "name", "score"],
-    )
+    plan = scored_plan(spark, existing, changes)
     rows = plan.select("id", "_sequence", "name", "_action", "_refilled").orderBy("id", "_sequence", "_action")
     assert [tuple(r) for r in rows.collect()] == [
         (1, "s10", "Ann", "keep", False),
@@ -261,13 +257,7 @@ def test_stored_updates_a_late_change_refills_into_repeats_are_dropped(spark):
         (1, "Cy", 30, "U", "s50", None, t(50), "f0", 4, 0, None, None, True),
     ]
     late = [(1, "Bea", 20, "U", "s20", None, t(20), "f1", 1, 1, None)]
-    plan = plan_history(
-        spark.createDataFrame(late, SCORED),
-        spark.createDataFrame(existing, STORED),
-        key=["id"],
-        values=["id", "name", "score"],
-        drop_repeats=True,
-    )
+    plan = scored_plan(spark, existing, late, drop_repeats=True)
     rows = plan.select("_sequence", "_action", "_valid_to").orderBy("_sequence")
     assert [tuple(r) for r in rows.collect()] == [
         ("s10", "update", t(20)),

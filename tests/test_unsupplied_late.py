@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
-from lakehouse.apply.batch import apply_batch
-from lakehouse.tables import ensure_tables, table_paths
-from tests.dms_tables import comparable, land, people_config, read, run, seq
+from tests.dms_tables import apply_landed, comparable, land, people_config, read, run, seq, storage_unavailable
 
 NOSUP = "_NOSUP_"
 LOAD = [
@@ -89,30 +87,21 @@ def test_a_late_update_whose_batch_failed_between_its_writes_refills_on_replay(s
     finds nothing to change.)"""
     from lakehouse.apply import batch
 
-    def apply_all(config, batch_id: int):
-        table = config.tables["people"]
-        paths = table_paths(config, table)
-        ensure_tables(spark, table, paths)
-        return apply_batch(spark.read.format("binaryFile").load(table.source.path), batch_id, table=table, paths=paths)
-
     clean, crashed = (people_config(tmp_path / name, no_sup_value=NOSUP) for name in ("clean", "crashed"))
     for config in (clean, crashed):
         land(config, "LOAD00000001.csv", LOAD)
         land(config, "20260301-090000000.csv", ON_TIME)
-        apply_all(config, 0)
+        apply_landed(spark, config, 0)
         land(config, "20260301-100000000.csv", LATE)
-    apply_all(clean, 1)
-
-    def unavailable(*args, **kwargs):
-        raise OSError("storage unavailable")
+    apply_landed(spark, clean, 1)
 
     with monkeypatch.context() as patched:
-        patched.setattr(batch, "merge_latest", unavailable)
+        patched.setattr(batch, "merge_latest", storage_unavailable)
         with pytest.raises(OSError, match="storage unavailable"):
-            apply_all(crashed, 1)
+            apply_landed(spark, crashed, 1)
     assert read(spark, crashed, "latest").where("name = 'Bea'").count() == 0  # latest has not been re-filled
 
-    replay = apply_all(crashed, 1)
+    replay = apply_landed(spark, crashed, 1)
     assert replay.reconciles
     assert_same_tables(spark, crashed, clean)
     assert [tuple(r) for r in read(spark, crashed, "latest").select("id", "name", "score").collect()] == [
