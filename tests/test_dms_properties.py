@@ -310,15 +310,12 @@ def plan(existing: list[Version], new: list[Version], columns: list[str]) -> lis
             )
         live = (v, bool(is_new))
     unchanged = [is_new and repeats[i] for i, (_seq, is_new, _v) in enumerate(rows)]
-    current = existing and max(existing, key=lambda v: v.seq)  # the stored current version
     versions: list[Version] = []
     late: Version | None = None  # the newest version, when it is one of this batch's
     for i, (_seq, is_new, v) in enumerate(rows):
         if not is_new:
-            # A stored version a late one right before it makes a repeat is removed (one batch makes it none), unless
-            # it is an update that stays current (no new version after it).
-            later = any(rows[j][1] and not replays[j] and not unchanged[j] for j in range(i + 1, len(rows)))
-            if before_new[i] and repeats[i] and (v.op == "D" or v is not current or later):
+            # A stored version a late one right before it makes a repeat is removed (one batch makes it none).
+            if before_new[i] and repeats[i]:
                 continue
             # A stored delete right after a late version (timed before it) carries that version's values.
             follows = late is not None and versions[-1] is late and late.op != "D" and late.valid_from <= v.valid_from
@@ -397,8 +394,16 @@ def _check(spark, s: Scenario, root: Path) -> None:
     assert actual == wanted
     latest = spark.read.format("delta").load(paths.latest).collect()
     live = {k: versions[-1] for k, versions in expected.items() if versions[-1].op != "D"}
-    assert sorted(((r.id, tuple(r[c] for c in s.columns)) for r in latest), key=repr) == sorted(
-        ((k, tuple(v.values[c] for c in s.columns)) for k, v in live.items()), key=repr
+    # Latest is history's current version, down to the change it came from (a dropped repeat's place goes to the
+    # late version before it).
+    assert sorted(
+        (
+            (r.id, tuple(r[c] for c in s.columns), r._valid_from, Path(r._source_file).name, r._source_row)
+            for r in latest
+        ),
+        key=repr,
+    ) == sorted(
+        ((k, tuple(v.values[c] for c in s.columns), v.valid_from, v.file, v.row) for k, v in live.items()), key=repr
     )
     quarantine = spark.read.format("delta").load(paths.quarantine).collect()
     per_file: dict[str, int] = {}

@@ -196,17 +196,34 @@ def test_sigkill_at_any_point_then_restart_equals_a_clean_run(spark, tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_converges_on_replay(
-    spark, tmp_path, monkeypatch
+REPEATS = {
+    # A late delete sorted before a delete already applied makes that one a repeat.
+    "delete": (
+        [["D", T + "10:00:00", "1", "", "", seq(2), "1"], ["I", T + "11:00:00", "1", "Ann", "11", seq(3), ""]],
+        [["D", T + "09:00:00", "1", "", "", seq(1), "1"]],
+        ["I", "D", "I"],
+    ),
+    # A late update equal to the current version after it: the late one becomes current, in latest too.
+    "current update": (
+        [["U", T + "10:00:00", "1", "Bob", "10", seq(2), "1"]],
+        [["U", T + "09:00:00", "1", "Bob", "10", seq(1), "1"]],
+        ["I", "U"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REPEATS)
+def test_a_repeat_a_late_change_makes_is_removed_and_history_failing_last_converges_on_replay(
+    spark, tmp_path, monkeypatch, case
 ):
-    """A late delete sorted before a delete already applied makes that one a repeat: it leaves history, as one batch
-    would have made it no version. History is written last in such a batch, so a failure there leaves the repeat for
-    the replay to find (the zone's rows follow the plan)."""
+    """A late change sorted right before an equal one already applied makes that one a repeat: it leaves history, as
+    one batch would have made it no version (a current one's place in latest goes to the late one). History is
+    written last in such a batch, so a failure there leaves the repeat for the replay to find (the zone's rows
+    follow the plan)."""
     from lakehouse.apply import batch
 
     load = [[T + "08:00:00", "1", "Ann", "10", "", ""]]
-    written = [["D", T + "10:00:00", "1", "", "", seq(2), "1"], ["I", T + "11:00:00", "1", "Ann", "11", seq(3), ""]]
-    late = [["D", T + "09:00:00", "1", "", "", seq(1), "1"]]
+    written, late, ops = REPEATS[case]
     clean, crashed = people_config(tmp_path / "clean"), people_config(tmp_path / "crashed")
     for config in (clean, crashed):
         land(config, "LOAD00000001.csv", load)
@@ -215,8 +232,7 @@ def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_conver
         land(config, "20260301-120000000.csv", late)
     first = apply_landed(spark, clean, 1)
     assert (first.repeats_removed, first.late) == (1, 1)
-    ops = read(spark, clean, "history").orderBy("_sequence").select("_op", "_valid_to").collect()
-    assert [r._op for r in ops] == ["I", "D", "I"]
+    assert [r._op for r in read(spark, clean, "history").orderBy("_sequence").collect()] == ops
 
     with monkeypatch.context() as patched:
         patched.setattr(batch, "merge_history", storage_unavailable)
@@ -231,8 +247,9 @@ def test_a_repeat_a_late_delete_makes_is_removed_and_history_failing_last_conver
         land(once, name, records)
     land(once, "20260301-120000000.csv", late)
     apply_landed(spark, once, 0)
-    assert_df_equality(
-        comparable(read(spark, clean, "history"), ignore=("_batch_id",)),
-        comparable(read(spark, once, "history"), ignore=("_batch_id",)),
-        ignore_row_order=True,
-    )
+    for kind in ("history", "latest"):
+        assert_df_equality(
+            comparable(read(spark, clean, kind), ignore=("_batch_id",)),
+            comparable(read(spark, once, kind), ignore=("_batch_id",)),
+            ignore_row_order=True,
+        )

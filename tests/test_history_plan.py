@@ -201,11 +201,11 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
             (2, "b", "U", "s30", None, t(30), "f0", 4, 0, t(40), False),  # a repeat of the late update
             (2, "c", "U", "s40", None, t(40), "f0", 5, 0, None, True),
             (3, "a", "I", "s10", None, t(10), "f0", 6, 0, t(30), False),
-            (3, "b", "U", "s30", None, t(30), "f0", 7, 0, None, True),  # current: latest holds it, it stays
+            (3, "b", "U", "s30", None, t(30), "f0", 7, 0, None, True),  # current: the late one replaces it
             (4, "a", "I", "s10", None, t(10), "f0", 8, 0, t(30), False),
             (4, "b", "U", "s30", None, t(30), "f0", 9, 0, None, True),  # current until the batch's s40: it goes
             (5, "a", "I", "s10", None, t(10), "f0", 10, 0, t(30), False),
-            (5, "b", "U", "s30", None, t(30), "f0", 11, 0, None, True),  # only a no-op after it: it stays current
+            (5, "b", "U", "s30", None, t(30), "f0", 11, 0, None, True),  # only a no-op after it: it goes too
         ],
         HISTORY,
     )
@@ -222,26 +222,26 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
         CHANGE,
     )
     plan = plan_history(changes, existing, key=["id"], values=["id", "name"], drop_repeats=True)
-    got = plan.select("id", "_sequence", "_action", "_valid_to", "_is_current").orderBy("id", "_sequence")
+    got = plan.select("id", "_sequence", "_action", "_valid_to", "_is_current", "_replaces").orderBy("id", "_sequence")
     assert [tuple(r) for r in got.collect()] == [
-        (1, "s10", "update", t(20), False),
-        (1, "s20", "insert", None, True),
-        (1, "s30", "drop", None, None),
-        (2, "s10", "update", t(20), False),
-        (2, "s20", "insert", t(40), False),
-        (2, "s30", "drop", None, None),
-        (2, "s40", "keep", None, True),
-        (3, "s10", "update", t(20), False),
-        (3, "s20", "insert", t(30), False),
-        (3, "s30", "keep", None, True),
-        (4, "s10", "update", t(20), False),
-        (4, "s20", "insert", t(40), False),
-        (4, "s30", "drop", None, None),
-        (4, "s40", "insert", None, True),
-        (5, "s10", "update", t(20), False),
-        (5, "s20", "insert", t(30), False),
-        (5, "s30", "keep", None, True),
-        (5, "s40", "unchanged", None, None),
+        (1, "s10", "update", t(20), False, None),
+        (1, "s20", "insert", None, True, "s30"),  # latest has no row of a deleted key: the clause finds none
+        (1, "s30", "drop", None, None, None),
+        (2, "s10", "update", t(20), False, None),
+        (2, "s20", "insert", t(40), False, None),
+        (2, "s30", "drop", None, None, None),
+        (2, "s40", "keep", None, True, None),
+        (3, "s10", "update", t(20), False, None),
+        (3, "s20", "insert", None, True, "s30"),  # latest holds s30: s20 takes its place
+        (3, "s30", "drop", None, None, None),
+        (4, "s10", "update", t(20), False, None),
+        (4, "s20", "insert", t(40), False, None),
+        (4, "s30", "drop", None, None, None),
+        (4, "s40", "insert", None, True, "s30"),  # newer than s30: latest's sequence guard takes it first
+        (5, "s10", "update", t(20), False, None),
+        (5, "s20", "insert", None, True, "s30"),
+        (5, "s30", "drop", None, None, None),
+        (5, "s40", "unchanged", None, None, None),
     ]
     kept = plan_history(changes, existing, key=["id"], values=["id", "name"])  # a snapshot's diff keeps them
     assert kept.where("_action = 'drop'").count() == 0

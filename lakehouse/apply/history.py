@@ -48,7 +48,8 @@ def plan_history(
       unchanged  an update that changes no tracked value (or a delete of a deleted key): no version;
       replay_conflict  a change with an applied change's sequence but other values: reported, not applied;
       drop       (`drop_repeats`) an existing version a late change right before it made a repeat of it (a delete
-                 after a late delete, a closed version equal to a late one): one batch would have made it no version.
+                 after a late delete, an update equal to a late one): one batch would have made it no version. The
+                 current version left after a dropped current one has its sequence in `_replaces`.
     and `_late` (a new version older than one already in history), `_unknown_key` (a U or D with no live
     version of its key before it; a moving U of a key change, `_key_moved`, is not one).
 
@@ -122,15 +123,12 @@ def plan_history(
         & (F.col("_live_before._valid_from") <= F.col("_valid_from"))
         & (((F.col("_op") != "D") & (prev_op != "D") & same) | ((F.col("_op") == "D") & (prev_op == "D")))
     )
-    # A stored version repeats the one right before it, which is late (or re-filled by a late change). An update
-    # that stays current stays (latest holds its sequence); one a new version after it closes goes.
+    # A stored version repeats the one right before it, which is late (or re-filled by a late change). A current one
+    # goes too: the version before it becomes current, and latest takes it in place of it (`_replaces`).
     rows = rows.withColumn("_unchanged", ~F.col("_existing") & repeats)
     if drop_repeats:
-        version_after = F.expr("lead(CASE WHEN NOT _replay AND NOT _unchanged THEN true END) IGNORE NULLS")
-        closed = ~F.col("_old_is_current") | version_after.over(ordered).isNotNull()
         before_changed = ~F.col("_live_before._existing") | F.col("_live_before._refilled")
-        stored_repeat = F.col("_existing") & repeats & before_changed & ((F.col("_op") == "D") | closed)
-        rows = rows.withColumn("_unchanged", F.col("_unchanged") | stored_repeat)
+        rows = rows.withColumn("_unchanged", F.col("_unchanged") | (F.col("_existing") & repeats & before_changed))
     # A U or D with no live version of its key before it: the source changed a key this table never held
     # (a key update without before-images, a full load that missed rows). It is still applied, so a late
     # insert of the key lands before it; the batch counts it apart (DESIGN rule 4: reported, not hidden).
@@ -144,6 +142,11 @@ def plan_history(
         & (prev_op.isNull() | (prev_op == "D")),
     )
     planned = _intervals(rows, key=key, values=values, ordered=ordered)
+    if drop_repeats:
+        # Latest holds the sequence of a dropped current version: the new current one replaces it there.
+        dropped_current = F.when((F.col("_action") == "drop") & F.col("_old_is_current"), F.col("_sequence"))
+        by_key = Window.partitionBy(*[_c(k) for k in key])
+        planned = planned.withColumn("_replaces", F.when(F.col("_is_current"), F.max(dropped_current).over(by_key)))
     if unsupplied:
         # A key with a re-filled version, or a replay (after a crash between the history and latest commits the
         # re-fill is in history already): its current version goes to latest again (`latest.latest_changes`).

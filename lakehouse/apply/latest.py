@@ -1,7 +1,9 @@
 """Latest (SCD1): one row per live key, written by MERGE with a sequence guard.
 
 The guard (`s._sequence > t._sequence`) is what makes the MERGE idempotent and late-safe: a change
-older than the row already there never overwrites it, and a replayed batch changes nothing.
+older than the row already there never overwrites it, and a replayed batch changes nothing. The one
+exception is named by the plan (`_replaces`): history dropped the current version as a repeat of the
+late one before it, which takes its place.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
     wanted = (F.col("_action") == "insert") | (F.col("_existing") & (F.col("_batch_id") == batch_id))
     if "_resync" in plan.columns:  # a key with a version re-filled by a late change (`history.plan_history`)
         wanted = wanted | (F.col("_existing") & F.col("_resync"))
-    return plan.where(F.col("_is_current") & wanted).select(*[F.col(f"`{c}`") for c in columns])
+    replaces = ["_replaces"] if "_replaces" in plan.columns else []  # the sequence of a dropped current version
+    return plan.where(F.col("_is_current") & wanted).select(*[F.col(f"`{c}`") for c in [*columns, *replaces]])
 
 
 def merge_latest(
@@ -49,7 +52,8 @@ def merge_latest(
     `new_keys_only` (no key of the batch has an earlier version in history, so none can be in latest)
     lets Delta take its insert-only path: no target file is rewritten. `nullable` key columns are matched
     NULL-safe. `refill` (a source with DMS's CsvNoSupValue): a row of the same sequence with other values is the
-    same version re-filled by a late change (`history.plan_history`), and is written too.
+    same version re-filled by a late change (`history.plan_history`), and is written too. A source row whose
+    `_replaces` is the target's sequence takes the place of a current version history dropped as a repeat.
     """
     on = F.expr(key_condition(key, nullable))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
@@ -60,6 +64,9 @@ def merge_latest(
         merge = merge.whenMatchedDelete(condition="s._sequence > t._sequence AND s._op = 'D'").whenMatchedUpdate(
             condition="s._sequence > t._sequence", set=values
         )
+    if not new_keys_only and "_replaces" in source.columns:
+        # The key's current version was dropped as a repeat of the late one before it (`history.plan_history`).
+        merge = merge.whenMatchedUpdate(condition="s._replaces = t._sequence AND s._op <> 'D'", set=values)
     if not new_keys_only and refill:
         differs = " OR ".join(f"NOT (s.`{c}` <=> t.`{c}`)" for c in columns)
         refilled = f"s._sequence = t._sequence AND s._op <> 'D' AND ({differs})"
