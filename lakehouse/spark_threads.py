@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,10 +34,23 @@ def in_callers_context(task: Callable[..., T]) -> Callable[..., T]:
 def run_side_by_side(tasks: list[Callable[[], T]], *, at_once: int | None = None) -> list[T]:
     """Run independent tasks in threads (Spark schedules their jobs together), `at_once` at a time.
 
-    Every task runs to its end; then the first error is raised, or the results are returned in order.
+    Every task runs to its end; then the first error is raised, or the results are returned in order. Interrupted
+    (Ctrl-C), the tasks not started yet are cancelled and the running ones finish before the interrupt goes on: a
+    write committed after its caller had gone would miss what the caller does on its way out (a forget's commit tag,
+    `apply.forget._tagged`, is unset then). A second interrupt leaves them running.
     """
-    with ThreadPoolExecutor(max_workers=at_once or max(1, len(tasks)), thread_name_prefix="lakehouse") as pool:
+    pool = ThreadPoolExecutor(max_workers=at_once or max(1, len(tasks)), thread_name_prefix="lakehouse")
+    try:
         futures = [pool.submit(in_callers_context(task)) for task in tasks]
+        try:
+            wait(futures)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
         raise errors[0]
