@@ -12,28 +12,38 @@ from lakehouse.spark_threads import run_side_by_side
 
 
 @pytest.fixture
-def plain_ctrl_c():
-    """Python's own SIGINT handler (a SparkContext of the test process installs one that cancels its jobs first)."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
+def interrupted():
+    """An event set when the main thread takes a SIGINT, which then raises KeyboardInterrupt as Python's own handler
+    does (a SparkContext of the test process installs one that cancels its jobs first)."""
+    taken = threading.Event()
+
+    def handler(signum, frame):
+        taken.set()
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, handler)
+    yield taken
     signal.signal(signal.SIGINT, before)
 
 
-def test_an_interrupt_lets_the_running_task_finish_and_cancels_the_ones_not_started(plain_ctrl_c):
+def test_an_interrupt_lets_the_running_task_finish_and_the_ones_not_started_never_start(interrupted):
     started, done = threading.Event(), []
 
     def running() -> None:
         started.set()
-        time.sleep(0.5)
+        assert interrupted.wait(30)  # the interrupt is taken while this task runs, however loaded the machine
+        time.sleep(1)
         done.append("running")
 
     def interrupt() -> None:
         started.wait()
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
-    threading.Thread(target=interrupt).start()
-    with pytest.raises(KeyboardInterrupt):
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    with pytest.raises(KeyboardInterrupt):  # while submitting the second task, or waiting: either way the same
         run_side_by_side([running, lambda: done.append("not started")], at_once=1)
+    sender.join()
     assert done == ["running"]  # finished before the interrupt went on (a forget's tag is still set then)
     time.sleep(0.3)
     assert done == ["running"]  # and the task that had not started never does
