@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from chispa import assert_df_equality
 
 from lakehouse.apply.history import plan_history
+from lakehouse.apply.latest import latest_changes
 
 CHANGE = (
     "id INT, name STRING, _op STRING, _sequence STRING, _change_seq STRING, _valid_from TIMESTAMP, "
@@ -206,6 +207,9 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
             (4, "b", "U", "s30", None, t(30), "f0", 9, 0, None, True),  # current until the batch's s40: it goes
             (5, "a", "I", "s10", None, t(10), "f0", 10, 0, t(30), False),
             (5, "b", "U", "s30", None, t(30), "f0", 11, 0, None, True),  # only a no-op after it: it goes too
+            (6, "a", "I", "s10", None, t(10), "f0", 12, 0, t(20), False),  # two equal updates an older engine kept:
+            (6, "b", "U", "s20", None, t(20), "f0", 13, 0, t(30), False),  # a late one between them leaves s20
+            (6, "b", "U", "s30", None, t(30), "f0", 14, 0, None, True),  # current, stored, in s30's place in latest
         ],
         HISTORY,
     )
@@ -218,6 +222,7 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
             (4, "c", "U", "s40", None, t(40), "f1", 5, 1),
             (5, "b", "U", "s20", None, t(20), "f1", 6, 1),
             (5, "b", "U", "s40", None, t(40), "f1", 7, 1),
+            (6, "b", "U", "s25", None, t(25), "f1", 8, 1),
         ],
         CHANGE,
     )
@@ -242,6 +247,19 @@ def test_a_stored_version_a_late_change_makes_a_repeat_is_dropped_as_one_batch_w
         (5, "s20", "insert", None, True, "s30"),
         (5, "s30", "drop", None, None, None),
         (5, "s40", "unchanged", None, None, None),
+        (6, "s10", "keep", t(20), False, None),
+        (6, "s20", "update", None, True, "s30"),
+        (6, "s25", "unchanged", None, None, None),
+        (6, "s30", "drop", None, None, None),
+    ]
+    columns = ["id", "name", "_op", "_sequence"]
+    sent = latest_changes(plan, batch_id=1, columns=columns).select(*columns, "_replaces").orderBy("id")
+    assert [tuple(r) for r in sent.collect()] == [
+        (1, "a", "D", "s20", "s30"),
+        (3, "b", "U", "s20", "s30"),
+        (4, "c", "U", "s40", "s30"),
+        (5, "b", "U", "s20", "s30"),
+        (6, "b", "U", "s20", "s30"),  # a stored version, sent to latest for its place
     ]
     kept = plan_history(changes, existing, key=["id"], values=["id", "name"])  # a snapshot's diff keeps them
     assert kept.where("_action = 'drop'").count() == 0

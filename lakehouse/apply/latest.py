@@ -27,12 +27,15 @@ def latest_changes(plan: DataFrame, *, batch_id: int, columns: list[str]) -> Dat
 
     Existing versions written by this same batch id are included: after a crash between the history
     and latest commits, the replay finds them in history and still brings latest up to date. So is the current
-    version of a key whose versions a late change re-filled (`_resync`), for `merge_latest(refill=True)`.
+    version of a key whose versions a late change re-filled (`_resync`), for `merge_latest(refill=True)`, and one that
+    takes the place of a current version history dropped as a repeat (`_replaces`).
     """
     wanted = (F.col("_action") == "insert") | (F.col("_existing") & (F.col("_batch_id") == batch_id))
     if "_resync" in plan.columns:  # a key with a version re-filled by a late change (`history.plan_history`)
         wanted = wanted | (F.col("_existing") & F.col("_resync"))
     replaces = ["_replaces"] if "_replaces" in plan.columns else []  # the sequence of a dropped current version
+    if replaces:  # its place goes to the version now current, which may be a stored one
+        wanted = wanted | F.col("_replaces").isNotNull()
     return plan.where(F.col("_is_current") & wanted).select(*[F.col(f"`{c}`") for c in [*columns, *replaces]])
 
 
