@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -83,7 +84,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         self.lake = PrivacyLake(self.root / "lake", secrets.token_hex(32), self.spark)
         self.forgotten: set[int] = set()
         self.events: list[tuple[str, Path]] = []  # (table, file) of every event a clean run also sees
-        self.crashes = 0
+        self.crashes, self.kills = 0, 0
         self.rotated = False
         self.dirty = False
         self.lines = LogLines()
@@ -224,10 +225,13 @@ class PrivacyMachine(RuleBasedStateMachine):
     @rule(table=st.sampled_from(ZONE_TABLES), point=st.sampled_from(BATCH_POINTS + SYNC_POINTS))
     def crash(self, table: str, point: str) -> None:
         """A `lakehouse run` of its own is SIGKILLed in a batch of `table` or in its consent sync, then restarted."""
-        if point in SYNC_POINTS and self.lake.phi(table).isEmpty():
-            point = BATCH_POINTS[0]  # a table with no rows yet has nothing to re-sync
+        # A re-sync writes (and reaches its crash points) only for a patient with rows in the table, not forgotten.
+        held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
+        candidates = [p for p in PATIENTS if p in held and p not in self.forgotten]
+        if point in SYNC_POINTS and not candidates:
+            point = BATCH_POINTS[0]
         if point in SYNC_POINTS:
-            patient = PATIENTS[self.crashes % len(PATIENTS)]
+            patient = candidates[self.crashes % len(candidates)]
             self._consent(patient, not self._allowed(patient))
             crash_at = f"{table}:sync:{point}"
         else:
@@ -244,7 +248,10 @@ class PrivacyMachine(RuleBasedStateMachine):
             "run", "--no-demo", *[a for t in DMS_TABLES for a in ("--table", t)], crash_at=crash_at
         )
         self.output.append(out)
-        assert code == -signal.SIGKILL, out
+        written = not re.search(rf"^{table} .*checked: no row of theirs", out, re.MULTILINE)
+        if point in BATCH_POINTS or written:  # (a device's own withdrawal may keep the patient's rows out)
+            assert code == -signal.SIGKILL, out
+        self.kills += code == -signal.SIGKILL
         assert leaks(self.lake.home / "spark-local", self.lake.phi_bytes()) == {}, "plain PHI in a killed run's scratch"
         self._run()  # the restart
         self.clean_run_agrees()
@@ -418,6 +425,24 @@ def test_a_late_delete_before_a_written_delete_leaves_one_delete_version_in_both
         machine.promises_hold()
         deletes = machine.lake.phi("devices").where("device_id = 'DV-0052' AND _is_deleted").count()
         assert deletes == 1
+    finally:
+        machine.teardown()
+
+
+def test_a_crash_in_a_consent_resync_is_made_for_a_patient_the_sync_writes(spark):
+    """Found by `make test-search` (2026-12-07): the machine flipped the consent of a forgotten patient to crash the
+    re-sync, which then had nothing to write and never reached its crash point. The re-sync's patient is now one
+    with rows in the table, not forgotten; the crash is reached and the restart agrees with a clean run."""
+    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 1
+    machine = PrivacyMachine()
+    try:
+        machine.consented_patients({PATIENTS[0], PATIENTS[1]})
+        machine.patient_changes(PATIENTS[0], delete=False, late=0)
+        machine.patient_changes(PATIENTS[1], delete=False, late=0)
+        machine.forget(PATIENTS[0])
+        machine.crash(table="patients", point="after_delete_latest")
+        assert machine.kills == 1
+        machine.promises_hold()
     finally:
         machine.teardown()
 
