@@ -392,12 +392,21 @@ def test_privacy_promises_hold_after_any_sequence_of_events_larger_budget(spark)
     run_state_machine_as_test(PrivacyMachine, settings=machine_settings(examples, steps, shrink=True))
 
 
+@contextlib.contextmanager
+def explicit_machine(spark, *, max_crashes: int):
+    """The machine for an explicit sequence of its rules (a sequence a search found), torn down after it."""
+    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, max_crashes
+    machine = PrivacyMachine()
+    try:
+        yield machine
+    finally:
+        machine.teardown()
+
+
 def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):
     """Found by review: the policy build only upserted, so a patient whose one consent record was deleted at the
     source kept the old "allowed" row in the policy store, and stayed in the zone for good."""
-    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 0
-    machine = PrivacyMachine()
-    try:
+    with explicit_machine(spark, max_crashes=0) as machine:
         machine.consented_patients({PATIENTS[0], PATIENTS[1]})
         machine.patient_changes(PATIENTS[0], delete=False, late=0)
         machine.patient_changes(PATIENTS[1], delete=False, late=0)
@@ -406,17 +415,13 @@ def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):
         machine.consent_deleted(_Draw(0))  # PATIENTS[0]'s only record
         machine.promises_hold()
         assert machine.lake.non_phi("patients").count() == 1
-    finally:
-        machine.teardown()
 
 
 def test_a_late_delete_before_a_written_delete_leaves_one_delete_version_in_both_zones(spark):
     """Found by `make test-search` (2026-12-06): a late delete sorted before a delete already applied made it a
     repeat, which stayed in history where one batch of the same files keeps one delete. Its patients consented, so
     the repeat was in the non-PHI zone too. The teardown compares both zones with a clean run and a rebuild."""
-    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 0
-    machine = PrivacyMachine()
-    try:
+    with explicit_machine(spark, max_crashes=0) as machine:
         machine.consented_patients(set(PATIENTS))
         machine.device_changes(device="DV-0052", patient=PATIENTS[2], delete=False, late=20)
         machine.device_changes(device="DV-0052", patient=None, delete=True, late=0)  # the delete written first
@@ -425,17 +430,13 @@ def test_a_late_delete_before_a_written_delete_leaves_one_delete_version_in_both
         machine.promises_hold()
         deletes = machine.lake.phi("devices").where("device_id = 'DV-0052' AND _is_deleted").count()
         assert deletes == 1
-    finally:
-        machine.teardown()
 
 
 def test_a_crash_in_a_consent_resync_is_made_for_a_patient_the_sync_writes(spark):
     """Found by `make test-search` (2026-12-07): the machine flipped the consent of a forgotten patient to crash the
     re-sync, which then had nothing to write and never reached its crash point. The re-sync's patient is now one
     with rows in the table, not forgotten; the crash is reached and the restart agrees with a clean run."""
-    PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, 1
-    machine = PrivacyMachine()
-    try:
+    with explicit_machine(spark, max_crashes=1) as machine:
         machine.consented_patients({PATIENTS[0], PATIENTS[1]})
         machine.patient_changes(PATIENTS[0], delete=False, late=0)
         machine.patient_changes(PATIENTS[1], delete=False, late=0)
@@ -443,8 +444,6 @@ def test_a_crash_in_a_consent_resync_is_made_for_a_patient_the_sync_writes(spark
         machine.crash(table="patients", point="after_delete_latest")
         assert machine.kills == 1
         machine.promises_hold()
-    finally:
-        machine.teardown()
 
 
 class _Draw:
