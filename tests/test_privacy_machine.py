@@ -84,7 +84,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         self.lake = PrivacyLake(self.root / "lake", secrets.token_hex(32), self.spark)
         self.forgotten: set[int] = set()
         self.events: list[tuple[str, Path]] = []  # (table, file) of every event a clean run also sees
-        self.crashes, self.kills = 0, 0
+        self.crashes = 0
         self.rotated = False
         self.dirty = False
         self.lines = LogLines()
@@ -224,7 +224,12 @@ class PrivacyMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.crashes < self.max_crashes)
     @rule(table=st.sampled_from(ZONE_TABLES), point=st.sampled_from(BATCH_POINTS + SYNC_POINTS))
     def crash(self, table: str, point: str) -> None:
-        """A `lakehouse run` of its own is SIGKILLed in a batch of `table` or in its consent sync, then restarted."""
+        """A `lakehouse run` of its own is SIGKILLed in a batch of `table` or in its consent sync, then restarted.
+
+        (`make test-search`, 2026-12-07: flipping a forgotten patient's consent to crash the sync reached no crash
+        point: the sync rightly writes nothing for them. The sequence: consented patients, a forget of one, a crash in
+        the sync of a table holding their rows. Not kept as an explicit example: it tests this rule, not the engine,
+        at four minutes of the suite.)"""
         # A re-sync writes (and reaches its crash points) only for a patient with rows in the table, not forgotten;
         # a withdrawal of an allowed one deletes what the zone holds of them, so those come first.
         held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
@@ -254,7 +259,6 @@ class PrivacyMachine(RuleBasedStateMachine):
         # signed today admits only today's versions; a device's own refusal keeps its rows out): a clean exit then.
         written = not re.search(rf"^{table} .*checked: no row of theirs", out, re.MULTILINE)
         assert code == (-signal.SIGKILL if point in BATCH_POINTS or written else 0), out
-        self.kills += code == -signal.SIGKILL
         assert leaks(self.lake.home / "spark-local", self.lake.phi_bytes()) == {}, "plain PHI in a killed run's scratch"
         self._run()  # the restart
         self.clean_run_agrees()
@@ -433,20 +437,6 @@ def test_a_late_delete_before_a_written_delete_leaves_one_delete_version_in_both
         machine.promises_hold()
         deletes = machine.lake.phi("devices").where("device_id = 'DV-0052' AND _is_deleted").count()
         assert deletes == 1
-
-
-def test_a_crash_in_a_consent_resync_is_made_for_a_patient_the_sync_writes(spark):
-    """Found by `make test-search` (2026-12-07): the machine flipped the consent of a forgotten patient to crash the
-    re-sync, which then had nothing to write and never reached its crash point. The re-sync's patient is now one
-    with rows in the table, not forgotten; the crash is reached and the restart agrees with a clean run."""
-    with explicit_machine(spark, max_crashes=1) as machine:
-        machine.consented_patients({PATIENTS[0], PATIENTS[1]})
-        machine.patient_changes(PATIENTS[0], delete=False, late=0)
-        machine.patient_changes(PATIENTS[1], delete=False, late=0)
-        machine.forget(PATIENTS[0])
-        machine.crash(table="patients", point="after_delete_latest")
-        assert machine.kills == 1
-        machine.promises_hold()
 
 
 class _Draw:
