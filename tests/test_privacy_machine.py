@@ -232,11 +232,12 @@ class PrivacyMachine(RuleBasedStateMachine):
         at four minutes of the suite.)"""
         # A re-sync writes (and reaches its crash points) only for a patient with rows in the table, not forgotten;
         # a withdrawal of an allowed one deletes what the zone holds of them, so those come first.
-        held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
-        candidates = [p for p in PATIENTS if p in held and p not in self.forgotten]
-        candidates = [p for p in candidates if self._allowed(p)] or candidates
-        if point in SYNC_POINTS and not candidates:
-            point = BATCH_POINTS[0]
+        if point in SYNC_POINTS:
+            held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
+            candidates = [p for p in PATIENTS if p in held and p not in self.forgotten]
+            candidates = [p for p in candidates if self._allowed(p)] or candidates
+            if not candidates:
+                point = BATCH_POINTS[0]
         if point in SYNC_POINTS:
             patient = candidates[self.crashes % len(candidates)]
             self._consent(patient, not self._allowed(patient))
