@@ -28,7 +28,7 @@ pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 # LAKEHOUSE_TEST_CODEGEN=1 keeps the defaults in the started processes too (the Spark 4 lane in CI does).
 TEST_JVM = (
     "--conf spark.sql.codegen.factoryMode=NO_CODEGEN --conf spark.sql.codegen.wholeStage=false "
-    "--conf spark.driver.defaultJavaOptions=-XX:TieredStopAtLevel=1 pyspark-shell"
+    "--conf spark.driver.defaultJavaOptions='-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m' pyspark-shell"
 )
 
 
