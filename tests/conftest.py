@@ -25,6 +25,8 @@ pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 # C2 for hot methods) than running the code (a cold `lakehouse run` of four one-file batches 63-69 s instead of
 # 90-96 s; the SIGKILL test 619 -> 322 s in CI). The shared sessions keep Spark's and Java's defaults: the one
 # full run with the settings in them too was slower (privacy promises 1.3-2x; noise not ruled out).
+# With the first tier only the JVM reserves 48 MB for compiled code, full after ~45 s of a run (the JIT then stops and
+# the rest runs interpreted): the started processes reserve 256 MB, as a full JIT does by default.
 # LAKEHOUSE_TEST_CODEGEN=1 keeps the defaults in the started processes too (the Spark 4 lane in CI does).
 TEST_JVM = (
     "--conf spark.sql.codegen.factoryMode=NO_CODEGEN --conf spark.sql.codegen.wholeStage=false "
