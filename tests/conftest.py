@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,10 +29,15 @@ pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 # With the first tier only the JVM reserves 48 MB for compiled code, full after ~45 s of a run (the JIT then stops and
 # the rest runs interpreted): the started processes reserve 256 MB, as a full JIT does by default.
 # LAKEHOUSE_TEST_CODEGEN=1 keeps the defaults in the started processes too (the Spark 4 lane in CI does).
-TEST_JVM = (
-    "--conf spark.sql.codegen.factoryMode=NO_CODEGEN --conf spark.sql.codegen.wholeStage=false "
-    "--conf spark.driver.defaultJavaOptions='-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m' pyspark-shell"
-)
+TEST_JVM = [
+    *("--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN", "--conf", "spark.sql.codegen.wholeStage=false"),
+    *("--conf", "spark.driver.defaultJavaOptions=-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"),
+]
+
+
+def started_jvm_conf() -> list[str]:
+    """The spark-submit settings of the Spark processes tests start (none under LAKEHOUSE_TEST_CODEGEN=1)."""
+    return [] if os.environ.get("LAKEHOUSE_TEST_CODEGEN") == "1" else TEST_JVM
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,8 +87,8 @@ def spark(tmp_path_factory):
             "spark.sql.streaming.numRecentProgressUpdates": "10",
         },
     )
-    if os.environ.get("LAKEHOUSE_TEST_CODEGEN") != "1":  # for the processes tests start from now on
-        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM)
+    if started_jvm_conf():  # for the processes tests start from now on
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", shlex.join([*started_jvm_conf(), "pyspark-shell"]))
     yield session
     session.stop()
 

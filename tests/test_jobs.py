@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import yaml
 from deltalake import DeltaTable
 
 from lakehouse.demo_snapshots import write_pecos
-from tests.conftest import TEST_JVM, write_dms_csv
+from tests.conftest import started_jvm_conf, write_dms_csv
 from tests.dms_tables import PEOPLE, seq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +27,8 @@ def spark_submit(script: str, *args: str) -> subprocess.CompletedProcess[str]:
         pytest.skip("the spark-submit smoke runs pin the Spark 3.5 / Delta 3.3 production line")
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    jvm = [] if os.environ.get("LAKEHOUSE_TEST_CODEGEN") == "1" else shlex.split(TEST_JVM)[:-1]  # as `lakehouse` runs
-    command = [str(bin_dir / "spark-submit"), "--master", "local[2]", "--packages", DELTA_PACKAGE, *jvm, script, *args]
+    command = [str(bin_dir / "spark-submit"), "--master", "local[2]", "--packages", DELTA_PACKAGE, *started_jvm_conf()]
+    command += [script, *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

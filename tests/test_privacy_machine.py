@@ -230,15 +230,10 @@ class PrivacyMachine(RuleBasedStateMachine):
         point: the sync rightly writes nothing for them. The sequence: consented patients, a forget of one, a crash in
         the sync of a table holding their rows. Not kept as an explicit example: it tests this rule, not the engine,
         at four minutes of the suite.)"""
-        # A re-sync writes (and reaches its crash points) only for a patient with rows in the table, not forgotten;
-        # a withdrawal of an allowed one deletes what the zone holds of them, so those come first.
-        if point in SYNC_POINTS:
-            held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
-            candidates = [p for p in PATIENTS if p in held and p not in self.forgotten]
-            candidates = [p for p in candidates if self._allowed(p)] or candidates
-            if not candidates:
-                point = BATCH_POINTS[0]
-        if point in SYNC_POINTS:
+        candidates = self._resync_candidates(table) if point in SYNC_POINTS else []
+        if point in SYNC_POINTS and not candidates:
+            point = BATCH_POINTS[0]
+        if candidates:
             patient = candidates[self.crashes % len(candidates)]
             self._consent(patient, not self._allowed(patient))
             crash_at = f"{table}:sync:{point}"
@@ -263,6 +258,13 @@ class PrivacyMachine(RuleBasedStateMachine):
         assert leaks(self.lake.home / "spark-local", self.lake.phi_bytes()) == {}, "plain PHI in a killed run's scratch"
         self._run()  # the restart
         self.clean_run_agrees()
+
+    def _resync_candidates(self, table: str) -> list[int]:
+        """The patients whose consent flip makes `table`'s re-sync write: rows in the table, not forgotten; the
+        allowed ones first (a withdrawal deletes what the zone holds of them)."""
+        held = {r.patient_id for r in self.lake.phi(table).select("patient_id").distinct().collect()}
+        candidates = [p for p in PATIENTS if p in held and p not in self.forgotten]
+        return [p for p in candidates if self._allowed(p)] or candidates
 
     def _allowed(self, patient: int) -> bool:
         from tests.privacy_lake import policy_of
