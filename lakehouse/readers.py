@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import LakehouseError, TableNotFoundError
 from lakehouse.pending import local_path
-from lakehouse.tables import META_COLUMNS, UNSUPPLIED
+from lakehouse.tables import META_COLUMNS, REPEATS, UNSUPPLIED
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _EPOCH = datetime(1970, 1, 1)
 
 # History's bookkeeping columns an "as of" answer leaves out (it keeps the validity interval).
-AS_OF_HIDDEN = [*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")], UNSUPPLIED]
+AS_OF_HIDDEN = [*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")], UNSUPPLIED, REPEATS]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, TableConfig
 from lakehouse.errors import InputError
-from lakehouse.pending import table_version
+from lakehouse.pending import local_path, table_version
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -55,6 +55,27 @@ META_COLUMNS = [
 # A DMS source with CsvNoSupValue: each version's columns DMS did not supply, which it took from the version before it
 # (`apply.history`). Kept after the bookkeeping columns, so a late change can re-fill them.
 UNSUPPLIED = "_unsupplied"
+
+
+# Each version's repeats: the changes after it that changed no tracked value (a no-op update, a delete of a deleted
+# key), which made no version of their own. A late change landing before one makes it a version again
+# (`apply.history`); their lineage is kept here, sorted by sequence. NULL when the version has none.
+REPEATS = "_repeats"
+REPEAT_FIELDS = [
+    "_sequence",
+    "_op",
+    "_change_seq",
+    "_valid_from",
+    "_source_file",
+    "_source_row",
+    "_batch_id",
+    UNSUPPLIED,
+]
+REPEATS_TYPE = (
+    "ARRAY<STRUCT<_sequence: STRING, _op: STRING, _change_seq: STRING, _valid_from: TIMESTAMP, _source_file: STRING, "
+    "_source_row: BIGINT, _batch_id: BIGINT, _unsupplied: STRING>>"
+)
+REPEATS_DDL = f"{REPEATS} {REPEATS_TYPE}"
 
 
 def keeps_unsupplied(table: TableConfig) -> bool:
@@ -147,7 +168,7 @@ def history_ddl(table: TableConfig) -> str:
     )
     derived = {name: DIMENSION_COLUMNS[name][0] for name in derived_history_columns(table)}
     unsupplied = f"{UNSUPPLIED} STRING" if keeps_unsupplied(table) else ""
-    return ", ".join(p for p in (_ddl(table.columns), _ddl(derived), meta, unsupplied) if p)
+    return ", ".join(p for p in (_ddl(table.columns), _ddl(derived), meta, unsupplied, REPEATS_DDL) if p)
 
 
 def latest_ddl(table: TableConfig) -> str:
@@ -206,6 +227,8 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     ]
     if table.source.kind == "dms":
         tables.append((paths.ledger, LEDGER_DDL, [], table_properties(change_feed=False, stats_columns=[])))
+    # A local history this call creates has every column; any other may be older than one of them.
+    created = local_path(paths.history) is not None and table_version(paths.history) is None
     for path, ddl, partitions, properties in tables:
         if table_version(path) is not None:  # a local table that exists: createIfNotExists would only load its log
             continue
@@ -215,14 +238,19 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
         for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
-    _add_unsupplied(spark, table, paths.history)
+    if not created:
+        _add_history_columns(spark, table, paths.history)
 
 
-def _add_unsupplied(spark: SparkSession, table: TableConfig, path: str) -> None:
-    """A history created before it kept `_unsupplied` (or before `no_sup_value` was set) gets the column: its
-    stored versions have NULL there, and are taken as they are."""
-    if keeps_unsupplied(table) and UNSUPPLIED not in spark.read.format("delta").load(path).columns:
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({UNSUPPLIED} STRING)")
+def _add_history_columns(spark: SparkSession, table: TableConfig, path: str) -> None:
+    """A history created before a column was kept gets it: `_unsupplied` (before `no_sup_value` was set, or before
+    it was kept), `_repeats` (before repeats were kept). Their stored versions have NULL there: taken as they are,
+    with no list of unsupplied columns and no repeats."""
+    have = set(spark.read.format("delta").load(path).columns)
+    wanted = [*([f"{UNSUPPLIED} STRING"] if keeps_unsupplied(table) else []), REPEATS_DDL]
+    missing = [ddl for ddl in wanted if ddl.split(" ", 1)[0] not in have]
+    if missing:
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(missing)})")
 
 
 def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import TableConfig
 from lakehouse.errors import InputError, TableNotFoundError
-from lakehouse.tables import META_COLUMNS, UNSUPPLIED, derived_history_columns
+from lakehouse.tables import META_COLUMNS, REPEATS, UNSUPPLIED, derived_history_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -86,7 +86,7 @@ def as_of(spark: SparkSession, history_path: str, at: datetime) -> DataFrame:
         & (history["_valid_to"].isNull() | (history["_valid_to"] > at_utc))
         & ~history["_is_deleted"]
     )
-    return live.drop(*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")], UNSUPPLIED)
+    return live.drop(*[c for c in META_COLUMNS if c not in ("_valid_from", "_valid_to")], UNSUPPLIED, REPEATS)
 
 
 def latest_at(

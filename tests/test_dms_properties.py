@@ -3,7 +3,7 @@ the tables equal a pure-Python model of the intended changes, and no corrupted r
 
 Hypothesis draws a table (a key and 1-3 typed columns), DMS task settings (CSV or Parquet, header, Op in
 the full load, timestamp column, change-seq column, gzip), a valid change sequence at the source (a full
-load, then inserts of absent keys, updates that change a value, deletes with all values or the key
+load, then inserts of absent keys, updates that change a value or none, deletes with all values or the key
 only), splits it into CDC files, corrupts some files (cut at a random byte, a column dropped or added)
 and delivers some twice under a new name, then lands the files in a random order over one or two runs.
 
@@ -11,9 +11,9 @@ The model applies the rules the README states, batch by batch: which records of 
 complete; identical contents are one delivery (the first, by batch then LOAD first then name); the
 sequence `class, commit time, change-seq, file, row`; `_valid_from` from the timestamp column, the DMS
 file name time, or 1970-01-01 for full-load rows; history versions (a replay, an update that changes
-nothing, or a delete of a deleted key make none; a delete carries the values it deletes, a stored one too when a
-late version lands right before it); latest is the
-newest version unless it is a delete.
+nothing, or a delete of a deleted key make none: the version before it keeps them as repeats, and a late change
+landing right before one makes it a version, as one batch would; a delete carries the values it deletes, a stored
+one too when a late version lands right before it); latest is the newest version unless it is a delete.
 
 Spark costs seconds per example: `make test` runs 6 fixed examples; `make test-search` runs 25 random ones
 (`LAKEHOUSE_PROPERTY_EXAMPLES=200 make test-search` for a longer search).
@@ -28,7 +28,7 @@ import io
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         if key not in state:
             state[key] = row()
             changes.append(Change("I", key, dict(state[key]), ts, seq))
-        elif draw(st.booleans()):
+        elif (kind := draw(st.sampled_from(["update", "update", "no-op", "delete"]))) == "update":
             column = draw(st.sampled_from(sorted(columns)))
             new = draw(values_of(columns[column]).filter(lambda v, old=state[key][column]: v != old))
             state[key] = {**state[key], column: new}
+            changes.append(Change("U", key, dict(state[key]), ts, seq))
+        elif kind == "no-op":  # `UPDATE ... SET c = c`: DMS writes the row as it was
             changes.append(Change("U", key, dict(state[key]), ts, seq))
         else:
             key_only = draw(st.booleans())
@@ -253,6 +255,7 @@ class Version:
     valid_from: datetime
     file: str
     row: int
+    repeat: bool = False  # a change that repeated the version before it: no version, kept in that one's `_repeats`
 
 
 def sequence(s: Scenario, f: DmsFile, row: int, c: Change) -> tuple:
@@ -293,7 +296,9 @@ def model(s: Scenario) -> tuple[dict[int, list[Version]], dict[str, tuple[int, i
 
 
 def plan(existing: list[Version], new: list[Version], columns: list[str]) -> list[Version]:
-    """The versions of one key after a batch: the rules of `apply.history.plan_history`."""
+    """The versions of one key after a batch, each followed by the repeats it keeps: the rules of
+    `apply.history.plan_history`. A stored repeat is a row like a version: a late change right before it that it
+    does not repeat makes it a version again (with its version's values, which its own tracked values equal)."""
     rows = sorted([(v.seq, 0, v) for v in existing] + [(v.seq, 1, v) for v in new], key=lambda r: r[:2])
     replays = [i > 0 and is_new and seq == rows[i - 1][0] for i, (seq, is_new, _v) in enumerate(rows)]
     # Each row against the nearest earlier row that is not a replay (`live`): a repeat of it, and whether it is new.
@@ -309,27 +314,41 @@ def plan(existing: list[Version], new: list[Version], columns: list[str]) -> lis
                 or (v.op == "D" and before.op == "D")
             )
         live = (v, bool(is_new))
-    unchanged = [is_new and repeats[i] for i, (_seq, is_new, _v) in enumerate(rows)]
-    versions: list[Version] = []
+    out: list[Version] = []
     late: Version | None = None  # the newest version, when it is one of this batch's
+
+    def last_version() -> Version | None:
+        return next((o for o in reversed(out) if not o.repeat), None)
+
+    def keep_repeat(v: Version) -> None:
+        holder = last_version()
+        assert holder is not None  # a key's first row that counts is a version
+        out.append(replace(v, values=dict(holder.values), repeat=True))
+
     for i, (_seq, is_new, v) in enumerate(rows):
+        if replays[i]:
+            continue
         if not is_new:
-            # A stored version a late one right before it makes a repeat is removed (one batch makes it none).
-            if before_new[i] and repeats[i]:
+            # A stored repeat that still repeats stays one; a stored version a late one right before it makes a
+            # repeat becomes one (one batch makes it none).
+            if repeats[i] and (v.repeat or before_new[i]):
+                keep_repeat(v)
                 continue
             # A stored delete right after a late version (timed before it) carries that version's values.
-            follows = late is not None and versions[-1] is late and late.op != "D" and late.valid_from <= v.valid_from
+            follows = late is not None and last_version() is late and late.op != "D" and late.valid_from <= v.valid_from
             if v.op == "D" and follows:
-                v = Version(v.key, v.seq, "D", dict(late.values), v.valid_from, v.file, v.row)
-            versions.append(v)
+                v = replace(v, values=dict(late.values))
+            out.append(replace(v, repeat=False))
             continue
-        if replays[i] or unchanged[i]:
+        if repeats[i]:
+            keep_repeat(v)
             continue
-        if v.op == "D" and versions and versions[-1].op != "D":
-            v = Version(v.key, v.seq, "D", dict(versions[-1].values), v.valid_from, v.file, v.row)
-        versions.append(v)
+        before = last_version()
+        if v.op == "D" and before is not None and before.op != "D":
+            v = replace(v, values=dict(before.values))
+        out.append(v)
         late = v
-    return versions
+    return out
 
 
 # --- running the engine -----------------------------------------------------------------------------------------
@@ -375,25 +394,33 @@ def _check(spark, s: Scenario, root: Path) -> None:
     expected, placed = model(s)
     paths = table_paths(config, config.tables["t"])
     history = spark.read.format("delta").load(paths.history).collect()
-    # Sorted by their text: values may be NULL, and None does not compare with a value.
+    # Sorted by their text: values may be NULL, and None does not compare with a value. Each version with the
+    # lineage of the repeats it keeps.
     actual = sorted(
         (
-            (r.id, r._op, tuple(r[c] for c in s.columns), r._valid_from, Path(r._source_file).name, r._source_row)
+            (
+                *(r.id, r._op, tuple(r[c] for c in s.columns), r._valid_from, Path(r._source_file).name, r._source_row),
+                tuple((Path(x._source_file).name, x._source_row, x._op) for x in r._repeats or []),
+            )
             for r in history
         ),
         key=repr,
     )
     wanted = sorted(
         (
-            (v.key, v.op, tuple(v.values[c] for c in s.columns), v.valid_from, v.file, v.row)
+            (
+                *(v.key, v.op, tuple(v.values[c] for c in s.columns), v.valid_from, v.file, v.row),
+                tuple((x.file, x.row, x.op) for x in held),
+            )
             for versions in expected.values()
-            for v in versions
+            for v, held in _with_repeats(versions)
         ),
         key=repr,
     )
     assert actual == wanted
     latest = spark.read.format("delta").load(paths.latest).collect()
-    live = {k: versions[-1] for k, versions in expected.items() if versions[-1].op != "D"}
+    current = {k: [v for v, _held in _with_repeats(versions)][-1] for k, versions in expected.items()}
+    live = {k: v for k, v in current.items() if v.op != "D"}
     # Latest is history's current version, down to the change it came from (a dropped repeat's place goes to the
     # late version before it).
     assert sorted(
@@ -410,6 +437,17 @@ def _check(spark, s: Scenario, root: Path) -> None:
     for q in quarantine:
         per_file[Path(q.source_file).name] = per_file.get(Path(q.source_file).name, 0) + 1
     assert per_file == {name: bad for name, (_, bad) in placed.items() if bad}
+
+
+def _with_repeats(versions: list[Version]) -> list[tuple[Version, list[Version]]]:
+    """Each version of a key's model history with the repeats after it, which it keeps."""
+    held: list[tuple[Version, list[Version]]] = []
+    for v in versions:
+        if v.repeat:
+            held[-1][1].append(v)
+        else:
+            held.append((v, []))
+    return held
 
 
 COMMON = {

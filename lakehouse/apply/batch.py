@@ -40,7 +40,7 @@ from lakehouse.metrics import BatchMetrics
 from lakehouse.policy.build import MISSING_COL, flag_changes
 from lakehouse.sources.dms import parse_files
 from lakehouse.spark_threads import run_side_by_side
-from lakehouse.tables import META_COLUMNS, TablePaths, derived_history_columns, keeps_unsupplied
+from lakehouse.tables import META_COLUMNS, REPEATS, TablePaths, derived_history_columns, keeps_unsupplied
 
 log = logging.getLogger("lakehouse.batch")
 
@@ -279,7 +279,7 @@ def apply_changes(
                 DeltaTable.forPath(spark, paths.history),
                 plan,
                 key=table.primary_key,
-                columns=[*business, *META_COLUMNS, *([UNSUPPLIED] if keeps_unsupplied(table) else [])],
+                columns=[*business, *META_COLUMNS, *([UNSUPPLIED] if keeps_unsupplied(table) else []), REPEATS],
                 within=in_key_range("t."),
                 derived=derived_history_columns(table),
                 reclose=counts["reclosed"] + metrics.repeats_removed > 0,
@@ -401,7 +401,8 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
     A U of a key with no live version before it counts as inserted (it is the key's first live row), never
     as updated; it and a D of such a key also count as `unknown_keys`.
     """
-    inserted = F.col("_action") == "insert"
+    # A stored repeat made a version again (`plan_history`) is no row of this batch: it is counted nowhere.
+    inserted = (F.col("_action") == "insert") & ~F.col("_stored_repeat")
     unknown = inserted & F.col("_unknown_key")
     row = plan.agg(
         _count(inserted).alias("applied"),

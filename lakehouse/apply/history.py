@@ -5,6 +5,11 @@ the last version of a key is open (`_valid_to` NULL, `_is_current` true). A dele
 (`_is_deleted`, carrying the values it deleted, so no NULL is ever stored as if it were a value),
 which is what keeps a late update from resurrecting a deleted key.
 
+A change that repeats the state before it (an update that changes no tracked value, a delete of a deleted key) makes
+no version; the version before it keeps its lineage in `_repeats`. A late change landing right before it later makes
+it a version after all, as one batch of every change would have: the tables do not depend on how files fell into
+batches.
+
 `plan_history` is pure: it merges a batch of changes into the existing versions of the keys it
 touches and says, per row, what the MERGE must do. Replaying a batch plans nothing new.
 """
@@ -19,7 +24,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
 
 from lakehouse.apply.keys import key_condition
-from lakehouse.tables import UNSUPPLIED  # the columns of a change DMS wrote as CsvNoSupValue, comma-separated
+from lakehouse.tables import (  # UNSUPPLIED: the columns of a change DMS wrote as CsvNoSupValue, comma-separated
+    REPEAT_FIELDS,
+    REPEATS,
+    REPEATS_TYPE,
+    UNSUPPLIED,
+)
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -44,14 +54,17 @@ def plan_history(
 
     Returns every row with `_action`:
       insert     a new version to insert;          update  an existing version whose interval changed;
-      keep       an existing version left as is;   replay  a change already in history (same sequence);
-      unchanged  an update that changes no tracked value (or a delete of a deleted key): no version;
+      keep       an existing version left as is;   replay  a change already in history (same sequence, a version's
+                                                           or a repeat's);
+      unchanged  an update that changes no tracked value (or a delete of a deleted key): no version, a repeat kept
+                 in the `_repeats` of the version before it (which is an `update` then, or an `insert`);
       replay_conflict  a change with an applied change's sequence but other values: reported, not applied;
       drop       (`drop_repeats`) an existing version a late change right before it made a repeat of it (a delete
                  after a late delete, an update equal to a late one): one batch would have made it no version. The
                  current version left after a dropped current one has its sequence in `_replaces`.
     and `_late` (a new version older than one already in history), `_unknown_key` (a U or D with no live
-    version of its key before it; a moving U of a key change, `_key_moved`, is not one).
+    version of its key before it; a moving U of a key change, `_key_moved`, is not one). A stored repeat a late change
+    landed right before makes a version again: an `insert` with `_stored_repeat` (no row of this batch).
 
     One shuffle and one sort by key: each step looks at the neighbouring rows that still count (lag/lead
     IGNORE NULLS over rows the earlier steps kept), so no row is set aside and joined back in. `one_partition` (a
@@ -60,21 +73,14 @@ def plan_history(
     """
     columns = [*values, "_op", "_sequence", "_change_seq", "_valid_from", "_source_file", "_source_row", "_batch_id"]
     unsupplied = UNSUPPLIED in changes.columns  # a source with DMS's CsvNoSupValue (`DmsSource.no_sup_value`)
-    # History keeps each update's list (`tables.history_ddl`); a version stored before it was kept has NULL there.
-    stored = F.col(UNSUPPLIED) if UNSUPPLIED in existing.columns else F.lit(None).cast("string")
-    old = existing.select(
-        *([stored.alias(UNSUPPLIED)] if unsupplied else []),
-        *[_c(c) for c in columns],
-        F.lit(True).alias("_existing"),
-        F.col("_valid_to").alias("_old_valid_to"),
-        F.col("_is_current").alias("_old_is_current"),
-        F.lit(False).alias("_key_moved"),
-    )
+    old = _stored_rows(existing, values, with_unsupplied=unsupplied)
     new = changes.select(
         *[_c(c) for c in columns],
         F.lit(False).alias("_existing"),
+        F.lit(False).alias("_stored_repeat"),
         F.lit(None).cast("timestamp").alias("_old_valid_to"),
         F.lit(None).cast("boolean").alias("_old_is_current"),
+        F.lit(None).cast(REPEATS_TYPE).alias("_old_repeats"),
         (F.col("_key_moved") if "_key_moved" in changes.columns else F.lit(False)).alias("_key_moved"),
         *([F.col(UNSUPPLIED)] if UNSUPPLIED in changes.columns else []),
     )
@@ -125,7 +131,9 @@ def plan_history(
     )
     # A stored version repeats the one right before it, which is late (or re-filled by a late change). A current one
     # goes too: the version before it becomes current, and latest takes it in place of it (`_replaces`).
-    rows = rows.withColumn("_unchanged", ~F.col("_existing") & repeats)
+    # A stored repeat (`_stored_rows`) that still repeats the row before it stays one; one that no longer does (a late
+    # change landed right before it) is a version again.
+    rows = rows.withColumn("_unchanged", (~F.col("_existing") | F.col("_stored_repeat")) & repeats)
     if drop_repeats:
         before_changed = ~F.col("_live_before._existing") | F.col("_live_before._refilled")
         rows = rows.withColumn("_unchanged", F.col("_unchanged") | (F.col("_existing") & repeats & before_changed))
@@ -152,7 +160,43 @@ def plan_history(
         # re-fill is in history already): its current version goes to latest again (`latest.latest_changes`).
         by_key = Window.partitionBy(*[_c(k) for k in key])
         planned = planned.withColumn("_resync", F.max(F.col("_refilled") | F.col("_replay")).over(by_key))
-    return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved")
+    # The stored repeats still repeats are in their version's `_repeats` again, and have no row of their own.
+    planned = planned.where(F.col("_action") != "repeat")
+    return planned.drop("_live_before", "_unchanged", "_replay", "_key_moved", "_old_repeats")
+
+
+def _stored_rows(existing: DataFrame, values: list[str], *, with_unsupplied: bool) -> DataFrame:
+    """The stored versions of the batch's keys and, as rows of their own after each, its stored repeats (the
+    version's values with the repeat's lineage, `_stored_repeat`): a late change may land before one, which then
+    differs from the row before it and is a version again, as it would have been had the late change come first."""
+    lineage = [f for f in REPEAT_FIELDS if f != UNSUPPLIED]
+    unsupplied = F.col(UNSUPPLIED) if UNSUPPLIED in existing.columns else F.lit(None).cast("string")
+    own = F.struct(*[_c(f) for f in lineage], unsupplied.alias(UNSUPPLIED), F.lit(False).alias("_stored_repeat"))
+    if REPEATS in existing.columns:
+        stored = F.col(REPEATS)
+        flagged = F.transform(stored, lambda r: r.withField("_stored_repeat", F.lit(True)))
+        entries = F.when(stored.isNull(), F.array(own)).otherwise(F.concat(F.array(own), flagged))
+    else:  # a history from before repeats were kept (`tables.ensure_tables` adds the column)
+        stored, entries = F.lit(None).cast(REPEATS_TYPE), F.array(own)
+    rows = existing.select(
+        *[_c(c) for c in values],
+        "_valid_to",
+        "_is_current",
+        stored.alias("_old_repeats"),
+        F.explode(entries).alias("_e"),
+    )
+    repeat = F.col("_e._stored_repeat")
+    return rows.select(
+        *[_c(c) for c in values],
+        *[F.col("_e").getField(f).alias(f) for f in lineage],
+        *([F.col("_e").getField(UNSUPPLIED).alias(UNSUPPLIED)] if with_unsupplied else []),
+        F.lit(True).alias("_existing"),
+        repeat.alias("_stored_repeat"),
+        F.when(~repeat, F.col("_valid_to")).alias("_old_valid_to"),
+        F.when(~repeat, F.col("_is_current")).alias("_old_is_current"),
+        F.when(~repeat, F.col("_old_repeats")).alias("_old_repeats"),
+        F.lit(False).alias("_key_moved"),
+    )
 
 
 def flags_follow_unsupplied(
@@ -344,7 +388,7 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     """Validity intervals, current flags and actions; a version is a row that is neither a replay nor unchanged."""
     version = ~F.col("_replay") & ~F.col("_unchanged")
     carried_columns = [c for c in values if c not in key]
-    fields = ["_op", "_valid_from", "_existing", "_refilled", *carried_columns]
+    fields = ["_sequence", "_op", "_valid_from", "_existing", "_refilled", *carried_columns]
     rows = _nearest(rows, version, fields, ordered, before="_before", after="_after")
     # A version ends where any later version starts, not only the next: a reload's full-load rows sort before the
     # CDC rows of their key but are timed after them, and ending at the next one's start would overlap those.
@@ -381,15 +425,24 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
             ),
         }
     )
-    changed = ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to")) | ~F.col("_old_is_current").eqNullSafe(
-        F.col("_is_current")
+    # Each version keeps the lineage of the rows after it that made no version (new and stored repeats, dropped
+    # versions), sorted by sequence: a late change landing before one makes it a version again.
+    holder = F.when(version, F.col("_sequence")).when(F.col("_unchanged"), F.col("_before._sequence"))
+    lineage = F.struct(*[(_c(f) if f in rows.columns else F.lit(None).cast("string")).alias(f) for f in REPEAT_FIELDS])
+    held = F.collect_list(F.when(F.col("_unchanged"), lineage)).over(Window.partitionBy(*[_c(k) for k in key], holder))
+    planned = planned.withColumn(REPEATS, F.when(version & (F.size(held) > 0), F.array_sort(held)).cast(REPEATS_TYPE))
+    changed = (
+        ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to"))
+        | ~F.col("_old_is_current").eqNullSafe(F.col("_is_current"))
+        | ~F.col("_old_repeats").eqNullSafe(F.col(REPEATS))
     )
     action = (
         F.when(F.col("_replay_conflict"), F.lit("replay_conflict"))
         .when(F.col("_replay"), F.lit("replay"))
+        .when(F.col("_unchanged") & F.col("_stored_repeat"), F.lit("repeat"))
         .when(F.col("_unchanged") & F.col("_existing"), F.lit("drop"))
         .when(F.col("_unchanged"), F.lit("unchanged"))
-        .when(~F.col("_existing"), F.lit("insert"))
+        .when(~F.col("_existing") | F.col("_stored_repeat"), F.lit("insert"))
         .when(changed | F.col("_refilled"), F.lit("update"))
         .otherwise(F.lit("keep"))
     )
