@@ -62,10 +62,23 @@ def read(spark, config: Config, kind: str, table: str = "people"):
 
 
 def comparable(df, ignore: tuple[str, ...] = ()):
-    """All columns but `ignore`, sorted, with file paths cut to their names (two lakes land in different folders)."""
+    """All columns but `ignore`, sorted, with file paths cut to their names (two lakes land in different folders); in
+    history's `_repeats` too, without their `_batch_id` when it is ignored."""
     columns = [c for c in sorted(df.columns) if c not in ignore]
+
+    def repeat(r):
+        r = r.withField("_source_file", F.regexp_extract(r["_source_file"], r"([^/]*)$", 1))
+        return r.dropFields("_batch_id") if "_batch_id" in ignore else r
+
     return df.select(
-        *[F.regexp_extract(c, r"([^/]*)$", 1).alias(c) if c.endswith("source_file") else F.col(c) for c in columns]
+        *[
+            F.regexp_extract(c, r"([^/]*)$", 1).alias(c)
+            if c.endswith("source_file")
+            else F.transform(c, repeat).alias(c)
+            if c == "_repeats"
+            else F.col(c)
+            for c in columns
+        ]
     )
 
 
