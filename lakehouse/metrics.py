@@ -45,6 +45,7 @@ class BatchMetrics:
     unknown_keys: int = 0  # U / D of a key with no live version before it (applied; see README)
     unknown_key_examples: list[str] = field(default_factory=list)  # pseudonym prefixes for tables with PHI
     repeats_removed: int = 0  # stored versions a late change right before them made repeats (README: History)
+    repeats_restored: int = 0  # stored repeats a late change right before them made versions (README: History)
     optional_absent: int = 0  # rows of files without an optional column: NULL written for it
     replayed_files: list[str] = field(default_factory=list)  # "file = batch N, first file": content applied before
     reloaded_files: list[str] = field(default_factory=list)  # "LOAD file = batch N, file": a table reload (README)

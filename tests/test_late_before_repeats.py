@@ -6,28 +6,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
 
 from lakehouse import tables
+from lakehouse.apply import batch, history
 from lakehouse.tables import REPEATS, REPEATS_DDL, table_paths
-from tests.dms_tables import apply_landed, comparable, land, people_config, read, seq
+from tests.dms_tables import apply_landed, comparable, land, people_config, read, seq, storage_unavailable
 
 T = "2026-03-01 "
 LOAD = [[T + "08:00:00", "1", "Ann", "10", "", ""]]
 
 
 def lakes(spark, tmp_path: Path, batches: list[dict[str, list[list[str]]]], **source: object):
-    """Two lakes of the same files: `once` applies them in one batch, `split` in one batch per dict of files."""
+    """Two lakes of the same files: `once` applies them in one batch, `split` in one batch per dict of files (its
+    metrics in `split.batches`)."""
     once, split = people_config(tmp_path / "once", **source), people_config(tmp_path / "split", **source)
     for config in (once, split):
         land(config, "LOAD00000001.csv", LOAD)
+    split_batches = []
     for batch_id, files in enumerate(batches):
         for config in (once, split):
             for name, records in files.items():
                 land(config, name, records)
-        apply_landed(spark, split, batch_id)
+        split_batches.append(apply_landed(spark, split, batch_id))
     apply_landed(spark, once, 0)
-    return once, split
+    return once, split, split_batches
 
 
 def assert_same_tables(spark, once, split) -> None:
@@ -49,9 +53,11 @@ def test_a_late_update_before_a_no_op_applied_earlier_leaves_the_no_op_current(s
     after Bob, and Ann current, as in one batch (before repeats were kept, Bob was current)."""
     no_op = {"20260301-100000000.csv": [["U", T + "10:00:00", "1", "Ann", "10", seq(2), "1"]]}
     late = {"20260301-120000000.csv": [["U", T + "09:00:00", "1", "Bob", "10", seq(1), "1"]]}
-    once, split = lakes(spark, tmp_path, [no_op, late])
+    once, split, batches = lakes(spark, tmp_path, [no_op, late])
 
     assert current(spark, split) == [("Ann", 10.0)]
+    # Bob applied; the no-op a version again, counted apart (no row of the late batch).
+    assert (batches[1].applied, batches[1].late, batches[1].repeats_restored) == (1, 1, 1)
     assert_same_tables(spark, once, split)
     history = read(spark, split, "history").orderBy("_sequence").collect()
     assert [(r.name, r._change_seq, r._is_current, r._repeats) for r in history] == [
@@ -93,7 +99,7 @@ def test_a_late_insert_between_two_deletes_leaves_the_key_deleted(spark, tmp_pat
         "20260301-110000000.csv": [["D", T + "11:00:00", "1", "Ann", "10", seq(4), "1"]],
     }
     late = {"20260301-120000000.csv": [["I", T + "10:30:00", "1", "Bob", "20", seq(3), ""]]}
-    once, split = lakes(spark, tmp_path, [deletes, late])
+    once, split, _batches = lakes(spark, tmp_path, [deletes, late])
 
     assert current(spark, split) == []
     assert_same_tables(spark, once, split)
@@ -109,7 +115,7 @@ def test_a_version_dropped_as_a_repeat_comes_back_when_a_late_change_lands_befor
         {"20260301-110000000.csv": [["U", T + "10:00:00", "1", "Bob", "10", seq(2), "1"]]},
         {"20260301-120000000.csv": [["U", T + "10:20:00", "1", "Cid", "10", seq(3), "1"]]},
     ]
-    once, split = lakes(spark, tmp_path, batches)
+    once, split, _batches = lakes(spark, tmp_path, batches)
 
     assert current(spark, split) == [("Bob", 10.0)]
     assert_same_tables(spark, once, split)
@@ -133,7 +139,7 @@ def test_a_late_update_before_a_no_op_that_lacked_a_column_makes_it_the_version_
         ]
     }
     late = {"20260301-120000000.csv": [["U", T + "09:00:00", "1", "Bea", nosup, seq(1), ""]]}
-    once, split = lakes(spark, tmp_path, [on_time, late], no_sup_value=nosup)
+    once, split, _batches = lakes(spark, tmp_path, [on_time, late], no_sup_value=nosup)
 
     history = read(spark, split, "history").orderBy("_sequence")
     assert [tuple(r) for r in history.select("name", "score", "_unsupplied").collect()] == [
@@ -156,6 +162,8 @@ def test_a_history_created_before_repeats_were_kept_gets_the_column_and_keeps_th
         patched.setattr(tables, "history_ddl", lambda table: ddl.replace(f", {REPEATS_DDL}", ""))
         tables.ensure_tables(spark, people, table_paths(config, people))
     assert REPEATS not in read(spark, config, "history").columns
+    tables.ensure_tables(spark, people, table_paths(config, people))
+    assert REPEATS in read(spark, config, "history").columns
     land(config, "LOAD00000001.csv", LOAD)
     land(config, "20260301-100000000.csv", [["U", T + "10:00:00", "1", "Ann", "10", seq(2), "1"]])
     apply_landed(spark, config, 0)
@@ -164,3 +172,61 @@ def test_a_history_created_before_repeats_were_kept_gets_the_column_and_keeps_th
     land(config, "20260301-120000000.csv", [["U", T + "09:00:00", "1", "Bob", "10", seq(1), "1"]])
     apply_landed(spark, config, 1)
     assert current(spark, config) == [("Ann", 10.0)]
+
+
+def test_an_update_kept_as_a_repeat_after_a_late_delete_revives_the_key_and_is_reported(spark, tmp_path):
+    """Ann, a no-op restating Ann (kept), then a late delete before it: the no-op is a version again after the delete,
+    the key live (as in one batch), and the batch counts it in `unknown_keys` as one batch would."""
+    no_op = {"20260301-100000000.csv": [["U", T + "12:00:00", "1", "Ann", "10", seq(4), "1"]]}
+    late = {"20260301-120000000.csv": [["D", T + "11:00:00", "1", "Ann", "10", seq(2), "1"]]}
+    once, split, batches = lakes(spark, tmp_path, [no_op, late])
+
+    assert current(spark, split) == [("Ann", 10.0)]
+    assert (batches[1].deleted, batches[1].repeats_restored, batches[1].unknown_keys) == (1, 1, 1)
+    assert_same_tables(spark, once, split)
+
+
+def test_a_version_keeps_its_newest_repeats_and_a_late_change_before_a_forgotten_one_leaves_the_right_values(
+    spark, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(history, "MAX_REPEATS", 2)
+    config = people_config(tmp_path)
+    land(config, "LOAD00000001.csv", LOAD)
+    no_ops = [["U", T + f"1{n}:00:00", "1", "Ann", "10", seq(2 * n), "1"] for n in (1, 2, 3)]
+    land(config, "20260301-100000000.csv", no_ops)
+    apply_landed(spark, config, 0)
+    (version,) = read(spark, config, "history").collect()
+    assert [x._change_seq for x in version._repeats] == [seq(4), seq(6)]  # the newest two
+
+    # Bob before the forgotten no-op (seq 2): the next kept one (seq 4) is a version again, and Ann current.
+    land(config, "20260301-120000000.csv", [["U", T + "10:30:00", "1", "Bob", "10", seq(1), "1"]])
+    late = apply_landed(spark, config, 1)
+    assert (late.applied, late.repeats_restored) == (1, 1)
+    rows = read(spark, config, "history").orderBy("_sequence").collect()
+    assert [(r.name, r._change_seq, str(r._valid_to), [x._change_seq for x in r._repeats or []]) for r in rows] == [
+        ("Ann", None, "2026-03-01 10:30:00", []),
+        ("Bob", seq(1), "2026-03-01 12:00:00", []),
+        ("Ann", seq(4), "None", [seq(6)]),
+    ]
+    assert current(spark, config) == [("Ann", 10.0)]
+
+
+@pytest.mark.parametrize("failing", ["merge_latest", "merge_history"])
+def test_a_batch_restoring_a_repeat_that_fails_in_a_write_converges_on_replay(spark, tmp_path, monkeypatch, failing):
+    """History goes last in a batch that makes a repeat a version again: a replay after a failed latest write finds
+    the repeat still kept and brings latest to the restored version (written side by side, history committed and
+    the replay found nothing new for latest)."""
+    no_op = {"20260301-100000000.csv": [["U", T + "10:00:00", "1", "Ann", "10", seq(2), "1"]]}
+    late = {"20260301-120000000.csv": [["U", T + "09:00:00", "1", "Bob", "10", seq(1), "1"]]}
+    once, split, _batches = lakes(spark, tmp_path, [no_op])
+    for config in (once, split):
+        for name, records in late.items():
+            land(config, name, records)
+    apply_landed(spark, once, 1)
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, failing, storage_unavailable)
+        with pytest.raises(OSError, match="storage unavailable"):
+            apply_landed(spark, split, 1)
+    apply_landed(spark, split, 1)  # the replay
+    assert current(spark, split) == [("Ann", 10.0)]
+    assert_same_tables(spark, once, split)

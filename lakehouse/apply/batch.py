@@ -328,8 +328,10 @@ def apply_changes(
     first, then = [quarantine, ledger, history_versions], [latest_rows]
     if non_phi is not None and table.non_phi:
         then.append(non_phi_zone)
-    if metrics.repeats_removed:
-        # History last: a replay after a crash finds the repeats still there and removes them from the zone too.
+    if metrics.repeats_removed or metrics.repeats_restored:
+        # History last: a replay after a crash finds the repeats still there and removes them from the zone too, or
+        # makes them versions again, in latest too (after history, a restored current version would be a stored one,
+        # which latest takes only from its own batch).
         run_side_by_side([quarantine, ledger, *then])
         run_side_by_side([history_versions])
     elif history_first:
@@ -401,15 +403,18 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
     A U of a key with no live version before it counts as inserted (it is the key's first live row), never
     as updated; it and a D of such a key also count as `unknown_keys`.
     """
-    # A stored repeat made a version again (`plan_history`) is no row of this batch: it is counted nowhere.
+    # A stored repeat made a version again (`plan_history`) is no row of this batch: it is counted apart (`restored`),
+    # and in `unknown_keys` when it revives a deleted key.
     inserted = (F.col("_action") == "insert") & ~F.col("_stored_repeat")
-    unknown = inserted & F.col("_unknown_key")
+    restored = (F.col("_action") == "insert") & F.col("_stored_repeat")
+    unknown = (F.col("_action") == "insert") & F.col("_unknown_key")
     row = plan.agg(
         _count(inserted).alias("applied"),
         _count(inserted & ((F.col("_op") == "I") | ((F.col("_op") == "U") & unknown))).alias("inserted"),
         _count(inserted & (F.col("_op") == "U") & ~unknown).alias("updated"),
         _count(inserted & (F.col("_op") == "D")).alias("deleted"),
         _count(unknown).alias("unknown_keys"),
+        _count(restored).alias("repeats_restored"),
         _count(inserted & F.col("_late")).alias("late"),
         _count(F.col("_action") == "unchanged").alias("unchanged"),
         _count(F.col("_action").isin("replay", "replay_conflict")).alias("replayed"),
@@ -420,7 +425,7 @@ def _count_plan(plan: DataFrame, metrics: BatchMetrics) -> dict[str, int]:
         _count(F.col("_action") == "drop").alias("repeats_removed"),
     ).first()
     names = ("applied", "inserted", "updated", "deleted", "late", "unchanged", "replayed", "replay_conflicts")
-    for name in (*names, "unknown_keys", "repeats_removed"):
+    for name in (*names, "unknown_keys", "repeats_removed", "repeats_restored"):
         setattr(metrics, name, int(row[name] or 0))
     return {name: int(row[name] or 0) for name in ("reclosed", "reclosed_closed", "existing")}
 

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from delta.tables import DeltaTable
 
 
+# The repeats a version keeps at most, its newest (a key whose source restates it every minute would grow without end).
+MAX_REPEATS = 100
+
+
 def _c(name: str) -> Column:
     return F.col("`" + name + "`")
 
@@ -142,7 +146,7 @@ def plan_history(
     # insert of the key lands before it; the batch counts it apart (DESIGN rule 4: reported, not hidden).
     rows = rows.withColumn(
         "_unknown_key",
-        ~F.col("_existing")
+        (~F.col("_existing") | F.col("_stored_repeat"))
         & ~F.col("_replay")
         & ~F.col("_unchanged")
         & F.col("_op").isin("U", "D")
@@ -430,7 +434,15 @@ def _intervals(rows: DataFrame, *, key: list[str], values: list[str], ordered: W
     holder = F.when(version, F.col("_sequence")).when(F.col("_unchanged"), F.col("_before._sequence"))
     lineage = F.struct(*[(_c(f) if f in rows.columns else F.lit(None).cast("string")).alias(f) for f in REPEAT_FIELDS])
     held = F.collect_list(F.when(F.col("_unchanged"), lineage)).over(Window.partitionBy(*[_c(k) for k in key], holder))
-    planned = planned.withColumn(REPEATS, F.when(version & (F.size(held) > 0), F.array_sort(held)).cast(REPEATS_TYPE))
+    planned = planned.withColumn("_held", F.array_sort(held))
+    # The newest MAX_REPEATS: a late change before an older one (forgotten) starts its version all the same, and the
+    # values current after it are right as long as one repeat after it is kept (the newest always is).
+    newest = F.when(F.size("_held") > MAX_REPEATS, F.slice("_held", -MAX_REPEATS, MAX_REPEATS)).otherwise(
+        F.col("_held")
+    )
+    planned = planned.withColumn(REPEATS, F.when(version & (F.size("_held") > 0), newest).cast(REPEATS_TYPE)).drop(
+        "_held"
+    )
     changed = (
         ~F.col("_old_valid_to").eqNullSafe(F.col("_valid_to"))
         | ~F.col("_old_is_current").eqNullSafe(F.col("_is_current"))
