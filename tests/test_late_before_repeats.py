@@ -176,7 +176,8 @@ def test_a_history_created_before_repeats_were_kept_gets_the_column_and_keeps_th
 
 def test_an_update_kept_as_a_repeat_after_a_late_delete_revives_the_key_and_is_reported(spark, tmp_path):
     """Ann, a no-op restating Ann (kept), then a late delete before it: the no-op is a version again after the delete,
-    the key live (as in one batch), and the batch counts it in `unknown_keys` as one batch would."""
+    the key live (as in one batch), and the batch counts it in `unknown_keys` (an update after a delete, the rule one
+    batch applies to it)."""
     no_op = {"20260301-100000000.csv": [["U", T + "12:00:00", "1", "Ann", "10", seq(4), "1"]]}
     late = {"20260301-120000000.csv": [["D", T + "11:00:00", "1", "Ann", "10", seq(2), "1"]]}
     once, split, batches = lakes(spark, tmp_path, [no_op, late])
@@ -215,7 +216,8 @@ def test_a_version_keeps_its_newest_repeats_and_a_late_change_before_a_forgotten
 def test_a_batch_restoring_a_repeat_that_fails_in_a_write_converges_on_replay(spark, tmp_path, monkeypatch, failing):
     """History goes last in a batch that makes a repeat a version again: a replay after a failed latest write finds
     the repeat still kept and brings latest to the restored version (written side by side, history committed and
-    the replay found nothing new for latest)."""
+    the replay found nothing new for latest); after a failed history write (latest committed) it writes history.
+    `once` is a clean run of the same two batches."""
     no_op = {"20260301-100000000.csv": [["U", T + "10:00:00", "1", "Ann", "10", seq(2), "1"]]}
     late = {"20260301-120000000.csv": [["U", T + "09:00:00", "1", "Bob", "10", seq(1), "1"]]}
     once, split, _batches = lakes(spark, tmp_path, [no_op])
