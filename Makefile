@@ -91,8 +91,8 @@ test-spark4: java postgres .venv-spark4/.installed
 	LAKEHOUSE_TEST_CODEGEN=1 .venv-spark4/bin/python -m pytest -m "not slow" $(SPARK4_TESTS)
 
 # Long randomized searches: many Hypothesis examples of the property tests (LAKEHOUSE_PROPERTY_EXAMPLES=N for more).
-test-search: java $(VENV)/.installed
-	$(PY) -m pytest -m search
+test-search: java postgres $(VENV)/.installed
+	$(PY) -m pytest -m "search or long"
 
 # The Athena lane: a real Trino 476 (Athena engine 3 is built on Trino) reads every table of a demo run and
 # runs the project's "as of" SQL. Trino needs Java 24+ (TRINO_JAVA_HOME, else the newest JDK in /usr/lib/jvm);

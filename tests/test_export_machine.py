@@ -587,6 +587,7 @@ def test_the_export_converges_exactly_once_through_every_kill_point_and_maintena
         machine.teardown()
 
 
+@pytest.mark.long  # 4-5 min; the kill-point machine above covers exactly once through crashes and maintenance
 def test_the_export_follows_a_lake_put_back_from_a_copy_then_a_deleted_day_and_a_restore(spark, postgres):
     """One lake through two operator's sequences in turn (one lake and export instead of two, for CI time): a copy put
     back as the lake commits again, then the repairs of a bad day on the lake it left.

@@ -95,6 +95,7 @@ def opais_days(tmp_path):
     return opais_config(tmp_path), files
 
 
+@pytest.mark.long  # 2-3 min; test_snapshot_machine finishes a half-applied day first too
 def test_a_half_applied_day_is_finished_before_the_next_day_which_is_refused_while_its_file_is_gone(spark, opais_days):
     """Before, day 3 was diffed against a latest that only some tables had brought to day 2: a key inserted on day 2
     never reached latest, a key deleted on day 2 stayed live there. While day 2's file is gone, day 3 is refused
