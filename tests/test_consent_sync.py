@@ -59,6 +59,7 @@ def delete_the_grant(lake: PrivacyLake) -> None:
 # --- a sync interrupted, then the policy goes back --------------------------------------------------------------
 
 
+@pytest.mark.long  # ~85 s; the privacy machine kills syncs at their points too
 @pytest.mark.slow
 def test_a_sync_killed_between_its_delete_and_its_append_is_finished_though_the_policy_went_back(lake):
     a_withdrawn_patient(lake)

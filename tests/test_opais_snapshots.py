@@ -298,6 +298,7 @@ def test_every_dimension_table_reads_with_delta_rs(spark, opais):
     assert assert_readable_by_delta_rs(spark, opais["config"].paths.lake) == 3 * len(ENTITIES) + 1  # + the log
 
 
+@pytest.mark.long  # ~90 s; the export machine covers full exports (change files gone, a repair) and incremental ones
 def test_a_dimension_made_again_is_exported_in_full_and_the_others_from_their_change_feed(spark, postgres, tmp_path):
     """Found by review: a dimension rebuilt from the snapshots starts its versions again, and the export took it as up
     to date, or read its change feed from the old table's version (rows skipped or mixed). The Delta table's id is

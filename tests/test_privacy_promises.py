@@ -84,6 +84,7 @@ def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_reg
     assert set(zone_rows_of(lake, P).values()) == {0}
 
 
+@pytest.mark.long  # ~75 s; the forget promises below and the privacy machine keep a forgotten patient out
 def test_a_forgotten_patient_stays_out_when_the_masking_key_is_rotated(lake, monkeypatch):
     """Found by review: the privacy log held forgotten patients by their pseudonym under the old key only; the
     zone's rebuild under a new key matched none of them and wrote every forgotten, consented patient back."""
@@ -295,6 +296,7 @@ def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regr
     assert [r.event for r in log.collect()] == ["forget_started", "forgotten", "readmitted"]
 
 
+@pytest.mark.long  # ~75 s; the overlapping forget and readmission tests cover the order on one clock
 def test_a_forget_after_a_readmission_holds_when_its_host_clock_is_behind(lake, spark, monkeypatch):
     """Found by review: the privacy log was ordered by the clock of the host that appended each event. A forget from a
     laptop half an hour behind, after a readmission from a host an hour ahead, sorted before the readmission: the
