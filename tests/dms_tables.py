@@ -82,6 +82,18 @@ def comparable(df, ignore: tuple[str, ...] = ()):
     )
 
 
+def assert_same_tables(spark, actual: Config, expected: Config, table: str = "people") -> None:
+    """History and latest of two lakes equal but for the batch ids they wrote (in history's `_repeats` too)."""
+    from chispa import assert_df_equality
+
+    for kind in ("history", "latest"):
+        assert_df_equality(
+            comparable(read(spark, actual, kind, table), ignore=("_batch_id",)),
+            comparable(read(spark, expected, kind, table), ignore=("_batch_id",)),
+            ignore_row_order=True,
+        )
+
+
 def apply_landed(spark, config: Config, batch_id: int = 0, table: str = "people") -> BatchMetrics:
     """Apply every file landed for `table` as one batch, without a stream (a test's batch id; the ledger tells
     the files already applied by an earlier batch)."""

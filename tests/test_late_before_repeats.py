@@ -7,12 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chispa import assert_df_equality
 
 from lakehouse import tables
 from lakehouse.apply import batch, history
 from lakehouse.tables import REPEATS, REPEATS_DDL, table_paths
-from tests.dms_tables import apply_landed, comparable, land, people_config, read, seq, storage_unavailable
+from tests.dms_tables import (
+    apply_landed,
+    assert_same_tables,
+    land,
+    people_config,
+    read,
+    seq,
+    storage_unavailable,
+)
 
 T = "2026-03-01 "
 LOAD = [[T + "08:00:00", "1", "Ann", "10", "", ""]]
@@ -32,16 +39,6 @@ def lakes(spark, tmp_path: Path, batches: list[dict[str, list[list[str]]]], **so
         split_batches.append(apply_landed(spark, split, batch_id))
     apply_landed(spark, once, 0)
     return once, split, split_batches
-
-
-def assert_same_tables(spark, once, split) -> None:
-    """History and latest equal but for the batch ids the two lakes wrote (in `_repeats` too)."""
-    for kind in ("history", "latest"):
-        assert_df_equality(
-            comparable(read(spark, split, kind), ignore=("_batch_id",)),
-            comparable(read(spark, once, kind), ignore=("_batch_id",)),
-            ignore_row_order=True,
-        )
 
 
 def current(spark, config) -> list[tuple]:

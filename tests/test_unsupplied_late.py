@@ -6,9 +6,17 @@ twice."""
 from __future__ import annotations
 
 import pytest
-from chispa import assert_df_equality
 
-from tests.dms_tables import apply_landed, comparable, land, people_config, read, run, seq, storage_unavailable
+from tests.dms_tables import (
+    apply_landed,
+    assert_same_tables,
+    land,
+    people_config,
+    read,
+    run,
+    seq,
+    storage_unavailable,
+)
 
 NOSUP = "_NOSUP_"
 LOAD = [
@@ -30,15 +38,6 @@ LATE = [
 def versions(spark, config) -> list[tuple]:
     history = read(spark, config, "history").orderBy("id", "_sequence")
     return [tuple(r) for r in history.select("id", "name", "score", "_op", "_unsupplied").collect()]
-
-
-def assert_same_tables(spark, actual, expected) -> None:
-    for kind in ("history", "latest"):
-        assert_df_equality(
-            comparable(read(spark, actual, kind), ignore=("_batch_id",)),
-            comparable(read(spark, expected, kind), ignore=("_batch_id",)),
-            ignore_row_order=True,
-        )
 
 
 def test_a_late_update_refills_the_later_versions_as_one_batch_would_and_its_replays_change_nothing(spark, tmp_path):
