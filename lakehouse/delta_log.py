@@ -38,6 +38,16 @@ def committed_files(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0])
 
 
+def holds_no_files(spark: SparkSession, path: str) -> bool:
+    """Whether the Delta table at `path` has no data file at its newest version (a table just made), so a read of it
+    can be skipped: from the commit's checksum, without a Spark job. False where no checksum says."""
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    checksum = _checksum(spark, path)
+    return checksum is not None and int(checksum.numFiles()) == 0
+
+
 def committed_bytes(spark: SparkSession, path: str) -> int | None:
     """The size of the Delta table's data files at `path`, as this process last committed or read it; None where
     no checksum says (no table there, another Delta line)."""

@@ -285,6 +285,7 @@ def apply_changes(
                 reclose=counts["reclosed"] + metrics.repeats_removed > 0,
                 current_only=counts["reclosed_closed"] == 0,
                 nullable=table.nullable_key,
+                path=paths.history,
             )
             crash_point(table.name, batch_id, "after_history")
             versions["history"] = committed_version(spark, paths.history)
@@ -302,6 +303,7 @@ def apply_changes(
                 new_keys_only=counts["existing"] == 0,
                 nullable=table.nullable_key,
                 refill=UNSUPPLIED in plan.columns,
+                path=paths.latest,
             )
             crash_point(table.name, batch_id, "after_latest")
             versions["latest"] = committed_version(spark, paths.latest)

@@ -29,6 +29,7 @@ from lakehouse.tables import (  # UNSUPPLIED: the columns of a change DMS wrote 
     REPEATS,
     REPEATS_TYPE,
     UNSUPPLIED,
+    insert_if_empty,
 )
 
 if TYPE_CHECKING:
@@ -472,6 +473,7 @@ def merge_history(
     reclose: bool = True,
     current_only: bool = False,
     nullable: Sequence[str] = (),
+    path: str | None = None,
 ) -> None:
     """Insert new versions, re-close changed intervals (re-fill values) and delete repeats (`drop`); matched on
     (key, _sequence), so a replay is a no-op.
@@ -484,7 +486,8 @@ def merge_history(
     (`tables.history_partitions`). Inserts lose no match by it: a version with a new row's key and sequence would be
     among the existing versions the plan read (those open at the batch's oldest change), so the plan has that row
     as a replay, never as an insert.
-    `nullable` key columns are matched NULL-safe.
+    `nullable` key columns are matched NULL-safe. With the table's `path`, a history that holds no file yet gets the
+    inserts appended (`tables.insert_if_empty`).
     """
     derived = derived or {}
     on = F.expr(f"{key_condition(key, nullable)} AND t._sequence = s._sequence")
@@ -497,6 +500,9 @@ def merge_history(
         *[_c(c) for c in columns], "_action", *[F.expr(e).alias(n) for n, e in derived.items()]
     )
     written = [*columns, *derived]
+    inserts = source.where(F.col("_action") == "insert").select(*[F.col(f"`{c}`") for c in written])
+    if path is not None and insert_if_empty(inserts, path):
+        return
     # An update re-closes a version and takes the values a late change re-filled (`plan_history`'s `_refilled`).
     reclosed = [*[c for c in columns if c not in key], *derived]
     merge = delta_table.alias("t").merge(source.alias("s"), on)

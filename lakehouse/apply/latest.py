@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.apply.keys import key_condition
+from lakehouse.tables import insert_if_empty
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -49,6 +50,7 @@ def merge_latest(
     new_keys_only: bool = False,
     nullable: Sequence[str] = (),
     refill: bool = False,
+    path: str | None = None,
 ) -> None:
     """Upsert newer rows, delete keys whose newest change is a delete, ignore anything older.
 
@@ -57,7 +59,11 @@ def merge_latest(
     NULL-safe. `refill` (a source with DMS's CsvNoSupValue): a row of the same sequence with other values is the
     same version re-filled by a late change (`history.plan_history`), and is written too. A source row whose
     `_replaces` is the target's sequence takes the place of a current version history dropped as a repeat.
+    With the table's `path`, a latest that holds no file yet gets the inserts appended (`tables.insert_if_empty`).
     """
+    inserts = source.where("_op <> 'D'").select(*[F.col(f"`{c}`") for c in columns])
+    if path is not None and insert_if_empty(inserts, path):
+        return
     on = F.expr(key_condition(key, nullable))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics
         on = on & within

@@ -27,11 +27,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse.delta_log import holds_no_files
 from lakehouse.sources.dms_files import is_load_file
 from lakehouse.tables import LEDGER_DDL, rows_frame
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, Row, SparkSession
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class LedgerIndex:
 
         if self.prefixes is None:
             prefixes = F.conv(F.substring("content_sha256", 1, 15), 16, 10).cast("long")
-            self.prefixes = {p for (p,) in spark.read.format("delta").load(self.path).select(prefixes).collect()}
+            self.prefixes = {p for (p,) in _entries(spark, self.path, F.lit(True), [prefixes])}
         return any(self.prefix(digest) in self.prefixes for digest in hashes)
 
     def add(self, hashes: list[str]) -> None:
@@ -96,7 +97,9 @@ def classify_files(
     hashes = sorted({digest for digest, _ in files.values()})
     known = {}
     if hashes and (index is None or index.may_hold(spark, hashes)):
-        rows = spark.read.format("delta").load(path).where(F.col("content_sha256").isin(hashes)).collect()
+        rows = _entries(
+            spark, path, F.col("content_sha256").isin(hashes), ["content_sha256", "batch_id", "source_file"]
+        )
         known = {r["content_sha256"]: (int(r["batch_id"]), r["source_file"]) for r in rows}
     applied: dict[str, tuple[str, int]] = {}
     replayed: dict[str, str] = {}
@@ -115,6 +118,14 @@ def classify_files(
             if earlier is not None:
                 recorded.add(file)
     return BatchFiles(applied=applied, replayed=replayed, recorded=frozenset(recorded))
+
+
+def _entries(spark: SparkSession, path: str, condition: Column, columns: list[str | Column]) -> list[Row]:
+    """The `columns` of the ledger's entries at `path` that meet `condition`; none, without a Spark job, while the
+    ledger holds no file (a table's first batch)."""
+    if holds_no_files(spark, path):
+        return []
+    return spark.read.format("delta").load(path).where(condition).select(*columns).collect()
 
 
 def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> None:
@@ -170,13 +181,8 @@ def reloaded_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: 
     if not new:
         return {}
     names = sorted({posixpath.basename(file) for file in new})
-    earlier = (
-        spark.read.format("delta")
-        .load(path)
-        .where((F.regexp_extract("source_file", r"([^/]*)$", 1).isin(names)) & (F.col("batch_id") < batch_id))
-        .select("source_file", "batch_id")
-        .collect()
-    )
+    same_name = F.regexp_extract("source_file", r"([^/]*)$", 1).isin(names)
+    earlier = _entries(spark, path, same_name & (F.col("batch_id") < batch_id), ["source_file", "batch_id"])
     applied = [
         (int(r["batch_id"]), r["source_file"]) for r in sorted(earlier, key=lambda r: (r["batch_id"], r["source_file"]))
     ]

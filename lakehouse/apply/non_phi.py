@@ -48,7 +48,7 @@ from lakehouse.masking import DateShift, MaskingKey, mask_columns, masked_column
 from lakehouse.pending import table_version
 from lakehouse.policy.build import FLAG_COL, FLAG_DATE_COL, MISSING_COL, flag_changes
 from lakehouse.spark_threads import run_side_by_side
-from lakehouse.tables import history_properties, latest_properties
+from lakehouse.tables import create_tables, history_properties, insert_if_empty, latest_properties
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -261,19 +261,16 @@ def ensure_non_phi_tables(spark: SparkSession, table: TableConfig, zone: NonPhiZ
 
     A table of an older layout is left as it is: the consent sync rebuilds it (see `consent_sync`).
     """
-    from delta.tables import DeltaTable
-
     if all(table_version(path) is not None for path in (zone.history(table), zone.latest(table))):
         return  # local tables that exist: createIfNotExists would only load their logs
     schemas = zone_schemas(spark, table, zone)
-    for path, schema, properties in (
-        (zone.history(table), schemas["history"], zone_properties(table, "history")),
-        (zone.latest(table), schemas["latest"], zone_properties(table, "latest")),
-    ):
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(BUCKET)
-        for name, value in properties.items():
-            builder = builder.property(name, value)
-        builder.execute()
+    create_tables(
+        spark,
+        [
+            (zone.history(table), schemas["history"], [BUCKET], zone_properties(table, "history")),
+            (zone.latest(table), schemas["latest"], [BUCKET], zone_properties(table, "latest")),
+        ],
+    )
 
 
 # --- the batch write ----------------------------------------------------------------------------------------
@@ -345,6 +342,8 @@ def _merge_history(rows: DataFrame, *, on: str, table: TableConfig, zone: NonPhi
     from delta.tables import DeltaTable
 
     columns = history_columns(table)
+    if insert_if_empty(rows.where(F.col(ADMIT)).select(*[F.col(f"`{c}`") for c in columns]), zone.history(table)):
+        return
     on = f"{on} AND t._sequence = s._sequence"
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
@@ -365,6 +364,8 @@ def _merge_latest(rows: DataFrame, *, on: str, table: TableConfig, zone: NonPhiZ
     current = rows.where(F.col("_is_current")).select(
         *[F.col(f"`{c}`") for c in columns], (F.col(ADMIT) & ~F.col("_is_deleted")).alias("_present")
     )
+    if insert_if_empty(current.where("_present").select(*[F.col(f"`{c}`") for c in columns]), zone.latest(table)):
+        return
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
         DeltaTable.forPath(rows.sparkSession, zone.latest(table))
