@@ -38,14 +38,17 @@ def committed_files(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0])
 
 
-def holds_no_files(spark: SparkSession, path: str) -> bool:
-    """Whether the Delta table at `path` has no data file at its newest version (a table just made), so a read of it
-    can be skipped: from the commit's checksum, without a Spark job. False where no checksum says."""
+def empty_version(spark: SparkSession, path: str) -> int | None:
+    """The newest version of the Delta table at `path` if it holds no data file then (a table just made, or one whose
+    rows were all deleted), else None: from the commit's checksum, without a Spark job. None where no checksum says."""
     from delta.tables import DeltaTable
 
     DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    snapshot = _snapshot(spark, path)
     checksum = _checksum(spark, path)
-    return checksum is not None and int(checksum.numFiles()) == 0
+    if snapshot is None or checksum is None or int(checksum.numFiles()) != 0:
+        return None
+    return int(snapshot.version())
 
 
 def committed_bytes(spark: SparkSession, path: str) -> int | None:

@@ -27,7 +27,8 @@ ENGINE_CONF: dict[str, str] = {
     "spark.sql.ansi.enabled": "false",
     # DMS timestamps are UTC; never let the machine's zone shift them.
     "spark.sql.session.timeZone": "UTC",
-    # A new source column (a YAML change) is added to history and latest by MERGE.
+    # A new source column (a YAML change) is added to the zone's tables by their MERGE (history and latest get it at
+    # a run's start: tables.ensure_tables).
     "spark.databricks.delta.schema.autoMerge.enabled": "true",
     # Parquet timestamps as INT64 microseconds, not Spark's legacy INT96: other readers (delta-rs, Athena)
     # read them exactly, including the ID304B open end 9999-12-31 that overflows INT96's nanoseconds.

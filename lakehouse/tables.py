@@ -218,24 +218,37 @@ def rows_frame(spark: SparkSession, rows: list[tuple], ddl: str) -> DataFrame:
 
 
 def insert_if_empty(rows: DataFrame, path: str) -> bool:
-    """Append `rows` (what a MERGE's insert clause would write) to the Delta table at `path` if it holds no file yet,
-    and say whether it did; False: the caller MERGEs. A MERGE into an empty table only inserts, after planning a
+    """Append `rows` (what a MERGE's insert clause would write) to the Delta table at `path` if it holds no file, and
+    say whether it did; False: the caller MERGEs. A MERGE into a table without files only inserts, after planning a
     join with it: ~1 s against an append's ~0.2 s for a one-row batch, and a first full load is not joined at all.
-    A replay after a crash finds the rows in the table and MERGEs, as after a MERGE's commit. Each column is cast to
-    the table's type by name, a table column `rows` lacks is NULL, as in a MERGE's insert."""
+
+    Taken only where the append writes what the MERGE would: every column of `rows` is a column of the table, of its
+    type, by its exact name (else the MERGE adds a new column, or casts); a table column `rows` lacks is NULL, as in
+    the MERGE. A replay after a crash finds the rows in the table and MERGEs. The append carries a Delta app
+    transaction (the table's version it found empty), so a second writer appending to the same empty version fails
+    with a conflict, as its MERGE would have, instead of adding the rows twice."""
     from pyspark.sql import functions as F
 
-    from lakehouse.delta_log import holds_no_files
+    from lakehouse.delta_log import empty_version
 
     spark = rows.sparkSession
-    if not holds_no_files(spark, path):
+    version = empty_version(spark, path)
+    if version is None:
+        return False
+    schema = spark.read.format("delta").load(path).schema  # the driver's snapshot: no job
+    stored = {f.name: f.dataType.simpleString() for f in schema}
+    if any(stored.get(f.name) != f.dataType.simpleString() for f in rows.schema):
         return False
     given = set(rows.columns)
-    schema = spark.read.format("delta").load(path).schema  # the driver's snapshot: no job
-    columns = [
-        (F.col(f"`{f.name}`") if f.name in given else F.lit(None)).cast(f.dataType).alias(f.name) for f in schema
-    ]
-    rows.select(*columns).write.format("delta").mode("append").save(path)
+    columns = [F.col(f"`{f.name}`") if f.name in given else F.lit(None).cast(f.dataType).alias(f.name) for f in schema]
+    (
+        rows.select(*columns)
+        .write.format("delta")
+        .mode("append")
+        .option("txnAppId", "lakehouse-insert-if-empty")
+        .option("txnVersion", version)
+        .save(path)
+    )
     return True
 
 
@@ -252,7 +265,7 @@ def ensure_tables(spark: SparkSession, table: TableConfig, paths: TablePaths) ->
     created = local_path(paths.history) is not None and table_version(paths.history) is None
     create_tables(spark, tables)
     if not created:
-        _add_history_columns(spark, table, paths.history)
+        _add_columns(spark, table, paths)
 
 
 def create_tables(spark: SparkSession, tables: list[tuple[str, StructType | str, list[str], dict[str, str]]]) -> None:
@@ -276,15 +289,22 @@ def create_tables(spark: SparkSession, tables: list[tuple[str, StructType | str,
     run_side_by_side([partial(create, *spec) for spec in missing])
 
 
-def _add_history_columns(spark: SparkSession, table: TableConfig, path: str) -> None:
-    """A history created before a column was kept gets it: `_unsupplied` (before `no_sup_value` was set, or before
-    it was kept), `_repeats` (before repeats were kept). Their stored versions have NULL there: taken as they are,
-    with no list of unsupplied columns and no repeats."""
-    have = set(spark.read.format("delta").load(path).columns)
-    wanted = [*([f"{UNSUPPLIED} STRING"] if keeps_unsupplied(table) else []), REPEATS_DDL]
-    missing = [ddl for ddl in wanted if ddl.split(" ", 1)[0] not in have]
-    if missing:
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(missing)})")
+def _add_columns(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:
+    """Add the columns a stored history or latest lacks: a column added to `columns:` (the source table got one),
+    `_unsupplied` (before `no_sup_value` was set, or before it was kept), `_repeats` (before repeats were kept).
+    Stored rows have NULL there: a stored version has no value of the new column (its next change gives one), no list
+    of unsupplied columns and no repeats. The batch's plan reads the stored versions with every configured column:
+    without the column it would fail."""
+    business = [f"`{column}` {kind}" for column, kind in table.columns.items()]
+    wanted = {
+        paths.history: [*business, *([f"{UNSUPPLIED} STRING"] if keeps_unsupplied(table) else []), REPEATS_DDL],
+        paths.latest: business,
+    }
+    for path, columns in wanted.items():
+        have = {name.lower() for name in spark.read.format("delta").load(path).columns}
+        missing = [ddl for ddl in columns if ddl.split(" ", 1)[0].strip("`").lower() not in have]
+        if missing:
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(missing)})")
 
 
 def check_column_types(spark: SparkSession, table: TableConfig, paths: TablePaths) -> None:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse.delta_log import holds_no_files
+from lakehouse.delta_log import empty_version
 from lakehouse.sources.dms_files import is_load_file
 from lakehouse.tables import LEDGER_DDL, rows_frame
 
@@ -123,7 +123,7 @@ def classify_files(
 def _entries(spark: SparkSession, path: str, condition: Column, columns: list[str | Column]) -> list[Row]:
     """The `columns` of the ledger's entries at `path` that meet `condition`; none, without a Spark job, while the
     ledger holds no file (a table's first batch)."""
-    if holds_no_files(spark, path):
+    if empty_version(spark, path) is not None:
         return []
     return spark.read.format("delta").load(path).where(condition).select(*columns).collect()
 
