@@ -225,8 +225,9 @@ def insert_if_empty(rows: DataFrame, path: str) -> bool:
     Taken only where the append writes what the MERGE would: every column of `rows` is a column of the table, of its
     type, by its exact name (else the MERGE adds a new column, or casts); a table column `rows` lacks is NULL, as in
     the MERGE. A replay after a crash finds the rows in the table and MERGEs. The append carries a Delta app
-    transaction (the table's version it found empty), so a second writer appending to the same empty version fails
-    with a conflict, as its MERGE would have, instead of adding the rows twice."""
+    transaction (the table's version it found empty), so a second writer appending to the same empty version (one
+    whose lease ran out beside the new holder) does not add its rows too: Delta refuses it with a conflict if it began
+    before the first committed, and skips it after (its MERGE would have merged its rows into the first's)."""
     from pyspark.sql import functions as F
 
     from lakehouse.delta_log import empty_version

@@ -499,7 +499,7 @@ def apply_snapshot(
         table = tables[name]
         paths = table_paths(config, table)
         ensure_tables(spark, table, paths)
-        check_column_types(spark, table, paths)  # before any write of the day
+        check_column_types(spark, table, paths)  # before any write of the day's rows
         business = list(table.columns)
         latest = spark.read.format("delta").load(paths.latest)
         current = latest.select(*[F.col(f"`{c}`") for c in business])
