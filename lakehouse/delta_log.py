@@ -38,12 +38,16 @@ def committed_files(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0])
 
 
-def empty_version(spark: SparkSession, path: str) -> int | None:
+def empty_version(spark: SparkSession, path: str, *, refresh: bool = True) -> int | None:
     """The newest version of the Delta table at `path` if it holds no data file then (a table just made, or one whose
-    rows were all deleted), else None: from the commit's checksum, without a Spark job. None where no checksum says."""
+    rows were all deleted), else None: from the commit's checksum, without a Spark job. None where no checksum says.
+
+    `refresh=False`: the caller has just brought the driver's snapshot up to date (its `DeltaTable.forPath` for the
+    write), so the log is not listed again (a LIST request per write on S3)."""
     from delta.tables import DeltaTable
 
-    DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
+    if refresh:
+        DeltaTable.forPath(spark, path)  # brings the driver's snapshot up to the table's newest version
     snapshot = _snapshot(spark, path)
     checksum = _checksum(spark, path)
     if snapshot is None or checksum is None or int(checksum.numFiles()) != 0:

@@ -217,7 +217,7 @@ def rows_frame(spark: SparkSession, rows: list[tuple], ddl: str) -> DataFrame:
     return spark.range(1).select(F.inline(F.array(*structs)))
 
 
-def insert_if_empty(rows: DataFrame, path: str) -> bool:
+def insert_if_empty(rows: DataFrame, path: str, *, refresh: bool = True) -> bool:
     """Append `rows` (what a MERGE's insert clause would write) to the Delta table at `path` if it holds no file, and
     say whether it did; False: the caller MERGEs. A MERGE into a table without files only inserts, after planning a
     join with it: ~1 s against an append's ~0.2 s for a one-row batch, and a first full load is not joined at all.
@@ -227,13 +227,14 @@ def insert_if_empty(rows: DataFrame, path: str) -> bool:
     the MERGE. A replay after a crash finds the rows in the table and MERGEs. The append carries a Delta app
     transaction (the table's version it found empty), so a second writer appending to the same empty version (one
     whose lease ran out beside the new holder) does not add its rows too: Delta refuses it with a conflict if it began
-    before the first committed, and skips it after (its MERGE would have merged its rows into the first's)."""
+    before the first committed, and skips it after (its MERGE would have merged its rows into the first's).
+    `refresh=False`: the caller's `DeltaTable.forPath` for its MERGE has just read the table's newest version."""
     from pyspark.sql import functions as F
 
     from lakehouse.delta_log import empty_version
 
     spark = rows.sparkSession
-    version = empty_version(spark, path)
+    version = empty_version(spark, path, refresh=refresh)
     if version is None:
         return False
     schema = spark.read.format("delta").load(path).schema  # the driver's snapshot: no job

@@ -112,6 +112,6 @@ def test_a_second_writer_of_the_same_empty_version_does_not_add_the_rows_again(s
     rows = spark.createDataFrame([(1, "Ann")], "id BIGINT, name STRING")
     found = delta_log.empty_version(spark, path)
     assert insert_if_empty(rows, path)
-    monkeypatch.setattr(delta_log, "empty_version", lambda _spark, _path: found)  # what the second writer saw
+    monkeypatch.setattr(delta_log, "empty_version", lambda _spark, _path, **_: found)  # what the second writer saw
     insert_if_empty(rows, path)
     assert spark.read.format("delta").load(path).count() == 1

@@ -487,7 +487,7 @@ def merge_history(
     among the existing versions the plan read (those open at the batch's oldest change), so the plan has that row
     as a replay, never as an insert.
     `nullable` key columns are matched NULL-safe. With the table's `path`, a history that holds no file yet gets the
-    inserts appended (`tables.insert_if_empty`).
+    inserts appended (`tables.insert_if_empty`, from the snapshot `delta_table` read: make it just before).
     """
     derived = derived or {}
     on = F.expr(f"{key_condition(key, nullable)} AND t._sequence = s._sequence")
@@ -501,7 +501,7 @@ def merge_history(
     )
     written = [*columns, *derived]
     inserts = source.where(F.col("_action") == "insert").select(*[F.col(f"`{c}`") for c in written])
-    if path is not None and insert_if_empty(inserts, path):
+    if path is not None and insert_if_empty(inserts, path, refresh=False):
         return
     # An update re-closes a version and takes the values a late change re-filled (`plan_history`'s `_refilled`).
     reclosed = [*[c for c in columns if c not in key], *derived]

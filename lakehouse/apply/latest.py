@@ -59,10 +59,11 @@ def merge_latest(
     NULL-safe. `refill` (a source with DMS's CsvNoSupValue): a row of the same sequence with other values is the
     same version re-filled by a late change (`history.plan_history`), and is written too. A source row whose
     `_replaces` is the target's sequence takes the place of a current version history dropped as a repeat.
-    With the table's `path`, a latest that holds no file yet gets the inserts appended (`tables.insert_if_empty`).
+    With the table's `path`, a latest that holds no file yet gets the inserts appended (`tables.insert_if_empty`, from
+    the snapshot `delta_table` read: make it just before).
     """
     inserts = source.where("_op <> 'D'").select(*[F.col(f"`{c}`") for c in columns])
-    if path is not None and insert_if_empty(inserts, path):
+    if path is not None and insert_if_empty(inserts, path, refresh=False):
         return
     on = F.expr(key_condition(key, nullable))
     if within is not None:  # a literal range on the target lets Delta skip files by their statistics

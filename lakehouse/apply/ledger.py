@@ -123,9 +123,10 @@ def classify_files(
 def _entries(spark: SparkSession, path: str, condition: Column, columns: list[str | Column]) -> list[Row]:
     """The `columns` of the ledger's entries at `path` that meet `condition`; none, without a Spark job, while the
     ledger holds no file (a table's first batch)."""
-    if empty_version(spark, path) is not None:
+    ledger = spark.read.format("delta").load(path)  # brings the driver's snapshot up to the newest version
+    if empty_version(spark, path, refresh=False) is not None:
         return []
-    return spark.read.format("delta").load(path).where(condition).select(*columns).collect()
+    return ledger.where(condition).select(*columns).collect()
 
 
 def record_files(spark: SparkSession, path: str, files: BatchFiles, batch_id: int) -> None:

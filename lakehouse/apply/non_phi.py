@@ -342,13 +342,15 @@ def _merge_history(rows: DataFrame, *, on: str, table: TableConfig, zone: NonPhi
     from delta.tables import DeltaTable
 
     columns = history_columns(table)
-    if insert_if_empty(rows.where(F.col(ADMIT)).select(*[F.col(f"`{c}`") for c in columns]), zone.history(table)):
+    target = DeltaTable.forPath(rows.sparkSession, zone.history(table))  # the newest version: no second log read
+    if insert_if_empty(
+        rows.where(F.col(ADMIT)).select(*[F.col(f"`{c}`") for c in columns]), zone.history(table), refresh=False
+    ):
         return
     on = f"{on} AND t._sequence = s._sequence"
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
-        DeltaTable.forPath(rows.sparkSession, zone.history(table))
-        .alias("t")
+        target.alias("t")
         .merge(rows.select(*[F.col(f"`{c}`") for c in columns], ADMIT).alias("s"), on)
         .whenMatchedDelete(condition=f"NOT s.{ADMIT}")
         .whenMatchedUpdate(condition=f"s.{ADMIT} AND ({_changed(columns)})", set=values)
@@ -364,12 +366,14 @@ def _merge_latest(rows: DataFrame, *, on: str, table: TableConfig, zone: NonPhiZ
     current = rows.where(F.col("_is_current")).select(
         *[F.col(f"`{c}`") for c in columns], (F.col(ADMIT) & ~F.col("_is_deleted")).alias("_present")
     )
-    if insert_if_empty(current.where("_present").select(*[F.col(f"`{c}`") for c in columns]), zone.latest(table)):
+    target = DeltaTable.forPath(rows.sparkSession, zone.latest(table))  # the newest version: no second log read
+    if insert_if_empty(
+        current.where("_present").select(*[F.col(f"`{c}`") for c in columns]), zone.latest(table), refresh=False
+    ):
         return
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
     (
-        DeltaTable.forPath(rows.sparkSession, zone.latest(table))
-        .alias("t")
+        target.alias("t")
         .merge(current.alias("s"), on)
         .whenMatchedDelete(condition="NOT s._present")
         .whenMatchedUpdate(condition=f"s._present AND ({_changed(columns)})", set=values)
