@@ -25,7 +25,10 @@ pytest_plugins = ["tests.pg_server", "tests.moto_server", "tests.trino_server"]
 # JIT tier: a short-lived JVM on small tables spends more time compiling (Janino for each plan's generated code,
 # C2 for hot methods) than running the code (a cold `lakehouse run` of four one-file batches 63-69 s instead of
 # 90-96 s; the SIGKILL test 619 -> 322 s in CI). The shared sessions keep Spark's and Java's defaults: the one
-# full run with the settings in them too was slower (privacy promises 1.3-2x; noise not ruled out).
+# full run with the settings in them too was slower (privacy promises 1.3-2x; noise not ruled out). Measured again on
+# 2026-12-07 (ten test files, two test processes, both cores busy throughout): defaults 690 s, first tier (256 MB) and
+# interpreted 713 s, interpreted with the full JIT 699 s. One test alone spends two thirds of its JVM's CPU in the JIT
+# (C2) and a third less CPU with these settings, but a test process lives the whole run, where C2's code pays back.
 # With the first tier only the JVM reserves 48 MB for compiled code, full after ~45 s of a run (the JIT then stops and
 # the rest runs interpreted): the started processes reserve 256 MB, as a full JIT does by default.
 # LAKEHOUSE_TEST_CODEGEN=1 keeps the defaults in the started processes too (the Spark 4 lane in CI does).
