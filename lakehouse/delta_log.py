@@ -42,8 +42,8 @@ def empty_version(spark: SparkSession, path: str, *, refresh: bool = True) -> in
     """The newest version of the Delta table at `path` if it holds no data file then (a table just made, or one whose
     rows were all deleted), else None: from the commit's checksum, without a Spark job. None where no checksum says.
 
-    `refresh=False`: the caller has just brought the driver's snapshot up to date (its `DeltaTable.forPath` for the
-    write), so the log is not listed again (a LIST request per write on S3)."""
+    `refresh=False`: the caller has just brought the driver's snapshot up to date (a `DeltaTable.forPath` for its write,
+    a `spark.read` of the table), so the log is not listed again (a LIST request per write on S3)."""
     from delta.tables import DeltaTable
 
     if refresh:

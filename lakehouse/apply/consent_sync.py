@@ -49,7 +49,7 @@ from lakehouse.apply.non_phi import (
     zone_schemas,
 )
 from lakehouse.config import TableConfig
-from lakehouse.delta_log import partition_columns
+from lakehouse.delta_log import committed_files, partition_columns
 from lakehouse.faults import crash_point
 from lakehouse.masking import pseudonym
 from lakehouse.pending import local_path, table_version
@@ -114,7 +114,8 @@ def sync_consent(
     if stored == stamp and pending is None:
         pass
     elif pending == REBUILD or stored is None or stored.rsplit("|", 1)[-1] != zone_id:
-        empty = spark.read.format("delta").load(phi_history).isEmpty()
+        spark.read.format("delta").load(phi_history)  # brings the driver's snapshot up to the newest version
+        empty = committed_files(spark, phi_history) == 0  # from the commit's checksum: no Spark job
         if pending == REBUILD or not (empty and _current_layout(spark, table, zone)):  # else a first run
             done = rebuild(spark, table, zone, phi_history=phi_history, policy=policy)  # writes the applied policy
             synced[table.name] = stamp
