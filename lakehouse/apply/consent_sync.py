@@ -115,7 +115,7 @@ def sync_consent(
         pass
     elif pending == REBUILD or stored is None or stored.rsplit("|", 1)[-1] != zone_id:
         spark.read.format("delta").load(phi_history)  # brings the driver's snapshot up to the newest version
-        empty = committed_files(spark, phi_history) == 0  # from the commit's checksum: no Spark job
+        empty = committed_files(spark, phi_history) == 0  # from the commit's checksum (no Spark job) where there is one
         if pending == REBUILD or not (empty and _current_layout(spark, table, zone)):  # else a first run
             done = rebuild(spark, table, zone, phi_history=phi_history, policy=policy)  # writes the applied policy
             synced[table.name] = stamp
