@@ -96,6 +96,14 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(scope="module")
+def lake_templates(spark, tmp_path_factory):
+    """The privacy tests' lakes that several tests of a module start from (tests/privacy_lake.py: LakeTemplates)."""
+    from tests.privacy_lake import LakeTemplates
+
+    return LakeTemplates(spark, tmp_path_factory.mktemp("lake-templates"))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _drop_cached_tables() -> Iterator[None]:
     """After each module, drop what Spark and Delta keep of its tables (every module makes new ones).

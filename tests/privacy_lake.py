@@ -11,20 +11,24 @@ newer of the two applies; it covers versions from its day on).
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import struct
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from lakehouse.apply import consent_sync, privacy_log
 from lakehouse.apply.forget import forget_patient
 from lakehouse.apply.non_phi import non_phi_zone
 from lakehouse.config import load_config
@@ -274,6 +278,66 @@ def fresh_lake(spark, home: Path, monkeypatch) -> PrivacyLake:
     monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
     monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", key)
     return PrivacyLake(home, key, spark)
+
+
+class LakeTemplates:
+    """Lakes that several tests start from alike, each made once per test process and put back for each test.
+
+    A test of the privacy promises mostly starts with one `run` of a consented patient's first files (40-70 s of a
+    1-3 min test); the tests that start alike take a copy of that lake instead. It is put back at the one path it
+    was made at, as the test would have made it: Structured Streaming's checkpoints name the files read by their
+    absolute path. What Spark, Delta and the engine keep in memory about the lake there before (cached logs and
+    snapshots, the privacy log's rows) is dropped first, as a new lake at a new path would find none.
+    """
+
+    def __init__(self, spark, root: Path) -> None:
+        self.spark, self.root = spark, root
+        self.home = root / "lake"
+        self.key = secrets.token_hex(32)
+        self.saved: dict[str, dict] = {}  # make's name -> the PrivacyLake's fields right after it
+
+    def lake(self, make: Callable[[PrivacyLake], None], monkeypatch) -> PrivacyLake:
+        """A lake as `make` leaves a new one: made here the first time, put back from its copy after that."""
+        monkeypatch.setenv("LAKEHOUSE_HOME", str(self.home))
+        monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", self.key)
+        shutil.rmtree(self.home, ignore_errors=True)
+        forget_cached_state(self.spark)
+        start, saved = make.__name__, self.root / f"saved-{make.__name__}"
+        if start in self.saved:
+            shutil.copytree(saved, self.home, symlinks=True)  # file times kept, as the engine left them
+            return PrivacyLake(self.home, self.key, self.spark, **copy.deepcopy(self.saved[start]))
+        lake = PrivacyLake(self.home, self.key, self.spark)
+        make(lake)
+        shutil.copytree(self.home, saved, symlinks=True)
+        mine = [f.name for f in fields(lake) if f.name not in ("home", "key", "spark")]
+        self.saved[start] = copy.deepcopy({name: getattr(lake, name) for name in mine})
+        return lake
+
+
+def starting_from(make: Callable[[PrivacyLake], None]):
+    """Mark a test to get as its `lake` the lake `make` leaves (made once per test process: LakeTemplates).
+
+    The test module's `lake` fixture takes the mark's parameter (`lake_for`)."""
+    import pytest
+
+    return pytest.mark.parametrize("lake", [make], indirect=True, ids=[make.__name__])
+
+
+def lake_for(request, spark, home: Path, monkeypatch, templates: LakeTemplates) -> PrivacyLake:
+    """The `lake` of a test: a new one under `home`, or the one its `starting_from` mark names."""
+    make = getattr(request, "param", None)
+    return fresh_lake(spark, home, monkeypatch) if make is None else templates.lake(make, monkeypatch)
+
+
+def forget_cached_state(spark) -> None:
+    """Drop what this process keeps in memory about lakes: Delta's cached logs and snapshots, Spark's cached data,
+    the engine's rows of privacy logs and policy diffs."""
+    spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    spark.catalog.clearCache()
+    with privacy_log._ROWS_LOCK:
+        privacy_log._ROWS.clear()
+    with consent_sync._DIFFS_LOCK:
+        consent_sync._DIFFS.clear()
 
 
 def zone_rows_of(lake: PrivacyLake, patient: int) -> dict[str, int]:

@@ -24,14 +24,14 @@ from lakehouse.pending import table_version
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.tables import table_paths
-from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, PrivacyLake, fresh_lake
+from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, PrivacyLake, lake_for, starting_from
 
 X, C = 5101, 5102  # a patient who withdrew; one who consents throughout
 
 
 @pytest.fixture
-def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    return fresh_lake(spark, tmp_path, monkeypatch)
+def lake(request, spark, tmp_path, monkeypatch, lake_templates) -> PrivacyLake:
+    return lake_for(request, spark, tmp_path, monkeypatch, lake_templates)
 
 
 def zone_rows_of(lake: PrivacyLake, table: str, patient: int) -> dict[str, int]:
@@ -61,8 +61,8 @@ def delete_the_grant(lake: PrivacyLake) -> None:
 
 @pytest.mark.long  # ~85 s; the privacy machine kills syncs at their points too
 @pytest.mark.slow
+@starting_from(a_withdrawn_patient)
 def test_a_sync_killed_between_its_delete_and_its_append_is_finished_though_the_policy_went_back(lake):
-    a_withdrawn_patient(lake)
     before = policy_snapshot(lake.config).stored_fingerprint()
     lake.consent(X, True, signed=START - timedelta(days=1))  # a grant: the sync brings X back...
     code, out = lake.cli(
@@ -85,10 +85,10 @@ def test_a_sync_killed_between_its_delete_and_its_append_is_finished_though_the_
     assert zone_is_synced(lake.config.tables["patients"], lake.zone, before)
 
 
+@starting_from(a_withdrawn_patient)
 def test_a_consent_before_the_patient_s_rows_writes_nothing_and_the_rows_come_when_they_land(lake):
     """A consent whose patient has no row in the PHI history yet (the consent source delivered first) has nothing to
     re-sync: no intent, no zone commit; rows of the zone that name such a patient all the same (a restore) still go."""
-    a_withdrawn_patient(lake)
     new, stray = 5103, 5104
     patients = lake.config.tables["patients"]
     zone_history = lake.zone.history(patients)
@@ -117,10 +117,10 @@ def test_a_consent_before_the_patient_s_rows_writes_nothing_and_the_rows_come_wh
     assert zone_rows_of(lake, "patients", new) == {"history": 1, "latest": 1}
 
 
+@starting_from(a_withdrawn_patient)
 def test_a_sync_whose_write_failed_is_finished_by_the_next_though_the_policy_went_back(lake, spark, monkeypatch):
     """In one process, as a stream syncs its idle tables: the failure (a Delta conflict) is logged and the stream
     goes on; what the process remembers as synced must not be the policy before the failed one."""
-    a_withdrawn_patient(lake)
     table = lake.config.tables["patients"]
     synced: dict[str, str] = {}
 

@@ -21,15 +21,16 @@ from pyspark.sql import functions as F
 from lakehouse.apply.forget import readmit_patient
 from lakehouse.masking import pseudonym
 from lakehouse.policy.job import policy_snapshot
-from tests.privacy_lake import START, Consent, LogLines, PrivacyLake, fresh_lake, zone_rows_of
+from tests.privacy_lake import START, Consent, LogLines, PrivacyLake, zone_rows_of
 
 A, B = 5101, 5102  # the patient's id before and after the source renumbers it
 DEVICE = "DV-0071"
 
 
 @pytest.fixture
-def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    return fresh_lake(spark, tmp_path, monkeypatch)
+def lake(lake_templates, monkeypatch) -> PrivacyLake:
+    """A's rows in both zones, then A forgotten (made once, copied for each test: see LakeTemplates)."""
+    return lake_templates.lake(a_forgotten, monkeypatch)
 
 
 def log_events(lake: PrivacyLake) -> list[tuple[str, str]]:
@@ -42,6 +43,13 @@ def consented_patient_with_device_and_sessions(lake: PrivacyLake) -> None:
     lake.land("patients", [lake.patient(A)])
     lake.land("devices", [lake.device(DEVICE, A)])
     lake.land("therapy_sessions", [lake.session(A * 10 + i, DEVICE) for i in range(2)])
+
+
+def a_forgotten(lake: PrivacyLake) -> None:
+    consented_patient_with_device_and_sessions(lake)
+    lake.run()
+    assert zone_rows_of(lake, A)["patients.history"] == 1
+    lake.forget(A)
 
 
 def move_consents(lake: PrivacyLake, old: int, new: int) -> None:
@@ -75,11 +83,6 @@ def test_a_forgotten_patient_renumbered_at_the_source_stays_out_under_the_new_id
     """One lake through the whole story (one lake instead of three, for CI time): the move forgets B; later changes of
     B stay out; re-admitting the old id A lifts A's own forget only; re-admitting B brings its consented rows back,
     and a replay of the move's file does not forget B again."""
-    consented_patient_with_device_and_sessions(lake)
-    lake.run()
-    assert zone_rows_of(lake, A)["patients.history"] == 1
-    lake.forget(A)
-
     lines = LogLines()
     logging.getLogger("lakehouse").addHandler(lines)
     logging.getLogger("lakehouse").setLevel(logging.INFO)
@@ -129,9 +132,6 @@ def test_a_forgotten_patient_renumbered_at_the_source_stays_out_under_the_new_id
 def test_rows_of_the_new_id_admitted_before_the_patient_row_moved_are_removed(lake):
     """The source's cascade reaches the consents and devices first: the policy grants B and the zone admits B's device
     and session; the patient row's move (a later batch) forgets B in every table."""
-    consented_patient_with_device_and_sessions(lake)
-    lake.run()
-    lake.forget(A)
     move_consents(lake, A, B)
     cascade_to(lake, B)
     lake.run(["consents", "devices", "therapy_sessions"])

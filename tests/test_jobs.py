@@ -61,8 +61,23 @@ def test_apply_once_job_applies_a_table_and_exits_zero(tmp_path):
     assert sorted(latest.column("name").to_pylist()) == ["Ann", "Bo"]
 
 
+def load_job(script: str):
+    """The job script `script` as a module, to call its `work` in this process (on the tests' Spark session)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem + "_job", ROOT / script)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    return job
+
+
 @pytest.mark.slow
-def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_allows_deletes_when_told(tmp_path):
+def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_allows_deletes_when_told(
+    spark, tmp_path, monkeypatch
+):
+    from lakehouse.apply.snapshot import SnapshotRefused
+    from lakehouse.jobs import job_args
+
     folder = tmp_path / "landing" / "pecos"
     day1, day2 = write_pecos(folder, clinicians=20)
     feed = {
@@ -80,20 +95,26 @@ def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_a
     done = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(day2))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2026-03-01: applied" in done.stdout and "2026-03-02: applied" in done.stdout
+
+    # The same job's next two days in this process (a spark-submit each took ~40 s of CI): its `work`, as `main`
+    # calls it with the arguments parsed from the command line, on the tests' session.
+    job = load_job("batch/snapshot_load.py")
+    monkeypatch.setattr(job, "build_spark", lambda config, app_name: spark)
+    optional = ["bucket", "feed", "allow_deletes", "lease_wait_seconds"]
+
+    def work(*argv: str) -> int:
+        return job.work(job_args(["--config", str(config), *argv], required=["config", "key"], optional=optional))
+
     older = folder / day1.name.replace("2026-03-01", "2026-02-28")
     older.write_bytes(day1.read_bytes())
-    refused = spark_submit("batch/snapshot_load.py", "--config", str(config), "--key", str(older))
-    assert refused.returncode == 2
-    output = refused.stdout + refused.stderr  # spark-submit merges the Python driver's stderr into its stdout
-    assert "older than" in output and "Traceback" not in output
+    with pytest.raises(SnapshotRefused, match="older than"):  # `main` prints it in one line and exits 2
+        work("--key", str(older))
     # A day keeping 5 of its rows would delete more than a tenth of the table: applied only when allowed.
     day3 = folder / day2.name.replace("2026-03-02", "2026-03-03")
     day3.write_text("".join(day2.read_text(encoding="utf-8").splitlines(keepends=True)[:6]), encoding="utf-8")
-    allowed = spark_submit(
-        "batch/snapshot_load.py", "--config", str(config), "--key", str(day3), "--allow_deletes", "true"
-    )
-    assert allowed.returncode == 0, allowed.stdout[-3000:]
-    assert "2026-03-03: applied" in allowed.stdout
+    with pytest.raises(SnapshotRefused, match="would delete more of a table than max_delete_fraction"):
+        work("--key", str(day3))
+    assert work("--key", str(day3), "--allow_deletes", "true") == 0
     assert DeltaTable(str(tmp_path / "lake" / "pecos" / "latest")).to_pyarrow_table().num_rows == 5
 
 
@@ -122,14 +143,10 @@ def test_a_snapshot_load_with_a_bad_lease_wait_says_so_in_one_line(tmp_path):
 def test_the_snapshot_load_hands_the_reader_the_key_the_trigger_passed_whole(aws, monkeypatch):
     """Found by review: the trigger passes the key as S3 names it (decoded), the job made `s3://bucket/key` of it and
     the reader decoded that URI's path again: `%2B` became `+`, and `#` started a fragment (the key was cut)."""
-    import importlib.util
-
     from lakehouse.config import SnapshotDate
     from lakehouse.sources.snapshot import date_from_path, file_name, local_copy
 
-    spec = importlib.util.spec_from_file_location("snapshot_load_job", ROOT / "batch" / "snapshot_load.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = load_job("batch/snapshot_load.py")
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="landing")
@@ -149,14 +166,10 @@ def test_the_snapshot_load_hands_the_reader_the_key_the_trigger_passed_whole(aws
 def test_the_stream_job_streams_the_dms_tables_only_unless_a_feed_is_named(monkeypatch):
     """Found by review: the deployed stream step (no --tables) also held every snapshot feed's lease, so the snapshot
     trigger's load job waited for it and failed every day."""
-    import importlib.util
-
     from lakehouse.config import load_config
     from lakehouse.errors import ConfigError
 
-    spec = importlib.util.spec_from_file_location("dms_stream_job", ROOT / "streaming" / "dms_stream.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = load_job("streaming/dms_stream.py")
     config = load_config(ROOT / "config" / "local.yaml")
     streamed: list[list[str] | None] = []
     monkeypatch.setattr(job, "load_job_config", lambda args: config)

@@ -75,6 +75,7 @@ class PrivacyMachine(RuleBasedStateMachine):
 
     spark = None
     max_crashes = 1
+    compare_clean_run = True  # at teardown (see explicit_machine)
 
     def __init__(self) -> None:
         super().__init__()
@@ -313,15 +314,16 @@ class PrivacyMachine(RuleBasedStateMachine):
 
     def clean_run_agrees(self) -> None:
         """The PHI zone equals a clean run of the same events; the zone equals its rebuild from the PHI zone."""
-        twin = clean_run(self.spark, self.events, self.root / f"clean-{self.crashes}-{len(self.events)}", self.lake)
-        for table in DMS_TABLES:
-            for kind in ("history", "latest", "quarantine"):
-                assert_df_equality(
-                    comparable(self.lake.phi(table, kind)),
-                    comparable(twin.phi(table, kind)),
-                    ignore_row_order=True,
-                    ignore_nullable=True,
-                )
+        if self.compare_clean_run:
+            twin = clean_run(self.spark, self.events, self.root / f"clean-{self.crashes}-{len(self.events)}", self.lake)
+            for table in DMS_TABLES:
+                for kind in ("history", "latest", "quarantine"):
+                    assert_df_equality(
+                        comparable(self.lake.phi(table, kind)),
+                        comparable(twin.phi(table, kind)),
+                        ignore_row_order=True,
+                        ignore_nullable=True,
+                    )
         spark, zone = self.spark, self.lake.zone
         policy = policy_snapshot(self.lake.config).current(spark)
         for table in ZONE_TABLES:
@@ -403,10 +405,14 @@ def test_privacy_promises_hold_after_any_sequence_of_events_larger_budget(spark)
 
 
 @contextlib.contextmanager
-def explicit_machine(spark, *, max_crashes: int):
-    """The machine for an explicit sequence of its rules (a sequence a search found), torn down after it."""
+def explicit_machine(spark, *, max_crashes: int, clean_run: bool = True):
+    """The machine for an explicit sequence of its rules (a sequence a search found), torn down after it.
+
+    `clean_run=False`: its teardown skips the clean run of the same events (40 s of CI for a sequence without a crash
+    or a replay, whose promise `promises_hold` checks); the zone is still compared with its rebuild."""
     PrivacyMachine.spark, PrivacyMachine.max_crashes = spark, max_crashes
     machine = PrivacyMachine()
+    machine.compare_clean_run = clean_run
     try:
         yield machine
     finally:
@@ -416,7 +422,7 @@ def explicit_machine(spark, *, max_crashes: int):
 def test_a_patient_whose_consent_record_is_deleted_leaves_the_zone(spark):
     """Found by review: the policy build only upserted, so a patient whose one consent record was deleted at the
     source kept the old "allowed" row in the policy store, and stayed in the zone for good."""
-    with explicit_machine(spark, max_crashes=0) as machine:
+    with explicit_machine(spark, max_crashes=0, clean_run=False) as machine:
         machine.consented_patients({PATIENTS[0], PATIENTS[1]})
         machine.patient_changes(PATIENTS[0], delete=False, late=0)
         machine.patient_changes(PATIENTS[1], delete=False, late=0)

@@ -38,20 +38,45 @@ from lakehouse.masking import pseudonym, sequence_token, shift_days
 from lakehouse.policy.job import policy_snapshot
 from lakehouse.policy.snapshot import fingerprint_of
 from lakehouse.runner import run_stream
-from tests.privacy_lake import LOCAL_YAML, START, ZONE_TABLES, LogLines, PrivacyLake, fresh_lake, leaks, zone_rows_of
+from tests.privacy_lake import (
+    LOCAL_YAML,
+    START,
+    ZONE_TABLES,
+    LogLines,
+    PrivacyLake,
+    lake_for,
+    leaks,
+    starting_from,
+    zone_rows_of,
+)
 
 P, Q = 4101, 4102  # patients
-
-
-@pytest.fixture
-def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    return fresh_lake(spark, tmp_path, monkeypatch)
+DEVICE = "DV-0041"  # P's device in the lake after `consented_with_sessions`
 
 
 def a_patient_with_a_device_and_sessions(lake: PrivacyLake, patient: int, device: str) -> None:
     lake.land("patients", [lake.patient(patient)])
     lake.land("devices", [lake.device(device, patient)])
     lake.land("therapy_sessions", [lake.session(patient * 10 + i, device) for i in range(3)])
+
+
+def consented_with_sessions(lake: PrivacyLake) -> None:
+    """P consented a month before the source's first change, P's row, device and three sessions, one run."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    a_patient_with_a_device_and_sessions(lake, P, DEVICE)
+    lake.run()
+
+
+def consented_patient(lake: PrivacyLake) -> None:
+    """P consented a month before the source's first change, P's row, one run."""
+    lake.consent(P, True, signed=START - timedelta(days=30))
+    lake.land("patients", [lake.patient(P)])
+    lake.run()
+
+
+@pytest.fixture
+def lake(request, spark, tmp_path, monkeypatch, lake_templates) -> PrivacyLake:
+    return lake_for(request, spark, tmp_path, monkeypatch, lake_templates)
 
 
 def assert_latest_is_current_history(lake: PrivacyLake, table: str) -> None:
@@ -63,10 +88,8 @@ def assert_latest_is_current_history(lake: PrivacyLake, table: str) -> None:
 # --- 1. forget is final -----------------------------------------------------------------------------------------
 
 
+@starting_from(consented_with_sessions)
 def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_regrant_or_a_replay(lake):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0041")
-    lake.run()
     assert zone_rows_of(lake, P)["patients.history"] == 1
 
     lake.forget(P)
@@ -77,7 +100,7 @@ def test_a_forgotten_patient_never_comes_back_after_a_withdrawal_an_update_a_reg
 
     lake.consent(P, True)  # a re-grant, then more data and a file delivered twice
     lake.land("patients", [lake.patient(P)])
-    lake.land("therapy_sessions", [lake.session(P * 10 + 7, "DV-0041")])
+    lake.land("therapy_sessions", [lake.session(P * 10 + 7, DEVICE)])
     table, first = next((t, f) for t, f in lake.landed if t == "patients")
     lake.land(table, [r.split(",") for r in first.read_text().splitlines()])
     lake.run()
@@ -107,12 +130,10 @@ def test_a_forgotten_patient_stays_out_when_the_masking_key_is_rotated(lake, mon
     assert lake.forget(P).already  # still forgotten, as the log is read under the new key
 
 
+@starting_from(consented_with_sessions)
 def test_a_forget_run_again_deletes_rows_of_the_forgotten_patient_found_in_the_zone_again(lake):
     """A repair: rows of a forgotten patient back in the zone (a restore of its files, a writer that raced the forget)
     are deleted by running the forget again, which said "nothing to do" before."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0051")
-    lake.run()
     devices = lake.zone.history(lake.config.tables["devices"])
     before = lake.non_phi("devices").localCheckpoint()  # the zone's rows as a backup holds them
     lake.forget(P)
@@ -124,13 +145,10 @@ def test_a_forget_run_again_deletes_rows_of_the_forgotten_patient_found_in_the_z
     assert set(zone_rows_of(lake, P).values()) == {0}
 
 
+@starting_from(consented_with_sessions)
 def test_forget_takes_the_id_as_the_source_writes_it_and_says_when_no_history_holds_it(lake, capsys):
     """Found by review: ` 4101` was hashed as typed (the zone hashes the bigint 4101): 0 rows removed, the patient
     stayed. The id is now read as the patient column's type; one that is not of it, or unknown, is said so."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0041")
-    lake.run()
-
     result = forget_patient(lake.spark, lake.config, lake.zone, f" 00{P}")
     assert result.known and result.rows["patients.history"] == 1
     assert set(zone_rows_of(lake, P).values()) == {0}
@@ -147,14 +165,12 @@ def test_forget_takes_the_id_as_the_source_writes_it_and_says_when_no_history_ho
     assert "999999" not in out
 
 
+@starting_from(consented_patient)
 def test_a_forget_finished_while_a_batch_computed_its_zone_rows_is_not_undone_by_the_batch(lake, monkeypatch):
     """Found by review: a batch read the forgotten list, and while it computed its rows a forget ran to its end (intent,
     deletes, record); the batch's MERGEs then wrote the patient's new version back, and forget said "already"."""
     import lakehouse.apply.batch as batch
 
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
     assert zone_rows_of(lake, P)["patients.history"] == 1
     real, forgets = batch.write_non_phi, []
 
@@ -186,13 +202,11 @@ def forget_while_the_sync_computes(lake: PrivacyLake, monkeypatch, patient: int)
     return forgets
 
 
+@starting_from(consented_patient)
 def test_a_forget_finished_while_a_consent_sync_computed_its_rows_is_not_undone_by_the_sync(lake, monkeypatch):
     """Found by review: a re-grant's sync read the privacy log, and while it computed the patient's rows a forget ran
     to its end; the sync then appended the patient's rows back, for good (later writes block the patient, and no
     one removes what is there)."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
     lake.consent(P, False)
     lake.run()
     assert set(zone_rows_of(lake, P).values()) == {0}
@@ -203,12 +217,10 @@ def test_a_forget_finished_while_a_consent_sync_computed_its_rows_is_not_undone_
     assert set(zone_rows_of(lake, P).values()) == {0}
 
 
+@starting_from(consented_with_sessions)
 def test_a_forget_finished_while_the_zone_is_rebuilt_is_not_undone_by_the_rebuild(lake, monkeypatch, capsys):
     """Found by review: `privacy sync --rebuild` (and a key rotation's rebuild) read the privacy log, and while it
     computed the zone's rows a forget ran to its end; the rebuild's overwrite then wrote the patient back, for good."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0050")
-    lake.run()
     assert zone_rows_of(lake, P)["patients.history"] == 1
     forgets = forget_while_the_sync_computes(lake, monkeypatch, P)
     assert main(["--config", str(LOCAL_YAML), "privacy", "sync", "--rebuild"]) == 0
@@ -217,15 +229,13 @@ def test_a_forget_finished_while_the_zone_is_rebuilt_is_not_undone_by_the_rebuil
     assert set(zone_rows_of(lake, P).values()) == {0}
 
 
+@starting_from(consented_patient)
 def test_a_failed_policy_build_keeps_the_tables_it_flags_from_running_on_the_old_policy(lake):
     """Found by review: locally, a run whose policy build failed applied the other tables with the policy before the
     withdrawal it had just read (the deployed flows stop there); such tables are now not applied, saying why."""
     from lakehouse.runner import run_once
     from tests.privacy_lake import DMS_TABLES
 
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
     lake.consent(P, False)
     lake.land("patients", [lake.patient(P)])
     store = lake.home / "policy"
@@ -237,13 +247,11 @@ def test_a_failed_policy_build_keeps_the_tables_it_flags_from_running_on_the_old
     assert lake.phi("patients").count() == 1 and zone_rows_of(lake, P)["patients.history"] == 1
 
 
+@starting_from(consented_patient)
 def test_privacy_sync_waits_for_no_writer_of_its_tables_and_then_syncs(lake, capsys):
     """Found by review: `privacy sync` ran beside a stream that still flagged batches with its older policy, and the
     stream, finding the new policy's stamp stored, kept a withdrawn patient's newest versions. It now takes the
     tables' leases: refused, naming the holder, while a writer runs (the stream syncs its tables itself)."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
     script = (
         "import time; from lakehouse.config import load_config; from lakehouse.ownership import hold\n"
         f"with hold(load_config({str(LOCAL_YAML)!r}), ['patients'], job='other-job'):\n"
@@ -261,10 +269,8 @@ def test_privacy_sync_waits_for_no_writer_of_its_tables_and_then_syncs(lake, cap
     assert "patients: the zone already follows the consent policy" in capsys.readouterr().out
 
 
+@starting_from(consented_with_sessions)
 def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regrant_on(lake, spark):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0042")
-    lake.run()
     lake.forget(P)
     lake.consent(P, False)
     lake.run()
@@ -296,14 +302,12 @@ def test_a_readmitted_patient_returns_under_the_consent_rules_only_from_the_regr
     assert [r.event for r in log.collect()] == ["forget_started", "forgotten", "readmitted"]
 
 
+@starting_from(consented_with_sessions)
 @pytest.mark.long  # ~75 s; the overlapping forget and readmission tests cover the order on one clock
 def test_a_forget_after_a_readmission_holds_when_its_host_clock_is_behind(lake, spark, monkeypatch):
     """Found by review: the privacy log was ordered by the clock of the host that appended each event. A forget from a
     laptop half an hour behind, after a readmission from a host an hour ahead, sorted before the readmission: the
     patient's last event was the readmission, and the next run wrote the forgotten patient back into the zone."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0061")
-    lake.run()
     clock = {"at": datetime(2026, 3, 10, 12, 0)}
     monkeypatch.setattr(privacy_log, "now", lambda: clock["at"])
     lake.forget(P)
@@ -320,13 +324,11 @@ def test_a_forget_after_a_readmission_holds_when_its_host_clock_is_behind(lake, 
     assert [e.event for e in log] == ["forget_started", "forgotten", "readmitted", "forget_started", "forgotten"]
 
 
+@starting_from(consented_with_sessions)
 def test_readmit_waits_for_no_writer_of_its_tables_and_says_so(lake, capsys):
     """Found by review: `privacy readmit` took no lease. A batch that read the privacy log while the patient was still
     forgotten deleted, after the readmission, the rows it had just restored; a consent sync re-syncing the same patient
     at once left every version twice. It now takes the tables' leases: refused, naming the holder, recording nothing."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0062")
-    lake.run()
     lake.forget(P)
     script = (
         "import time; from lakehouse.config import load_config; from lakehouse.ownership import hold\n"
@@ -356,6 +358,7 @@ class Killed(BaseException):
     """Ends the process's work where a SIGKILL would (no except clause of the engine catches it)."""
 
 
+@starting_from(consented_with_sessions)
 def test_a_forget_and_a_readmission_that_overlap_leave_no_row_of_the_forgotten_patient(lake, spark, monkeypatch):
     """Forget takes no lease, so a forget and a re-admission may overlap, either way round (one lake for both, for CI
     time).
@@ -368,9 +371,6 @@ def test_a_forget_and_a_readmission_that_overlap_leave_no_row_of_the_forgotten_p
     restored them; the re-admission, killed between its append and its last read of the log, left them in the zone,
     and no run removed them (a README known limit). The re-admission now records its re-sync as each table's sync
     intent first, so the next run re-syncs the patient and deletes them."""
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0063")
-    lake.run()
     last = f"after_{ZONE_TABLES[-1]}.latest"
 
     def readmission_after_the_deletes(*point: str) -> None:
@@ -425,10 +425,8 @@ def test_non_phi_latest_loses_a_device_moved_to_a_patient_without_consent(lake):
     assert_latest_is_current_history(lake, "devices")
 
 
+@starting_from(consented_with_sessions)
 def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_on(lake):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0044")
-    lake.run()
     lake.consent(P, False)
     lake.run(["consents"])  # no file of the zone's tables arrives: the sync alone applies the withdrawal
     runs = {r.table: r for r in lake.run()}
@@ -440,7 +438,7 @@ def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_
     regrant = lake.tick(48)
     lake.consent(P, True, signed=regrant)
     lake.tick(30)
-    lake.land("therapy_sessions", [lake.session(P * 10 + 8, "DV-0044")])
+    lake.land("therapy_sessions", [lake.session(P * 10 + 8, DEVICE)])
     lake.run()
     rows = zone_rows_of(lake, P)
     assert rows["therapy_sessions.history"] == 1 and rows["patients.history"] == 0
@@ -448,10 +446,8 @@ def test_a_withdrawal_takes_every_version_out_and_a_regrant_admits_from_its_day_
         assert_latest_is_current_history(lake, table)
 
 
+@starting_from(consented_with_sessions)
 def test_a_running_stream_applies_a_withdrawal_to_a_table_that_gets_no_file(lake, spark):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0049")
-    lake.run()
     policy = lake.config.policy.model_copy(update={"refresh_seconds": 1})  # type: ignore[union-attr]
     stream = lake.config.stream.model_copy(update={"trigger_seconds": 1})
     config = lake.config.model_copy(update={"policy": policy, "stream": stream})
@@ -477,10 +473,8 @@ def test_a_running_stream_applies_a_withdrawal_to_a_table_that_gets_no_file(lake
 # --- 3. dates -----------------------------------------------------------------------------------------------------
 
 
+@starting_from(consented_with_sessions)
 def test_no_column_of_the_non_phi_zone_carries_a_date_finer_than_the_year(lake):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    a_patient_with_a_device_and_sessions(lake, P, "DV-0045")
-    lake.run()
     date_types = (T.DateType, T.TimestampType, T.TimestampNTZType)
     for table in ZONE_TABLES:
         for kind in ("history", "latest"):
@@ -550,10 +544,8 @@ def test_forget_killed_after_the_patients_delete_is_finished_by_the_rerun_with_o
     assert log.where("event = 'forgotten'").count() == 1
 
 
+@starting_from(consented_patient)
 def test_vacuum_hours_below_the_retention_is_a_clear_message_and_nothing_is_done(lake, spark, capsys):
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
 
     code = main(["--config", str(LOCAL_YAML), "privacy", "forget", "--patient", str(P), "--vacuum-hours", "0"])
 
@@ -611,14 +603,12 @@ def test_a_killed_run_leaves_no_plain_phi_in_spark_local_folders_and_the_next_st
     assert lake.phi("therapy_sessions").count() == 3 and lake.non_phi("therapy_sessions").count() == 3
 
 
+@starting_from(consented_patient)
 def test_forget_records_an_older_version_kept_in_the_zone_are_moved_to_the_phi_lake(lake, spark):
     """Found by review: `<non_phi_lake>/_privacy/forgotten` (pseudonyms with exact forget times) was read but
     never moved: the zone's readers could see it for good."""
     from lakehouse.apply.privacy_log import _legacy_path, forgotten, log_path, read_events
 
-    lake.consent(P, True, signed=START - timedelta(days=30))
-    lake.land("patients", [lake.patient(P)])
-    lake.run()
     legacy = _legacy_path(lake.zone)
     old = [(pseudonym(P, lake.zone.key), START, 1, False)]
     spark.createDataFrame(
