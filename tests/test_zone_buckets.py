@@ -17,19 +17,22 @@ from pyspark.sql import functions as F
 from lakehouse.apply.consent_sync import applied_path
 from lakehouse.apply.non_phi import BUCKET, non_phi_zone
 from lakehouse.masking import pseudonym
-from tests.privacy_lake import ZONE_TABLES, PrivacyLake, fresh_lake
+from tests.privacy_lake import ZONE_TABLES, PrivacyLake
 
 PATIENTS = range(1, 41)
 
 
-@pytest.fixture
-def lake(spark, tmp_path, monkeypatch) -> PrivacyLake:
-    lake = fresh_lake(spark, tmp_path, monkeypatch)
+def consented_patients(lake: PrivacyLake) -> None:
     for pid in PATIENTS:
         lake.consent(pid, True)
     lake.land("patients", [lake.patient(pid) for pid in PATIENTS])
     lake.run()
-    return lake
+
+
+@pytest.fixture
+def lake(lake_templates, monkeypatch) -> PrivacyLake:
+    """Forty consented patients applied (made once, copied for each test: see LakeTemplates)."""
+    return lake_templates.lake(consented_patients, monkeypatch)
 
 
 def zone_path(lake: PrivacyLake, table: str, kind: str) -> Path:
