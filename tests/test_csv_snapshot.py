@@ -269,6 +269,7 @@ def test_as_of_day_one_sees_day_one(spark, pecos):
     assert [r.npi for r in live.collect()] == sorted([A, A, B, C, E, LEADING_ZERO])
 
 
+@pytest.mark.long  # ~65 s; the releases dated by their folders below are ordered alike (test_snapshot_files: by names)
 def test_run_applies_snapshots_landed_together_by_the_date_in_their_names_never_their_file_times(spark, tmp_path):
     config = pecos_config(tmp_path)
     folder = tmp_path / "landing" / "pecos"
