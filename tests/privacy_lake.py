@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from lakehouse import ownership
 from lakehouse.apply import consent_sync, privacy_log
 from lakehouse.apply.forget import forget_patient
 from lakehouse.apply.non_phi import non_phi_zone
@@ -298,6 +299,8 @@ class LakeTemplates:
 
     def lake(self, make: Callable[[PrivacyLake], None], monkeypatch) -> PrivacyLake:
         """A lake as `make` leaves a new one: made here the first time, put back from its copy after that."""
+        held = [key for key in ownership._held if key.startswith(str(self.home))]
+        assert not held, f"a test before left leases held on the lake put back here: {held}"
         monkeypatch.setenv("LAKEHOUSE_HOME", str(self.home))
         monkeypatch.setenv("LAKEHOUSE_MASKING_KEY", self.key)
         shutil.rmtree(self.home, ignore_errors=True)

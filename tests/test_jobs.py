@@ -73,7 +73,7 @@ def load_job(script: str):
 
 @pytest.mark.slow
 def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_allows_deletes_when_told(
-    spark, tmp_path, monkeypatch
+    spark, tmp_path, monkeypatch, capsys
 ):
     from lakehouse.apply.snapshot import SnapshotRefused
     from lakehouse.jobs import job_args
@@ -114,7 +114,9 @@ def test_snapshot_load_job_applies_earlier_days_first_refuses_an_older_one_and_a
     day3.write_text("".join(day2.read_text(encoding="utf-8").splitlines(keepends=True)[:6]), encoding="utf-8")
     with pytest.raises(SnapshotRefused, match="would delete more of a table than max_delete_fraction"):
         work("--key", str(day3))
+    capsys.readouterr()
     assert work("--key", str(day3), "--allow_deletes", "true") == 0
+    assert "2026-03-03: applied" in capsys.readouterr().out
     assert DeltaTable(str(tmp_path / "lake" / "pecos" / "latest")).to_pyarrow_table().num_rows == 5
 
 
