@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from lakehouse import ownership
 from lakehouse.apply import consent_sync, privacy_log
 from lakehouse.apply.forget import forget_patient
@@ -321,8 +323,6 @@ def starting_from(make: Callable[[PrivacyLake], None]):
     """Mark a test to get as its `lake` the lake `make` leaves (made once per test process: LakeTemplates).
 
     The test module's `lake` fixture takes the mark's parameter (`lake_for`)."""
-    import pytest
-
     return pytest.mark.parametrize("lake", [make], indirect=True, ids=[make.__name__])
 
 
