@@ -58,6 +58,25 @@ def test_digits_that_are_no_date_neither_date_a_file_nor_hide_its_folders_date(p
     assert date_from_path(path, SnapshotDate()) == day
 
 
+@pytest.mark.parametrize(
+    ("path", "day"),
+    [
+        # Found by review: NPPES names its monthly file by the day its data begin and the release's day; the first
+        # date made every month's file one of 2005-05-23 (the first applied with that date, every later one refused).
+        ("pecos/npidata_pfile_20050523-20251012.csv", date(2025, 10, 12)),
+        ("pecos/2025-10-12/endpoint_pfile_20050523-20251012.csv", date(2025, 10, 12)),  # the name's, as always
+        ("x/claims_2026-11-01_to_2026-11-30.csv", date(2026, 11, 30)),
+        ("x/claims_2026-11-01..2026-11-30.csv", date(2026, 11, 30)),
+        # Two dates that are no period: the first dates the file.
+        ("x/export_2026-11-23_2026-11-01.csv", date(2026, 11, 23)),  # the second before it
+        ("x/report_2026-11-01_generated_2026-11-02.csv", date(2026, 11, 1)),  # words between them
+        ("x/report_2026-11-01-2026-02-30.csv", date(2026, 11, 1)),  # no valid second date
+    ],
+)
+def test_a_period_in_a_name_dates_the_file_by_its_end(path, day):
+    assert date_from_path(path, SnapshotDate()) == day
+
+
 def test_a_pattern_that_matches_nothing_everywhere_ends_and_says_so():
     """Found by review: a pattern whose groups may be empty matched empty text at the end of the name for ever."""
     with pytest.raises(InputError, match="no date in its name"):

@@ -119,24 +119,46 @@ UNDATED_HINTS = {
 EARLIEST_YEAR = 1900  # digits that read as an earlier year are no snapshot's date (a sequence number, a count)
 
 
+# Between the two dates of a period (NPPES's monthly `npidata_pfile_20050523-20251012.csv`): the file is of its end.
+PERIOD_SEPARATOR = re.compile(r"\s*(?:[-_~\u2013]|\.\.|[-_ ]?(?:to|thru|through)[-_ ]?)\s*", re.IGNORECASE)
+
+
 def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
     """The first valid date (from EARLIEST_YEAR on) the pattern finds in `name`, trying every start position that
     does not cut a run of digits (digits before the date, `extract_000001_2026-11-01.csv`, do not hide it; NPPES's
-    `021924_022524` is no 1924 or 2224 date); else why the first match is none."""
+    `021924_022524` is no 1924 or 2224 date); else why the first match is none.
+
+    A period's two dates (the second right after the first, a separator between them, not before it) date the file
+    by the period's end: NPPES names its monthly file by the day its data begin (2005-05-23) and the release's day.
+    """
     regex, start, problem = re.compile(pattern), 0, None
+    first: tuple[re.Match[str], date] | None = None
     while start <= len(name) and (match := regex.search(name, start)) is not None:
         start = match.start() + 1
-        if not match.group(0) or (match.start() > 0 and name[match.start() - 1].isdigit()):
+        inside = first is not None and match.start() < first[0].end()
+        if not match.group(0) or inside or (match.start() > 0 and name[match.start() - 1].isdigit()):
             continue
-        try:
-            found = date(*(int(g) for g in match.groups()))
-        except (TypeError, ValueError) as exc:  # TypeError: a group of the pattern that matched nothing
-            problem = problem or f"{match.group(0)!r} is not a valid date ({exc})"
-            continue
-        if found.year >= EARLIEST_YEAR:
-            return found, None
-        problem = problem or f"{match.group(0)!r} is not a snapshot's date (a year before {EARLIEST_YEAR})"
-    return None, problem
+        found, why = _as_date(match)
+        if first is not None:  # the next date after the first: the end of its period, or not
+            between = name[first[0].end() : match.start()]
+            ends_period = found is not None and found >= first[1] and PERIOD_SEPARATOR.fullmatch(between)
+            return (found if ends_period else first[1]), None
+        if found is None:
+            problem = problem or why
+        else:
+            first = (match, found)
+    return (first[1], None) if first is not None else (None, problem)
+
+
+def _as_date(match: re.Match[str]) -> tuple[date | None, str | None]:
+    """The date a match of the pattern names (year, month, day groups), or why it names none."""
+    try:
+        found = date(*(int(g) for g in match.groups()))
+    except (TypeError, ValueError) as exc:  # TypeError: a group of the pattern that matched nothing
+        return None, f"{match.group(0)!r} is not a valid date ({exc})"
+    if found.year < EARLIEST_YEAR:
+        return None, f"{match.group(0)!r} is not a snapshot's date (a year before {EARLIEST_YEAR})"
+    return found, None
 
 
 def date_from_name(name: str, setting: SnapshotDate, *, kind: Literal["opais", "csv"] | None = None) -> date:
