@@ -161,6 +161,16 @@ class DmsSource(_Model):
 
     @model_validator(mode="after")
     def _special_columns_exist(self) -> DmsSource:
+        folded: dict[str, list[str]] = {}
+        for name in self.columns:
+            folded.setdefault(name.strip().lower(), []).append(name)
+        alike = [names for names in folded.values() if len(names) > 1]
+        if alike:
+            raise ValueError(
+                f"columns {alike[0]} differ only in case or spaces: DMS's column names are matched to `columns` "
+                "without them (as Spark matches columns), so one file column would fill both; rename one in the "
+                "source, or keep one of them"
+            )
         for key in ("timestamp_column", "change_seq_column"):
             name = getattr(self, key)
             if name is not None and name not in self.columns:

@@ -433,6 +433,26 @@ def test_parquet_column_not_in_the_configuration_is_schema_drift_on_every_row() 
     assert all("email" in r["_detail"] for r in rows)
 
 
+def test_column_names_with_spaces_around_them_are_the_configured_columns_in_parquet_and_csv() -> None:
+    """Found by review: a Parquet column `"name "` (a source column named so) passed the name check, which strips
+    names, then failed the file's mapping with a bare KeyError in the executor."""
+    table = people_parquet(Op=["U"])
+    content = parquet({(" name " if k == "name" else k): v for k, v in table.items()})
+    (row,) = parse("s3://b/x/20260301-120000000.parquet", content, source(format="parquet"))
+    assert (row["_op"], row["name"], row.get("_reason")) == ("U", "Ann", None)
+
+    (row,) = parse(CDC, "Op,ts,id, name ,score,seq,BI_id\nU,t1,1,Ann,1.5,s1,\n", source(header=True))
+    assert (row["_op"], row["name"], row.get("_reason")) == ("U", "Ann", None)
+
+
+def test_columns_that_differ_only_in_case_are_refused_with_the_configuration() -> None:
+    """Found by review: `id` and `ID` (PostgreSQL's `id` and `"ID"`) folded into one name when a file's columns were
+    matched, so every row was quarantined as missing a column the file has."""
+    columns = {**PEOPLE["source"]["columns"], "ID": "int"}
+    with pytest.raises(ValueError, match=r"columns \['id', 'ID'\] differ only in case or spaces"):
+        source(columns=columns)
+
+
 def test_gzip_parquet_is_decompressed() -> None:
     content = gzip.compress(parquet(people_parquet(Op=["U"], id=[7])))
 

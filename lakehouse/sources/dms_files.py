@@ -425,7 +425,7 @@ def _parse_parquet(path: str, data: bytes, is_load: bool, source: DmsSource) -> 
         return
     # Arrow holds the file's values compactly; as Python strings they are made a slice at a time (a DMS file may
     # be 1 GB, and all its values at once as Python objects many times that).
-    named = [by_lower[n.lower()] for _, n in fields]
+    named = [by_lower[n.strip().lower()] for _, n in fields]  # as check_named_columns matched them
     for first in range(0, table.num_rows, PARQUET_SLICE_ROWS):
         part = table.slice(first, PARQUET_SLICE_ROWS)
         strings = [(c, _strings(n, part.column(i))) for c, (i, n) in zip(named, fields, strict=True)]
