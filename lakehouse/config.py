@@ -293,6 +293,8 @@ class CsvSnapshotFeed(_Model):
     # Older names of a column in the file's header (normalised) → the column they fill, e.g. CMS's headers before
     # 2024 (`lst_nm: provider_last_name`). Used only when the header lacks the column's own name.
     header_aliases: dict[str, str] = {}
+    # Columns a release may lack (NULL in its rows): CMS's releases before the `Telehlth` column. No key column.
+    optional_columns: list[str] = []
     npi_columns: list[str] = []  # zero-padded to 10 digits and checked with the NPI Luhn rule
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     # The files' text encoding as Java names it (windows-1252, ISO-8859-1, ...), or `auto`: per file, UTF-8 when it
@@ -316,10 +318,13 @@ class CsvSnapshotFeed(_Model):
 
     @model_validator(mode="after")
     def _columns_exist(self) -> CsvSnapshotFeed:
-        for key in ("primary_key", "partition_by", "npi_columns"):
+        for key in ("primary_key", "partition_by", "npi_columns", "optional_columns"):
             unknown = [c for c in getattr(self, key) if c not in self.columns]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not in columns {list(self.columns)}")
+        keys = [c for c in self.optional_columns if c in self.primary_key]
+        if keys:
+            raise ValueError(f"optional_columns names key columns {keys}: a row without its key cannot be applied")
         unknown = sorted({c for c in self.header_aliases.values() if c not in self.columns})
         if unknown:
             raise ValueError(f"header_aliases fill {unknown}, which are not in columns {list(self.columns)}")

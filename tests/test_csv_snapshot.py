@@ -639,11 +639,37 @@ def test_a_cms_file_with_the_header_before_2024_reads_as_todays_through_the_ship
         detail[name] = apply_snapshot(spark, config, "clinicians", str(path)).detail
         latest[name] = load(spark, table_paths(config, config.tables["clinicians"]).latest).drop("_source_file")
 
-    assert detail == {"today": "", "before": "header columns no column reads, ignored: hosp_afl_1"}
+    # Older still (found by review): CMS's releases before its Telehlth column; the shipped feed takes it as NULL.
+    oldest = tmp_path / "oldest" / today.name
+    oldest.parent.mkdir()
+    telehealth = old.index("Telehlth")
+    with oldest.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([[v for i, v in enumerate(row) if i != telehealth] for row in [old, *rows]])
+    settings = pecos_settings(tmp_path / "lake_oldest")
+    settings["snapshots"] = {"clinicians": {**shipped, "path": str(oldest.parent)}}
+    config = Config.model_validate(settings)
+    detail["oldest"] = apply_snapshot(spark, config, "clinicians", str(oldest)).detail
+    latest["oldest"] = load(spark, table_paths(config, config.tables["clinicians"]).latest).drop("_source_file")
+    settings["snapshots"]["clinicians"]["optional_columns"] = []
+    with pytest.raises(
+        InputError, match=r"no column\(s\) \['telehlth'\].*older releases lack goes in the feed's optional_"
+    ):
+        load_csv_snapshot(
+            spark, Config.model_validate(settings).snapshots["clinicians"], str(oldest), config.tables["clinicians"]
+        )
 
+    assert detail == {
+        "today": "",
+        "before": "header columns no column reads, ignored: hosp_afl_1",
+        "oldest": "columns this release lacks, NULL in its rows: telehlth",
+    }
     assert latest["today"].count() > 10
     assert latest["before"].where("provider_last_name IS NULL OR city_town IS NULL").count() == 0
     assert_df_equality(latest["before"], latest["today"], ignore_row_order=True, ignore_column_order=True)
+    assert latest["today"].where("telehlth IS NOT NULL").count() > 0
+    assert latest["oldest"].where("telehlth IS NOT NULL").count() == 0
+    without = latest["today"].withColumn("telehlth", F.lit(None).cast("string"))
+    assert_df_equality(latest["oldest"], without, ignore_row_order=True, ignore_column_order=True)
 
 
 def test_an_alias_never_replaces_a_column_the_header_has():
@@ -655,6 +681,10 @@ def test_an_alias_never_replaces_a_column_the_header_has():
     assert header_columns(["NPI", "st", "State Code"], feed) == ["npi", "state", "state_code"]
     with pytest.raises(ValueError, match=r"header_aliases fill \['city'\]"):
         CsvSnapshotFeed.model_validate({**feed.model_dump(), "header_aliases": {"cty": "city"}})
+    with pytest.raises(ValueError, match=r"optional_columns names key columns \['npi'\]"):
+        CsvSnapshotFeed.model_validate({**feed.model_dump(), "optional_columns": ["npi"]})
+    with pytest.raises(ValueError, match=r"optional_columns names \['telehlth'\], which are not in columns"):
+        CsvSnapshotFeed.model_validate({**feed.model_dump(), "optional_columns": ["telehlth"]})
 
 
 def test_a_snapshot_feeds_tables_get_their_upkeep_log_retention_and_vacuum_when_due(spark, tmp_path):

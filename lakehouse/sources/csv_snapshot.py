@@ -355,6 +355,7 @@ def header_names(spark: SparkSession, feed: CsvSnapshotFeed, path: str, line_end
 
 def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
     """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
+    from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     name = file_name(path)
@@ -373,14 +374,18 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
     if line_ends and ends.crlf:  # read with lineSep LF (`line_end_options`)
         renamed = without_line_end_cr(renamed)
     found = [c for c in renamed.columns if c != MALFORMED]
-    missing = [c for c in feed.columns if c not in found]
+    missing = [c for c in feed.columns if c not in found and c not in feed.optional_columns]
     if missing:
         raise InputError(
             f"snapshot {name}: the header has no column(s) {missing} (after normalising to snake_case and "
             f"applying the feed's header_aliases); found {found}. Fix the feed's columns or header_aliases "
-            "in the configuration, or the file.",
+            "in the configuration, or the file; a column older releases lack goes in the feed's optional_columns.",
             table=table.name,
         )
+    absent = [c for c in feed.optional_columns if c not in found]
+    if absent:
+        renamed = renamed.select("*", *[F.lit(None).cast("string").alias(c) for c in absent])
+        notes.append(f"columns this release lacks, NULL in its rows: {', '.join(absent)}")
     if raw.limit(1).count() == 0:
         raise InputError(
             f"snapshot {name} has no rows; applying it would delete every row of {table.name}, so it is "
