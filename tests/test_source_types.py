@@ -31,6 +31,9 @@ def test_a_date_value_with_a_time_of_day_is_a_type_mismatch_never_cut(spark, tmp
             ["I", "2026-03-01 09:00:00", "1", "2024-01-02"],
             ["I", "2026-03-01 09:00:00", "2", "2024-01-02 00:00:00"],  # midnight: nothing to lose
             ["I", "2026-03-01 09:00:00", "3", "2024-01-02 10:30:00"],
+            # Found by review: Spark's date cast keeps the day of any text after a space, an era included.
+            ["I", "2026-03-01 09:00:00", "4", "0044-03-15 BC"],
+            ["I", "2026-03-01 09:00:00", "5", "2024-01-02 +00"],
         ],
     )
 
@@ -40,10 +43,11 @@ def test_a_date_value_with_a_time_of_day_is_a_type_mismatch_never_cut(spark, tmp
         1: date(2024, 1, 2),
         2: date(2024, 1, 2),
     }
-    assert batch.quarantine_reasons == {"type_mismatch": 1}
-    (row,) = read(spark, config, "quarantine").collect()
-    assert row.source_row == 2 and "column hired: '2024-01-02 10:30:00' has a time of day" in row.detail
-    assert "dialect: oracle" in row.detail
+    assert batch.quarantine_reasons == {"type_mismatch": 3}
+    rows = {r.source_row: r.detail for r in read(spark, config, "quarantine").collect()}
+    assert "column hired: '2024-01-02 10:30:00' has a time of day" in rows[2] and "dialect: oracle" in rows[2]
+    assert "column hired: '0044-03-15 BC' is not a plain date" in rows[3]
+    assert "column hired: '2024-01-02 +00' is not a plain date" in rows[4]
 
 
 def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_a_type_mismatch_never_rounded(

@@ -97,12 +97,25 @@ def _cast_failure(name: str, type_: str, *, regions: bool = False) -> Column:
     if type_ != "date":
         return failure
     # Spark casts '2024-01-02 10:30:00' to the date 2024-01-02: the time would be lost without a word. DMS writes
-    # a time only for a source type that has one (an Oracle DATE is DMS's DATETIME).
+    # a time only for a source type that has one (an Oracle DATE is DMS's DATETIME). It also keeps the day of
+    # '0044-03-15 BC' (PostgreSQL's era) or of any text after a space or `T`, which no timestamp cast reads.
     moment = F.expr(f"try_cast({_q(name)} AS timestamp)")
+    day = _try_cast(name, "date")
     return F.coalesce(
         failure,
         F.when(
-            moment != _try_cast(name, "date").cast("timestamp"),
+            day.isNotNull() & moment.isNull(),
+            F.concat(
+                F.lit(f"column {name}: '"),
+                value,
+                F.lit(
+                    "' is not a plain date: the column's type date would keep its day and drop the text after it "
+                    "(an era such as BC, a time zone); fix the value at the source, or type the column string"
+                ),
+            ),
+        ),
+        F.when(
+            moment != day.cast("timestamp"),
             F.concat(
                 F.lit(f"column {name}: '"),
                 value,
