@@ -506,6 +506,27 @@ def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_quar
     assert quarantined[1][1].startswith("column ind_pac_id: '7.77E1' has more digits")
 
 
+def test_a_date_value_with_text_after_its_day_is_quarantined_never_cut(spark, tmp_path):
+    """Found by review: Spark's date cast keeps the day of '2026-11-01 10:30:00' or '0044-03-15 BC' without a word."""
+    config = pecos_config(tmp_path, types={"ind_pac_id": "date"})
+    rows = [
+        [A_BOSTON[0], "2026-11-01", *A_BOSTON[2:]],
+        [B_SOLO[0], "2026-11-01 10:30:00", *B_SOLO[2:]],
+        [C_DALLAS[0], "2026-11-01 00:00:00", *C_DALLAS[2:]],  # midnight: nothing to lose
+        [E_SOLO[0], "0044-03-15 BC", *E_SOLO[2:]],
+    ]
+    path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv", rows)
+
+    (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
+
+    assert (m.inserted, m.quarantined) == (2, 2)
+    paths = table_paths(config, config.tables["clinicians"])
+    assert {r.npi: str(r.ind_pac_id) for r in load(spark, paths.latest).collect()} == {A: "2026-11-01", C: "2026-11-01"}
+    details = sorted(r.detail for r in load(spark, paths.quarantine).collect())
+    assert details[0].startswith("column ind_pac_id: '0044-03-15 BC' has text after its day")
+    assert details[1].startswith("column ind_pac_id: '2026-11-01 10:30:00' has text after its day")
+
+
 def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_path):
     """A zipped download or a stray file in a CSV feed's folder was passed over in silence ("nothing new")."""
     config = pecos_config(tmp_path)

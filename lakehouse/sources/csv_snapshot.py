@@ -86,6 +86,11 @@ def _cast_failure(column: str, type_: str, cast: Column) -> Column:
 
     value = F.col(f"`{column}`")
     failure = F.when(value.isNotNull() & cast.isNull(), F.lit(f"column {column} is not a valid {type_}"))
+    if type_ == "date":  # Spark's date cast keeps the day of '2024-01-02 10:30:00', '0044-03-15 BC', ...
+        moment = F.try_to_timestamp(value)
+        dropped = cast.isNotNull() & (moment.isNull() | (moment != cast.cast("timestamp")))
+        after = "' has text after its day (a time of day, an era such as BC, a zone) that the type date would drop"
+        return F.coalesce(failure, F.when(dropped, F.concat(F.lit(f"column {column}: '"), value, F.lit(after))))
     rounds = decimal_rounds(value, type_)
     if rounds is None:
         return failure
