@@ -483,48 +483,38 @@ def test_a_valid_row_applies_beside_a_quarantined_row_of_its_key_whichever_sorts
     assert [(reason, "11x" in raw or "22x" in raw) for reason, raw in quarantined] == [("type_mismatch", True)] * 2
 
 
-def test_a_decimal_value_with_more_digits_after_the_point_than_the_scale_is_quarantined_never_rounded(spark, tmp_path):
-    """Found by review: Spark's cast rounded such a value to the column's scale without a word."""
-    config = pecos_config(tmp_path, types={"ind_pac_id": "decimal(10,0)"})
+def test_a_value_its_type_would_round_or_cut_is_quarantined(spark, tmp_path):
+    """Found by review: Spark's cast rounded a decimal value to the column's scale without a word, and a date cast
+    keeps the day of '2026-11-01 10:30:00' or '0044-03-15 BC'."""
+    config = pecos_config(tmp_path, types={"ind_pac_id": "decimal(10,0)", "pri_spec": "date"})
+
+    def row(base: list[str], pac_id: str, day: str) -> list[str]:
+        return [base[0], pac_id, *base[2:5], day, *base[6:]]
+
     rows = [
-        [A_BOSTON[0], "111.000", *A_BOSTON[2:]],  # zeros past the scale: nothing to lose
-        [B_SOLO[0], "222.5", *B_SOLO[2:]],
-        [C_DALLAS[0], "3.33E2", *C_DALLAS[2:]],  # exact in exponent form
-        [E_SOLO[0], "7.77E1", *E_SOLO[2:]],
+        row(A_BOSTON, "111.000", "2026-11-01"),  # zeros past the scale: nothing to lose
+        row(B_SOLO, "222.5", "2026-11-01"),
+        row(C_DALLAS, "3.33E2", "2026-11-01 00:00:00"),  # exact in exponent form; midnight
+        row(E_SOLO, "7.77E1", "2026-11-01"),
+        row(Z_NEWARK, "444", "2026-11-01 10:30:00"),
+        row(A_CAMBRIDGE, "111", "0044-03-15 BC"),
     ]
     path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv", rows)
 
     (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
 
-    assert (m.inserted, m.quarantined) == (2, 2)
+    assert (m.inserted, m.quarantined) == (2, 4)
     paths = table_paths(config, config.tables["clinicians"])
-    assert {r.npi: str(r.ind_pac_id) for r in load(spark, paths.latest).collect()} == {A: "111", C: "333"}
+    latest = {r.npi: (str(r.ind_pac_id), str(r.pri_spec)) for r in load(spark, paths.latest).collect()}
+    assert latest == {A: ("111", "2026-11-01"), C: ("333", "2026-11-01")}
     quarantined = sorted((r.reason, r.detail) for r in load(spark, paths.quarantine).collect())
-    assert [reason for reason, _ in quarantined] == ["type_mismatch"] * 2
-    assert quarantined[0][1].startswith("column ind_pac_id: '222.5' has more digits after the point than its type ")
-    assert "decimal(10,0)" in quarantined[0][1] and "`columns:`" in quarantined[0][1]
-    assert quarantined[1][1].startswith("column ind_pac_id: '7.77E1' has more digits")
-
-
-def test_a_date_value_with_text_after_its_day_is_quarantined_never_cut(spark, tmp_path):
-    """Found by review: Spark's date cast keeps the day of '2026-11-01 10:30:00' or '0044-03-15 BC' without a word."""
-    config = pecos_config(tmp_path, types={"ind_pac_id": "date"})
-    rows = [
-        [A_BOSTON[0], "2026-11-01", *A_BOSTON[2:]],
-        [B_SOLO[0], "2026-11-01 10:30:00", *B_SOLO[2:]],
-        [C_DALLAS[0], "2026-11-01 00:00:00", *C_DALLAS[2:]],  # midnight: nothing to lose
-        [E_SOLO[0], "0044-03-15 BC", *E_SOLO[2:]],
-    ]
-    path = write(tmp_path / "landing" / "pecos", "DAC_NationalDownloadableFile_2026-11-01.csv", rows)
-
-    (m,) = apply_snapshot(spark, config, "clinicians", str(path)).metrics
-
-    assert (m.inserted, m.quarantined) == (2, 2)
-    paths = table_paths(config, config.tables["clinicians"])
-    assert {r.npi: str(r.ind_pac_id) for r in load(spark, paths.latest).collect()} == {A: "2026-11-01", C: "2026-11-01"}
-    details = sorted(r.detail for r in load(spark, paths.quarantine).collect())
-    assert details[0].startswith("column ind_pac_id: '0044-03-15 BC' has text after its day")
-    assert details[1].startswith("column ind_pac_id: '2026-11-01 10:30:00' has text after its day")
+    assert [reason for reason, _ in quarantined] == ["type_mismatch"] * 4
+    details = [detail for _, detail in quarantined]
+    assert details[0].startswith("column ind_pac_id: '222.5' has more digits after the point than its type ")
+    assert "decimal(10,0)" in details[0] and "`columns:`" in details[0]
+    assert details[1].startswith("column ind_pac_id: '7.77E1' has more digits")
+    assert details[2].startswith("column pri_spec: '0044-03-15 BC' has text after its day")
+    assert details[3].startswith("column pri_spec: '2026-11-01 10:30:00' has text after its day")
 
 
 def test_a_file_the_feed_does_not_read_is_named_in_the_runs_notes(spark, tmp_path):
