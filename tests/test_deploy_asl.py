@@ -67,6 +67,7 @@ VARIABLES = {
         "emr_security_configuration": "lakehouse-test-emr",
         "emr_log_uri": "s3://lakehouse-test-artifacts/emr-logs/",
         "subnet_id": "subnet-0123456789abcdef0",
+        "emr_security_group": "sg-0123456789abcdef0",
         "primary_instance_type": "m7g.xlarge",
         "core_instance_type": "r7g.2xlarge",
         "bootstrap_script_uri": "s3://lakehouse-test-artifacts/emr/install-wheel.sh",

@@ -564,6 +564,31 @@ def test_the_export_job_reaches_postgres_through_its_own_security_group(tf: dict
     assert (https_out["cidr_ipv4"], https_out["from_port"]) == ("${var.glue_jobs_https_egress_cidr}", 443)
 
 
+def test_the_emr_flows_export_step_reaches_postgres_when_its_cluster_is_in_the_databases_vpc(
+    tf: dict[str, dict],
+) -> None:
+    """Found by review: only the Glue export job's group was let into PostgreSQL, so the EMR flow's export step (on its
+    transient cluster, with EMR's own groups) could not connect; in PostgreSQL's VPC its nodes would also resolve
+    Secrets Manager and KMS to interface endpoints that refused them."""
+    resources = blocks(tf, "resource")
+    nodes = resources["aws_security_group.emr_nodes"]
+    assert "count" not in nodes and nodes["vpc_id"] == "${data.aws_subnet.emr.vpc_id}"  # the cluster's own VPC
+    assert nodes["tags"]["for-use-with-amazon-emr-managed-policies"] == "true"  # AmazonEMRServicePolicy_v2 uses it
+    assert "data.aws_subnet.emr.vpc_id == var.vpc_id" in locals_(tf)["emr_in_postgres_vpc"]
+    for rule, target, port in (
+        ("postgres_from_emr", "${var.postgres_security_group_id}", "${var.postgres_port}"),
+        ("endpoints_from_emr", "${aws_security_group.endpoints[0].id}", 443),
+    ):
+        body = resources[f"aws_vpc_security_group_ingress_rule.{rule}"]
+        assert body["security_group_id"] == target
+        assert body["referenced_security_group_id"] == "${aws_security_group.emr_nodes.id}"
+        assert (body["from_port"], body["to_port"]) == (port, port)
+    assert locals_(tf)["emr_flow_vars"]["emr_security_group"] == "${aws_security_group.emr_nodes.id}"
+    asl = (ROOT / "deploy" / "stepfunctions" / "emr_flow.asl.json").read_text()
+    for kind in ("Master", "Slave"):
+        assert f'"Additional{kind}SecurityGroups": ["${{emr_security_group}}"],' in asl
+
+
 PLUGINS = Path("/opt/tf-plugins")
 TF_ENV = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
 

@@ -136,3 +136,48 @@ resource "aws_vpc_endpoint" "gateway" {
   vpc_endpoint_type = "Gateway"
   route_table_ids   = var.vpc_route_table_ids
 }
+
+# The EMR flow's export step runs on its transient cluster, whose nodes get this group as well as EMR's own (the
+# flow's Additional*SecurityGroups; EMR's own groups give them their egress). When the cluster's subnet
+# (emr_subnet_id) is in PostgreSQL's VPC (vpc_id), PostgreSQL and the interface endpoints (whose private DNS the nodes
+# then resolve) let the group in. A cluster in another VPC needs a route (peering, Transit Gateway) and a rule of your
+# own into PostgreSQL's security group from this one's.
+data "aws_subnet" "emr" {
+  id = var.emr_subnet_id
+}
+
+locals {
+  emr_in_postgres_vpc = local.glue_vpc == 1 && data.aws_subnet.emr.vpc_id == var.vpc_id ? 1 : 0
+}
+
+resource "aws_security_group" "emr_nodes" {
+  # checkov:skip=CKV2_AWS_5:Attached to the EMR flow's transient clusters (AdditionalMasterSecurityGroups in deploy/stepfunctions/emr_flow.asl.json), which checkov does not follow.
+  name        = "${local.name}-emr-nodes"
+  description = "lakehouse EMR flow cluster nodes (the PostgreSQL export step)"
+  vpc_id      = data.aws_subnet.emr.vpc_id
+
+  tags = {
+    # AmazonEMRServicePolicy_v2 lets EMR use only resources with this tag.
+    "for-use-with-amazon-emr-managed-policies" = "true"
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "postgres_from_emr" {
+  count                        = local.emr_in_postgres_vpc * (var.postgres_security_group_id == "" ? 0 : 1)
+  security_group_id            = var.postgres_security_group_id
+  description                  = "lakehouse export step (EMR flow) to PostgreSQL"
+  referenced_security_group_id = aws_security_group.emr_nodes.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.postgres_port
+  to_port                      = var.postgres_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_emr" {
+  count                        = local.emr_in_postgres_vpc
+  security_group_id            = aws_security_group.endpoints[0].id
+  description                  = "HTTPS from the lakehouse EMR flow's cluster nodes"
+  referenced_security_group_id = aws_security_group.emr_nodes.id
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+}

@@ -29,6 +29,7 @@ locals {
     emr_security_configuration = aws_emr_security_configuration.pipeline.name
     emr_log_uri                = "${local.artifacts_uri}/emr-logs/"
     subnet_id                  = var.emr_subnet_id
+    emr_security_group         = aws_security_group.emr_nodes.id
     primary_instance_type      = var.emr_primary_instance_type
     core_instance_type         = var.emr_core_instance_type
     bootstrap_script_uri       = local.bootstrap_uri
