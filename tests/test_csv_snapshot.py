@@ -445,6 +445,22 @@ def test_a_file_cut_inside_the_first_key_column_of_its_last_record_is_refused(sp
         load_csv_snapshot(spark, feed, str(path), table)
 
 
+def test_a_release_without_an_optional_column_still_holds_a_last_record_cut_in_its_key(spark, tmp_path):
+    """Found by review: the NULL column of an optional column the release lacks was added before the cut record was
+    looked at, so it passed for the file's last field and the cut adrs_id (the real last one) for whole."""
+    config = pecos_config(tmp_path, optional_columns=["pri_spec"])
+    spec = HEADER.index("pri_spec")
+    text = io.StringIO()
+    rows = [HEADER, A_BOSTON, B_SOLO, C_DALLAS]
+    csv.writer(text, lineterminator="\n").writerows([[v for i, v in enumerate(r) if i != spec] for r in rows])
+    path = tmp_path / "DAC_NationalDownloadableFile_2026-11-01.csv"
+    path.write_text(text.getvalue()[:-4], encoding="utf-8")  # stopped inside C's adrs_id: TX7500
+    loaded = load_csv_snapshot(spark, config.snapshots["clinicians"], str(path), config.tables["clinicians"])
+    assert "columns this release lacks, NULL in its rows: pri_spec" in loaded.notes
+    reasons = {(r.npi, r.adrs_id, r._reason) for r in loaded.tables["clinicians"].collect()}
+    assert reasons == {(A, "MA0213A1", None), (B, "TX7330B1", None), (C, None, "unterminated_record")}
+
+
 def test_a_feed_whose_files_never_end_with_a_line_break_may_apply_their_last_record(spark, tmp_path):
     """`require_final_newline: false`, for a producer that never ends its files with a line break, applies the last
     record of such a file; by default, and in the shipped feed, it is held. A gzipped file is checked where its

@@ -71,6 +71,10 @@ def test_digits_that_are_no_date_neither_date_a_file_nor_hide_its_folders_date(p
         ("x/export_2026-11-23_2026-11-01.csv", date(2026, 11, 23)),  # the second before it
         ("x/report_2026-11-01_generated_2026-11-02.csv", date(2026, 11, 1)),  # words between them
         ("x/report_2026-11-01-2026-02-30.csv", date(2026, 11, 1)),  # no valid second date
+        # Found by the next review: a day and a time (DMS's own names), a release and a download date.
+        ("x/extract_20261101-203510123.csv", date(2026, 11, 1)),
+        ("x/extract_20261101_203510123.csv", date(2026, 11, 1)),
+        ("pecos/DAC_2026-11-01_20261105.csv", date(2026, 11, 1)),
     ],
 )
 def test_a_period_in_a_name_dates_the_file_by_its_end(path, day):

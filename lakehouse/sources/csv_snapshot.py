@@ -115,7 +115,8 @@ def typed_rows(
     from pyspark.sql import functions as F
 
     columns = feed.columns
-    cleaned = raw.withColumns({c: padded_npi(c) for c in feed.npi_columns})
+    absent = {c: F.lit(None).cast("string") for c in feed.optional_columns if c not in raw.columns}  # NULL, said
+    cleaned = raw.withColumns(absent).withColumns({c: padded_npi(c) for c in feed.npi_columns})
     cast = {c: (F.col(f"`{c}`") if t == "string" else F.expr(f"try_cast(`{c}` AS {t})")) for c, t in columns.items()}
     failures = [_cast_failure(c, t, cast[c]) for c, t in columns.items() if t != "string"]
     bad_npi = [
@@ -360,7 +361,6 @@ def header_names(spark: SparkSession, feed: CsvSnapshotFeed, path: str, line_end
 
 def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, table: TableConfig) -> LoadedSnapshot:
     """Read the CSV snapshot at `path` (every value a string first, then typed and checked)."""
-    from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     name = file_name(path)
@@ -387,10 +387,8 @@ def load_csv_snapshot(spark: SparkSession, feed: CsvSnapshotFeed, path: str, tab
             "in the configuration, or the file; a column older releases lack goes in the feed's optional_columns.",
             table=table.name,
         )
-    absent = [c for c in feed.optional_columns if c not in found]
-    if absent:
-        renamed = renamed.select("*", *[F.lit(None).cast("string").alias(c) for c in absent])
-        notes.append(f"columns this release lacks, NULL in its rows: {', '.join(absent)}")
+    absent = [c for c in feed.optional_columns if c not in found]  # NULL in its rows (`typed_rows`)
+    notes += [f"columns this release lacks, NULL in its rows: {', '.join(absent)}"] if absent else []
     if raw.limit(1).count() == 0:
         raise InputError(
             f"snapshot {name} has no rows; applying it would delete every row of {table.name}, so it is "

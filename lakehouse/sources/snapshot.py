@@ -120,7 +120,8 @@ EARLIEST_YEAR = 1900  # digits that read as an earlier year are no snapshot's da
 
 
 # Between the two dates of a period (NPPES's monthly `npidata_pfile_20050523-20251012.csv`): the file is of its end.
-PERIOD_SEPARATOR = re.compile(r"\s*(?:[-_~\u2013]|\.\.|[-_ ]?(?:to|thru|through)[-_ ]?)\s*", re.IGNORECASE)
+# Not `_`: a release date and a download date (`DAC_2026-11-01_20261105.csv`) are no period.
+PERIOD_SEPARATOR = re.compile(r"-|\.\.|[-_ ]?to[-_ ]?", re.IGNORECASE)
 
 
 def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
@@ -128,7 +129,8 @@ def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
     does not cut a run of digits (digits before the date, `extract_000001_2026-11-01.csv`, do not hide it; NPPES's
     `021924_022524` is no 1924 or 2224 date); else why the first match is none.
 
-    A period's two dates (the second right after the first, a separator between them, not before it) date the file
+    A period's two dates (written alike, the second right after the first with `-`, `..` or `to` between them, not
+    before it, and not the start of a longer run of digits: `20261101-203510123` is a day and a time) date the file
     by the period's end: NPPES names its monthly file by the day its data begin (2005-05-23) and the release's day.
     """
     regex, start, problem = re.compile(pattern), 0, None
@@ -141,7 +143,8 @@ def _date_in(name: str, pattern: str) -> tuple[date | None, str | None]:
         found, why = _as_date(match)
         if first is not None:  # the next date after the first: the end of its period, or not
             between = name[first[0].end() : match.start()]
-            ends_period = found is not None and found >= first[1] and PERIOD_SEPARATOR.fullmatch(between)
+            whole = len(match.group(0)) == len(first[0].group(0)) and not name[match.end() : match.end() + 1].isdigit()
+            ends_period = whole and found is not None and found >= first[1] and PERIOD_SEPARATOR.fullmatch(between)
             return (found if ends_period else first[1]), None
         if found is None:
             problem = problem or why
