@@ -147,7 +147,7 @@ data "aws_subnet" "emr" {
 }
 
 locals {
-  emr_in_postgres_vpc = local.glue_vpc == 1 && data.aws_subnet.emr.vpc_id == var.vpc_id ? 1 : 0
+  emr_in_postgres_vpc = var.vpc_id != "" && data.aws_subnet.emr.vpc_id == var.vpc_id ? 1 : 0
 }
 
 resource "aws_security_group" "emr_nodes" {
@@ -173,7 +173,7 @@ resource "aws_vpc_security_group_ingress_rule" "postgres_from_emr" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "endpoints_from_emr" {
-  count                        = local.emr_in_postgres_vpc
+  count                        = local.emr_in_postgres_vpc * local.glue_vpc
   security_group_id            = aws_security_group.endpoints[0].id
   description                  = "HTTPS from the lakehouse EMR flow's cluster nodes"
   referenced_security_group_id = aws_security_group.emr_nodes.id
