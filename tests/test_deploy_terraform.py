@@ -575,11 +575,22 @@ def test_the_emr_flows_export_step_reaches_postgres_when_its_cluster_is_in_the_d
     assert "count" not in nodes and nodes["vpc_id"] == "${data.aws_subnet.emr.vpc_id}"  # the cluster's own VPC
     assert nodes["tags"]["for-use-with-amazon-emr-managed-policies"] == "true"  # AmazonEMRServicePolicy_v2 uses it
     assert "data.aws_subnet.emr.vpc_id == var.vpc_id" in locals_(tf)["emr_in_postgres_vpc"]
-    for rule, target, port in (
-        ("postgres_from_emr", "${var.postgres_security_group_id}", "${var.postgres_port}"),
-        ("endpoints_from_emr", "${aws_security_group.endpoints[0].id}", 443),
+    for rule, target, port, count in (
+        (
+            "postgres_from_emr",
+            "${var.postgres_security_group_id}",
+            "${var.postgres_port}",
+            "local.emr_in_postgres_vpc *",
+        ),
+        (
+            "endpoints_from_emr",
+            "${aws_security_group.endpoints[0].id}",
+            443,
+            "local.emr_in_postgres_vpc * local.glue_vpc",
+        ),
     ):
         body = resources[f"aws_vpc_security_group_ingress_rule.{rule}"]
+        assert body["count"].startswith("${" + count), (rule, body["count"])
         assert body["security_group_id"] == target
         assert body["referenced_security_group_id"] == "${aws_security_group.emr_nodes.id}"
         assert (body["from_port"], body["to_port"]) == (port, port)

@@ -139,9 +139,10 @@ resource "aws_vpc_endpoint" "gateway" {
 
 # The EMR flow's export step runs on its transient cluster, whose nodes get this group as well as EMR's own (the
 # flow's Additional*SecurityGroups; EMR's own groups give them their egress). When the cluster's subnet
-# (emr_subnet_id) is in PostgreSQL's VPC (vpc_id), PostgreSQL and the interface endpoints (whose private DNS the nodes
-# then resolve) let the group in. A cluster in another VPC needs a route (peering, Transit Gateway) and a rule of your
-# own into PostgreSQL's security group from this one's.
+# (emr_subnet_id) is in PostgreSQL's VPC (vpc_id), PostgreSQL and, where Terraform made them (with
+# glue_connection_subnet_id), the interface endpoints (whose private DNS the nodes then resolve) let the group in. A
+# cluster in another VPC needs a route (peering, Transit Gateway) and a rule of your own into PostgreSQL's security
+# group from this one's.
 data "aws_subnet" "emr" {
   id = var.emr_subnet_id
 }

@@ -224,7 +224,7 @@ variable "glue_connection_availability_zone" {
 }
 
 variable "vpc_id" {
-  description = "VPC of PostgreSQL and of glue_connection_subnet_id; with both set, Terraform makes the export job's security group, the rule into PostgreSQL and the VPC endpoints."
+  description = "VPC of PostgreSQL and of glue_connection_subnet_id; with both set, Terraform makes the export job's security group, the rule into PostgreSQL and the VPC endpoints. With this set and emr_subnet_id in this VPC, the EMR flow's cluster nodes are let into PostgreSQL (and into the endpoints, where they exist)."
   type        = string
   default     = ""
 }
