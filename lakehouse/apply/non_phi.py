@@ -10,7 +10,7 @@ consent policy and the privacy log, whatever the order events came in):
 - never a version of a forgotten patient (`privacy forget`), whatever arrives later, until a recorded
   re-admission (`privacy readmit`);
 - every column masked by its rule, dates as their year (or shifted per patient when the table asks),
-  `_sequence` as a keyed token, lineage as the batch id: no date finer than the year;
+  `_sequence` as a keyed token, no lineage column (no file, row or batch id): no date finer than the year;
 - latest is exactly the current, not-deleted versions of the zone's history.
 
 The batch write keeps this for the keys a batch touches: every version in the batch's plan (new ones
